@@ -1,0 +1,9 @@
+//! Asterisk Manager Interface: the sans-IO codec and session, and the tokio client that owns the socket.
+//!
+//! `codec` frames bytes into messages, `session` decides what to send and when to give up on a
+//! link (fed messages and `now`, never a socket), `backoff` paces reconnects, and `client` is
+//! the only part that does I/O.
+
+pub mod codec;
+
+pub use codec::{encode_action, AmiMessage, Decoder, Frame, Limits};

@@ -1,0 +1,114 @@
+//! `StatusView`: the one snapshot of the box's state that the web page and the OLED both render.
+//!
+//! Pure data. Producers (AMI clients, journal writer, USB watcher) publish their parts into a
+//! [`StatusBoard`], which assembles the snapshot; consumers read it through a `watch` channel.
+
+use serde::Serialize;
+
+/// State of one PBX link, as a person needs to see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum LinkState {
+    /// TCP connect, banner or login in progress.
+    Connecting,
+    /// Logged in and receiving events.
+    Up,
+    /// Not connected; `reason` says why (shown in full on the page, shortened on the OLED).
+    Down { reason: String },
+    /// The PBX rejected our username/secret; retried slowly.
+    AuthFailed,
+    /// The PBX said it is shutting down or restarting; we reconnect when it is back.
+    PbxShutdown,
+}
+
+/// One `[[pbx]]` link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LinkStatus {
+    pub pbx: String,
+    pub address: String,
+    #[serde(flatten)]
+    pub state: LinkState,
+    /// Since when the link is in this state (Unix seconds, box clock).
+    pub since_utc: i64,
+    /// Last Cdr received on this link (Unix seconds, box clock).
+    pub last_record_utc: Option<i64>,
+    /// The banner's protocol version, e.g. `Asterisk Call Manager/11.0.0`.
+    pub banner: Option<String>,
+    /// Records received on this link since the box started.
+    pub records: u64,
+    /// Reconnects since the box started.
+    pub reconnects: u64,
+    /// Malformed or oversized frames discarded since the box started.
+    pub discarded_frames: u64,
+}
+
+/// Today's call totals (PBX-local day of the first PBX, or UTC when none).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DayTotals {
+    pub total: u64,
+    pub answered: u64,
+    pub missed: u64,
+}
+
+/// Where the journal stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StorageStatus {
+    pub path: String,
+    /// Records committed to SQLite.
+    pub committed: u64,
+    /// Records durable in the ring file but not yet in SQLite.
+    pub pending: u64,
+    /// Records held only in memory (ring full or unwritable): lost on power cut.
+    pub memory_only: u64,
+    pub db_bytes: u64,
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+    /// Forecast from the recent growth rate; `None` while there is too little history.
+    pub days_until_full: Option<u32>,
+    /// Link-down intervals recorded (the gap ledger).
+    pub gaps: u64,
+}
+
+/// What the USB stick is doing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum UsbState {
+    #[default]
+    NoStick,
+    Copying {
+        percent: u8,
+    },
+    SafeToRemove {
+        records: u64,
+    },
+    Error {
+        message: String,
+    },
+}
+
+/// An active alarm: a short code for the OLED and a sentence for the page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Alarm {
+    /// Short, upper-case, fits the OLED (`LINK DOWN`, `AUTH`, `DISK FULL`, `STORAGE 80%`).
+    pub code: String,
+    /// Full sentence naming what to fix.
+    pub message: String,
+}
+
+/// The whole snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StatusView {
+    /// Box clock when the snapshot was made (Unix seconds).
+    pub now_utc: i64,
+    /// Offset of the first PBX's zone at `now_utc`, for showing local times (seconds).
+    pub local_offset_seconds: i32,
+    pub box_name: String,
+    pub ip_address: Option<String>,
+    pub links: Vec<LinkStatus>,
+    pub today: DayTotals,
+    /// Start time of the most recent call (Unix seconds).
+    pub last_call_utc: Option<i64>,
+    pub storage: StorageStatus,
+    pub usb: UsbState,
+    pub alarms: Vec<Alarm>,
+}
