@@ -24,3 +24,5 @@ pub mod config;
 pub mod filter;
 pub mod record;
 pub mod sink;
+pub mod timearg;
+pub mod runtime;

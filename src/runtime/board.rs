@@ -1,0 +1,290 @@
+//! `StatusBoard`: collects what the links, the journal and the USB watcher report and publishes
+//! one [`StatusView`] snapshot on a `watch` channel for the web page and the OLED.
+//!
+//! Counting rule for "today": a *call* is keyed by LinkedID when mapped, else UniqueID, and is
+//! answered when any of its CDRs is ANSWERED. Counting CDRs instead would show a queue call with
+//! two members, or a no-answer call with its 0 s leftover CDR, as several missed calls — the
+//! "wrong missed counts" users of CDR viewers complain about.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use tokio::sync::watch;
+
+use crate::record::{CallRecord, Disposition};
+use crate::sink::{DownKind, LinkEvent};
+use crate::status::{Alarm, DayTotals, LinkState, LinkStatus, StatusView, StorageStatus, UsbState};
+
+/// A link that stays down longer than this raises an alarm (shorter blips are normal restarts).
+const LINK_DOWN_ALARM_SECS: i64 = 60;
+
+#[derive(Debug)]
+struct State {
+    view: StatusView,
+    /// Local day number (days since epoch in the display zone) that `calls` counts.
+    day: i64,
+    /// Call key → answered.
+    calls: HashMap<String, bool>,
+    storage_alarms: Vec<Alarm>,
+    usb_alarm: Option<Alarm>,
+    display_alarm: Option<Alarm>,
+}
+
+/// Shared, thread-safe collector of status parts.
+#[derive(Debug)]
+pub struct StatusBoard {
+    state: Mutex<State>,
+    tx: watch::Sender<StatusView>,
+    tz: jiff::tz::TimeZone,
+}
+
+fn local_day(tz: &jiff::tz::TimeZone, utc: i64) -> i64 {
+    let offset = jiff::Timestamp::from_second(utc)
+        .map(|ts| tz.to_offset(ts).seconds())
+        .unwrap_or(0);
+    (utc + i64::from(offset)).div_euclid(86_400)
+}
+
+fn offset_at(tz: &jiff::tz::TimeZone, utc: i64) -> i32 {
+    jiff::Timestamp::from_second(utc)
+        .map(|ts| tz.to_offset(ts).seconds())
+        .unwrap_or(0)
+}
+
+impl StatusBoard {
+    /// `links` are `(pbx name, "host:port")`; `tz` is the zone "today" is counted in.
+    pub fn new(box_name: &str, links: &[(String, String)], tz: jiff::tz::TimeZone, now: i64) -> Self {
+        let view = StatusView {
+            now_utc: now,
+            local_offset_seconds: offset_at(&tz, now),
+            box_name: box_name.to_string(),
+            ip_address: None,
+            links: links
+                .iter()
+                .map(|(pbx, address)| LinkStatus {
+                    pbx: pbx.clone(),
+                    address: address.clone(),
+                    state: LinkState::Connecting,
+                    since_utc: now,
+                    last_record_utc: None,
+                    banner: None,
+                    records: 0,
+                    reconnects: 0,
+                    discarded_frames: 0,
+                })
+                .collect(),
+            today: DayTotals::default(),
+            last_call_utc: None,
+            storage: StorageStatus::default(),
+            usb: UsbState::NoStick,
+            alarms: Vec::new(),
+        };
+        let (tx, _rx) = watch::channel(view.clone());
+        StatusBoard {
+            state: Mutex::new(State {
+                view,
+                day: local_day(&tz, now),
+                calls: HashMap::new(),
+                storage_alarms: Vec::new(),
+                usb_alarm: None,
+                display_alarm: None,
+            }),
+            tx,
+            tz,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock would poison it; the data is plain counters, so keep
+        // serving them rather than taking the whole box down.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// New subscriber; it sees the latest published snapshot.
+    pub fn subscribe(&self) -> watch::Receiver<StatusView> {
+        self.tx.subscribe()
+    }
+
+    /// The last published snapshot.
+    pub fn snapshot(&self) -> StatusView {
+        self.tx.borrow().clone()
+    }
+
+    /// Counts a record (call it once per newly received record).
+    pub fn on_record(&self, rec: &CallRecord) {
+        let mut st = self.lock();
+        if let Some(link) = st.view.links.iter_mut().find(|l| l.pbx == rec.pbx) {
+            link.records += 1;
+            link.last_record_utc = Some(rec.received_utc);
+        }
+        let start = rec.start.utc.unwrap_or(rec.received_utc);
+        if st.view.last_call_utc.is_none_or(|t| start > t) {
+            st.view.last_call_utc = Some(start);
+        }
+        if local_day(&self.tz, start) == st.day {
+            let key = format!(
+                "{}\u{0}{}",
+                rec.pbx,
+                rec.linked_id.as_deref().unwrap_or(&rec.unique_id)
+            );
+            let answered = rec.disposition == Disposition::Answered;
+            let entry = st.calls.entry(key).or_insert(false);
+            *entry |= answered;
+            st.view.today = totals(&st.calls);
+        }
+    }
+
+    /// Seeds today's counters from the journal at start-up: `(call key, answered)` pairs.
+    pub fn seed_today(&self, calls: impl IntoIterator<Item = (String, bool)>) {
+        let mut st = self.lock();
+        for (k, a) in calls {
+            *st.calls.entry(k).or_insert(false) |= a;
+        }
+        st.view.today = totals(&st.calls);
+    }
+
+    /// Applies a link event.
+    pub fn on_link_event(&self, pbx: &str, at: i64, event: &LinkEvent) {
+        let mut st = self.lock();
+        let Some(link) = st.view.links.iter_mut().find(|l| l.pbx == pbx) else {
+            return;
+        };
+        let new_state = match event {
+            LinkEvent::Connecting { attempt } => {
+                if *attempt > 1 {
+                    link.reconnects += 1;
+                }
+                // Keep showing "down/auth failed since" while retrying: a reconnect attempt
+                // every few seconds must not reset the clock a person reads.
+                match link.state {
+                    LinkState::Up => Some(LinkState::Connecting),
+                    _ => None,
+                }
+            }
+            LinkEvent::Up { banner, .. } => {
+                link.banner = banner.clone();
+                Some(LinkState::Up)
+            }
+            LinkEvent::Down { reason, kind } => Some(match kind {
+                DownKind::AuthFailed => LinkState::AuthFailed,
+                DownKind::PbxShutdown => LinkState::PbxShutdown,
+                _ => LinkState::Down {
+                    reason: reason.clone(),
+                },
+            }),
+            LinkEvent::Discarded { .. } => {
+                link.discarded_frames += 1;
+                None
+            }
+        };
+        if let Some(s) = new_state {
+            let same_kind = std::mem::discriminant(&s) == std::mem::discriminant(&link.state);
+            if !same_kind {
+                link.since_utc = at;
+            }
+            link.state = s;
+        }
+    }
+
+    /// Replaces the journal's part of the snapshot.
+    pub fn set_storage(&self, storage: StorageStatus, alarms: Vec<Alarm>) {
+        let mut st = self.lock();
+        st.view.storage = storage;
+        st.storage_alarms = alarms;
+    }
+
+    /// Replaces the USB part.
+    pub fn set_usb(&self, usb: UsbState) {
+        let mut st = self.lock();
+        st.usb_alarm = match &usb {
+            UsbState::Error { message } => Some(Alarm {
+                code: "USB ERROR".into(),
+                message: message.clone(),
+            }),
+            _ => None,
+        };
+        st.view.usb = usb;
+    }
+
+    /// Reports a display problem (shown on the page; the OLED obviously can't show it).
+    pub fn set_display_problem(&self, problem: Option<String>) {
+        self.lock().display_alarm = problem.map(|message| Alarm {
+            code: "DISPLAY".into(),
+            message,
+        });
+    }
+
+    /// Sets the address shown on the OLED.
+    pub fn set_ip(&self, ip: Option<String>) {
+        self.lock().view.ip_address = ip;
+    }
+
+    /// Rolls the day over if needed, recomputes alarms and publishes when anything changed.
+    pub fn publish(&self, now: i64) {
+        let mut st = self.lock();
+        let day = local_day(&self.tz, now);
+        if day != st.day {
+            st.day = day;
+            st.calls.clear();
+            st.view.today = DayTotals::default();
+        }
+        st.view.now_utc = now;
+        st.view.local_offset_seconds = offset_at(&self.tz, now);
+        let mut alarms = Vec::new();
+        for link in &st.view.links {
+            match &link.state {
+                LinkState::AuthFailed => alarms.push(Alarm {
+                    code: "AUTH".into(),
+                    message: format!(
+                        "PBX '{}' ({}) rejected the login: check [[pbx]] username/secret here and the user in the PBX's manager.conf",
+                        link.pbx, link.address
+                    ),
+                }),
+                LinkState::Down { reason } if now - link.since_utc >= LINK_DOWN_ALARM_SECS => {
+                    alarms.push(Alarm {
+                        code: "LINK DOWN".into(),
+                        message: format!("PBX '{}' ({}) is not connected: {reason}", link.pbx, link.address),
+                    })
+                }
+                LinkState::PbxShutdown if now - link.since_utc >= LINK_DOWN_ALARM_SECS => {
+                    alarms.push(Alarm {
+                        code: "PBX DOWN".into(),
+                        message: format!(
+                            "PBX '{}' ({}) shut down and has not come back",
+                            link.pbx, link.address
+                        ),
+                    })
+                }
+                _ => {}
+            }
+        }
+        alarms.extend(st.storage_alarms.iter().cloned());
+        alarms.extend(st.usb_alarm.iter().cloned());
+        alarms.extend(st.display_alarm.iter().cloned());
+        st.view.alarms = alarms;
+        let view = st.view.clone();
+        drop(st);
+        self.tx.send_if_modified(|old| {
+            // `now_utc` changes every second; only wake renderers for a visible change or a
+            // new minute (the OLED shows HH:MM).
+            let changed = {
+                let mut a = old.clone();
+                a.now_utc = view.now_utc;
+                a != view || old.now_utc / 60 != view.now_utc / 60
+            };
+            if changed {
+                *old = view;
+            }
+            changed
+        });
+    }
+}
+
+fn totals(calls: &HashMap<String, bool>) -> DayTotals {
+    let answered = calls.values().filter(|a| **a).count() as u64;
+    DayTotals {
+        total: calls.len() as u64,
+        answered,
+        missed: calls.len() as u64 - answered,
+    }
+}
