@@ -297,9 +297,16 @@ fn write_asterisk_line<W: Write>(w: &mut W, r: &CallRecord) -> io::Result<()> {
 }
 
 enum Inner<W: Write> {
-    Json { w: W, first: bool },
+    Json {
+        w: W,
+        first: bool,
+    },
     Ndjson(W),
-    Csv { w: csv::Writer<W>, profile: Profile },
+    // Boxed: csv::Writer carries an 8 KiB buffer inline.
+    Csv {
+        w: Box<csv::Writer<W>>,
+        profile: Profile,
+    },
     Asterisk(W),
 }
 
@@ -343,7 +350,10 @@ impl<W: Write> ExportWriter<W> {
                 if let Some(h) = profile.header() {
                     cw.write_record(h).map_err(csv_err)?;
                 }
-                Inner::Csv { w: cw, profile }
+                Inner::Csv {
+                    w: Box::new(cw),
+                    profile,
+                }
             }
         };
         Ok(ExportWriter {

@@ -3,7 +3,8 @@
 
 use cdrbox::config::{Config, ConfigError};
 
-const PBX: &str = "[[pbx]]\nname = \"office\"\nhost = \"10.0.0.1\"\nusername = \"cdrbox\"\nsecret = \"s3cret\"\n";
+const PBX: &str =
+    "[[pbx]]\nname = \"office\"\nhost = \"10.0.0.1\"\nusername = \"cdrbox\"\nsecret = \"s3cret\"\n";
 
 fn problems(text: &str) -> Vec<String> {
     match Config::parse(text, "test.toml") {
@@ -136,7 +137,11 @@ fn value_messages() {
     for (text, want) in cases {
         let got = problems(&text);
         assert_eq!(got.len(), 1, "{text}\n→ {got:?}");
-        assert!(got[0].starts_with(want), "{text}\n got: {}\nwant: {want}", got[0]);
+        assert!(
+            got[0].starts_with(want),
+            "{text}\n got: {}\nwant: {want}",
+            got[0]
+        );
     }
 }
 
@@ -170,7 +175,10 @@ fn several_problems_are_all_reported() {
     assert_eq!(err.problems().len(), 2);
     let msg = err.to_string();
     assert!(msg.starts_with("cdrbox.toml: 2 problems:"), "{msg}");
-    assert!(msg.contains("web.workers") && msg.contains("display.rotation"), "{msg}");
+    assert!(
+        msg.contains("web.workers") && msg.contains("display.rotation"),
+        "{msg}"
+    );
     match err {
         ConfigError::Invalid { problems, .. } => {
             assert_eq!(problems[0].path, "web.workers");
@@ -182,9 +190,18 @@ fn several_problems_are_all_reported() {
 
 #[test]
 fn syntax_and_type_errors_keep_line_and_column() {
-    let err = Config::parse("[storage]\npath = \"/x\"\nflush_records = = 3\n", "bad.toml").unwrap_err();
+    let err = Config::parse(
+        "[storage]\npath = \"/x\"\nflush_records = = 3\n",
+        "bad.toml",
+    )
+    .unwrap_err();
     match &err {
-        ConfigError::Syntax { line, column, message, origin } => {
+        ConfigError::Syntax {
+            line,
+            column,
+            message,
+            origin,
+        } => {
             assert_eq!(origin, "bad.toml");
             assert_eq!(*line, Some(3));
             assert!(column.is_some());
@@ -196,7 +213,10 @@ fn syntax_and_type_errors_keep_line_and_column() {
     match &err {
         ConfigError::Syntax { line, message, .. } => {
             assert_eq!(*line, Some(2), "{message}");
-            assert!(message.contains("flush_records") || message.contains("many"), "{message}");
+            assert!(
+                message.contains("flush_records") || message.contains("many"),
+                "{message}"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -211,13 +231,23 @@ fn syntax_and_type_errors_keep_line_and_column() {
 fn accepted_variants() {
     let c = Config::parse("[display]\naddress = 61\n", "t").unwrap();
     assert_eq!(c.display.address, 0x3D);
-    let c = Config::parse("[display]\naddress = \"0x3d\"\ndriver = \"NONE\"\nrotation = 180\n", "t").unwrap();
+    let c = Config::parse(
+        "[display]\naddress = \"0x3d\"\ndriver = \"NONE\"\nrotation = 180\n",
+        "t",
+    )
+    .unwrap();
     assert_eq!(c.display.address, 0x3D);
     assert_eq!(c.display.driver, cdrbox::config::DisplayDriver::None);
     assert_eq!(c.display.rotation, 180);
     let c = Config::parse("[log]\nlevel = \"warn,cdrbox::ami=trace\"\n", "t").unwrap();
     assert_eq!(c.log.level, "warn,cdrbox::ami=trace");
-    let c = Config::parse(&format!("{PBX}auth = \"plain\"\ncharset = \"cp1251\"\ntrunk_patterns = []\nenabled = false\n"), "t").unwrap();
+    let c = Config::parse(
+        &format!(
+            "{PBX}auth = \"plain\"\ncharset = \"cp1251\"\ntrunk_patterns = []\nenabled = false\n"
+        ),
+        "t",
+    )
+    .unwrap();
     assert_eq!(c.pbx[0].auth, cdrbox::config::AuthMethod::Plain);
     assert!(c.pbx[0].trunk_patterns.is_empty());
     assert!(!c.pbx[0].enabled);
@@ -249,7 +279,10 @@ fn load_reads_files_and_names_them() {
     let path = dir.path().join("cdrbox.toml");
     std::fs::write(&path, format!("{PBX}port = 99999\n")).unwrap();
     let err = Config::load(&path).unwrap_err().to_string();
-    assert!(err.starts_with(&format!("{}: pbx[0].port: 99999", path.display())), "{err}");
+    assert!(
+        err.starts_with(&format!("{}: pbx[0].port: 99999", path.display())),
+        "{err}"
+    );
     let missing = dir.path().join("nope.toml");
     let err = Config::load(&missing).unwrap_err();
     assert!(matches!(err, ConfigError::Read { .. }));
