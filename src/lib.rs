@@ -21,6 +21,7 @@
 pub mod ami;
 pub mod status;
 pub mod config;
+pub mod export;
 pub mod filter;
 pub mod record;
 pub mod sink;
