@@ -101,7 +101,7 @@ impl FilterArgs {
 pub struct ExportArgs {
     pub config: PathBuf,
     pub format: String,
-    pub profile: String,
+    pub profile: Option<String>,
     pub output: Option<PathBuf>,
     pub filter: FilterArgs,
 }
@@ -172,7 +172,7 @@ pub fn check_config(path: &Path) -> Result<()> {
 /// crash), streamed; written to a temporary file and renamed so a partial file never looks done.
 pub fn export(args: ExportArgs) -> Result<()> {
     let cfg = load_config(&args.config)?;
-    let format = Format::parse(&args.format, &args.profile)?;
+    let format = Format::parse(&args.format, args.profile.as_deref())?;
     let filter = args.filter.to_filter(&display_zone(&cfg))?;
     let reader = JournalReader::open_with_ring(&cfg.storage)
         .with_context(|| format!("opening the journal at {}", cfg.storage.path.display()))?;
