@@ -28,7 +28,7 @@ const HEADER_BASELINE: i32 = 7;
 /// Row of the rule under the header.
 const RULE_Y: i32 = 9;
 /// Baseline of the big (8×13) message on the USB page.
-const LARGE_BASELINE: i32 = 38;
+const LARGE_BASELINE: i32 = 36;
 /// Body columns in the 6×12 font.
 const COLS: usize = FontSize::Normal.columns();
 /// PBX links listed per links page.
@@ -37,8 +37,8 @@ const LINKS_PER_PAGE: usize = 4;
 /// One screen of the rotation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Page {
-    /// Active alarm codes; always first when there are any.
-    Alarms,
+    /// Up to four active alarm codes from index `first`; alarm pages always come first.
+    Alarms { first: usize },
     /// The USB stick: copying with progress, safe to remove, or error.
     Usb,
     /// Link summary, today's calls, last call, storage.
@@ -52,9 +52,11 @@ pub enum Page {
 /// The pages `view` needs, in display order: alarms, USB, summary, links.
 pub fn page_list(view: &StatusView) -> Vec<Page> {
     let mut pages = Vec::with_capacity(4);
-    if !view.alarms.is_empty() {
-        pages.push(Page::Alarms);
-    }
+    pages.extend(
+        (0..view.alarms.len())
+            .step_by(BODY.len())
+            .map(|first| Page::Alarms { first }),
+    );
     if view.usb != UsbState::NoStick {
         pages.push(Page::Usb);
     }
@@ -98,7 +100,7 @@ where
     let which = list[index];
     header(view, which, index, list.len(), target)?;
     match which {
-        Page::Alarms => alarms_page(view, target),
+        Page::Alarms { first } => alarms_page(view, first, target),
         Page::Usb => usb_page(view, target),
         Page::Summary => summary_page(view, target),
         Page::Links { first } => links_page(view, first, target),
@@ -140,7 +142,7 @@ where
         _ if count > 1 => format!("{}/{}", index + 1, count),
         _ => String::new(),
     };
-    let (fg, left) = if which == Page::Alarms {
+    let (fg, left) = if matches!(which, Page::Alarms { .. }) {
         // The alarm page's header is inverted so it reads as an alarm from across the room.
         Rectangle::new(Point::zero(), Size::new(WIDTH, RULE_Y as u32))
             .into_styled(PrimitiveStyle::with_fill(BinaryColor::On))
@@ -217,17 +219,12 @@ where
     Ok(())
 }
 
-fn alarms_page<D>(view: &StatusView, t: &mut D) -> Result<(), D::Error>
+fn alarms_page<D>(view: &StatusView, first: usize, t: &mut D) -> Result<(), D::Error>
 where
     D: DrawTarget<Color = BinaryColor>,
 {
-    let n = view.alarms.len();
-    let shown = if n > BODY.len() { BODY.len() - 1 } else { n };
-    for (row, alarm) in view.alarms.iter().take(shown).enumerate() {
+    for (row, alarm) in view.alarms.iter().skip(first).take(BODY.len()).enumerate() {
         line(t, row, &alarm.code, "")?;
-    }
-    if n > shown {
-        line(t, BODY.len() - 1, &format!("+{} more", n - shown), "")?;
     }
     Ok(())
 }
@@ -477,7 +474,12 @@ mod tests {
         }];
         assert_eq!(
             page_list(&v),
-            vec![Page::Alarms, Page::Usb, Page::Summary, Page::Link]
+            vec![
+                Page::Alarms { first: 0 },
+                Page::Usb,
+                Page::Summary,
+                Page::Link
+            ]
         );
     }
 
