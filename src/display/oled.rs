@@ -22,7 +22,7 @@ use ssd1306::prelude::{
 use ssd1306::{I2CDisplayInterface, Ssd1306};
 use tokio::sync::watch;
 
-use super::frame::Frame;
+use super::frame::{Frame, HEIGHT, WIDTH};
 use super::panel::{DisplayHealth, Panel, PanelError};
 use super::schedule::{Screen, ScreenSettings};
 use crate::config::{DisplayConfig, DisplayDriver};
@@ -32,6 +32,13 @@ const TARGET: &str = "cdrbox::display";
 
 /// Pre-charge phase 2 the ssd1306 crate uses for its normal brightness levels.
 const PRECHARGE: u8 = 2;
+
+/// SSD1306 RAM pages: 8 rows of pixels each.
+const PAGES: usize = (HEIGHT / 8) as usize;
+
+/// Changed columns closer than this are sent in one window: a new window costs two command
+/// transactions (~10 bytes), more than re-sending a few unchanged columns.
+const MERGE_GAP: usize = 10;
 
 /// The last I2C error kind seen on the bus, kept because display-interface reduces every bus
 /// error to `BusWriteError` and the user deserves to know "no ACK" from "bus error".
@@ -176,11 +183,28 @@ impl<I: I2c> Panel for Oled<I> {
 
     fn draw(&mut self, frame: &Frame) -> Result<(), PanelError> {
         match self.shown.take() {
-            // Touch only the pixels that differ, so the driver's dirty rectangle (and the
-            // bytes on the bus) cover just the change.
+            // Send only what changed. The driver sends one rectangle per flush (whole 8-row
+            // pages, from the leftmost to the rightmost touched column), so one flush for a
+            // change on two distant lines would resend everything between them: flush each
+            // page's runs of changed columns separately instead.
             Some(prev) => {
-                for (x, y, on) in prev.diff(frame) {
-                    self.dev.set_pixel(x as u32, y as u32, on);
+                let mut changed = [[false; WIDTH as usize]; PAGES];
+                for (x, y, _) in prev.diff(frame) {
+                    changed[y as usize / 8][x as usize] = true;
+                }
+                for (page, cols) in changed.iter().enumerate() {
+                    for (first, last) in runs(cols, MERGE_GAP) {
+                        for x in first..=last {
+                            for y in page * 8..page * 8 + 8 {
+                                self.dev.set_pixel(
+                                    x as u32,
+                                    y as u32,
+                                    frame.get(x as i32, y as i32),
+                                );
+                            }
+                        }
+                        self.dev.flush().map_err(|e| self.bus_error("flush", e))?;
+                    }
                 }
             }
             // Unknown screen content (after init or an error): send the whole frame.
@@ -189,9 +213,9 @@ impl<I: I2c> Panel for Oled<I> {
                 for (x, y, on) in Frame::new().diff(frame) {
                     self.dev.set_pixel(x as u32, y as u32, on);
                 }
+                self.dev.flush().map_err(|e| self.bus_error("flush", e))?;
             }
         }
-        self.dev.flush().map_err(|e| self.bus_error("flush", e))?;
         self.shown = Some(frame.clone());
         Ok(())
     }
@@ -207,6 +231,19 @@ impl<I: I2c> Panel for Oled<I> {
             .set_display_on(false)
             .map_err(|e| self.bus_error("display off", e))
     }
+}
+
+/// Runs of `true` in `cols` as inclusive (first, last) pairs, merging runs separated by fewer
+/// than `gap` `false`s.
+fn runs(cols: &[bool], gap: usize) -> Vec<(usize, usize)> {
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for (x, _) in cols.iter().enumerate().filter(|(_, c)| **c) {
+        match out.last_mut() {
+            Some((_, last)) if x - *last <= gap => *last = x,
+            _ => out.push((x, x)),
+        }
+    }
+    out
 }
 
 /// Everything the display loop needs to know besides the panel.
@@ -488,5 +525,22 @@ fn wait(
             (d - now).min(Duration::from_millis(250))
         });
         std::thread::sleep(nap);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_merge_small_gaps_only() {
+        let mut cols = [false; 40];
+        for x in [0, 1, 2, 5, 30, 31] {
+            cols[x] = true;
+        }
+        assert_eq!(runs(&cols, 3), vec![(0, 5), (30, 31)]);
+        assert_eq!(runs(&cols, 2), vec![(0, 2), (5, 5), (30, 31)]);
+        assert_eq!(runs(&cols, 100), vec![(0, 31)]);
+        assert!(runs(&[false; 8], 3).is_empty());
     }
 }
