@@ -24,11 +24,13 @@ const NOW: i64 = 1_795_860_000;
 // ---------------------------------------------------------------------------------------------
 // Fake buses
 
-/// Every write the panel makes: (address, bytes). Shared so the test can read it while the
-/// panel owns the bus.
+/// One write on the bus: (7-bit address, bytes after the address).
+type Write = (u8, Vec<u8>);
+
+/// Every write the panel makes. Shared so the test can read it while the panel owns the bus.
 #[derive(Clone, Default)]
 struct Recorder {
-    log: Arc<Mutex<Vec<(u8, Vec<u8>)>>>,
+    log: Arc<Mutex<Vec<Write>>>,
     /// While set, every transfer fails with "no ACK" (display unplugged).
     broken: Arc<AtomicBool>,
 }

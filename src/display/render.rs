@@ -485,10 +485,12 @@ mod tests {
 
     #[test]
     fn links_split_four_per_page() {
-        let mut v = StatusView::default();
-        v.links = (0..9)
-            .map(|i| link(&i.to_string(), LinkState::Up))
-            .collect();
+        let v = StatusView {
+            links: (0..9)
+                .map(|i| link(&i.to_string(), LinkState::Up))
+                .collect(),
+            ..Default::default()
+        };
         assert_eq!(
             page_list(&v),
             vec![
@@ -502,8 +504,10 @@ mod tests {
 
     #[test]
     fn page_index_wraps_and_time_mirror_rotates() {
-        let mut v = StatusView::default();
-        v.links = vec![link("a", LinkState::Connecting)];
+        let v = StatusView {
+            links: vec![link("a", LinkState::Connecting)],
+            ..Default::default()
+        };
         assert_eq!(render_frame(&v, 2), render_frame(&v, 0));
         assert_ne!(render_frame(&v, 1), render_frame(&v, 0));
         assert_eq!(page_for_time(&v, 0, 5), 0);
