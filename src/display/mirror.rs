@@ -3,6 +3,8 @@
 //! Pure: bytes in memory, no file or HTTP here (`GET /display.png` is wired by the web server).
 
 use super::frame::{Frame, HEIGHT, WIDTH};
+use super::render::render_frame;
+use crate::status::StatusView;
 
 /// Largest accepted scale: 16 × 128 = 2048 pixels wide is plenty for any page.
 pub const MAX_SCALE: u32 = 16;
@@ -33,6 +35,12 @@ pub fn render_png(frame: &Frame, scale: u32) -> Vec<u8> {
             Vec::new()
         }
     }
+}
+
+/// Page `page` of `view` as a PNG: [`render_png`] of [`render_frame`]. For a mirror that
+/// rotates like the panel, pick the page with `render::page_for_time`.
+pub fn render_view_png(view: &StatusView, page: usize, scale: u32) -> Vec<u8> {
+    render_png(&render_frame(view, page), scale)
 }
 
 fn encode(out: &mut Vec<u8>, w: u32, h: u32, data: &[u8]) -> Result<(), png::EncodingError> {

@@ -19,7 +19,7 @@ pub mod schedule;
 pub mod text;
 
 pub use frame::Frame;
-pub use mirror::render_png;
+pub use mirror::{render_png, render_view_png};
 pub use oled::{spawn, spawn_with, DisplayLoop, LoopSettings, Oled};
 pub use panel::{DisplayHealth, Panel, PanelError};
 pub use render::{page_for_time, page_list, pages, render, render_all, render_frame, Page};
