@@ -20,6 +20,7 @@
 
 pub mod ami;
 pub mod config;
+pub mod display;
 pub mod export;
 pub mod filter;
 pub mod record;
