@@ -76,7 +76,9 @@ async fn cdr_one_byte_per_read() {
     let fake = FakeAmi::start(move |mut c| {
         let to_send = to_send.clone();
         async move {
-            let Some(done) = c.open(Pong::Modern, Some(100)).await else { return };
+            let Some(done) = c.open(Pong::Modern, Some(100)).await else {
+                return;
+            };
             c.writer
                 .send_chunked(&to_send[0], 1, Duration::from_micros(300))
                 .await
@@ -100,7 +102,9 @@ async fn thousand_cdrs_in_one_write() {
     let fake = FakeAmi::start(move |mut c| {
         let blob = blob.clone();
         async move {
-            let Some(done) = c.open(Pong::Modern, None).await else { return };
+            let Some(done) = c.open(Pong::Modern, None).await else {
+                return;
+            };
             c.send(&blob).await.unwrap();
             let _ = done.await;
         }
@@ -122,7 +126,9 @@ async fn utf8_character_split_across_reads() {
     let fake = FakeAmi::start(move |mut c| {
         let to_send = to_send.clone();
         async move {
-            let Some(done) = c.open(Pong::Modern, None).await else { return };
+            let Some(done) = c.open(Pong::Modern, None).await else {
+                return;
+            };
             c.send(&to_send[..cut]).await.unwrap();
             tokio::time::sleep(Duration::from_millis(30)).await;
             c.send(&to_send[cut..]).await.unwrap();
@@ -148,7 +154,9 @@ async fn latin1_and_cp1251_bytes_are_kept_raw() {
     let fake = FakeAmi::start(move |mut c| {
         let to_send = to_send.concat();
         async move {
-            let Some(done) = c.open(Pong::Modern, None).await else { return };
+            let Some(done) = c.open(Pong::Modern, None).await else {
+                return;
+            };
             c.send(&to_send).await.unwrap();
             let _ = done.await;
         }
@@ -158,7 +166,10 @@ async fn latin1_and_cp1251_bytes_are_kept_raw() {
     expect_records(&run.sink, 2).await;
     assert_eq!(run.sink.raws(), sent, "raw bytes unchanged");
     let msg = AmiMessage::parse(&run.sink.raws()[1]).unwrap();
-    assert_eq!(msg.get("CallerID").unwrap(), b"\"\xcf\xe5\xf2\xf0\xee\xe2\" <1002>");
+    assert_eq!(
+        msg.get("CallerID").unwrap(),
+        b"\"\xcf\xe5\xf2\xf0\xee\xe2\" <1002>"
+    );
     run.stop().await;
 }
 
@@ -178,7 +189,9 @@ async fn field_cut_mid_character_at_79_bytes() {
     let fake = FakeAmi::start(move |mut c| {
         let to_send = to_send.clone();
         async move {
-            let Some(done) = c.open(Pong::Modern, None).await else { return };
+            let Some(done) = c.open(Pong::Modern, None).await else {
+                return;
+            };
             c.send(&to_send).await.unwrap();
             let _ = done.await;
         }
@@ -189,7 +202,10 @@ async fn field_cut_mid_character_at_79_bytes() {
     assert_eq!(run.sink.raws(), sent);
     let msg = AmiMessage::parse(&run.sink.raws()[0]).unwrap();
     assert_eq!(msg.get("CallerID").unwrap(), &clid[..]);
-    assert!(run.sink.downs().is_empty(), "a bad byte never ends the session");
+    assert!(
+        run.sink.downs().is_empty(),
+        "a bad byte never ends the session"
+    );
     run.stop().await;
 }
 
@@ -200,11 +216,16 @@ async fn five_megabyte_message_without_terminator_then_valid_cdr() {
     let fake = FakeAmi::start(move |mut c| {
         let to_send = to_send.clone();
         async move {
-            let Some(done) = c.open(Pong::Modern, None).await else { return };
+            let Some(done) = c.open(Pong::Modern, None).await else {
+                return;
+            };
             c.send(&to_send[0]).await.unwrap();
             // A runaway event: 5 MB of header lines and no blank line, in network-sized writes.
-            c.send(b"Event: Runaway\r\nPrivilege: call,all\r\n").await.unwrap();
-            let line = b"Variable: 0123456789012345678901234567890123456789012345678901234567890\r\n";
+            c.send(b"Event: Runaway\r\nPrivilege: call,all\r\n")
+                .await
+                .unwrap();
+            let line =
+                b"Variable: 0123456789012345678901234567890123456789012345678901234567890\r\n";
             let block: Vec<u8> = line.repeat(64 * 1024 / line.len());
             let mut sent = 0;
             while sent < 5_000_000 {
@@ -230,7 +251,11 @@ async fn five_megabyte_message_without_terminator_then_valid_cdr() {
     };
     let run = start(cfg);
     expect_records(&run.sink, 2).await;
-    assert_eq!(run.sink.raws(), good, "the Cdr after the junk is captured whole");
+    assert_eq!(
+        run.sink.raws(),
+        good,
+        "the Cdr after the junk is captured whole"
+    );
     assert!(
         run.sink.discarded() >= 10_000_000,
         "discarded bytes are reported: {}",
@@ -270,9 +295,19 @@ async fn events_between_an_action_and_its_response() {
     // Pings go on every 40 ms, each bringing two more records.
     wait_for("6 records", LONG, || run.sink.count() >= 6).await;
     let sink = run.stop().await;
-    let ids: Vec<_> = sink.records.lock().unwrap().iter().map(|r| r.unique_id.clone()).collect();
+    let ids: Vec<_> = sink
+        .records
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.unique_id.clone())
+        .collect();
     assert_eq!(&ids[..6], ["2.0", "2.0b", "2.1", "2.1b", "2.2", "2.2b"]);
-    assert_eq!(fake.stats.connections(), 1, "no reconnect: every pong was matched");
+    assert_eq!(
+        fake.stats.connections(),
+        1,
+        "no reconnect: every pong was matched"
+    );
 }
 
 #[tokio::test]
@@ -295,7 +330,11 @@ async fn both_pong_forms_keep_the_link_up() {
         let downs = sink.downs();
         assert_eq!(downs.len(), 1, "{pong:?}: only the final stop: {downs:?}");
         assert!(downs[0].1.contains("stopping"));
-        assert_eq!(fake.stats.logoffs.load(Ordering::SeqCst), 1, "Logoff sent on shutdown");
+        assert_eq!(
+            fake.stats.logoffs.load(Ordering::SeqCst),
+            1,
+            "Logoff sent on shutdown"
+        );
     }
 }
 
@@ -315,8 +354,16 @@ async fn wrong_secret_is_reported_as_auth_failure_and_retried_slowly() {
     let sink = run.stop().await;
     let times = fake.stats.login_times.lock().unwrap().clone();
     // Reject after 100 ms, then at least the auth backoff (the ordinary one is ≤ 20 ms here).
-    assert!(times[1] - times[0] >= auth_first + Duration::from_millis(100), "{:?}", times[1] - times[0]);
-    assert!(times[2] - times[1] >= 2 * auth_first, "grows: {:?}", times[2] - times[1]);
+    assert!(
+        times[1] - times[0] >= auth_first + Duration::from_millis(100),
+        "{:?}",
+        times[1] - times[0]
+    );
+    assert!(
+        times[2] - times[1] >= 2 * auth_first,
+        "grows: {:?}",
+        times[2] - times[1]
+    );
     let downs = sink.downs();
     assert_eq!(downs[0].0, DownKind::AuthFailed);
     assert!(
@@ -350,7 +397,9 @@ async fn connection_dropped_in_the_middle_of_an_event() {
     let fake = FakeAmi::start(move |mut c| {
         let (f, c2, l) = (f.clone(), c2.clone(), l.clone());
         async move {
-            let Some(done) = c.open(Pong::Modern, None).await else { return };
+            let Some(done) = c.open(Pong::Modern, None).await else {
+                return;
+            };
             if c.index == 0 {
                 c.send(&f).await.unwrap();
                 c.send(&c2[..c2.len() / 2]).await.unwrap();
@@ -364,18 +413,31 @@ async fn connection_dropped_in_the_middle_of_an_event() {
     .await;
     let run = start(link_config(fake.addr, AuthMethod::Plain));
     expect_records(&run.sink, 2).await;
-    assert_eq!(run.sink.raws(), vec![first, later], "the cut event is never stored");
+    assert_eq!(
+        run.sink.raws(),
+        vec![first, later],
+        "the cut event is never stored"
+    );
     assert_eq!(fake.stats.connections(), 2);
     let sink = run.stop().await;
     assert_eq!(sink.downs()[0].0, DownKind::Transient);
-    assert!(sink.discarded() > 0, "the partial event is counted as discarded");
+    assert!(
+        sink.discarded() > 0,
+        "the partial event is counted as discarded"
+    );
 }
 
 #[tokio::test]
 async fn silent_half_open_link_is_detected_within_two_ping_intervals() {
     let fake = FakeAmi::start(|mut c| async move {
-        let pong = if c.index == 0 { Pong::Silent } else { Pong::Modern };
-        let Some(done) = c.open(pong, None).await else { return };
+        let pong = if c.index == 0 {
+            Pong::Silent
+        } else {
+            Pong::Modern
+        };
+        let Some(done) = c.open(pong, None).await else {
+            return;
+        };
         if c.index == 1 {
             c.send(&cdr_event("5.1", b"\"\" <>")).await.unwrap();
         }
@@ -396,8 +458,14 @@ async fn silent_half_open_link_is_detected_within_two_ping_intervals() {
         .find_map(|(t, e)| matches!(e, LinkEvent::Down { .. }).then_some(*t))
         .unwrap();
     let detected = down - login_ok;
-    assert!(detected >= interval, "not before a ping was due: {detected:?}");
-    assert!(detected <= 2 * interval, "within two ping intervals: {detected:?}");
+    assert!(
+        detected >= interval,
+        "not before a ping was due: {detected:?}"
+    );
+    assert!(
+        detected <= 2 * interval,
+        "within two ping intervals: {detected:?}"
+    );
     assert!(sink.downs()[0].1.contains("pings"), "{}", sink.downs()[0].1);
     assert_eq!(fake.stats.connections(), 2, "reconnected");
 }
@@ -427,7 +495,9 @@ async fn pbx_restart_cdrs_after_shutdown_are_kept_and_restart_is_detected() {
         let (shutdown, b, a) = (shutdown.clone(), b.clone(), a.clone());
         async move {
             if c.index == 0 {
-                let Some(done) = c.open(Pong::Modern, Some(86_400)).await else { return };
+                let Some(done) = c.open(Pong::Modern, Some(86_400)).await else {
+                    return;
+                };
                 // Shutdown first, then the CDRs of the calls it hung up, then the close.
                 let mut out = shutdown.clone();
                 out.extend(b.concat());
@@ -436,7 +506,9 @@ async fn pbx_restart_cdrs_after_shutdown_are_kept_and_restart_is_detected() {
                 c.writer.close().await;
                 let _ = done.await;
             } else {
-                let Some(done) = c.open(Pong::Modern, Some(1)).await else { return };
+                let Some(done) = c.open(Pong::Modern, Some(1)).await else {
+                    return;
+                };
                 c.send(&a[0]).await.unwrap();
                 let _ = done.await;
             }
@@ -447,7 +519,11 @@ async fn pbx_restart_cdrs_after_shutdown_are_kept_and_restart_is_detected() {
     expect_records(&run.sink, 3).await;
     let sink = run.stop().await;
     assert_eq!(sink.raws(), [before, after].concat());
-    assert_eq!(sink.ups(), vec![false, true], "the second FullyBooted shows a new boot");
+    assert_eq!(
+        sink.ups(),
+        vec![false, true],
+        "the second FullyBooted shows a new boot"
+    );
     let downs = sink.downs();
     assert_eq!(downs[0].0, DownKind::PbxShutdown, "{}", downs[0].1);
 }
@@ -457,11 +533,17 @@ async fn login_already_in_use_is_retried() {
     let fake = FakeAmi::start(|mut c| async move {
         if c.index == 0 {
             let _ = c
-                .login(Some("Login Already In Use"), Duration::from_millis(50), None)
+                .login(
+                    Some("Login Already In Use"),
+                    Duration::from_millis(50),
+                    None,
+                )
                 .await;
             return;
         }
-        let Some(done) = c.open(Pong::Modern, None).await else { return };
+        let Some(done) = c.open(Pong::Modern, None).await else {
+            return;
+        };
         c.send(&cdr_event("9.1", b"\"\" <>")).await.unwrap();
         let _ = done.await;
     })
@@ -478,8 +560,12 @@ async fn login_already_in_use_is_retried() {
 #[tokio::test]
 async fn full_backlog_pauses_the_link_and_resumes() {
     let fake = FakeAmi::start(|mut c| async move {
-        let Some(done) = c.open(Pong::Modern, None).await else { return };
-        c.send(&cdr_event(&format!("10.{}", c.index), b"\"\" <>")).await.unwrap();
+        let Some(done) = c.open(Pong::Modern, None).await else {
+            return;
+        };
+        c.send(&cdr_event(&format!("10.{}", c.index), b"\"\" <>"))
+            .await
+            .unwrap();
         let _ = done.await;
     })
     .await;
@@ -491,7 +577,11 @@ async fn full_backlog_pauses_the_link_and_resumes() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(fake.stats.connections(), 1, "no reconnect while the backlog is full");
+    assert_eq!(
+        fake.stats.connections(),
+        1,
+        "no reconnect while the backlog is full"
+    );
     run.sink.backlog_full.store(false, Ordering::SeqCst);
     expect_records(&run.sink, 2).await;
     run.stop().await;
@@ -509,8 +599,13 @@ async fn replays_a_real_capture_after_login() {
     let fake = FakeAmi::start(move |mut c| {
         let tail = tail.clone();
         async move {
-            let Some(done) = c.open(Pong::Modern, None).await else { return };
-            c.writer.send_chunked(&tail, 1448, Duration::ZERO).await.unwrap();
+            let Some(done) = c.open(Pong::Modern, None).await else {
+                return;
+            };
+            c.writer
+                .send_chunked(&tail, 1448, Duration::ZERO)
+                .await
+                .unwrap();
             let _ = done.await;
         }
     })
@@ -543,7 +638,9 @@ impl RecordSink for StalledSink {
 async fn stalled_consumer_never_blocks_the_pbx_writes() {
     const TOTAL: usize = 5000;
     let fake = FakeAmi::start(|mut c| async move {
-        let Some(done) = c.open(Pong::Modern, None).await else { return };
+        let Some(done) = c.open(Pong::Modern, None).await else {
+            return;
+        };
         // 1,000 Cdr/s for 5 s, in batches of 10 every 10 ms.
         let start = Instant::now();
         for batch in 0..TOTAL / 10 {
@@ -585,5 +682,8 @@ async fn stalled_consumer_never_blocks_the_pbx_writes() {
     assert_eq!(fake.stats.connections(), 1, "no disconnect");
     assert_eq!(sink.downs.load(Ordering::SeqCst), 1, "only the final stop");
     let max = fake.stats.max_write();
-    assert!(max < Duration::from_millis(100), "a PBX write blocked for {max:?}");
+    assert!(
+        max < Duration::from_millis(100),
+        "a PBX write blocked for {max:?}"
+    );
 }

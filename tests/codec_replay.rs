@@ -13,7 +13,11 @@ use proptest::prelude::*;
 use support::fake_ami::fixture;
 
 /// Feeds `bytes` in the pieces given by `sizes` (cycled), then signals EOF.
-fn decode_chunked(bytes: &[u8], limits: Limits, mut next_size: impl FnMut() -> usize) -> Vec<Frame> {
+fn decode_chunked(
+    bytes: &[u8],
+    limits: Limits,
+    mut next_size: impl FnMut() -> usize,
+) -> Vec<Frame> {
     let mut dec = Decoder::new(limits);
     let mut buf = BytesMut::new();
     let mut out = Vec::new();
@@ -85,9 +89,18 @@ fn expected_cdrs(name: &str) -> usize {
         "cdr_queue" | "cdr_transfer" | "cdr_simple_answered_both_legs" => 2,
         "cdr_unicode_callerid" => 3,
         "mixed_session" | "mixed_session_cdr_only" => 20,
-        "action_before_login" | "banner_and_login_ok" | "errors_and_misc_actions"
-        | "login_bad_secret" | "login_bad_user" | "login_md5_challenge" | "logoff" | "ping"
-        | "reload_events" | "restart" | "restart_events_cdr_only" | "shutdown"
+        "action_before_login"
+        | "banner_and_login_ok"
+        | "errors_and_misc_actions"
+        | "login_bad_secret"
+        | "login_bad_user"
+        | "login_md5_challenge"
+        | "logoff"
+        | "ping"
+        | "reload_events"
+        | "restart"
+        | "restart_events_cdr_only"
+        | "shutdown"
         | "shutdown_events_cdr_only" => 0,
         other => panic!("new fixture {other}: add its Cdr count here"),
     }
@@ -171,7 +184,8 @@ fn readme_facts_about_specific_captures() {
 fn mixed_session_with_the_recorded_tcp_segmentation() {
     let bytes = std::fs::read(fixture("mixed_session.bin")).unwrap();
     let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixture("meta/mixed_session.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(fixture("meta/mixed_session.json")).unwrap())
+            .unwrap();
     let chunks = meta["recv_chunks"].as_array().unwrap();
     let mut dec = Decoder::default();
     let mut buf = BytesMut::new();
@@ -192,7 +206,10 @@ fn mixed_session_with_the_recorded_tcp_segmentation() {
         }
     }
     assert_eq!(expected_offset, bytes.len());
-    assert_eq!(ends_mid_message, 7, "README: 7 recv() chunks end in the middle of a message");
+    assert_eq!(
+        ends_mid_message, 7,
+        "README: 7 recv() chunks end in the middle of a message"
+    );
     assert_eq!(frames, decode_whole(&bytes));
     assert!(dec.decode_eof(&mut buf).is_none(), "nothing left over");
 }
@@ -203,7 +220,9 @@ fn listener_cdrs_match_cdr_csv_master() {
     // cdr_csv: compare (uniqueid, disposition, billsec) as multisets.
     let mut from_ami: BTreeMap<(String, String, String), usize> = BTreeMap::new();
     for (name, bytes) in bin_fixtures() {
-        let listener = name.starts_with("cdr_") || name.starts_with("cel_") || name == "mixed_session_cdr_only.bin";
+        let listener = name.starts_with("cdr_")
+            || name.starts_with("cel_")
+            || name == "mixed_session_cdr_only.bin";
         if !listener || name.contains("_all_events") || name.contains("_originator") {
             continue;
         }
@@ -226,7 +245,11 @@ fn listener_cdrs_match_cdr_csv_master() {
     for row in rdr.records() {
         let row = row.unwrap();
         *from_csv
-            .entry((row[16].to_string(), row[14].to_string(), row[13].to_string()))
+            .entry((
+                row[16].to_string(),
+                row[14].to_string(),
+                row[13].to_string(),
+            ))
             .or_default() += 1;
     }
     assert_eq!(from_csv.values().sum::<usize>(), 42);

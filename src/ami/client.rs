@@ -422,3 +422,49 @@ impl Link {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AuthMethod, Secret};
+
+    fn pbx(host: &str) -> PbxConfig {
+        PbxConfig {
+            name: "office".into(),
+            host: host.into(),
+            port: 5038,
+            username: "logger".into(),
+            secret: Secret("s3cret".into()),
+            auth: AuthMethod::Md5,
+            timezone: "Europe/Moscow".into(),
+            charset: "windows-1251".into(),
+            trunk_patterns: Vec::new(),
+            ping_interval: Duration::from_secs(15),
+            ping_timeout: Duration::from_secs(7),
+            connect_timeout: Duration::from_secs(4),
+            login_timeout: Duration::from_secs(9),
+            enabled: true,
+        }
+    }
+
+    #[test]
+    fn from_pbx_copies_the_settings() {
+        let c = LinkConfig::from_pbx(&pbx("10.0.0.5"));
+        assert_eq!(c.pbx, "office");
+        assert_eq!(c.addr, "10.0.0.5:5038");
+        assert_eq!(c.session.username, "logger");
+        assert_eq!(c.session.auth, AuthMethod::Md5);
+        assert_eq!(c.session.events, "cdr,system");
+        assert_eq!(c.session.ping_interval, Duration::from_secs(15));
+        assert_eq!(c.session.ping_timeout, Duration::from_secs(7));
+        assert_eq!(c.session.login_timeout, Duration::from_secs(9));
+        assert_eq!(c.connect_timeout, Duration::from_secs(4));
+        assert!(!format!("{c:?}").contains("s3cret"), "secret redacted");
+    }
+
+    #[test]
+    fn ipv6_literal_is_bracketed() {
+        assert_eq!(LinkConfig::from_pbx(&pbx("fd00::5")).addr, "[fd00::5]:5038");
+        assert_eq!(LinkConfig::from_pbx(&pbx("pbx.lan")).addr, "pbx.lan:5038");
+    }
+}

@@ -176,7 +176,12 @@ impl Writer {
 
     /// Sends `bytes` in pieces of `chunk` bytes with a pause between them, so the client sees
     /// them in separate reads (TCP_NODELAY on our side, a short sleep between writes).
-    pub async fn send_chunked(&self, bytes: &[u8], chunk: usize, pause: Duration) -> io::Result<()> {
+    pub async fn send_chunked(
+        &self,
+        bytes: &[u8],
+        chunk: usize,
+        pause: Duration,
+    ) -> io::Result<()> {
         {
             let wr = self.wr.lock().await;
             wr.as_ref().set_nodelay(true)?;
@@ -242,7 +247,10 @@ impl FakeConn {
                 "challenge" => {
                     challenge = Some(CHALLENGE.to_string());
                     let _ = self
-                        .send(format!("Response: Success\r\n{idl}Challenge: {CHALLENGE}\r\n\r\n").as_bytes())
+                        .send(
+                            format!("Response: Success\r\n{idl}Challenge: {CHALLENGE}\r\n\r\n")
+                                .as_bytes(),
+                        )
                         .await;
                 }
                 "login" => {
@@ -256,7 +264,8 @@ impl FakeConn {
                         let mut h = Md5::new();
                         h.update(challenge.clone().unwrap_or_default().as_bytes());
                         h.update(SECRET.as_bytes());
-                        let want: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+                        let want: String =
+                            h.finalize().iter().map(|b| format!("{b:02x}")).collect();
                         challenge.is_some() && a.get_str("Key").as_deref() == Some(want.as_str())
                     } else {
                         a.get_str("Secret").as_deref() == Some(SECRET)
@@ -269,14 +278,18 @@ impl FakeConn {
                     if let Some(msg) = refusal {
                         tokio::time::sleep(reject_delay).await;
                         let _ = self
-                            .send(format!("Response: Error\r\n{idl}Message: {msg}\r\n\r\n").as_bytes())
+                            .send(
+                                format!("Response: Error\r\n{idl}Message: {msg}\r\n\r\n")
+                                    .as_bytes(),
+                            )
                             .await;
                         self.writer.close().await;
                         return LoginResult::Rejected;
                     }
                     self.stats.logins_accepted.fetch_add(1, Ordering::SeqCst);
-                    let mut resp =
-                        format!("Response: Success\r\n{idl}Message: Authentication accepted\r\n\r\n");
+                    let mut resp = format!(
+                        "Response: Success\r\n{idl}Message: Authentication accepted\r\n\r\n"
+                    );
                     if let Some(up) = uptime {
                         resp.push_str(&format!(
                             "Event: FullyBooted\r\nPrivilege: system,all\r\nUptime: {up}\r\nLastReload: {up}\r\nStatus: Fully Booted\r\n\r\n"
@@ -287,7 +300,10 @@ impl FakeConn {
                 }
                 _ => {
                     let _ = self
-                        .send(format!("Response: Error\r\n{idl}Message: Permission denied\r\n\r\n").as_bytes())
+                        .send(
+                            format!("Response: Error\r\n{idl}Message: Permission denied\r\n\r\n")
+                                .as_bytes(),
+                        )
                         .await;
                 }
             }

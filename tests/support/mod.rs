@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cdrbox::ami::{AmiMessage, BackoffConfig, LinkConfig, Limits, SessionConfig, ToRecord};
+use cdrbox::ami::{AmiMessage, BackoffConfig, Limits, LinkConfig, SessionConfig, ToRecord};
 use cdrbox::config::{AuthMethod, Secret};
 use cdrbox::record::{CallRecord, CdrTime, Direction, Disposition};
 use cdrbox::sink::{DownKind, LinkEvent, RecordSink};
