@@ -263,7 +263,7 @@ const EXTERNAL: &[(&str, &str)] = &[
 const UNICODE_CALLERS: &[(&str, &str, bool)] = &[
     ("+79161234567", "Петров, Иван \"Ваня\"", true),
     ("1003", "Иван Петров", false),
-    ("+74951112233", "Back\\slash, \"Q\" Ltd", true),
+    ("1003", "Back\\slash, \"Q\" Ltd", false),
 ];
 
 const DIALLED_OUT: &[&str] = &["89161234567", "84959876543", "+74951230000", "88005553535"];
@@ -597,7 +597,7 @@ impl CallGenerator {
         let mut caller = caller;
         // The caller's channel was created at call start: re-stamp its UniqueID epoch.
         restamp(&mut caller.chan, start);
-        let dest = self.pjsip(callee, start + ring.min(1));
+        let dest = self.pjsip(callee, start);
         self.cdr(
             &caller,
             callee,
