@@ -31,7 +31,11 @@ const CDR_KEYS: [&str; 18] = [
 ];
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/tests/fixtures/ami/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read(format!(
+        "{}/tests/fixtures/ami/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 /// Decodes a byte stream (banner optional) into its Cdr events, the way the logger will.
@@ -49,7 +53,11 @@ fn cdrs_in(stream: &[u8]) -> Vec<AmiMessage> {
             _ => {}
         }
     }
-    assert!(buf.is_empty(), "left over: {:?}", String::from_utf8_lossy(&buf));
+    assert!(
+        buf.is_empty(),
+        "left over: {:?}",
+        String::from_utf8_lossy(&buf)
+    );
     out
 }
 
@@ -75,7 +83,10 @@ fn get(m: &AmiMessage, k: &str) -> String {
 
 fn epoch(local: &str) -> i64 {
     let dt: jiff::civil::DateTime = local.replace(' ', "T").parse().unwrap();
-    dt.to_zoned(default_timezone()).unwrap().timestamp().as_second()
+    dt.to_zoned(default_timezone())
+        .unwrap()
+        .timestamp()
+        .as_second()
 }
 
 /// Options that reproduce the capture PBX's config (Department/Campaign mappings only).
@@ -159,13 +170,22 @@ fn shape(msgs: &[AmiMessage]) -> Shape {
         keys: keys(&msgs[0]),
         dispositions: msgs.iter().map(|m| get(m, "Disposition")).collect(),
         last_apps: msgs.iter().map(|m| get(m, "LastApplication")).collect(),
-        answered: msgs.iter().map(|m| !get(m, "AnswerTime").is_empty()).collect(),
+        answered: msgs
+            .iter()
+            .map(|m| !get(m, "AnswerTime").is_empty())
+            .collect(),
         empty_dest_channel: msgs
             .iter()
             .map(|m| get(m, "DestinationChannel").is_empty())
             .collect(),
-        same_uniqueid_as_first: msgs.iter().map(|m| get(m, "UniqueID") == first_uid).collect(),
-        same_channel_as_first: msgs.iter().map(|m| get(m, "Channel") == first_chan).collect(),
+        same_uniqueid_as_first: msgs
+            .iter()
+            .map(|m| get(m, "UniqueID") == first_uid)
+            .collect(),
+        same_channel_as_first: msgs
+            .iter()
+            .map(|m| get(m, "Channel") == first_chan)
+            .collect(),
     }
 }
 
@@ -208,7 +228,10 @@ fn queue_custom_fields_and_transfer_values() {
     let q = decode_events(&g.call(Scenario::Queue, NOW).events);
     assert!(get(&q[0], "LastData").ends_with(",rt,,,30"));
     assert_eq!(get(&q[0], "LastData"), get(&q[1], "LastData"));
-    assert_ne!(get(&q[0], "DestinationChannel"), get(&q[1], "DestinationChannel"));
+    assert_ne!(
+        get(&q[0], "DestinationChannel"),
+        get(&q[1], "DestinationChannel")
+    );
     assert!(!get(&q[0], "Department").is_empty());
     // The missed member ended when the other answered (dispatched after, ended earlier).
     assert_eq!(get(&q[1], "EndTime"), get(&q[0], "AnswerTime"));
@@ -220,7 +243,10 @@ fn queue_custom_fields_and_transfer_values() {
     assert_eq!(get(&c[0], "Department"), "Sales");
 
     let t = decode_events(&g.call(Scenario::BlindTransfer, NOW).events);
-    assert_ne!(get(&t[0], "DestinationChannel"), get(&t[1], "DestinationChannel"));
+    assert_ne!(
+        get(&t[0], "DestinationChannel"),
+        get(&t[1], "DestinationChannel")
+    );
     assert_eq!(get(&t[0], "EndTime"), get(&t[1], "StartTime"));
     assert_eq!(get(&t[0], "Destination"), get(&t[1], "Destination"));
 }
@@ -284,7 +310,9 @@ fn same_seed_same_bytes_and_different_seed_differs() {
             seed,
             ..GeneratorOptions::default()
         });
-        (0..200).flat_map(|i| g.next_call(NOW + i * 3)).collect::<Vec<_>>()
+        (0..200)
+            .flat_map(|i| g.next_call(NOW + i * 3))
+            .collect::<Vec<_>>()
     };
     assert_eq!(run(42), run(42));
     assert_ne!(run(42), run(43));

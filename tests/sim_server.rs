@@ -15,7 +15,11 @@ const BANNER: &[u8] = b"Asterisk Call Manager/11.0.0\r\n";
 const WAIT: Duration = Duration::from_secs(10);
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/tests/fixtures/ami/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read(format!(
+        "{}/tests/fixtures/ami/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 fn opts() -> SimOptions {
@@ -138,7 +142,10 @@ async fn plain_login_with_events_cdr_is_byte_exact() {
     let capture = fixture("cdr_answered.bin");
     let end = capture.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     let expected = &capture[..end];
-    assert_eq!(String::from_utf8_lossy(&c.raw), String::from_utf8_lossy(expected));
+    assert_eq!(
+        String::from_utf8_lossy(&c.raw),
+        String::from_utf8_lossy(expected)
+    );
     // No FullyBooted for an Events: cdr session: the next thing is a Cdr.
     sim.trigger_call(Scenario::Answered);
     let m = c.message().await;
@@ -151,14 +158,21 @@ async fn plain_login_with_events_cdr_is_byte_exact() {
 async fn login_without_events_gets_fully_booted() {
     let sim = start(opts()).await;
     let mut c = Client::connect(&sim).await;
-    c.send("Action: Login\nActionID: login-1\nUsername: logger\nSecret: s3cret\n\n").await;
+    c.send("Action: Login\nActionID: login-1\nUsername: logger\nSecret: s3cret\n\n")
+        .await;
     c.message().await;
     let fb = c.message().await;
     assert!(fb.is_event("FullyBooted"));
     let keys: Vec<&[u8]> = fb.fields().map(|(k, _)| k).collect();
     assert_eq!(
         keys,
-        vec![&b"Event"[..], b"Privilege", b"Uptime", b"LastReload", b"Status"]
+        vec![
+            &b"Event"[..],
+            b"Privilege",
+            b"Uptime",
+            b"LastReload",
+            b"Status"
+        ]
     );
     assert_eq!(fb.get("Privilege"), Some(&b"system,all"[..]));
     assert_eq!(fb.get("Status"), Some(&b"Fully Booted"[..]));
@@ -183,14 +197,21 @@ async fn md5_login_with_challenge() {
         let mut h = Md5::new();
         h.update(challenge.as_bytes());
         h.update(secret.as_bytes());
-        h.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>()
+        h.finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
     };
     // Our key math reproduces the real exchange.
-    assert_eq!(key_of(meta["challenge"].as_str().unwrap(), "s3cret"), meta["key"]);
+    assert_eq!(
+        key_of(meta["challenge"].as_str().unwrap(), "s3cret"),
+        meta["key"]
+    );
 
     let sim = start(opts()).await;
     let mut c = Client::connect(&sim).await;
-    c.send("Action: Challenge\nActionID: chal-1\nAuthType: md5\n\n").await;
+    c.send("Action: Challenge\nActionID: chal-1\nAuthType: md5\n\n")
+        .await;
     let r = c.message().await;
     let keys: Vec<&[u8]> = r.fields().map(|(k, _)| k).collect();
     assert_eq!(keys, vec![&b"Response"[..], b"ActionID", b"Challenge"]);
@@ -210,9 +231,14 @@ async fn md5_login_with_challenge() {
     let mut bad = Client::connect(&sim).await;
     bad.send("Action: Challenge\nAuthType: MD5\n\n").await;
     bad.message().await;
-    bad.send("Action: Login\nAuthType: MD5\nUsername: logger\nKey: 0123456789abcdef0123456789abcdef\n\n")
-        .await;
-    assert_eq!(bad.message().await.get("Message"), Some(&b"Authentication failed"[..]));
+    bad.send(
+        "Action: Login\nAuthType: MD5\nUsername: logger\nKey: 0123456789abcdef0123456789abcdef\n\n",
+    )
+    .await;
+    assert_eq!(
+        bad.message().await.get("Message"),
+        Some(&b"Authentication failed"[..])
+    );
     bad.expect_eof().await;
     sim.stop().await;
 }
@@ -225,11 +251,15 @@ async fn bad_secret_fails_after_the_delay_then_closes() {
     c.send("Action: Login\nActionID: login-bad-1\nUsername: logger\nSecret: wrong-secret\n\n")
         .await;
     c.read_to_eof().await;
-    assert!(t0.elapsed() >= Duration::from_millis(150), "no delay before failure");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(150),
+        "no delay before failure"
+    );
     assert_eq!(c.raw, fixture("login_bad_secret.bin"));
 
     let mut u = Client::connect(&sim).await;
-    u.send("Action: Login\nActionID: login-bad-2\nUsername: nobody\nSecret: s3cret\n\n").await;
+    u.send("Action: Login\nActionID: login-bad-2\nUsername: nobody\nSecret: s3cret\n\n")
+        .await;
     u.read_to_eof().await;
     assert_eq!(u.raw, fixture("login_bad_user.bin"));
     sim.stop().await;
@@ -240,7 +270,8 @@ async fn actions_before_login_are_denied_and_the_session_stays_open() {
     let sim = start(opts()).await;
     let mut c = Client::connect(&sim).await;
     // Bare "\n" line ends, as Asterisk accepts them.
-    c.send_raw(b"Action: Ping\nActionID: ping-before-login\n\n").await;
+    c.send_raw(b"Action: Ping\nActionID: ping-before-login\n\n")
+        .await;
     c.send("Action: Originate\nActionID: orig-before-login\nChannel: Local/2001@internal\nApplication: Wait\nData: 1\n\n").await;
     c.send("Action: Login\nActionID: login-after-errors\nUsername: logger\nSecret: s3cret\n\n")
         .await;
@@ -270,7 +301,10 @@ async fn ping_with_and_without_action_id_and_logoff() {
     c.send("Action: Ping\nActionID: ping-42\n\n").await;
     let p = c.message().await;
     let keys: Vec<&[u8]> = p.fields().map(|(k, _)| k).collect();
-    assert_eq!(keys, vec![&b"Response"[..], b"ActionID", b"Ping", b"Timestamp"]);
+    assert_eq!(
+        keys,
+        vec![&b"Response"[..], b"ActionID", b"Ping", b"Timestamp"]
+    );
     assert_eq!(p.action_id(), Some(&b"ping-42"[..]));
     let ts = p.get_str("Timestamp").unwrap().to_string();
     let (sec, usec) = ts.split_once('.').unwrap();
@@ -349,7 +383,9 @@ async fn every_session_gets_every_cdr_and_late_sessions_get_no_replay() {
     sim.trigger_call(Scenario::Busy);
     quiet.send("Action: Ping\nActionID: p\n\n").await;
     assert_eq!(quiet.message().await.action_id(), Some(&b"p"[..]));
-    quiet.send("Action: Events\nActionID: e\nEventMask: cdr\n\n").await;
+    quiet
+        .send("Action: Events\nActionID: e\nEventMask: cdr\n\n")
+        .await;
     assert_eq!(quiet.message().await.get("Events"), Some(&b"On"[..]));
     let more = sim.trigger_call(Scenario::Queue);
     assert_eq!(quiet.cdrs(more.len()).await, more);
@@ -381,7 +417,10 @@ async fn calls_cap_stops_generation_but_keeps_serving() {
         }
         got.push(m.raw().clone());
     }
-    assert!(events.ends_with(&got), "received a tail of the generated events");
+    assert!(
+        events.ends_with(&got),
+        "received a tail of the generated events"
+    );
     // Still serving: triggered calls go beyond the cap.
     let extra = sim.trigger_call(Scenario::Inbound);
     assert_eq!(c.cdrs(1).await, extra);
@@ -520,7 +559,11 @@ async fn a_slow_reader_is_dropped_without_stalling_others() {
         .await
         .expect("fast client stalled")
         .unwrap();
-    assert_eq!(received, sim.events(), "fast client got every event in order");
+    assert_eq!(
+        received,
+        sim.events(),
+        "fast client got every event in order"
+    );
     let deadline = std::time::Instant::now() + WAIT;
     while sim.sessions_dropped() == 0 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -528,7 +571,10 @@ async fn a_slow_reader_is_dropped_without_stalling_others() {
     assert_eq!(sim.sessions_dropped(), 1);
     assert_eq!(sim.logged_in(), 1);
     assert!(sim.cdrs_sent() >= CALLS as u64);
-    assert!(sim.cdrs_sent() < 2 * CALLS as u64, "the slow session did not get everything");
+    assert!(
+        sim.cdrs_sent() < 2 * CALLS as u64,
+        "the slow session did not get everything"
+    );
 
     // The slow client, once it reads, finds a truncated stream that ends (EOF or reset).
     let mut total = 0usize;
@@ -541,6 +587,9 @@ async fn a_slow_reader_is_dropped_without_stalling_others() {
         }
     }
     let all: usize = sim.events().iter().map(|e| e.len()).sum();
-    assert!(total < all, "slow client got everything; it was not dropped");
+    assert!(
+        total < all,
+        "slow client got everything; it was not dropped"
+    );
     sim.stop().await;
 }

@@ -459,7 +459,10 @@ impl CallGenerator {
             out.extend_from_slice(b": ");
             // AMI has no escaping: a CR or LF would split the event. Generated values never
             // contain them; this keeps a configured system name from doing so.
-            out.extend(v.bytes().map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }));
+            out.extend(
+                v.bytes()
+                    .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+            );
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"\r\n");
@@ -826,7 +829,11 @@ impl CallGenerator {
     }
 
     fn anonymous(&mut self, now: i64) -> Vec<CdrData> {
-        let name = if self.rng.u8(0..5) == 0 { "" } else { "Anonymous" };
+        let name = if self.rng.u8(0..5) == 0 {
+            ""
+        } else {
+            "Anonymous"
+        };
         let callee = *self.pick(PHONES);
         let caller = self.external_caller("", name, now);
         vec![self.answered_call(caller, callee.0, "from-trunk", now)]
@@ -964,7 +971,10 @@ mod tests {
             callerid_merge(Some("Back\\slash, \"Q\" Ltd"), Some("1003")),
             r#""Back\\slash, \"Q\" Ltd" <1003>"#
         );
-        assert_eq!(callerid_merge(Some("Anonymous"), Some("")), "\"Anonymous\" <>");
+        assert_eq!(
+            callerid_merge(Some("Anonymous"), Some("")),
+            "\"Anonymous\" <>"
+        );
         assert_eq!(callerid_merge(Some(""), Some("")), "\"\" <>");
         assert_eq!(callerid_merge(None, Some("100")), "100");
         let long = "Я".repeat(100);
@@ -1001,10 +1011,11 @@ mod tests {
 
     #[test]
     fn render_matches_cdr_answered_capture_layout() {
-        let mut opts = GeneratorOptions::default();
-        opts.map_linkedid_sequence = false;
-        opts.map_department_campaign = true;
-        let g = CallGenerator::new(opts);
+        let g = CallGenerator::new(GeneratorOptions {
+            map_linkedid_sequence: false,
+            map_department_campaign: true,
+            ..GeneratorOptions::default()
+        });
         let cdr = CdrData {
             account_code: String::new(),
             source: "1001".into(),

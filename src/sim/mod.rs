@@ -145,9 +145,14 @@ pub struct SimStats {
 /// What a session task receives from the rest of the simulator.
 #[derive(Debug)]
 enum Outgoing {
-    Event { bytes: Bytes, cdr: bool },
+    Event {
+        bytes: Bytes,
+        cdr: bool,
+    },
     /// Close the connection after `linger` (Asterisk closes ~10 ms after `Event: Shutdown`).
-    Close { linger: Duration },
+    Close {
+        linger: Duration,
+    },
 }
 
 #[derive(Debug)]

@@ -74,7 +74,10 @@ pub fn strings_to_mask(s: &[u8]) -> Option<u32> {
     }
     if s.bytes().all(|b| b.is_ascii_digit()) {
         // atoi: overflow wraps in C; saturate instead.
-        return Some(s.parse::<u64>().map_or(u32::MAX, |v| v.min(u32::MAX as u64) as u32));
+        return Some(
+            s.parse::<u64>()
+                .map_or(u32::MAX, |v| v.min(u32::MAX as u64) as u32),
+        );
     }
     let lower = s.to_ascii_lowercase();
     if ["no", "false", "n", "f", "0", "off"].contains(&lower.as_str()) {
@@ -431,14 +434,23 @@ mod tests {
         );
         let mut expected = fixture("banner_and_login_ok.bin");
         expected.drain(..b"Asterisk Call Manager/11.0.0\r\n".len());
-        assert_eq!(String::from_utf8(sent(&out)).unwrap(), String::from_utf8(expected).unwrap());
+        assert_eq!(
+            String::from_utf8(sent(&out)).unwrap(),
+            String::from_utf8(expected).unwrap()
+        );
     }
 
     #[test]
     fn md5_login_uses_challenge_and_secret() {
-        assert_eq!(md5_key("213960544", "s3cret"), "1b98db6b14fd77743e8eddf68965cc29");
+        assert_eq!(
+            md5_key("213960544", "s3cret"),
+            "1b98db6b14fd77743e8eddf68965cc29"
+        );
         let mut s = ServerSession::new(account(), 213_960_544);
-        let out = s.handle(&msg("Action: Challenge\nActionID: chal-1\nAuthType: md5\n\n"), &CLOCK);
+        let out = s.handle(
+            &msg("Action: Challenge\nActionID: chal-1\nAuthType: md5\n\n"),
+            &CLOCK,
+        );
         assert_eq!(
             sent(&out),
             b"Response: Success\r\nActionID: chal-1\r\nChallenge: 213960544\r\n\r\n"
@@ -466,7 +478,9 @@ mod tests {
     fn bad_secret_fails_after_delay_and_closes() {
         let mut s = ServerSession::new(account(), 1);
         let out = s.handle(
-            &msg("Action: Login\nActionID: login-bad-1\nUsername: logger\nSecret: wrong-secret\n\n"),
+            &msg(
+                "Action: Login\nActionID: login-bad-1\nUsername: logger\nSecret: wrong-secret\n\n",
+            ),
             &CLOCK,
         );
         assert_eq!(
@@ -502,12 +516,18 @@ mod tests {
     #[test]
     fn ping_and_pre_login_errors() {
         let mut s = ServerSession::new(account(), 1);
-        let out = s.handle(&msg("Action: Ping\nActionID: ping-before-login\n\n"), &CLOCK);
+        let out = s.handle(
+            &msg("Action: Ping\nActionID: ping-before-login\n\n"),
+            &CLOCK,
+        );
         assert_eq!(
             sent(&out),
             b"Response: Error\r\nActionID: ping-before-login\r\nMessage: Permission denied\r\n\r\n"
         );
-        s.handle(&msg("Action: Login\nUsername: logger\nSecret: s3cret\nEvents: off\n\n"), &CLOCK);
+        s.handle(
+            &msg("Action: Login\nUsername: logger\nSecret: s3cret\nEvents: off\n\n"),
+            &CLOCK,
+        );
         assert_eq!(s.event_mask(), 0);
         let out = s.handle(&msg("Action: Ping\n\n"), &CLOCK);
         assert_eq!(
@@ -522,9 +542,15 @@ mod tests {
     fn event_masks() {
         assert_eq!(strings_to_mask(b""), None);
         assert_eq!(strings_to_mask(b"off"), Some(0));
-        assert_eq!(strings_to_mask(b"cdr,system"), Some(class::CDR | class::SYSTEM));
+        assert_eq!(
+            strings_to_mask(b"cdr,system"),
+            Some(class::CDR | class::SYSTEM)
+        );
         assert_eq!(strings_to_mask(b"1024"), Some(class::CDR));
-        assert_eq!(strings_to_mask(b"On").map(|m| m & class::CDR), Some(class::CDR));
+        assert_eq!(
+            strings_to_mask(b"On").map(|m| m & class::CDR),
+            Some(class::CDR)
+        );
         assert_eq!(strings_to_mask(b"bogus"), Some(0));
     }
 }
