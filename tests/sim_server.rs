@@ -529,8 +529,9 @@ async fn unauthenticated_sessions_time_out() {
 async fn a_slow_reader_is_dropped_without_stalling_others() {
     let sim = start(SimOptions {
         send_buffer: Some(4096),
-        session_queue: 2048,
-        write_timeout: Duration::from_millis(300),
+        // Bigger than the whole run: only the write timeout can drop a session here.
+        session_queue: 8192,
+        write_timeout: Duration::from_millis(500),
         ..opts()
     })
     .await;
@@ -591,5 +592,63 @@ async fn a_slow_reader_is_dropped_without_stalling_others() {
         total < all,
         "slow client got everything; it was not dropped"
     );
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_whose_queue_overflows_is_dropped_and_the_generator_never_waits() {
+    let sim = start(SimOptions {
+        send_buffer: Some(4096),
+        session_queue: 16,
+        // Long enough that only the queue bound can drop the session.
+        write_timeout: Duration::from_secs(30),
+        ..opts()
+    })
+    .await;
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut slow = Client::from_stream(socket.connect(sim.local_addr()).await.unwrap());
+    slow.login(Some("cdr")).await;
+    // First let the session fill the socket and block inside a write (small batches, so its
+    // queue never fills while it is still writing) …
+    let mut last_sent = u64::MAX;
+    for _ in 0..100 {
+        for _ in 0..4 {
+            sim.trigger_call(Scenario::Answered);
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        if sim.cdrs_sent() == last_sent {
+            break;
+        }
+        last_sent = sim.cdrs_sent();
+    }
+    assert_eq!(sim.cdrs_sent(), last_sent, "the session never blocked");
+    assert_eq!(
+        sim.sessions_dropped(),
+        0,
+        "dropped before its queue was full"
+    );
+    // … then overflow its queue. Synchronous triggers: if broadcasting waited on the stalled
+    // session, this would hang; and the write stalled inside must be abandoned at once, well
+    // before the 30 s write timeout.
+    let before = sim.calls_generated();
+    for _ in 0..100 {
+        sim.trigger_call(Scenario::Answered);
+    }
+    assert_eq!(sim.calls_generated(), before + 100);
+    let deadline = std::time::Instant::now() + WAIT;
+    while sim.sessions_dropped() == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(sim.sessions_dropped(), 1);
+    assert_eq!(sim.logged_in(), 0);
+    let mut chunk = vec![0u8; 65536];
+    loop {
+        match tokio::time::timeout(WAIT, slow.stream.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(_)) => {}
+            Err(_) => panic!("overflowed session was not closed"),
+        }
+    }
     sim.stop().await;
 }

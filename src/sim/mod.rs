@@ -594,11 +594,21 @@ enum End {
     Stopped,
 }
 
-async fn write_timed(wr: &mut OwnedWriteHalf, bytes: &[u8], limit: Duration) -> Result<(), End> {
-    match tokio::time::timeout(limit, wr.write_all(bytes)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err(End::PeerGone),
-        Err(_) => Err(End::TooSlow),
+/// One `send_string`: the whole message within `limit`, or the session is dropped. Also gives up
+/// at once when the broadcaster dropped the session for a full queue while this write stalled.
+async fn write_timed(
+    wr: &mut OwnedWriteHalf,
+    bytes: &[u8],
+    limit: Duration,
+    kill: &Notify,
+) -> Result<(), End> {
+    tokio::select! {
+        written = tokio::time::timeout(limit, wr.write_all(bytes)) => match written {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(End::PeerGone),
+            Err(_) => Err(End::TooSlow),
+        },
+        _ = kill.notified() => Err(End::TooSlow),
     }
 }
 
@@ -665,7 +675,7 @@ async fn session_inner(
     if *stop.borrow() {
         return Err(End::Stopped);
     }
-    write_timed(wr, BANNER, limit).await?;
+    write_timed(wr, BANNER, limit, kill).await?;
     let challenge = lock(&shared.challenge_rng).u32(0..i32::MAX as u32);
     let mut proto = ServerSession::new(shared.account.clone(), challenge);
     // Asterisk reads at most 1024 bytes per line and 128 lines per action.
@@ -686,7 +696,7 @@ async fn session_inner(
             }
             out = rx.recv() => match out {
                 Some(Outgoing::Event { bytes, cdr }) => {
-                    write_timed(wr, &bytes, limit).await?;
+                    write_timed(wr, &bytes, limit, kill).await?;
                     if cdr {
                         shared.cdrs_sent.fetch_add(1, Ordering::Relaxed);
                     }
@@ -706,7 +716,7 @@ async fn session_inner(
                                 let clock = shared.clock();
                                 for effect in proto.handle(&msg, &clock) {
                                     match effect {
-                                        Effect::Send(bytes) => write_timed(wr, &bytes, limit).await?,
+                                        Effect::Send(bytes) => write_timed(wr, &bytes, limit, kill).await?,
                                         Effect::LoggedIn { mask } | Effect::SetMask(mask) => {
                                             if let Some(slot) = lock(&shared.hub).sessions.get_mut(&id) {
                                                 slot.logged_in = true;
@@ -728,6 +738,7 @@ async fn session_inner(
                                     wr,
                                     b"Response: Error\r\nMessage: Failed to parse message: line too long\r\n\r\n",
                                     limit,
+                                    kill,
                                 )
                                 .await?;
                             }
