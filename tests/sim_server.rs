@@ -487,6 +487,7 @@ async fn shutdown_restart_sends_event_then_closes_and_comes_back() {
     assert_eq!(cdr_only.cdrs(1).await, before);
     cdr_only.expect_eof().await;
 
+    assert!(sim.is_running());
     // Back up: a new session logs in, Uptime starts again, counters restarted.
     let mut again = Client::connect(&sim).await;
     again.login(None).await;
@@ -501,6 +502,7 @@ async fn shutdown_restart_sends_event_then_closes_and_comes_back() {
     sim.shutdown_event(false);
     let ev = again.message().await;
     assert_eq!(ev.get("Restart"), Some(&b"False"[..]));
+    assert!(!sim.is_running());
     again.expect_eof().await;
     // The listener is gone: a new connection is refused or closed without a banner.
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -651,4 +653,43 @@ async fn a_session_whose_queue_overflows_is_dropped_and_the_generator_never_wait
         }
     }
     sim.stop().await;
+}
+
+#[tokio::test]
+async fn reload_event_matches_the_capture_and_respects_the_mask() {
+    let sim = start(opts()).await;
+    let mut sys = Client::connect(&sim).await;
+    sys.login(None).await;
+    assert!(sys.message().await.is_event("FullyBooted"));
+    let mut cdr_only = Client::connect(&sim).await;
+    cdr_only.login(Some("cdr")).await;
+    sim.reload_event();
+    let reload = sys.message().await;
+    let capture = String::from_utf8(fixture("reload_events.bin")).unwrap();
+    let start = capture.find("Event: Reload").unwrap();
+    let end = start + capture[start..].find("\r\n\r\n").unwrap() + 4;
+    assert_eq!(String::from_utf8_lossy(reload.raw()), &capture[start..end]);
+    // The cdr-only session sees the next Cdr and nothing before it.
+    let next = sim.trigger_call(Scenario::Answered);
+    let m = cdr_only.message().await;
+    assert_eq!(m.raw(), &next[0]);
+    assert_eq!(sim.events_from(0), next);
+    assert!(sim.events_from(5).is_empty());
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn bind_reports_the_address_it_could_not_use() {
+    let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let err = match sim::bind(&addr, opts()).await {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("bound a port that is in use"),
+    };
+    assert!(err.contains(&addr), "{err}");
+    let bad_rate = SimOptions {
+        rate_per_sec: f64::NAN,
+        ..opts()
+    };
+    assert!(sim::bind("127.0.0.1:0", bad_rate).await.is_err());
 }

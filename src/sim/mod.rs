@@ -428,6 +428,19 @@ impl SimHandle {
         lock(&self.shared.events).clone()
     }
 
+    /// The recorded Cdr events from index `start` on, for incremental readers of long runs.
+    pub fn events_from(&self, start: usize) -> Vec<Bytes> {
+        lock(&self.shared.events)
+            .get(start..)
+            .map(<[Bytes]>::to_vec)
+            .unwrap_or_default()
+    }
+
+    /// False after [`SimHandle::shutdown_event`] without restart (or [`SimHandle::stop`]).
+    pub fn is_running(&self) -> bool {
+        !self.shared.halted.load(Ordering::Relaxed)
+    }
+
     /// Generates a call of `scenario` now and dispatches it; returns its Cdr events.
     pub fn trigger_call(&self, scenario: Scenario) -> Vec<Bytes> {
         self.shared.emit(Some(scenario), false)
@@ -491,6 +504,7 @@ impl SimHandle {
 
     /// Stops everything (no Shutdown event: like the PBX vanishing) and waits for the tasks.
     pub async fn stop(mut self) {
+        self.shared.halted.store(true, Ordering::Relaxed);
         self.shared.halt.send_replace(true);
         self.shared.stop.send_replace(true);
         if let Some(mut tasks) = self.tasks.take() {
