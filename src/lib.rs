@@ -25,6 +25,7 @@ pub mod export;
 pub mod filter;
 pub mod record;
 pub mod runtime;
+pub mod sim;
 pub mod sink;
 pub mod status;
 pub mod timearg;
