@@ -24,3 +24,4 @@ pub mod config;
 pub mod filter;
 pub mod record;
 pub mod sink;
+pub mod journal;
