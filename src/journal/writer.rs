@@ -680,6 +680,9 @@ impl Writer {
         let now = Instant::now();
         let mut memory_only = 0u64;
         self.shared.counters().records += arrivals.len() as u64;
+        // Acks go out after durable_seq is published, so an acknowledged record is always
+        // covered by durable_seq.
+        let mut acks = Vec::new();
         {
             let mut pending = self.shared.pending();
             for (a, durable) in arrivals.into_iter().zip(in_ring) {
@@ -687,7 +690,7 @@ impl Writer {
                 let mut ack = a.ack;
                 if durable {
                     if let Some(tx) = ack.take() {
-                        let _ = tx.send(Ack::Durable { seq: a.seq });
+                        acks.push((tx, a.seq));
                     }
                 } else {
                     memory_only += 1;
@@ -705,6 +708,9 @@ impl Writer {
                 .pending_count
                 .store(pending.len() as u64, Ordering::SeqCst);
             self.publish_durable(&pending);
+        }
+        for (tx, seq) in acks {
+            let _ = tx.send(Ack::Durable { seq });
         }
         if memory_only > 0 {
             self.shared
@@ -847,6 +853,7 @@ impl Writer {
         self.gaps.stored(gap_ids);
         self.committed_seq = new_committed;
         let mut freed_memory_only = 0u64;
+        let mut acks = Vec::new();
         let remaining = {
             let mut pending = self.shared.pending();
             for _ in 0..batch.len() {
@@ -855,7 +862,7 @@ impl Writer {
                     if !p.in_ring {
                         freed_memory_only += 1;
                         if let Some(a) = p.ack {
-                            let _ = a.send(Ack::Durable { seq: p.seq });
+                            acks.push((a, p.seq));
                         }
                     }
                 }
@@ -884,6 +891,9 @@ impl Writer {
             let mut c = self.shared.counters();
             c.commits += 1;
             c.inserted += inserted;
+        }
+        for (tx, seq) in acks {
+            let _ = tx.send(Ack::Durable { seq });
         }
         Ok(remaining > 0)
     }
