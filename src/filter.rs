@@ -51,12 +51,12 @@ impl Filter {
     pub fn matches(&self, record: &CallRecord) -> bool {
         let start = record.start.utc;
         if let Some(from) = self.from_utc {
-            if !start.is_some_and(|t| t >= from) {
+            if start.is_none_or(|t| t < from) {
                 return false;
             }
         }
         if let Some(to) = self.to_utc {
-            if !start.is_some_and(|t| t < to) {
+            if start.is_none_or(|t| t >= to) {
                 return false;
             }
         }
@@ -66,7 +66,7 @@ impl Filter {
         if !self.directions.is_empty() && !self.directions.contains(&record.direction) {
             return false;
         }
-        if !self.pbx.is_empty() && !self.pbx.iter().any(|p| *p == record.pbx) {
+        if !self.pbx.is_empty() && !self.pbx.contains(&record.pbx) {
             return false;
         }
         if let Some(needle) = &self.source_contains {
@@ -219,7 +219,10 @@ mod tests {
             destination_contains: Some("1001".into()),
             ..Filter::default()
         };
-        assert!(!f.matches(&r), "destination filter does not look at the source");
+        assert!(
+            !f.matches(&r),
+            "destination filter does not look at the source"
+        );
     }
 
     #[test]

@@ -31,18 +31,31 @@ fn records_survive_close_and_reopen() {
     j.flush().unwrap();
     assert_eq!(j.status().committed, 50);
     assert_eq!(j.status().pending, 0);
-    let got: Vec<u64> = live.try_iter().map(|r| r.sequence.unwrap() as u64).collect();
-    assert_eq!(got, (0..50).collect::<Vec<_>>(), "subscribers see every new record in order");
+    let got: Vec<u64> = live
+        .try_iter()
+        .map(|r| r.sequence.unwrap() as u64)
+        .collect();
+    assert_eq!(
+        got,
+        (0..50).collect::<Vec<_>>(),
+        "subscribers see every new record in order"
+    );
     j.shutdown();
 
     let (j, report) = Journal::open(&cfg(dir.path()), c).unwrap();
     assert!(!report.created);
     assert_eq!(report.committed, 50);
-    assert_eq!(report.replayed, 0, "clean shutdown leaves nothing to replay");
+    assert_eq!(
+        report.replayed, 0,
+        "clean shutdown leaves nothing to replay"
+    );
     let back = stored(dir.path());
     let want: Vec<_> = (0..50).map(sample_record).collect();
     assert_eq!(back, want, "every field comes back exactly");
-    assert_eq!(std::fs::metadata(&report.paths.ring).unwrap().len(), ring_len);
+    assert_eq!(
+        std::fs::metadata(&report.paths.ring).unwrap().len(),
+        ring_len
+    );
     drop(j);
 }
 
@@ -53,9 +66,17 @@ fn same_identity_is_stored_once() {
     let (j, _) = Journal::open(&cfg(dir.path()), c.clone()).unwrap();
     let a = j.record_durable(sample_record(1), WAIT).unwrap();
     assert!(matches!(a, Ack::Durable { .. }));
-    assert_eq!(j.record_durable(sample_record(1), WAIT).unwrap(), Ack::Duplicate, "pending dup");
+    assert_eq!(
+        j.record_durable(sample_record(1), WAIT).unwrap(),
+        Ack::Duplicate,
+        "pending dup"
+    );
     j.flush().unwrap();
-    assert_eq!(j.record_durable(sample_record(1), WAIT).unwrap(), Ack::Duplicate, "stored dup");
+    assert_eq!(
+        j.record_durable(sample_record(1), WAIT).unwrap(),
+        Ack::Duplicate,
+        "stored dup"
+    );
     let mut changed = sample_record(1);
     changed.caller_id = "someone else".into();
     assert_eq!(
@@ -91,7 +112,11 @@ fn ring_replay_after_a_crash_stores_each_record_once() {
         }
     }
     assert_eq!(j.durable_seq(), *seqs.last().unwrap());
-    assert_eq!(j.pending_records().len(), 20, "received, durable, not yet committed");
+    assert_eq!(
+        j.pending_records().len(),
+        20,
+        "received, durable, not yet committed"
+    );
     assert_eq!(j.status().pending, 20);
     j.crash();
     assert!(j.alarms().iter().any(|a| a.code == "JOURNAL STOPPED"));
@@ -188,7 +213,10 @@ fn damaged_database_is_set_aside_and_refilled_from_the_ring() {
             .to_string_lossy()
             .starts_with("journal.sqlite.damaged-"));
         assert!(report.created);
-        assert_eq!(report.replayed, 30, "{damage}: the ring still held every record");
+        assert_eq!(
+            report.replayed, 30,
+            "{damage}: the ring still held every record"
+        );
         assert!(j.alarms().iter().any(|a| a.code == "DB REPLACED"));
         j.shutdown();
         assert_eq!(stored(dir.path()).len(), 30, "{damage}");
@@ -207,7 +235,9 @@ fn migrates_an_empty_version_0_file() {
     {
         let c = rusqlite::Connection::open(&db).unwrap();
         c.execute_batch("CREATE TABLE x(y); DROP TABLE x;").unwrap();
-        let v: i32 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        let v: i32 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(v, 0);
     }
     let (c, _) = clock(BASE_UTC);
@@ -219,9 +249,13 @@ fn migrates_an_empty_version_0_file() {
     j.record(sample_record(1));
     j.shutdown();
     let c = rusqlite::Connection::open(&db).unwrap();
-    let v: i32 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    let v: i32 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(v, 1);
-    let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    let mode: String = c
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(mode, "wal");
     let indexes: i64 = c
         .query_row(
@@ -230,8 +264,13 @@ fn migrates_an_empty_version_0_file() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(indexes, 2, "the identity UNIQUE key and start_utc, nothing more");
-    let n: i64 = c.query_row("SELECT count(*) FROM cdr", [], |r| r.get(0)).unwrap();
+    assert_eq!(
+        indexes, 2,
+        "the identity UNIQUE key and start_utc, nothing more"
+    );
+    let n: i64 = c
+        .query_row("SELECT count(*) FROM cdr", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(n, 1);
 }
 
@@ -262,10 +301,19 @@ fn gap_ledger_records_link_down_intervals_and_box_off_time() {
     assert_eq!(gaps.len(), 2);
     assert_eq!(
         (gaps[0].down_utc, gaps[0].up_utc, gaps[0].reason.as_str()),
-        (BASE_UTC + 100, Some(BASE_UTC + 160), "connection reset by the PBX")
+        (
+            BASE_UTC + 100,
+            Some(BASE_UTC + 160),
+            "connection reset by the PBX"
+        )
     );
     assert_eq!((gaps[1].down_utc, gaps[1].up_utc), (BASE_UTC + 200, None));
-    assert_eq!(r.gaps(Some(BASE_UTC + 150), Some(BASE_UTC + 190)).unwrap().len(), 1);
+    assert_eq!(
+        r.gaps(Some(BASE_UTC + 150), Some(BASE_UTC + 190))
+            .unwrap()
+            .len(),
+        1
+    );
     assert_eq!(r.gaps(None, Some(BASE_UTC + 100)).unwrap().len(), 0);
     now.store(BASE_UTC + 300, std::sync::atomic::Ordering::SeqCst);
     j.shutdown(); // last_alive = +300
@@ -278,10 +326,16 @@ fn gap_ledger_records_link_down_intervals_and_box_off_time() {
     j.flush().unwrap();
     let gaps = r.gaps(None, None).unwrap();
     assert_eq!(gaps.len(), 3, "{gaps:?}");
-    assert_eq!((gaps[1].down_utc, gaps[1].up_utc), (BASE_UTC + 200, Some(BASE_UTC + 1005)));
+    assert_eq!(
+        (gaps[1].down_utc, gaps[1].up_utc),
+        (BASE_UTC + 200, Some(BASE_UTC + 1005))
+    );
     assert_eq!(gaps[1].pbx, "main");
     assert_eq!(gaps[2].pbx, "branch");
-    assert_eq!((gaps[2].down_utc, gaps[2].up_utc), (BASE_UTC + 300, Some(BASE_UTC + 1007)));
+    assert_eq!(
+        (gaps[2].down_utc, gaps[2].up_utc),
+        (BASE_UTC + 300, Some(BASE_UTC + 1007))
+    );
     assert_eq!(gaps[2].reason, "cdrbox was not running");
     drop(j);
 }
@@ -301,7 +355,10 @@ fn reader_with_ring_sees_records_a_dead_writer_never_committed() {
     for n in 5..12 {
         j.record_durable(sample_record(n), WAIT).unwrap();
     }
-    assert_eq!(j.record_durable(sample_record(3), WAIT).unwrap(), Ack::Duplicate);
+    assert_eq!(
+        j.record_durable(sample_record(3), WAIT).unwrap(),
+        Ack::Duplicate
+    );
     j.crash();
     drop(j);
     let p = paths(dir.path());
@@ -311,7 +368,14 @@ fn reader_with_ring_sees_records_a_dead_writer_never_committed() {
     assert_eq!(with_ring.ring_records(), 7);
     assert_eq!(with_ring.count(&Filter::default()).unwrap(), 12);
     let page = with_ring
-        .query(&Filter::default(), Sort::StartDesc, Page { limit: 3, offset: 0 })
+        .query(
+            &Filter::default(),
+            Sort::StartDesc,
+            Page {
+                limit: 3,
+                offset: 0,
+            },
+        )
         .unwrap();
     let seqs: Vec<i64> = page.iter().map(|r| r.sequence.unwrap()).collect();
     assert_eq!(seqs, vec![11, 10, 9]);
@@ -343,14 +407,25 @@ fn retention_by_age_respects_the_copy_watermark() {
     assert_eq!(max_id, 100);
     j.set_copy_watermark(20).unwrap();
     j.shutdown();
-    assert_eq!(JournalReader::open(&paths(dir.path())).unwrap().copy_watermark().unwrap(), 20);
+    assert_eq!(
+        JournalReader::open(&paths(dir.path()))
+            .unwrap()
+            .copy_watermark()
+            .unwrap(),
+        20
+    );
 
     // keep_uncopied: only rows ≤ 20 may go, even though 50 are older than 5 days.
     let mut conf = cfg(dir.path());
     conf.retention_days = 5;
     conf.keep_uncopied = true;
     let (j, _) = Journal::open(&conf, c.clone()).unwrap();
-    let count = || JournalReader::open(&paths(dir.path())).unwrap().count(&Filter::default()).unwrap();
+    let count = || {
+        JournalReader::open(&paths(dir.path()))
+            .unwrap()
+            .count(&Filter::default())
+            .unwrap()
+    };
     assert!(wait_for(WAIT, || count() == 80), "count {}", count());
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(count(), 80, "nothing uncopied deleted");
@@ -364,7 +439,14 @@ fn retention_by_age_respects_the_copy_watermark() {
     assert!(wait_for(WAIT, || count() == 50), "count {}", count());
     let oldest = JournalReader::open(&paths(dir.path()))
         .unwrap()
-        .query(&Filter::default(), Sort::StartAsc, Page { limit: 1, offset: 0 })
+        .query(
+            &Filter::default(),
+            Sort::StartAsc,
+            Page {
+                limit: 1,
+                offset: 0,
+            },
+        )
         .unwrap();
     assert_eq!(oldest[0].start.utc, Some(BASE_UTC + 5 * day));
     drop(j);
@@ -386,10 +468,15 @@ fn retention_by_size_deletes_oldest_first() {
     let used = |db: &std::path::Path| {
         let c = rusqlite::Connection::open(db).unwrap();
         let p: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
-        let f: i64 = c.query_row("PRAGMA freelist_count", [], |r| r.get(0)).unwrap();
+        let f: i64 = c
+            .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+            .unwrap();
         (p - f) * 4096
     };
-    assert!(used(&db) > 3 * 1024 * 1024, "3000 records use more than 3 MiB");
+    assert!(
+        used(&db) > 3 * 1024 * 1024,
+        "3000 records use more than 3 MiB"
+    );
 
     conf.max_size_mb = 1;
     let (j, _) = Journal::open(&conf, c).unwrap();
@@ -399,7 +486,11 @@ fn retention_by_size_deletes_oldest_first() {
     let left = r.count(&Filter::default()).unwrap();
     assert!(left > 100 && left < 3000, "left {left}");
     let first = r.records_after_id(0, 1).unwrap();
-    assert_eq!(first[0].0, 3000 - left as i64 + 1, "the newest records are kept");
+    assert_eq!(
+        first[0].0,
+        3000 - left as i64 + 1,
+        "the newest records are kept"
+    );
     j.flush().unwrap();
     assert_eq!(j.status().committed, left);
     drop(j);

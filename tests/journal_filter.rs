@@ -25,26 +25,88 @@ fn filters() -> Vec<Filter> {
     let d = Filter::default;
     vec![
         d(),
-        Filter { from_utc: Some(BASE_UTC + 1000), ..d() },
-        Filter { to_utc: Some(BASE_UTC + 1000), ..d() },
-        Filter { from_utc: Some(BASE_UTC + 37 * 100), to_utc: Some(BASE_UTC + 37 * 200), ..d() },
-        Filter { dispositions: vec![Disposition::Answered], ..d() },
-        Filter { dispositions: vec![Disposition::Busy, Disposition::NoAnswer], ..d() },
-        Filter { dispositions: vec![Disposition::Other("WEIRD".into())], ..d() },
-        Filter { directions: vec![Direction::Inbound, Direction::Internal], ..d() },
-        Filter { pbx: vec!["branch".into()], ..d() },
-        Filter { source_contains: Some("иВаН".into()), ..d() },
-        Filter { source_contains: Some("σ".into()), ..d() },
-        Filter { source_contains: Some("äö".into()), ..d() },
-        Filter { source_contains: Some("1013".into()), ..d() },
-        Filter { source_contains: Some("%".into()), ..d() },
-        Filter { source_contains: Some("".into()), ..d() },
-        Filter { destination_contains: Some("91600001".into()), ..d() },
-        Filter { account_code: Some("acc2".into()), ..d() },
-        Filter { queue: Some("q1".into()), ..d() },
-        Filter { queue: Some("support".into()), ..d() },
-        Filter { agent: Some("2004".into()), ..d() },
-        Filter { min_duration: Some(100), max_duration: Some(120), ..d() },
+        Filter {
+            from_utc: Some(BASE_UTC + 1000),
+            ..d()
+        },
+        Filter {
+            to_utc: Some(BASE_UTC + 1000),
+            ..d()
+        },
+        Filter {
+            from_utc: Some(BASE_UTC + 37 * 100),
+            to_utc: Some(BASE_UTC + 37 * 200),
+            ..d()
+        },
+        Filter {
+            dispositions: vec![Disposition::Answered],
+            ..d()
+        },
+        Filter {
+            dispositions: vec![Disposition::Busy, Disposition::NoAnswer],
+            ..d()
+        },
+        Filter {
+            dispositions: vec![Disposition::Other("WEIRD".into())],
+            ..d()
+        },
+        Filter {
+            directions: vec![Direction::Inbound, Direction::Internal],
+            ..d()
+        },
+        Filter {
+            pbx: vec!["branch".into()],
+            ..d()
+        },
+        Filter {
+            source_contains: Some("иВаН".into()),
+            ..d()
+        },
+        Filter {
+            source_contains: Some("σ".into()),
+            ..d()
+        },
+        Filter {
+            source_contains: Some("äö".into()),
+            ..d()
+        },
+        Filter {
+            source_contains: Some("1013".into()),
+            ..d()
+        },
+        Filter {
+            source_contains: Some("%".into()),
+            ..d()
+        },
+        Filter {
+            source_contains: Some("".into()),
+            ..d()
+        },
+        Filter {
+            destination_contains: Some("91600001".into()),
+            ..d()
+        },
+        Filter {
+            account_code: Some("acc2".into()),
+            ..d()
+        },
+        Filter {
+            queue: Some("q1".into()),
+            ..d()
+        },
+        Filter {
+            queue: Some("support".into()),
+            ..d()
+        },
+        Filter {
+            agent: Some("2004".into()),
+            ..d()
+        },
+        Filter {
+            min_duration: Some(100),
+            max_duration: Some(120),
+            ..d()
+        },
         Filter {
             from_utc: Some(BASE_UTC),
             dispositions: vec![Disposition::Answered, Disposition::Failed],
@@ -68,10 +130,20 @@ fn sql_and_matches_select_the_same_records() {
     j.flush().unwrap();
     let reader = JournalReader::open(&paths(dir.path())).unwrap();
     for f in filters() {
-        let want: BTreeSet<[u8; 16]> =
-            recs.iter().filter(|r| f.matches(r)).map(|r| r.identity).collect();
+        let want: BTreeSet<[u8; 16]> = recs
+            .iter()
+            .filter(|r| f.matches(r))
+            .map(|r| r.identity)
+            .collect();
         let got: BTreeSet<[u8; 16]> = reader
-            .query(&f, Sort::StartAsc, Page { limit: 10_000, offset: 0 })
+            .query(
+                &f,
+                Sort::StartAsc,
+                Page {
+                    limit: 10_000,
+                    offset: 0,
+                },
+            )
             .unwrap()
             .iter()
             .map(|r| r.identity)
@@ -116,12 +188,37 @@ fn sorting_and_paging_are_stable() {
     j.shutdown();
     let reader = JournalReader::open(&paths(dir.path())).unwrap();
     let all = Filter::default();
-    for sort in [Sort::StartDesc, Sort::StartAsc, Sort::DurationDesc, Sort::DurationAsc] {
-        let whole = reader.query(&all, sort, Page { limit: 10_000, offset: 0 }).unwrap();
+    for sort in [
+        Sort::StartDesc,
+        Sort::StartAsc,
+        Sort::DurationDesc,
+        Sort::DurationAsc,
+    ] {
+        let whole = reader
+            .query(
+                &all,
+                sort,
+                Page {
+                    limit: 10_000,
+                    offset: 0,
+                },
+            )
+            .unwrap();
         assert_eq!(whole.len(), recs.len());
         let mut paged = Vec::new();
         for p in 0..(recs.len() as u64).div_ceil(70) {
-            paged.extend(reader.query(&all, sort, Page { limit: 70, offset: p * 70 }).unwrap());
+            paged.extend(
+                reader
+                    .query(
+                        &all,
+                        sort,
+                        Page {
+                            limit: 70,
+                            offset: p * 70,
+                        },
+                    )
+                    .unwrap(),
+            );
         }
         assert_eq!(paged, whole, "{sort:?}");
         let mut streamed = Vec::new();
@@ -144,7 +241,16 @@ fn sorting_and_paging_are_stable() {
         }
         assert_eq!(keys, sorted, "{sort:?}");
     }
-    let newest = reader.query(&all, Sort::StartDesc, Page { limit: 1, offset: 0 }).unwrap();
+    let newest = reader
+        .query(
+            &all,
+            Sort::StartDesc,
+            Page {
+                limit: 1,
+                offset: 0,
+            },
+        )
+        .unwrap();
     assert_eq!(newest[0].sequence, Some(599));
 }
 
@@ -161,8 +267,13 @@ fn for_each_streams_100k_rows_and_stops_on_error() {
     {
         let conn = rusqlite::Connection::open(&report.paths.db).unwrap();
         let cols: Vec<String> = {
-            let mut st = conn.prepare("SELECT name FROM pragma_table_info('cdr')").unwrap();
-            st.query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect()
+            let mut st = conn
+                .prepare("SELECT name FROM pragma_table_info('cdr')")
+                .unwrap();
+            st.query_map([], |r| r.get(0))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect()
         };
         let rest: Vec<&String> = cols.iter().filter(|c| *c != "id").collect();
         let select: Vec<String> = rest

@@ -59,14 +59,21 @@ fn stall_holding_an_exclusive_lock_loses_nothing_and_never_blocks_producers() {
     let worst = producer.join().unwrap();
     holder.join().unwrap();
     // A blocking check, not a performance measurement: record() only queues.
-    assert!(worst < Duration::from_millis(50), "record() blocked for {worst:?}");
+    assert!(
+        worst < Duration::from_millis(50),
+        "record() blocked for {worst:?}"
+    );
 
     j.flush().unwrap();
     let st = j.status();
     assert_eq!(st.pending, 0);
     assert_eq!(st.memory_only, 0);
     assert_eq!(st.committed, 5001);
-    assert!(j.alarms().iter().all(|a| a.code != "JOURNAL STALL"), "{:?}", j.alarms());
+    assert!(
+        j.alarms().iter().all(|a| a.code != "JOURNAL STALL"),
+        "{:?}",
+        j.alarms()
+    );
     j.shutdown();
     let got: HashSet<i64> = stored(dir.path())
         .iter()
@@ -95,7 +102,9 @@ fn disk_full_keeps_records_raises_an_alarm_and_resumes_when_space_returns() {
     // 200 one-by-one arrivals take 200 of the ring's 256 blocks.
     for n in 10..210 {
         // Durable on arrival even though SQLite cannot take them.
-        let ack = j.record_durable(sample_record(n), Duration::from_secs(10)).unwrap();
+        let ack = j
+            .record_durable(sample_record(n), Duration::from_secs(10))
+            .unwrap();
         assert!(matches!(ack, Ack::Durable { .. }), "record {n}: {ack:?}");
     }
     let err = j.flush().unwrap_err().to_string();
@@ -137,7 +146,9 @@ fn full_ring_holds_records_in_memory_and_pauses_links_at_the_queue_limit() {
     let (j, _) = Journal::open(&conf, c.clone()).unwrap();
     j.set_max_page_count(1).unwrap();
     for n in 0..16 {
-        let ack = j.record_durable(sample_record(n), Duration::from_secs(5)).unwrap();
+        let ack = j
+            .record_durable(sample_record(n), Duration::from_secs(5))
+            .unwrap();
         assert!(matches!(ack, Ack::Durable { .. }));
     }
     for n in 16..40 {
@@ -145,7 +156,10 @@ fn full_ring_holds_records_in_memory_and_pauses_links_at_the_queue_limit() {
     }
     assert!(wait_for(Duration::from_secs(5), || j.status().memory_only == 24));
     let st = j.status();
-    assert_eq!(st.pending, 16, "one record per block while they arrive one by one");
+    assert_eq!(
+        st.pending, 16,
+        "one record per block while they arrive one by one"
+    );
     assert_eq!(st.memory_only, 24);
     assert!(j.backlog_full(), "links must pause");
     let codes: Vec<String> = j.alarms().into_iter().map(|a| a.code).collect();
@@ -160,9 +174,35 @@ fn full_ring_holds_records_in_memory_and_pauses_links_at_the_queue_limit() {
     assert_eq!(j.status().committed, 40);
     // The ring is usable again after the commit.
     assert!(matches!(
-        j.record_durable(sample_record(41), Duration::from_secs(5)).unwrap(),
+        j.record_durable(sample_record(41), Duration::from_secs(5))
+            .unwrap(),
         Ack::Durable { .. }
     ));
     j.shutdown();
     assert_eq!(stored(&paths(dir.path()).dir).len(), 41);
+}
+
+#[test]
+fn a_burst_larger_than_the_ring_stays_durable_when_sqlite_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, _) = clock(BASE_UTC);
+    let mut conf = cfg(dir.path());
+    conf.ring_kb = 64;
+    conf.flush_records = 10_000; // the ring-half-full trigger must commit instead
+    conf.flush_interval = Duration::from_secs(3600);
+    let (j, _) = Journal::open(&conf, c).unwrap();
+    for n in 0..3000 {
+        j.record(sample_record(n));
+    }
+    j.flush().unwrap();
+    let counters = j.counters();
+    assert_eq!(counters.records, 3000);
+    assert_eq!(counters.memory_only_records, 0, "{counters:?}");
+    assert!(counters.commits >= 2, "{counters:?}");
+    assert!(
+        counters.ring_writes < 3000,
+        "bursts share ring batches: {counters:?}"
+    );
+    j.shutdown();
+    assert_eq!(stored(dir.path()).len(), 3000);
 }

@@ -104,9 +104,16 @@ pub fn per_record(before: &IoSnapshot, after: &IoSnapshot) -> PerRecord {
             (Some(b), Some(a)) => Some(a.saturating_sub(b) as f64 / n),
             _ => None,
         },
-        ring_writes: after.journal.ring_writes.saturating_sub(before.journal.ring_writes) as f64
+        ring_writes: after
+            .journal
+            .ring_writes
+            .saturating_sub(before.journal.ring_writes) as f64
             / n,
-        ring_bytes: after.journal.ring_bytes.saturating_sub(before.journal.ring_bytes) as f64 / n,
+        ring_bytes: after
+            .journal
+            .ring_bytes
+            .saturating_sub(before.journal.ring_bytes) as f64
+            / n,
         commits: after.journal.commits.saturating_sub(before.journal.commits) as f64 / n,
     }
 }

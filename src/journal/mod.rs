@@ -182,6 +182,9 @@ pub enum Ack {
 pub struct JournalCounters {
     /// Records accepted (not duplicates).
     pub records: u64,
+    /// Of those, records that could not go into the ring (full or failing) and waited in
+    /// memory only until committed.
+    pub memory_only_records: u64,
     pub duplicates: u64,
     /// Ring batches written (each one pwrite + one fdatasync).
     pub ring_writes: u64,
@@ -286,11 +289,7 @@ struct Inner {
 
 impl Inner {
     fn stop(&self, msg: Msg) {
-        let handle = self
-            .thread
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(h) = handle {
             let _ = self.tx.send(msg);
             if h.join().is_err() {
@@ -534,8 +533,10 @@ impl JournalHandle {
             };
             out.push(Alarm {
                 code: code.into(),
-                message: format!("{msg} {waiting} records are waiting; they are written \
-                                  automatically when this is fixed."),
+                message: format!(
+                    "{msg} {waiting} records are waiting; they are written \
+                                  automatically when this is fixed."
+                ),
             });
         }
         if let Some(msg) = &problems.ring {
@@ -719,5 +720,18 @@ mod tests {
             }),
             Some(10)
         );
+    }
+}
+
+#[cfg(test)]
+mod handle_tests {
+    use super::*;
+
+    #[test]
+    fn handle_is_a_shareable_sink() {
+        fn sink<T: RecordSink + Clone + Send + Sync>() {}
+        sink::<JournalHandle>();
+        fn send<T: Send>() {}
+        send::<JournalReader>();
     }
 }

@@ -67,7 +67,9 @@ pub fn where_clause(f: &Filter) -> (String, Vec<Value>) {
         f.pbx.iter().map(|p| Value::Text(p.clone())).collect(),
     );
     if let Some(needle) = &f.source_contains {
-        parts.push(format!("({CONTAINS_FN}(source, ?) OR {CONTAINS_FN}(caller_id, ?))"));
+        parts.push(format!(
+            "({CONTAINS_FN}(source, ?) OR {CONTAINS_FN}(caller_id, ?))"
+        ));
         let folded = fold_case(needle);
         values.push(Value::Text(folded.clone()));
         values.push(Value::Text(folded));
@@ -266,7 +268,12 @@ impl JournalReader {
     }
 
     /// One page of matching records.
-    pub fn query(&self, f: &Filter, sort: Sort, page: Page) -> Result<Vec<CallRecord>, JournalError> {
+    pub fn query(
+        &self,
+        f: &Filter,
+        sort: Sort,
+        page: Page,
+    ) -> Result<Vec<CallRecord>, JournalError> {
         let (w, mut values) = where_clause(f);
         values.push(Value::Integer(i64::from(page.limit)));
         values.push(Value::Integer(page.offset.min(i64::MAX as u64) as i64));
@@ -280,7 +287,9 @@ impl JournalReader {
             .prepare_cached(&q)
             .map_err(sql(&self.db, "cannot query records"))?;
         let rows = stmt
-            .query_map(params_from_iter(values), |r| store::row_to_record(r).map(|x| x.1))
+            .query_map(params_from_iter(values), |r| {
+                store::row_to_record(r).map(|x| x.1)
+            })
             .map_err(sql(&self.db, "cannot query records"))?;
         rows.collect::<Result<Vec<_>, _>>()
             .map_err(sql(&self.db, "cannot read a record row"))
@@ -309,7 +318,7 @@ impl JournalReader {
         &self,
         after_id: i64,
         f: &Filter,
-        mut each: impl FnMut(i64, CallRecord) -> Result<(), E>,
+        each: impl FnMut(i64, CallRecord) -> Result<(), E>,
     ) -> Result<u64, E> {
         let (w, mut values) = where_clause(f);
         values.insert(0, Value::Integer(after_id));
@@ -317,7 +326,7 @@ impl JournalReader {
             "SELECT {COLUMNS} FROM {} WHERE id > ? AND ({w}) ORDER BY id",
             self.source
         );
-        self.stream(&q, values, |id, r| each(id, r))
+        self.stream(&q, values, each)
     }
 
     /// Up to `limit` records with `id > after_id`, in id order, with their ids.
@@ -388,7 +397,11 @@ impl JournalReader {
 
     /// Gaps overlapping `[from_utc, to_utc)` (either bound optional), oldest first; a gap still
     /// open has `up_utc: None`.
-    pub fn gaps(&self, from_utc: Option<i64>, to_utc: Option<i64>) -> Result<Vec<Gap>, JournalError> {
+    pub fn gaps(
+        &self,
+        from_utc: Option<i64>,
+        to_utc: Option<i64>,
+    ) -> Result<Vec<Gap>, JournalError> {
         let mut stmt = self
             .conn
             .prepare_cached(

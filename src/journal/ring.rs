@@ -186,7 +186,7 @@ pub fn ring_bytes_for_kb(ring_kb: u32) -> u64 {
 
 /// True when an existing ring file has a usable size.
 pub fn usable_size(bytes: u64) -> bool {
-    bytes >= MIN_RING_BYTES && bytes % BLOCK as u64 == 0
+    bytes >= MIN_RING_BYTES && bytes.is_multiple_of(BLOCK as u64)
 }
 
 /// Writes a zeroed ring of `bytes` to a temporary file, syncs it and renames it over `path`, so a
@@ -268,6 +268,11 @@ impl Ring {
     /// Size of the ring in bytes.
     pub fn bytes(&self) -> u64 {
         self.blocks * BLOCK as u64
+    }
+
+    /// Size of the ring in blocks.
+    pub fn blocks(&self) -> u64 {
+        self.blocks
     }
 
     /// The largest payload that can ever be written.
@@ -392,9 +397,21 @@ mod tests {
         }
         assert_eq!(ring.append(&[(17, &p)]).unwrap(), 0, "no free block left");
         ring.release(2);
-        assert_eq!(ring.append(&[(17, &p)]).unwrap(), 1, "wraps into freed block 0");
-        assert_eq!(ring.append(&[(18, &p), (19, &p)]).unwrap(), 1, "only 1 fits in block 1");
-        assert_eq!(ring.append(&[(19, &p)]).unwrap(), 0, "block 2 still holds seq 3");
+        assert_eq!(
+            ring.append(&[(17, &p)]).unwrap(),
+            1,
+            "wraps into freed block 0"
+        );
+        assert_eq!(
+            ring.append(&[(18, &p), (19, &p)]).unwrap(),
+            1,
+            "only 1 fits in block 1"
+        );
+        assert_eq!(
+            ring.append(&[(19, &p)]).unwrap(),
+            0,
+            "block 2 still holds seq 3"
+        );
         ring.release(3);
         assert_eq!(ring.append(&[(19, &p)]).unwrap(), 1);
     }
@@ -457,14 +474,17 @@ mod tests {
         }
         drop(ring);
         let scan = scan_file(&path).unwrap();
-        let uncommitted: Vec<RingEntry> =
-            scan.entries.into_iter().filter(|e| e.seq > 1).collect();
+        let uncommitted: Vec<RingEntry> = scan.entries.into_iter().filter(|e| e.seq > 1).collect();
         let mut ring = Ring::open(&path, &uncommitted).unwrap();
         assert_eq!(ring.used_blocks(), 2);
         ring.append(&[(4, &p)]).unwrap();
         let scan = scan_file(&path).unwrap();
         let e4 = scan.entries.iter().find(|e| e.seq == 4).unwrap();
-        assert_eq!(e4.offset, 3 * BLOCK as u64, "written after the newest uncommitted entry");
+        assert_eq!(
+            e4.offset,
+            3 * BLOCK as u64,
+            "written after the newest uncommitted entry"
+        );
         assert!(scan.entries.iter().any(|e| e.seq == 2));
     }
 }

@@ -27,10 +27,10 @@ pub fn sample_record(n: u64) -> CallRecord {
     let start = BASE_UTC + (n as i64) * 37;
     let duration = (n % 300) as i64;
     let billable = duration * 2 / 3;
-    let answered = n % 6 == 0;
+    let answered = n.is_multiple_of(6);
     let src = format!("{}", 1000 + n % 50);
     let dst = format!("7916{:07}", n % 9_999_991);
-    let caller = if n % 3 == 0 {
+    let caller = if n.is_multiple_of(3) {
         format!("\"Иван Петров {n}\" <{src}>")
     } else {
         format!("\"Office {n}\" <{src}>")
@@ -56,7 +56,12 @@ pub fn sample_record(n: u64) -> CallRecord {
     identity[..8].copy_from_slice(&n.to_be_bytes());
     identity[8..].copy_from_slice(b"cdrboxid");
     CallRecord {
-        pbx: if n % 5 == 0 { "branch" } else { "main" }.into(),
+        pbx: if n.is_multiple_of(5) {
+            "branch"
+        } else {
+            "main"
+        }
+        .into(),
         unique_id: unique_id.clone(),
         account_code: format!("acc{}", n % 4),
         source: src.clone(),
@@ -65,7 +70,7 @@ pub fn sample_record(n: u64) -> CallRecord {
         caller_id: caller,
         channel: format!("PJSIP/{src}-0000{n:04x}"),
         destination_channel: format!("PJSIP/trunk-0000{n:04x}"),
-        last_application: if n % 7 == 0 { "Queue" } else { "Dial" }.into(),
+        last_application: if n.is_multiple_of(7) { "Queue" } else { "Dial" }.into(),
         last_data: "PJSIP/trunk,300,Tt".into(),
         start: tm(start),
         answer: answered.then(|| tm(start + duration - billable)),
@@ -77,8 +82,8 @@ pub fn sample_record(n: u64) -> CallRecord {
         user_field: String::new(),
         direction: directions[(n % 4) as usize],
         ring_seconds: duration - billable,
-        queue: (n % 7 == 0).then(|| format!("q{}", n % 2)),
-        agent: (n % 2 == 0).then(|| format!("{}", 2000 + n % 10)),
+        queue: n.is_multiple_of(7).then(|| format!("q{}", n % 2)),
+        agent: n.is_multiple_of(2).then(|| format!("{}", 2000 + n % 10)),
         linked_id: Some(unique_id),
         sequence: Some(n as i64),
         custom_fields: vec![("X-Tag".into(), format!("t{}", n % 3))],

@@ -23,8 +23,8 @@ use crate::sink::LinkEvent;
 use super::ring::{self, Ring, RingEntry};
 use super::store;
 use super::{
-    payload, Ack, Clock, FailKind, JournalCounters, JournalError, JournalHandle, JournalPaths,
-    Msg, OpenReport, Pending, Problems, Shared,
+    payload, Ack, Clock, FailKind, JournalCounters, JournalError, JournalHandle, JournalPaths, Msg,
+    OpenReport, Pending, Problems, Shared,
 };
 
 /// Records per SQLite transaction when a backlog drains (keeps the WAL near its steady size).
@@ -78,7 +78,10 @@ pub(crate) fn open(
         .query_row("SELECT coalesce(max(seq), 0) FROM cdr", [], |r| r.get(0))
         .map_err(|e| sql_err("cannot read max(seq)", &db, e))?;
     let max_ring_seq = scan.entries.last().map_or(0, |e| e.seq);
-    let mut next_seq = committed_seq.max(max_db_seq.max(0) as u64).max(max_ring_seq) + 1;
+    let mut next_seq = committed_seq
+        .max(max_db_seq.max(0) as u64)
+        .max(max_ring_seq)
+        + 1;
 
     // Replay ring entries SQLite does not have yet.
     let uncommitted: Vec<RingEntry> = scan
@@ -116,7 +119,11 @@ pub(crate) fn open(
     let mut replay_committed_to = committed_seq;
     let mut deferred: Vec<(u64, CallRecord)> = Vec::new();
     if !uncommitted.is_empty() {
-        let top = uncommitted.iter().map(|e| e.seq).max().unwrap_or(committed_seq);
+        let top = uncommitted
+            .iter()
+            .map(|e| e.seq)
+            .max()
+            .unwrap_or(committed_seq);
         match replay(&conn, &decoded, top, now_utc) {
             Ok(inserted) => {
                 report.replayed = inserted;
@@ -187,7 +194,12 @@ pub(crate) fn open(
             .map_err(|e| sql_err("cannot read gaps", &db, e))?;
         let rows = stmt
             .query_map([], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get(2)?, r.get(3)?))
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                ))
             })
             .map_err(|e| sql_err("cannot read gaps", &db, e))?;
         for row in rows {
@@ -263,6 +275,7 @@ pub(crate) fn open(
         ring,
         rx,
         next_seq,
+        last_accepted_seq: next_seq - 1,
         committed_seq: replay_committed_to,
         pending_ids,
         flush_interval: cfg.flush_interval,
@@ -445,6 +458,8 @@ struct Writer {
     ring: Option<Ring>,
     rx: mpsc::Receiver<Msg>,
     next_seq: u64,
+    /// Highest seq handed to `accept` (durable or memory-only).
+    last_accepted_seq: u64,
     committed_seq: u64,
     pending_ids: HashSet<[u8; 16]>,
     flush_interval: Duration,
@@ -466,6 +481,7 @@ struct Writer {
 struct Arrival {
     seq: u64,
     record: CallRecord,
+    payload: Vec<u8>,
     ack: Option<mpsc::Sender<Ack>>,
 }
 
@@ -509,9 +525,11 @@ impl Writer {
                         self.pending_ids.insert(record.identity);
                         let seq = self.next_seq;
                         self.next_seq += 1;
+                        let payload = payload::encode(&record);
                         arrivals.push(Arrival {
                             seq,
                             record: *record,
+                            payload,
                             ack,
                         });
                     }
@@ -549,8 +567,29 @@ impl Writer {
                     }
                 }
             }
-            if !arrivals.is_empty() {
-                self.accept(arrivals);
+            // A burst goes to the ring in slices of at most half the ring, with a commit in
+            // between when due, so the ring has room for the next slice (otherwise records
+            // would be held in memory only while SQLite is perfectly able to take them).
+            let half_ring = self
+                .ring
+                .as_ref()
+                .map_or(usize::MAX, |r| r.bytes() as usize / 2);
+            let mut slice = Vec::new();
+            let mut slice_bytes = 0;
+            for a in arrivals {
+                let size = ring::entry_size(a.payload.len());
+                if !slice.is_empty() && slice_bytes + size > half_ring {
+                    self.accept(std::mem::take(&mut slice));
+                    slice_bytes = 0;
+                    if self.commit_due(Instant::now()) {
+                        self.commit(false);
+                    }
+                }
+                slice_bytes += size;
+                slice.push(a);
+            }
+            if !slice.is_empty() {
+                self.accept(slice);
             }
             if shutdown {
                 force = true;
@@ -607,13 +646,23 @@ impl Writer {
                 consider(f.next_retry);
             }
         } else if let Some(o) = oldest {
-            if self.shared.pending_count.load(Ordering::SeqCst) >= self.flush_records as u64 {
+            if self.group_full() {
                 consider(now);
             } else {
                 consider(o + self.flush_interval);
             }
         }
         d
+    }
+
+    /// `flush_records` are pending, or the ring is half full (so it never fills while SQLite
+    /// works, whatever `flush_records` is).
+    fn group_full(&self) -> bool {
+        self.shared.pending_count.load(Ordering::SeqCst) >= self.flush_records as u64
+            || self
+                .ring
+                .as_ref()
+                .is_some_and(|r| r.used_blocks() * 2 >= r.blocks())
     }
 
     /// Arrival time of the oldest uncommitted change (record or gap).
@@ -629,7 +678,7 @@ impl Writer {
         if let Some(f) = &self.failing {
             return now >= f.next_retry && self.oldest_change().is_some();
         }
-        if self.shared.pending_count.load(Ordering::SeqCst) >= self.flush_records as u64 {
+        if self.group_full() {
             return true;
         }
         if let Some(o) = self.oldest_change() {
@@ -642,7 +691,7 @@ impl Writer {
 
     /// Writes new records to the ring (one batch), queues them for SQLite, acknowledges.
     fn accept(&mut self, arrivals: Vec<Arrival>) {
-        let payloads: Vec<Vec<u8>> = arrivals.iter().map(|a| payload::encode(&a.record)).collect();
+        let payloads: Vec<&[u8]> = arrivals.iter().map(|a| a.payload.as_slice()).collect();
         let mut in_ring = vec![false; arrivals.len()];
         if let Some(ring) = &mut self.ring {
             let max = ring.max_payload();
@@ -652,7 +701,7 @@ impl Writer {
             while !todo.is_empty() {
                 let entries: Vec<(u64, &[u8])> = todo
                     .iter()
-                    .map(|&i| (arrivals[i].seq, payloads[i].as_slice()))
+                    .map(|&i| (arrivals[i].seq, payloads[i]))
                     .collect();
                 match ring.append(&entries) {
                     Ok(0) => break,
@@ -680,6 +729,9 @@ impl Writer {
         let now = Instant::now();
         let mut memory_only = 0u64;
         self.shared.counters().records += arrivals.len() as u64;
+        if let Some(last) = arrivals.last() {
+            self.last_accepted_seq = last.seq;
+        }
         // Acks go out after durable_seq is published, so an acknowledged record is always
         // covered by durable_seq.
         let mut acks = Vec::new();
@@ -713,6 +765,7 @@ impl Writer {
             let _ = tx.send(Ack::Durable { seq });
         }
         if memory_only > 0 {
+            self.shared.counters().memory_only_records += memory_only;
             self.shared
                 .memory_only
                 .fetch_add(memory_only, Ordering::SeqCst);
@@ -735,7 +788,7 @@ impl Writer {
         let durable = pending
             .iter()
             .find(|p| !p.in_ring)
-            .map_or(self.next_seq - 1, |p| p.seq - 1);
+            .map_or(self.last_accepted_seq, |p| p.seq - 1);
         self.shared.durable_seq.store(durable, Ordering::SeqCst);
     }
 
@@ -793,9 +846,7 @@ impl Writer {
         } else if store::is_busy(&e) {
             (
                 FailKind::Locked,
-                format!(
-                    "The journal database {db} is locked by another program (journal stall)."
-                ),
+                format!("The journal database {db} is locked by another program (journal stall)."),
             )
         } else {
             (
@@ -820,23 +871,19 @@ impl Writer {
     /// One transaction: up to COMMIT_CHUNK oldest records, gap changes, meta. Returns whether
     /// records remain pending.
     fn commit_chunk(&mut self) -> rusqlite::Result<bool> {
-        let (batch, total): (Vec<(u64, Arc<CallRecord>)>, usize) = {
-            let pending = self.shared.pending();
-            (
-                pending
-                    .iter()
-                    .take(COMMIT_CHUNK)
-                    .map(|p| (p.seq, p.record.clone()))
-                    .collect(),
-                pending.len(),
-            )
-        };
-        let new_committed = if batch.len() == total {
-            self.next_seq - 1
-        } else {
-            batch.last().map_or(self.committed_seq, |b| b.0)
-        }
-        .max(self.committed_seq);
+        let batch: Vec<(u64, Arc<CallRecord>)> = self
+            .shared
+            .pending()
+            .iter()
+            .take(COMMIT_CHUNK)
+            .map(|p| (p.seq, p.record.clone()))
+            .collect();
+        // Pending is in seq order and every assigned seq is pending until committed, so the
+        // batch's last seq is a prefix watermark.
+        let new_committed = batch
+            .last()
+            .map_or(self.committed_seq, |b| b.0)
+            .max(self.committed_seq);
         let now_utc = (self.shared.clock)();
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
         let mut inserted = 0u64;
