@@ -117,6 +117,12 @@ fn disk_full_keeps_records_raises_an_alarm_and_resumes_when_space_returns() {
     assert_eq!(st.memory_only, 0);
     assert_eq!(j.pending_records().len(), 200);
 
+    // Retries back off (0.5 s, 1 s, 2 s, ...) instead of spinning.
+    let before = j.counters().commit_failures;
+    std::thread::sleep(Duration::from_millis(1500));
+    let retries = j.counters().commit_failures - before;
+    assert!(retries <= 3, "{retries} retries in 1.5 s");
+
     // Space comes back: the writer's retry commits everything without being asked.
     j.set_max_page_count(1_000_000).unwrap();
     assert!(

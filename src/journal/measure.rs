@@ -48,7 +48,9 @@ pub fn device_stat_for(path: &Path) -> Option<DeviceStat> {
     DeviceStat::parse(&text)
 }
 
-/// `write_bytes` of this process from `/proc/self/io` (bytes sent to the storage layer).
+/// `write_bytes` of this process from `/proc/self/io`. Caution: recent kernels account it per
+/// dirtied page-cache folio (up to 64 KiB+ for one 4 KiB pwrite into a large folio), so it
+/// overstates small writes; device counters on a dedicated filesystem are the real measure.
 pub fn process_write_bytes() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/self/io").ok()?;
     text.lines()

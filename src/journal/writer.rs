@@ -299,7 +299,18 @@ pub(crate) fn open(
     };
     let thread = std::thread::Builder::new()
         .name("journal-writer".into())
-        .spawn(move || writer.run())
+        .spawn(move || {
+            // Marks the writer stopped however `run` ends, panics included, so the status
+            // page shows JOURNAL STOPPED instead of a silently dead journal.
+            struct Stopped(Arc<Shared>);
+            impl Drop for Stopped {
+                fn drop(&mut self) {
+                    self.0.writer_running.store(false, Ordering::SeqCst);
+                }
+            }
+            let _guard = Stopped(writer.shared.clone());
+            writer.run()
+        })
         .map_err(|e| io_err("cannot start the journal writer thread", &paths.db, e))?;
     Ok((JournalHandle::new(tx, shared, thread), report))
 }
@@ -633,19 +644,19 @@ impl Writer {
 
     /// When the loop must wake up without a message.
     fn next_deadline(&self, now: Instant) -> Option<Instant> {
+        // While commits fail, only the retry timer matters (retention and heartbeat wait for
+        // a working database; waking for them would spin).
+        if let Some(f) = &self.failing {
+            return Some(f.next_retry);
+        }
         let mut d: Option<Instant> = None;
         let mut consider = |t: Instant| d = Some(d.map_or(t, |x: Instant| x.min(t)));
-        if self.retention_more && self.failing.is_none() {
+        if self.retention_more {
             consider(now);
         }
         consider(self.next_retention);
         consider(self.last_commit + HEARTBEAT);
-        let oldest = self.oldest_change();
-        if let Some(f) = &self.failing {
-            if oldest.is_some() || !self.flush_waiters.is_empty() {
-                consider(f.next_retry);
-            }
-        } else if let Some(o) = oldest {
+        if let Some(o) = self.oldest_change() {
             if self.group_full() {
                 consider(now);
             } else {
@@ -676,7 +687,9 @@ impl Writer {
 
     fn commit_due(&self, now: Instant) -> bool {
         if let Some(f) = &self.failing {
-            return now >= f.next_retry && self.oldest_change().is_some();
+            // Retry even with nothing pending: a successful (meta-only) commit is what clears
+            // the alarm.
+            return now >= f.next_retry;
         }
         if self.group_full() {
             return true;
