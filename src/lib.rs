@@ -23,6 +23,7 @@ pub mod config;
 pub mod display;
 pub mod export;
 pub mod filter;
+pub mod journal;
 pub mod record;
 pub mod runtime;
 pub mod sim;
