@@ -68,7 +68,8 @@ fn serve(mut s: TcpStream, next: &AtomicU64, stop: &AtomicBool) {
         .find_map(|l| l.strip_prefix("ActionID: "))
         .unwrap_or("")
         .to_string();
-    let ok = format!("Response: Success\r\nActionID: {id}\r\nMessage: Authentication accepted\r\n\r\n");
+    let ok =
+        format!("Response: Success\r\nActionID: {id}\r\nMessage: Authentication accepted\r\n\r\n");
     if s.write_all(ok.as_bytes()).is_err() {
         return;
     }
@@ -112,8 +113,9 @@ fn journal_contents(paths: &JournalPaths) -> HashMap<String, Vec<u8>> {
 }
 
 fn quick_check(db: &Path) {
-    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .expect("open db read-only");
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open db read-only");
     let res: String = conn
         .query_row("PRAGMA quick_check", [], |r| r.get(0))
         .expect("quick_check runs");
@@ -191,7 +193,11 @@ driver = "none"
         }
         for (id, raw) in &now {
             let n: u64 = id.trim_end_matches(".1").parse().expect("numbered id");
-            assert_eq!(raw, &cdr(n), "record {id} is not byte-identical to what was sent");
+            assert_eq!(
+                raw,
+                &cdr(n),
+                "record {id} is not byte-identical to what was sent"
+            );
         }
         if now.len() > seen.len() {
             grew += 1;
@@ -220,5 +226,8 @@ driver = "none"
         fin.len(),
         next.load(Ordering::Relaxed) - 1
     );
-    assert!(grew >= kills / 4, "the logger recorded in only {grew} of {kills} rounds");
+    assert!(
+        grew >= kills / 4,
+        "the logger recorded in only {grew} of {kills} rounds"
+    );
 }

@@ -180,13 +180,23 @@ impl JournalReader {
     /// records are deduplicated by identity against the database and each other; they get ids
     /// after the database's highest. Use only while the writer is not running.
     pub fn open_with_ring(paths: &JournalPaths) -> Result<JournalReader, JournalError> {
-        let mut reader = JournalReader::open(paths)?;
+        // Order matters when a writer IS running (`cdrbox export` beside `cdrbox run`): the ring
+        // is read first, then one read transaction pins the database snapshot for the reader's
+        // whole life. A record uncommitted when the ring was read is then either in that
+        // snapshot (skipped below by seq and identity) or taken from the ring — never both,
+        // never neither; records arriving after the ring was read may be missing, which is
+        // what a snapshot taken "now" means.
         let scan = ring::scan_file(&paths.ring).map_err(|e| JournalError::Io {
             what: "cannot read the ring file".into(),
             path: paths.ring.clone(),
             source: e,
         })?;
+        let mut reader = JournalReader::open(paths)?;
         let db = reader.db.clone();
+        reader
+            .conn
+            .execute_batch("BEGIN DEFERRED")
+            .map_err(sql(&db, "cannot start a read transaction"))?;
         let committed = store::meta_get(&reader.conn, store::META_COMMITTED_SEQ)
             .map_err(sql(&db, "cannot read meta"))?
             .unwrap_or(0)
