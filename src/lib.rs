@@ -27,3 +27,4 @@ pub mod runtime;
 pub mod sink;
 pub mod status;
 pub mod timearg;
+pub mod usb;
