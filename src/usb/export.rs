@@ -22,6 +22,8 @@
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -354,25 +356,65 @@ fn dry_run(
 
 /// Hashes and counts what passes through to the file.
 struct Hashing {
-    inner: io::BufWriter<Box<dyn StickFile>>,
+    inner: io::BufWriter<ErrnoKeeper>,
     hasher: Sha256,
     bytes: u64,
 }
 
+/// Remembers the OS error code of the last failed write: the CSV writer's `finish` rewraps
+/// errors as text, and ENOSPC must still be told from EIO afterwards.
+struct ErrnoKeeper {
+    file: Box<dyn StickFile>,
+    errno: Arc<AtomicI32>,
+}
+
+impl Write for ErrnoKeeper {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf).inspect_err(|e| self.keep(e))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush().inspect_err(|e| self.keep(e))
+    }
+}
+
+impl ErrnoKeeper {
+    fn keep(&self, e: &io::Error) {
+        if let Some(n) = e.raw_os_error() {
+            self.errno.store(n, Ordering::Relaxed);
+        }
+    }
+}
+
+/// `e`, or the kept OS error when `e` lost its code on the way up.
+fn with_errno(e: io::Error, kept: &AtomicI32) -> io::Error {
+    match (e.raw_os_error(), kept.load(Ordering::Relaxed)) {
+        (None, n) if n != 0 => io::Error::from_raw_os_error(n),
+        _ => e,
+    }
+}
+
 impl Hashing {
-    fn new(f: Box<dyn StickFile>) -> Hashing {
-        Hashing {
-            inner: io::BufWriter::with_capacity(64 * 1024, f),
+    fn new(f: Box<dyn StickFile>) -> (Hashing, Arc<AtomicI32>) {
+        let errno = Arc::new(AtomicI32::new(0));
+        let h = Hashing {
+            inner: io::BufWriter::with_capacity(
+                64 * 1024,
+                ErrnoKeeper {
+                    file: f,
+                    errno: errno.clone(),
+                },
+            ),
             hasher: Sha256::new(),
             bytes: 0,
-        }
+        };
+        (h, errno)
     }
 
     /// Flushes, fsyncs and returns (bytes, hex SHA-256).
     fn close(self) -> io::Result<(u64, String)> {
         let mut f = self.inner.into_inner().map_err(|e| e.into_error())?;
         f.flush()?;
-        f.sync()?;
+        f.file.sync()?;
         Ok((self.bytes, hex(&self.hasher.finalize())))
     }
 }
@@ -429,10 +471,12 @@ fn write_verified(
     let json_tmp = staging.join(format!("{JSON_FILE}{PARTIAL}"));
     let csv_file = fs.create(&csv_tmp).map_err(io_at("create", &csv_tmp))?;
     let json_file = fs.create(&json_tmp).map_err(io_at("create", &json_tmp))?;
-    let mut csv = ExportWriter::new(Format::Csv(opts.profile), Hashing::new(csv_file))
-        .map_err(io_at("write", &csv_tmp))?;
-    let mut json =
-        ExportWriter::new(Format::Json, Hashing::new(json_file)).map_err(io_at("write", &json_tmp))?;
+    let (csv_h, csv_errno) = Hashing::new(csv_file);
+    let (json_h, json_errno) = Hashing::new(json_file);
+    let mut csv = ExportWriter::new(Format::Csv(opts.profile), csv_h)
+        .map_err(|e| UsbError::from_io(with_errno(e, &csv_errno), "write", &csv_tmp))?;
+    let mut json = ExportWriter::new(Format::Json, json_h)
+        .map_err(|e| UsbError::from_io(with_errno(e, &json_errno), "write", &json_tmp))?;
 
     let total = plan.span.count.max(1);
     let mut done: u64 = 0;
@@ -442,9 +486,9 @@ fn write_verified(
     progress(0);
     let streamed = source.for_each_after(after, upto, &mut |_, r| {
         if let Err(e) = csv.write(r) {
-            stop = Some(Stop::Io(e, csv_tmp.clone()));
+            stop = Some(Stop::Io(with_errno(e, &csv_errno), csv_tmp.clone()));
         } else if let Err(e) = json.write(r) {
-            stop = Some(Stop::Io(e, json_tmp.clone()));
+            stop = Some(Stop::Io(with_errno(e, &json_errno), json_tmp.clone()));
         } else if done % 256 == 255 && !still_present() {
             stop = Some(Stop::Removed);
         }
@@ -472,11 +516,11 @@ fn write_verified(
     let (csv_bytes, csv_sha) = csv
         .finish()
         .and_then(Hashing::close)
-        .map_err(io_at("write", &csv_tmp))?;
+        .map_err(|e| UsbError::from_io(with_errno(e, &csv_errno), "write", &csv_tmp))?;
     let (json_bytes, json_sha) = json
         .finish()
         .and_then(Hashing::close)
-        .map_err(io_at("write", &json_tmp))?;
+        .map_err(|e| UsbError::from_io(with_errno(e, &json_errno), "write", &json_tmp))?;
     let mut files = vec![
         ExportedFile {
             name: CSV_FILE.into(),
@@ -506,7 +550,7 @@ fn write_verified(
         files: &files,
     });
     let man_tmp = staging.join(format!("{MANIFEST_FILE}{PARTIAL}"));
-    let mut man = Hashing::new(fs.create(&man_tmp).map_err(io_at("create", &man_tmp))?);
+    let (mut man, _) = Hashing::new(fs.create(&man_tmp).map_err(io_at("create", &man_tmp))?);
     man.write_all(text.as_bytes())
         .map_err(io_at("write", &man_tmp))?;
     let (man_bytes, man_sha) = man.close().map_err(io_at("write", &man_tmp))?;
