@@ -179,6 +179,8 @@ pub struct Faults {
     pub on_first_write: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     pub written: AtomicU64,
     pub gone: AtomicBool,
+    /// Set to make the stick healthy again (a new stick plugged into the same place).
+    pub healed: AtomicBool,
 }
 
 /// A stick that fails on demand, over the real filesystem.
@@ -218,7 +220,8 @@ impl Write for FaultyFile {
         if let Some(h) = hook {
             h();
         }
-        if let Some(limit) = fs.fail_after_bytes {
+        let limit = fs.fail_after_bytes.filter(|_| !fs.healed.load(Ordering::SeqCst));
+        if let Some(limit) = limit {
             let before = fs.written.load(Ordering::SeqCst);
             if before + buf.len() as u64 > limit {
                 if fs.gone_after_failure {
