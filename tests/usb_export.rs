@@ -82,7 +82,10 @@ fn first_export_is_verified_and_named_after_box_and_dates() {
     // Nothing temporary remains, the stick's own files are untouched.
     let all = tree(stick.path());
     assert!(!all.iter().any(|p| p.contains("partial")), "{all:?}");
-    assert_eq!(std::fs::read(stick.path().join("holiday.jpg")).unwrap(), b"not ours");
+    assert_eq!(
+        std::fs::read(stick.path().join("holiday.jpg")).unwrap(),
+        b"not ours"
+    );
     let manifest = std::fs::read_to_string(folder.join("MANIFEST.txt")).unwrap();
     assert!(manifest.contains("box: office box\n"), "{manifest}");
     assert!(manifest.contains("journal rows: 1 to 30\n"), "{manifest}");
@@ -306,8 +309,10 @@ fn permission_denied_is_not_writable() {
     });
     let e = run(&src, &fs, stick.path(), UsbMode::New).unwrap_err();
     assert!(
-        e.to_string()
-            .starts_with(&format!("USB stick {} is not writable by cdrbox", stick.path().display())),
+        e.to_string().starts_with(&format!(
+            "USB stick {} is not writable by cdrbox",
+            stick.path().display()
+        )),
         "{e}"
     );
 }
@@ -366,7 +371,9 @@ impl UsbSource for NoWatermark {
         self.0.gaps(f, t)
     }
     fn set_watermark(&self, _: i64) -> Result<(), cdrbox::usb::SourceError> {
-        Err(cdrbox::usb::SourceError::Journal("database is locked".into()))
+        Err(cdrbox::usb::SourceError::Journal(
+            "database is locked".into(),
+        ))
     }
 }
 
@@ -374,11 +381,21 @@ impl UsbSource for NoWatermark {
 fn watermark_not_saved_says_the_copy_is_there_but_will_repeat() {
     let stick = tempfile::tempdir().unwrap();
     let src = NoWatermark(source_with(4));
-    let e = export(&src, &RealFs, stick.path(), &opts(UsbMode::New), &mut |_| {}, &|| true)
-        .unwrap_err();
+    let e = export(
+        &src,
+        &RealFs,
+        stick.path(),
+        &opts(UsbMode::New),
+        &mut |_| {},
+        &|| true,
+    )
+    .unwrap_err();
     let m = e.to_string();
     assert!(m.contains("database is locked"), "{m}");
-    assert!(m.contains("the next plug copies these records again"), "{m}");
+    assert!(
+        m.contains("the next plug copies these records again"),
+        "{m}"
+    );
     assert_eq!(visible(stick.path()).len(), 1);
 }
 
@@ -446,7 +463,12 @@ fn export_to_dir_creates_the_directory_and_uses_config() {
     assert_eq!(src.watermark().unwrap(), 6);
     // Retention deleted copied rows: nothing new, nothing written.
     src.delete_upto(6);
-    assert_eq!(export_to_dir(&src, &dir, &cfg, "box1", NOW).unwrap().records, 0);
+    assert_eq!(
+        export_to_dir(&src, &dir, &cfg, "box1", NOW)
+            .unwrap()
+            .records,
+        0
+    );
     cfg.profile = "nope".into();
     src.push(rec(7));
     let e = export_to_dir(&src, &dir, &cfg, "box1", NOW).unwrap_err();
@@ -465,6 +487,9 @@ fn manifest_passes_sha256sum_check_when_available() {
     if let Ok(out) = out {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{text}");
-        assert!(text.contains("calls.csv: OK") && text.contains("calls.json: OK"), "{text}");
+        assert!(
+            text.contains("calls.csv: OK") && text.contains("calls.json: OK"),
+            "{text}"
+        );
     }
 }

@@ -63,7 +63,12 @@ impl Box_ {
     fn plug(&self, name: &str, fstype: &str, opts: &str) -> PathBuf {
         let mp = stick_dir(&self.root, name);
         let mut t = std::fs::read_to_string(&self.table).unwrap();
-        t.push_str(&mount_line(&format!("/dev/sd{}", name.len()), &mp, fstype, opts));
+        t.push_str(&mount_line(
+            &format!("/dev/sd{}", name.len()),
+            &mp,
+            fstype,
+            opts,
+        ));
         std::fs::write(&self.table, t).unwrap();
         mp
     }
@@ -128,7 +133,11 @@ fn adding_a_mount_line_exports_within_seconds_and_a_second_plug_only_new_records
     assert!(b.w().current_stick().is_none());
 
     // A label with a space: the table escapes it as \040.
-    let mp = b.plug("MY STICK", "vfat", "rw,nosuid,nodev,noexec,relatime,uid=999");
+    let mp = b.plug(
+        "MY STICK",
+        "vfat",
+        "rw,nosuid,nodev,noexec,relatime,uid=999",
+    );
     let s = b.wait("safe to remove", safe);
     assert_eq!(s, UsbState::SafeToRemove { records: 250 });
     assert_eq!(b.w().current_stick().as_deref(), Some(mp.as_path()));
@@ -198,7 +207,9 @@ fn two_sticks_at_once_copy_to_neither_until_one_is_removed() {
     // A stick already done does not block a new one.
     b.src.push(rec(21));
     let d = b.plug("CC", "ext4", "rw");
-    b.wait("copy to CC", |s| *s == UsbState::SafeToRemove { records: 1 });
+    b.wait("copy to CC", |s| {
+        *s == UsbState::SafeToRemove { records: 1 }
+    });
     assert_eq!(b.folders(&d).len(), 1);
 }
 
@@ -218,7 +229,10 @@ fn unsupported_filesystem_and_read_only_mounts_are_reported_not_written() {
     b.wait("no stick", |s| *s == UsbState::NoStick);
     let r = b.plug("RO", "vfat", "ro,nosuid,nodev");
     let s = b.wait("read-only", error);
-    assert!(message(&s).contains("is read-only: nothing was copied"), "{s:?}");
+    assert!(
+        message(&s).contains("is read-only: nothing was copied"),
+        "{s:?}"
+    );
     assert!(visible(&n).is_empty() && visible(&r).is_empty());
     assert_eq!(b.src.watermark().unwrap(), 0);
 }
@@ -259,8 +273,12 @@ fn stick_pulled_mid_copy_reports_removed_and_the_next_plug_resumes() {
     b.wait("no stick", |s| *s == UsbState::NoStick);
 
     // Plugged again, the stick works: the whole range is copied.
-    faults.gone.store(false, std::sync::atomic::Ordering::SeqCst);
-    faults.healed.store(true, std::sync::atomic::Ordering::SeqCst);
+    faults
+        .gone
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    faults
+        .healed
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     b.plug("S", "vfat", "rw");
     assert_eq!(
         b.wait("resumed", safe),
@@ -338,7 +356,10 @@ fn eject_button() {
         )
     );
     let e = eject(&["false".into()], &mp).unwrap_err();
-    assert!(e.to_string().contains("false ended with exit status: 1"), "{e}");
+    assert!(
+        e.to_string().contains("false ended with exit status: 1"),
+        "{e}"
+    );
     assert!(matches!(
         eject(&[], &mp).unwrap_err(),
         UsbError::Eject { .. }

@@ -130,12 +130,16 @@ pub fn export(
     };
     remove_leftovers(fs, dest).map_err(for_dest)?;
 
-    let watermark = source.watermark().map_err(|e| UsbError::Source(e.to_string()))?;
+    let watermark = source
+        .watermark()
+        .map_err(|e| UsbError::Source(e.to_string()))?;
     let after = match opts.mode {
         UsbMode::New => watermark,
         UsbMode::All => 0,
     };
-    let upto = source.max_id().map_err(|e| UsbError::Source(e.to_string()))?;
+    let upto = source
+        .max_id()
+        .map_err(|e| UsbError::Source(e.to_string()))?;
     let nothing = ExportReport {
         folder: None,
         records: 0,
@@ -294,9 +298,13 @@ fn local_date(r: &CallRecord) -> String {
 fn is_date(d: &str) -> bool {
     let b = d.as_bytes();
     b.len() == 10
-        && b.iter()
-            .enumerate()
-            .all(|(i, c)| if i == 4 || i == 7 { *c == b'-' } else { c.is_ascii_digit() })
+        && b.iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        })
 }
 
 /// `2026-11-22T08:30:00Z`.
@@ -578,7 +586,10 @@ fn write_verified(
     // Publish under the final name: the rename is the moment the export "exists".
     let (first_date, last_date) = match (&span.first, &span.last) {
         (Some(a), Some(b)) => (local_date(a), local_date(b)),
-        _ => (utc_text(opts.now_utc)[..10].to_owned(), utc_text(opts.now_utc)[..10].to_owned()),
+        _ => (
+            utc_text(opts.now_utc)[..10].to_owned(),
+            utc_text(opts.now_utc)[..10].to_owned(),
+        ),
     };
     let base = folder_name(&opts.box_name, &first_date, &last_date);
     let mut folder = dest.join(&base);
@@ -587,7 +598,8 @@ fn write_verified(
         folder = dest.join(format!("{base}-{n}"));
         n += 1;
     }
-    fs.rename(staging, &folder).map_err(io_at("rename", staging))?;
+    fs.rename(staging, &folder)
+        .map_err(io_at("rename", staging))?;
     fs.sync_dir(dest).map_err(io_at("sync", dest))?;
     progress(99);
 
@@ -694,12 +706,18 @@ fn manifest_text(m: &ManifestData) -> String {
             "gap: {} from {} to {}",
             g.pbx,
             utc_text(g.from_utc),
-            g.to_utc.map(utc_text).unwrap_or_else(|| "still down".into())
+            g.to_utc
+                .map(utc_text)
+                .unwrap_or_else(|| "still down".into())
         );
     }
     let _ = writeln!(s, "csv profile: {}", m.opts.profile);
     for f in m.files {
-        let _ = writeln!(s, "file: {} {} bytes, {} records", f.name, f.bytes, m.span.count);
+        let _ = writeln!(
+            s,
+            "file: {} {} bytes, {} records",
+            f.name, f.bytes, m.span.count
+        );
     }
     let _ = writeln!(s, "SHA-256 (check with: sha256sum -c {MANIFEST_FILE}):");
     for f in m.files {

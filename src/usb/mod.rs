@@ -57,7 +57,9 @@ pub enum UsbError {
     ReadOnly { mount: PathBuf },
     #[error("USB stick {} has an unsupported filesystem \"{fstype}\": format it as FAT32 (vfat), exFAT or ext4", .mount.display())]
     UnsupportedFs { mount: PathBuf, fstype: String },
-    #[error("USB stick removed during copy; nothing was marked as copied — plug it in again to resume")]
+    #[error(
+        "USB stick removed during copy; nothing was marked as copied — plug it in again to resume"
+    )]
     Removed,
     #[error("Two USB sticks are plugged in ({}): the box copies to one stick at a time — remove one", list(.mounts))]
     TwoSticks { mounts: Vec<PathBuf> },

@@ -326,11 +326,11 @@ impl Run {
         if m.read_only() {
             return err(UsbError::ReadOnly { mount: mp.clone() });
         }
-        let opts = match ExportOptions::from_config(&self.opts.usb, &self.opts.box_name, (self.clock)())
-        {
-            Ok(o) => o,
-            Err(e) => return err(e),
-        };
+        let opts =
+            match ExportOptions::from_config(&self.opts.usb, &self.opts.box_name, (self.clock)()) {
+                Ok(o) => o,
+                Err(e) => return err(e),
+            };
         tracing::info!(target: "usb", mount = %mp.display(), device = %m.device, fstype = %m.fstype, "stick found; copying");
         lock(&self.shared).copying = true;
         self.set(UsbState::Copying { percent: 0 }, Some(mp.clone()));

@@ -111,10 +111,18 @@ pub fn check_export(folder: &Path, want_records: usize) -> Vec<String> {
             continue;
         }
         let bytes = std::fs::read(folder.join(name)).unwrap();
-        assert_eq!(sha256_hex(&bytes), sha, "hash of {name} in {}", folder.display());
+        assert_eq!(
+            sha256_hex(&bytes),
+            sha,
+            "hash of {name} in {}",
+            folder.display()
+        );
         checked += 1;
     }
-    assert_eq!(checked, 2, "manifest lists calls.csv and calls.json:\n{manifest}");
+    assert_eq!(
+        checked, 2,
+        "manifest lists calls.csv and calls.json:\n{manifest}"
+    );
     assert!(
         manifest.contains(&format!("records: {want_records}\n")),
         "{manifest}"
@@ -220,7 +228,9 @@ impl Write for FaultyFile {
         if let Some(h) = hook {
             h();
         }
-        let limit = fs.fail_after_bytes.filter(|_| !fs.healed.load(Ordering::SeqCst));
+        let limit = fs
+            .fail_after_bytes
+            .filter(|_| !fs.healed.load(Ordering::SeqCst));
         if let Some(limit) = limit {
             let before = fs.written.load(Ordering::SeqCst);
             if before + buf.len() as u64 > limit {
