@@ -23,11 +23,11 @@ pub mod watcher;
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use export::{export_to_dir, ExportReport, ExportedFile};
+pub use export::{export_to_dir, ExportOptions, ExportReport, ExportedFile};
 pub use fs::{RealFs, StickFs};
 pub use mounts::{FsKind, MountEntry};
 pub use source::{GapInfo, MemorySource, SourceError, UsbSource};
-pub use watcher::{eject, UsbWatcher, WatcherOptions};
+pub use watcher::{eject, Clock, UsbWatcher, WatcherOptions};
 
 const MB: u64 = 1_000_000;
 
@@ -122,5 +122,42 @@ impl UsbError {
                 source: e,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_map_to_what_they_mean_for_a_stick() {
+        let p = Path::new("/media/cdrbox/S/x");
+        let m = |n: i32| UsbError::from_io(io::Error::from_raw_os_error(n), "write", p);
+        assert!(matches!(m(libc::ENOSPC), UsbError::StickFull { .. }));
+        assert!(matches!(m(libc::EDQUOT), UsbError::StickFull { .. }));
+        assert!(matches!(m(libc::EROFS), UsbError::ReadOnly { .. }));
+        assert!(matches!(m(libc::EACCES), UsbError::NotWritable { .. }));
+        assert!(matches!(m(libc::EFBIG), UsbError::FileTooBig));
+        for n in [
+            libc::EIO,
+            libc::ENODEV,
+            libc::ENOENT,
+            libc::ENXIO,
+            libc::ESTALE,
+        ] {
+            assert!(matches!(m(n), UsbError::Removed), "{n}");
+        }
+        assert_eq!(
+            m(libc::EINVAL).to_string(),
+            "USB copy failed: cannot write /media/cdrbox/S/x: Invalid argument (os error 22); nothing was marked as copied"
+        );
+        let full = UsbError::StickFull {
+            more_bytes: 1_000_001,
+            free_bytes: 2_999_999,
+        };
+        assert_eq!(
+            full.to_string(),
+            "USB stick full: needs 2 MB more (free 2 MB)"
+        );
     }
 }

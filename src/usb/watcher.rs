@@ -297,13 +297,13 @@ impl Run {
                 let e = UsbError::TwoSticks {
                     mounts: many.iter().map(|m| m.mount_point.clone()).collect(),
                 };
-                tracing::warn!(target: "usb", "{e}");
-                self.set(
-                    UsbState::Error {
-                        message: e.to_string(),
-                    },
-                    None,
-                );
+                let message = e.to_string();
+                if !matches!(&lock(&self.shared).state, UsbState::Error { message: m } if *m == message)
+                {
+                    // Once per change, not once per poll.
+                    tracing::warn!(target: "usb", "{message}");
+                }
+                self.set(UsbState::Error { message }, None);
             }
         }
     }
