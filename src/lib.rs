@@ -30,3 +30,4 @@ pub mod sim;
 pub mod sink;
 pub mod status;
 pub mod timearg;
+pub mod usb;
