@@ -100,7 +100,14 @@ fn spawn_logger(config: &Path) -> Child {
 
 /// Every record the journal holds (committed or still in the ring), by UniqueID.
 fn journal_contents(paths: &JournalPaths) -> HashMap<String, Vec<u8>> {
-    let reader = JournalReader::open_with_ring(paths).expect("journal opens after a kill");
+    let reader = match JournalReader::open_with_ring(paths) {
+        Ok(r) => r,
+        // Killed before the very first start created the database: nothing was stored yet.
+        Err(cdrbox::journal::JournalError::NotFound { .. }) if !paths.ring.exists() => {
+            return HashMap::new()
+        }
+        Err(e) => panic!("journal does not open after a kill: {e}"),
+    };
     let mut out = HashMap::new();
     reader
         .for_each::<cdrbox::journal::JournalError>(&Filter::default(), Sort::StartAsc, |r| {
