@@ -54,6 +54,25 @@ enum Command {
     },
     /// Serve a simulated Asterisk AMI that generates calls.
     SimPbx(SimCmd),
+    /// Copy records to a directory exactly as the USB stick copy does (verified, with manifest).
+    UsbExport {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Target directory (created if missing).
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Render the OLED screen for the journal's current state to a PNG file.
+    Display {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Output PNG file.
+        #[arg(long)]
+        png: PathBuf,
+        /// Pixel scale (1-16).
+        #[arg(long, default_value_t = 4)]
+        scale: u32,
+    },
 }
 
 #[derive(Args)]
@@ -177,6 +196,8 @@ fn main() -> ExitCode {
             })
         }
         Command::CheckConfig { config } => runtime::check_config(&config),
+        Command::UsbExport { config, to } => runtime::usb_export(&config, &to),
+        Command::Display { config, png, scale } => runtime::display_png(&config, &png, scale),
         Command::SimPbx(s) => runtime::sim_pbx(SimArgs {
             listen: s.listen,
             username: s.username,

@@ -38,6 +38,20 @@ pub use query::{JournalReader, Totals};
 /// Wall-clock source (Unix seconds), injected so tests control time.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
+/// True when a `cdrbox run` (any process) holds the journal at `paths` open for writing.
+pub fn writer_running(paths: &JournalPaths) -> bool {
+    use std::os::fd::AsRawFd;
+    let Some(name) = paths.db.file_name() else {
+        return false;
+    };
+    let lock = paths.dir.join(format!("{}.lock", name.to_string_lossy()));
+    let Ok(file) = std::fs::File::open(&lock) else {
+        return false;
+    };
+    // SAFETY: flock(2) on a descriptor we own; the lock is released when `file` closes.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) != 0 }
+}
+
 /// The system clock.
 pub fn system_clock() -> Clock {
     Arc::new(|| {

@@ -399,6 +399,20 @@ impl JournalReader {
     }
 
     /// The USB copy watermark (0 when nothing was copied yet).
+    /// Stores the USB copy watermark directly (for `cdrbox usb-export` while `cdrbox run`
+    /// holds the writer: a separate small transaction; SQLite serialises it with the writer's).
+    /// The watermark only ever moves forward.
+    pub fn set_copy_watermark(&self, id: i64) -> Result<(), JournalError> {
+        self.conn
+            .execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
+                rusqlite::params![store::META_USB_COPIED_ID, id],
+            )
+            .map(|_| ())
+            .map_err(sql(&self.db, "cannot store the USB copy watermark"))
+    }
+
     pub fn copy_watermark(&self) -> Result<i64, JournalError> {
         Ok(store::meta_get(&self.conn, store::META_USB_COPIED_ID)
             .map_err(sql(&self.db, "cannot read meta"))?

@@ -57,6 +57,40 @@ fn sql_err(what: &str, path: &std::path::Path, source: rusqlite::Error) -> Journ
 }
 
 /// Opens everything and starts the thread (see `Journal::open`).
+/// Takes an exclusive `flock` on `journal.lock` beside the journal, so a second `cdrbox run` (or
+/// a test) on the same data cannot write the ring at the same time — two writers would
+/// overwrite each other's uncommitted ring entries. The kernel drops the lock when the process
+/// dies, so a SIGKILL never leaves a stale lock behind.
+fn lock_journal(paths: &JournalPaths) -> Result<std::fs::File, JournalError> {
+    use std::os::fd::AsRawFd;
+    let path = paths.dir.join(format!(
+        "{}.lock",
+        paths
+            .db
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "journal".into())
+    ));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io_err("cannot create the journal lock file", &path, e))?;
+    // SAFETY: flock(2) on a descriptor we own; no memory is passed.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let err = std::io::Error::last_os_error();
+        let what = if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            "another cdrbox process is already writing this journal (stop it first, or point [storage] path elsewhere)"
+        } else {
+            "cannot lock the journal"
+        };
+        return Err(io_err(what, &path, err));
+    }
+    Ok(file)
+}
+
 pub(crate) fn open(
     cfg: &StorageConfig,
     clock: Clock,
@@ -64,6 +98,7 @@ pub(crate) fn open(
     let paths = JournalPaths::from_config(cfg);
     std::fs::create_dir_all(&paths.dir)
         .map_err(|e| io_err("cannot create the journal directory", &paths.dir, e))?;
+    let lock = lock_journal(&paths)?;
     let now_utc = clock();
     let scan = ring::scan_file(&paths.ring)
         .map_err(|e| io_err("cannot read the ring file", &paths.ring, e))?;
@@ -309,6 +344,8 @@ pub(crate) fn open(
                 }
             }
             let _guard = Stopped(writer.shared.clone());
+            // Held (and so the flock kept) for as long as this thread writes.
+            let _lock = lock;
             writer.run()
         })
         .map_err(|e| io_err("cannot start the journal writer thread", &paths.db, e))?;

@@ -5,6 +5,7 @@
 //! is tested here is that the pieces are connected (`tests/cli_*.rs` run the real binary).
 
 pub mod board;
+pub mod usb_source;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -332,6 +333,26 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<()> {
         });
     }
 
+    let usb = {
+        let b = board.clone();
+        let mut opts = crate::usb::WatcherOptions::new(&cfg.usb, &cfg.box_name);
+        // The journal's own stick (journal on USB) is never an export target.
+        opts.exclude = vec![cfg.storage.path.clone()];
+        match crate::usb::UsbWatcher::spawn(
+            opts,
+            Arc::new(usb_source::JournalUsbSource::with_writer(journal.clone())),
+            Arc::new(crate::usb::RealFs),
+            clock.clone(),
+            Box::new(move |s| b.set_usb(s)),
+        ) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(target: "cdrbox::run", error = %e, "USB watcher not started");
+                None
+            }
+        }
+    };
+
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     for pbx in cfg.pbx.iter().filter(|p| p.enabled) {
@@ -351,18 +372,30 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<()> {
     }
 
     // Status: refresh the journal's part and publish once a second.
+    let ip_target = cfg
+        .pbx
+        .iter()
+        .find(|p| p.enabled)
+        .map(|p| format!("{}:{}", p.host, p.port));
     {
         let board = board.clone();
         let journal = journal.clone();
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut ip_refresh = std::time::Instant::now();
+            let mut first = true;
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
                     _ = stop.changed() => break,
                 }
                 board.set_storage(journal.status(), journal.alarms());
+                if ip_refresh.elapsed() >= Duration::from_secs(60) || first {
+                    board.set_ip(local_ip_towards(&ip_target));
+                    ip_refresh = std::time::Instant::now();
+                    first = false;
+                }
                 board.publish(system_clock());
             }
         });
@@ -396,10 +429,22 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<()> {
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
     }
+    if let Some(u) = usb {
+        tokio::task::spawn_blocking(move || u.stop()).await.ok();
+    }
     tokio::task::spawn_blocking(move || journal.shutdown())
         .await
         .context("joining the journal writer")?;
     Ok(())
+}
+
+/// The address this box uses to reach the PBX (what a person types into a browser). A UDP
+/// `connect` only asks the kernel for a route; no packet is sent.
+fn local_ip_towards(target: &Option<String>) -> Option<String> {
+    let target = target.as_deref()?;
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    sock.connect(target).ok()?;
+    Some(sock.local_addr().ok()?.ip().to_string())
 }
 
 /// Counts today's calls already in the journal, so a restart does not reset the display.
@@ -473,6 +518,107 @@ pub fn one_line(r: &CallRecord) -> String {
         line.push_str(&format!("  queue {q}"));
     }
     line
+}
+
+/// `cdrbox usb-export --to DIR`: the USB copy, by hand, into any directory.
+pub fn usb_export(config: &Path, to: &Path) -> Result<()> {
+    let cfg = load_config(config)?;
+    let paths = JournalPaths::from_config(&cfg.storage);
+    let run = |source: &dyn crate::usb::UsbSource| {
+        crate::usb::export_to_dir(source, to, &cfg.usb, &cfg.box_name, system_clock())
+            .with_context(|| format!("copying records to {}", to.display()))
+    };
+    let report = if crate::journal::writer_running(&paths) {
+        // `cdrbox run` owns the writer: copy what it has committed (records still waiting in
+        // its ring are committed within [storage] flush_interval_ms and go next time).
+        run(&usb_source::JournalUsbSource::read_only(paths))?
+    } else {
+        // No writer: open it, which replays the ring, so nothing that arrived is left out.
+        let (journal, _) = Journal::open(&cfg.storage, Arc::new(system_clock))
+            .with_context(|| format!("opening the journal at {}", cfg.storage.path.display()))?;
+        let report = run(&usb_source::JournalUsbSource::with_writer(journal.clone()));
+        journal.shutdown();
+        report?
+    };
+    match &report.folder {
+        None => println!("nothing new to copy (mode {:?})", cfg.usb.mode),
+        Some(folder) => println!(
+            "copied {} records to {} (verified: {})",
+            report.records,
+            folder.display(),
+            report
+                .files
+                .iter()
+                .map(|f| f.name.clone())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+    Ok(())
+}
+
+/// `cdrbox display --png OUT`: the OLED's first page for the journal's current state, as PNG.
+pub fn display_png(config: &Path, out: &Path, scale: u32) -> Result<()> {
+    let cfg = load_config(config)?;
+    let view = offline_status(&cfg)?;
+    let png = crate::display::render_view_png(&view, 0, scale);
+    std::fs::write(out, png).with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "wrote {} ({} page(s); links are shown as not connected: this command does not connect)",
+        out.display(),
+        crate::display::pages(&view)
+    );
+    Ok(())
+}
+
+/// The status a box would show from its journal alone (no live links).
+fn offline_status(cfg: &Config) -> Result<crate::status::StatusView> {
+    let links: Vec<(String, String)> = cfg
+        .pbx
+        .iter()
+        .filter(|p| p.enabled)
+        .map(|p| (p.name.clone(), format!("{}:{}", p.host, p.port)))
+        .collect();
+    let now = system_clock();
+    let tz = display_zone(cfg);
+    let board = StatusBoard::new(&cfg.box_name, &links, tz.clone(), now);
+    let paths = JournalPaths::from_config(&cfg.storage);
+    if let Ok(reader) = JournalReader::open_with_ring(&paths) {
+        let start_of_day = jiff::Timestamp::from_second(now)
+            .ok()
+            .map(|ts| ts.to_zoned(tz.clone()).date())
+            .and_then(|d| {
+                tz.to_zoned(d.to_datetime(jiff::civil::Time::midnight()))
+                    .ok()
+            })
+            .map(|z| z.timestamp().as_second());
+        let filter = Filter {
+            from_utc: start_of_day,
+            ..Filter::default()
+        };
+        reader.for_each::<JournalError>(&filter, Sort::StartAsc, |r| {
+            board.on_record(&r);
+            Ok(())
+        })?;
+        let storage = crate::status::StorageStatus {
+            path: cfg.storage.path.display().to_string(),
+            committed: reader.max_id().unwrap_or(0).max(0) as u64,
+            ..Default::default()
+        };
+        board.set_storage(storage, Vec::new());
+    }
+    for (pbx, _) in &links {
+        board.on_link_event(
+            pbx,
+            now,
+            &LinkEvent::Down {
+                reason: "not connected (offline rendering)".into(),
+                kind: crate::sink::DownKind::Transient,
+            },
+        );
+    }
+    board.publish(now);
+    Ok(board.snapshot())
 }
 
 /// `cdrbox sim-pbx`.
