@@ -373,7 +373,11 @@ impl LoopFs {
         }
         let img = root.join("wear.img");
         let mount = root.join("wear-mnt");
-        let _ = Command::new("umount").arg(&mount).status();
+        // A previous run that was interrupted may have left it mounted.
+        let _ = Command::new("umount")
+            .arg(&mount)
+            .stderr(std::process::Stdio::null())
+            .status();
         let _ = std::fs::remove_file(&img);
         std::fs::create_dir_all(&mount).ok()?;
         let f = std::fs::File::create(&img).ok()?;
