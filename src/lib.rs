@@ -19,10 +19,11 @@
 //! `display::render`. Adapters that own I/O: `ami::client`, `journal`, `display::oled`, `sim`.
 
 pub mod ami;
-pub mod status;
 pub mod config;
 pub mod filter;
 pub mod record;
-pub mod sink;
-pub mod timearg;
 pub mod runtime;
+pub mod sink;
+pub mod status;
+pub mod timearg;
+pub mod web;

@@ -81,6 +81,9 @@ mod tests {
     #[test]
     fn errors_name_the_forms() {
         let err = parse_time("yesterday", &moscow(), Bound::Lower).unwrap_err();
-        assert!(err.contains("\"yesterday\"") && err.contains("2026-11-22"), "{err}");
+        assert!(
+            err.contains("\"yesterday\"") && err.contains("2026-11-22"),
+            "{err}"
+        );
     }
 }

@@ -242,9 +242,8 @@ fn key_of(line: &[u8]) -> Option<&[u8]> {
 }
 
 fn starts_message(line: &[u8]) -> bool {
-    key_of(line).is_some_and(|k| {
-        k.eq_ignore_ascii_case(b"Event") || k.eq_ignore_ascii_case(b"Response")
-    })
+    key_of(line)
+        .is_some_and(|k| k.eq_ignore_ascii_case(b"Event") || k.eq_ignore_ascii_case(b"Response"))
 }
 
 impl Decoder {
@@ -346,7 +345,9 @@ impl Decoder {
                 }
             }
             match memchr::memchr(b':', line) {
-                Some(colon) if !matches!(self.mode, Mode::Follows { .. }) || has_no_body(&self.body) => {
+                Some(colon)
+                    if !matches!(self.mode, Mode::Follows { .. }) || has_no_body(&self.body) =>
+                {
                     let key = start..start + colon;
                     let mut vstart = start + colon + 1;
                     if vstart < content_end && buf[vstart] == b' ' {
@@ -359,9 +360,10 @@ impl Decoder {
                     {
                         self.mode = Mode::Follows { ended: false };
                     }
-                    self.fields.push(
-                        (key.start as u32..key.end as u32, value.start as u32..value.end as u32),
-                    );
+                    self.fields.push((
+                        key.start as u32..key.end as u32,
+                        value.start as u32..value.end as u32,
+                    ));
                 }
                 _ => self.body.push(start as u32..content_end as u32),
             }
@@ -456,7 +458,11 @@ impl Decoder {
                 let keep = if mid_line { 0 } else { buf.len().min(16) };
                 let drop = buf.len() - keep;
                 if drop > 0 || buf.len() > self.limits.max_line {
-                    let drop = if buf.len() > self.limits.max_line { buf.len() } else { drop };
+                    let drop = if buf.len() > self.limits.max_line {
+                        buf.len()
+                    } else {
+                        drop
+                    };
                     buf.advance(drop);
                     discarded += drop;
                     mid_line = true;
@@ -506,7 +512,10 @@ pub fn encode_action(fields: &[(&str, &str)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 * fields.len().max(1));
     for (k, v) in fields {
         for part in [*k, ": ", *v] {
-            out.extend(part.bytes().map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }));
+            out.extend(
+                part.bytes()
+                    .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+            );
         }
         out.extend_from_slice(b"\r\n");
     }
@@ -541,7 +550,10 @@ mod tests {
             b"Asterisk Call Manager/11.0.0\r\nResponse: Success\r\nMessage: Authentication accepted\r\n\r\n",
         );
         assert_eq!(frames.len(), 2);
-        assert_eq!(frames[0], Frame::Banner(Bytes::from_static(b"Asterisk Call Manager/11.0.0")));
+        assert_eq!(
+            frames[0],
+            Frame::Banner(Bytes::from_static(b"Asterisk Call Manager/11.0.0"))
+        );
         assert_eq!(msg(&frames[1]).response(), Some(&b"Success"[..]));
     }
 
@@ -551,9 +563,21 @@ mod tests {
         let table: &[(&[u8], usize, &str)] = &[
             (b"Event: A\nX: 1\n\n", 1, "bare LF"),
             (b"Event: A\r\nX: 1\r\n\n", 1, "CRLF then LF terminator"),
-            (b"\r\n\r\nEvent: A\r\n\r\n\r\n\r\nEvent: B\r\n\r\n", 2, "extra blank lines"),
-            (b"Event: A\r\nX: 1\r\nEvent: B\r\n\r\n", 2, "missing terminator split at Event"),
-            (b"Event: A\r\nAnswerTime:\r\nY: \r\n\r\nEvent: B\r\n\r\n", 2, "empty values never merge"),
+            (
+                b"\r\n\r\nEvent: A\r\n\r\n\r\n\r\nEvent: B\r\n\r\n",
+                2,
+                "extra blank lines",
+            ),
+            (
+                b"Event: A\r\nX: 1\r\nEvent: B\r\n\r\n",
+                2,
+                "missing terminator split at Event",
+            ),
+            (
+                b"Event: A\r\nAnswerTime:\r\nY: \r\n\r\nEvent: B\r\n\r\n",
+                2,
+                "empty values never merge",
+            ),
         ];
         for (input, n, what) in table {
             let frames: Vec<_> = decode_all(input)
@@ -622,8 +646,17 @@ mod tests {
         while let Some(f) = dec.decode(&mut buf) {
             frames.push(f);
         }
-        assert!(matches!(frames[0], Frame::Discarded { reason: DiscardReason::MessageTooLong, .. }));
-        assert_eq!(msg(frames.last().unwrap()).get("UniqueID"), Some(&b"1.2"[..]));
+        assert!(matches!(
+            frames[0],
+            Frame::Discarded {
+                reason: DiscardReason::MessageTooLong,
+                ..
+            }
+        ));
+        assert_eq!(
+            msg(frames.last().unwrap()).get("UniqueID"),
+            Some(&b"1.2"[..])
+        );
     }
 
     #[test]
@@ -654,7 +687,10 @@ mod tests {
         let mut dec = Decoder::default();
         let mut buf = BytesMut::from(&b"Event: Cdr\r\nUniqueID: 1.2\r\nDispo"[..]);
         assert!(dec.decode(&mut buf).is_none());
-        assert!(matches!(dec.decode_eof(&mut buf), Some(Frame::Discarded { .. })));
+        assert!(matches!(
+            dec.decode_eof(&mut buf),
+            Some(Frame::Discarded { .. })
+        ));
     }
 
     #[test]
@@ -670,7 +706,10 @@ mod tests {
     #[test]
     fn encode_strips_line_breaks() {
         let out = encode_action(&[("Action", "Login"), ("Secret", "a\r\nAction: Originate")]);
-        assert_eq!(out, b"Action: Login\r\nSecret: a  Action: Originate\r\n\r\n");
+        assert_eq!(
+            out,
+            b"Action: Login\r\nSecret: a  Action: Originate\r\n\r\n"
+        );
     }
 
     #[test]

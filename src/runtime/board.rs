@@ -53,7 +53,12 @@ fn offset_at(tz: &jiff::tz::TimeZone, utc: i64) -> i32 {
 
 impl StatusBoard {
     /// `links` are `(pbx name, "host:port")`; `tz` is the zone "today" is counted in.
-    pub fn new(box_name: &str, links: &[(String, String)], tz: jiff::tz::TimeZone, now: i64) -> Self {
+    pub fn new(
+        box_name: &str,
+        links: &[(String, String)],
+        tz: jiff::tz::TimeZone,
+        now: i64,
+    ) -> Self {
         let view = StatusView {
             now_utc: now,
             local_offset_seconds: offset_at(&tz, now),
