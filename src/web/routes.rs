@@ -249,8 +249,7 @@ impl App {
             Ok(p) => p,
             Err(resp) => {
                 // A browser asking for a page goes to the login page instead.
-                let wants_page =
-                    is_read && !req.path.starts_with("/api/") && !req.path.starts_with("/export");
+                let wants_page = is_read && req.path == "/";
                 if wants_page && resp.status == 401 {
                     return Response::new(303, "text/plain", Body::Empty)
                         .with_header("Location", "/login");
@@ -267,7 +266,12 @@ impl App {
             ("GET" | "HEAD", "/") => assets::index_page(req),
             ("GET", "/api/session") => Response::json(
                 200,
-                &json!({"user": principal.user, "role": principal.role.as_str(), "csrf": principal.csrf}),
+                &json!({
+                    "user": principal.user,
+                    "role": principal.role.as_str(),
+                    "csrf": principal.csrf,
+                    "profiles": self.exporter.profiles(),
+                }),
             ),
             ("POST", "/api/logout") => {
                 if let Some(t) = &principal.session {
