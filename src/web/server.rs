@@ -97,7 +97,6 @@ impl WebOptions {
 pub struct WebHandle {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
-    server: Arc<tiny_http::Server>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -110,7 +109,6 @@ impl WebHandle {
     /// Stops accepting, lets workers finish their current request, and joins the threads.
     pub fn shutdown(self) {
         self.stop.store(true, Ordering::SeqCst);
-        self.server.unblock();
         for t in self.threads {
             let _ = t.join();
         }
@@ -146,10 +144,8 @@ pub fn serve_listener(
     sock.set_read_timeout(Some(opts.io_timeout))
         .and_then(|_| sock.set_write_timeout(Some(opts.io_timeout)))
         .map_err(|e| WebError::Setup(format!("setting socket time-outs on {addr}: {e}")))?;
-    let server = Arc::new(
-        tiny_http::Server::from_listener(listener, None)
-            .map_err(|e| WebError::Setup(format!("starting tiny_http on {addr}: {e}")))?,
-    );
+    let server = new_server(&listener)
+        .map_err(|e| WebError::Setup(format!("starting tiny_http on {addr}: {e}")))?;
     let app = Arc::new(App::new(
         backend.clone(),
         exporter,
@@ -191,17 +187,16 @@ pub fn serve_listener(
         })?);
     }
     {
-        let server = server.clone();
         let stop = stop.clone();
+        let idle = opts.io_timeout;
         threads.push(spawn("cdrbox-web-accept", move || {
-            dispatch(&server, tx, &stop)
+            dispatch(listener, server, tx, &stop, idle)
         })?);
     }
     tracing::info!(target: "cdrbox::web", %addr, "web page listening");
     Ok(WebHandle {
         addr,
         stop,
-        server,
         threads,
     })
 }
@@ -213,11 +208,55 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>
         .map_err(|e| WebError::Setup(format!("starting thread {name}: {e}")))
 }
 
+fn new_server(listener: &TcpListener) -> io::Result<tiny_http::Server> {
+    let clone = listener.try_clone()?;
+    tiny_http::Server::from_listener(clone, None).map_err(|e| io::Error::other(e.to_string()))
+}
+
 /// Hands requests to the pool; answers 503 itself when the queue is full.
-fn dispatch(server: &tiny_http::Server, tx: SyncSender<tiny_http::Request>, stop: &AtomicBool) {
+///
+/// The listener's read time-out (which accepted sockets inherit, and which is what drops idle
+/// clients) also applies to `accept`, and tiny_http's accept thread ends on the first accept
+/// error. So when the current tiny_http server reports an error, a fresh one is started on the
+/// same listener; the old one is still polled for requests on its open connections until it
+/// has been silent for longer than any connection can stay idle.
+fn dispatch(
+    listener: TcpListener,
+    first: tiny_http::Server,
+    tx: SyncSender<tiny_http::Request>,
+    stop: &AtomicBool,
+    idle: Duration,
+) {
+    let mut current = first;
+    let mut old: Vec<(tiny_http::Server, Instant)> = Vec::new();
     while !stop.load(Ordering::SeqCst) {
-        match server.recv_timeout(Duration::from_millis(200)) {
-            Ok(Some(rq)) => match tx.try_send(rq) {
+        let mut got = Vec::new();
+        match current.recv_timeout(Duration::from_millis(100)) {
+            Ok(Some(rq)) => got.push(rq),
+            Ok(None) => {}
+            Err(e) => {
+                if e.kind() != io::ErrorKind::WouldBlock && e.kind() != io::ErrorKind::TimedOut {
+                    tracing::warn!(target: "cdrbox::web", error = %e, "accept failed; restarting");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                match new_server(&listener) {
+                    Ok(fresh) => old.push((std::mem::replace(&mut current, fresh), Instant::now())),
+                    Err(e) => {
+                        tracing::error!(target: "cdrbox::web", error = %e, "cannot restart accepting");
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                }
+            }
+        }
+        for (server, last) in old.iter_mut() {
+            while let Ok(Some(rq)) = server.try_recv() {
+                *last = Instant::now();
+                got.push(rq);
+            }
+        }
+        old.retain(|(_, last)| last.elapsed() < idle * 2 + Duration::from_secs(1));
+        for rq in got {
+            match tx.try_send(rq) {
                 Ok(()) => {}
                 Err(TrySendError::Full(rq)) => {
                     tracing::warn!(target: "cdrbox::web", "all workers busy: 503");
@@ -228,12 +267,7 @@ fn dispatch(server: &tiny_http::Server, tx: SyncSender<tiny_http::Request>, stop
                         .with_header(header("Retry-After", "1"));
                     let _ = rq.respond(resp);
                 }
-                Err(TrySendError::Disconnected(_)) => break,
-            },
-            Ok(None) => {}
-            Err(e) => {
-                tracing::error!(target: "cdrbox::web", error = %e, "accepting web requests failed");
-                break;
+                Err(TrySendError::Disconnected(_)) => return,
             }
         }
     }
@@ -497,6 +531,10 @@ fn event_hub(
             }
         };
         if let Some(msg) = msg {
+            // Clients that connected while we waited must get this record too.
+            while let Ok(c) = new_clients.try_recv() {
+                clients.push(c);
+            }
             last_write = Instant::now();
             let before = clients.len();
             clients.retain_mut(|c| c.write_all(msg.as_bytes()).and_then(|_| c.flush()).is_ok());
