@@ -14,6 +14,7 @@
 pub mod assets;
 pub mod auth;
 pub mod export;
+pub mod gate;
 pub mod json;
 pub mod query;
 pub mod routes;

@@ -67,7 +67,7 @@ pub enum Body {
     Export {
         format: ExportFormat,
         profile: String,
-        filter: Filter,
+        filter: Box<Filter>,
         sort: Sort,
     },
     /// Server-Sent Events: one `record` event per new record.
@@ -643,7 +643,7 @@ impl App {
             Body::Export {
                 format,
                 profile,
-                filter,
+                filter: Box::new(filter),
                 sort: sort.unwrap_or(Sort::StartAsc),
             },
         )

@@ -1,16 +1,15 @@
 //! The tiny_http adapter: owns the listening socket and the threads, enforces the limits, turns
 //! tiny_http requests into [`routes::Request`]s and streams [`routes::Response`]s back.
 //!
-//! Threads: tiny_http's accept thread and one reader thread per connection (its design); one
-//! dispatcher that hands requests to a fixed pool of `workers` through a bounded queue and
-//! answers 503 at once when the queue is full; one SSE hub that holds every live-feed client,
-//! so a browser tab watching calls never holds a worker.
+//! Threads: the [`super::gate`] accept thread and two relay threads per open connection
+//! (capped); tiny_http on a private loopback socket with its own accept and per-connection
+//! threads; one dispatcher that hands requests to a fixed pool of `workers` through a bounded
+//! queue and answers 503 at once when the queue is full; one SSE hub that holds every
+//! live-feed client, so a browser tab watching calls never holds a worker.
 //!
-//! Limits: per-operation socket read/write time-outs (set on the listener; Linux copies them to
-//! every accepted socket), so idle or stalled clients are dropped; header bytes/count, URL
-//! length and body size are checked before routing (431/414/413). Known tiny_http 0.12 limits:
-//! it reads a request's head without a size cap before we see it (bounded in time by the read
-//! time-out, not in bytes), and it spawns a thread per connection.
+//! Limits: the gate enforces head size, header count, URL length, body size, head deadline,
+//! socket time-outs and the connection cap before tiny_http sees a byte; the same header/URL/body
+//! checks are repeated here in case tiny_http is ever exposed directly.
 
 use std::io::{self, BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -22,6 +21,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::export::Exporter;
+use super::gate;
 use super::json::record_json;
 use super::routes::{self, App, Body, Random};
 use super::Backend;
@@ -59,6 +59,10 @@ pub struct WebOptions {
     pub max_url: usize,
     /// Socket read/write time-out per operation: an idle or stalled client is dropped after it.
     pub io_timeout: Duration,
+    /// A request head must arrive completely within this (slow-loris clients are dropped).
+    pub head_timeout: Duration,
+    /// Client connections open at once; more get 503.
+    pub max_connections: usize,
     /// Live-feed (SSE) clients at once; more get 503.
     pub max_event_clients: usize,
     /// A comment line is sent this often on an idle live feed, so proxies and phones keep it.
@@ -80,6 +84,8 @@ impl WebOptions {
             max_headers: 64,
             max_url: 8 * 1024,
             io_timeout: Duration::from_secs(20),
+            head_timeout: Duration::from_secs(10),
+            max_connections: 128,
             max_event_clients: 32,
             event_keepalive: Duration::from_secs(15),
             clock: Arc::new(|| {
@@ -96,6 +102,7 @@ impl WebOptions {
 /// The running server. Dropping it does not stop it; call [`WebHandle::shutdown`].
 pub struct WebHandle {
     addr: SocketAddr,
+    wake: SocketAddr,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -109,6 +116,8 @@ impl WebHandle {
     /// Stops accepting, lets workers finish their current request, and joins the threads.
     pub fn shutdown(self) {
         self.stop.store(true, Ordering::SeqCst);
+        // The gate blocks in accept: one connection wakes it to see `stop`.
+        let _ = std::net::TcpStream::connect_timeout(&self.wake, Duration::from_secs(1));
         for t in self.threads {
             let _ = t.join();
         }
@@ -139,13 +148,17 @@ pub fn serve_listener(
     let addr = listener
         .local_addr()
         .map_err(|e| WebError::Setup(format!("reading the bound address: {e}")))?;
-    // Accepted sockets inherit these (Linux copies the listener's socket options on accept).
-    let sock = socket2::SockRef::from(&listener);
-    sock.set_read_timeout(Some(opts.io_timeout))
-        .and_then(|_| sock.set_write_timeout(Some(opts.io_timeout)))
-        .map_err(|e| WebError::Setup(format!("setting socket time-outs on {addr}: {e}")))?;
-    let server = new_server(&listener)
-        .map_err(|e| WebError::Setup(format!("starting tiny_http on {addr}: {e}")))?;
+    // tiny_http listens only on loopback; the gate relays admitted requests to it.
+    let inner = TcpListener::bind(("127.0.0.1", 0))
+        .map_err(|e| WebError::Setup(format!("binding the private loopback socket: {e}")))?;
+    let inner_addr = inner
+        .local_addr()
+        .map_err(|e| WebError::Setup(format!("reading the loopback address: {e}")))?;
+    let server = new_server(&inner)
+        .map_err(|e| WebError::Setup(format!("starting tiny_http on {inner_addr}: {e}")))?;
+    let token: Arc<str> = super::auth::new_token(&|b: &mut [u8]| (opts.random)(b))
+        .map_err(|e| WebError::Setup(format!("no random numbers for the gate token: {e}")))?
+        .into();
     let app = Arc::new(App::new(
         backend.clone(),
         exporter,
@@ -155,6 +168,21 @@ pub fn serve_listener(
     let stop = Arc::new(AtomicBool::new(false));
     let opts = Arc::new(opts);
     let mut threads = Vec::new();
+    {
+        let limits = Arc::new(gate::Limits {
+            max_head: opts.max_header_bytes,
+            max_headers: opts.max_headers,
+            max_url: opts.max_url,
+            max_body: opts.max_body,
+            head_timeout: opts.head_timeout,
+            io_timeout: opts.io_timeout,
+            max_connections: opts.max_connections,
+        });
+        let (stop, token) = (stop.clone(), token.clone());
+        threads.push(spawn("cdrbox-web-gate", move || {
+            gate::run(listener, inner_addr, limits, token, stop)
+        })?);
+    }
 
     let (hub_tx, hub_rx) = mpsc::sync_channel::<Box<dyn Write + Send>>(opts.max_event_clients);
     let hub_clients = Arc::new(AtomicUsize::new(0));
@@ -174,6 +202,7 @@ pub fn serve_listener(
         let rx = rx.clone();
         let app = app.clone();
         let opts = opts.clone();
+        let token = token.clone();
         let hub = Hub {
             tx: hub_tx.clone(),
             clients: hub_clients.clone(),
@@ -181,7 +210,7 @@ pub fn serve_listener(
         threads.push(spawn(&format!("cdrbox-web-{i}"), move || loop {
             let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
             match next {
-                Ok(rq) => handle(rq, &app, &opts, &hub),
+                Ok(rq) => handle(rq, &app, &opts, &hub, &token),
                 Err(_) => break,
             }
         })?);
@@ -190,12 +219,22 @@ pub fn serve_listener(
         let stop = stop.clone();
         let idle = opts.io_timeout;
         threads.push(spawn("cdrbox-web-accept", move || {
-            dispatch(listener, server, tx, &stop, idle)
+            dispatch(inner, server, tx, &stop, idle)
         })?);
     }
     tracing::info!(target: "cdrbox::web", %addr, "web page listening");
+    let wake = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from(([127, 0, 0, 1], addr.port()))
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
+        }
+        _ => addr,
+    };
     Ok(WebHandle {
         addr,
+        wake,
         stop,
         threads,
     })
@@ -294,7 +333,7 @@ fn quick(rq: tiny_http::Request, status: u16, message: &str) {
 }
 
 /// Checks limits, reads the body, routes, and writes the answer.
-fn handle(mut rq: tiny_http::Request, app: &App, opts: &WebOptions, hub: &Hub) {
+fn handle(mut rq: tiny_http::Request, app: &App, opts: &WebOptions, hub: &Hub, token: &str) {
     let header_bytes: usize = rq
         .headers()
         .iter()
@@ -345,10 +384,7 @@ fn handle(mut rq: tiny_http::Request, app: &App, opts: &WebOptions, hub: &Hub) {
             })
             .collect(),
         body,
-        peer: rq
-            .remote_addr()
-            .map(|a| a.ip())
-            .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0])),
+        peer: peer_of(&rq, token),
     };
     let started = Instant::now();
     let resp = app.handle(&req, (opts.clock)());
@@ -438,6 +474,25 @@ fn handle(mut rq: tiny_http::Request, app: &App, opts: &WebOptions, hub: &Hub) {
     }
 }
 
+/// The client's address as the gate vouched for it (token match), else the socket's.
+fn peer_of(rq: &tiny_http::Request, token: &str) -> std::net::IpAddr {
+    let vouched = rq
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv(gate::PEER_HEADER))
+        .and_then(|h| {
+            let (t, ip) = h.value.as_str().split_once(' ')?;
+            super::auth::constant_time_eq(t.as_bytes(), token.as_bytes())
+                .then(|| ip.parse().ok())
+                .flatten()
+        });
+    vouched.unwrap_or_else(|| {
+        rq.remote_addr()
+            .map(|a| a.ip())
+            .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]))
+    })
+}
+
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
@@ -466,7 +521,12 @@ fn write_head(
     }
     if chunked {
         head.push_str("Transfer-Encoding: chunked\r\n");
-    } else {
+    }
+    // The gate relays one request per connection.
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("connection"))
+    {
         head.push_str("Connection: close\r\n");
     }
     head.push_str("\r\n");
