@@ -78,6 +78,8 @@ pub enum AuthError {
         #[source]
         source: io::Error,
     },
+    #[error("the two passwords differ")]
+    Mismatch,
     #[error("{path}: line {line} is not `user:$argon2id$…`")]
     Malformed { path: PathBuf, line: usize },
 }
@@ -259,6 +261,52 @@ pub fn read_password_line(input: &mut dyn io::BufRead) -> io::Result<String> {
     let mut line = String::new();
     input.read_line(&mut line)?;
     Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+/// `cdrbox passwd`: sets `user`'s password in `passwd_path` from stdin — the first line when
+/// stdin is not a terminal (scripts: `echo "$PW" | cdrbox passwd --config F`), else typed twice
+/// with echo off. Prints nothing; the caller reports success.
+pub fn run_passwd(passwd_path: &Path, user: &str) -> Result<(), AuthError> {
+    let io_err = |source| AuthError::Io {
+        path: "stdin".into(),
+        source,
+    };
+    // SAFETY: isatty only inspects the descriptor.
+    let tty = unsafe { libc::isatty(0) } == 1;
+    let password = if tty {
+        let first = prompt_hidden(&format!("New password for {user}: ")).map_err(io_err)?;
+        let again = prompt_hidden("Repeat it: ").map_err(io_err)?;
+        if first != again {
+            return Err(AuthError::Mismatch);
+        }
+        first
+    } else {
+        read_password_line(&mut io::stdin().lock()).map_err(io_err)?
+    };
+    set_password(passwd_path, user, &password)
+}
+
+/// Reads one line from the terminal with echo off (restored afterwards, even on error).
+fn prompt_hidden(prompt: &str) -> io::Result<String> {
+    let mut err = io::stderr();
+    err.write_all(prompt.as_bytes())?;
+    err.flush()?;
+    // SAFETY: plain termios calls on fd 0 with a zeroed struct filled by tcgetattr.
+    let mut term: libc::termios = unsafe { std::mem::zeroed() };
+    let saved = if unsafe { libc::tcgetattr(0, &mut term) } == 0 {
+        let old = term;
+        term.c_lflag &= !libc::ECHO;
+        unsafe { libc::tcsetattr(0, libc::TCSANOW, &term) };
+        Some(old)
+    } else {
+        None
+    };
+    let line = read_password_line(&mut io::stdin().lock());
+    if let Some(old) = saved {
+        unsafe { libc::tcsetattr(0, libc::TCSANOW, &old) };
+    }
+    err.write_all(b"\n")?;
+    line
 }
 
 /// A logged-in browser.

@@ -131,7 +131,12 @@ impl Backend for MemBackend {
         StatusView {
             now_utc: 1_795_331_257,
             local_offset_seconds: 3 * 3600,
-            box_name: "test-box".into(),
+            box_name: doc
+                .get("box")
+                .and_then(|b| b.get("name"))
+                .and_then(|n| n.as_str())
+                .unwrap_or("cdrbox")
+                .into(),
             ip_address: Some("10.0.0.50".into()),
             links,
             ..Default::default()

@@ -348,6 +348,7 @@
     $('oled').addEventListener('load', () => { $('oled-card').hidden = false; });
     $('oled').addEventListener('error', () => { $('oled-card').hidden = true; });
     $('logout').addEventListener('click', async () => { try { await api('/api/logout', { method: 'POST', body: {} }); } finally { location.href = '/login'; } });
+    if (window.matchMedia('(min-width: 800px)').matches) $('filter-box').open = true;
     $('filters').addEventListener('submit', (ev) => { ev.preventDefault(); state.offset = 0; loadCalls(); });
     $('filters').addEventListener('reset', () => setTimeout(() => { state.offset = 0; loadCalls(); }, 0));
     $('prev').addEventListener('click', () => { state.offset = Math.max(0, state.offset - state.limit); loadCalls(); });
