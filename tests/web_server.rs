@@ -433,3 +433,25 @@ fn connections_beyond_the_cap_get_503_at_once() {
     let r = get(s.addr, "/api/setup", "");
     assert_eq!(r.status, 503);
 }
+
+#[test]
+fn http10_clients_get_an_unchunked_export() {
+    let s = start(10, |_| {});
+    setup_password(&s);
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    write!(
+        c,
+        "GET /export.ndjson HTTP/1.0\r\nAuthorization: {}\r\n\r\n",
+        basic()
+    )
+    .unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(
+        !out.to_ascii_lowercase().contains("transfer-encoding"),
+        "{out}"
+    );
+    let body = out.split("\r\n\r\n").nth(1).unwrap();
+    assert_eq!(body.lines().count(), 10);
+}

@@ -70,14 +70,15 @@ pub fn check_head(
     };
     if method.is_empty()
         || !method.bytes().all(|b| b.is_ascii_uppercase())
-        || !version.starts_with("HTTP/1.")
+        || !matches!(version, "HTTP/1.0" | "HTTP/1.1")
     {
         return Err((400, "malformed request line"));
     }
     if target.len() > limits.max_url {
         return Err((414, "request URL too long"));
     }
-    let mut head = format!("{method} {target} HTTP/1.1\r\n");
+    // The version stays: an HTTP/1.0 client must not get a chunked answer.
+    let mut head = format!("{method} {target} {version}\r\n");
     let mut count = 0;
     let mut content_length = 0usize;
     for line in lines.filter(|l| !l.is_empty()) {
@@ -306,6 +307,7 @@ mod tests {
             ("GET / HTTP/1.1\r\na: 1\r\nb: 1\r\nc: 1\r\nd: 1\r\ne: 1\r\nf: 1\r\n\r\n", 431),
             ("GARBAGE\r\n\r\n", 400),
             ("get / HTTP/1.1\r\n\r\n", 400),
+            ("GET / HTTP/2.0\r\n\r\n", 400),
             ("GET / HTTP/1.1\r\nno colon\r\n\r\n", 400),
         ];
         for (raw, status) in cases {

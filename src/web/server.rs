@@ -85,7 +85,7 @@ impl WebOptions {
             max_url: 8 * 1024,
             io_timeout: Duration::from_secs(20),
             head_timeout: Duration::from_secs(10),
-            max_connections: 128,
+            max_connections: 64,
             max_event_clients: 32,
             event_keepalive: Duration::from_secs(15),
             clock: Arc::new(|| {
@@ -387,7 +387,10 @@ fn handle(mut rq: tiny_http::Request, app: &App, opts: &WebOptions, hub: &Hub, t
         peer: peer_of(&rq, token),
     };
     let started = Instant::now();
-    let resp = app.handle(&req, (opts.clock)());
+    let mut resp = app.handle(&req, (opts.clock)());
+    if req.method == "HEAD" && matches!(resp.body, Body::Export { .. } | Body::Events) {
+        resp.body = Body::Empty;
+    }
     let status = resp.status;
     match resp.body {
         Body::Export {

@@ -92,6 +92,13 @@ pub fn cdr_conf() -> String {
         .to_string()
 }
 
+/// `2026-11-22 10:07:37` in the PBX's offset.
+fn local_time(utc: i64, offset: i32) -> String {
+    jiff::Timestamp::from_second(utc + i64::from(offset))
+        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|_| format!("@{utc}"))
+}
+
 /// One line of the checklist. `ok: None` means "cannot tell yet".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
@@ -148,7 +155,11 @@ pub fn checks(status: &StatusView, recent: &[CallRecord]) -> Vec<Check> {
             Some(t) => check(
                 Some(true),
                 &format!("{}: records arrive", link.pbx),
-                format!("Last record received at @{t} ({} since start).", link.records),
+                format!(
+                    "Last record received {} ({} since start).",
+                    local_time(t, status.local_offset_seconds),
+                    link.records
+                ),
             ),
             None => check(
                 None,
