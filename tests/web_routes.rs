@@ -537,6 +537,27 @@ fn password_change_needs_the_current_one() {
         401,
         "old password cached?"
     );
+    // Through the page: the browser that changes the password stays logged in, others are out.
+    let f = fixture(true);
+    let (mine, csrf) = login(&f);
+    let (other, _) = login(&f);
+    let change = json_req(
+        "POST",
+        "/api/password",
+        &json!({"current": PASS, "password": "another-pass-3"}),
+    );
+    let change = with_header(with_header(change, "Cookie", &mine), "X-CSRF-Token", &csrf);
+    assert_eq!(f.app.handle(&change, NOW).status, 200);
+    let status = |c: &str| {
+        f.app
+            .handle(
+                &with_header(req("GET", "/api/status"), "Cookie", c),
+                NOW + 60,
+            )
+            .status
+    };
+    assert_eq!(status(&mine), 200);
+    assert_eq!(status(&other), 401);
 }
 
 #[test]

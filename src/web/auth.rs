@@ -357,9 +357,11 @@ impl Sessions {
         self.by_token.remove(token);
     }
 
-    /// Ends every session of `user` (after a password change).
-    pub fn remove_user(&mut self, user: &str) {
-        self.by_token.retain(|_, s| s.user != user);
+    /// Ends every session of `user` except `keep` (after a password change, the browser that
+    /// made the change stays logged in).
+    pub fn remove_user(&mut self, user: &str, keep: Option<&str>) {
+        self.by_token
+            .retain(|t, s| s.user != user || Some(t.as_str()) == keep);
     }
 
     pub fn len(&self) -> usize {

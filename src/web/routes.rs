@@ -528,15 +528,9 @@ impl App {
         if let Err(r) = self.store_password(user, password) {
             return r;
         }
-        let mut st = self.state();
-        let keep = who.session.clone();
-        let kept = keep
-            .as_ref()
-            .and_then(|t| st.sessions.get(t, i64::MIN / 4).map(|s| (t.clone(), s)));
-        st.sessions.remove_user(user);
-        if let Some((t, s)) = kept {
-            st.sessions.insert(t, s);
-        }
+        self.state()
+            .sessions
+            .remove_user(user, who.session.as_deref());
         Response::json(200, &json!({"ok": true}))
     }
 
