@@ -254,11 +254,11 @@ fn new_server(listener: &TcpListener) -> io::Result<tiny_http::Server> {
 
 /// Hands requests to the pool; answers 503 itself when the queue is full.
 ///
-/// The listener's read time-out (which accepted sockets inherit, and which is what drops idle
-/// clients) also applies to `accept`, and tiny_http's accept thread ends on the first accept
-/// error. So when the current tiny_http server reports an error, a fresh one is started on the
-/// same listener; the old one is still polled for requests on its open connections until it
-/// has been silent for longer than any connection can stay idle.
+/// tiny_http's accept thread ends on the first accept error (EMFILE, or `accept` timing out if
+/// the listener ever carries a read time-out) and the server then hears nothing more. So when
+/// the current tiny_http server reports an error, a fresh one is started on the same listener;
+/// the old one is still polled for requests on its open connections until it has been silent
+/// for longer than any connection can stay idle.
 fn dispatch(
     listener: TcpListener,
     first: tiny_http::Server,
@@ -339,7 +339,8 @@ fn handle(mut rq: tiny_http::Request, app: &App, opts: &WebOptions, hub: &Hub, t
         .iter()
         .map(|h| h.field.as_str().as_str().len() + h.value.as_str().len() + 4)
         .sum();
-    if rq.headers().len() > opts.max_headers || header_bytes > opts.max_header_bytes {
+    // Slack for the two headers the gate adds (`Connection`, the peer address).
+    if rq.headers().len() > opts.max_headers + 2 || header_bytes > opts.max_header_bytes + 256 {
         return quick(rq, 431, "request headers too large");
     }
     if rq.url().len() > opts.max_url {
