@@ -20,10 +20,15 @@
 
 pub mod ami;
 pub mod config;
+pub mod display;
+pub mod export;
 pub mod filter;
+pub mod journal;
 pub mod record;
 pub mod runtime;
+pub mod sim;
 pub mod sink;
 pub mod status;
 pub mod timearg;
+pub mod usb;
 pub mod web;

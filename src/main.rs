@@ -1,2 +1,219 @@
-//! The `cdrbox` binary (the CLI lands with the integration of the core modules).
-fn main() {}
+//! The `cdrbox` binary: parses the command line, loads the config, calls the library, and turns
+//! errors into a message (the whole cause chain) and an exit code. No logic lives here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use cdrbox::runtime::{self, ExportArgs, FilterArgs, SimArgs};
+
+#[derive(Parser)]
+#[command(
+    name = "cdrbox",
+    version,
+    about = "Call-logger box for Asterisk/FreePBX: records every CDR from AMI exactly once"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the logger: AMI links, journal, display, web page and USB copy.
+    Run {
+        /// Configuration file (see config/cdrbox.toml).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run a simulated PBX and the logger on loopback with a temporary journal.
+    Demo {
+        /// Web page address for the demo.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// New simulated calls per second.
+        #[arg(long, default_value_t = 0.5)]
+        rate: f64,
+        /// Keep the journal here instead of a temporary directory.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Stop after this many simulated calls (the logger keeps running).
+        #[arg(long)]
+        calls: Option<u64>,
+        /// Exit after this many seconds (for scripted runs); 0 runs until Ctrl-C.
+        #[arg(long, default_value_t = 0)]
+        seconds: u64,
+    },
+    /// Write the journal's records (filtered) as JSON, NDJSON or CSV.
+    Export(Box<ExportCmd>),
+    /// Validate a configuration file and print what is wrong with it.
+    CheckConfig {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Serve a simulated Asterisk AMI that generates calls.
+    SimPbx(SimCmd),
+    /// Copy records to a directory exactly as the USB stick copy does (verified, with manifest).
+    UsbExport {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Target directory (created if missing).
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Render the OLED screen for the journal's current state to a PNG file.
+    Display {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Output PNG file.
+        #[arg(long)]
+        png: PathBuf,
+        /// Pixel scale (1-16).
+        #[arg(long, default_value_t = 4)]
+        scale: u32,
+    },
+}
+
+#[derive(Args)]
+struct ExportCmd {
+    #[arg(long, short)]
+    config: PathBuf,
+    /// json, ndjson or csv.
+    #[arg(long, default_value = "csv")]
+    format: String,
+    /// CSV profile: standard (default), excel, pbxlogger or asterisk.
+    #[arg(long)]
+    profile: Option<String>,
+    #[command(flatten)]
+    filter: FilterCmd,
+    /// Output file (stdout by default). Written to a temporary name and renamed when complete.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct FilterCmd {
+    /// Calls starting at or after this time (2026-11-22, "2026-11-22 10:00", RFC 3339, @unix).
+    #[arg(long)]
+    from: Option<String>,
+    /// Calls starting before this time; a date alone means the end of that day.
+    #[arg(long)]
+    to: Option<String>,
+    /// ANSWERED, "NO ANSWER", BUSY, FAILED, CONGESTION, … (repeatable).
+    #[arg(long)]
+    disposition: Vec<String>,
+    /// inbound, outbound, internal or unknown (repeatable).
+    #[arg(long)]
+    direction: Vec<String>,
+    /// PBX name (repeatable).
+    #[arg(long)]
+    pbx: Vec<String>,
+    /// Substring of the calling number or caller ID.
+    #[arg(long)]
+    source: Option<String>,
+    /// Substring of the dialled number.
+    #[arg(long)]
+    destination: Option<String>,
+    #[arg(long)]
+    account_code: Option<String>,
+    #[arg(long)]
+    queue: Option<String>,
+    #[arg(long)]
+    agent: Option<String>,
+    /// Minimum duration in seconds.
+    #[arg(long)]
+    min_duration: Option<i64>,
+    /// Maximum duration in seconds.
+    #[arg(long)]
+    max_duration: Option<i64>,
+}
+
+#[derive(Args)]
+struct SimCmd {
+    /// Address to listen on, e.g. 127.0.0.1:5038.
+    #[arg(long, default_value = "127.0.0.1:5038")]
+    listen: String,
+    #[arg(long, default_value = "cdrbox")]
+    username: String,
+    #[arg(long, default_value = "cdrbox")]
+    secret: String,
+    /// New calls per second (0: none).
+    #[arg(long, default_value_t = 1.0)]
+    rate: f64,
+    /// Stop generating after this many calls.
+    #[arg(long)]
+    calls: Option<u64>,
+    /// Seed for the call generator (same seed, same calls).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// The simulated PBX's time zone.
+    #[arg(long, default_value = "Europe/Moscow")]
+    timezone: String,
+    /// Leave out the LinkedID/Sequence mappings (as a PBX without our cdr_manager.conf advice).
+    #[arg(long)]
+    no_mappings: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config } => runtime::run_from_file(&config),
+        Command::Demo {
+            listen,
+            rate,
+            data,
+            calls,
+            seconds,
+        } => runtime::demo(runtime::DemoArgs {
+            listen,
+            rate,
+            data,
+            calls,
+            seconds,
+        }),
+        Command::Export(e) => {
+            let e = *e;
+            runtime::export(ExportArgs {
+                config: e.config,
+                format: e.format,
+                profile: e.profile,
+                output: e.output,
+                filter: FilterArgs {
+                    from: e.filter.from,
+                    to: e.filter.to,
+                    dispositions: e.filter.disposition,
+                    directions: e.filter.direction,
+                    pbx: e.filter.pbx,
+                    source: e.filter.source,
+                    destination: e.filter.destination,
+                    account_code: e.filter.account_code,
+                    queue: e.filter.queue,
+                    agent: e.filter.agent,
+                    min_duration: e.filter.min_duration,
+                    max_duration: e.filter.max_duration,
+                },
+            })
+        }
+        Command::CheckConfig { config } => runtime::check_config(&config),
+        Command::UsbExport { config, to } => runtime::usb_export(&config, &to),
+        Command::Display { config, png, scale } => runtime::display_png(&config, &png, scale),
+        Command::SimPbx(s) => runtime::sim_pbx(SimArgs {
+            listen: s.listen,
+            username: s.username,
+            secret: s.secret,
+            rate: s.rate,
+            calls: s.calls,
+            seed: s.seed,
+            timezone: s.timezone,
+            mappings: !s.no_mappings,
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("cdrbox: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

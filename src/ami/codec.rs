@@ -302,13 +302,10 @@ impl Decoder {
             let line = &buf[start..content_end];
 
             if line.is_empty() {
-                match self.mode {
-                    Mode::Follows { ended: false } => {
-                        self.body.push(start as u32..start as u32);
-                        self.cursor = end + 1;
-                        continue;
-                    }
-                    _ => {}
+                if let Mode::Follows { ended: false } = self.mode {
+                    self.body.push(start as u32..start as u32);
+                    self.cursor = end + 1;
+                    continue;
                 }
                 if self.fields.is_empty() && self.body.is_empty() {
                     // Leading or extra blank lines between messages: skip them.

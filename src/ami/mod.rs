@@ -4,6 +4,12 @@
 //! link (fed messages and `now`, never a socket), `backoff` paces reconnects, and `client` is
 //! the only part that does I/O.
 
+pub mod backoff;
+pub mod client;
 pub mod codec;
+pub mod session;
 
+pub use backoff::{Backoff, BackoffConfig};
+pub use client::{run_link, LinkConfig, ToRecord};
 pub use codec::{encode_action, AmiMessage, Decoder, Frame, Limits};
+pub use session::{BootTracker, CloseReason, Output, Session, SessionConfig, State};

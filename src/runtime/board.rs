@@ -293,3 +293,135 @@ fn totals(calls: &HashMap<String, bool>) -> DayTotals {
         missed: calls.len() as u64 - answered,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ami::AmiMessage;
+    use crate::record::PbxContext;
+
+    fn record(unique: &str, linked: &str, dispo: &str, start: &str) -> CallRecord {
+        let raw = format!(
+            "Event: Cdr\r\nPrivilege: cdr,all\r\nAccountCode: \r\nSource: 1001\r\nDestination: 2001\r\nDestinationContext: internal\r\nCallerID: \"A\" <1001>\r\nChannel: PJSIP/1001-00000001\r\nDestinationChannel: PJSIP/2001-00000002\r\nLastApplication: Dial\r\nLastData: PJSIP/2001\r\nStartTime: {start}\r\nAnswerTime: \r\nEndTime: {start}\r\nDuration: 0\r\nBillableSeconds: 0\r\nDisposition: {dispo}\r\nAMAFlags: DOCUMENTATION\r\nUniqueID: {unique}\r\nUserField: \r\nLinkedID: {linked}\r\nSequence: 1\r\n\r\n"
+        );
+        let ctx = PbxContext::new("pbx", "UTC", "windows-1252", &["^PJSIP/trunk"]).unwrap();
+        CallRecord::from_event(&AmiMessage::parse(raw.as_bytes()).unwrap(), &ctx, 0)
+    }
+
+    fn board(now: i64) -> StatusBoard {
+        StatusBoard::new(
+            "box",
+            &[("pbx".into(), "127.0.0.1:5038".into())],
+            jiff::tz::TimeZone::UTC,
+            now,
+        )
+    }
+
+    // 2026-11-22 10:00:00 UTC
+    const NOW: i64 = 1_795_341_600;
+
+    #[test]
+    fn counts_calls_not_cdrs() {
+        let b = board(NOW);
+        // A queue call: two CDRs for one call, one answered → one answered call.
+        b.on_record(&record("1.1", "1.1", "ANSWERED", "2026-11-22 09:00:00"));
+        b.on_record(&record("1.1", "1.1", "NO ANSWER", "2026-11-22 09:00:00"));
+        // A missed call with its 0 s leftover CDR → one missed call.
+        b.on_record(&record("2.1", "2.1", "NO ANSWER", "2026-11-22 09:05:00"));
+        b.on_record(&record("2.1", "2.1", "NO ANSWER", "2026-11-22 09:05:00"));
+        // Yesterday's call does not count today.
+        b.on_record(&record("3.1", "3.1", "ANSWERED", "2026-11-21 23:59:59"));
+        b.publish(NOW);
+        let v = b.snapshot();
+        assert_eq!(
+            v.today,
+            DayTotals {
+                total: 2,
+                answered: 1,
+                missed: 1
+            }
+        );
+        assert_eq!(v.links[0].records, 5);
+    }
+
+    #[test]
+    fn day_rollover_resets_totals() {
+        let b = board(NOW);
+        b.on_record(&record("1.1", "1.1", "ANSWERED", "2026-11-22 09:00:00"));
+        b.publish(NOW + 86_400);
+        assert_eq!(b.snapshot().today, DayTotals::default());
+    }
+
+    #[test]
+    fn link_states_and_alarms() {
+        let b = board(NOW);
+        b.on_link_event(
+            "pbx",
+            NOW,
+            &LinkEvent::Up {
+                banner: Some("Asterisk Call Manager/11.0.0".into()),
+                pbx_restarted: false,
+            },
+        );
+        b.publish(NOW);
+        assert_eq!(b.snapshot().links[0].state, LinkState::Up);
+        assert!(b.snapshot().alarms.is_empty());
+
+        b.on_link_event(
+            "pbx",
+            NOW + 10,
+            &LinkEvent::Down {
+                reason: "connection refused".into(),
+                kind: DownKind::Transient,
+            },
+        );
+        // Retries keep the original "down since" time.
+        b.on_link_event("pbx", NOW + 20, &LinkEvent::Connecting { attempt: 2 });
+        b.on_link_event(
+            "pbx",
+            NOW + 21,
+            &LinkEvent::Down {
+                reason: "connection refused".into(),
+                kind: DownKind::Transient,
+            },
+        );
+        b.publish(NOW + 30);
+        let v = b.snapshot();
+        assert_eq!(v.links[0].since_utc, NOW + 10);
+        assert!(v.alarms.is_empty(), "a short blip raises no alarm");
+        b.publish(NOW + 10 + LINK_DOWN_ALARM_SECS);
+        assert_eq!(b.snapshot().alarms[0].code, "LINK DOWN");
+
+        b.on_link_event(
+            "pbx",
+            NOW + 100,
+            &LinkEvent::Down {
+                reason: "x".into(),
+                kind: DownKind::AuthFailed,
+            },
+        );
+        b.publish(NOW + 100);
+        let v = b.snapshot();
+        assert_eq!(v.links[0].state, LinkState::AuthFailed);
+        assert_eq!(v.alarms[0].code, "AUTH");
+        assert!(v.alarms[0].message.contains("manager.conf"));
+    }
+
+    #[test]
+    fn publish_only_wakes_on_visible_change() {
+        let b = board(NOW);
+        let mut rx = b.subscribe();
+        b.publish(NOW);
+        rx.borrow_and_update();
+        b.publish(NOW + 1);
+        assert!(
+            !rx.has_changed().unwrap(),
+            "a new second alone is not a change"
+        );
+        b.publish(NOW + 61);
+        assert!(
+            rx.has_changed().unwrap(),
+            "a new minute is (the OLED shows HH:MM)"
+        );
+    }
+}

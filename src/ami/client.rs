@@ -1,0 +1,470 @@
+//! The tokio adapter for one PBX link: owns the TCP socket, feeds the pure codec and session,
+//! carries out what they decide, and reconnects forever with backoff.
+//!
+//! This is the only AMI code that does I/O. It must never wait on anything but the socket and
+//! its timers: Cdrs go to [`RecordSink::record`], which never blocks, because Asterisk drops a
+//! client that leaves its writes stalled for 100 ms (`writetimeout`), discarding queued events.
+//! Protocol decisions (what to send, when a link is dead, which messages are records) live in
+//! `ami::session`; pacing lives in `ami::backoff`.
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use socket2::{SockRef, TcpKeepalive};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::ami::backoff::{Backoff, BackoffConfig};
+use crate::ami::codec::{AmiMessage, Decoder, Limits};
+use crate::ami::session::{Output, Session, SessionConfig};
+use crate::config::PbxConfig;
+use crate::record::CallRecord;
+use crate::sink::{DownKind, LinkEvent, RecordSink};
+
+/// Everything one link needs; built from a `[[pbx]]` table with [`LinkConfig::from_pbx`].
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    /// The configured PBX name (for the sink and logs).
+    pub pbx: String,
+    /// `host:port` to connect to.
+    pub addr: String,
+    pub session: SessionConfig,
+    pub connect_timeout: Duration,
+    pub limits: Limits,
+    pub backoff: BackoffConfig,
+    /// Every socket write must finish within this.
+    pub write_timeout: Duration,
+    /// Period of the session's timer tick (time-outs and pings fire at this granularity).
+    pub tick: Duration,
+    /// On shutdown, how long to keep reading after `Logoff` for Cdrs already on their way.
+    pub logoff_timeout: Duration,
+}
+
+impl LinkConfig {
+    pub fn from_pbx(p: &PbxConfig) -> Self {
+        let addr = if p.host.contains(':') && !p.host.starts_with('[') {
+            format!("[{}]:{}", p.host, p.port) // bare IPv6 literal
+        } else {
+            format!("{}:{}", p.host, p.port)
+        };
+        let mut session = SessionConfig::new(p.username.clone(), p.secret.clone(), p.auth);
+        session.ping_interval = p.ping_interval;
+        session.ping_timeout = p.ping_timeout;
+        session.banner_timeout = p.login_timeout;
+        session.login_timeout = p.login_timeout;
+        LinkConfig {
+            pbx: p.name.clone(),
+            addr,
+            session,
+            connect_timeout: p.connect_timeout,
+            limits: Limits::default(),
+            backoff: BackoffConfig::default(),
+            write_timeout: Duration::from_secs(5),
+            tick: Duration::from_millis(250),
+            logoff_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Turns a decoded `Event: Cdr` and its box arrival time (Unix seconds) into a record.
+pub type ToRecord = Arc<dyn Fn(&AmiMessage, i64) -> CallRecord + Send + Sync>;
+
+/// The box's clock in Unix seconds (injected so tests can pin it).
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+const READ_CHUNK: usize = 16 * 1024;
+
+/// How one connection ended.
+enum End {
+    Shutdown,
+    Down { reason: String, kind: DownKind },
+}
+
+/// Runs one PBX link until `shutdown` becomes true (or its sender is dropped): connect, log in,
+/// deliver every Cdr to `sink`, reconnect after any failure with backoff.
+pub async fn run_link(
+    cfg: LinkConfig,
+    sink: Arc<dyn RecordSink>,
+    to_record: ToRecord,
+    clock: Clock,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut link = Link {
+        session: Session::new(cfg.session.clone()),
+        backoff: Backoff::new(cfg.backoff.clone(), fastrand::Rng::new()),
+        attempt: 0,
+        cfg,
+        sink,
+        to_record,
+        clock,
+    };
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        if link.sink.backlog_full() {
+            // Still paused: wait without connecting (the Down(Paused) was already reported).
+            if !sleep_unless_shutdown(link.cfg.tick.max(Duration::from_millis(10)), &mut shutdown)
+                .await
+            {
+                return;
+            }
+            continue;
+        }
+        link.attempt += 1;
+        link.event(LinkEvent::Connecting {
+            attempt: link.attempt,
+        });
+        match link.connect_and_serve(&mut shutdown).await {
+            End::Shutdown => {
+                link.event(LinkEvent::Down {
+                    reason: format!("link to PBX {} closed: cdrbox is stopping", link.cfg.addr),
+                    kind: DownKind::Transient,
+                });
+                return;
+            }
+            End::Down { reason, kind } => {
+                tracing::warn!(target: "cdrbox::ami", pbx = %link.cfg.pbx, ?kind, "{reason}");
+                let logged_in_for = link.session.logged_in_for(Instant::now());
+                link.event(LinkEvent::Down { reason, kind });
+                let delay = link.backoff.next_delay(kind, logged_in_for);
+                tracing::debug!(target: "cdrbox::ami", pbx = %link.cfg.pbx, ?delay, "reconnecting after backoff");
+                if !sleep_unless_shutdown(delay, &mut shutdown).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps `d`; false when shutdown was requested meanwhile.
+async fn sleep_unless_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => !*shutdown.borrow(),
+        _ = wait_shutdown(shutdown) => false,
+    }
+}
+
+/// Resolves once shutdown is requested or its sender is gone.
+async fn wait_shutdown(shutdown: &mut watch::Receiver<bool>) {
+    loop {
+        if *shutdown.borrow_and_update() {
+            return;
+        }
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// TCP keepalive (30 s idle, 10 s interval, 3 probes) and `TCP_USER_TIMEOUT` catch a dead peer
+/// even when AMI is idle between pings; NODELAY because actions are tiny and latency-bound.
+fn tune_socket(stream: &TcpStream) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let sock = SockRef::from(stream);
+    let ka = TcpKeepalive::new()
+        .with_time(Duration::from_secs(30))
+        .with_interval(Duration::from_secs(10));
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "macos"))]
+    let ka = ka.with_retries(3);
+    sock.set_tcp_keepalive(&ka)?;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    sock.set_tcp_user_timeout(Some(Duration::from_secs(30)))?;
+    Ok(())
+}
+
+struct Link {
+    cfg: LinkConfig,
+    session: Session,
+    backoff: Backoff,
+    /// Attempts since the link was last up.
+    attempt: u64,
+    sink: Arc<dyn RecordSink>,
+    to_record: ToRecord,
+    clock: Clock,
+}
+
+enum Wake {
+    Shutdown,
+    Read(io::Result<usize>),
+    Tick,
+}
+
+impl Link {
+    fn event(&self, e: LinkEvent) {
+        self.sink.link_event(&self.cfg.pbx, (self.clock)(), e);
+    }
+
+    async fn connect_and_serve(&mut self, shutdown: &mut watch::Receiver<bool>) -> End {
+        let addr = self.cfg.addr.clone();
+        let connect = tokio::time::timeout(self.cfg.connect_timeout, TcpStream::connect(&addr));
+        let stream = tokio::select! {
+            r = connect => r,
+            _ = wait_shutdown(shutdown) => return End::Shutdown,
+        };
+        let mut stream = match stream {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                return End::Down {
+                    reason: format!(
+                        "cannot connect to PBX {addr}: {e}; check [[pbx]] host/port, that Asterisk \
+                         runs with manager.conf enabled = yes, and the firewall"
+                    ),
+                    kind: DownKind::Transient,
+                }
+            }
+            Err(_) => {
+                return End::Down {
+                    reason: format!(
+                        "PBX {addr} did not accept a connection within {} ms: check [[pbx]] host \
+                         and the network",
+                        self.cfg.connect_timeout.as_millis()
+                    ),
+                    kind: DownKind::Transient,
+                }
+            }
+        };
+        if let Err(e) = tune_socket(&stream) {
+            // Not fatal: AMI Ping still detects dead links.
+            tracing::warn!(target: "cdrbox::ami", pbx = %self.cfg.pbx, "cannot set TCP keepalive options: {e}");
+        }
+
+        let mut decoder = Decoder::new(self.cfg.limits);
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        let outs = self.session.on_connected(Instant::now());
+        if let Some(end) = self.apply(&mut stream, outs).await {
+            return end;
+        }
+        let mut tick = tokio::time::interval(self.cfg.tick.max(Duration::from_millis(1)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+        loop {
+            buf.reserve(READ_CHUNK);
+            let wake = tokio::select! {
+                biased;
+                _ = wait_shutdown(shutdown) => Wake::Shutdown,
+                r = stream.read_buf(&mut buf) => Wake::Read(r),
+                _ = tick.tick() => Wake::Tick,
+            };
+            match wake {
+                Wake::Shutdown => {
+                    self.logoff(&mut stream, &mut decoder, &mut buf).await;
+                    return End::Shutdown;
+                }
+                Wake::Read(Ok(0)) => {
+                    let now = Instant::now();
+                    let mut outs = Vec::new();
+                    while let Some(frame) = decoder.decode_eof(&mut buf) {
+                        outs.extend(self.session.on_frame(frame, now));
+                    }
+                    outs.extend(self.session.on_eof(now));
+                    if let Some(end) = self.apply(&mut stream, outs).await {
+                        return end;
+                    }
+                    return self.down_unexpected("the connection ended");
+                }
+                Wake::Read(Ok(_)) => {
+                    let now = Instant::now();
+                    while let Some(frame) = decoder.decode(&mut buf) {
+                        let outs = self.session.on_frame(frame, now);
+                        if let Some(end) = self.apply(&mut stream, outs).await {
+                            return end;
+                        }
+                    }
+                }
+                Wake::Read(Err(e)) => {
+                    // Frames completed before the error were delivered already; a partial one
+                    // is dropped with the buffer.
+                    return End::Down {
+                        reason: format!(
+                            "connection to PBX {addr} failed: {e}; reconnecting (check the network \
+                             if this repeats)"
+                        ),
+                        kind: DownKind::Transient,
+                    };
+                }
+                Wake::Tick => {
+                    let outs = self.session.on_tick(Instant::now());
+                    if let Some(end) = self.apply(&mut stream, outs).await {
+                        return end;
+                    }
+                    if self.sink.backlog_full() {
+                        return End::Down {
+                            reason: format!(
+                                "reading from PBX {addr} paused: the journal backlog is full \
+                                 (storage too slow or full); calls in this gap may be missing"
+                            ),
+                            kind: DownKind::Paused,
+                        };
+                    }
+                }
+            }
+        }
+    }
+
+    fn down_unexpected(&self, what: &str) -> End {
+        End::Down {
+            reason: format!("PBX {}: {what}", self.cfg.addr),
+            kind: DownKind::Transient,
+        }
+    }
+
+    /// Carries out session outputs; `Some` when the connection must end.
+    async fn apply(&mut self, stream: &mut TcpStream, outs: Vec<Output>) -> Option<End> {
+        for out in outs {
+            match out {
+                Output::Send(bytes) => {
+                    match tokio::time::timeout(self.cfg.write_timeout, stream.write_all(&bytes))
+                        .await
+                    {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            return Some(End::Down {
+                                reason: format!(
+                                    "cannot write to PBX {}: {e}; reconnecting",
+                                    self.cfg.addr
+                                ),
+                                kind: DownKind::Transient,
+                            })
+                        }
+                        Err(_) => {
+                            return Some(End::Down {
+                                reason: format!(
+                                    "PBX {} stopped accepting data (a write took over {} ms); reconnecting",
+                                    self.cfg.addr,
+                                    self.cfg.write_timeout.as_millis()
+                                ),
+                                kind: DownKind::Transient,
+                            })
+                        }
+                    }
+                }
+                Output::Cdr(msg) => {
+                    let record = (self.to_record)(&msg, (self.clock)());
+                    self.sink.record(record);
+                }
+                Output::LoggedIn {
+                    banner,
+                    pbx_restarted,
+                } => {
+                    tracing::info!(target: "cdrbox::ami", pbx = %self.cfg.pbx, pbx_restarted, "logged in");
+                    self.attempt = 0;
+                    self.event(LinkEvent::Up {
+                        banner,
+                        pbx_restarted,
+                    });
+                }
+                Output::PbxRestarted => {
+                    tracing::info!(target: "cdrbox::ami", pbx = %self.cfg.pbx, "PBX finished booting after a restart");
+                    self.event(LinkEvent::Up {
+                        banner: self.session.banner().map(str::to_string),
+                        pbx_restarted: true,
+                    });
+                }
+                Output::ShutdownNoticed { restart } => {
+                    tracing::info!(target: "cdrbox::ami", pbx = %self.cfg.pbx, restart, "PBX announced shutdown; reading until it closes");
+                }
+                Output::Discarded { bytes } => {
+                    tracing::warn!(target: "cdrbox::ami", pbx = %self.cfg.pbx, bytes, "discarded malformed or oversized AMI data");
+                    self.event(LinkEvent::Discarded { bytes });
+                }
+                Output::Close(reason) => {
+                    return Some(End::Down {
+                        reason: reason.describe(&self.cfg.addr, &self.session.config().username),
+                        kind: reason.kind(),
+                    });
+                }
+            }
+        }
+        None
+    }
+
+    /// Best-effort `Logoff`, then read what is already on its way (Cdrs included) until the
+    /// server closes or `logoff_timeout` passes.
+    async fn logoff(&mut self, stream: &mut TcpStream, decoder: &mut Decoder, buf: &mut BytesMut) {
+        let outs = self.session.logoff(Instant::now());
+        let deadline = tokio::time::Instant::now() + self.cfg.logoff_timeout;
+        if self.apply(stream, outs).await.is_some() {
+            return;
+        }
+        loop {
+            buf.reserve(READ_CHUNK);
+            let r = tokio::time::timeout_at(deadline, stream.read_buf(buf)).await;
+            let now = Instant::now();
+            let mut outs = Vec::new();
+            match r {
+                Ok(Ok(n)) if n > 0 => {
+                    while let Some(frame) = decoder.decode(buf) {
+                        outs.extend(self.session.on_frame(frame, now));
+                    }
+                }
+                Ok(Ok(_)) => {
+                    while let Some(frame) = decoder.decode_eof(buf) {
+                        outs.extend(self.session.on_frame(frame, now));
+                    }
+                    outs.extend(self.session.on_eof(now));
+                }
+                _ => return,
+            }
+            // Only records and counters matter now; a Close just ends the wait.
+            let closing = outs.iter().any(|o| matches!(o, Output::Close(_)));
+            let keep: Vec<_> = outs
+                .into_iter()
+                .filter(|o| matches!(o, Output::Cdr(_) | Output::Discarded { .. }))
+                .collect();
+            let _ = self.apply(stream, keep).await;
+            if closing {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AuthMethod, Secret};
+
+    fn pbx(host: &str) -> PbxConfig {
+        PbxConfig {
+            name: "office".into(),
+            host: host.into(),
+            port: 5038,
+            username: "logger".into(),
+            secret: Secret("s3cret".into()),
+            auth: AuthMethod::Md5,
+            timezone: "Europe/Moscow".into(),
+            charset: "windows-1251".into(),
+            trunk_patterns: Vec::new(),
+            ping_interval: Duration::from_secs(15),
+            ping_timeout: Duration::from_secs(7),
+            connect_timeout: Duration::from_secs(4),
+            login_timeout: Duration::from_secs(9),
+            enabled: true,
+        }
+    }
+
+    #[test]
+    fn from_pbx_copies_the_settings() {
+        let c = LinkConfig::from_pbx(&pbx("10.0.0.5"));
+        assert_eq!(c.pbx, "office");
+        assert_eq!(c.addr, "10.0.0.5:5038");
+        assert_eq!(c.session.username, "logger");
+        assert_eq!(c.session.auth, AuthMethod::Md5);
+        assert_eq!(c.session.events, "cdr,system");
+        assert_eq!(c.session.ping_interval, Duration::from_secs(15));
+        assert_eq!(c.session.ping_timeout, Duration::from_secs(7));
+        assert_eq!(c.session.login_timeout, Duration::from_secs(9));
+        assert_eq!(c.connect_timeout, Duration::from_secs(4));
+        assert!(!format!("{c:?}").contains("s3cret"), "secret redacted");
+    }
+
+    #[test]
+    fn ipv6_literal_is_bracketed() {
+        assert_eq!(LinkConfig::from_pbx(&pbx("fd00::5")).addr, "[fd00::5]:5038");
+        assert_eq!(LinkConfig::from_pbx(&pbx("pbx.lan")).addr, "pbx.lan:5038");
+    }
+}

@@ -1,0 +1,561 @@
+//! The OLED screens (PRODUCT.md §7): `StatusView` → pixels on any `DrawTarget<Color = BinaryColor>`.
+//!
+//! Pure code: no I2C, no clock, no threads. The caller picks the page; [`pages`] lists them with
+//! alarms first. Layout of every page on the 128×64 panel:
+//!
+//! ```text
+//!  y 0..8   header, 5×8 font: IP address left; page "2/3" (or USB progress) right
+//!  y 9      rule
+//!  y 11..62 four body lines, 6×12 font (21 columns), baselines 21, 34, 47, 60
+//! ```
+//!
+//! Times are shown as local `HH:MM` (`now_utc + local_offset_seconds`); a time on an earlier
+//! day shows as `DD.MM` instead, so "DOWN 14:05" never means yesterday's 14:05.
+
+use embedded_graphics::pixelcolor::BinaryColor;
+use embedded_graphics::prelude::{DrawTarget, Point, Primitive, Size};
+use embedded_graphics::primitives::{Line, PrimitiveStyle, Rectangle};
+use embedded_graphics::Drawable;
+
+use super::frame::{Frame, WIDTH};
+use super::text::{self, FontSize};
+use crate::status::{LinkState, LinkStatus, StatusView, UsbState};
+
+/// Baselines of the four body lines.
+const BODY: [i32; 4] = [21, 34, 47, 60];
+/// Baseline of the header line (5×8 font).
+const HEADER_BASELINE: i32 = 7;
+/// Row of the rule under the header.
+const RULE_Y: i32 = 9;
+/// Baseline of the big (8×13) message on the USB page.
+const LARGE_BASELINE: i32 = 36;
+/// Body columns in the 6×12 font.
+const COLS: usize = FontSize::Normal.columns();
+/// PBX links listed per links page.
+const LINKS_PER_PAGE: usize = 4;
+
+/// One screen of the rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    /// Up to four active alarm codes from index `first`; alarm pages always come first.
+    Alarms { first: usize },
+    /// The USB stick: copying with progress, safe to remove, or error.
+    Usb,
+    /// Link summary, today's calls, last call, storage.
+    Summary,
+    /// Up to four PBX links from index `first`, one line each (when there are several).
+    Links { first: usize },
+    /// The only PBX link in detail (when there is exactly one and it is not up).
+    Link,
+}
+
+/// The pages `view` needs, in display order: alarms, USB, summary, links.
+pub fn page_list(view: &StatusView) -> Vec<Page> {
+    let mut pages = Vec::with_capacity(4);
+    pages.extend(
+        (0..view.alarms.len())
+            .step_by(BODY.len())
+            .map(|first| Page::Alarms { first }),
+    );
+    if view.usb != UsbState::NoStick {
+        pages.push(Page::Usb);
+    }
+    pages.push(Page::Summary);
+    match view.links.as_slice() {
+        [] => {}
+        // One healthy PBX says all there is on the summary line: one still page, no rotation,
+        // no I2C traffic while nothing happens. Details only when something is wrong.
+        [one] if one.state == LinkState::Up => {}
+        [_] => pages.push(Page::Link),
+        many => pages.extend(
+            (0..many.len())
+                .step_by(LINKS_PER_PAGE)
+                .map(|first| Page::Links { first }),
+        ),
+    }
+    pages
+}
+
+/// How many pages `view` rotates through (at least 1).
+pub fn pages(view: &StatusView) -> usize {
+    page_list(view).len()
+}
+
+/// The page a clock-driven mirror (e.g. the web page's `/display.png`) should show at
+/// `unix_seconds` when pages rotate every `interval_seconds`.
+pub fn page_for_time(view: &StatusView, unix_seconds: i64, interval_seconds: u64) -> usize {
+    let n = pages(view) as i64;
+    let step = unix_seconds.div_euclid(interval_seconds.max(1) as i64);
+    step.rem_euclid(n) as usize
+}
+
+/// Draw page `page` (taken modulo [`pages`]) of `view` into `target`, clearing it first.
+pub fn render<D>(view: &StatusView, page: usize, target: &mut D) -> Result<(), D::Error>
+where
+    D: DrawTarget<Color = BinaryColor>,
+{
+    let list = page_list(view);
+    let index = page % list.len();
+    target.clear(BinaryColor::Off)?;
+    let which = list[index];
+    header(view, which, index, list.len(), target)?;
+    match which {
+        Page::Alarms { first } => alarms_page(view, first, target),
+        Page::Usb => usb_page(view, target),
+        Page::Summary => summary_page(view, target),
+        Page::Links { first } => links_page(view, first, target),
+        Page::Link => link_page(view, target),
+    }
+}
+
+/// [`render`] into a fresh [`Frame`].
+pub fn render_frame(view: &StatusView, page: usize) -> Frame {
+    let mut frame = Frame::new();
+    match render(view, page, &mut frame) {
+        Ok(()) => frame,
+        Err(never) => match never {},
+    }
+}
+
+/// Every page of `view`, in order.
+pub fn render_all(view: &StatusView) -> Vec<Frame> {
+    (0..pages(view)).map(|p| render_frame(view, p)).collect()
+}
+
+fn header<D>(
+    view: &StatusView,
+    which: Page,
+    index: usize,
+    count: usize,
+    t: &mut D,
+) -> Result<(), D::Error>
+where
+    D: DrawTarget<Color = BinaryColor>,
+{
+    let cols = FontSize::Small.columns();
+    let right = match (&view.usb, which) {
+        (UsbState::Copying { percent }, p) if p != Page::Usb => {
+            format!("USB {}%", (*percent).min(100))
+        }
+        (UsbState::SafeToRemove { .. }, p) if p != Page::Usb => "USB OK".to_string(),
+        (UsbState::Error { .. }, p) if p != Page::Usb => "USB ERR".to_string(),
+        _ if count > 1 => format!("{}/{}", index + 1, count),
+        _ => String::new(),
+    };
+    let (fg, left) = if matches!(which, Page::Alarms { .. }) {
+        // The alarm page's header is inverted so it reads as an alarm from across the room.
+        Rectangle::new(Point::zero(), Size::new(WIDTH, RULE_Y as u32))
+            .into_styled(PrimitiveStyle::with_fill(BinaryColor::On))
+            .draw(t)?;
+        (
+            BinaryColor::Off,
+            format!("ALARM{}", plural(view.alarms.len())),
+        )
+    } else {
+        let ip = match view.ip_address.as_deref() {
+            Some(ip) if !ip.is_empty() => ip.to_string(),
+            _ => "NO NETWORK".to_string(),
+        };
+        (BinaryColor::On, ip)
+    };
+    let right_cols = text::width_in_cells(&right, FontSize::Small);
+    let left_cols = cols.saturating_sub(right_cols + usize::from(right_cols > 0));
+    text::draw(t, &left, FontSize::Small, 1, HEADER_BASELINE, left_cols, fg)?;
+    if right_cols > 0 {
+        let x = WIDTH as i32 - 1 - (right_cols as i32) * FontSize::Small.cell_width();
+        text::draw(
+            t,
+            &right,
+            FontSize::Small,
+            x,
+            HEADER_BASELINE,
+            right_cols,
+            fg,
+        )?;
+    }
+    Line::new(Point::new(0, RULE_Y), Point::new(WIDTH as i32 - 1, RULE_Y))
+        .into_styled(PrimitiveStyle::with_stroke(BinaryColor::On, 1))
+        .draw(t)
+}
+
+fn plural(n: usize) -> String {
+    if n > 1 {
+        format!("S ({n})")
+    } else {
+        String::new()
+    }
+}
+
+/// Body line `row` (0–3): `left` from the left edge, cut to leave room for `right`, which is
+/// aligned to the right edge.
+fn line<D>(t: &mut D, row: usize, left: &str, right: &str) -> Result<(), D::Error>
+where
+    D: DrawTarget<Color = BinaryColor>,
+{
+    let baseline = BODY[row];
+    let right_cols = text::width_in_cells(right, FontSize::Normal).min(COLS);
+    let left_cols = COLS.saturating_sub(right_cols + usize::from(right_cols > 0));
+    text::draw(
+        t,
+        left,
+        FontSize::Normal,
+        1,
+        baseline,
+        left_cols,
+        BinaryColor::On,
+    )?;
+    if right_cols > 0 {
+        let x = 1 + ((COLS - right_cols) as i32) * FontSize::Normal.cell_width();
+        text::draw(
+            t,
+            right,
+            FontSize::Normal,
+            x,
+            baseline,
+            right_cols,
+            BinaryColor::On,
+        )?;
+    }
+    Ok(())
+}
+
+fn alarms_page<D>(view: &StatusView, first: usize, t: &mut D) -> Result<(), D::Error>
+where
+    D: DrawTarget<Color = BinaryColor>,
+{
+    for (row, alarm) in view.alarms.iter().skip(first).take(BODY.len()).enumerate() {
+        line(t, row, &alarm.code, "")?;
+    }
+    Ok(())
+}
+
+fn usb_page<D>(view: &StatusView, t: &mut D) -> Result<(), D::Error>
+where
+    D: DrawTarget<Color = BinaryColor>,
+{
+    line(t, 0, "USB stick", "")?;
+    let large = |t: &mut D, s: &str| {
+        let cols = text::width_in_cells(s, FontSize::Large).min(FontSize::Large.columns());
+        let x = (WIDTH as i32 - cols as i32 * FontSize::Large.cell_width()) / 2;
+        text::draw(
+            t,
+            s,
+            FontSize::Large,
+            x,
+            LARGE_BASELINE,
+            FontSize::Large.columns(),
+            BinaryColor::On,
+        )
+        .map(|_| ())
+    };
+    match &view.usb {
+        UsbState::NoStick => line(t, 1, "no stick", ""),
+        UsbState::Copying { percent } => {
+            let p = u32::from((*percent).min(100));
+            large(t, &format!("COPYING {p}%"))?;
+            // Progress bar: outline plus a fill proportional to the percentage.
+            let outer = Rectangle::new(Point::new(4, 46), Size::new(WIDTH - 8, 10));
+            outer
+                .into_styled(PrimitiveStyle::with_stroke(BinaryColor::On, 1))
+                .draw(t)?;
+            let inner_w = (WIDTH - 12) * p / 100;
+            if inner_w > 0 {
+                Rectangle::new(Point::new(6, 48), Size::new(inner_w, 6))
+                    .into_styled(PrimitiveStyle::with_fill(BinaryColor::On))
+                    .draw(t)?;
+            }
+            Ok(())
+        }
+        UsbState::SafeToRemove { records } => {
+            large(t, "SAFE TO REMOVE")?;
+            line(t, 3, &format!("{records} records"), "")
+        }
+        UsbState::Error { message } => {
+            large(t, "USB ERROR")?;
+            let (a, b) = wrap2(message, COLS);
+            line(t, 2, &a, "")?;
+            line(t, 3, &b, "")
+        }
+    }
+}
+
+/// Split `s` into two lines of at most `cols` cells at a space when possible; the second line
+/// is cut with a marker if the text is longer still.
+fn wrap2(s: &str, cols: usize) -> (String, String) {
+    let chars: Vec<char> = s.chars().collect();
+    if chars.len() <= cols {
+        return (s.to_string(), String::new());
+    }
+    let cut = chars[..=cols]
+        .iter()
+        .rposition(|c| *c == ' ')
+        .filter(|&i| i > 0)
+        .unwrap_or(cols);
+    let first: String = chars[..cut].iter().collect();
+    let rest: String = chars[cut..].iter().collect();
+    (
+        first.trim_end().to_string(),
+        text::fit(rest.trim_start(), FontSize::Normal, cols),
+    )
+}
+
+fn summary_page<D>(view: &StatusView, t: &mut D) -> Result<(), D::Error>
+where
+    D: DrawTarget<Color = BinaryColor>,
+{
+    match view.links.as_slice() {
+        [] => line(t, 0, "NO PBX CONFIGURED", "")?,
+        [one] => line(t, 0, &one.pbx, &short_state(one, view))?,
+        many => {
+            let up = many.iter().filter(|l| l.state == LinkState::Up).count();
+            let s = if up == many.len() {
+                format!("PBX: all {up} UP")
+            } else {
+                format!("PBX: {up} of {} UP", many.len())
+            };
+            line(t, 0, &s, "")?
+        }
+    }
+    line(t, 1, "Calls today", &view.today.total.to_string())?;
+    line(
+        t,
+        2,
+        &format!("Ans {}", view.today.answered),
+        &format!("Miss {}", view.today.missed),
+    )?;
+    let last = match view.last_call_utc {
+        Some(at) => format!("Last {}", local_time_or_date(at, view)),
+        None => "Last --:--".to_string(),
+    };
+    let s = &view.storage;
+    let storage = if (s.total_bytes > 0 && s.free_bytes == 0) || s.memory_only > 0 {
+        "DISK FULL".to_string()
+    } else if s.total_bytes == 0 {
+        String::new()
+    } else {
+        format!("Free {}", human_bytes(s.free_bytes))
+    };
+    line(t, 3, &last, &storage)
+}
+
+fn links_page<D>(view: &StatusView, first: usize, t: &mut D) -> Result<(), D::Error>
+where
+    D: DrawTarget<Color = BinaryColor>,
+{
+    for (row, link) in view
+        .links
+        .iter()
+        .skip(first)
+        .take(LINKS_PER_PAGE)
+        .enumerate()
+    {
+        line(t, row, &link.pbx, &short_state(link, view))?;
+    }
+    Ok(())
+}
+
+fn link_page<D>(view: &StatusView, t: &mut D) -> Result<(), D::Error>
+where
+    D: DrawTarget<Color = BinaryColor>,
+{
+    let Some(link) = view.links.first() else {
+        return Ok(());
+    };
+    line(t, 0, &link.pbx, "")?;
+    let since = local_time_or_date(link.since_utc, view);
+    let (state, detail) = match &link.state {
+        LinkState::Up => (format!("UP since {since}"), link.address.clone()),
+        LinkState::Connecting => ("CONNECTING...".to_string(), link.address.clone()),
+        LinkState::Down { reason } => (format!("DOWN since {since}"), reason.clone()),
+        LinkState::AuthFailed => ("AUTH FAILED".to_string(), "check user/secret".to_string()),
+        LinkState::PbxShutdown => (format!("PBX RESTART {since}"), link.address.clone()),
+    };
+    line(t, 1, &state, "")?;
+    line(t, 2, &detail, "")?;
+    match link.last_record_utc {
+        Some(at) => line(t, 3, "Last CDR", &local_time_or_date(at, view)),
+        None => line(t, 3, "No CDR yet", ""),
+    }
+}
+
+/// The few characters after a PBX name on a one-line link entry.
+fn short_state(link: &LinkStatus, view: &StatusView) -> String {
+    match link.state {
+        LinkState::Up => "UP".to_string(),
+        LinkState::Connecting => "CONNECTING".to_string(),
+        LinkState::Down { .. } => format!("DOWN {}", local_time_or_date(link.since_utc, view)),
+        LinkState::AuthFailed => "AUTH FAILED".to_string(),
+        LinkState::PbxShutdown => "RESTART".to_string(),
+    }
+}
+
+/// `HH:MM` if `at_utc` is on the local day of `view.now_utc`, else `DD.MM`.
+pub fn local_time_or_date(at_utc: i64, view: &StatusView) -> String {
+    let offset = i64::from(view.local_offset_seconds);
+    let at = at_utc.saturating_add(offset);
+    let now = view.now_utc.saturating_add(offset);
+    let day = at.div_euclid(86_400);
+    if day == now.div_euclid(86_400) {
+        let secs = at.rem_euclid(86_400);
+        format!("{:02}:{:02}", secs / 3600, secs % 3600 / 60)
+    } else {
+        let (_, month, d) = civil_from_days(day);
+        format!("{d:02}.{month:02}")
+    }
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// `512B`, `3.2G`, `14G`: at most four characters for sizes below 10 PiB.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "K", "M", "G", "T", "P"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n}B")
+    } else if value < 9.95 {
+        format!("{value:.1}{}", UNITS[unit])
+    } else {
+        format!("{:.0}{}", value.round(), UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::Alarm;
+
+    fn link(name: &str, state: LinkState) -> LinkStatus {
+        LinkStatus {
+            pbx: name.into(),
+            address: "10.0.0.5:5038".into(),
+            state,
+            since_utc: 0,
+            last_record_utc: None,
+            banner: None,
+            records: 0,
+            reconnects: 0,
+            discarded_frames: 0,
+        }
+    }
+
+    #[test]
+    fn alarms_come_first_and_usb_second() {
+        let mut v = StatusView::default();
+        assert_eq!(page_list(&v), vec![Page::Summary]);
+        v.links = vec![link("a", LinkState::Up)];
+        assert_eq!(
+            page_list(&v),
+            vec![Page::Summary],
+            "one healthy PBX: one still page"
+        );
+        v.links = vec![link("a", LinkState::AuthFailed)];
+        assert_eq!(page_list(&v), vec![Page::Summary, Page::Link]);
+        v.usb = UsbState::Copying { percent: 3 };
+        v.alarms = vec![Alarm {
+            code: "DISK FULL".into(),
+            message: "x".into(),
+        }];
+        assert_eq!(
+            page_list(&v),
+            vec![
+                Page::Alarms { first: 0 },
+                Page::Usb,
+                Page::Summary,
+                Page::Link
+            ]
+        );
+    }
+
+    #[test]
+    fn links_split_four_per_page() {
+        let v = StatusView {
+            links: (0..9)
+                .map(|i| link(&i.to_string(), LinkState::Up))
+                .collect(),
+            ..Default::default()
+        };
+        assert_eq!(
+            page_list(&v),
+            vec![
+                Page::Summary,
+                Page::Links { first: 0 },
+                Page::Links { first: 4 },
+                Page::Links { first: 8 }
+            ]
+        );
+    }
+
+    #[test]
+    fn page_index_wraps_and_time_mirror_rotates() {
+        let v = StatusView {
+            links: vec![link("a", LinkState::Connecting)],
+            ..Default::default()
+        };
+        assert_eq!(render_frame(&v, 2), render_frame(&v, 0));
+        assert_ne!(render_frame(&v, 1), render_frame(&v, 0));
+        assert_eq!(page_for_time(&v, 0, 5), 0);
+        assert_eq!(page_for_time(&v, 5, 5), 1);
+        assert_eq!(page_for_time(&v, 10, 5), 0);
+        assert_eq!(page_for_time(&v, -1, 0), 1);
+    }
+
+    #[test]
+    fn times_are_local_and_dates_for_other_days() {
+        let mut v = StatusView {
+            now_utc: 1_795_860_000, // 2026-11-28 10:00:00 UTC
+            local_offset_seconds: 3 * 3600,
+            ..Default::default()
+        };
+        assert_eq!(local_time_or_date(1_795_860_000 - 3600, &v), "12:00");
+        assert_eq!(local_time_or_date(1_795_860_000 - 86_400, &v), "27.11");
+        v.local_offset_seconds = -11 * 3600; // 23:00 the day before, locally
+        assert_eq!(local_time_or_date(1_795_860_000, &v), "23:00");
+    }
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_454), (2026, 1, 1));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+
+    #[test]
+    fn bytes_are_short() {
+        assert_eq!(human_bytes(0), "0B");
+        assert_eq!(human_bytes(999), "999B");
+        assert_eq!(human_bytes(1000), "1.0K");
+        assert_eq!(human_bytes(3_435_973_837), "3.2G");
+        assert_eq!(human_bytes(15 * 1024 * 1024 * 1024), "15G");
+        assert_eq!(human_bytes(u64::MAX), "16384P");
+    }
+
+    #[test]
+    fn wrap_prefers_spaces() {
+        assert_eq!(
+            wrap2("stick is read-only, remount rw", 21),
+            ("stick is read-only,".into(), "remount rw".into())
+        );
+        assert_eq!(wrap2("short", 21), ("short".into(), String::new()));
+        let (a, b) = wrap2(&"x".repeat(50), 21);
+        assert_eq!(a.len(), 21);
+        assert!(b.ends_with('~'));
+    }
+}

@@ -1,0 +1,476 @@
+//! The read side of the journal for the web page, the CLI export and the USB copy: `Filter` →
+//! SQL (bound parameters only, never values in the SQL text), counts, pages, and row-by-row
+//! streaming that keeps memory flat for millions of rows.
+//!
+//! Uses its own connection: WAL lets it read beside the writer thread. Must not write to the
+//! journal (only TEMP tables, for ring records when the writer is not running).
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rusqlite::types::Value;
+use rusqlite::{params_from_iter, Connection, OpenFlags};
+
+use crate::filter::{fold_case, Filter, Page, Sort};
+use crate::record::{CallRecord, Disposition};
+
+use super::store::{self, COLUMNS, CONTAINS_FN};
+use super::{payload, ring, Gap, JournalError, JournalPaths};
+
+/// Totals of a filtered set (for the calls page header and simple stats).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Totals {
+    pub count: u64,
+    pub answered: u64,
+    /// Sum of `duration`.
+    pub duration: i64,
+    pub billable_seconds: i64,
+    pub ring_seconds: i64,
+}
+
+/// `WHERE` text and its bound values for a filter. Every value is a parameter.
+pub fn where_clause(f: &Filter) -> (String, Vec<Value>) {
+    let mut parts: Vec<String> = Vec::new();
+    let mut values: Vec<Value> = Vec::new();
+    if let Some(from) = f.from_utc {
+        parts.push("start_utc >= ?".into());
+        values.push(Value::Integer(from));
+    }
+    if let Some(to) = f.to_utc {
+        parts.push("start_utc < ?".into());
+        values.push(Value::Integer(to));
+    }
+    let mut one_of = |column: &str, items: Vec<Value>| {
+        if !items.is_empty() {
+            let marks = vec!["?"; items.len()].join(", ");
+            parts.push(format!("{column} IN ({marks})"));
+            values.extend(items);
+        }
+    };
+    one_of(
+        "disposition",
+        f.dispositions
+            .iter()
+            .map(|d: &Disposition| Value::Text(store::disposition_to_db(d)))
+            .collect(),
+    );
+    one_of(
+        "direction",
+        f.directions
+            .iter()
+            .map(|d| Value::Text(store::direction_to_db(*d).into()))
+            .collect(),
+    );
+    one_of(
+        "pbx",
+        f.pbx.iter().map(|p| Value::Text(p.clone())).collect(),
+    );
+    if let Some(needle) = &f.source_contains {
+        parts.push(format!(
+            "({CONTAINS_FN}(source, ?) OR {CONTAINS_FN}(caller_id, ?))"
+        ));
+        let folded = fold_case(needle);
+        values.push(Value::Text(folded.clone()));
+        values.push(Value::Text(folded));
+    }
+    if let Some(needle) = &f.destination_contains {
+        parts.push(format!("{CONTAINS_FN}(destination, ?)"));
+        values.push(Value::Text(fold_case(needle)));
+    }
+    let mut equal = |column: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            parts.push(format!("{column} = ?"));
+            values.push(Value::Text(v.clone()));
+        }
+    };
+    equal("account_code", &f.account_code);
+    equal("queue", &f.queue);
+    equal("agent", &f.agent);
+    if let Some(min) = f.min_duration {
+        parts.push("duration >= ?".into());
+        values.push(Value::Integer(min));
+    }
+    if let Some(max) = f.max_duration {
+        parts.push("duration <= ?".into());
+        values.push(Value::Integer(max));
+    }
+    if parts.is_empty() {
+        ("1".into(), values)
+    } else {
+        (parts.join(" AND "), values)
+    }
+}
+
+/// `ORDER BY` text for a sort; the row id breaks ties so pages are stable.
+pub fn order_by(sort: Sort) -> &'static str {
+    match sort {
+        Sort::StartDesc => "start_utc DESC, id DESC",
+        Sort::StartAsc => "start_utc ASC, id ASC",
+        Sort::DurationDesc => "duration DESC, id DESC",
+        Sort::DurationAsc => "duration ASC, id ASC",
+    }
+}
+
+/// A read connection on the journal.
+pub struct JournalReader {
+    conn: Connection,
+    db: PathBuf,
+    /// `main.cdr`, or a TEMP view adding ring records (see [`JournalReader::open_with_ring`]).
+    source: &'static str,
+    ring_records: usize,
+}
+
+fn sql(db: &std::path::Path, what: &str) -> impl FnOnce(rusqlite::Error) -> JournalError {
+    let db = db.to_path_buf();
+    let what = what.to_string();
+    move |source| JournalError::Sqlite {
+        what,
+        path: db,
+        source,
+    }
+}
+
+impl JournalReader {
+    /// Opens the journal database for reading (it must exist and have the current schema).
+    pub fn open(paths: &JournalPaths) -> Result<JournalReader, JournalError> {
+        let db = &paths.db;
+        if !db.exists() {
+            return Err(JournalError::NotFound { path: db.clone() });
+        }
+        // Read-write (no create) so SQLite can make the -shm file when the writer is not
+        // running; fall back to read-only on a read-only filesystem.
+        let conn = Connection::open_with_flags(
+            db,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .or_else(|_| {
+            Connection::open_with_flags(
+                db,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+        })
+        .map_err(sql(db, "cannot open the journal for reading"))?;
+        conn.busy_timeout(Duration::from_secs(2))
+            .map_err(sql(db, "cannot set busy_timeout"))?;
+        let version: i32 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(sql(db, "cannot read the journal's schema version"))?;
+        if version == 0 {
+            return Err(JournalError::NotFound { path: db.clone() });
+        }
+        if version != store::SCHEMA_VERSION {
+            return Err(JournalError::FutureSchema {
+                path: db.clone(),
+                found: version,
+                supported: store::SCHEMA_VERSION,
+            });
+        }
+        store::register_functions(&conn).map_err(sql(db, "cannot register functions"))?;
+        Ok(JournalReader {
+            conn,
+            db: db.clone(),
+            source: "main.cdr",
+            ring_records: 0,
+        })
+    }
+
+    /// Like [`open`](Self::open), and also includes records that are in the ring file but not
+    /// yet committed (for `cdrbox export` after a crash, when no writer replays them). Ring
+    /// records are deduplicated by identity against the database and each other; they get ids
+    /// after the database's highest. Use only while the writer is not running.
+    pub fn open_with_ring(paths: &JournalPaths) -> Result<JournalReader, JournalError> {
+        // Order matters when a writer IS running (`cdrbox export` beside `cdrbox run`): the ring
+        // is read first, then one read transaction pins the database snapshot for the reader's
+        // whole life. A record uncommitted when the ring was read is then either in that
+        // snapshot (skipped below by seq and identity) or taken from the ring — never both,
+        // never neither; records arriving after the ring was read may be missing, which is
+        // what a snapshot taken "now" means.
+        let scan = ring::scan_file(&paths.ring).map_err(|e| JournalError::Io {
+            what: "cannot read the ring file".into(),
+            path: paths.ring.clone(),
+            source: e,
+        })?;
+        let mut reader = JournalReader::open(paths)?;
+        let db = reader.db.clone();
+        reader
+            .conn
+            .execute_batch("BEGIN DEFERRED")
+            .map_err(sql(&db, "cannot start a read transaction"))?;
+        let committed = store::meta_get(&reader.conn, store::META_COMMITTED_SEQ)
+            .map_err(sql(&db, "cannot read meta"))?
+            .unwrap_or(0)
+            .max(0) as u64;
+        let mut extra: Vec<(u64, CallRecord)> = Vec::new();
+        let mut seen = HashSet::new();
+        for e in scan.entries.iter().filter(|e| e.seq > committed) {
+            let Ok(record) = payload::decode(&e.payload) else {
+                continue;
+            };
+            if !seen.insert(record.identity) {
+                continue;
+            }
+            let stored = store::identity_exists(&reader.conn, &record.identity)
+                .map_err(sql(&db, "cannot look up a ring record"))?;
+            if !stored {
+                extra.push((e.seq, record));
+            }
+        }
+        if extra.is_empty() {
+            return Ok(reader);
+        }
+        let conn = &reader.conn;
+        conn.execute_batch(
+            "CREATE TEMP TABLE ring_cdr AS SELECT * FROM main.cdr WHERE 0;
+             CREATE TEMP VIEW all_cdr AS SELECT * FROM main.cdr UNION ALL SELECT * FROM temp.ring_cdr;",
+        )
+        .map_err(sql(&db, "cannot create the TEMP table for ring records"))?;
+        let mut id = reader.max_id()?;
+        for (seq, r) in &extra {
+            id += 1;
+            store::insert_record_with_id(conn, "temp.ring_cdr", id, *seq, r)
+                .map_err(sql(&db, "cannot stage a ring record"))?;
+        }
+        reader.source = "temp.all_cdr";
+        reader.ring_records = extra.len();
+        Ok(reader)
+    }
+
+    /// Ring records included by [`open_with_ring`](Self::open_with_ring).
+    pub fn ring_records(&self) -> usize {
+        self.ring_records
+    }
+
+    /// How many records match.
+    pub fn count(&self, f: &Filter) -> Result<u64, JournalError> {
+        let (w, values) = where_clause(f);
+        let n: i64 = self
+            .conn
+            .prepare_cached(&format!("SELECT count(*) FROM {} WHERE {w}", self.source))
+            .and_then(|mut s| s.query_row(params_from_iter(values), |r| r.get(0)))
+            .map_err(sql(&self.db, "cannot count records"))?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// Totals of the matching records.
+    pub fn totals(&self, f: &Filter) -> Result<Totals, JournalError> {
+        let (w, values) = where_clause(f);
+        let q = format!(
+            "SELECT count(*), coalesce(sum(disposition = 'ANSWERED'), 0), \
+             coalesce(sum(duration), 0), coalesce(sum(billable_seconds), 0), \
+             coalesce(sum(ring_seconds), 0) FROM {} WHERE {w}",
+            self.source
+        );
+        self.conn
+            .prepare_cached(&q)
+            .and_then(|mut s| {
+                s.query_row(params_from_iter(values), |r| {
+                    Ok(Totals {
+                        count: r.get::<_, i64>(0)?.max(0) as u64,
+                        answered: r.get::<_, i64>(1)?.max(0) as u64,
+                        duration: r.get(2)?,
+                        billable_seconds: r.get(3)?,
+                        ring_seconds: r.get(4)?,
+                    })
+                })
+            })
+            .map_err(sql(&self.db, "cannot total records"))
+    }
+
+    /// One page of matching records.
+    pub fn query(
+        &self,
+        f: &Filter,
+        sort: Sort,
+        page: Page,
+    ) -> Result<Vec<CallRecord>, JournalError> {
+        let (w, mut values) = where_clause(f);
+        values.push(Value::Integer(i64::from(page.limit)));
+        values.push(Value::Integer(page.offset.min(i64::MAX as u64) as i64));
+        let q = format!(
+            "SELECT {COLUMNS} FROM {} WHERE {w} ORDER BY {} LIMIT ? OFFSET ?",
+            self.source,
+            order_by(sort)
+        );
+        let mut stmt = self
+            .conn
+            .prepare_cached(&q)
+            .map_err(sql(&self.db, "cannot query records"))?;
+        let rows = stmt
+            .query_map(params_from_iter(values), |r| {
+                store::row_to_record(r).map(|x| x.1)
+            })
+            .map_err(sql(&self.db, "cannot query records"))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(sql(&self.db, "cannot read a record row"))
+    }
+
+    /// Calls `each` for every matching record in order, one row at a time (memory stays flat).
+    /// Stops at the first error from `each`. Returns how many records were passed.
+    pub fn for_each<E: From<JournalError>>(
+        &self,
+        f: &Filter,
+        sort: Sort,
+        mut each: impl FnMut(CallRecord) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        let (w, values) = where_clause(f);
+        let q = format!(
+            "SELECT {COLUMNS} FROM {} WHERE {w} ORDER BY {}",
+            self.source,
+            order_by(sort)
+        );
+        self.stream(&q, values, |_, r| each(r))
+    }
+
+    /// Calls `each` with (id, record) for every matching record with `id > after_id`, in id
+    /// order (the USB "new since watermark" copy). Returns how many were passed.
+    pub fn for_each_after_id<E: From<JournalError>>(
+        &self,
+        after_id: i64,
+        f: &Filter,
+        each: impl FnMut(i64, CallRecord) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        let (w, mut values) = where_clause(f);
+        values.insert(0, Value::Integer(after_id));
+        let q = format!(
+            "SELECT {COLUMNS} FROM {} WHERE id > ? AND ({w}) ORDER BY id",
+            self.source
+        );
+        self.stream(&q, values, each)
+    }
+
+    /// Up to `limit` records with `id > after_id`, in id order, with their ids.
+    pub fn records_after_id(
+        &self,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, CallRecord)>, JournalError> {
+        let mut out = Vec::new();
+        let q = format!(
+            "SELECT {COLUMNS} FROM {} WHERE id > ? ORDER BY id LIMIT ?",
+            self.source
+        );
+        self.stream::<JournalError>(
+            &q,
+            vec![Value::Integer(after_id), Value::Integer(limit as i64)],
+            |id, r| {
+                out.push((id, r));
+                Ok(())
+            },
+        )?;
+        Ok(out)
+    }
+
+    fn stream<E: From<JournalError>>(
+        &self,
+        q: &str,
+        values: Vec<Value>,
+        mut each: impl FnMut(i64, CallRecord) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        let mut stmt = self
+            .conn
+            .prepare(q)
+            .map_err(sql(&self.db, "cannot query records"))?;
+        let mut rows = stmt
+            .query(params_from_iter(values))
+            .map_err(sql(&self.db, "cannot query records"))?;
+        let mut n = 0;
+        while let Some(row) = rows
+            .next()
+            .map_err(sql(&self.db, "cannot read a record row"))?
+        {
+            let (id, record) =
+                store::row_to_record(row).map_err(sql(&self.db, "cannot decode a record row"))?;
+            each(id, record)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Highest row id (0 when empty).
+    pub fn max_id(&self) -> Result<i64, JournalError> {
+        self.conn
+            .query_row(
+                &format!("SELECT coalesce(max(id), 0) FROM {}", self.source),
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql(&self.db, "cannot read max(id)"))
+    }
+
+    /// The USB copy watermark (0 when nothing was copied yet).
+    /// Stores the USB copy watermark directly (for `cdrbox usb-export` while `cdrbox run`
+    /// holds the writer: a separate small transaction; SQLite serialises it with the writer's).
+    /// The watermark only ever moves forward.
+    pub fn set_copy_watermark(&self, id: i64) -> Result<(), JournalError> {
+        self.conn
+            .execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
+                rusqlite::params![store::META_USB_COPIED_ID, id],
+            )
+            .map(|_| ())
+            .map_err(sql(&self.db, "cannot store the USB copy watermark"))
+    }
+
+    pub fn copy_watermark(&self) -> Result<i64, JournalError> {
+        Ok(store::meta_get(&self.conn, store::META_USB_COPIED_ID)
+            .map_err(sql(&self.db, "cannot read meta"))?
+            .unwrap_or(0))
+    }
+
+    /// Gaps overlapping `[from_utc, to_utc)` (either bound optional), oldest first; a gap still
+    /// open has `up_utc: None`.
+    pub fn gaps(
+        &self,
+        from_utc: Option<i64>,
+        to_utc: Option<i64>,
+    ) -> Result<Vec<Gap>, JournalError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT pbx, down_utc, up_utc, reason FROM gaps
+                 WHERE (?1 IS NULL OR up_utc IS NULL OR up_utc > ?1)
+                   AND (?2 IS NULL OR down_utc < ?2)
+                 ORDER BY down_utc, id",
+            )
+            .map_err(sql(&self.db, "cannot query gaps"))?;
+        let rows = stmt
+            .query_map(rusqlite::params![from_utc, to_utc], |r| {
+                Ok(Gap {
+                    pbx: r.get(0)?,
+                    down_utc: r.get(1)?,
+                    up_utc: r.get(2)?,
+                    reason: r.get(3)?,
+                })
+            })
+            .map_err(sql(&self.db, "cannot query gaps"))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(sql(&self.db, "cannot read a gap row"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_parameters_never_sql_text() {
+        let f = Filter {
+            source_contains: Some("'; DROP TABLE cdr; --".into()),
+            pbx: vec!["a'b".into()],
+            ..Filter::default()
+        };
+        let (w, values) = where_clause(&f);
+        assert!(!w.contains("DROP"));
+        assert!(!w.contains("a'b"));
+        assert_eq!(w.matches('?').count(), values.len());
+    }
+
+    #[test]
+    fn empty_filter_is_true() {
+        let (w, v) = where_clause(&Filter::default());
+        assert_eq!(w, "1");
+        assert!(v.is_empty());
+    }
+}

@@ -1,0 +1,668 @@
+//! The SQLite side of the journal: opening (PRAGMAs, `quick_check`, setting a damaged file
+//! aside), schema migrations by `user_version`, the row layout of a `CallRecord`, inserts, the
+//! `meta` and `gaps` tables, and retention. Blocking SQLite calls only — the writer thread and
+//! `JournalReader` decide when to call them.
+//!
+//! The hot table `cdr` keeps its rowid (arrival order), the identity UNIQUE key (exactly-once)
+//! and ONE index on `start_utc`: each index roughly doubles the bytes written per commit
+//! (research/embedded.md §1.2).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::functions::FunctionFlags;
+use rusqlite::types::Value;
+use rusqlite::{
+    params, params_from_iter, Connection, ErrorCode, OpenFlags, OptionalExtension, Row,
+};
+
+use crate::record::{CallRecord, CdrTime, Direction, Disposition};
+
+use super::JournalError;
+
+/// The schema this code writes. Older files are migrated forward; newer ones are refused.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// Migration `i` brings a file from `user_version` i to i + 1.
+const MIGRATIONS: &[&str] = &[
+    // 0 → 1: the first schema.
+    "CREATE TABLE cdr (
+        id INTEGER PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        identity BLOB NOT NULL UNIQUE,
+        pbx TEXT NOT NULL,
+        unique_id TEXT NOT NULL,
+        account_code TEXT NOT NULL,
+        source TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        destination_context TEXT NOT NULL,
+        caller_id TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        destination_channel TEXT NOT NULL,
+        last_application TEXT NOT NULL,
+        last_data TEXT NOT NULL,
+        start_raw TEXT NOT NULL,
+        start_utc INTEGER,
+        start_offset INTEGER NOT NULL,
+        answer_raw TEXT,
+        answer_utc INTEGER,
+        answer_offset INTEGER,
+        end_raw TEXT NOT NULL,
+        end_utc INTEGER,
+        end_offset INTEGER NOT NULL,
+        duration INTEGER NOT NULL,
+        billable_seconds INTEGER NOT NULL,
+        disposition TEXT NOT NULL,
+        ama_flags TEXT NOT NULL,
+        user_field TEXT NOT NULL,
+        direction TEXT NOT NULL,
+        ring_seconds INTEGER NOT NULL,
+        queue TEXT,
+        agent TEXT,
+        linked_id TEXT,
+        sequence INTEGER,
+        custom_fields TEXT NOT NULL,
+        raw BLOB NOT NULL,
+        received_utc INTEGER NOT NULL
+    );
+    CREATE INDEX cdr_start_utc ON cdr(start_utc);
+    CREATE TABLE gaps (
+        id INTEGER PRIMARY KEY,
+        pbx TEXT NOT NULL,
+        down_utc INTEGER NOT NULL,
+        up_utc INTEGER,
+        reason TEXT NOT NULL
+    );
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;",
+];
+
+/// Every column of `cdr`, in the order [`row_to_record`] reads them.
+pub const COLUMNS: &str = "id, seq, identity, pbx, unique_id, account_code, source, destination, \
+    destination_context, caller_id, channel, destination_channel, last_application, last_data, \
+    start_raw, start_utc, start_offset, answer_raw, answer_utc, answer_offset, end_raw, end_utc, \
+    end_offset, duration, billable_seconds, disposition, ama_flags, user_field, direction, \
+    ring_seconds, queue, agent, linked_id, sequence, custom_fields, raw, received_utc";
+
+/// Columns written by an insert (every column but `id`), in [`record_values`] order.
+const INSERT_COLUMNS: &str = "seq, identity, pbx, unique_id, account_code, source, \
+    destination, destination_context, caller_id, channel, destination_channel, last_application, \
+    last_data, start_raw, start_utc, start_offset, answer_raw, answer_utc, answer_offset, end_raw, \
+    end_utc, end_offset, duration, billable_seconds, disposition, ama_flags, user_field, \
+    direction, ring_seconds, queue, agent, linked_id, sequence, custom_fields, raw, received_utc";
+const INSERT_VALUES: &str = "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+    ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, \
+    ?35, ?36";
+
+/// `meta` keys.
+pub const META_COMMITTED_SEQ: &str = "committed_seq";
+pub const META_LAST_ALIVE: &str = "last_alive_utc";
+pub const META_USB_COPIED_ID: &str = "usb_copied_id";
+
+/// Name of the SQL function used for case-insensitive substring filters (see `filter.rs`).
+pub const CONTAINS_FN: &str = "cdrbox_contains";
+
+/// How the writer connection waits for a lock held by another process before giving up (the
+/// commit is then retried later while ring writes continue).
+pub const WRITER_BUSY_TIMEOUT: Duration = Duration::from_millis(50);
+
+/// The stored text of a disposition. Unknown values get a prefix so they never collide with
+/// the known ones.
+pub fn disposition_to_db(d: &Disposition) -> String {
+    match d {
+        Disposition::Answered => "ANSWERED".into(),
+        Disposition::NoAnswer => "NO ANSWER".into(),
+        Disposition::Busy => "BUSY".into(),
+        Disposition::Failed => "FAILED".into(),
+        Disposition::Congestion => "CONGESTION".into(),
+        Disposition::Cancel => "CANCEL".into(),
+        Disposition::Unknown => "UNKNOWN".into(),
+        Disposition::Other(s) => format!("OTHER:{s}"),
+    }
+}
+
+pub fn disposition_from_db(s: &str) -> Disposition {
+    match s {
+        "ANSWERED" => Disposition::Answered,
+        "NO ANSWER" => Disposition::NoAnswer,
+        "BUSY" => Disposition::Busy,
+        "FAILED" => Disposition::Failed,
+        "CONGESTION" => Disposition::Congestion,
+        "CANCEL" => Disposition::Cancel,
+        "UNKNOWN" => Disposition::Unknown,
+        other => Disposition::Other(other.strip_prefix("OTHER:").unwrap_or(other).to_string()),
+    }
+}
+
+pub fn direction_to_db(d: Direction) -> &'static str {
+    match d {
+        Direction::Inbound => "inbound",
+        Direction::Outbound => "outbound",
+        Direction::Internal => "internal",
+        Direction::Unknown => "unknown",
+    }
+}
+
+pub fn direction_from_db(s: &str) -> Direction {
+    match s {
+        "inbound" => Direction::Inbound,
+        "outbound" => Direction::Outbound,
+        "internal" => Direction::Internal,
+        _ => Direction::Unknown,
+    }
+}
+
+fn sqlite_err(what: impl Into<String>, path: &Path, source: rusqlite::Error) -> JournalError {
+    JournalError::Sqlite {
+        what: what.into(),
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// True for errors that mean the file itself is damaged (not locked, not full).
+pub fn is_damage(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseCorrupt) | Some(ErrorCode::NotADatabase)
+    )
+}
+
+/// True for SQLITE_FULL (the disk or `max_page_count` is full).
+pub fn is_full(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(ErrorCode::DiskFull))
+}
+
+/// True when another connection holds the lock.
+pub fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked)
+    )
+}
+
+/// Registers [`CONTAINS_FN`]: `cdrbox_contains(haystack, folded_needle)`.
+pub fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
+    conn.create_scalar_function(
+        CONTAINS_FN,
+        2,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let hay = ctx.get_raw(0).as_str().unwrap_or("");
+            let needle = ctx.get_raw(1).as_str().unwrap_or("");
+            Ok(crate::filter::contains_folded(hay, needle))
+        },
+    )
+}
+
+/// The writer's connection after open.
+pub struct Opened {
+    pub conn: Connection,
+    /// No journal existed: a new one was made.
+    pub created: bool,
+    /// `user_version` before migrations, when they ran.
+    pub migrated_from: Option<i32>,
+    /// Where a damaged file was moved.
+    pub set_aside: Option<PathBuf>,
+}
+
+/// Why `check` rejected a file.
+enum CheckOutcome {
+    Fine,
+    Damaged(String),
+}
+
+fn check(conn: &Connection) -> rusqlite::Result<CheckOutcome> {
+    let mut stmt = conn.prepare("PRAGMA quick_check")?;
+    let lines: Vec<String> = stmt
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if lines.len() == 1 && lines[0] == "ok" {
+        Ok(CheckOutcome::Fine)
+    } else {
+        Ok(CheckOutcome::Damaged(lines.join("; ")))
+    }
+}
+
+fn set_aside(db: &Path, now_utc: i64) -> Result<PathBuf, JournalError> {
+    let mut target = db.as_os_str().to_owned();
+    target.push(format!(".damaged-{now_utc}"));
+    let target = PathBuf::from(target);
+    let io = |what: &str, source| JournalError::Io {
+        what: what.to_string(),
+        path: db.to_path_buf(),
+        source,
+    };
+    std::fs::rename(db, &target).map_err(|e| io("cannot move the damaged journal aside", e))?;
+    for suffix in ["-wal", "-shm"] {
+        let mut side = db.as_os_str().to_owned();
+        side.push(suffix);
+        let side = PathBuf::from(side);
+        if side.exists() {
+            let mut to = target.as_os_str().to_owned();
+            to.push(suffix);
+            std::fs::rename(&side, PathBuf::from(to))
+                .map_err(|e| io("cannot move the damaged journal's side file aside", e))?;
+        }
+    }
+    if let Some(dir) = db.parent() {
+        let _ = super::ring::sync_dir(dir);
+    }
+    Ok(target)
+}
+
+fn open_checked(db: &Path) -> Result<(Connection, CheckOutcome), rusqlite::Error> {
+    let conn = Connection::open_with_flags(
+        db,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    // Long enough to ride out another process's short transaction during start-up.
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let outcome = check(&conn)?;
+    Ok((conn, outcome))
+}
+
+/// Opens (creating if needed) the journal database for writing: checks it, sets a damaged file
+/// aside and starts a fresh one, applies the PRAGMAs and migrations.
+pub fn open_writer(db: &Path, now_utc: i64) -> Result<Opened, JournalError> {
+    let existed = db.metadata().map(|m| m.len() > 0).unwrap_or(false);
+    let mut set_aside_to = None;
+    let conn = match open_checked(db) {
+        Ok((conn, CheckOutcome::Fine)) => conn,
+        Ok((conn, CheckOutcome::Damaged(why))) => {
+            tracing::error!(target: "journal", path = %db.display(), problems = %why,
+                "journal failed quick_check; setting it aside");
+            drop(conn);
+            set_aside_to = Some(set_aside(db, now_utc)?);
+            open_checked(db)
+                .map_err(|e| sqlite_err("cannot create a fresh journal", db, e))?
+                .0
+        }
+        Err(e) if is_damage(&e) => {
+            tracing::error!(target: "journal", path = %db.display(), error = %e,
+                "journal is not a readable database; setting it aside");
+            set_aside_to = Some(set_aside(db, now_utc)?);
+            open_checked(db)
+                .map_err(|e| sqlite_err("cannot create a fresh journal", db, e))?
+                .0
+        }
+        Err(e) => return Err(sqlite_err("cannot open the journal", db, e)),
+    };
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .map_err(|e| sqlite_err("cannot switch the journal to WAL mode", db, e))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(JournalError::Sqlite {
+            what: format!("the filesystem refused WAL mode (got {mode})"),
+            path: db.to_path_buf(),
+            source: rusqlite::Error::InvalidQuery,
+        });
+    }
+    // FULL: a commit is on the device when COMMIT returns. journal_size_limit keeps the WAL at
+    // its steady size (a growing WAL costs an ext4 metadata commit per fsync); the default
+    // autocheckpoint (1000 pages) stays.
+    conn.execute_batch(
+        "PRAGMA synchronous=FULL;
+         PRAGMA journal_size_limit=8388608;
+         PRAGMA foreign_keys=OFF;",
+    )
+    .map_err(|e| sqlite_err("cannot set the journal PRAGMAs", db, e))?;
+    let migrated_from = migrate(&conn).map_err(|e| match e {
+        MigrateError::Sqlite(e) => sqlite_err("cannot migrate the journal schema", db, e),
+        MigrateError::Future(found) => JournalError::FutureSchema {
+            path: db.to_path_buf(),
+            found,
+            supported: SCHEMA_VERSION,
+        },
+        MigrateError::Foreign => JournalError::ForeignDatabase {
+            path: db.to_path_buf(),
+        },
+    })?;
+    register_functions(&conn).map_err(|e| sqlite_err("cannot register functions", db, e))?;
+    conn.busy_timeout(WRITER_BUSY_TIMEOUT)
+        .map_err(|e| sqlite_err("cannot set busy_timeout", db, e))?;
+    Ok(Opened {
+        conn,
+        created: !existed || set_aside_to.is_some(),
+        migrated_from,
+        set_aside: set_aside_to,
+    })
+}
+
+pub enum MigrateError {
+    Sqlite(rusqlite::Error),
+    Future(i32),
+    Foreign,
+}
+
+impl From<rusqlite::Error> for MigrateError {
+    fn from(e: rusqlite::Error) -> Self {
+        MigrateError::Sqlite(e)
+    }
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`], one transaction per step. Returns the version it
+/// started from when anything ran.
+pub fn migrate(conn: &Connection) -> Result<Option<i32>, MigrateError> {
+    let version: i32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(MigrateError::Future(version));
+    }
+    if version == SCHEMA_VERSION {
+        return Ok(None);
+    }
+    if version == 0 {
+        // Version 0 is an empty file; a file with tables but no version is someone else's.
+        let tables: i64 = conn.query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'table'",
+            [],
+            |r| r.get(0),
+        )?;
+        if tables > 0 {
+            return Err(MigrateError::Foreign);
+        }
+    }
+    for v in version..SCHEMA_VERSION {
+        let step = MIGRATIONS[v as usize];
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {step}; PRAGMA user_version = {}; COMMIT;",
+            v + 1
+        ))
+        .inspect_err(|_| {
+            let _ = conn.execute_batch("ROLLBACK");
+        })?;
+    }
+    Ok(Some(version))
+}
+
+/// Reads an integer from `meta`.
+pub fn meta_get(conn: &Connection, key: &str) -> rusqlite::Result<Option<i64>> {
+    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()
+}
+
+/// Writes an integer to `meta`.
+pub fn meta_set(conn: &Connection, key: &str, value: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute(params![key, value])?;
+    Ok(())
+}
+
+/// The bound values of one insert, in `INSERT_COLUMNS` order.
+fn record_values(seq: u64, r: &CallRecord) -> Vec<Value> {
+    let text = |s: &str| Value::Text(s.to_string());
+    let opt_text = |s: Option<&str>| s.map_or(Value::Null, |s| Value::Text(s.to_string()));
+    let opt_int = |i: Option<i64>| i.map_or(Value::Null, Value::Integer);
+    let custom = serde_json::to_string(&r.custom_fields).unwrap_or_else(|_| "[]".into());
+    vec![
+        Value::Integer(seq as i64),
+        Value::Blob(r.identity.to_vec()),
+        text(&r.pbx),
+        text(&r.unique_id),
+        text(&r.account_code),
+        text(&r.source),
+        text(&r.destination),
+        text(&r.destination_context),
+        text(&r.caller_id),
+        text(&r.channel),
+        text(&r.destination_channel),
+        text(&r.last_application),
+        text(&r.last_data),
+        text(&r.start.raw),
+        opt_int(r.start.utc),
+        Value::Integer(i64::from(r.start.offset_seconds)),
+        opt_text(r.answer.as_ref().map(|a| a.raw.as_str())),
+        opt_int(r.answer.as_ref().and_then(|a| a.utc)),
+        opt_int(r.answer.as_ref().map(|a| i64::from(a.offset_seconds))),
+        text(&r.end.raw),
+        opt_int(r.end.utc),
+        Value::Integer(i64::from(r.end.offset_seconds)),
+        Value::Integer(r.duration),
+        Value::Integer(r.billable_seconds),
+        Value::Text(disposition_to_db(&r.disposition)),
+        text(&r.ama_flags),
+        text(&r.user_field),
+        text(direction_to_db(r.direction)),
+        Value::Integer(r.ring_seconds),
+        opt_text(r.queue.as_deref()),
+        opt_text(r.agent.as_deref()),
+        opt_text(r.linked_id.as_deref()),
+        opt_int(r.sequence),
+        Value::Text(custom),
+        Value::Blob(r.raw.clone()),
+        Value::Integer(r.received_utc),
+    ]
+}
+
+/// Inserts a record into `cdr`; returns false when a record with the same identity is already
+/// stored (exactly-once by the UNIQUE identity key).
+pub fn insert_record(conn: &Connection, seq: u64, r: &CallRecord) -> rusqlite::Result<bool> {
+    let sql = format!(
+        "INSERT INTO main.cdr ({INSERT_COLUMNS}) VALUES ({INSERT_VALUES}) \
+         ON CONFLICT(identity) DO NOTHING"
+    );
+    let n = conn
+        .prepare_cached(&sql)?
+        .execute(params_from_iter(record_values(seq, r)))?;
+    Ok(n == 1)
+}
+
+/// Inserts a record with a chosen id into `table` (no conflict handling): used by the reader
+/// for ring records in a TEMP table.
+pub fn insert_record_with_id(
+    conn: &Connection,
+    table: &str,
+    id: i64,
+    seq: u64,
+    r: &CallRecord,
+) -> rusqlite::Result<()> {
+    let sql = format!("INSERT INTO {table} (id, {INSERT_COLUMNS}) VALUES (?37, {INSERT_VALUES})");
+    let mut values = record_values(seq, r);
+    values.push(Value::Integer(id));
+    conn.prepare_cached(&sql)?
+        .execute(params_from_iter(values))?;
+    Ok(())
+}
+
+/// True when a record with this identity is stored.
+pub fn identity_exists(conn: &Connection, identity: &[u8; 16]) -> rusqlite::Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM cdr WHERE identity = ?1")?
+        .query_row([&identity[..]], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+fn conversion(idx: usize, what: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        idx,
+        rusqlite::types::Type::Blob,
+        what.to_string().into(),
+    )
+}
+
+/// Rebuilds a record from a row selected with [`COLUMNS`]; returns it with its row id.
+pub fn row_to_record(row: &Row<'_>) -> rusqlite::Result<(i64, CallRecord)> {
+    let id: i64 = row.get(0)?;
+    let identity_bytes: Vec<u8> = row.get(2)?;
+    let identity: [u8; 16] = identity_bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| conversion(2, "identity is not 16 bytes"))?;
+    let answer = match row.get::<_, Option<String>>(17)? {
+        Some(raw) => Some(CdrTime {
+            raw,
+            utc: row.get(18)?,
+            offset_seconds: row.get::<_, Option<i32>>(19)?.unwrap_or(0),
+        }),
+        None => None,
+    };
+    let custom: String = row.get(34)?;
+    let custom_fields: Vec<(String, String)> =
+        serde_json::from_str(&custom).map_err(|_| conversion(34, "custom_fields is not JSON"))?;
+    let disposition: String = row.get(25)?;
+    let direction: String = row.get(28)?;
+    Ok((
+        id,
+        CallRecord {
+            pbx: row.get(3)?,
+            unique_id: row.get(4)?,
+            account_code: row.get(5)?,
+            source: row.get(6)?,
+            destination: row.get(7)?,
+            destination_context: row.get(8)?,
+            caller_id: row.get(9)?,
+            channel: row.get(10)?,
+            destination_channel: row.get(11)?,
+            last_application: row.get(12)?,
+            last_data: row.get(13)?,
+            start: CdrTime {
+                raw: row.get(14)?,
+                utc: row.get(15)?,
+                offset_seconds: row.get(16)?,
+            },
+            answer,
+            end: CdrTime {
+                raw: row.get(20)?,
+                utc: row.get(21)?,
+                offset_seconds: row.get(22)?,
+            },
+            duration: row.get(23)?,
+            billable_seconds: row.get(24)?,
+            disposition: disposition_from_db(&disposition),
+            ama_flags: row.get(26)?,
+            user_field: row.get(27)?,
+            direction: direction_from_db(&direction),
+            ring_seconds: row.get(29)?,
+            queue: row.get(30)?,
+            agent: row.get(31)?,
+            linked_id: row.get(32)?,
+            sequence: row.get(33)?,
+            custom_fields,
+            raw: row.get(35)?,
+            received_utc: row.get(36)?,
+            identity,
+        },
+    ))
+}
+
+/// Counts rows in `cdr`.
+pub fn count_records(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.query_row("SELECT count(*) FROM cdr", [], |r| r.get::<_, i64>(0))
+        .map(|n| n.max(0) as u64)
+}
+
+/// Bytes of live pages (the file never shrinks without VACUUM; freed pages are reused).
+pub fn used_bytes(conn: &Connection) -> rusqlite::Result<u64> {
+    let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+    let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+    let size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    Ok(((pages - free).max(0) * size) as u64)
+}
+
+/// One retention batch size: small, so the writer thread stays responsive.
+pub const RETENTION_BATCH: i64 = 500;
+
+/// Deletes up to one batch of records that started before `cutoff_utc` (and, when `max_id` is
+/// given, only up to that id). Returns how many went.
+pub fn delete_older_than(
+    conn: &Connection,
+    cutoff_utc: i64,
+    max_id: Option<i64>,
+) -> rusqlite::Result<usize> {
+    conn.execute(
+        "DELETE FROM cdr WHERE id IN (SELECT id FROM cdr WHERE start_utc < ?1 AND id <= ?2
+         LIMIT ?3)",
+        params![cutoff_utc, max_id.unwrap_or(i64::MAX), RETENTION_BATCH],
+    )
+}
+
+/// Deletes up to one batch of the oldest records (by arrival), only up to `max_id` when given.
+pub fn delete_oldest(conn: &Connection, max_id: Option<i64>) -> rusqlite::Result<usize> {
+    conn.execute(
+        "DELETE FROM cdr WHERE id IN (SELECT id FROM cdr WHERE id <= ?1 ORDER BY id LIMIT ?2)",
+        params![max_id.unwrap_or(i64::MAX), RETENTION_BATCH],
+    )
+}
+
+/// Deletes closed gaps that ended before `cutoff_utc`.
+pub fn delete_gaps_before(conn: &Connection, cutoff_utc: i64) -> rusqlite::Result<usize> {
+    conn.execute(
+        "DELETE FROM gaps WHERE up_utc IS NOT NULL AND up_utc < ?1",
+        [cutoff_utc],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::testdata::sample_record;
+
+    #[test]
+    fn record_round_trips_through_a_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("j.sqlite");
+        let mut opened = open_writer(&db, 0).unwrap();
+        assert!(opened.created);
+        assert_eq!(opened.migrated_from, Some(0));
+        let mut recs: Vec<CallRecord> = (0..12).map(sample_record).collect();
+        recs[1].answer = None;
+        recs[2].start.utc = None;
+        recs[3].disposition = Disposition::Other("ANSWERED".into());
+        let tx = opened.conn.transaction().unwrap();
+        for (i, r) in recs.iter().enumerate() {
+            assert!(insert_record(&tx, i as u64, r).unwrap());
+        }
+        assert!(!insert_record(&tx, 99, &recs[0]).unwrap(), "same identity");
+        tx.commit().unwrap();
+        let mut stmt = opened
+            .conn
+            .prepare(&format!("SELECT {COLUMNS} FROM cdr ORDER BY id"))
+            .unwrap();
+        let back: Vec<CallRecord> = stmt
+            .query_map([], |r| row_to_record(r).map(|x| x.1))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(back, recs);
+    }
+
+    #[test]
+    fn disposition_text_round_trips_and_never_collides() {
+        for d in [
+            Disposition::Answered,
+            Disposition::NoAnswer,
+            Disposition::Cancel,
+            Disposition::Unknown,
+            Disposition::Other("NO ANSWER".into()),
+            Disposition::Other("".into()),
+        ] {
+            assert_eq!(disposition_from_db(&disposition_to_db(&d)), d);
+        }
+    }
+
+    #[test]
+    fn foreign_and_future_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("f.sqlite");
+        let c = Connection::open(&db).unwrap();
+        c.execute_batch("CREATE TABLE t(x)").unwrap();
+        drop(c);
+        assert!(matches!(
+            open_writer(&db, 0),
+            Err(JournalError::ForeignDatabase { .. })
+        ));
+        let db2 = dir.path().join("g.sqlite");
+        let c = Connection::open(&db2).unwrap();
+        c.execute_batch("PRAGMA user_version = 99").unwrap();
+        drop(c);
+        assert!(matches!(
+            open_writer(&db2, 0),
+            Err(JournalError::FutureSchema { found: 99, .. })
+        ));
+    }
+}

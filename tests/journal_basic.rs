@@ -1,0 +1,497 @@
+//! Journal integration tests: persistence, exactly-once, ring replay after a crash, torn ring
+//! entries, a damaged database, migrations, the gap ledger, retention, the reader's ring view.
+
+mod journal_common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use cdrbox::filter::{Filter, Page, Sort};
+use cdrbox::journal::testdata::{sample_record, BASE_UTC};
+use cdrbox::journal::{ring, Ack, Journal, JournalReader};
+use cdrbox::sink::{DownKind, LinkEvent, RecordSink};
+use journal_common::{cfg, clock, paths, stored, wait_for};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[test]
+fn records_survive_close_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, _) = clock(BASE_UTC);
+    let (j, report) = Journal::open(&cfg(dir.path()), c.clone()).unwrap();
+    assert!(report.created);
+    assert_eq!(report.migrated_from, Some(0));
+    assert!(report.ring_created);
+    let ring_len = std::fs::metadata(&report.paths.ring).unwrap().len();
+    assert_eq!(ring_len, 1024 * 1024, "ring pre-sized to ring_kb");
+    let live = j.subscribe();
+    for n in 0..50 {
+        j.record(sample_record(n));
+    }
+    j.flush().unwrap();
+    assert_eq!(j.status().committed, 50);
+    assert_eq!(j.status().pending, 0);
+    let got: Vec<u64> = live
+        .try_iter()
+        .map(|r| r.sequence.unwrap() as u64)
+        .collect();
+    assert_eq!(
+        got,
+        (0..50).collect::<Vec<_>>(),
+        "subscribers see every new record in order"
+    );
+    j.shutdown();
+
+    let (j, report) = Journal::open(&cfg(dir.path()), c).unwrap();
+    assert!(!report.created);
+    assert_eq!(report.committed, 50);
+    assert_eq!(
+        report.replayed, 0,
+        "clean shutdown leaves nothing to replay"
+    );
+    let back = stored(dir.path());
+    let want: Vec<_> = (0..50).map(sample_record).collect();
+    assert_eq!(back, want, "every field comes back exactly");
+    assert_eq!(
+        std::fs::metadata(&report.paths.ring).unwrap().len(),
+        ring_len
+    );
+    drop(j);
+}
+
+#[test]
+fn same_identity_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, _) = clock(BASE_UTC);
+    let (j, _) = Journal::open(&cfg(dir.path()), c.clone()).unwrap();
+    let a = j.record_durable(sample_record(1), WAIT).unwrap();
+    assert!(matches!(a, Ack::Durable { .. }));
+    assert_eq!(
+        j.record_durable(sample_record(1), WAIT).unwrap(),
+        Ack::Duplicate,
+        "pending dup"
+    );
+    j.flush().unwrap();
+    assert_eq!(
+        j.record_durable(sample_record(1), WAIT).unwrap(),
+        Ack::Duplicate,
+        "stored dup"
+    );
+    let mut changed = sample_record(1);
+    changed.caller_id = "someone else".into();
+    assert_eq!(
+        j.record_durable(changed, WAIT).unwrap(),
+        Ack::Duplicate,
+        "identity decides, not the other fields"
+    );
+    j.record(sample_record(2));
+    j.record(sample_record(2));
+    j.flush().unwrap();
+    assert_eq!(j.counters().duplicates, 4);
+    j.shutdown();
+    assert_eq!(stored(dir.path()).len(), 2);
+}
+
+#[test]
+fn ring_replay_after_a_crash_stores_each_record_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, _) = clock(BASE_UTC);
+    let mut conf = cfg(dir.path());
+    conf.flush_interval = Duration::from_secs(3600);
+    conf.flush_records = 10_000;
+    let (j, _) = Journal::open(&conf, c.clone()).unwrap();
+    for n in 0..5 {
+        j.record(sample_record(n));
+    }
+    j.flush().unwrap();
+    let mut seqs = Vec::new();
+    for n in 5..25 {
+        match j.record_durable(sample_record(n), WAIT).unwrap() {
+            Ack::Durable { seq } => seqs.push(seq),
+            Ack::Duplicate => panic!("not a duplicate"),
+        }
+    }
+    assert_eq!(j.durable_seq(), *seqs.last().unwrap());
+    assert_eq!(
+        j.pending_records().len(),
+        20,
+        "received, durable, not yet committed"
+    );
+    assert_eq!(j.status().pending, 20);
+    j.crash();
+    assert!(j.alarms().iter().any(|a| a.code == "JOURNAL STOPPED"));
+    drop(j);
+    // Nothing after the flush reached SQLite.
+    assert_eq!(stored(dir.path()).len(), 5);
+
+    let (j, report) = Journal::open(&conf, c.clone()).unwrap();
+    assert_eq!(report.replay_found, 20);
+    assert_eq!(report.replayed, 20);
+    assert_eq!(report.replay_deferred, 0);
+    assert_eq!(report.committed, 25);
+    // New records get seqs above everything in the ring.
+    match j.record_durable(sample_record(100), WAIT).unwrap() {
+        Ack::Durable { seq } => assert!(seq > *seqs.last().unwrap()),
+        Ack::Duplicate => panic!(),
+    }
+    j.crash();
+    drop(j);
+    // A second replay finds the old entries committed and only the new one missing.
+    let (j, report) = Journal::open(&conf, c).unwrap();
+    assert_eq!(report.replay_found, 1);
+    assert_eq!(report.replayed, 1);
+    j.shutdown();
+    let back = stored(dir.path());
+    assert_eq!(back.len(), 26);
+    let ids: HashSet<_> = back.iter().map(|r| r.identity).collect();
+    assert_eq!(ids.len(), 26);
+}
+
+#[test]
+fn torn_and_corrupt_ring_entries_are_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, _) = clock(BASE_UTC);
+    let mut conf = cfg(dir.path());
+    conf.flush_interval = Duration::from_secs(3600);
+    conf.flush_records = 10_000;
+    let (j, report) = Journal::open(&conf, c.clone()).unwrap();
+    let ring_path = report.paths.ring.clone();
+    for n in 0..10 {
+        j.record_durable(sample_record(n), WAIT).unwrap();
+    }
+    j.crash();
+    drop(j);
+    // One record per batch, so record n sits at block n.
+    let scan = ring::scan_file(&ring_path).unwrap();
+    assert_eq!(scan.entries.len(), 10);
+    for (i, e) in scan.entries.iter().enumerate() {
+        assert_eq!(e.offset, (i * ring::BLOCK) as u64);
+    }
+    let mut data = std::fs::read(&ring_path).unwrap();
+    data[3 * ring::BLOCK + 300] ^= 0x5A; // a flipped bit in record 3
+    let torn = 6 * ring::BLOCK + 700;
+    data[torn..7 * ring::BLOCK].fill(0); // record 6 half written
+    std::fs::write(&ring_path, &data).unwrap();
+
+    let (j, report) = Journal::open(&conf, c).unwrap();
+    assert_eq!(report.ring_corrupt, 2);
+    assert_eq!(report.replayed, 8);
+    j.shutdown();
+    let seqs: Vec<i64> = stored(dir.path())
+        .iter()
+        .map(|r| r.sequence.unwrap())
+        .collect();
+    assert_eq!(seqs, vec![0, 1, 2, 4, 5, 7, 8, 9]);
+}
+
+#[test]
+fn damaged_database_is_set_aside_and_refilled_from_the_ring() {
+    for damage in ["header", "page"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, _) = clock(BASE_UTC);
+        let conf = cfg(dir.path());
+        let (j, report) = Journal::open(&conf, c.clone()).unwrap();
+        let db = report.paths.db.clone();
+        for n in 0..30 {
+            j.record_durable(sample_record(n), WAIT).unwrap();
+        }
+        j.shutdown();
+        let mut data = std::fs::read(&db).unwrap();
+        assert!(data.len() > 3 * 4096, "{damage}: the db has several pages");
+        match damage {
+            "header" => data[..100].fill(0xEE),
+            _ => data[4096 + 8..3 * 4096].fill(0xEE),
+        }
+        std::fs::write(&db, &data).unwrap();
+
+        let (j, report) = Journal::open(&conf, c.clone()).unwrap();
+        let aside = report.damaged_set_aside.clone().expect(damage);
+        assert!(aside.exists(), "{damage}: damaged file kept for inspection");
+        assert!(aside
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("journal.sqlite.damaged-"));
+        assert!(report.created);
+        assert_eq!(
+            report.replayed, 30,
+            "{damage}: the ring still held every record"
+        );
+        assert!(j.alarms().iter().any(|a| a.code == "DB REPLACED"));
+        j.shutdown();
+        assert_eq!(stored(dir.path()).len(), 30, "{damage}");
+        // And the next start is normal: no crash loop, nothing set aside again.
+        let (j, report) = Journal::open(&conf, c).unwrap();
+        assert!(report.damaged_set_aside.is_none());
+        assert_eq!(report.committed, 30);
+        drop(j);
+    }
+}
+
+#[test]
+fn migrates_an_empty_version_0_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("calls.sqlite3");
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute_batch("CREATE TABLE x(y); DROP TABLE x;").unwrap();
+        let v: i32 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 0);
+    }
+    let (c, _) = clock(BASE_UTC);
+    let mut conf = cfg(dir.path());
+    conf.path = db.clone();
+    let (j, report) = Journal::open(&conf, c).unwrap();
+    assert_eq!(report.migrated_from, Some(0));
+    assert_eq!(report.paths.ring, dir.path().join("calls.sqlite3.ring"));
+    j.record(sample_record(1));
+    j.shutdown();
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let v: i32 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 1);
+    let mode: String = c
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let indexes: i64 = c
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'cdr'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        indexes, 2,
+        "the identity UNIQUE key and start_utc, nothing more"
+    );
+    let n: i64 = c
+        .query_row("SELECT count(*) FROM cdr", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn gap_ledger_records_link_down_intervals_and_box_off_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, now) = clock(BASE_UTC);
+    let conf = cfg(dir.path());
+    let (j, _) = Journal::open(&conf, c.clone()).unwrap();
+    let down = |reason: &str| LinkEvent::Down {
+        reason: reason.into(),
+        kind: DownKind::Transient,
+    };
+    let up = LinkEvent::Up {
+        banner: None,
+        pbx_restarted: false,
+    };
+    j.link_event("main", BASE_UTC, LinkEvent::Connecting { attempt: 1 });
+    j.link_event("main", BASE_UTC + 1, up.clone());
+    j.link_event("main", BASE_UTC + 100, down("connection reset by the PBX"));
+    j.link_event("main", BASE_UTC + 110, LinkEvent::Connecting { attempt: 2 });
+    j.link_event("main", BASE_UTC + 160, up.clone());
+    j.link_event("main", BASE_UTC + 200, down("PBX shut down"));
+    j.flush().unwrap();
+    assert_eq!(j.status().gaps, 2);
+    let r = JournalReader::open(&paths(dir.path())).unwrap();
+    let gaps = r.gaps(None, None).unwrap();
+    assert_eq!(gaps.len(), 2);
+    assert_eq!(
+        (gaps[0].down_utc, gaps[0].up_utc, gaps[0].reason.as_str()),
+        (
+            BASE_UTC + 100,
+            Some(BASE_UTC + 160),
+            "connection reset by the PBX"
+        )
+    );
+    assert_eq!((gaps[1].down_utc, gaps[1].up_utc), (BASE_UTC + 200, None));
+    assert_eq!(
+        r.gaps(Some(BASE_UTC + 150), Some(BASE_UTC + 190))
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(r.gaps(None, Some(BASE_UTC + 100)).unwrap().len(), 0);
+    now.store(BASE_UTC + 300, std::sync::atomic::Ordering::SeqCst);
+    j.shutdown(); // last_alive = +300
+
+    // Next run: "main" is still in its open gap; "branch" had no gap, so the box-off time is one.
+    now.store(BASE_UTC + 1000, std::sync::atomic::Ordering::SeqCst);
+    let (j, _) = Journal::open(&conf, c).unwrap();
+    j.link_event("main", BASE_UTC + 1005, up.clone());
+    j.link_event("branch", BASE_UTC + 1007, up.clone());
+    j.flush().unwrap();
+    let gaps = r.gaps(None, None).unwrap();
+    assert_eq!(gaps.len(), 3, "{gaps:?}");
+    assert_eq!(
+        (gaps[1].down_utc, gaps[1].up_utc),
+        (BASE_UTC + 200, Some(BASE_UTC + 1005))
+    );
+    assert_eq!(gaps[1].pbx, "main");
+    assert_eq!(gaps[2].pbx, "branch");
+    assert_eq!(
+        (gaps[2].down_utc, gaps[2].up_utc),
+        (BASE_UTC + 300, Some(BASE_UTC + 1007))
+    );
+    assert_eq!(gaps[2].reason, "cdrbox was not running");
+    drop(j);
+}
+
+#[test]
+fn reader_with_ring_sees_records_a_dead_writer_never_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, _) = clock(BASE_UTC);
+    let mut conf = cfg(dir.path());
+    conf.flush_interval = Duration::from_secs(3600);
+    conf.flush_records = 10_000;
+    let (j, _) = Journal::open(&conf, c).unwrap();
+    for n in 0..5 {
+        j.record(sample_record(n));
+    }
+    j.flush().unwrap();
+    for n in 5..12 {
+        j.record_durable(sample_record(n), WAIT).unwrap();
+    }
+    assert_eq!(
+        j.record_durable(sample_record(3), WAIT).unwrap(),
+        Ack::Duplicate
+    );
+    j.crash();
+    drop(j);
+    let p = paths(dir.path());
+    let plain = JournalReader::open(&p).unwrap();
+    assert_eq!(plain.count(&Filter::default()).unwrap(), 5);
+    let with_ring = JournalReader::open_with_ring(&p).unwrap();
+    assert_eq!(with_ring.ring_records(), 7);
+    assert_eq!(with_ring.count(&Filter::default()).unwrap(), 12);
+    let page = with_ring
+        .query(
+            &Filter::default(),
+            Sort::StartDesc,
+            Page {
+                limit: 3,
+                offset: 0,
+            },
+        )
+        .unwrap();
+    let seqs: Vec<i64> = page.iter().map(|r| r.sequence.unwrap()).collect();
+    assert_eq!(seqs, vec![11, 10, 9]);
+    let mut ids = Vec::new();
+    with_ring
+        .for_each_after_id::<cdrbox::journal::JournalError>(0, &Filter::default(), |id, _| {
+            ids.push(id);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(ids, (1..=12).collect::<Vec<i64>>());
+}
+
+#[test]
+fn retention_by_age_respects_the_copy_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let day = 86_400;
+    let (c, now) = clock(BASE_UTC + 10 * day);
+    let conf = cfg(dir.path());
+    let (j, _) = Journal::open(&conf, c.clone()).unwrap();
+    // 100 records, 10 per day over the 10 days before "now", in arrival = time order.
+    for n in 0..100u64 {
+        let mut r = sample_record(n);
+        r.start.utc = Some(BASE_UTC + n as i64 * day / 10);
+        j.record(r);
+    }
+    j.flush().unwrap();
+    let max_id = j.reader().unwrap().max_id().unwrap();
+    assert_eq!(max_id, 100);
+    j.set_copy_watermark(20).unwrap();
+    j.shutdown();
+    assert_eq!(
+        JournalReader::open(&paths(dir.path()))
+            .unwrap()
+            .copy_watermark()
+            .unwrap(),
+        20
+    );
+
+    // keep_uncopied: only rows ≤ 20 may go, even though 50 are older than 5 days.
+    let mut conf = cfg(dir.path());
+    conf.retention_days = 5;
+    conf.keep_uncopied = true;
+    let (j, _) = Journal::open(&conf, c.clone()).unwrap();
+    let count = || {
+        JournalReader::open(&paths(dir.path()))
+            .unwrap()
+            .count(&Filter::default())
+            .unwrap()
+    };
+    assert!(wait_for(WAIT, || count() == 80), "count {}", count());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(count(), 80, "nothing uncopied deleted");
+    assert_eq!(j.status().committed, 80);
+    j.shutdown();
+
+    // Without the guard, everything older than 5 days goes, nothing newer.
+    conf.keep_uncopied = false;
+    now.store(BASE_UTC + 10 * day, std::sync::atomic::Ordering::SeqCst);
+    let (j, _) = Journal::open(&conf, c).unwrap();
+    assert!(wait_for(WAIT, || count() == 50), "count {}", count());
+    let oldest = JournalReader::open(&paths(dir.path()))
+        .unwrap()
+        .query(
+            &Filter::default(),
+            Sort::StartAsc,
+            Page {
+                limit: 1,
+                offset: 0,
+            },
+        )
+        .unwrap();
+    assert_eq!(oldest[0].start.utc, Some(BASE_UTC + 5 * day));
+    drop(j);
+}
+
+#[test]
+fn retention_by_size_deletes_oldest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, _) = clock(BASE_UTC);
+    let mut conf = cfg(dir.path());
+    conf.flush_records = 1000;
+    let (j, _) = Journal::open(&conf, c.clone()).unwrap();
+    for n in 0..3000 {
+        j.record(sample_record(n));
+    }
+    j.flush().unwrap();
+    j.shutdown();
+    let db = paths(dir.path()).db;
+    let used = |db: &std::path::Path| {
+        let c = rusqlite::Connection::open(db).unwrap();
+        let p: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+        let f: i64 = c
+            .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+            .unwrap();
+        (p - f) * 4096
+    };
+    assert!(
+        used(&db) > 3 * 1024 * 1024,
+        "3000 records use more than 3 MiB"
+    );
+
+    conf.max_size_mb = 1;
+    let (j, _) = Journal::open(&conf, c).unwrap();
+    let r = JournalReader::open(&paths(dir.path())).unwrap();
+    assert!(wait_for(Duration::from_secs(20), || used(&db) <= 1024 * 1024));
+    std::thread::sleep(Duration::from_millis(200));
+    let left = r.count(&Filter::default()).unwrap();
+    assert!(left > 100 && left < 3000, "left {left}");
+    let first = r.records_after_id(0, 1).unwrap();
+    assert_eq!(
+        first[0].0,
+        3000 - left as i64 + 1,
+        "the newest records are kept"
+    );
+    j.flush().unwrap();
+    assert_eq!(j.status().committed, left);
+    drop(j);
+}

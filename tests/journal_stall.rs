@@ -1,0 +1,214 @@
+//! Journal under trouble: another process holding the database lock (a "journal stall") and a
+//! full disk (a real SQLITE_FULL via `max_page_count`). Producers must never block, nothing that
+//! arrived may be lost, and the journal must resume by itself.
+
+mod journal_common;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use cdrbox::journal::testdata::{sample_record, BASE_UTC};
+use cdrbox::journal::{Ack, Journal};
+use cdrbox::sink::RecordSink;
+use journal_common::{cfg, clock, paths, stored, wait_for};
+
+#[test]
+fn stall_holding_an_exclusive_lock_loses_nothing_and_never_blocks_producers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, _) = clock(BASE_UTC);
+    let (j, report) = Journal::open(&cfg(dir.path()), c).unwrap();
+    j.record(sample_record(999_999));
+    j.flush().unwrap();
+
+    // Another connection takes the write lock for 5 s.
+    let db = report.paths.db.clone();
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        locked_tx.send(()).unwrap();
+        std::thread::sleep(Duration::from_secs(5));
+        conn.execute_batch("COMMIT").unwrap();
+    });
+    locked_rx.recv().unwrap();
+
+    // 1,000 records/s for 5 s from another thread, timing each record() call.
+    let producer = {
+        let j = j.clone();
+        std::thread::spawn(move || {
+            let mut worst = Duration::ZERO;
+            let start = Instant::now();
+            for n in 0..5000u64 {
+                let due = start + Duration::from_millis(n);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                let t = Instant::now();
+                j.record(sample_record(n));
+                worst = worst.max(t.elapsed());
+            }
+            worst
+        })
+    };
+    // While the lock is held the alarm shows and records wait.
+    assert!(wait_for(Duration::from_secs(4), || j
+        .alarms()
+        .iter()
+        .any(|a| a.code == "JOURNAL STALL")));
+    assert!(j.status().pending + j.status().memory_only > 0);
+    let worst = producer.join().unwrap();
+    holder.join().unwrap();
+    // A blocking check, not a performance measurement: record() only queues.
+    assert!(
+        worst < Duration::from_millis(50),
+        "record() blocked for {worst:?}"
+    );
+
+    j.flush().unwrap();
+    let st = j.status();
+    assert_eq!(st.pending, 0);
+    assert_eq!(st.memory_only, 0);
+    assert_eq!(st.committed, 5001);
+    assert!(
+        j.alarms().iter().all(|a| a.code != "JOURNAL STALL"),
+        "{:?}",
+        j.alarms()
+    );
+    j.shutdown();
+    let got: HashSet<i64> = stored(dir.path())
+        .iter()
+        .map(|r| r.sequence.unwrap())
+        .collect();
+    assert_eq!(got.len(), 5001);
+    assert!((0..5000).all(|n| got.contains(&n)));
+}
+
+#[test]
+fn disk_full_keeps_records_raises_an_alarm_and_resumes_when_space_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, _) = clock(BASE_UTC);
+    let mut conf = cfg(dir.path());
+    conf.flush_records = 20;
+    conf.flush_interval = Duration::from_millis(100);
+    let (j, _) = Journal::open(&conf, c.clone()).unwrap();
+    for n in 0..10 {
+        j.record(sample_record(n));
+    }
+    j.flush().unwrap();
+    // Freeze the file at its current size: the next pages needed give SQLITE_FULL.
+    let pages = j.set_max_page_count(1).unwrap();
+    assert!(pages > 1);
+
+    // 200 one-by-one arrivals take 200 of the ring's 256 blocks.
+    for n in 10..210 {
+        // Durable on arrival even though SQLite cannot take them.
+        let ack = j
+            .record_durable(sample_record(n), Duration::from_secs(10))
+            .unwrap();
+        assert!(matches!(ack, Ack::Durable { .. }), "record {n}: {ack:?}");
+    }
+    let err = j.flush().unwrap_err().to_string();
+    assert!(err.contains("disk is full"), "{err}");
+    let alarms = j.alarms();
+    assert!(alarms.iter().any(|a| a.code == "DISK FULL"), "{alarms:?}");
+    let st = j.status();
+    assert_eq!(st.committed, 10);
+    assert_eq!(st.pending, 200);
+    assert_eq!(st.memory_only, 0);
+    assert_eq!(j.pending_records().len(), 200);
+
+    // Retries back off (0.5 s, 1 s, 2 s, ...) instead of spinning.
+    let before = j.counters().commit_failures;
+    std::thread::sleep(Duration::from_millis(1500));
+    let retries = j.counters().commit_failures - before;
+    assert!(retries <= 3, "{retries} retries in 1.5 s");
+
+    // Space comes back: the writer's retry commits everything without being asked.
+    j.set_max_page_count(1_000_000).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(15), || j.status().committed == 210),
+        "resumed: {:?}",
+        j.status()
+    );
+    assert!(j.alarms().iter().all(|a| a.code != "DISK FULL"));
+    assert_eq!(j.status().memory_only, 0);
+    j.shutdown();
+    let got: HashSet<i64> = stored(dir.path())
+        .iter()
+        .map(|r| r.sequence.unwrap())
+        .collect();
+    assert_eq!(got, (0..210).collect());
+}
+
+#[test]
+fn full_ring_holds_records_in_memory_and_pauses_links_at_the_queue_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, _) = clock(BASE_UTC);
+    let mut conf = cfg(dir.path());
+    conf.ring_kb = 64; // 16 blocks
+    conf.memory_queue_records = 40;
+    conf.flush_interval = Duration::from_secs(3600);
+    conf.flush_records = 10_000;
+    let (j, _) = Journal::open(&conf, c.clone()).unwrap();
+    j.set_max_page_count(1).unwrap();
+    for n in 0..16 {
+        let ack = j
+            .record_durable(sample_record(n), Duration::from_secs(5))
+            .unwrap();
+        assert!(matches!(ack, Ack::Durable { .. }));
+    }
+    for n in 16..40 {
+        j.record(sample_record(n));
+    }
+    assert!(wait_for(Duration::from_secs(5), || j.status().memory_only == 24));
+    let st = j.status();
+    assert_eq!(
+        st.pending, 16,
+        "one record per block while they arrive one by one"
+    );
+    assert_eq!(st.memory_only, 24);
+    assert!(j.backlog_full(), "links must pause");
+    let codes: Vec<String> = j.alarms().into_iter().map(|a| a.code).collect();
+    assert!(codes.contains(&"RING FULL".to_string()), "{codes:?}");
+    assert!(codes.contains(&"BACKLOG FULL".to_string()), "{codes:?}");
+    assert!(j.flush().is_err());
+
+    j.set_max_page_count(1_000_000).unwrap();
+    j.flush().unwrap();
+    assert!(!j.backlog_full());
+    assert_eq!(j.status().memory_only, 0);
+    assert_eq!(j.status().committed, 40);
+    // The ring is usable again after the commit.
+    assert!(matches!(
+        j.record_durable(sample_record(41), Duration::from_secs(5))
+            .unwrap(),
+        Ack::Durable { .. }
+    ));
+    j.shutdown();
+    assert_eq!(stored(&paths(dir.path()).dir).len(), 41);
+}
+
+#[test]
+fn a_burst_larger_than_the_ring_stays_durable_when_sqlite_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, _) = clock(BASE_UTC);
+    let mut conf = cfg(dir.path());
+    conf.ring_kb = 64;
+    conf.flush_records = 10_000; // the ring-half-full trigger must commit instead
+    conf.flush_interval = Duration::from_secs(3600);
+    let (j, _) = Journal::open(&conf, c).unwrap();
+    for n in 0..3000 {
+        j.record(sample_record(n));
+    }
+    j.flush().unwrap();
+    let counters = j.counters();
+    assert_eq!(counters.records, 3000);
+    assert_eq!(counters.memory_only_records, 0, "{counters:?}");
+    assert!(counters.commits >= 2, "{counters:?}");
+    assert!(
+        counters.ring_writes < 3000,
+        "bursts share ring batches: {counters:?}"
+    );
+    j.shutdown();
+    assert_eq!(stored(dir.path()).len(), 3000);
+}
