@@ -21,7 +21,7 @@ fn main() -> anyhow::Result<()> {
     let handle = cdrbox::web::serve(
         addr.parse()?,
         backend.clone(),
-        Arc::new(cdrbox::web::SimpleExporter),
+        Arc::new(cdrbox::web::CdrExporter),
         opts,
     )?;
     println!(

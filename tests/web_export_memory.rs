@@ -13,7 +13,7 @@ use std::time::Duration;
 use cdrbox::filter::{Filter, Page, Sort};
 use cdrbox::record::CallRecord;
 use cdrbox::status::StatusView;
-use cdrbox::web::{serve_listener, Backend, BackendError, Gap, SimpleExporter, WebOptions};
+use cdrbox::web::{serve_listener, Backend, BackendError, CdrExporter, Gap, WebOptions};
 
 /// Makes records on the fly: nothing is held, so any growth is the web layer's.
 struct Generated(u64);
@@ -76,7 +76,7 @@ fn export_memory_stays_flat() {
     let h = serve_listener(
         listener,
         Arc::new(Generated(ROWS)),
-        Arc::new(SimpleExporter),
+        Arc::new(CdrExporter),
         WebOptions::new(passwd),
     )
     .unwrap();

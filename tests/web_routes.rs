@@ -9,7 +9,7 @@ use std::sync::Arc;
 use base64::Engine;
 use cdrbox::web::auth::{self, set_password};
 use cdrbox::web::routes::{App, Body, Request, Response};
-use cdrbox::web::{Backend, SimpleExporter};
+use cdrbox::web::{Backend, CdrExporter};
 use serde_json::{json, Value};
 use web_support::{record, MemBackend};
 
@@ -32,7 +32,7 @@ fn fixture(with_password: bool) -> Fixture {
     let backend = MemBackend::new((0..10).map(|i| record(i * 60)).collect());
     let app = App::new(
         backend.clone(),
-        Arc::new(SimpleExporter),
+        Arc::new(CdrExporter),
         passwd.clone(),
         Arc::new(auth::os_random),
     );

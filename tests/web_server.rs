@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use cdrbox::web::{serve_listener, SimpleExporter, WebHandle, WebOptions};
+use cdrbox::web::{serve_listener, CdrExporter, WebHandle, WebOptions};
 use web_support::{record, MemBackend};
 
 const PASS: &str = "correct-horse-1";
@@ -37,7 +37,7 @@ fn start(records: usize, tweak: impl FnOnce(&mut WebOptions)) -> Server {
     opts.workers = 2;
     tweak(&mut opts);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let handle = serve_listener(listener, backend.clone(), Arc::new(SimpleExporter), opts).unwrap();
+    let handle = serve_listener(listener, backend.clone(), Arc::new(CdrExporter), opts).unwrap();
     Server {
         addr: handle.local_addr(),
         handle: Some(handle),
@@ -274,6 +274,17 @@ fn export_is_streamed_chunked_and_complete() {
     let r = get(s.addr, "/export.ndjson?direction=outbound", &auth);
     assert_eq!(r.status, 200);
     assert!(r.body.is_empty());
+    // Every profile downloads; Master.csv (asterisk) has no header row.
+    let r = get(s.addr, "/export.csv?profile=pbxlogger&limit", &auth);
+    assert_eq!(r.status, 400, "limit is not an export parameter");
+    let r = get(s.addr, "/export.csv?profile=pbxlogger", &auth);
+    assert!(
+        r.text().starts_with("ACC,DIALED_PHONE,FLAG1,CALLER_PHONE"),
+        "{}",
+        &r.text()[..80]
+    );
+    let r = get(s.addr, "/export.csv?profile=asterisk&maxDuration=65", &auth);
+    assert_eq!(r.text().lines().count(), N);
     // A bad filter is refused before streaming starts.
     let r = get(s.addr, "/export.csv?from=whenever", &auth);
     assert_eq!(r.status, 400);

@@ -1,15 +1,11 @@
 //! The seam between `/export.*` downloads and the export writers: [`Exporter`] makes a
 //! [`RecordWriter`] over any `Write`, and the server streams the filtered set through it.
 //!
-//! [`SimpleExporter`] is a small stand-in (json, ndjson, csv `standard` and `excel`) so the web
-//! layer works and is tested before `crate::export` lands; the runtime should pass an `Exporter`
-//! over `crate::export` instead. Pure code: writers only ever see an `impl Write`.
+//! [`CdrExporter`] is the implementation over `crate::export`; tests may pass their own.
+//! Pure code: writers only ever see an `impl Write`.
 
 use std::io::{self, Write};
 
-use serde_json::Value;
-
-use super::json::record_json;
 use super::BackendError;
 use crate::record::CallRecord;
 
@@ -69,44 +65,17 @@ pub trait Exporter: Send + Sync + 'static {
     ) -> Result<Box<dyn RecordWriter + 'a>, BackendError>;
 }
 
-/// Stand-in exporter: JSON array, NDJSON, CSV `standard` (every §2 field, RFC 4180, UTF-8) and
-/// `excel` (BOM, `;`, CSV-injection guard). TEMPORARY: the runtime wires `crate::export`.
+/// The exporter over `crate::export` (every format and CSV profile of PRODUCT.md §3). This is
+/// what the runtime passes to [`super::serve`].
 #[derive(Debug, Default, Clone, Copy)]
-pub struct SimpleExporter;
+pub struct CdrExporter;
 
-/// The §2 field names, in CSV column order.
-const COLUMNS: [&str; 26] = [
-    "uniqueId",
-    "accountCode",
-    "source",
-    "destination",
-    "destinationContext",
-    "callerId",
-    "channel",
-    "destinationChannel",
-    "lastApplication",
-    "lastData",
-    "startTime",
-    "answerTime",
-    "endTime",
-    "duration",
-    "billableSeconds",
-    "disposition",
-    "amaFlags",
-    "userField",
-    "pbx",
-    "direction",
-    "ringSeconds",
-    "queue",
-    "agent",
-    "linkedId",
-    "sequence",
-    "customFields",
-];
-
-impl Exporter for SimpleExporter {
+impl Exporter for CdrExporter {
     fn profiles(&self) -> Vec<String> {
-        vec!["standard".into(), "excel".into()]
+        crate::export::Profile::ALL
+            .iter()
+            .map(|p| p.as_str().to_string())
+            .collect()
     }
 
     fn writer<'a>(
@@ -115,104 +84,34 @@ impl Exporter for SimpleExporter {
         profile: &str,
         out: Box<dyn Write + 'a>,
     ) -> Result<Box<dyn RecordWriter + 'a>, BackendError> {
-        Ok(match format {
-            ExportFormat::Json => Box::new(JsonArray { out, first: true }),
-            ExportFormat::Ndjson => Box::new(Ndjson { out }),
+        use crate::export::{ExportWriter, Format, Profile};
+        let format = match format {
+            // The JSON views have no profiles; the page sends one anyway.
+            ExportFormat::Json => Format::Json,
+            ExportFormat::Ndjson => Format::Ndjson,
             ExportFormat::Csv => {
-                let excel = profile == "excel";
-                let mut out = out;
-                if excel {
-                    out.write_all("\u{feff}".as_bytes())?;
-                }
-                let mut w = Csv { out, excel };
-                w.row(COLUMNS.iter().map(|c| c.to_string()))?;
-                Box::new(w)
+                Format::Csv(
+                    profile
+                        .parse::<Profile>()
+                        .map_err(|e| BackendError::Invalid {
+                            field: "profile".into(),
+                            message: e.to_string(),
+                        })?,
+                )
             }
-        })
+        };
+        Ok(Box::new(Streaming(ExportWriter::new(format, out)?)))
     }
 }
 
-struct JsonArray<'a> {
-    out: Box<dyn Write + 'a>,
-    first: bool,
-}
+struct Streaming<W: Write>(crate::export::ExportWriter<W>);
 
-impl RecordWriter for JsonArray<'_> {
+impl<W: Write> RecordWriter for Streaming<W> {
     fn write(&mut self, record: &CallRecord) -> io::Result<()> {
-        self.out
-            .write_all(if self.first { b"[\n" } else { b",\n" })?;
-        self.first = false;
-        serde_json::to_writer(&mut self.out, &record_json(record))?;
-        Ok(())
+        self.0.write(record)
     }
 
-    fn finish(mut self: Box<Self>) -> io::Result<()> {
-        self.out
-            .write_all(if self.first { b"[]\n" } else { b"\n]\n" })?;
-        self.out.flush()
-    }
-}
-
-struct Ndjson<'a> {
-    out: Box<dyn Write + 'a>,
-}
-
-impl RecordWriter for Ndjson<'_> {
-    fn write(&mut self, record: &CallRecord) -> io::Result<()> {
-        serde_json::to_writer(&mut self.out, &record_json(record))?;
-        self.out.write_all(b"\n")
-    }
-
-    fn finish(mut self: Box<Self>) -> io::Result<()> {
-        self.out.flush()
-    }
-}
-
-struct Csv<'a> {
-    out: Box<dyn Write + 'a>,
-    excel: bool,
-}
-
-impl Csv<'_> {
-    fn row(&mut self, cells: impl Iterator<Item = String>) -> io::Result<()> {
-        let sep: &[u8] = if self.excel { b";" } else { b"," };
-        for (i, cell) in cells.enumerate() {
-            if i > 0 {
-                self.out.write_all(sep)?;
-            }
-            let guarded;
-            let cell = if self.excel && cell.starts_with(['=', '+', '-', '@']) {
-                guarded = format!("'{cell}");
-                &guarded
-            } else {
-                &cell
-            };
-            if cell.contains([',', ';', '"', '\n', '\r']) {
-                self.out.write_all(b"\"")?;
-                self.out.write_all(cell.replace('"', "\"\"").as_bytes())?;
-                self.out.write_all(b"\"")?;
-            } else {
-                self.out.write_all(cell.as_bytes())?;
-            }
-        }
-        self.out.write_all(b"\r\n")
-    }
-}
-
-impl RecordWriter for Csv<'_> {
-    fn write(&mut self, record: &CallRecord) -> io::Result<()> {
-        let v = record_json(record);
-        let cells = COLUMNS.iter().map(|c| match &v[*c] {
-            Value::Null => String::new(),
-            Value::String(s) => s.clone(),
-            Value::Object(m) if m.is_empty() => String::new(),
-            other => other.to_string(),
-        });
-        let cells: Vec<String> = cells.collect();
-        self.row(cells.into_iter())
-    }
-
-    fn finish(mut self: Box<Self>) -> io::Result<()> {
-        self.out.flush()
+    fn finish(self: Box<Self>) -> io::Result<()> {
+        self.0.finish().map(|_| ())
     }
 }

@@ -30,7 +30,7 @@ use crate::filter::{Filter, Page, Sort};
 use crate::record::CallRecord;
 use crate::status::StatusView;
 
-pub use export::{ExportFormat, Exporter, RecordWriter, SimpleExporter};
+pub use export::{CdrExporter, ExportFormat, Exporter, RecordWriter};
 pub use server::{serve, serve_listener, WebError, WebHandle, WebOptions};
 
 /// Why the backend could not answer. `Invalid` names the field the user must fix.
