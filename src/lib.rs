@@ -31,3 +31,4 @@ pub mod sink;
 pub mod status;
 pub mod timearg;
 pub mod usb;
+pub mod web;

@@ -1,0 +1,366 @@
+// cdrbox single-page app: Status, Calls, Stats, Settings, Setup help.
+// Plain JS, no framework, no CDN, no inline scripts (CSP). All text from the box or the PBX is
+// put into the page with textContent, never innerHTML (caller names come from outside).
+'use strict';
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const state = { csrf: null, role: 'viewer', offset: 0, limit: 50, total: 0, tab: 'status', tz: 0, profiles: ['standard', 'excel', 'pbxlogger', 'asterisk'] };
+
+  function el(tag, attrs, ...kids) {
+    const n = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === 'class') n.className = v; else if (k === 'text') n.textContent = v; else n.setAttribute(k, v === true ? '' : v);
+    }
+    for (const kid of kids) if (kid !== null && kid !== undefined) n.append(kid instanceof Node ? kid : String(kid));
+    return n;
+  }
+  const clear = (n) => { while (n.firstChild) n.removeChild(n.firstChild); return n; };
+
+  async function api(path, opts) {
+    opts = opts || {};
+    const headers = { 'X-Requested-With': 'cdrbox' };
+    if (opts.body !== undefined) headers['Content-Type'] = 'application/json';
+    if (opts.method && opts.method !== 'GET') headers['X-CSRF-Token'] = state.csrf || '';
+    const r = await fetch(path, { method: opts.method || 'GET', headers, credentials: 'same-origin',
+      body: opts.body === undefined ? undefined : JSON.stringify(opts.body) });
+    if (r.status === 401) { location.href = '/login'; throw new Error('not logged in'); }
+    let data = null;
+    try { data = await r.json(); } catch (e) { data = null; }
+    if (!r.ok) { const err = new Error((data && data.error) || ('HTTP ' + r.status)); err.param = data && data.param; err.status = r.status; throw err; }
+    return data;
+  }
+
+  // ---- formatting -------------------------------------------------------------------------
+  const pad = (n) => String(n).padStart(2, '0');
+  function hms(s) { if (s === null || s === undefined) return '–'; s = Math.round(s); return (s >= 3600 ? Math.floor(s / 3600) + ':' : '') + pad(Math.floor(s / 60) % 60) + ':' + pad(s % 60); }
+  function localTime(utc) { // box-local display in the PBX's offset
+    if (utc === null || utc === undefined) return '–';
+    const d = new Date((utc + state.tz) * 1000);
+    return d.getUTCFullYear() + '-' + pad(d.getUTCMonth() + 1) + '-' + pad(d.getUTCDate()) + ' ' + pad(d.getUTCHours()) + ':' + pad(d.getUTCMinutes()) + ':' + pad(d.getUTCSeconds());
+  }
+  function ago(utc, now) { if (!utc) return ''; const s = Math.max(0, now - utc); return s < 90 ? s + ' s ago' : s < 5400 ? Math.round(s / 60) + ' min ago' : s < 172800 ? Math.round(s / 3600) + ' h ago' : Math.round(s / 86400) + ' d ago'; }
+  const pct = (x) => (x === null || x === undefined) ? '–' : (x * 100).toFixed(1) + ' %';
+  const bytes = (b) => b >= 1e9 ? (b / 1e9).toFixed(1) + ' GB' : b >= 1e6 ? (b / 1e6).toFixed(1) + ' MB' : b >= 1e3 ? (b / 1e3).toFixed(0) + ' kB' : b + ' B';
+  const kpi = (value, label) => el('div', { class: 'kpi' }, el('b', { text: value }), el('span', { text: label }));
+  const showTime = (iso) => iso ? iso.replace('T', ' ').replace(/([+-]\d\d:\d\d|Z)$/, '') : '–';
+
+  // ---- tabs -------------------------------------------------------------------------------
+  function showTab() {
+    const tab = (location.hash || '#status').slice(1);
+    state.tab = ['status', 'calls', 'stats', 'settings', 'setup'].includes(tab) ? tab : 'status';
+    for (const s of document.querySelectorAll('.tab')) s.hidden = s.id !== 'tab-' + state.tab;
+    for (const a of document.querySelectorAll('#nav a')) a.classList.toggle('active', a.dataset.tab === state.tab);
+    ({ status: loadStatus, calls: loadCalls, stats: loadStats, settings: loadSettings, setup: loadSetup })[state.tab]();
+  }
+
+  // ---- status -----------------------------------------------------------------------------
+  async function loadStatus() {
+    let s;
+    try { s = await api('/api/status'); } catch (e) { banner(e.message); return; }
+    banner('');
+    state.tz = s.local_offset_seconds || 0;
+    $('box-name').textContent = s.box_name || 'cdrbox';
+    const alarms = clear($('alarms'));
+    for (const a of s.alarms || []) alarms.append(el('div', { class: 'alarm' }, el('b', { text: a.code + ' ' }), a.message));
+    clear($('today')).append(kpi(s.today.total, 'calls'), kpi(s.today.answered, 'answered'), kpi(s.today.missed, 'missed'));
+    $('last-call').textContent = s.last_call_utc ? 'Last call ' + localTime(s.last_call_utc) + ' (' + ago(s.last_call_utc, s.now_utc) + ')' : 'No call yet today.';
+    const st = s.storage || {};
+    const used = st.total_bytes ? 100 - (st.free_bytes * 100 / st.total_bytes) : null;
+    clear($('storage')).append(
+      el('div', { class: 'kpis' }, kpi(st.committed, 'records'), kpi(bytes(st.db_bytes || 0), 'database'),
+        kpi(used === null ? '–' : used.toFixed(0) + ' %', 'disk used'), kpi(st.days_until_full === null || st.days_until_full === undefined ? '–' : st.days_until_full + ' d', 'until full')),
+      el('p', { class: 'muted', text: (st.pending ? st.pending + ' waiting in the ring file. ' : '') + (st.memory_only ? st.memory_only + ' only in memory! ' : '') + (st.path || '') }));
+    const usb = s.usb || { state: 'no_stick' };
+    const usbText = { no_stick: 'No stick.', copying: 'Copying… ' + usb.percent + ' %', safe_to_remove: 'SAFE TO REMOVE — ' + usb.records + ' records copied.', error: 'Error: ' + usb.message }[usb.state] || usb.state;
+    clear($('usb')).append(el('p', { class: usb.state === 'error' ? 'bad' : usb.state === 'safe_to_remove' ? 'ok' : '', text: usbText }));
+    const tb = clear($('links').tBodies[0]);
+    for (const l of s.links || []) {
+      const cls = l.state === 'up' ? 'ok' : l.state === 'connecting' ? 'warn' : 'bad';
+      const label = l.state === 'down' ? 'down: ' + l.reason : l.state.replace('_', ' ');
+      tb.append(el('tr', {}, el('td', { text: l.pbx }), el('td', { text: l.address }), el('td', {}, el('span', { class: 'pill ' + cls, text: label })),
+        el('td', { text: localTime(l.since_utc) + ' (' + ago(l.since_utc, s.now_utc) + ')' }), el('td', { text: l.last_record_utc ? ago(l.last_record_utc, s.now_utc) : 'never' }),
+        el('td', { text: l.records }), el('td', { text: l.reconnects })));
+    }
+    if (!(s.links || []).length) tb.append(el('tr', {}, el('td', { colspan: 7, class: 'muted', text: 'No PBX configured: see Settings.' })));
+    const gaps = clear($('gaps'));
+    const g = s.recentGaps || [];
+    if (!g.length) gaps.textContent = 'No gaps: every link was up.';
+    for (const x of g) gaps.append(el('div', { text: x.pbx + ': ' + localTime(x.fromUtc) + ' → ' + (x.toUtc ? localTime(x.toUtc) : 'still down') + ' — ' + x.reason }));
+    $('oled').src = '/display.png?t=' + s.now_utc;
+  }
+
+  // ---- calls ------------------------------------------------------------------------------
+  function filterQuery(form, withPaging) {
+    const q = new URLSearchParams();
+    const fd = new FormData(form);
+    for (const [k, v] of fd.entries()) {
+      if (v === '' || k === 'limit' || k === 'sort') continue;
+      q.append(k, (k === 'from' || k === 'to') ? v.replace('T', ' ') : v);
+    }
+    if (fd.get('sort')) q.set('sort', fd.get('sort'));
+    if (withPaging) { q.set('limit', state.limit); q.set('offset', state.offset); }
+    return q;
+  }
+  function downloads() {
+    const q = filterQuery($('filters'), false);
+    q.delete('sort');
+    const box = clear($('downloads'));
+    box.append(el('span', { class: 'muted', text: 'Download all matching: ' }));
+    const links = [['JSON', 'json', null], ['NDJSON', 'ndjson', null]];
+    for (const p of state.profiles) links.push(['CSV ' + p, 'csv', p]);
+    for (const [label, fmt, profile] of links) {
+      const qq = new URLSearchParams(q);
+      if (profile) qq.set('profile', profile);
+      box.append(el('a', { href: '/export.' + fmt + (qq.toString() ? '?' + qq : ''), download: true, text: label }));
+    }
+  }
+  let lastIds = new Set();
+  async function loadCalls(live) {
+    state.limit = Number(new FormData($('filters')).get('limit')) || 50;
+    const q = filterQuery($('filters'), true);
+    let d;
+    try { d = await api('/api/calls?' + q); } catch (e) { showFilterError(e); return; }
+    showFilterError(null);
+    state.total = d.total;
+    $('calls-total').textContent = d.total + ' calls match';
+    const last = Math.min(d.offset + d.records.length, d.total);
+    $('page-info').textContent = d.total ? (d.offset + 1) + '–' + last : '';
+    $('prev').disabled = d.offset === 0;
+    $('next').disabled = last >= d.total;
+    const tb = clear($('calls').tBodies[0]);
+    const ids = new Set();
+    for (const r of d.records) {
+      const id = r.pbx + '/' + r.uniqueId + '/' + (r.sequence ?? '') + '/' + r.startTime + '/' + r.destinationChannel;
+      ids.add(id);
+      const cls = r.disposition === 'ANSWERED' ? 'ok' : 'bad';
+      const tr = el('tr', { class: live && !lastIds.has(id) ? 'new' : null, title: r.callerId || null },
+        el('td', { text: showTime(r.startTime) }), el('td', { text: r.pbx }), el('td', { text: r.source || r.callerId || '(anonymous)' }),
+        el('td', { text: r.destination }), el('td', { text: r.direction }), el('td', {}, el('span', { class: 'pill ' + cls, text: r.disposition })),
+        el('td', { text: hms(r.billableSeconds) }), el('td', { text: hms(r.ringSeconds) }), el('td', { text: r.queue || '' }), el('td', { text: r.agent || '' }));
+      tb.append(tr);
+    }
+    if (!d.records.length) tb.append(el('tr', {}, el('td', { colspan: 10, class: 'muted', text: 'No calls match.' })));
+    lastIds = ids;
+    downloads();
+  }
+  function showFilterError(e) {
+    for (const n of document.querySelectorAll('#filters .ferr')) n.remove();
+    if (!e) return;
+    const input = e.param && document.querySelector('#filters [name="' + CSS.escape(e.param) + '"]');
+    const msg = el('div', { class: 'ferr error', text: e.message });
+    if (input) input.closest('label, fieldset').append(msg); else $('filters').append(msg);
+  }
+
+  // ---- stats ------------------------------------------------------------------------------
+  function today() { const d = new Date(Date.now() + state.tz * 1000); return d.getUTCFullYear() + '-' + pad(d.getUTCMonth() + 1) + '-' + pad(d.getUTCDate()); }
+  async function loadStats() {
+    const f = $('stats-form');
+    if (!f.from.value) f.from.value = today();
+    if (!f.to.value) f.to.value = f.from.value;
+    const q = new URLSearchParams();
+    for (const [k, v] of new FormData(f).entries()) if (v !== '') q.append(k, v);
+    let s;
+    try { s = await api('/api/stats?' + q); } catch (e) { clear($('stats-kpis')).append(el('p', { class: 'error', text: e.message })); return; }
+    clear($('stats-kpis')).append(kpi(s.calls, 'calls'), kpi(s.answered, 'answered'), kpi(s.missed, 'missed'), kpi(pct(s.answerRate), 'answer rate'),
+      kpi(hms(s.avgTalkSeconds), 'avg talk'), kpi(hms(s.avgRingSeconds), 'avg ring to answer'), kpi(hms(s.avgMissedWaitSeconds), 'avg wait of missed'));
+    drawHourly(s.hourly);
+    const at = clear($('agents').tBodies[0]);
+    for (const a of s.agents) at.append(el('tr', {}, el('td', { text: a.agent }), el('td', { text: a.offered }), el('td', { text: a.answered }),
+      el('td', { text: hms(a.talkSeconds) }), el('td', { text: hms(a.avgTalkSeconds) }), el('td', { text: hms(a.avgRingSeconds) })));
+    if (!s.agents.length) at.append(el('tr', {}, el('td', { colspan: 6, class: 'muted', text: 'No agent calls in this range.' })));
+    const qt = clear($('queues').tBodies[0]);
+    for (const x of s.queues) qt.append(el('tr', {}, el('td', { text: x.queue }), el('td', { text: x.calls }), el('td', { text: x.answered }), el('td', { text: x.abandoned }),
+      el('td', { text: pct(x.serviceLevel) + ' ≤ ' + s.slaSeconds + ' s' }), el('td', { text: pct(x.abandonRate) }), el('td', { text: hms(x.avgWaitSeconds) })));
+    if (!s.queues.length) qt.append(el('tr', {}, el('td', { colspan: 7, class: 'muted', text: 'No queue calls in this range.' })));
+  }
+  function drawHourly(hours) {
+    const NS = 'http://www.w3.org/2000/svg';
+    const W = 720, H = 200, padL = 28, padB = 18, bw = (W - padL) / 24;
+    const max = Math.max(1, ...hours.map((h) => h.calls));
+    const svg = document.createElementNS(NS, 'svg');
+    svg.setAttribute('viewBox', '0 0 ' + W + ' ' + H);
+    svg.setAttribute('role', 'img');
+    svg.setAttribute('aria-label', 'Calls per hour: answered and missed');
+    const add = (tag, attrs, text) => { const n = document.createElementNS(NS, tag); for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v); if (text !== undefined) n.textContent = text; svg.append(n); return n; };
+    const y = (v) => (H - padB) - v * (H - padB - 8) / max;
+    add('text', { x: 0, y: 12 }, String(max));
+    add('text', { x: 0, y: H - padB }, '0');
+    for (const h of hours) {
+      const x = padL + h.hour * bw + 2;
+      const ya = y(h.answered), ym = y(h.answered + h.missed);
+      const r1 = add('rect', { x, y: ya, width: bw - 4, height: (H - padB) - ya, class: 'answered' });
+      r1.append(Object.assign(document.createElementNS(NS, 'title'), { textContent: pad(h.hour) + ':00 — ' + h.answered + ' answered' }));
+      const r2 = add('rect', { x, y: ym, width: bw - 4, height: ya - ym, class: 'missed' });
+      r2.append(Object.assign(document.createElementNS(NS, 'title'), { textContent: pad(h.hour) + ':00 — ' + h.missed + ' missed' }));
+      if (h.hour % 3 === 0) add('text', { x: x, y: H - 4 }, pad(h.hour));
+    }
+    clear($('hourly')).append(svg);
+  }
+
+  // ---- settings ---------------------------------------------------------------------------
+  const TABLES = [['box', 'Box'], ['pbx', 'PBX links'], ['storage', 'Storage and retention'], ['web', 'Web page'], ['display', 'Display'], ['usb', 'USB stick'], ['log', 'Logging']];
+  let cfg = null;
+  function fieldInput(spec, value, name, secretSet) {
+    const k = spec.kind.type;
+    let input;
+    if (k === 'bool') { input = el('input', { type: 'checkbox' }); input.checked = value === true; }
+    else if (k === 'choice') { input = el('select', {}); for (const c of spec.kind.choices) { const o = el('option', { value: c, text: c }); if (String(value) === c) o.selected = true; input.append(o); } if (value === undefined) input.prepend(el('option', { value: '', text: '(default)', selected: true })); }
+    else if (k === 'list') { input = el('textarea', { rows: 3 }); input.value = Array.isArray(value) ? value.join('\n') : ''; }
+    else if (k === 'secret') { input = el('input', { type: 'password', autocomplete: 'new-password', placeholder: secretSet ? '(set — leave empty to keep)' : '(not set)' }); }
+    else if (k === 'int') { input = el('input', { type: 'number', min: spec.kind.min, max: spec.kind.max }); if (value !== undefined) input.value = value; else input.placeholder = '(default)'; }
+    else { input = el('input', {}); if (value !== undefined) input.value = value; else input.placeholder = '(default)'; }
+    input.dataset.field = name; input.dataset.kind = k;
+    if (state.role !== 'admin') input.disabled = true;
+    return el('label', { class: 'field' }, el('span', { text: spec.key }), input, el('small', { text: spec.help }));
+  }
+  function extraSpecs(table, values, known) {
+    return Object.keys(values || {}).filter((k) => !known.has(k) && typeof values[k] !== 'object').map((k) => ({ table, key: k, kind: { type: 'text' }, help: 'Key not described on this page.' }));
+  }
+  function renderSettings() {
+    const form = clear($('settings-form'));
+    const specs = cfg.fields;
+    for (const [table, title] of TABLES) {
+      const mine = specs.filter((f) => f.table === table);
+      const known = new Set(mine.map((f) => f.key));
+      if (table === 'pbx') {
+        const list = cfg.config.pbx || [];
+        const card = el('div', { class: 'card' }, el('h2', { text: title }));
+        list.forEach((p, i) => {
+          const grid = el('div', { class: 'settings-table' });
+          for (const f of mine.concat(extraSpecs('pbx', p, known))) grid.append(fieldInput(f, p[f.key], 'pbx[' + i + '].' + f.key, cfg.secretSet[i]));
+          const rm = el('button', { type: 'button', class: 'secondary', text: 'Remove this PBX' });
+          rm.addEventListener('click', () => { collect(); cfg.config.pbx.splice(i, 1); cfg.secretSet.splice(i, 1); renderSettings(); });
+          if (state.role !== 'admin') rm.disabled = true;
+          card.append(el('h3', { text: p.name || ('PBX ' + (i + 1)) }), grid, rm);
+        });
+        const add = el('button', { type: 'button', class: 'secondary', text: '+ Add a PBX' });
+        add.addEventListener('click', () => { collect(); (cfg.config.pbx = cfg.config.pbx || []).push({ name: 'pbx' + ((cfg.config.pbx || []).length + 1), port: 5038, auth: 'md5' }); cfg.secretSet.push(false); renderSettings(); });
+        if (state.role !== 'admin') add.disabled = true;
+        card.append(el('p', {}, add));
+        form.append(card);
+        continue;
+      }
+      const values = cfg.config[table] || {};
+      const grid = el('div', { class: 'settings-table' });
+      for (const f of mine.concat(extraSpecs(table, values, known))) grid.append(fieldInput(f, values[f.key], table + '.' + f.key));
+      form.append(el('div', { class: 'card' }, el('h2', { text: title }), grid));
+    }
+    const save = el('button', { type: 'submit', text: 'Save and apply' });
+    if (state.role !== 'admin') save.disabled = true;
+    form.append(el('div', { class: 'sticky-save' }, save, el('span', { id: 'settings-msg', class: 'msg' })));
+  }
+  function collect() { // form → nested JSON like GET /api/config gives
+    const out = {};
+    for (const input of document.querySelectorAll('#settings-form [data-field]')) {
+      const m = /^(?:(pbx)\[(\d+)\]|(\w+))\.(\w+)$/.exec(input.dataset.field);
+      if (!m) continue;
+      let v;
+      const kind = input.dataset.kind;
+      if (kind === 'bool') v = input.checked;
+      else if (kind === 'list') v = input.value.split('\n').map((s) => s.trim()).filter((s) => s);
+      else if (kind === 'int') { if (input.value === '') continue; v = Number(input.value); }
+      else if (kind === 'secret') { v = input.value; }
+      else { if (input.value === '' && input.placeholder === '(default)') continue; v = input.value; }
+      if (kind === 'choice' && v === '') continue;
+      if (m[1]) { out.pbx = out.pbx || []; const i = Number(m[2]); out.pbx[i] = out.pbx[i] || {}; out.pbx[i][m[4]] = v; }
+      else { out[m[3]] = out[m[3]] || {}; out[m[3]][m[4]] = v; }
+    }
+    if (cfg) {
+      const n = (cfg.config.pbx || []).length;
+      out.pbx = out.pbx || [];
+      for (let i = 0; i < n; i++) out.pbx[i] = out.pbx[i] || {};
+      cfg.config = Object.assign({}, cfg.config, out);
+    }
+    return out;
+  }
+  async function loadSettings() {
+    try { cfg = await api('/api/config'); } catch (e) { clear($('settings-form')).append(el('p', { class: 'error', text: e.message })); return; }
+    renderSettings();
+    if (state.role !== 'admin') $('pw-form').hidden = true;
+  }
+  async function saveSettings(ev) {
+    ev.preventDefault();
+    for (const n of document.querySelectorAll('#settings-form .field')) { n.classList.remove('has-error'); const e = n.querySelector('.ferr'); if (e) e.remove(); }
+    const msg = $('settings-msg');
+    msg.className = 'msg'; msg.textContent = 'Saving…';
+    const body = { config: collect() };
+    try {
+      cfg = await api('/api/config', { method: 'PUT', body });
+      renderSettings();
+      const m2 = $('settings-msg'); m2.className = 'msg ok'; m2.textContent = 'Saved and applied.';
+    } catch (e) {
+      msg.className = 'msg error'; msg.textContent = e.message;
+      const name = (e.param || '').replace(/\.(\d+)\./, '[$1].');
+      const input = document.querySelector('#settings-form [data-field="' + CSS.escape(name) + '"]');
+      if (input) { const f = input.closest('.field'); f.classList.add('has-error'); f.append(el('span', { class: 'ferr', text: e.message })); input.focus(); }
+    }
+  }
+  async function changePassword(ev) {
+    ev.preventDefault();
+    const f = ev.target, msg = $('pw-msg');
+    try {
+      await api('/api/password', { method: 'POST', body: { user: f.user.value, current: f.current.value, password: f.password.value } });
+      msg.className = 'msg ok'; msg.textContent = 'Password changed.'; f.reset();
+    } catch (e) { msg.className = 'msg error'; msg.textContent = e.message; }
+  }
+
+  // ---- setup help -------------------------------------------------------------------------
+  async function loadSetup() {
+    let d;
+    try { d = await api('/api/setup-help'); } catch (e) { return; }
+    const ul = clear($('checks'));
+    for (const c of d.checks) ul.append(el('li', { class: c.ok === true ? 'ok' : c.ok === false ? 'bad' : 'unknown' }, el('b', { text: c.title }), el('div', { class: 'muted', text: c.detail })));
+    const box = clear($('snippets'));
+    const snippet = (title, text) => {
+      const pre = el('pre', { text });
+      const copy = el('button', { type: 'button', class: 'secondary', text: 'Copy' });
+      copy.addEventListener('click', () => { if (navigator.clipboard) navigator.clipboard.writeText(text); });
+      box.append(el('div', { class: 'card' }, el('h2', { text: title }), pre, copy));
+    };
+    for (const p of d.pbx) snippet('manager.conf for ' + p.name + ' (' + p.host + ':' + p.port + ')', p.managerConf);
+    snippet('cdr_manager.conf', d.cdrManagerConf);
+    snippet('cdr.conf', d.cdrConf);
+  }
+
+  // ---- live feed --------------------------------------------------------------------------
+  let liveTimer = null;
+  function startEvents() {
+    if (!window.EventSource) return;
+    const es = new EventSource('/api/events');
+    es.addEventListener('record', () => {
+      clearTimeout(liveTimer);
+      liveTimer = setTimeout(() => {
+        if (state.tab === 'calls' && state.offset === 0) loadCalls(true);
+        if (state.tab === 'status') loadStatus();
+      }, 300);
+    });
+    es.addEventListener('error', () => { /* EventSource reconnects by itself */ });
+  }
+  function banner(text) { const b = $('banner'); b.textContent = text; b.hidden = !text; }
+
+  // ---- start ------------------------------------------------------------------------------
+  async function start() {
+    let s;
+    try { s = await api('/api/session'); } catch (e) { return; }
+    state.csrf = s.csrf; state.role = s.role; if (s.profiles && s.profiles.length) state.profiles = s.profiles;
+    $('who').textContent = s.user + (s.role === 'viewer' ? ' (read-only)' : '');
+    $('oled').addEventListener('load', () => { $('oled-card').hidden = false; });
+    $('oled').addEventListener('error', () => { $('oled-card').hidden = true; });
+    $('logout').addEventListener('click', async () => { try { await api('/api/logout', { method: 'POST', body: {} }); } finally { location.href = '/login'; } });
+    if (window.matchMedia('(min-width: 800px)').matches) $('filter-box').open = true;
+    $('filters').addEventListener('submit', (ev) => { ev.preventDefault(); state.offset = 0; loadCalls(); });
+    $('filters').addEventListener('reset', () => setTimeout(() => { state.offset = 0; loadCalls(); }, 0));
+    $('prev').addEventListener('click', () => { state.offset = Math.max(0, state.offset - state.limit); loadCalls(); });
+    $('next').addEventListener('click', () => { state.offset += state.limit; loadCalls(); });
+    $('stats-form').addEventListener('submit', (ev) => { ev.preventDefault(); loadStats(); });
+    $('settings-form').addEventListener('submit', saveSettings);
+    $('pw-form').addEventListener('submit', changePassword);
+    window.addEventListener('hashchange', showTab);
+    setInterval(() => { if (state.tab === 'status' && !document.hidden) loadStatus(); }, 5000);
+    await loadStatus().catch(() => {});
+    showTab();
+    startEvents();
+  }
+  start();
+})();

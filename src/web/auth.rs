@@ -1,0 +1,578 @@
+//! Who may use the web page and API: the password file (argon2id), browser sessions with CSRF
+//! tokens, HTTP Basic for scripts, and a per-address limit on failed logins.
+//!
+//! There is no default password. While the password file holds no `admin` entry, the first
+//! visitor sets it (the "first setup" page); `cdrbox passwd` does the same from a script through
+//! [`set_password`]. The file is `cdrbox.passwd` beside the config file ([`passwd_path_for`]),
+//! mode 0600, one `user:$argon2id$…` line per account. Accounts: `admin` (may change settings)
+//! and `viewer` (read-only).
+//!
+//! The bookkeeping ([`Sessions`], [`LoginLimiter`], [`BasicCache`]) is pure with the clock and the
+//! random bytes passed in; only [`PasswordFile`] and [`os_random`] touch the filesystem.
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use sha2::{Digest, Sha256};
+
+/// The cookie carrying the session token.
+pub const SESSION_COOKIE: &str = "cdrbox_session";
+/// The header the page sends the CSRF token in, on every change.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// A session ends after this long without a request…
+pub const SESSION_IDLE_SECS: i64 = 12 * 3600;
+/// …and after this long in any case.
+pub const SESSION_MAX_SECS: i64 = 7 * 24 * 3600;
+/// Failed logins allowed per address within [`LOGIN_WINDOW_SECS`] before 429.
+pub const LOGIN_FAILURES: usize = 5;
+pub const LOGIN_WINDOW_SECS: i64 = 60;
+/// Shortest accepted password.
+pub const MIN_PASSWORD: usize = 8;
+const MAX_PASSWORD: usize = 1024;
+const MAX_SESSIONS: usize = 256;
+
+/// What an account may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything, including settings and passwords.
+    Admin,
+    /// Sees everything except secrets; changes nothing.
+    Viewer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    /// The role of a known account name.
+    pub fn of_user(user: &str) -> Option<Role> {
+        match user {
+            "admin" => Some(Role::Admin),
+            "viewer" => Some(Role::Viewer),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("unknown account {0:?}: use \"admin\" or \"viewer\"")]
+    UnknownUser(String),
+    #[error("password: must be at least {MIN_PASSWORD} characters")]
+    TooShort,
+    #[error("password: must be at most {MAX_PASSWORD} bytes and one line")]
+    Invalid,
+    #[error("hashing the password: {0}")]
+    Hash(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the two passwords differ")]
+    Mismatch,
+    #[error("{path}: line {line} is not `user:$argon2id$…`")]
+    Malformed { path: PathBuf, line: usize },
+}
+
+/// `<config dir>/cdrbox.passwd`: the password file belongs with the config it protects.
+pub fn passwd_path_for(config_path: &Path) -> PathBuf {
+    config_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .join("cdrbox.passwd")
+}
+
+/// Random bytes from the kernel (`/dev/urandom`), for salts, session and CSRF tokens.
+pub fn os_random(buf: &mut [u8]) -> io::Result<()> {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")?.read_exact(buf)
+}
+
+/// A fresh 256-bit token as 64 hex digits.
+pub fn new_token(random: &dyn Fn(&mut [u8]) -> io::Result<()>) -> io::Result<String> {
+    let mut b = [0u8; 32];
+    random(&mut b)?;
+    Ok(hex(&b))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Equality that takes the same time wherever the first difference is.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Checks a password's shape before hashing it.
+pub fn check_password_shape(password: &str) -> Result<(), AuthError> {
+    if password.len() > MAX_PASSWORD || password.contains(['\n', '\r']) {
+        return Err(AuthError::Invalid);
+    }
+    if password.chars().count() < MIN_PASSWORD {
+        return Err(AuthError::TooShort);
+    }
+    Ok(())
+}
+
+/// The argon2id PHC string of `password` with a 16-byte salt.
+pub fn hash_password(password: &str, salt: &[u8; 16]) -> Result<String, AuthError> {
+    let salt = SaltString::encode_b64(salt).map_err(|e| AuthError::Hash(e.to_string()))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| AuthError::Hash(e.to_string()))
+}
+
+/// True when `password` matches the PHC string (false for a malformed string).
+pub fn verify_password(phc: &str, password: &str) -> bool {
+    PasswordHash::new(phc)
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// The password file's content: `user:phc` per line, in file order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PasswordFile {
+    pub entries: Vec<(String, String)>,
+}
+
+impl PasswordFile {
+    /// Reads `path`; a missing file is an empty one (no password set yet).
+    pub fn load(path: &Path) -> Result<Self, AuthError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text).map_err(|line| AuthError::Malformed {
+                path: path.to_path_buf(),
+                line,
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(source) => Err(AuthError::Io {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    /// Parses the text; `Err(line)` names the first bad line (1-based).
+    pub fn parse(text: &str) -> Result<Self, usize> {
+        let mut entries = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            match line.split_once(':') {
+                Some((u, h)) if !u.is_empty() && h.starts_with("$argon2") => {
+                    entries.push((u.to_string(), h.to_string()))
+                }
+                _ => return Err(i + 1),
+            }
+        }
+        Ok(Self { entries })
+    }
+
+    pub fn hash_of(&self, user: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|(u, _)| u == user)
+            .map(|(_, h)| h.as_str())
+    }
+
+    pub fn set(&mut self, user: &str, phc: String) {
+        match self.entries.iter_mut().find(|(u, _)| u == user) {
+            Some(e) => e.1 = phc,
+            None => self.entries.push((user.to_string(), phc)),
+        }
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut s = String::from("# cdrbox web accounts (argon2id). Set with `cdrbox passwd`.\n");
+        for (u, h) in &self.entries {
+            s.push_str(&format!("{u}:{h}\n"));
+        }
+        s
+    }
+
+    /// Writes atomically (temp file with mode 0600, fsync, rename, fsync the directory).
+    pub fn save(&self, path: &Path) -> Result<(), AuthError> {
+        let io_err = |source| AuthError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let tmp = path.with_extension("passwd.tmp");
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(io_err)?;
+            f.write_all(self.to_text().as_bytes()).map_err(io_err)?;
+            f.sync_all().map_err(io_err)?;
+        }
+        std::fs::rename(&tmp, path).map_err(io_err)?;
+        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sets `user`'s password in the file at `path` (created if missing). What `cdrbox passwd`
+/// and the first-setup page call. `user` is `admin` or `viewer`.
+pub fn set_password(path: &Path, user: &str, password: &str) -> Result<(), AuthError> {
+    if Role::of_user(user).is_none() {
+        return Err(AuthError::UnknownUser(user.to_string()));
+    }
+    check_password_shape(password)?;
+    let mut salt = [0u8; 16];
+    os_random(&mut salt).map_err(|source| AuthError::Io {
+        path: "/dev/urandom".into(),
+        source,
+    })?;
+    let phc = hash_password(password, &salt)?;
+    let mut file = PasswordFile::load(path)?;
+    file.set(user, phc);
+    file.save(path)
+}
+
+/// Reads the password for `cdrbox passwd`: the first line of `input` (stdin when it is not a
+/// terminal), without its line ending.
+pub fn read_password_line(input: &mut dyn io::BufRead) -> io::Result<String> {
+    let mut line = String::new();
+    input.read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+/// `cdrbox passwd`: sets `user`'s password in `passwd_path` from stdin — the first line when
+/// stdin is not a terminal (scripts: `echo "$PW" | cdrbox passwd --config F`), else typed twice
+/// with echo off. Prints nothing; the caller reports success.
+pub fn run_passwd(passwd_path: &Path, user: &str) -> Result<(), AuthError> {
+    let io_err = |source| AuthError::Io {
+        path: "stdin".into(),
+        source,
+    };
+    // SAFETY: isatty only inspects the descriptor.
+    let tty = unsafe { libc::isatty(0) } == 1;
+    let password = if tty {
+        let first = prompt_hidden(&format!("New password for {user}: ")).map_err(io_err)?;
+        let again = prompt_hidden("Repeat it: ").map_err(io_err)?;
+        if first != again {
+            return Err(AuthError::Mismatch);
+        }
+        first
+    } else {
+        read_password_line(&mut io::stdin().lock()).map_err(io_err)?
+    };
+    set_password(passwd_path, user, &password)
+}
+
+/// Reads one line from the terminal with echo off (restored afterwards, even on error).
+fn prompt_hidden(prompt: &str) -> io::Result<String> {
+    let mut err = io::stderr();
+    err.write_all(prompt.as_bytes())?;
+    err.flush()?;
+    // SAFETY: plain termios calls on fd 0 with a zeroed struct filled by tcgetattr.
+    let mut term: libc::termios = unsafe { std::mem::zeroed() };
+    let saved = if unsafe { libc::tcgetattr(0, &mut term) } == 0 {
+        let old = term;
+        term.c_lflag &= !libc::ECHO;
+        unsafe { libc::tcsetattr(0, libc::TCSANOW, &term) };
+        Some(old)
+    } else {
+        None
+    };
+    let line = read_password_line(&mut io::stdin().lock());
+    if let Some(old) = saved {
+        unsafe { libc::tcsetattr(0, libc::TCSANOW, &old) };
+    }
+    err.write_all(b"\n")?;
+    line
+}
+
+/// A logged-in browser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub user: String,
+    pub role: Role,
+    /// Must come back in [`CSRF_HEADER`] on every change.
+    pub csrf: String,
+    pub created_utc: i64,
+    pub last_seen_utc: i64,
+}
+
+/// Browser sessions, in memory (a restart logs everyone out, which is fine on a box).
+#[derive(Debug, Default)]
+pub struct Sessions {
+    by_token: HashMap<String, Session>,
+}
+
+impl Sessions {
+    /// Adds a session; the oldest goes when too many are open.
+    pub fn insert(&mut self, token: String, session: Session) {
+        if self.by_token.len() >= MAX_SESSIONS {
+            if let Some(oldest) = self
+                .by_token
+                .iter()
+                .min_by_key(|(_, s)| s.last_seen_utc)
+                .map(|(t, _)| t.clone())
+            {
+                self.by_token.remove(&oldest);
+            }
+        }
+        self.by_token.insert(token, session);
+    }
+
+    /// The live session for `token`, touched at `now`; expired ones are removed.
+    pub fn get(&mut self, token: &str, now: i64) -> Option<Session> {
+        let s = self.by_token.get_mut(token)?;
+        if now - s.last_seen_utc > SESSION_IDLE_SECS || now - s.created_utc > SESSION_MAX_SECS {
+            self.by_token.remove(token);
+            return None;
+        }
+        s.last_seen_utc = now;
+        Some(s.clone())
+    }
+
+    pub fn remove(&mut self, token: &str) {
+        self.by_token.remove(token);
+    }
+
+    /// Ends every session of `user` except `keep` (after a password change, the browser that
+    /// made the change stays logged in).
+    pub fn remove_user(&mut self, user: &str, keep: Option<&str>) {
+        self.by_token
+            .retain(|t, s| s.user != user || Some(t.as_str()) == keep);
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_token.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_token.is_empty()
+    }
+}
+
+/// Failed logins per client address: [`LOGIN_FAILURES`] within [`LOGIN_WINDOW_SECS`], then
+/// refuse until the oldest failure leaves the window.
+#[derive(Debug, Default)]
+pub struct LoginLimiter {
+    failures: HashMap<IpAddr, Vec<i64>>,
+}
+
+impl LoginLimiter {
+    /// `Err(retry_after_secs)` while `ip` is locked out.
+    pub fn check(&mut self, ip: IpAddr, now: i64) -> Result<(), i64> {
+        let Some(list) = self.failures.get_mut(&ip) else {
+            return Ok(());
+        };
+        list.retain(|t| now - t < LOGIN_WINDOW_SECS);
+        if list.len() >= LOGIN_FAILURES {
+            let oldest = list.iter().min().copied().unwrap_or(now);
+            return Err((oldest + LOGIN_WINDOW_SECS - now).max(1));
+        }
+        Ok(())
+    }
+
+    pub fn fail(&mut self, ip: IpAddr, now: i64) {
+        if self.failures.len() > 10_000 {
+            // Many addresses (a scan): forget those whose failures all left the window.
+            self.failures
+                .retain(|_, l| l.iter().any(|t| now - t < LOGIN_WINDOW_SECS));
+        }
+        self.failures.entry(ip).or_default().push(now);
+    }
+
+    pub fn succeed(&mut self, ip: IpAddr) {
+        self.failures.remove(&ip);
+    }
+}
+
+/// Remembers Basic credentials that verified, so a script's every request does not pay for an
+/// argon2 hash. Keyed by a salted SHA-256 of `user:password` (the salt is per process), never
+/// the password itself; cleared when a password changes.
+#[derive(Debug)]
+pub struct BasicCache {
+    key: [u8; 32],
+    entries: HashMap<[u8; 32], (String, i64)>,
+}
+
+/// How long a verified Basic credential is trusted without re-hashing.
+pub const BASIC_CACHE_SECS: i64 = 600;
+
+impl BasicCache {
+    pub fn new(key: [u8; 32]) -> Self {
+        Self {
+            key,
+            entries: HashMap::new(),
+        }
+    }
+
+    fn digest(&self, user: &str, password: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(self.key);
+        h.update(user.as_bytes());
+        h.update([0]);
+        h.update(password.as_bytes());
+        h.finalize().into()
+    }
+
+    pub fn get(&self, user: &str, password: &str, now: i64) -> bool {
+        matches!(self.entries.get(&self.digest(user, password)), Some((u, t)) if u == user && now - t < BASIC_CACHE_SECS)
+    }
+
+    pub fn put(&mut self, user: &str, password: &str, now: i64) {
+        if self.entries.len() > 64 {
+            self.entries.retain(|_, (_, t)| now - *t < BASIC_CACHE_SECS);
+        }
+        let d = self.digest(user, password);
+        self.entries.insert(d, (user.to_string(), now));
+    }
+
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+}
+
+/// Decodes `Authorization: Basic base64(user:password)`.
+pub fn parse_basic(header: &str) -> Option<(String, String)> {
+    use base64::Engine;
+    let (scheme, b64) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (u, p) = text.split_once(':')?;
+    Some((u.to_string(), p.to_string()))
+}
+
+/// The value of cookie `name` in a `Cookie:` header.
+pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    header.split(';').find_map(|kv| {
+        let (k, v) = kv.trim().split_once('=')?;
+        (k == name).then_some(v)
+    })
+}
+
+/// `Set-Cookie` for a new session (`HttpOnly; SameSite=Strict; Path=/`).
+pub fn session_cookie(token: &str) -> String {
+    format!(
+        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={SESSION_MAX_SECS}"
+    )
+}
+
+/// `Set-Cookie` that removes the session cookie.
+pub fn clear_cookie() -> String {
+    format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_and_verify() {
+        let phc = hash_password("correct horse", &[7; 16]).unwrap();
+        assert!(phc.starts_with("$argon2id$"), "{phc}");
+        assert!(verify_password(&phc, "correct horse"));
+        assert!(!verify_password(&phc, "correct hors"));
+        assert!(!verify_password("garbage", "x"));
+    }
+
+    #[test]
+    fn password_file_round_trip_and_set_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = passwd_path_for(&dir.path().join("cdrbox.toml"));
+        assert_eq!(path, dir.path().join("cdrbox.passwd"));
+        assert!(PasswordFile::load(&path).unwrap().entries.is_empty());
+        set_password(&path, "admin", "s3cret-pass").unwrap();
+        set_password(&path, "viewer", "view-only-1").unwrap();
+        set_password(&path, "admin", "new-pass-2").unwrap();
+        let f = PasswordFile::load(&path).unwrap();
+        assert_eq!(f.entries.len(), 2);
+        assert!(verify_password(f.hash_of("admin").unwrap(), "new-pass-2"));
+        assert!(!verify_password(f.hash_of("admin").unwrap(), "s3cret-pass"));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(matches!(
+            set_password(&path, "root", "whatever-long"),
+            Err(AuthError::UnknownUser(_))
+        ));
+        assert!(matches!(
+            set_password(&path, "admin", "short"),
+            Err(AuthError::TooShort)
+        ));
+        assert_eq!(PasswordFile::parse("admin:nothash\n"), Err(1));
+    }
+
+    #[test]
+    fn sessions_expire() {
+        let mut s = Sessions::default();
+        let sess = Session {
+            user: "admin".into(),
+            role: Role::Admin,
+            csrf: "c".into(),
+            created_utc: 0,
+            last_seen_utc: 0,
+        };
+        s.insert("t".into(), sess);
+        assert!(s.get("t", 100).is_some());
+        assert!(s.get("t", 100 + SESSION_IDLE_SECS + 1).is_none());
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn limiter_locks_after_failures_and_unlocks() {
+        let ip: IpAddr = "10.0.0.9".parse().unwrap();
+        let other: IpAddr = "10.0.0.10".parse().unwrap();
+        let mut l = LoginLimiter::default();
+        for t in 0..LOGIN_FAILURES as i64 {
+            assert!(l.check(ip, t).is_ok());
+            l.fail(ip, t);
+        }
+        assert_eq!(l.check(ip, 10), Err(LOGIN_WINDOW_SECS - 10));
+        assert!(l.check(other, 10).is_ok());
+        assert!(l.check(ip, LOGIN_WINDOW_SECS + 5).is_ok());
+    }
+
+    #[test]
+    fn basic_and_cookie_parsing() {
+        assert_eq!(
+            parse_basic("Basic YWRtaW46cGE6c3M="),
+            Some(("admin".into(), "pa:ss".into()))
+        );
+        assert_eq!(parse_basic("Bearer x"), None);
+        assert_eq!(parse_basic("Basic !!!"), None);
+        assert_eq!(
+            cookie_value("a=1; cdrbox_session=abc; b=2", SESSION_COOKIE),
+            Some("abc")
+        );
+        assert_eq!(cookie_value("a=1", SESSION_COOKIE), None);
+        let c = BasicCache::new([1; 32]);
+        assert!(!c.get("admin", "x", 0));
+    }
+}

@@ -1,0 +1,102 @@
+//! The local web page and HTTP API (PRODUCT.md §6): a tiny_http adapter ([`server`]) around pure
+//! routes ([`routes`]) that talk to the rest of the box only through the [`Backend`] and
+//! [`Exporter`] traits defined here.
+//!
+//! Must not reach into the journal, the AMI links or the export writers directly: the runtime
+//! implements [`Backend`] over the journal and the status board, and [`Exporter`] over
+//! `crate::export`, then calls [`serve`]. Everything here is testable with an in-memory backend.
+//!
+//! Layout: `query` (query string → `Filter`/`Sort`/`Page`), `auth` (password file, sessions,
+//! CSRF, login rate limit), `stats` (answer rate, hourly, agents, queues), `settings` (config form
+//! → TOML with comments kept, atomic save), `routes` (request → response), `server` (threads,
+//! limits, streaming, SSE), `json` (the §2 record view until the shared one lands), `assets`.
+
+pub mod assets;
+pub mod auth;
+pub mod export;
+pub mod gate;
+pub mod json;
+pub mod query;
+pub mod routes;
+pub mod server;
+pub mod settings;
+pub mod setup;
+pub mod stats;
+
+use std::io;
+use std::sync::mpsc::Receiver;
+
+use crate::filter::{Filter, Page, Sort};
+use crate::record::CallRecord;
+use crate::status::StatusView;
+
+pub use export::{CdrExporter, ExportFormat, Exporter, RecordWriter};
+pub use server::{serve, serve_listener, WebError, WebHandle, WebOptions};
+
+/// Why the backend could not answer. `Invalid` names the field the user must fix.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// A value the user gave is wrong (a config key, a filter the journal cannot run).
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    /// The journal (or another part) cannot answer right now; worth retrying.
+    #[error("temporarily unavailable: {0}")]
+    Unavailable(String),
+    /// Writing the output failed (the client went away); not the backend's fault.
+    #[error("writing the response: {0}")]
+    Write(#[from] io::Error),
+    /// Anything else, as a sentence.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// One interval during which a PBX link was down (the gap ledger, PRODUCT.md §4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    pub pbx: String,
+    /// Link went down (Unix seconds, box clock).
+    pub from_utc: i64,
+    /// Link came back; `None` while still down.
+    pub to_utc: Option<i64>,
+    pub reason: String,
+}
+
+/// What the web layer needs from the rest of the box. Implemented by the runtime over the
+/// journal and the status board; by `Vec<CallRecord>` in tests. Calls come from several web
+/// worker threads at once.
+pub trait Backend: Send + Sync + 'static {
+    /// The current status snapshot.
+    fn status(&self) -> StatusView;
+    /// How many records match `f` (the whole filtered set, for totals).
+    fn count(&self, f: &Filter) -> Result<u64, BackendError>;
+    /// One page of matching records in `sort` order.
+    fn query(&self, f: &Filter, sort: Sort, page: Page) -> Result<Vec<CallRecord>, BackendError>;
+    /// Every matching record in `sort` order, one at a time (exports and stats: memory must stay
+    /// flat). An `Err` from `each` stops the walk and comes back as [`BackendError::Write`].
+    fn for_each(
+        &self,
+        f: &Filter,
+        sort: Sort,
+        each: &mut dyn FnMut(&CallRecord) -> io::Result<()>,
+    ) -> Result<(), BackendError>;
+    /// A new receiver of every record committed from now on (Server-Sent Events). Dropping the
+    /// receiver unsubscribes; the sender side must never block on it.
+    fn subscribe(&self) -> Receiver<CallRecord>;
+    /// The configuration file's current text (comments included; secrets are redacted by the
+    /// web layer, not here).
+    fn config_text(&self) -> String;
+    /// Validates `new_text` as a whole config, saves it atomically (see
+    /// [`settings::save_atomic`]) and applies it live (a changed PBX address reconnects).
+    /// Validation errors come back as [`BackendError::Invalid`] naming the key (`pbx[0].host`).
+    fn apply_config(&self, new_text: &str) -> Result<(), BackendError>;
+    /// The OLED mirror as a PNG, when a display is rendered.
+    fn display_png(&self) -> Option<Vec<u8>> {
+        None
+    }
+    /// Gap-ledger intervals overlapping `[from_utc, to_utc)`.
+    fn gaps(&self, from_utc: i64, to_utc: i64) -> Vec<Gap>;
+    /// The zone user-typed times without offset are read in (the first PBX's).
+    fn timezone(&self) -> jiff::tz::TimeZone {
+        jiff::tz::TimeZone::UTC
+    }
+}

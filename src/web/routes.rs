@@ -1,0 +1,891 @@
+//! Routes: one parsed [`Request`] in, one [`Response`] out. No sockets here (the server adapter
+//! owns them), so every rule — who may see what, which parameters are bad, what a change needs —
+//! is tested by calling [`App::handle`] directly.
+//!
+//! Long answers are not built here: a download is [`Body::Export`] and the live feed is
+//! [`Body::Events`]; the server streams them after this function has checked everything.
+
+use std::io;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::{json, Value};
+
+use super::auth::{self, PasswordFile, Role, Session};
+use super::export::{ExportFormat, Exporter};
+use super::json::record_json;
+use super::query::{ParamError, Params, FILTER_PARAMS};
+use super::stats::{StatsBuilder, DEFAULT_SLA_SECONDS};
+use super::{assets, settings, setup, Backend, BackendError};
+use crate::filter::{Filter, Page, Sort};
+
+/// A request as the routes see it. Header names are lower case.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    /// The path without the query string.
+    pub path: String,
+    /// The raw query string (after `?`), not decoded.
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub peer: IpAddr,
+}
+
+impl Request {
+    /// A bodyless request, for tests and internal use.
+    pub fn get(path_and_query: &str) -> Self {
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        Self {
+            method: "GET".into(),
+            path: path.into(),
+            query: query.into(),
+            headers: vec![],
+            body: vec![],
+            peer: IpAddr::from([127, 0, 0, 1]),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What to send back.
+#[derive(Debug)]
+pub enum Body {
+    Empty,
+    Bytes(Vec<u8>),
+    Static(&'static [u8]),
+    /// Stream the whole filtered set in `format`.
+    Export {
+        format: ExportFormat,
+        profile: String,
+        filter: Box<Filter>,
+        sort: Sort,
+    },
+    /// Server-Sent Events: one `record` event per new record.
+    Events,
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Body,
+}
+
+impl Response {
+    pub fn new(status: u16, content_type: &str, body: Body) -> Self {
+        Self {
+            status,
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body,
+        }
+    }
+
+    pub fn json(status: u16, v: &Value) -> Self {
+        let mut r = Self::new(
+            status,
+            "application/json",
+            Body::Bytes(v.to_string().into_bytes()),
+        );
+        r.headers.push(("Cache-Control".into(), "no-store".into()));
+        r
+    }
+
+    /// `{"error": message, "param": name}`.
+    pub fn error(status: u16, param: Option<&str>, message: &str) -> Self {
+        let mut v = json!({ "error": message });
+        if let Some(p) = param {
+            v["param"] = json!(p);
+        }
+        Self::json(status, &v)
+    }
+
+    fn bad_param(e: &ParamError) -> Self {
+        Self::error(400, Some(&e.param), &e.to_string())
+    }
+
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body bytes, when it is not a stream.
+    pub fn bytes(&self) -> &[u8] {
+        match &self.body {
+            Body::Bytes(b) => b,
+            Body::Static(b) => b,
+            _ => &[],
+        }
+    }
+}
+
+/// Who is asking, once authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub user: String,
+    pub role: Role,
+    /// The session's CSRF token; `None` for HTTP Basic (scripts), which needs none.
+    pub csrf: Option<String>,
+    pub session: Option<String>,
+}
+
+#[derive(Debug)]
+struct AuthState {
+    sessions: auth::Sessions,
+    limiter: auth::LoginLimiter,
+    basic: auth::BasicCache,
+}
+
+/// Random bytes for tokens and salts (injected so tests are deterministic if they wish).
+pub type Random = Arc<dyn Fn(&mut [u8]) -> io::Result<()> + Send + Sync>;
+
+/// The web application: the backend, the exporter, and the auth bookkeeping.
+pub struct App {
+    backend: Arc<dyn Backend>,
+    exporter: Arc<dyn Exporter>,
+    passwd_path: PathBuf,
+    default_toml: String,
+    random: Random,
+    state: Mutex<AuthState>,
+}
+
+/// Parameters accepted by the filtered endpoints, per endpoint.
+const PAGE_PARAMS: &[&str] = &["limit", "offset", "sort"];
+const EXPORT_PARAMS: &[&str] = &["profile", "sort"];
+const STATS_PARAMS: &[&str] = &["sla"];
+
+impl App {
+    pub fn new(
+        backend: Arc<dyn Backend>,
+        exporter: Arc<dyn Exporter>,
+        passwd_path: PathBuf,
+        random: Random,
+    ) -> Self {
+        let mut key = [0u8; 32];
+        // A cache key from a failing RNG would still be per-process; never fatal.
+        let _ = random(&mut key);
+        Self {
+            backend,
+            exporter,
+            passwd_path,
+            default_toml: crate::config::DEFAULT_TOML.to_string(),
+            random,
+            state: Mutex::new(AuthState {
+                sessions: auth::Sessions::default(),
+                limiter: auth::LoginLimiter::default(),
+                basic: auth::BasicCache::new(key),
+            }),
+        }
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    pub fn exporter(&self) -> &Arc<dyn Exporter> {
+        &self.exporter
+    }
+
+    fn state(&self) -> MutexGuard<'_, AuthState> {
+        // A panic while holding the lock leaves plain maps behind; keep serving.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn passwords(&self) -> Result<PasswordFile, Response> {
+        PasswordFile::load(&self.passwd_path).map_err(|e| {
+            tracing::error!(target: "cdrbox::web", error = %e, "reading the password file");
+            Response::error(500, None, &format!("cannot read the password file: {e}"))
+        })
+    }
+
+    /// True while no admin password exists (the first-setup page is open).
+    pub fn needs_setup(&self) -> bool {
+        self.passwords()
+            .map(|f| f.hash_of("admin").is_none())
+            .unwrap_or(false)
+    }
+
+    /// Answers one request at box time `now` (Unix seconds).
+    pub fn handle(&self, req: &Request, now: i64) -> Response {
+        let r = self.route(req, now);
+        security_headers(r)
+    }
+
+    fn route(&self, req: &Request, now: i64) -> Response {
+        let m = req.method.as_str();
+        let is_read = m == "GET" || m == "HEAD";
+        // Public: the login/setup page and the static files it needs (they hold no data).
+        if is_read {
+            if let Some(asset) = assets::public(req) {
+                return asset;
+            }
+        }
+        match (m, req.path.as_str()) {
+            ("GET" | "HEAD", "/login") => return assets::login_page(req),
+            ("GET", "/api/setup") => {
+                return Response::json(200, &json!({"needsSetup": self.needs_setup()}))
+            }
+            ("POST", "/api/setup") => return self.first_setup(req, now),
+            ("POST", "/api/login") => return self.login(req, now),
+            _ => {}
+        }
+        let principal = match self.authenticate(req, now) {
+            Ok(p) => p,
+            Err(resp) => {
+                // A browser asking for a page goes to the login page instead.
+                let wants_page = is_read && req.path == "/";
+                if wants_page && resp.status == 401 {
+                    return Response::new(303, "text/plain", Body::Empty)
+                        .with_header("Location", "/login");
+                }
+                return resp;
+            }
+        };
+        if !is_read {
+            if let Err(resp) = check_change(req, &principal) {
+                return resp;
+            }
+        }
+        match (m, req.path.as_str()) {
+            ("GET" | "HEAD", "/") => assets::index_page(req),
+            ("GET", "/api/session") => Response::json(
+                200,
+                &json!({
+                    "user": principal.user,
+                    "role": principal.role.as_str(),
+                    "csrf": principal.csrf,
+                    "profiles": self.exporter.profiles(),
+                }),
+            ),
+            ("POST", "/api/logout") => {
+                if let Some(t) = &principal.session {
+                    self.state().sessions.remove(t);
+                }
+                Response::json(200, &json!({"ok": true}))
+                    .with_header("Set-Cookie", auth::clear_cookie())
+            }
+            ("POST", "/api/password") => self.change_password(req, &principal),
+            ("GET", "/api/status") => self.status(now),
+            ("GET", "/api/calls") => self.calls(req),
+            ("GET", "/api/stats") => self.stats(req),
+            ("GET", "/api/events") => Response::new(200, "text/event-stream", Body::Events)
+                .with_header("Cache-Control", "no-store"),
+            ("GET", "/api/config") => self.config_get(),
+            ("PUT", "/api/config") => {
+                if principal.role != Role::Admin {
+                    return Response::error(403, None, "the viewer account cannot change settings");
+                }
+                self.config_put(req)
+            }
+            ("GET", "/api/setup-help") => self.setup_help(),
+            ("GET" | "HEAD", "/display.png") => match self.backend.display_png() {
+                Some(png) => Response::new(200, "image/png", Body::Bytes(png))
+                    .with_header("Cache-Control", "no-store"),
+                None => Response::error(404, None, "no display is rendered"),
+            },
+            ("GET" | "HEAD", p) if p.starts_with("/export.") => {
+                self.export(req, &p["/export.".len()..])
+            }
+            (_, p) if known_path(p) => {
+                Response::error(405, None, &format!("{m} is not allowed on {p}"))
+            }
+            (_, p) => Response::error(404, None, &format!("no such page: {p}")),
+        }
+    }
+
+    /// Session cookie or HTTP Basic. Failed Basic attempts count against the address.
+    fn authenticate(&self, req: &Request, now: i64) -> Result<Principal, Response> {
+        if let Some(h) = req.header("authorization") {
+            let Some((user, password)) = auth::parse_basic(h) else {
+                return Err(unauthorized(
+                    req,
+                    "malformed Authorization header; use HTTP Basic",
+                ));
+            };
+            return self.check_password(req, &user, &password, now);
+        }
+        if let Some(token) = req
+            .header("cookie")
+            .and_then(|c| auth::cookie_value(c, auth::SESSION_COOKIE))
+        {
+            if let Some(s) = self.state().sessions.get(token, now) {
+                return Ok(Principal {
+                    user: s.user,
+                    role: s.role,
+                    csrf: Some(s.csrf),
+                    session: Some(token.to_string()),
+                });
+            }
+        }
+        Err(unauthorized(
+            req,
+            "log in first (session cookie or HTTP Basic)",
+        ))
+    }
+
+    /// Verifies a password, rate-limited per address. The slow hash runs outside the lock.
+    fn check_password(
+        &self,
+        req: &Request,
+        user: &str,
+        password: &str,
+        now: i64,
+    ) -> Result<Principal, Response> {
+        {
+            let mut st = self.state();
+            if let Err(wait) = st.limiter.check(req.peer, now) {
+                return Err(Response::error(
+                    429,
+                    None,
+                    &format!("too many failed logins; try again in {wait} s"),
+                )
+                .with_header("Retry-After", wait.to_string()));
+            }
+            if st.basic.get(user, password, now) {
+                if let Some(role) = Role::of_user(user) {
+                    return Ok(Principal {
+                        user: user.into(),
+                        role,
+                        csrf: None,
+                        session: None,
+                    });
+                }
+            }
+        }
+        let file = self.passwords()?;
+        let ok = match (Role::of_user(user), file.hash_of(user)) {
+            (Some(_), Some(phc)) => auth::verify_password(phc, password),
+            _ => {
+                // Spend the same time for unknown users, so names cannot be probed.
+                let _ = auth::verify_password(dummy_hash(), password);
+                false
+            }
+        };
+        let mut st = self.state();
+        match (ok, Role::of_user(user)) {
+            (true, Some(role)) => {
+                st.limiter.succeed(req.peer);
+                st.basic.put(user, password, now);
+                Ok(Principal {
+                    user: user.into(),
+                    role,
+                    csrf: None,
+                    session: None,
+                })
+            }
+            _ => {
+                st.limiter.fail(req.peer, now);
+                tracing::warn!(target: "cdrbox::web", peer = %req.peer, user, "failed login");
+                Err(unauthorized(req, "wrong user name or password"))
+            }
+        }
+    }
+
+    fn new_session(&self, user: &str, role: Role, now: i64) -> Result<(String, String), Response> {
+        let rnd = |b: &mut [u8]| (self.random)(b);
+        let token = auth::new_token(&rnd);
+        let csrf = auth::new_token(&rnd);
+        let (Ok(token), Ok(csrf)) = (token, csrf) else {
+            return Err(Response::error(500, None, "no random numbers available"));
+        };
+        self.state().sessions.insert(
+            token.clone(),
+            Session {
+                user: user.into(),
+                role,
+                csrf: csrf.clone(),
+                created_utc: now,
+                last_seen_utc: now,
+            },
+        );
+        Ok((token, csrf))
+    }
+
+    fn session_response(&self, user: &str, role: Role, now: i64) -> Response {
+        match self.new_session(user, role, now) {
+            Ok((token, csrf)) => Response::json(
+                200,
+                &json!({"user": user, "role": role.as_str(), "csrf": csrf}),
+            )
+            .with_header("Set-Cookie", auth::session_cookie(&token)),
+            Err(r) => r,
+        }
+    }
+
+    /// `POST /api/setup {"password"}`: only while no admin password exists.
+    fn first_setup(&self, req: &Request, now: i64) -> Response {
+        if let Err(r) = check_origin(req) {
+            return r;
+        }
+        if !self.needs_setup() {
+            return Response::error(403, None, "the admin password is already set; log in");
+        }
+        let body = match json_body(req) {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        let Some(password) = body.get("password").and_then(Value::as_str) else {
+            return Response::error(400, Some("password"), "password: required");
+        };
+        if let Err(e) = auth::check_password_shape(password) {
+            return Response::error(400, Some("password"), &e.to_string());
+        }
+        if let Err(e) = self.store_password("admin", password) {
+            return e;
+        }
+        tracing::info!(target: "cdrbox::web", peer = %req.peer, "admin password set by first setup");
+        self.session_response("admin", Role::Admin, now)
+    }
+
+    fn store_password(&self, user: &str, password: &str) -> Result<(), Response> {
+        let mut salt = [0u8; 16];
+        (self.random)(&mut salt)
+            .map_err(|_| Response::error(500, None, "no random numbers available"))?;
+        let phc = auth::hash_password(password, &salt)
+            .map_err(|e| Response::error(500, None, &e.to_string()))?;
+        let mut file = self.passwords()?;
+        file.set(user, phc);
+        file.save(&self.passwd_path)
+            .map_err(|e| Response::error(500, None, &e.to_string()))?;
+        let mut st = self.state();
+        st.basic.clear();
+        Ok(())
+    }
+
+    /// `POST /api/login {"user", "password"}` → session cookie + CSRF token.
+    fn login(&self, req: &Request, now: i64) -> Response {
+        if let Err(r) = check_origin(req) {
+            return r;
+        }
+        let body = match json_body(req) {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        let user = body.get("user").and_then(Value::as_str).unwrap_or("admin");
+        let Some(password) = body.get("password").and_then(Value::as_str) else {
+            return Response::error(400, Some("password"), "password: required");
+        };
+        match self.check_password(req, user, password, now) {
+            Ok(p) => self.session_response(&p.user, p.role, now),
+            Err(mut r) => {
+                // No Basic challenge for the login form: browsers would pop up a dialog.
+                r.headers
+                    .retain(|(k, _)| !k.eq_ignore_ascii_case("www-authenticate"));
+                r
+            }
+        }
+    }
+
+    /// `POST /api/password {"user"?, "current"?, "password"}`: admin sets its own (with the
+    /// current one) or the viewer's password.
+    fn change_password(&self, req: &Request, who: &Principal) -> Response {
+        if who.role != Role::Admin {
+            return Response::error(403, None, "the viewer account cannot change passwords");
+        }
+        let body = match json_body(req) {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        let user = body.get("user").and_then(Value::as_str).unwrap_or("admin");
+        if Role::of_user(user).is_none() {
+            return Response::error(400, Some("user"), "user: must be admin or viewer");
+        }
+        let Some(password) = body.get("password").and_then(Value::as_str) else {
+            return Response::error(400, Some("password"), "password: required");
+        };
+        if let Err(e) = auth::check_password_shape(password) {
+            return Response::error(400, Some("password"), &e.to_string());
+        }
+        if user == "admin" {
+            let current = body.get("current").and_then(Value::as_str).unwrap_or("");
+            let file = match self.passwords() {
+                Ok(f) => f,
+                Err(r) => return r,
+            };
+            if !file
+                .hash_of("admin")
+                .is_some_and(|h| auth::verify_password(h, current))
+            {
+                return Response::error(400, Some("current"), "current: wrong password");
+            }
+        }
+        if let Err(r) = self.store_password(user, password) {
+            return r;
+        }
+        self.state()
+            .sessions
+            .remove_user(user, who.session.as_deref());
+        Response::json(200, &json!({"ok": true}))
+    }
+
+    fn status(&self, now: i64) -> Response {
+        let status = self.backend.status();
+        let mut v = serde_json::to_value(&status).unwrap_or(Value::Null);
+        let week = now - 7 * 86_400;
+        let gaps: Vec<Value> = self
+            .backend
+            .gaps(week, now + 1)
+            .into_iter()
+            .map(|g| json!({"pbx": g.pbx, "fromUtc": g.from_utc, "toUtc": g.to_utc, "reason": g.reason}))
+            .collect();
+        v["recentGaps"] = Value::Array(gaps);
+        Response::json(200, &v)
+    }
+
+    fn filter_params(&self, req: &Request, extra: &[&str]) -> Result<(Params, Filter), Response> {
+        let params = Params::parse(&req.query, &[FILTER_PARAMS, extra])
+            .map_err(|e| Response::bad_param(&e))?;
+        let filter = params
+            .filter(&self.backend.timezone())
+            .map_err(|e| Response::bad_param(&e))?;
+        Ok((params, filter))
+    }
+
+    fn calls(&self, req: &Request) -> Response {
+        let (params, filter) = match self.filter_params(req, PAGE_PARAMS) {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
+        let (sort, page) = match params.sort().and_then(|s| Ok((s, params.page()?))) {
+            Ok(x) => x,
+            Err(e) => return Response::bad_param(&e),
+        };
+        let run = || -> Result<Value, BackendError> {
+            let total = self.backend.count(&filter)?;
+            let records: Vec<Value> = self
+                .backend
+                .query(&filter, sort, page)?
+                .iter()
+                .map(record_json)
+                .collect();
+            Ok(
+                json!({"total": total, "limit": page.limit, "offset": page.offset, "records": records}),
+            )
+        };
+        match run() {
+            Ok(v) => Response::json(200, &v),
+            Err(e) => backend_error(&e),
+        }
+    }
+
+    fn stats(&self, req: &Request) -> Response {
+        let (params, filter) = match self.filter_params(req, STATS_PARAMS) {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
+        let sla = match params.seconds("sla", DEFAULT_SLA_SECONDS, 3600) {
+            Ok(s) => s,
+            Err(e) => return Response::bad_param(&e),
+        };
+        let mut b = StatsBuilder::new(sla);
+        let walked = self.backend.for_each(&filter, Sort::StartAsc, &mut |r| {
+            b.add(r);
+            Ok(())
+        });
+        match walked {
+            Ok(()) => Response::json(
+                200,
+                &serde_json::to_value(b.finish()).unwrap_or(Value::Null),
+            ),
+            Err(e) => backend_error(&e),
+        }
+    }
+
+    fn export(&self, req: &Request, ext: &str) -> Response {
+        let Some(format) = ExportFormat::from_ext(ext) else {
+            return Response::error(
+                404,
+                None,
+                "exports are /export.csv, /export.json and /export.ndjson",
+            );
+        };
+        let (params, filter) = match self.filter_params(req, EXPORT_PARAMS) {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
+        let profiles = self.exporter.profiles();
+        let (profile, sort) = match params
+            .profile(&profiles)
+            .and_then(|p| Ok((p, params.get("sort").map(|_| params.sort()).transpose()?)))
+        {
+            Ok(x) => x,
+            Err(e) => return Response::bad_param(&e),
+        };
+        let name = match format {
+            ExportFormat::Csv => format!("cdrbox-calls-{profile}.csv"),
+            _ => format!("cdrbox-calls.{}", format.ext()),
+        };
+        Response::new(
+            200,
+            format.content_type(),
+            Body::Export {
+                format,
+                profile,
+                filter: Box::new(filter),
+                sort: sort.unwrap_or(Sort::StartAsc),
+            },
+        )
+        .with_header(
+            "Content-Disposition",
+            format!("attachment; filename=\"{name}\""),
+        )
+        .with_header("Cache-Control", "no-store")
+    }
+
+    fn config_get(&self) -> Response {
+        match settings::config_view(&self.backend.config_text()) {
+            Ok((config, secret_set)) => Response::json(
+                200,
+                &json!({
+                    "config": config,
+                    "secretSet": secret_set,
+                    "fields": settings::fields_with_help(&self.default_toml),
+                }),
+            ),
+            Err(e) => Response::error(500, Some(&e.field), &e.to_string()),
+        }
+    }
+
+    /// `PUT /api/config`: JSON (`{"config": {...}}` or the bare tables, as GET gives them) or
+    /// a TOML document; applied onto the current file, checked, saved and applied live.
+    fn config_put(&self, req: &Request) -> Response {
+        let text = match std::str::from_utf8(&req.body) {
+            Ok(t) => t,
+            Err(_) => return Response::error(400, Some("body"), "body: not UTF-8"),
+        };
+        let changes: Value = match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(mut m)) => match m.remove("config") {
+                Some(c) => c,
+                None => Value::Object(m),
+            },
+            Ok(_) => return Response::error(400, Some("body"), "body: expected a JSON object"),
+            Err(json_err) => match text.parse::<toml_edit::DocumentMut>() {
+                Ok(doc) => toml_doc_to_json(&doc),
+                Err(_) => {
+                    return Response::error(
+                        400,
+                        Some("body"),
+                        &format!("body: neither JSON nor TOML ({json_err})"),
+                    )
+                }
+            },
+        };
+        let new_text = match settings::apply_changes(&self.backend.config_text(), &changes) {
+            Ok(t) => t,
+            Err(e) => return Response::error(400, Some(&e.field), &e.to_string()),
+        };
+        match self.backend.apply_config(&new_text) {
+            Ok(()) => {
+                tracing::info!(target: "cdrbox::web", peer = %req.peer, "settings saved");
+                self.config_get()
+            }
+            Err(BackendError::Invalid { field, message }) => {
+                Response::error(400, Some(&field), &format!("{field}: {message}"))
+            }
+            Err(e) => backend_error(&e),
+        }
+    }
+
+    fn setup_help(&self) -> Response {
+        let status = self.backend.status();
+        let text = self.backend.config_text();
+        let recent = self
+            .backend
+            .query(
+                &Filter::default(),
+                Sort::StartDesc,
+                Page {
+                    limit: 500,
+                    offset: 0,
+                },
+            )
+            .unwrap_or_default();
+        let pbx: Vec<Value> = setup::pbx_list(&text)
+            .iter()
+            .map(|p| {
+                json!({
+                    "name": p.name, "host": p.host, "port": p.port, "username": p.username,
+                    "managerConf": setup::manager_conf(p, status.ip_address.as_deref()),
+                })
+            })
+            .collect();
+        Response::json(
+            200,
+            &json!({
+                "pbx": pbx,
+                "cdrManagerConf": setup::cdr_manager_conf(),
+                "cdrConf": setup::cdr_conf(),
+                "checks": setup::checks(&status, &recent),
+            }),
+        )
+    }
+}
+
+/// A real argon2id hash (of nothing anyone types), verified against for unknown users so
+/// that they take as long as known ones.
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| auth::hash_password("\u{0}no-such-user", &[0x5a; 16]).unwrap_or_default())
+}
+
+fn known_path(p: &str) -> bool {
+    matches!(
+        p,
+        "/" | "/login"
+            | "/api/setup"
+            | "/api/login"
+            | "/api/logout"
+            | "/api/session"
+            | "/api/password"
+            | "/api/status"
+            | "/api/calls"
+            | "/api/stats"
+            | "/api/events"
+            | "/api/config"
+            | "/api/setup-help"
+            | "/display.png"
+    )
+}
+
+/// 401 with a Basic challenge for scripts; none for the page's own fetches (which send
+/// `X-Requested-With`), so browsers show our login page rather than their dialog.
+fn unauthorized(req: &Request, message: &str) -> Response {
+    let r = Response::error(401, None, message);
+    if req.header("x-requested-with").is_some() {
+        r
+    } else {
+        r.with_header(
+            "WWW-Authenticate",
+            "Basic realm=\"cdrbox\", charset=\"UTF-8\"",
+        )
+    }
+}
+
+/// A change must come from our own page: same origin when the browser says, and with the
+/// session's CSRF token when authenticated by cookie. Viewers change nothing but their session.
+fn check_change(req: &Request, who: &Principal) -> Result<(), Response> {
+    check_origin(req)?;
+    if let Some(csrf) = &who.csrf {
+        let sent = req.header(auth::CSRF_HEADER).unwrap_or("");
+        if !auth::constant_time_eq(sent.as_bytes(), csrf.as_bytes()) {
+            return Err(Response::error(
+                403,
+                Some("X-CSRF-Token"),
+                "missing or wrong CSRF token (reload the page)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Rejects a request whose `Origin` names another site (CSRF through cached Basic credentials).
+fn check_origin(req: &Request) -> Result<(), Response> {
+    let (Some(origin), Some(host)) = (req.header("origin"), req.header("host")) else {
+        return Ok(());
+    };
+    let origin_host = origin
+        .split_once("://")
+        .map(|(_, h)| h)
+        .unwrap_or(origin)
+        .trim_end_matches('/');
+    if origin_host.eq_ignore_ascii_case(host) {
+        Ok(())
+    } else {
+        Err(Response::error(
+            403,
+            Some("Origin"),
+            &format!("cross-site request from {origin} refused"),
+        ))
+    }
+}
+
+fn json_body(req: &Request) -> Result<Value, Response> {
+    match serde_json::from_slice::<Value>(&req.body) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        Ok(_) => Err(Response::error(
+            400,
+            Some("body"),
+            "body: expected a JSON object",
+        )),
+        Err(e) => Err(Response::error(
+            400,
+            Some("body"),
+            &format!("body: not JSON: {e}"),
+        )),
+    }
+}
+
+fn backend_error(e: &BackendError) -> Response {
+    match e {
+        BackendError::Invalid { field, .. } => Response::error(400, Some(field), &e.to_string()),
+        BackendError::Unavailable(_) => {
+            Response::error(503, None, &e.to_string()).with_header("Retry-After", "5")
+        }
+        _ => {
+            tracing::error!(target: "cdrbox::web", error = %e, "backend failed");
+            Response::error(500, None, &e.to_string())
+        }
+    }
+}
+
+fn toml_doc_to_json(doc: &toml_edit::DocumentMut) -> Value {
+    // Secrets in an uploaded TOML are wanted (that is how a script sets one): keep them.
+    fn item(i: &toml_edit::Item) -> Value {
+        match i {
+            toml_edit::Item::Value(v) => value(v),
+            toml_edit::Item::Table(t) => {
+                Value::Object(t.iter().map(|(k, v)| (k.to_string(), item(v))).collect())
+            }
+            toml_edit::Item::ArrayOfTables(a) => Value::Array(
+                a.iter()
+                    .map(|t| {
+                        Value::Object(t.iter().map(|(k, v)| (k.to_string(), item(v))).collect())
+                    })
+                    .collect(),
+            ),
+            toml_edit::Item::None => Value::Null,
+        }
+    }
+    fn value(v: &toml_edit::Value) -> Value {
+        use toml_edit::Value as T;
+        match v {
+            T::String(s) => json!(s.value()),
+            T::Integer(i) => json!(i.value()),
+            T::Float(f) => json!(f.value()),
+            T::Boolean(b) => json!(b.value()),
+            T::Datetime(d) => json!(d.value().to_string()),
+            T::Array(a) => Value::Array(a.iter().map(value).collect()),
+            T::InlineTable(t) => {
+                Value::Object(t.iter().map(|(k, v)| (k.to_string(), value(v))).collect())
+            }
+        }
+    }
+    item(doc.as_item())
+}
+
+/// Headers on every answer: no sniffing, no framing, no referrer, scripts only from us.
+pub fn security_headers(r: Response) -> Response {
+    r.with_header(
+        "Content-Security-Policy",
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    )
+    .with_header("X-Content-Type-Options", "nosniff")
+    .with_header("Referrer-Policy", "no-referrer")
+    .with_header("X-Frame-Options", "DENY")
+}

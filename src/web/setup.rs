@@ -1,0 +1,233 @@
+//! The setup-help page's content: the `manager.conf` / `cdr_manager.conf` / `cdr.conf` snippets
+//! for this box's settings, and a check of what the box has actually seen from each PBX.
+//! Pure code (config text, status and a sample of recent records in; text and checks out).
+//! Never includes the AMI secret: the snippet says where to paste it.
+
+use serde::Serialize;
+use toml_edit::{DocumentMut, Item};
+
+use crate::record::{CallRecord, Disposition};
+use crate::status::{LinkState, StatusView};
+
+/// The PBX settings the snippets need.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PbxInfo {
+    pub name: String,
+    pub host: String,
+    pub port: i64,
+    pub username: String,
+}
+
+/// `[[pbx]]` entries of the config text (defaults as the config documents them).
+pub fn pbx_list(config_text: &str) -> Vec<PbxInfo> {
+    let Ok(doc) = config_text.parse::<DocumentMut>() else {
+        return vec![];
+    };
+    let Some(Item::ArrayOfTables(arr)) = doc.get("pbx") else {
+        return vec![];
+    };
+    arr.iter()
+        .map(|t| {
+            let s = |k: &str, d: &str| t.get(k).and_then(|v| v.as_str()).unwrap_or(d).to_string();
+            PbxInfo {
+                name: s("name", "pbx"),
+                host: s("host", ""),
+                port: t.get("port").and_then(|v| v.as_integer()).unwrap_or(5038),
+                username: s("username", "cdrbox"),
+            }
+        })
+        .collect()
+}
+
+/// The `manager.conf` user for the box: read-only events, an ACL for the box's address, and a
+/// write timeout generous enough that a busy box is not dropped.
+pub fn manager_conf(p: &PbxInfo, box_ip: Option<&str>) -> String {
+    let permit = match box_ip {
+        Some(ip) if !ip.is_empty() => format!("permit = {ip}/255.255.255.255"),
+        _ => "permit = <this box's IP address>/255.255.255.255".to_string(),
+    };
+    format!(
+        "; /etc/asterisk/manager.conf — then: asterisk -rx 'manager reload'\n\
+         [general]\n\
+         enabled = yes\n\
+         port = {port}\n\
+         bindaddr = 0.0.0.0\n\
+         \n\
+         [{user}]\n\
+         secret = <the secret entered in cdrbox Settings for '{name}'>\n\
+         deny = 0.0.0.0/0.0.0.0\n\
+         {permit}\n\
+         read = cdr,system\n\
+         write = reporting\n\
+         writetimeout = 5000\n\
+         ; cdrbox reconnects on its own; a ghost session must not lock it out:\n\
+         allowmultiplelogin = yes\n",
+        port = p.port,
+        user = p.username,
+        name = p.name,
+    )
+}
+
+/// `cdr_manager.conf`: on, with the mappings that make records unique and calls groupable.
+pub fn cdr_manager_conf() -> String {
+    "; /etc/asterisk/cdr_manager.conf — then: asterisk -rx 'module reload cdr_manager.so'\n\
+     [general]\n\
+     enabled = yes\n\
+     \n\
+     [mappings]\n\
+     linkedid => LinkedID\n\
+     sequence => Sequence\n\
+     peeraccount => PeerAccount\n"
+        .to_string()
+}
+
+/// `cdr.conf`: records posted at once (no batching), unanswered calls logged.
+pub fn cdr_conf() -> String {
+    "; /etc/asterisk/cdr.conf — then: asterisk -rx 'cdr reload' (or restart)\n\
+     [general]\n\
+     enable = yes\n\
+     batch = no\n\
+     unanswered = yes\n\
+     congestion = yes\n"
+        .to_string()
+}
+
+/// `2026-11-22 10:07:37` in the PBX's offset.
+fn local_time(utc: i64, offset: i32) -> String {
+    jiff::Timestamp::from_second(utc + i64::from(offset))
+        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|_| format!("@{utc}"))
+}
+
+/// One line of the checklist. `ok: None` means "cannot tell yet".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    pub ok: Option<bool>,
+    pub title: String,
+    pub detail: String,
+}
+
+fn check(ok: Option<bool>, title: &str, detail: String) -> Check {
+    Check {
+        ok,
+        title: title.to_string(),
+        detail,
+    }
+}
+
+/// What the box has seen, per PBX: link state, last record, mappings, unanswered calls.
+/// `recent` is a sample of the newest records (any order).
+pub fn checks(status: &StatusView, recent: &[CallRecord]) -> Vec<Check> {
+    let mut out = Vec::new();
+    if status.links.is_empty() {
+        out.push(check(
+            Some(false),
+            "PBX configured",
+            "No [[pbx]] is configured: add one in Settings.".into(),
+        ));
+    }
+    for link in &status.links {
+        let (ok, detail) = match &link.state {
+            LinkState::Up => (
+                Some(true),
+                format!(
+                    "Logged in to {} ({}).",
+                    link.address,
+                    link.banner.as_deref().unwrap_or("no banner")
+                ),
+            ),
+            LinkState::AuthFailed => (
+                Some(false),
+                format!(
+                    "{} rejected the username/secret: compare manager.conf with Settings.",
+                    link.address
+                ),
+            ),
+            LinkState::Down { reason } => (Some(false), format!("{}: {reason}", link.address)),
+            LinkState::Connecting => (None, format!("Connecting to {}…", link.address)),
+            LinkState::PbxShutdown => (
+                Some(false),
+                "The PBX is shutting down or restarting.".into(),
+            ),
+        };
+        out.push(check(ok, &format!("{}: AMI login", link.pbx), detail));
+        out.push(match link.last_record_utc {
+            Some(t) => check(
+                Some(true),
+                &format!("{}: records arrive", link.pbx),
+                format!(
+                    "Last record received {} ({} since start).",
+                    local_time(t, status.local_offset_seconds),
+                    link.records
+                ),
+            ),
+            None => check(
+                None,
+                &format!("{}: records arrive", link.pbx),
+                "No record yet: make a test call. If none arrives, check cdr_manager.conf `enabled = yes` and `read = cdr` in manager.conf.".into(),
+            ),
+        });
+        let mine: Vec<&CallRecord> = recent.iter().filter(|r| r.pbx == link.pbx).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let has = |name: &str| {
+            mine.iter().any(|r| {
+                r.custom_fields
+                    .iter()
+                    .any(|(k, _)| k.eq_ignore_ascii_case(name))
+            })
+        };
+        let linked = mine.iter().any(|r| r.linked_id.is_some()) || has("linkedid");
+        let seq = mine.iter().any(|r| r.sequence.is_some()) || has("sequence");
+        out.push(check(
+            Some(linked && seq),
+            &format!("{}: LinkedID and Sequence mappings", link.pbx),
+            match (linked, seq) {
+                (true, true) => "Both present: records are unique and calls are grouped exactly.".into(),
+                _ => format!(
+                    "Missing {}: add them to cdr_manager.conf [mappings] (below). Without them, several CDRs of one call cannot be told apart reliably.",
+                    [(!linked).then_some("LinkedID"), (!seq).then_some("Sequence")]
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                ),
+            },
+        ));
+        let unanswered = mine.iter().any(|r| r.disposition != Disposition::Answered);
+        out.push(check(
+            if unanswered { Some(true) } else if mine.len() >= 20 { Some(false) } else { None },
+            &format!("{}: unanswered calls logged", link.pbx),
+            if unanswered {
+                "Unanswered calls are arriving.".into()
+            } else {
+                format!(
+                    "All {} recent records are ANSWERED: set `unanswered = yes` in cdr.conf, or missed calls are invisible.",
+                    mine.len()
+                )
+            },
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snippets_use_the_settings_and_no_secret() {
+        let pbx = pbx_list(
+            "[[pbx]]\nname = \"main\"\nhost = \"10.0.0.2\"\nport = 5039\nusername = \"logger\"\nsecret = \"topsecret\"\n",
+        );
+        assert_eq!(pbx.len(), 1);
+        let m = manager_conf(&pbx[0], Some("10.0.0.50"));
+        assert!(m.contains("[logger]"));
+        assert!(m.contains("port = 5039"));
+        assert!(m.contains("permit = 10.0.0.50/255.255.255.255"));
+        assert!(m.contains("read = cdr,system"));
+        assert!(!m.contains("topsecret"));
+        assert!(cdr_manager_conf().contains("linkedid => LinkedID"));
+    }
+}

@@ -1,0 +1,137 @@
+// End-to-end test of the web page in headless Chromium (Debian's `chromium`, driven by
+// playwright-core). Starts the server command, then: first-setup password, log in again,
+// watch a call appear live, filter the calls page, download the excel CSV and check its rows,
+// change a setting and see it applied. Any JavaScript error on the page fails the test.
+//
+//   CDRBOX_E2E_CMD   command printing "http://ADDR/" on stdout (default: the web_preview
+//                    example on 127.0.0.1:0, which pushes a call every 4 s)
+//   CHROMIUM         browser path (default /usr/bin/chromium)
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { chromium } from 'playwright-core';
+
+const cmd = process.env.CDRBOX_E2E_CMD || '../../target/debug/examples/web_preview 127.0.0.1:0';
+const PASS = 'e2e-password-1';
+const fail = (msg) => { throw new Error(msg); };
+// Polls from Node (page.waitForFunction evaluates strings, which the page's CSP forbids).
+async function until(what, cond, ms = 30000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    if (await cond()) return;
+    if (Date.now() > end) fail('timed out waiting for ' + what);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+function startServer() {
+  return new Promise((resolve, reject) => {
+    const child = spawn('sh', ['-c', 'exec ' + cmd], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    const timer = setTimeout(() => reject(new Error('server printed no address: ' + out)), 60000);
+    child.stdout.on('data', (d) => {
+      out += d;
+      const m = /http:\/\/[^\s/]+/.exec(out);
+      if (m) { clearTimeout(timer); resolve({ child, base: m[0] }); }
+    });
+    child.on('exit', (code) => reject(new Error('server exited ' + code + ': ' + out)));
+  });
+}
+
+async function main() {
+  const { child, base } = await startServer();
+  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: ['--no-sandbox'] });
+  const errors = [];
+  try {
+    const ctx = await browser.newContext({ acceptDownloads: true });
+    const page = await ctx.newPage();
+    page.on('pageerror', (e) => errors.push('pageerror: ' + e.message));
+    page.on('console', (m) => { if (m.type() === 'error' && !/display\.png|404/.test(m.text())) errors.push('console: ' + m.text()); });
+
+    // 1. First visit: redirected to the setup form; set the admin password.
+    await page.goto(base + '/');
+    await page.waitForURL(/\/login$/);
+    await page.locator('#setup').waitFor({ state: 'visible' });
+    await page.fill('#setup-password', PASS);
+    await page.fill('#setup-again', PASS);
+    await Promise.all([page.waitForURL(base + '/'), page.click('#setup button[type=submit]')]);
+    await page.locator('#links tbody tr').first().waitFor();
+    console.log('ok: password set, status page shows links');
+
+    // 2. Log out and back in.
+    await Promise.all([page.waitForURL(/\/login$/), page.click('#logout')]);
+    await page.locator('#login').waitFor({ state: 'visible' });
+    await page.fill('#login-password', PASS);
+    await Promise.all([page.waitForURL(base + '/'), page.click('#login button[type=submit]')]);
+    console.log('ok: logged in again');
+
+    // 3. Calls page: a new call appears live (SSE) without reloading.
+    await page.click('a[data-tab=calls]');
+    await page.locator('#calls tbody tr').first().waitFor();
+    const total = async () => Number(((await page.textContent('#calls-total')) || '0').split(' ')[0]);
+    const before = await total();
+    await until('a live call', async () => (await total()) > before);
+    console.log('ok: live call arrived (' + before + ' → ' + (await total()) + ')');
+
+    // 4. Filter: only unanswered calls.
+    if (!(await page.locator('#filter-box').getAttribute('open') !== null)) await page.click('#filter-box summary');
+    await page.check('#filters input[name=disposition][value="NO ANSWER"]');
+    await page.click('#filters button[type=submit]');
+    const all = await total();
+    await until('filtered rows', async () => {
+      const cells = await page.locator('#calls tbody tr td:nth-child(6)').allTextContents();
+      return cells.length > 0 && cells.every((t) => t === 'NO ANSWER');
+    });
+    const filtered = await total();
+    if (!(filtered > 0 && filtered < all)) fail('filtered total ' + filtered + ' of ' + all);
+    console.log('ok: filter applied, ' + filtered + ' unanswered');
+
+    // 5. Download the excel CSV of the filtered set and check it.
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#downloads a:text("CSV excel")')]);
+    const csv = readFileSync(await download.path(), 'utf8');
+    if (!csv.startsWith('\ufeff')) fail('excel CSV has no BOM');
+    const rows = csv.slice(1).split('\r\n').filter((l) => l);
+    const header = rows[0].split(';');
+    const disp = header.indexOf('disposition');
+    if (disp < 0) fail('no disposition column: ' + rows[0]);
+    if (rows.length - 1 < filtered) fail('CSV has ' + (rows.length - 1) + ' rows, page said ' + filtered);
+    if (!rows.slice(1).every((r) => r.split(';')[disp] === 'NO ANSWER')) fail('CSV rows not filtered');
+    if (!/[А-Яа-яЁё]/.test(csv)) console.log('note: no Cyrillic in this data set');
+    console.log('ok: CSV download, ' + (rows.length - 1) + ' rows, all NO ANSWER');
+
+    // 6. Change a setting and see it applied.
+    await page.click('a[data-tab=settings]');
+    const name = page.locator('[data-field="box.name"]');
+    await name.waitFor();
+    await name.fill('e2e-box');
+    await page.click('#settings-form button[type=submit]');
+    await until('the save message', async () => /Saved/.test((await page.textContent('#settings-msg')) || ''));
+    await page.click('a[data-tab=status]');
+    await until('the new box name', async () => (await page.textContent('#box-name')) === 'e2e-box');
+    console.log('ok: setting saved and applied');
+
+    if (errors.length) fail('page errors:\n' + errors.join('\n'));
+
+    // 7. A bad value is refused (400, expected in the console) with a message next to the field.
+    await page.click('a[data-tab=settings]');
+    const port = page.locator('[data-field="pbx[0].port"]');
+    await port.fill('70000');
+    await page.click('#settings-form button[type=submit]');
+    await page.locator('.field.has-error .ferr').waitFor();
+    console.log('ok: invalid setting refused next to its field');
+    if (errors.some((e) => e.startsWith('pageerror'))) fail('page errors:\n' + errors.join('\n'));
+    if (process.env.E2E_SCREENSHOTS) {
+      await page.setViewportSize({ width: 390, height: 844 });
+      for (const tab of ['status', 'calls', 'stats', 'settings', 'setup']) {
+        await page.click('a[data-tab=' + tab + ']');
+        await page.waitForTimeout(700);
+        await page.screenshot({ path: process.env.E2E_SCREENSHOTS + '/' + tab + '.png', fullPage: false });
+      }
+    }
+    console.log('e2e: all passed');
+  } finally {
+    await browser.close();
+    child.kill('SIGTERM');
+  }
+}
+
+main().catch((e) => { console.error('e2e FAILED:', e.message); process.exit(1); });
