@@ -62,6 +62,14 @@ enum Command {
         #[arg(long)]
         to: PathBuf,
     },
+    /// Set the web page's password (first line of stdin when it is not a terminal).
+    Passwd {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// admin (may change settings) or viewer (read-only).
+        #[arg(long, default_value = "admin")]
+        user: String,
+    },
     /// Render the OLED screen for the journal's current state to a PNG file.
     Display {
         #[arg(long, short)]
@@ -196,6 +204,7 @@ fn main() -> ExitCode {
             })
         }
         Command::CheckConfig { config } => runtime::check_config(&config),
+        Command::Passwd { config, user } => runtime::passwd(&config, &user),
         Command::UsbExport { config, to } => runtime::usb_export(&config, &to),
         Command::Display { config, png, scale } => runtime::display_png(&config, &png, scale),
         Command::SimPbx(s) => runtime::sim_pbx(SimArgs {

@@ -28,6 +28,7 @@ struct State {
     storage_alarms: Vec<Alarm>,
     usb_alarm: Option<Alarm>,
     display_alarm: Option<Alarm>,
+    web_alarm: Option<Alarm>,
 }
 
 /// Shared, thread-safe collector of status parts.
@@ -93,6 +94,7 @@ impl StatusBoard {
                 storage_alarms: Vec::new(),
                 usb_alarm: None,
                 display_alarm: None,
+                web_alarm: None,
             }),
             tx,
             tz,
@@ -219,6 +221,45 @@ impl StatusBoard {
         });
     }
 
+    /// Reports that the web page could not start (the OLED shows the code).
+    pub fn set_web_problem(&self, problem: Option<String>) {
+        self.lock().web_alarm = problem.map(|message| Alarm {
+            code: "WEB".into(),
+            message,
+        });
+    }
+
+    /// A new box name from the settings page.
+    pub fn set_box_name(&self, name: &str) {
+        self.lock().view.box_name = name.to_string();
+    }
+
+    /// Replaces the set of links after a configuration change, keeping the state of links that
+    /// stay (a renamed or re-addressed link starts again as connecting).
+    pub fn set_links(&self, links: &[(String, String)], now: i64) {
+        let mut st = self.lock();
+        let old = std::mem::take(&mut st.view.links);
+        st.view.links = links
+            .iter()
+            .map(|(pbx, address)| {
+                old.iter()
+                    .find(|l| &l.pbx == pbx && &l.address == address)
+                    .cloned()
+                    .unwrap_or_else(|| LinkStatus {
+                        pbx: pbx.clone(),
+                        address: address.clone(),
+                        state: LinkState::Connecting,
+                        since_utc: now,
+                        last_record_utc: None,
+                        banner: None,
+                        records: 0,
+                        reconnects: 0,
+                        discarded_frames: 0,
+                    })
+            })
+            .collect();
+    }
+
     /// Sets the address shown on the OLED.
     pub fn set_ip(&self, ip: Option<String>) {
         self.lock().view.ip_address = ip;
@@ -266,6 +307,7 @@ impl StatusBoard {
         alarms.extend(st.storage_alarms.iter().cloned());
         alarms.extend(st.usb_alarm.iter().cloned());
         alarms.extend(st.display_alarm.iter().cloned());
+        alarms.extend(st.web_alarm.iter().cloned());
         st.view.alarms = alarms;
         let view = st.view.clone();
         drop(st);

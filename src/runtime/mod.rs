@@ -6,6 +6,7 @@
 
 pub mod board;
 pub mod usb_source;
+pub mod web_backend;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -271,17 +272,27 @@ impl RecordSink for LoggerSink {
 /// Options for [`run`] beyond the config file.
 #[derive(Default)]
 pub struct RunOptions {
+    /// The config file: the web page's settings are saved there, the password file beside it.
+    pub config_path: PathBuf,
     /// Print each record and link change (the demo).
     pub echo: bool,
     /// Stop after this long (scripted runs); `None` runs until SIGINT/SIGTERM.
     pub stop_after: Option<Duration>,
+    /// Called with the web page's address once it listens (the demo prints it).
+    pub on_web: Option<Box<dyn FnOnce(std::net::SocketAddr) + Send>>,
 }
 
 /// `cdrbox run`.
 pub fn run_from_file(path: &Path) -> Result<()> {
     let cfg = load_config(path)?;
     init_logging(&cfg.log.level);
-    run(cfg, RunOptions::default())
+    run(
+        cfg,
+        RunOptions {
+            config_path: path.to_path_buf(),
+            ..RunOptions::default()
+        },
+    )
 }
 
 /// Runs the box until SIGINT/SIGTERM (or `stop_after`), then commits and exits.
@@ -295,20 +306,81 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
     rt.block_on(run_async(cfg, opts))
 }
 
+/// One running AMI link and the settings it was started with.
+struct Link {
+    pbx: crate::config::PbxConfig,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts, stops and restarts links so they match `cfg` (a changed address, user, secret or
+/// zone reconnects that link alone; the others keep their sessions).
+fn reconcile_links(
+    links: &mut Vec<Link>,
+    cfg: &Config,
+    sink: &Arc<dyn RecordSink>,
+    clock: &crate::journal::Clock,
+) {
+    let wanted: Vec<&crate::config::PbxConfig> = cfg.pbx.iter().filter(|p| p.enabled).collect();
+    links.retain_mut(|l| {
+        let keep = wanted.iter().any(|p| **p == l.pbx);
+        if !keep {
+            let _ = l.stop.send(true);
+        }
+        keep
+    });
+    for pbx in wanted {
+        if links.iter().any(|l| l.pbx == *pbx) {
+            continue;
+        }
+        let ctx = match PbxContext::from_config(pbx) {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                // Config validation already checks these; keep the other links running.
+                tracing::error!(target: "cdrbox::run", pbx = %pbx.name, error = %e, "link not started");
+                continue;
+            }
+        };
+        let to_record: ToRecord =
+            Arc::new(move |msg, received| CallRecord::from_event(msg, &ctx, received));
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(run_link(
+            LinkConfig::from_pbx(pbx),
+            sink.clone(),
+            to_record,
+            clock.clone(),
+            stop_rx,
+        ));
+        links.push(Link {
+            pbx: pbx.clone(),
+            stop,
+            task,
+        });
+    }
+    // Tasks of removed links finish on their own after logging off.
+}
+
+fn link_names(cfg: &Config) -> Vec<(String, String)> {
+    cfg.pbx
+        .iter()
+        .filter(|p| p.enabled)
+        .map(|p| (p.name.clone(), format!("{}:{}", p.host, p.port)))
+        .collect()
+}
+
 async fn run_async(cfg: Config, opts: RunOptions) -> Result<()> {
-    let clock: Arc<dyn Fn() -> i64 + Send + Sync> = Arc::new(system_clock);
+    let clock: crate::journal::Clock = Arc::new(system_clock);
     let (journal, report) = Journal::open(&cfg.storage, clock.clone())
         .with_context(|| format!("opening the journal at {}", cfg.storage.path.display()))?;
     tracing::info!(target: "cdrbox::run", ?report, "journal open");
 
     let tz = display_zone(&cfg);
-    let links: Vec<(String, String)> = cfg
-        .pbx
-        .iter()
-        .filter(|p| p.enabled)
-        .map(|p| (p.name.clone(), format!("{}:{}", p.host, p.port)))
-        .collect();
-    let board = Arc::new(StatusBoard::new(&cfg.box_name, &links, tz, system_clock()));
+    let board = Arc::new(StatusBoard::new(
+        &cfg.box_name,
+        &link_names(&cfg),
+        tz.clone(),
+        system_clock(),
+    ));
     let echo: Option<Echo> = if opts.echo {
         Some(Box::new(|r: &CallRecord| println!("{}", one_line(r))))
     } else {
@@ -319,8 +391,7 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<()> {
         board: board.clone(),
         echo,
     });
-
-    seed_today(&journal, &board, &display_zone(&cfg));
+    seed_today(&journal, &board, &tz);
     {
         let b = board.clone();
         let _display = crate::display::spawn(cfg.display.clone(), board.subscribe(), move |h| {
@@ -332,7 +403,6 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<()> {
             })
         });
     }
-
     let usb = {
         let b = board.clone();
         let mut opts = crate::usb::WatcherOptions::new(&cfg.usb, &cfg.box_name);
@@ -353,48 +423,79 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<()> {
         }
     };
 
+    // Live configuration: the web page publishes validated, saved configs here.
+    let (config_tx, mut config_rx) = tokio::sync::watch::channel(cfg.clone());
+    let web = {
+        let backend = Arc::new(web_backend::BoxBackend::new(
+            journal.clone(),
+            board.clone(),
+            opts.config_path.clone(),
+            config_tx,
+        ));
+        let mut web_opts =
+            crate::web::WebOptions::new(crate::web::auth::passwd_path_for(&opts.config_path));
+        web_opts.workers = cfg.web.workers;
+        match crate::web::serve(
+            cfg.web.listen,
+            backend,
+            Arc::new(crate::web::CdrExporter),
+            web_opts,
+        ) {
+            Ok(h) => {
+                tracing::info!(target: "cdrbox::run", addr = %h.local_addr(), "web page listening");
+                if let Some(f) = opts.on_web {
+                    f(h.local_addr());
+                }
+                Some(h)
+            }
+            Err(e) => {
+                // The logger matters more than its page: keep recording, say why on the OLED.
+                tracing::error!(target: "cdrbox::run", error = %e, "web page not started");
+                board.set_web_problem(Some(format!(
+                    "the web page could not listen on {}: {e} — change [web] listen",
+                    cfg.web.listen
+                )));
+                None
+            }
+        }
+    };
+
+    let mut links: Vec<Link> = Vec::new();
+    reconcile_links(&mut links, &cfg, &sink, &clock);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut tasks = Vec::new();
-    for pbx in cfg.pbx.iter().filter(|p| p.enabled) {
-        let ctx = Arc::new(
-            PbxContext::from_config(pbx)
-                .with_context(|| format!("settings of PBX '{}'", pbx.name))?,
-        );
-        let to_record: ToRecord =
-            Arc::new(move |msg, received| CallRecord::from_event(msg, &ctx, received));
-        tasks.push(tokio::spawn(run_link(
-            LinkConfig::from_pbx(pbx),
-            sink.clone(),
-            to_record,
-            clock.clone(),
-            stop_rx.clone(),
-        )));
-    }
 
     // Status: refresh the journal's part and publish once a second.
-    let ip_target = cfg
-        .pbx
-        .iter()
-        .find(|p| p.enabled)
-        .map(|p| format!("{}:{}", p.host, p.port));
     {
         let board = board.clone();
         let journal = journal.clone();
         let mut stop = stop_rx.clone();
+        let mut ip_target = cfg
+            .pbx
+            .iter()
+            .find(|p| p.enabled)
+            .map(|p| format!("{}:{}", p.host, p.port));
+        let mut cfg_watch = config_rx.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
-            let mut ip_refresh = std::time::Instant::now();
-            let mut first = true;
+            let mut ip_refresh: Option<std::time::Instant> = None;
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
                     _ = stop.changed() => break,
                 }
+                if cfg_watch.has_changed().unwrap_or(false) {
+                    let c = cfg_watch.borrow_and_update().clone();
+                    ip_target = c
+                        .pbx
+                        .iter()
+                        .find(|p| p.enabled)
+                        .map(|p| format!("{}:{}", p.host, p.port));
+                    ip_refresh = None;
+                }
                 board.set_storage(journal.status(), journal.alarms());
-                if ip_refresh.elapsed() >= Duration::from_secs(60) || first {
+                if ip_refresh.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
                     board.set_ip(local_ip_towards(&ip_target));
-                    ip_refresh = std::time::Instant::now();
-                    first = false;
+                    ip_refresh = Some(std::time::Instant::now());
                 }
                 board.publish(system_clock());
             }
@@ -402,17 +503,18 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<()> {
     }
 
     // systemd: ready once the journal is open and the links are started; the watchdog is fed
-    // only while the journal writer and every link task are alive, so a hang becomes a restart.
+    // only while the journal writer is alive and no link task has died.
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let (health_tx, health_rx) = tokio::sync::watch::channel(true);
     if let Some(period) = sd_notify::watchdog_enabled() {
         let journal = journal.clone();
-        let tasks_alive: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
+        let mut health_rx = health_rx.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(period / 2);
             loop {
                 tick.tick().await;
                 let journal_ok = !journal.alarms().iter().any(|a| a.code == "JOURNAL STOPPED");
-                let links_ok = tasks_alive.iter().all(|t| !t.is_finished());
+                let links_ok = *health_rx.borrow_and_update();
                 if journal_ok && links_ok {
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
                 } else {
@@ -422,12 +524,39 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<()> {
         });
     }
 
-    wait_for_stop(opts.stop_after).await;
+    let stop = wait_for_stop(opts.stop_after);
+    tokio::pin!(stop);
+    let mut health = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            changed = config_rx.changed() => {
+                if changed.is_err() {
+                    continue;
+                }
+                let new = config_rx.borrow_and_update().clone();
+                board.set_box_name(&new.box_name);
+                board.set_links(&link_names(&new), system_clock());
+                reconcile_links(&mut links, &new, &sink, &clock);
+                tracing::info!(target: "cdrbox::run", links = links.len(), "configuration applied");
+            }
+            _ = health.tick() => {
+                // A link task only ends when told to; one that ended by itself has panicked.
+                let _ = health_tx.send(links.iter().all(|l| !l.task.is_finished()));
+            }
+        }
+    }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     tracing::info!(target: "cdrbox::run", "stopping: logging off and committing");
     let _ = stop_tx.send(true);
-    for t in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
+    for l in &links {
+        let _ = l.stop.send(true);
+    }
+    for l in links {
+        let _ = tokio::time::timeout(Duration::from_secs(3), l.task).await;
+    }
+    if let Some(w) = web {
+        tokio::task::spawn_blocking(move || w.shutdown()).await.ok();
     }
     if let Some(u) = usb {
         tokio::task::spawn_blocking(move || u.stop()).await.ok();
@@ -621,6 +750,18 @@ fn offline_status(cfg: &Config) -> Result<crate::status::StatusView> {
     Ok(board.snapshot())
 }
 
+/// `cdrbox passwd --config F [--user admin|viewer]`: sets a web password (first line of stdin
+/// when it is not a terminal, else asked twice without echo).
+pub fn passwd(config: &Path, user: &str) -> Result<()> {
+    // Validate the config first so a typo in the path is not silently a new password file.
+    load_config(config)?;
+    let path = crate::web::auth::passwd_path_for(config);
+    crate::web::auth::run_passwd(&path, user)
+        .with_context(|| format!("setting the {user} password in {}", path.display()))?;
+    println!("password for {user} saved in {}", path.display());
+    Ok(())
+}
+
 /// `cdrbox sim-pbx`.
 pub fn sim_pbx(args: SimArgs) -> Result<()> {
     init_logging("info");
@@ -749,13 +890,17 @@ driver = "none"
         "  export afterwards:    cargo run --release -- export --config {} --format csv",
         config_path.display()
     );
-    println!("  stop with Ctrl-C\n");
+    println!("  stop with Ctrl-C");
     let stop_after = (args.seconds > 0).then(|| Duration::from_secs(args.seconds));
     let result = run(
         cfg,
         RunOptions {
+            config_path,
             echo: true,
             stop_after,
+            on_web: Some(Box::new(|addr| {
+                println!("  web page:             http://{addr}/   (the first visit sets the admin password)\n");
+            })),
         },
     );
     rt.block_on(sim.stop());

@@ -1,0 +1,199 @@
+//! The web page's view of the running box ([`crate::web::Backend`]): journal reads on pooled
+//! read-only connections, the status board's snapshot, and config changes that are validated,
+//! saved atomically (comments kept by the web layer) and applied live through a `watch` channel.
+//!
+//! Consistency choice: records wait in the ring for up to `[storage] flush_interval_ms` before
+//! SQLite. So that a person searching calls sees the call that just ended, a read first asks the
+//! writer to commit what is waiting — at most once every [`FLUSH_EVERY`], so a script polling
+//! the API cannot turn the box's wear-friendly group commits back into one commit per call.
+//! The live feed (`/api/events`) shows records the moment they are durable either way.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::config::{Config, ConfigError};
+use crate::filter::{Filter, Page, Sort};
+use crate::journal::{JournalError, JournalHandle, JournalReader};
+use crate::record::CallRecord;
+use crate::status::StatusView;
+use crate::web::{Backend, BackendError, Gap};
+
+use super::board::StatusBoard;
+
+/// Minimum time between commits requested by page reads.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(2);
+
+/// The running box, as the web layer sees it.
+pub struct BoxBackend {
+    journal: JournalHandle,
+    board: Arc<StatusBoard>,
+    config_path: PathBuf,
+    config_tx: tokio::sync::watch::Sender<Config>,
+    tz: Mutex<jiff::tz::TimeZone>,
+    readers: Mutex<Vec<JournalReader>>,
+    last_flush: Mutex<Option<Instant>>,
+    page_interval: u64,
+}
+
+impl BoxBackend {
+    pub fn new(
+        journal: JournalHandle,
+        board: Arc<StatusBoard>,
+        config_path: PathBuf,
+        config_tx: tokio::sync::watch::Sender<Config>,
+    ) -> Self {
+        let cfg = config_tx.borrow().clone();
+        BoxBackend {
+            journal,
+            board,
+            config_path,
+            tz: Mutex::new(super::display_zone(&cfg)),
+            page_interval: cfg.display.page_interval.as_secs().max(1),
+            config_tx,
+            readers: Mutex::new(Vec::new()),
+            last_flush: Mutex::new(None),
+        }
+    }
+
+    fn flush_if_due(&self) {
+        let mut last = self.last_flush.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| t.elapsed() < FLUSH_EVERY) {
+            return;
+        }
+        *last = Some(Instant::now());
+        drop(last);
+        if let Err(e) = self.journal.flush_timeout(Duration::from_secs(2)) {
+            // Disk full or a stalled journal: show what is committed; the alarm says why.
+            tracing::debug!(target: "cdrbox::web", error = %e, "read without commit");
+        }
+    }
+
+    /// Runs `f` on a pooled reader (a new one when the pool is empty).
+    fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&JournalReader) -> Result<T, BackendError>,
+    ) -> Result<T, BackendError> {
+        self.flush_if_due();
+        let pooled = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let reader = match pooled {
+            Some(r) => r,
+            None => self.journal.reader().map_err(unavailable)?,
+        };
+        let out = f(&reader);
+        let mut pool = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < 8 {
+            pool.push(reader);
+        }
+        out
+    }
+}
+
+fn unavailable(e: JournalError) -> BackendError {
+    BackendError::Unavailable(e.to_string())
+}
+
+/// Why a streamed read stopped.
+enum Stop {
+    Journal(JournalError),
+    Write(io::Error),
+}
+
+impl From<JournalError> for Stop {
+    fn from(e: JournalError) -> Self {
+        Stop::Journal(e)
+    }
+}
+
+fn config_error(e: ConfigError) -> BackendError {
+    match e {
+        ConfigError::Invalid { problems, .. } => match problems.into_iter().next() {
+            Some(p) => BackendError::Invalid {
+                field: p.path,
+                message: p.message,
+            },
+            None => BackendError::Internal("invalid configuration".into()),
+        },
+        other => BackendError::Invalid {
+            field: "config".into(),
+            message: other.to_string(),
+        },
+    }
+}
+
+impl Backend for BoxBackend {
+    fn status(&self) -> StatusView {
+        let mut v = self.board.snapshot();
+        v.now_utc = super::system_clock();
+        v
+    }
+
+    fn count(&self, f: &Filter) -> Result<u64, BackendError> {
+        self.with_reader(|r| r.count(f).map_err(unavailable))
+    }
+
+    fn query(&self, f: &Filter, sort: Sort, page: Page) -> Result<Vec<CallRecord>, BackendError> {
+        self.with_reader(|r| r.query(f, sort, page).map_err(unavailable))
+    }
+
+    fn for_each(
+        &self,
+        f: &Filter,
+        sort: Sort,
+        each: &mut dyn FnMut(&CallRecord) -> io::Result<()>,
+    ) -> Result<(), BackendError> {
+        // A dedicated reader: a long export must not hold one of the pooled ones.
+        self.flush_if_due();
+        let reader = self.journal.reader().map_err(unavailable)?;
+        match reader.for_each(f, sort, |rec| each(&rec).map_err(Stop::Write)) {
+            Ok(_) => Ok(()),
+            Err(Stop::Write(e)) => Err(BackendError::Write(e)),
+            Err(Stop::Journal(e)) => Err(unavailable(e)),
+        }
+    }
+
+    fn subscribe(&self) -> std::sync::mpsc::Receiver<CallRecord> {
+        self.journal.subscribe()
+    }
+
+    fn config_text(&self) -> String {
+        std::fs::read_to_string(&self.config_path)
+            .unwrap_or_else(|_| crate::config::DEFAULT_TOML.to_string())
+    }
+
+    fn apply_config(&self, new_text: &str) -> Result<(), BackendError> {
+        let origin = self.config_path.display().to_string();
+        let cfg = Config::parse(new_text, &origin).map_err(config_error)?;
+        crate::web::settings::save_atomic(&self.config_path, new_text).map_err(|e| {
+            BackendError::Internal(format!("cannot save {}: {e}", self.config_path.display()))
+        })?;
+        *self.tz.lock().unwrap_or_else(|e| e.into_inner()) = super::display_zone(&cfg);
+        // The runtime reconciles links (a changed address reconnects) and the box name.
+        self.config_tx.send_replace(cfg);
+        Ok(())
+    }
+
+    fn display_png(&self) -> Option<Vec<u8>> {
+        let view = self.status();
+        let page = crate::display::page_for_time(&view, view.now_utc, self.page_interval);
+        Some(crate::display::render_view_png(&view, page, 3))
+    }
+
+    fn gaps(&self, from_utc: i64, to_utc: i64) -> Vec<Gap> {
+        self.with_reader(|r| r.gaps(Some(from_utc), Some(to_utc)).map_err(unavailable))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|g| Gap {
+                pbx: g.pbx,
+                from_utc: g.down_utc,
+                to_utc: g.up_utc,
+                reason: g.reason,
+            })
+            .collect()
+    }
+
+    fn timezone(&self) -> jiff::tz::TimeZone {
+        self.tz.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
