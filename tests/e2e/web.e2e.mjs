@@ -3,14 +3,15 @@
 // watch a call appear live, filter the calls page, download the excel CSV and check its rows,
 // change a setting and see it applied. Any JavaScript error on the page fails the test.
 //
-//   CDRBOX_E2E_CMD   command printing "http://ADDR/" on stdout (default: the web_preview
-//                    example on 127.0.0.1:0, which pushes a call every 4 s)
+//   CDRBOX_E2E_CMD   command printing "http://ADDR/" on stdout (default: `cdrbox demo` from
+//                    target/release on 127.0.0.1:0 — the simulated PBX makes a call every second).
+//                    `cargo test --release --test web_e2e_browser` sets it.
 //   CHROMIUM         browser path (default /usr/bin/chromium)
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 
-const cmd = process.env.CDRBOX_E2E_CMD || '../../target/debug/examples/web_preview 127.0.0.1:0';
+const cmd = process.env.CDRBOX_E2E_CMD || '../../target/release/cdrbox demo --listen 127.0.0.1:0 --rate 1';
 const PASS = 'e2e-password-1';
 const fail = (msg) => { throw new Error(msg); };
 // Polls from Node (page.waitForFunction evaluates strings, which the page's CSP forbids).
@@ -21,6 +22,25 @@ async function until(what, cond, ms = 30000) {
     if (Date.now() > end) fail('timed out waiting for ' + what);
     await new Promise((r) => setTimeout(r, 200));
   }
+}
+
+// RFC 4180 with a chosen separator: quoted cells may hold the separator, quotes and newlines.
+function parseCsv(text, sep) {
+  const rows = [];
+  let row = [], cell = '', quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') { cell += '"'; i++; }
+      else if (c === '"') quoted = false;
+      else cell += c;
+    } else if (c === '"') quoted = true;
+    else if (c === sep) { row.push(cell); cell = ''; }
+    else if (c === '\r' && text[i + 1] === '\n') { row.push(cell); rows.push(row); row = []; cell = ''; i++; }
+    else cell += c;
+  }
+  if (cell !== '' || row.length) { row.push(cell); rows.push(row); }
+  return rows;
 }
 
 function startServer() {
@@ -39,7 +59,7 @@ function startServer() {
 
 async function main() {
   const { child, base } = await startServer();
-  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: ['--no-sandbox'] });
+  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic'] });
   const errors = [];
   try {
     const ctx = await browser.newContext({ acceptDownloads: true });
@@ -74,9 +94,10 @@ async function main() {
 
     // 4. Filter: only unanswered calls.
     if (!(await page.locator('#filter-box').getAttribute('open') !== null)) await page.click('#filter-box summary');
+    // The unfiltered total, read before the filter is submitted (the page refreshes at once).
+    const all = await total();
     await page.check('#filters input[name=disposition][value="NO ANSWER"]');
     await page.click('#filters button[type=submit]');
-    const all = await total();
     await until('filtered rows', async () => {
       const cells = await page.locator('#calls tbody tr td:nth-child(6)').allTextContents();
       return cells.length > 0 && cells.every((t) => t === 'NO ANSWER');
@@ -89,12 +110,14 @@ async function main() {
     const [download] = await Promise.all([page.waitForEvent('download'), page.click('#downloads a:text("CSV excel")')]);
     const csv = readFileSync(await download.path(), 'utf8');
     if (!csv.startsWith('\ufeff')) fail('excel CSV has no BOM');
-    const rows = csv.slice(1).split('\r\n').filter((l) => l);
-    const header = rows[0].split(';');
+    const rows = parseCsv(csv.slice(1), ';');
+    const header = rows[0];
     const disp = header.indexOf('disposition');
     if (disp < 0) fail('no disposition column: ' + rows[0]);
     if (rows.length - 1 < filtered) fail('CSV has ' + (rows.length - 1) + ' rows, page said ' + filtered);
-    if (!rows.slice(1).every((r) => r.split(';')[disp] === 'NO ANSWER')) fail('CSV rows not filtered');
+    const bad = rows.slice(1).filter((r) => r[disp] !== 'NO ANSWER');
+    if (bad.length) fail('CSV rows not filtered: ' + JSON.stringify(bad[0]));
+    if (!rows.slice(1).every((r) => r.length === header.length)) fail('ragged CSV rows');
     if (!/[А-Яа-яЁё]/.test(csv)) console.log('note: no Cyrillic in this data set');
     console.log('ok: CSV download, ' + (rows.length - 1) + ' rows, all NO ANSWER');
 
