@@ -12,7 +12,10 @@ use std::process::Command;
 fn web_page_end_to_end_in_headless_chromium() {
     let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e");
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let node_ok = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+    let node_ok = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     let missing: Vec<&str> = [
         (!Path::new(&chromium).exists()).then_some("chromium (apt-get install chromium)"),
         (!node_ok).then_some("node (apt-get install nodejs npm)"),
@@ -47,5 +50,8 @@ fn web_page_end_to_end_in_headless_chromium() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!("{stdout}{stderr}");
     assert!(out.status.success(), "browser test failed");
-    assert!(stdout.contains("e2e: all passed"), "the script did not reach its end");
+    assert!(
+        stdout.contains("e2e: all passed"),
+        "the script did not reach its end"
+    );
 }

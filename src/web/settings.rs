@@ -96,8 +96,9 @@ pub const FIELDS: &[Field] = &[
     f("display", "address", Kind::Int(0x3C, 0x3D), "7-bit I2C address: 60 (0x3C) or 61 (0x3D)."),
     f("display", "contrast", Kind::Int(0, 255), "OLED contrast, 0–255."),
     f("display", "rotation", Kind::Choice(&["0", "180"]), "Rotate the screen: 0 or 180 degrees."),
-    f("display", "screensaver_s", Kind::Int(0, 86_400), "Dim/shift after this many seconds without change; 0 disables."),
-    f("display", "page_interval_s", Kind::Int(1, 3600), "Seconds each OLED page shows when pages rotate."),
+    f("display", "i2c_bus", Kind::Text, "The I2C bus device of the OLED, normally /dev/i2c-1."),
+    f("display", "screensaver_minutes", Kind::Int(0, 1440), "Dim and shift the OLED after this many minutes without change; 0 disables."),
+    f("display", "page_seconds", Kind::Int(1, 3600), "Seconds each OLED page shows when pages rotate."),
     f("usb", "mount_root", Kind::Text, "Where USB sticks are mounted (e.g. /media)."),
     f("usb", "mounts_file", Kind::Text, "The mount table to watch, normally /proc/self/mounts."),
     f("usb", "mode", Kind::Choice(&["new", "all"]), "What a stick gets: records not copied before (new), or all."),
@@ -548,5 +549,37 @@ listen = "0.0.0.0:8080"
             "a = 1\n"
         );
         assert!(!dir.path().join(".cdrbox.toml.tmp").exists());
+    }
+}
+
+#[cfg(test)]
+mod schema_agreement {
+    use super::FIELDS;
+
+    /// The settings page may only offer keys the config parser accepts, and must offer all.
+    #[test]
+    fn fields_match_the_config_schema() {
+        let schema = crate::config::schema();
+        for f in FIELDS {
+            let keys = schema
+                .iter()
+                .find(|(t, _)| *t == f.table)
+                .map(|(_, k)| *k)
+                .unwrap_or_else(|| panic!("unknown table {}", f.table));
+            assert!(
+                keys.contains(&f.key),
+                "{}.{} is not a config key",
+                f.table,
+                f.key
+            );
+        }
+        for (table, keys) in &schema {
+            for k in *keys {
+                assert!(
+                    FIELDS.iter().any(|f| f.table == *table && f.key == *k),
+                    "config key {table}.{k} is missing from the settings page"
+                );
+            }
+        }
     }
 }
