@@ -623,9 +623,52 @@ pub fn compute_identity<'a>(pbx: &str, fields: &[(&'a [u8], &'a [u8])]) -> [u8; 
         }
     }
     let digest = h.finalize();
+    // The first 4 bytes are the StartTime wall clock (seconds since 2000-01-01, big-endian),
+    // so identities sort by time: the journal's UNIQUE index then grows at its tail like the
+    // table does, and a commit dirties a few index pages instead of one random page per row
+    // (on a months-old journal that is ~4 KiB of flash per CDR). The wall clock comes from the
+    // raw bytes, not the configured zone, so a duplicate always maps to the same identity;
+    // 96 bits of SHA-256 remain for telling records apart.
     let mut out = [0u8; 16];
-    out.copy_from_slice(&digest[..16]);
+    out[..4].copy_from_slice(&wall_clock_key(get("StartTime").unwrap_or(b"")).to_be_bytes());
+    out[4..].copy_from_slice(&digest[..12]);
     out
+}
+
+/// `YYYY-MM-DD HH:MM:SS` as seconds since 2000-01-01 00:00:00 of the same (zone-less) clock;
+/// 0 when the text is not in that form.
+fn wall_clock_key(t: &[u8]) -> u32 {
+    fn num(b: &[u8]) -> Option<i64> {
+        b.iter().try_fold(0i64, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
+        })
+    }
+    if t.len() != 19 {
+        return 0;
+    }
+    let (Some(y), Some(m), Some(d), Some(hh), Some(mm), Some(ss)) = (
+        num(&t[0..4]),
+        num(&t[5..7]),
+        num(&t[8..10]),
+        num(&t[11..13]),
+        num(&t[14..16]),
+        num(&t[17..19]),
+    ) else {
+        return 0;
+    };
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return 0;
+    }
+    // Days from civil (Howard Hinnant's algorithm), relative to 2000-01-01.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 730_425;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    u32::try_from(secs).unwrap_or(0)
 }
 
 impl CallRecord {
@@ -1768,5 +1811,26 @@ mod tests {
             let again = CallRecord::from_raw(&r.raw, &ctx, r.received_utc).unwrap();
             assert_eq!(again, r);
         }
+    }
+
+    #[test]
+    fn identities_sort_by_start_time() {
+        assert_eq!(super::wall_clock_key(b"2000-01-01 00:00:00"), 0);
+        assert_eq!(super::wall_clock_key(b"2000-01-02 00:00:01"), 86_401);
+        assert_eq!(super::wall_clock_key(b"2026-11-22 10:07:37"), 848_657_257);
+        assert_eq!(super::wall_clock_key(b"garbage"), 0);
+        let id = |start: &str, uid: &str| {
+            let fields: Vec<(&[u8], &[u8])> = vec![
+                (b"StartTime", start.as_bytes()),
+                (b"UniqueID", uid.as_bytes()),
+                (b"Sequence", b"1"),
+            ];
+            super::compute_identity("pbx", &fields)
+        };
+        let early = id("2026-11-22 10:00:00", "9.9");
+        let late = id("2026-11-22 10:00:01", "1.1");
+        assert!(early < late, "time-ordered regardless of the hash part");
+        assert_eq!(early, id("2026-11-22 10:00:00", "9.9"), "deterministic");
+        assert_ne!(early, id("2026-11-22 10:00:00", "9.8"));
     }
 }
