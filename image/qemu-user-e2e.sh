@@ -29,7 +29,14 @@ bin="target/$triple/release/cdrbox"
 command -v "$qemu" >/dev/null || { echo "e2e: $qemu missing (apt-get install qemu-user-static)" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "e2e: python3 missing" >&2; exit 1; }
 
-run() { "$qemu" -L "$sysroot" "$bin" "$@"; }
+# The loader and libc must come from the same glibc build. -L alone is not enough: the cross
+# loader (libc6-*-cross) reads the host's /etc/ld.so.cache, which points at the multiarch
+# libc6:arm64 that libstd-rust-web-dev:arm64 pulls in (a different 2.36 build); mixing the two
+# makes every pthread_create spin forever. LD_LIBRARY_PATH pins the libs to the sysroot's.
+Q=("$qemu" -L "$sysroot" -E "LD_LIBRARY_PATH=$sysroot/lib" "$bin")
+# Not a shell function for the background processes: `func &` forks a subshell, and $! (the
+# process SIGTERM goes to) would be that shell, not cdrbox.
+run() { "${Q[@]}" "$@"; }
 tmp=$(mktemp -d /tmp/cdrbox-e2e.XXXXXX)
 pids=()
 cleanup() {
@@ -49,7 +56,7 @@ case "$version" in "cdrbox "*) ;; *) fail "unexpected --version output: $version
 rate=1
 seed=25
 echo "== sim-pbx: $calls calls, rate $rate/s, seed $seed, on 127.0.0.1"
-run sim-pbx --listen 127.0.0.1:0 --username e2e --secret e2e-secret \
+"${Q[@]}" sim-pbx --listen 127.0.0.1:0 --username e2e --secret e2e-secret \
   --rate "$rate" --calls "$calls" --seed "$seed" > "$tmp/sim.log" 2>&1 &
 pids+=($!)
 sim_started=$(date +%s.%N)
@@ -99,7 +106,7 @@ TOML
 run check-config --config "$tmp/cdrbox.toml" >/dev/null || fail "check-config refused the test config"
 
 echo "== run (logger), AMI 127.0.0.1:$port"
-RUST_LOG=info run run --config "$tmp/cdrbox.toml" > "$tmp/run.log" 2>&1 &
+RUST_LOG=info "${Q[@]}" run --config "$tmp/cdrbox.toml" > "$tmp/run.log" 2>&1 &
 logger=$!
 pids+=($logger)
 for _ in $(seq 1 150); do
