@@ -46,8 +46,11 @@ chroot "$root" /usr/bin/cdrbox --version
 
 log "overlay and board files"
 cp -a "$here/overlay/." "$root/"
+# The initramfs settings as in the repository (stage 1 put them in before the kernel).
+install -m 644 "$here/rootfs/initramfs-modules.conf" "$root/etc/initramfs-tools/conf.d/cdrbox"
 install -D -m 644 "$repo/board/systemd/journald-volatile.conf" "$root/etc/systemd/journald.conf.d/10-cdrbox-volatile.conf"
 install -D -m 644 "$repo/board/systemd/watchdog.conf" "$root/etc/systemd/system.conf.d/10-cdrbox-watchdog.conf"
+cat "$here/rootfs/raspi-firmware.defaults" >> "$root/etc/default/raspi-firmware"
 # raspi-firmware appends this file to the config.txt it writes.
 install -m 644 "$repo/board/config.txt" "$root/etc/default/raspi-firmware-custom"
 chroot "$root" systemctl enable systemd-networkd.service systemd-resolved.service \
@@ -66,8 +69,16 @@ ln -sf ../run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
 
 log "Pi boot files (raspi-firmware hooks: kernel, initrd, DTBs, config.txt, cmdline.txt)"
 kver=$(ls "$root/lib/modules" | sort -V | tail -1)
-chroot "$root" /etc/kernel/postinst.d/z50-raspi-firmware "$kver" > "$CACHE/logs/raspi-firmware.log" 2>&1 \
+# The hook only acts for "configure" (it reads the maintainer-script arguments from the env),
+# and refuses to run unless /boot/firmware is a mount point or `ischroot` says "chroot" — which
+# ischroot cannot tell without /proc (we mount nothing), so a shim answers for it.
+mkdir -p "$root/tmp/shim"
+printf '#!/bin/sh\nexit 0\n' > "$root/tmp/shim/ischroot"
+chmod 755 "$root/tmp/shim/ischroot"
+PATH=/tmp/shim:/usr/sbin:/usr/bin:/sbin:/bin DEB_MAINT_PARAMS=configure \
+  chroot "$root" /etc/kernel/postinst.d/z50-raspi-firmware "$kver" > "$CACHE/logs/raspi-firmware.log" 2>&1 \
   || { cat "$CACHE/logs/raspi-firmware.log" >&2; die "raspi-firmware hook failed"; }
+rm -rf "$root/tmp/shim"
 grep -q "root=LABEL=CDRROOT" "$root/boot/firmware/cmdline.txt" || die "cmdline.txt lacks root=LABEL=CDRROOT: $(cat "$root/boot/firmware/cmdline.txt")"
 cp "$root/boot/vmlinuz-$kver" "$out/vmlinuz"
 cp "$root/boot/initrd.img-$kver" "$out/initrd.img"
