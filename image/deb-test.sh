@@ -19,34 +19,40 @@ binfmt_aarch64_on
 trap 'binfmt_aarch64_off; rm -rf "$root"' EXIT
 tar -C "$root" --numeric-owner -xpf "$base"
 cp "$deb" "$root/tmp/cdrbox.deb"
-in() { chroot "$root" "$@"; }
+inroot() { chroot "$root" "$@"; }
 ok() { echo "  ok: $*"; }
 no() { echo "  FAIL: $*" >&2; exit 1; }
 
 echo "== dpkg -i (fresh install)"
-in dpkg -i /tmp/cdrbox.deb
-in id cdrbox | grep -q '(i2c)' && ok "user cdrbox in group i2c" || no "user cdrbox / group i2c"
-[ "$(in stat -c '%U:%G %a' /var/lib/cdrbox)" = "cdrbox:cdrbox 750" ] && ok "/var/lib/cdrbox cdrbox:cdrbox 750" || no "/var/lib/cdrbox: $(in stat -c '%U:%G %a' /var/lib/cdrbox)"
-[ "$(in stat -c '%U:%G %a' /etc/cdrbox/cdrbox.toml)" = "cdrbox:cdrbox 640" ] && ok "config cdrbox:cdrbox 640" || no "config: $(in stat -c '%U:%G %a' /etc/cdrbox/cdrbox.toml)"
+inroot dpkg -i /tmp/cdrbox.deb
+inroot id cdrbox | grep -q '(i2c)' && ok "user cdrbox in group i2c" || no "user cdrbox / group i2c"
+[ "$(inroot stat -c '%U:%G %a' /var/lib/cdrbox)" = "cdrbox:cdrbox 750" ] && ok "/var/lib/cdrbox cdrbox:cdrbox 750" || no "/var/lib/cdrbox: $(inroot stat -c '%U:%G %a' /var/lib/cdrbox)"
+[ "$(inroot stat -c '%U:%G %a' /etc/cdrbox/cdrbox.toml)" = "cdrbox:cdrbox 640" ] && ok "config cdrbox:cdrbox 640" || no "config: $(inroot stat -c '%U:%G %a' /etc/cdrbox/cdrbox.toml)"
 [ -L "$root/etc/systemd/system/multi-user.target.wants/cdrbox.service" ] && ok "cdrbox.service enabled" || no "not enabled"
-in cdrbox check-config --config /etc/cdrbox/cdrbox.toml >/dev/null && ok "packaged config is valid" || no "packaged config invalid"
-in systemd-analyze verify --man=no /lib/systemd/system/cdrbox.service 2>&1 | grep -v -e 'Failed to .* bus' -e 'mount point' || true
+inroot cdrbox check-config --config /etc/cdrbox/cdrbox.toml >/dev/null && ok "packaged config is valid" || no "packaged config invalid"
+inroot systemd-analyze verify --man=no /lib/systemd/system/cdrbox.service 2>&1 | grep -v -e 'Failed to .* bus' -e 'mount point' || true
 
-echo "== dpkg -i again (upgrade path: postinst configure <old-version>), config edited by the admin"
+echo "== upgrade to a newer version (the same .deb repacked as <version>+1), config edited by the admin"
+ver=$(dpkg-deb --field "$deb" Version)
+rm -rf "$root/tmp/up" && dpkg-deb -R "$deb" "$root/tmp/up"
+sed -i "s/^Version: .*/Version: ${ver}+upgrade1/" "$root/tmp/up/DEBIAN/control"
+dpkg-deb -b --root-owner-group "$root/tmp/up" "$root/tmp/cdrbox-up.deb" >/dev/null
 echo '# admin edit' >> "$root/etc/cdrbox/cdrbox.toml"
-in mkdir -p /var/lib/cdrbox/keep && in touch /var/lib/cdrbox/keep/journal.sqlite
-in dpkg -i --force-confold /tmp/cdrbox.deb
+inroot mkdir -p /var/lib/cdrbox/keep && inroot touch /var/lib/cdrbox/keep/journal.sqlite
+inroot dpkg -i --force-confold /tmp/cdrbox-up.deb
+[ "$(inroot dpkg-query -W -f='${Version}' cdrbox)" = "${ver}+upgrade1" ] && ok "upgraded to ${ver}+upgrade1" || no "version after upgrade"
+[ "$(inroot stat -c '%U:%G %a' /etc/cdrbox/cdrbox.toml)" = "cdrbox:cdrbox 640" ] && ok "config owner kept" || no "config owner after upgrade"
 grep -q '# admin edit' "$root/etc/cdrbox/cdrbox.toml" && ok "edited config kept" || no "config overwritten"
 [ -e "$root/var/lib/cdrbox/keep/journal.sqlite" ] && ok "journal kept" || no "journal lost on upgrade"
 
 echo "== dpkg -r (remove)"
-in dpkg -r cdrbox
+inroot dpkg -r cdrbox
 [ ! -e "$root/usr/bin/cdrbox" ] && ok "binary removed" || no "binary left"
 [ -e "$root/etc/cdrbox/cdrbox.toml" ] && [ -e "$root/var/lib/cdrbox/keep/journal.sqlite" ] && ok "config and journal kept on remove" || no "remove deleted data"
 [ ! -e "$root/etc/systemd/system/multi-user.target.wants/cdrbox.service" ] && ok "unit disabled" || no "unit still enabled"
 
 echo "== dpkg -P (purge)"
-in dpkg -P cdrbox
+inroot dpkg -P cdrbox
 [ ! -e "$root/etc/cdrbox" ] && [ ! -e "$root/var/lib/cdrbox" ] && ok "config and journal deleted on purge" || no "purge left files"
-in dpkg -s cdrbox >/dev/null 2>&1 && no "still known to dpkg" || ok "package gone"
+inroot dpkg -s cdrbox >/dev/null 2>&1 && no "still known to dpkg" || ok "package gone"
 echo "deb-test PASS ($(( $(date +%s) - t0 )) s)"
