@@ -15,7 +15,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
-apt_need qemu-system-arm e2fsprogs curl python3
+apt_need qemu-system-arm e2fsprogs dosfstools curl python3
 
 img=${1:-$CACHE/out/cdrbox-sdcard.img}
 kernel=$(dirname "$img")/vmlinuz
@@ -34,6 +34,8 @@ truncate -s 3G "$tmp/disk.img"
 mkdir -p "$tmp/testdisk"
 install -m 755 "$here/boot-test/guest.sh" "$tmp/testdisk/guest.sh"
 mkfs.ext4 -q -L CDRTEST -d "$tmp/testdisk" "$tmp/test.ext4" 8M
+# A 64 MiB FAT32 USB stick (mtools: no mount needed), plugged into an xHCI controller.
+mkfs.vfat -C -F 32 -n CDRSTICK "$tmp/stick.img" 65536 >/dev/null
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 run="/bin/sh -c 'mkdir -p /run/boottest && mount -o ro LABEL=CDRTEST /run/boottest && exec /bin/bash /run/boottest/guest.sh'"
@@ -48,6 +50,8 @@ qemu-system-aarch64 -M virt -cpu cortex-a53 -smp 2 -m 1024 \
   -kernel "$kernel" -initrd "$initrd" -append "$append" \
   -drive "if=virtio,format=raw,file=$tmp/disk.img" \
   -drive "if=virtio,format=raw,readonly=on,file=$tmp/test.ext4" \
+  -device qemu-xhci,id=xhci -drive "if=none,id=stick,format=raw,file=$tmp/stick.img" \
+  -device usb-storage,bus=xhci.0,drive=stick \
   -netdev "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:$port-:80" \
   -device "virtio-net-pci,netdev=net0,romfile=" &
 qemu_pid=$!

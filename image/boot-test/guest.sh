@@ -36,7 +36,7 @@ CHECK_NAME="no failed units"; check test -z "$(systemctl --failed --no-legend --
 
 # --- recording: a simulated PBX inside the guest, the service pointed at it --------------------
 calls=${BOOTTEST_CALLS:-8}
-rate=0.5; seed=25   # seed 25: the first call comes 5.33/rate = 10.7 s after the PBX starts
+rate=0.35; seed=25  # seed 25: the first call comes 5.33/rate = 15.2 s after the PBX starts
 cp /etc/cdrbox/cdrbox.toml /run/cdrbox.toml.orig
 cat >> /etc/cdrbox/cdrbox.toml <<TOML
 
@@ -82,8 +82,12 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 login_t=$(cut -d' ' -f1 /proc/uptime)
-say "service logged in to the simulated PBX $(awk -v a="$login_t" -v b="$sim_t0" 'BEGIN{printf "%.1f", a-b}') s after it started (first call due at 10.7 s)"
-CHECK_NAME="logged in before the first call"; check awk -v a="$login_t" -v b="$sim_t0" 'BEGIN{exit !(a-b < 10.7)}'
+first_due=$(awk -v r=$rate 'BEGIN{printf "%.1f", 5.33/r}')
+say "service logged in to the simulated PBX $(awk -v a="$login_t" -v b="$sim_t0" 'BEGIN{printf "%.1f", a-b}') s after it started (first call due at $first_due s)"
+# Not a check of its own (the export comparison below decides), but the likely cause if it fails:
+# AMI has no replay, so a call made before the login is lost by design.
+awk -v a="$login_t" -v b="$sim_t0" -v d="$first_due" 'BEGIN{exit !(a-b < d)}' ||
+  say "NOTE: the login came after the first call was due (slow emulation?): a mismatch below is then expected"
 wait "$oracle"
 say "oracle: $(cat /run/oracle.state), $(wc -l < /run/oracle.tsv) CDRs"
 sleep 3
@@ -93,6 +97,45 @@ sort /run/oracle.tsv > /run/oracle.keys
 say "export: $(wc -l < /run/export.ndjson) records; oracle: $(wc -l < /run/oracle.keys) CDRs; differences: $(diff /run/oracle.keys /run/export.keys | grep -c '^[<>]')"
 CHECK_NAME="every CDR recorded"; check diff -q /run/oracle.keys /run/export.keys
 CHECK_NAME="oracle saw all calls"; check grep -q "done $calls" /run/oracle.state
+
+# --- USB stick (QEMU usb-storage on xHCI: FAT32, label CDRSTICK) --------------------------------
+# udev → cdrbox-usb-mount@ → /media/cdrbox/CDRSTICK; re-plugged (USB unbind/bind) so that the
+# stick appears again now that there are records; cdrbox copies them; Eject as user cdrbox goes
+# through systemd + the polkit rule.
+if [ -e /dev/disk/by-label/CDRSTICK ]; then
+  mp=/media/cdrbox/CDRSTICK
+  for _ in $(seq 1 60); do findmnt -rn "$mp" >/dev/null && break; sleep 1; done
+  say "usb: $(findmnt -rno SOURCE,TARGET,FSTYPE,OPTIONS "$mp" | cut -c1-120)"
+  CHECK_NAME="USB stick mounted under /media/cdrbox"; check findmnt -rn "$mp"
+  usbdev=$(udevadm info -q path -n "$(blkid -L CDRSTICK)" | grep -o '/usb[0-9]*/[0-9]*-[0-9.]*/' | cut -d/ -f3)
+  say "usb: re-plugging USB device $usbdev"
+  echo "$usbdev" > /sys/bus/usb/drivers/usb/unbind
+  for _ in $(seq 1 30); do findmnt -rn "$mp" >/dev/null || break; sleep 1; done
+  sleep 2
+  echo "$usbdev" > /sys/bus/usb/drivers/usb/bind
+  manifest=
+  for _ in $(seq 1 90); do
+    manifest=$(ls "$mp"/*/MANIFEST.txt 2>/dev/null | head -1)
+    [ -n "$manifest" ] && break
+    sleep 1
+  done
+  if [ -n "$manifest" ]; then
+    folder=$(dirname "$manifest")
+    n=$(grep -o '"uniqueId"' "$folder/calls.json" | wc -l)
+    say "usb: exported $(basename "$folder"): $(ls "$folder" | paste -sd' '), $n records in calls.json"
+    CHECK_NAME="USB export holds every record"; check test "$n" -eq "$(wc -l < /run/oracle.keys)"
+    (cd "$folder" && sha256sum -c MANIFEST.txt 2>/dev/null | grep -c ': OK$' | sed 's/^/BOOTTEST usb: sha256 OK lines: /')
+  else
+    CHECK_NAME="USB export written"; check false
+    say "usb: no export folder; cdrbox log: $(journalctl -u cdrbox -o cat | grep -i usb | tail -3 | paste -sd'|')"
+  fi
+  sleep 2
+  CHECK_NAME="Eject as user cdrbox (polkit)"; check runuser -u cdrbox -- systemd-mount --umount "$mp"
+  sleep 2
+  CHECK_NAME="stick unmounted after Eject"; check bash -c "! findmnt -rn $mp >/dev/null"
+else
+  say "usb: no stick attached (skipped)"
+fi
 
 # --- the watchdog: a hung logger (SIGSTOP) must be killed and restarted by systemd ------------
 pid=$(systemctl show cdrbox -p MainPID --value)
