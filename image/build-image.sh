@@ -105,6 +105,11 @@ export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$repo" log -1 --format=%
 # Fixed IDs from the commit time: the same inputs give the same file system UUIDs.
 uuid() { printf '%s' "$1-$SOURCE_DATE_EPOCH" | sha256sum | sed -E 's/^(.{8})(.{4})(.{4})(.{4})(.{12}).*/\1-\2-\3-\4-\5/'; }
 
+# Clamp every timestamp the build itself made (dpkg, hooks, our copies) to SOURCE_DATE_EPOCH.
+for d in "$root" "$work/data" "$work/boot"; do
+  find "$d" -newermt "@$SOURCE_DATE_EPOCH" -print0 | xargs -0r touch -h -d "@$SOURCE_DATE_EPOCH"
+done
+
 log "boot.vfat (${BOOT_MB} MiB, mtools)"
 rm -f "$work/boot.vfat"
 mkfs.vfat -C -F 32 -n CDRBOOT -i "$(printf '%08x' "$SOURCE_DATE_EPOCH" | cut -c1-8)" "$work/boot.vfat" $((BOOT_MB * 1024)) >/dev/null
