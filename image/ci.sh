@@ -27,14 +27,19 @@ step ".deb (cargo-deb --no-build)"
 image/build-deb.sh aarch64 > /tmp/cdrbox-deb.txt
 head -1 /tmp/cdrbox-deb.txt
 deb=$(ls -t target/aarch64-unknown-linux-gnu/debian/cdrbox_*_arm64.deb | head -1)
+# Read each listing once into a file: `dpkg-deb … | grep -q` would SIGPIPE dpkg-deb under pipefail.
+contents=$(dpkg-deb --contents "$deb")
 for f in ./usr/bin/cdrbox ./lib/systemd/system/cdrbox.service ./etc/cdrbox/cdrbox.toml \
          ./usr/lib/sysusers.d/cdrbox.conf ./usr/lib/tmpfiles.d/cdrbox.conf \
          ./lib/udev/rules.d/70-cdrbox-usb.rules ./usr/lib/cdrbox/cdrbox-usb-mount; do
-  dpkg-deb --contents "$deb" | grep -q " $f\$" || { echo "ci: $f missing from $deb" >&2; exit 1; }
+  grep -q " $f\$" <<<"$contents" || { echo "ci: $f missing from $deb" >&2; exit 1; }
 done
 dpkg-deb --field "$deb" Architecture | grep -qx arm64 || { echo "ci: $deb is not arm64" >&2; exit 1; }
-dpkg-deb --ctrl-tarfile "$deb" | tar -t | grep -q postinst || { echo "ci: no postinst in $deb" >&2; exit 1; }
-file_arch=$(dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/bin/cdrbox | head -c 20 | od -An -tx1 | tr -d ' \n')
+ctrl=$(dpkg-deb --ctrl-tarfile "$deb" | tar -t)
+grep -q postinst <<<"$ctrl" || { echo "ci: no postinst in $deb" >&2; exit 1; }
+dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/bin/cdrbox > /tmp/cdrbox-deb-bin
+file_arch=$(head -c 20 /tmp/cdrbox-deb-bin | od -An -tx1 | tr -d ' \n')
+rm -f /tmp/cdrbox-deb-bin
 [ "${file_arch:36:4}" = "b700" ] || { echo "ci: /usr/bin/cdrbox in the .deb is not an aarch64 ELF" >&2; exit 1; }
 echo "   $deb: arm64, binary aarch64, unit/config/sysusers/tmpfiles/udev/usb helper present"
 
