@@ -160,6 +160,13 @@ else
   say "web: nothing listens on port 80 (web page not integrated in this build)"
 fi
 
+# --- writes since power-on (field 7 of /sys/block/*/stat: sectors written) -----------------------
+rootdev=$(basename "$(findmnt -rno SOURCE /)"); datadev=$(basename "$(findmnt -rno SOURCE /data)")
+root_w=$(awk '{print $7}' "/sys/class/block/$rootdev/stat")
+data_w=$(awk '{print $7}' "/sys/class/block/$datadev/stat")
+say "writes since power-on: root ($rootdev) $root_w sectors, data ($datadev) $((data_w / 2)) KiB (growing it, this test's calls, config, exports)"
+CHECK_NAME="nothing written to the read-only root"; check test "$root_w" -eq 0
+
 if [ ${#fails[@]} -eq 0 ]; then say "RESULT PASS"; else say "RESULT FAIL: ${fails[*]}"; fi
 # The host checks the web port now and then stops QEMU; power off by ourselves if it does not.
 sleep 300
