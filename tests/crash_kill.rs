@@ -32,7 +32,12 @@ fn cdr(n: u64) -> Vec<u8> {
 }
 
 /// Accepts logins and then streams numbered Cdrs until the peer goes away.
-fn burst_server(listener: TcpListener, next: Arc<AtomicU64>, stop: Arc<AtomicBool>) {
+fn burst_server(
+    listener: TcpListener,
+    next: Arc<AtomicU64>,
+    logins: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) {
     listener.set_nonblocking(true).unwrap();
     while !stop.load(Ordering::Relaxed) {
         let stream = match listener.accept() {
@@ -44,11 +49,12 @@ fn burst_server(listener: TcpListener, next: Arc<AtomicU64>, stop: Arc<AtomicBoo
         };
         let next = next.clone();
         let stop = stop.clone();
-        thread::spawn(move || serve(stream, &next, &stop));
+        let logins = logins.clone();
+        thread::spawn(move || serve(stream, &next, &logins, &stop));
     }
 }
 
-fn serve(mut s: TcpStream, next: &AtomicU64, stop: &AtomicBool) {
+fn serve(mut s: TcpStream, next: &AtomicU64, logins: &AtomicU64, stop: &AtomicBool) {
     s.set_nonblocking(false).ok();
     s.set_read_timeout(Some(Duration::from_secs(5))).ok();
     if s.write_all(b"Asterisk Call Manager/11.0.0\r\n").is_err() {
@@ -73,6 +79,7 @@ fn serve(mut s: TcpStream, next: &AtomicU64, stop: &AtomicBool) {
     if s.write_all(ok.as_bytes()).is_err() {
         return;
     }
+    logins.fetch_add(1, Ordering::SeqCst);
     // Pings from the logger are ignored: the test kills it long before a ping deadline.
     while !stop.load(Ordering::Relaxed) {
         let mut batch = Vec::new();
@@ -139,10 +146,11 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing_durable() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let next = Arc::new(AtomicU64::new(1));
+    let logins = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let server = {
-        let (next, stop) = (next.clone(), stop.clone());
-        thread::spawn(move || burst_server(listener, next, stop))
+        let (next, logins, stop) = (next.clone(), logins.clone(), stop.clone());
+        thread::spawn(move || burst_server(listener, next, logins, stop))
     };
     let data = dir.path().join("data");
     let config = dir.path().join("cdrbox.toml");
@@ -184,7 +192,18 @@ driver = "none"
     let started = Instant::now();
     for round in 0..kills {
         let mut child = spawn_logger(&config);
-        thread::sleep(Duration::from_millis(rng.u64(20..400)));
+        // Three kills in four land during the burst (after the login, at a random moment);
+        // the fourth at a purely random time, which may be during start-up or replay.
+        if round % 4 != 3 {
+            let before = logins.load(Ordering::SeqCst);
+            let t = Instant::now();
+            while logins.load(Ordering::SeqCst) == before && t.elapsed() < Duration::from_secs(10) {
+                thread::sleep(Duration::from_millis(1));
+            }
+            thread::sleep(Duration::from_millis(rng.u64(0..300)));
+        } else {
+            thread::sleep(Duration::from_millis(rng.u64(20..400)));
+        }
         child.kill().expect("SIGKILL");
         child.wait().expect("reap");
 
@@ -233,8 +252,10 @@ driver = "none"
         fin.len(),
         next.load(Ordering::Relaxed) - 1
     );
+    // Liveness, not safety: a kill 0 ms after login may precede the first durable record, and
+    // start-up can outlast a purely random kill on a loaded machine.
     assert!(
-        grew >= kills / 4,
+        grew >= kills / 3,
         "the logger recorded in only {grew} of {kills} rounds"
     );
 }
