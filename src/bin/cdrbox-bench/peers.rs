@@ -305,21 +305,31 @@ pub fn proc_rows(quick: bool) -> Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_secs(3));
-    let (c0, s0) = (cpu_secs(pid), switches(pid));
+    let (c0, s0, by0) = (cpu_secs(pid), switches(pid), switches_by_thread(pid));
     std::thread::sleep(idle);
-    let (c1, s1) = (cpu_secs(pid), switches(pid));
+    let (c1, s1, by1) = (cpu_secs(pid), switches(pid), switches_by_thread(pid));
+    let mins = idle.as_secs_f64() / 60.0;
+    let mut by: Vec<(String, f64)> = by1
+        .iter()
+        .map(|(k, n)| {
+            let before = by0.iter().find(|(b, _)| b == k).map_or(0, |(_, m)| *m);
+            (k.clone(), n.saturating_sub(before) as f64 / mins)
+        })
+        .collect();
+    by.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let by_text: Vec<String> = by.iter().map(|(k, n)| format!("{k} {n:.0}")).collect();
     let rss = status_kib(pid, "VmRSS:");
     let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
         .map(|d| d.count())
         .unwrap_or(0);
     stop(&mut child);
     rt.block_on(sim.stop());
-    let mins = idle.as_secs_f64() / 60.0;
     println!(
-        "| idle, logged in, no calls ({:.0} s) | {:.3} % CPU; {:.0} wake-ups/min | — | — | {threads} threads; context switches of all threads; RSS {rss} KiB; pings every 20 s (default) |",
+        "| idle, logged in, no calls ({:.0} s) | {:.3} % CPU; {:.0} wake-ups/min | — | — | {threads} threads; context switches of all threads per minute, by thread: {}; RSS {rss} KiB; pings every 20 s (default) |",
         idle.as_secs_f64(),
         (c1 - c0) / idle.as_secs_f64() * 100.0,
-        (s1 - s0) as f64 / mins
+        (s1 - s0) as f64 / mins,
+        by_text.join(", ")
     );
     Ok(())
 }
@@ -366,23 +376,54 @@ fn build_journal(dir: &Path, n: usize) -> Result<Duration> {
     Ok(t.elapsed())
 }
 
-/// Runs `cmd` with stdout to `out`, returns (seconds, peak RSS KiB from wait4).
+/// Runs `cmd` with stdout to `out`, returns (seconds, peak RSS KiB). The peak is VmHWM polled
+/// from /proc (wait4's ru_maxrss would include the forking parent's image).
 fn timed(cmd: &mut Command, out: &Path) -> Result<(f64, u64)> {
     let t = Instant::now();
-    let child = cmd
+    let mut child = cmd
         .stdout(std::fs::File::create(out)?)
         .stderr(Stdio::inherit())
         .spawn()?;
-    let mut status = 0;
-    // SAFETY: a zeroed rusage is a valid out-parameter for wait4 on our own child.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: wait4 on the pid we just spawned; std's Child is not waited afterwards.
-    let r = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
+    let pid = child.id();
+    let mut peak = 0;
+    let status = loop {
+        peak = peak.max(status_kib(pid, "VmHWM:"));
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
     let secs = t.elapsed().as_secs_f64();
-    if r < 0 || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        bail!("{cmd:?} failed");
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
     }
-    Ok((secs, ru.ru_maxrss as u64))
+    Ok((secs, peak))
+}
+
+/// Context switches per thread name, most first (where idle wake-ups come from).
+fn switches_by_thread(pid: u32) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            let st = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+            let name = st
+                .lines()
+                .find_map(|l| l.strip_prefix("Name:"))
+                .unwrap_or("?")
+                .trim()
+                .to_string();
+            let n: u64 = st
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum();
+            match out.iter_mut().find(|(k, _)| *k == name) {
+                Some(slot) => slot.1 += n,
+                None => out.push((name, n)),
+            }
+        }
+    }
+    out
 }
 
 const SQLITE_COLUMNS: &str = "unique_id, account_code, source, destination, destination_context, caller_id, channel, destination_channel, last_application, last_data, start_raw, answer_raw, end_raw, duration, billable_seconds, disposition, ama_flags, user_field, pbx, direction, ring_seconds, queue, agent, linked_id, sequence, custom_fields";

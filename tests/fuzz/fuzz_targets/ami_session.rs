@@ -62,7 +62,7 @@ fuzz_target!(|data: &[u8]| {
         let before = s.state();
         let mut frames = Vec::new();
         let mut outs = Vec::new();
-        let mut msg = |text: String| {
+        let msg = |text: String| {
             let mut b = BytesMut::from(text.as_bytes());
             let mut d = Decoder::default();
             let mut v = Vec::new();
