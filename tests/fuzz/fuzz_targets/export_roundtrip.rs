@@ -55,7 +55,11 @@ fn record(u: &mut Unstructured) -> arbitrary::Result<CallRecord> {
         last_application: s[9].clone(),
         last_data: s[10].clone(),
         start: time(u)?,
-        answer: if bool::arbitrary(u)? { Some(time(u)?) } else { None },
+        answer: if bool::arbitrary(u)? {
+            Some(time(u)?)
+        } else {
+            None
+        },
         end: time(u)?,
         duration: i64::arbitrary(u)?,
         billable_seconds: i64::arbitrary(u)?,
@@ -107,7 +111,10 @@ fn check(r: &CallRecord) {
     let arr: serde_json::Value = serde_json::from_slice(&out).expect("json export parses");
     assert_eq!(arr, serde_json::Value::Array(vec![j.clone()]));
     let out = write_all(Format::Ndjson, Vec::new(), rs).expect("ndjson export");
-    let lines: Vec<&[u8]> = out.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&[u8]> = out
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
     assert_eq!(lines.len(), 1, "one NDJSON line per record");
     let line: serde_json::Value = serde_json::from_slice(lines[0]).expect("ndjson line parses");
     assert_eq!(line, j);
@@ -115,7 +122,12 @@ fn check(r: &CallRecord) {
     // Standard CSV: header, then exactly the record's cells.
     let out = write_all(Format::Csv(Profile::Standard), Vec::new(), rs).expect("csv export");
     let mut rd = csv::ReaderBuilder::new().from_reader(&out[..]);
-    let header: Vec<String> = rd.headers().expect("header").iter().map(String::from).collect();
+    let header: Vec<String> = rd
+        .headers()
+        .expect("header")
+        .iter()
+        .map(String::from)
+        .collect();
     assert_eq!(header, JSON_FIELDS.to_vec());
     let rows: Vec<csv::StringRecord> = rd.records().collect::<Result<_, _>>().expect("csv rows");
     assert_eq!(rows.len(), 1);
@@ -131,7 +143,10 @@ fn check(r: &CallRecord) {
     let cells: Vec<&str> = rows[0].iter().collect();
     assert_eq!(cells, Profile::Excel.cells(r));
     for c in cells {
-        assert!(!c.starts_with(['=', '+', '-', '@', '\t', '\r']), "unguarded {c:?}");
+        assert!(
+            !c.starts_with(['=', '+', '-', '@', '\t', '\r']),
+            "unguarded {c:?}"
+        );
     }
 
     // The other profiles only need to write without failing.
@@ -146,10 +161,17 @@ fuzz_target!(|data: &[u8]| {
     };
     if mode & 1 == 1 {
         // Event bytes, derived the way the logger derives them.
-        let charset = if mode & 2 == 0 { "windows-1252" } else { "utf-8" };
-        let Ok(ctx) = PbxContext::new("fuzz", "Europe/Moscow", charset, &[
-            cdrbox::record::DEFAULT_TRUNK_PATTERN,
-        ]) else {
+        let charset = if mode & 2 == 0 {
+            "windows-1252"
+        } else {
+            "utf-8"
+        };
+        let Ok(ctx) = PbxContext::new(
+            "fuzz",
+            "Europe/Moscow",
+            charset,
+            &[cdrbox::record::DEFAULT_TRUNK_PATTERN],
+        ) else {
             return;
         };
         if let Some(r) = CallRecord::from_raw(rest, &ctx, 1_795_331_257) {
