@@ -11,7 +11,20 @@
 //!   When run as root it measures on a private loop-mounted ext4 (clean numbers); otherwise on
 //!   the data directory's device, where other processes add noise (said in the output).
 //!
-//! Usage: `cargo run --release --bin cdrbox-bench -- [--quick] [decode|ingest|wear|all]`.
+//! - **peers**: the same decode and ingest rows against panoramisk (PyPI), the most used Python
+//!   AMI library: its own parser, and a logger written the usual way (panoramisk + `sqlite3`,
+//!   one INSERT and commit per event). Needs `python3` and `pip install panoramisk`.
+//! - **proc**: `cdrbox run` as a process against a blast server: CDR/s, peak and steady RSS,
+//!   CPU per CDR; then idle CPU and wake-ups (context switches of all threads) per minute.
+//! - **export1m**: export of a million records, `cdrbox export --format csv` vs `sqlite3 -csv`
+//!   of the same rows and columns; wall time and peak RSS.
+//! - **startup1m**: time from spawning `cdrbox run` to logged in and recording, with a million
+//!   records in the journal vs an empty one.
+//! - **qemu**: the `proc` ingest of the aarch64 binary under `qemu-aarch64-static` (emulated),
+//!   if `target/aarch64-unknown-linux-gnu/release/cdrbox` exists.
+//!
+//! Usage: `cargo run --release --bin cdrbox-bench -- [--quick]
+//! [decode|ingest|wear|peers|proc|export1m|startup1m|qemu|all]`.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -31,6 +44,9 @@ use cdrbox::journal::{Journal, JournalHandle};
 use cdrbox::record::{CallRecord, PbxContext};
 use cdrbox::sim::{CallGenerator, GeneratorOptions};
 use cdrbox::sink::RecordSink;
+
+#[path = "cdrbox-bench/peers.rs"]
+mod peers;
 
 const CAPTURE: &[u8] = include_bytes!("../../tests/fixtures/ami/mixed_session.bin");
 
@@ -58,6 +74,18 @@ fn main() -> Result<()> {
     }
     if matches!(section, "wear" | "all") {
         wear(quick)?;
+    }
+    if matches!(section, "peers" | "all") {
+        peers::run(quick)?;
+    }
+    if matches!(section, "proc" | "all") {
+        peers::proc_rows(quick)?;
+    }
+    if matches!(section, "export1m" | "startup1m" | "all") {
+        peers::million(quick, section)?;
+    }
+    if matches!(section, "qemu" | "all") {
+        peers::qemu(quick)?;
     }
     Ok(())
 }

@@ -369,6 +369,10 @@ fn link_names(cfg: &Config) -> Vec<(String, String)> {
 }
 
 async fn run_async(cfg: Config, opts: RunOptions) -> Result<()> {
+    // Before the journal open, which runs `quick_check` and takes seconds on a big journal: a
+    // SIGTERM during start-up must end in the clean stop, not the default kill (found by the
+    // 500-kill crash campaign; regression test `tests/startup_sigterm.rs`).
+    let stop_signals = StopSignals::install();
     let clock: crate::journal::Clock = Arc::new(system_clock);
     let (journal, report) = Journal::open(&cfg.storage, clock.clone())
         .with_context(|| format!("opening the journal at {}", cfg.storage.path.display()))?;
@@ -524,7 +528,7 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<()> {
         });
     }
 
-    let stop = wait_for_stop(opts.stop_after);
+    let stop = stop_signals.wait(opts.stop_after);
     tokio::pin!(stop);
     let mut health = tokio::time::interval(Duration::from_secs(5));
     loop {
@@ -610,19 +614,42 @@ fn seed_today(journal: &JournalHandle, board: &StatusBoard, tz: &jiff::tz::TimeZ
     board.seed_today(calls);
 }
 
-async fn wait_for_stop(stop_after: Option<Duration>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).ok();
-    let sleep = async {
-        match stop_after {
-            Some(d) => tokio::time::sleep(d).await,
-            None => std::future::pending().await,
+/// SIGINT/SIGTERM listeners. Installing them replaces the default action (die at once), and a
+/// signal that arrives before [`StopSignals::wait`] runs is kept until then.
+struct StopSignals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn install() -> StopSignals {
+        use tokio::signal::unix::{signal, SignalKind};
+        StopSignals {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-        _ = sleep => {}
+    }
+
+    async fn wait(mut self, stop_after: Option<Duration>) {
+        let sleep = async {
+            match stop_after {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            _ = recv(&mut self.int) => {}
+            _ = recv(&mut self.term) => {}
+            _ = sleep => {}
+        }
     }
 }
 
@@ -781,7 +808,7 @@ pub fn sim_pbx(args: SimArgs) -> Result<()> {
             handle.local_addr(),
             args.username
         );
-        wait_for_stop(None).await;
+        StopSignals::install().wait(None).await;
         handle.stop().await;
         Ok(())
     })
