@@ -3,7 +3,7 @@
 //! peak RSS. Run it against a box whose journal holds the rows to measure (e.g. one million):
 //!
 //! ```text
-//! cargo run --release --example web_bench -- http://127.0.0.1:8080 admin PASSWORD [SERVER_PID]
+//! cargo run --release --bin cdrbox-web-bench -- http://127.0.0.1:8080 admin PASSWORD [SERVER_PID]
 //! ```
 //!
 //! With SERVER_PID, peak RSS is read from /proc/PID/status (VmHWM) after the export. Compare the
@@ -57,7 +57,7 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     anyhow::ensure!(
         args.len() >= 4,
-        "usage: web_bench URL USER PASSWORD [SERVER_PID]"
+        "usage: cdrbox-web-bench URL USER PASSWORD [SERVER_PID]"
     );
     let host = args[1]
         .trim_start_matches("http://")
