@@ -1,0 +1,194 @@
+//! The real `cdrbox run` binary, with an OLED configured on an I2C bus that does not exist:
+//! it records anyway (issue 4: a missing or failing display never stops the logger), and a PBX
+//! address changed through `PUT /api/config` makes the link reconnect to the new PBX without a
+//! restart (issue 3: settings applied live), with the secret never sent back.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cdrbox::sim::{self, Scenario, SimOptions};
+
+const PASS: &str = "live-config-pass-1";
+
+/// A minimal HTTP/1.0 client with Basic auth (the crate has no HTTP client dependency).
+fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("admin:{PASS}"));
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the web page");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let code = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !cond() {
+        assert!(t.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn total(port: u16) -> u64 {
+    let (code, body) = http(port, "GET", "/api/calls?limit=1", "");
+    if code != 200 {
+        return 0;
+    }
+    serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["total"].as_u64())
+        .unwrap_or(0)
+}
+
+#[test]
+fn records_without_its_display_and_applies_a_new_pbx_address_live() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let opts = || SimOptions {
+        username: "cdrbox".into(),
+        secret: "live-secret".into(),
+        rate_per_sec: 0.0,
+        ..SimOptions::default()
+    };
+    let (a, b) = rt.block_on(async {
+        let a = sim::bind("127.0.0.1:0", opts()).await.unwrap();
+        let b = sim::bind("127.0.0.1:0", opts()).await.unwrap();
+        (a, b)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let web = free_port();
+    let config = dir.path().join("cdrbox.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[pbx]]
+name = "office"
+host = "127.0.0.1"
+port = {}
+username = "cdrbox"
+secret = "live-secret"
+timezone = "Europe/Moscow"
+
+[storage]
+path = "{}"
+
+[web]
+listen = "127.0.0.1:{web}"
+
+[display]
+driver = "ssd1306"
+i2c_bus = "{}"
+"#,
+            a.local_addr().port(),
+            dir.path().join("data").display(),
+            dir.path().join("no-such-i2c-bus").display()
+        ),
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_cdrbox");
+    let mut passwd = Command::new(bin)
+        .args(["passwd", "--config"])
+        .arg(&config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(passwd.stdin.take().unwrap(), "{PASS}").unwrap();
+    assert!(passwd.wait().unwrap().success());
+    let mut child = Command::new(bin)
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    // Recording works although the OLED's bus does not exist.
+    wait("login on PBX A", Duration::from_secs(30), || {
+        a.logged_in() == 1
+    });
+    a.trigger_call(Scenario::Answered);
+    wait(
+        "the call from PBX A on the page",
+        Duration::from_secs(30),
+        || total(web) >= 1,
+    );
+    // The status snapshot is republished once a second.
+    wait(
+        "the link shown up on the status page",
+        Duration::from_secs(10),
+        || {
+            http(web, "GET", "/api/status", "")
+                .1
+                .contains("\"state\":\"up\"")
+        },
+    );
+
+    // Move the link to PBX B through the API; no restart.
+    let body = format!(
+        r#"{{"pbx":[{{"name":"office","host":"127.0.0.1","port":{}}}]}}"#,
+        b.local_addr().port()
+    );
+    let (code, resp) = http(web, "PUT", "/api/config", &body);
+    assert_eq!(code, 200, "PUT /api/config: {resp}");
+    assert!(
+        !resp.contains("live-secret"),
+        "the AMI secret is never sent back"
+    );
+    wait("login on PBX B", Duration::from_secs(30), || {
+        b.logged_in() == 1
+    });
+    wait("PBX A's session closed", Duration::from_secs(30), || {
+        a.logged_in() == 0
+    });
+    let before = total(web);
+    b.trigger_call(Scenario::Busy);
+    wait("the call from PBX B", Duration::from_secs(30), || {
+        total(web) > before
+    });
+    let saved = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        saved.contains(&format!("port = {}", b.local_addr().port())),
+        "saved to the file:\n{saved}"
+    );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the logger never restarted"
+    );
+
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    assert!(child.wait().unwrap().success());
+    rt.block_on(async {
+        a.stop().await;
+        b.stop().await;
+    });
+}
