@@ -10,7 +10,7 @@ rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly -
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 bash tests/fuzz/gen-corpus.sh
 log=$(mktemp)
-for t in ami_decoder ami_session config_parse export_roundtrip timearg; do
+for t in ami_decoder ami_session config_parse export_roundtrip timearg web_query; do
   echo "== fuzz $t for ${secs} s"
   if ! cargo +nightly fuzz run --fuzz-dir tests/fuzz -O "$t" "tests/fuzz/corpus/$t" -- \
       -max_total_time="$secs" > "$log" 2>&1; then

@@ -7,9 +7,9 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 fx="$root/tests/fixtures/ami"
 out="$here/corpus"
-mkdir -p "$out"/{ami_decoder,ami_session,config_parse,export_roundtrip,timearg}
+mkdir -p "$out"/{ami_decoder,ami_session,config_parse,export_roundtrip,timearg,web_query}
 
-for t in ami_decoder ami_session config_parse export_roundtrip timearg; do
+for t in ami_decoder ami_session config_parse export_roundtrip timearg web_query; do
   if [ -d "$here/seeds/$t" ]; then cp "$here/seeds/$t"/* "$out/$t/" 2>/dev/null || true; fi
 done
 
@@ -45,6 +45,6 @@ for f in "$root"/config/*.toml "$root"/tests/fixtures/config/*.toml; do
 done
 
 echo "corpora in $out:"
-for t in ami_decoder ami_session config_parse export_roundtrip timearg; do
+for t in ami_decoder ami_session config_parse export_roundtrip timearg web_query; do
   printf '  %-17s %4d files\n' "$t" "$(ls "$out/$t" | wc -l)"
 done
