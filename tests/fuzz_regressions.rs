@@ -33,3 +33,25 @@ fn a_custom_field_name_sent_twice_reads_back_last_wins_in_json() {
     let text = serde_json::to_string(&cdrbox::record::JsonRecord(&r)).unwrap();
     assert_eq!(text.matches("\"AccountCode\"").count(), 2, "{text}");
 }
+
+/// Found by the `web_query` fuzz target (crash-ec90efd4…): `?=24_` gave a 400 whose `param` was
+/// empty, so the message named nothing to fix.
+#[test]
+fn web_query_parameter_without_a_name_is_named() {
+    use cdrbox::web::query::{Params, FILTER_PARAMS};
+    let err = Params::parse("=24_", &[FILTER_PARAMS]).unwrap_err();
+    assert_eq!(err.param, "query");
+    assert!(
+        err.message.contains("no name") && err.message.contains("=24_"),
+        "{err}"
+    );
+}
+
+/// Found by `web_query` next: a nameless parameter whose value has a bad escape (`=%zz`) also
+/// produced an empty `param`.
+#[test]
+fn web_query_nameless_bad_escape_is_named() {
+    use cdrbox::web::query::{Params, FILTER_PARAMS};
+    let err = Params::parse("=%zz", &[FILTER_PARAMS]).unwrap_err();
+    assert_eq!(err.param, "query", "{err}");
+}

@@ -53,6 +53,13 @@ pub fn parse_pairs(query: &str) -> Result<Vec<(String, String)>, ParamError> {
     for part in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = part.split_once('=').unwrap_or((part, ""));
         let key = percent_decode(k).map_err(|m| ParamError::new(k, m))?;
+        if key.is_empty() {
+            // `?=x` or `&=x`: say which value had no name instead of an empty `param`.
+            return Err(ParamError::new(
+                "query",
+                format!("a parameter has no name (\"={v}\"); use name=value"),
+            ));
+        }
         let value = percent_decode(v).map_err(|m| ParamError::new(&key, m))?;
         out.push((key, value));
     }
