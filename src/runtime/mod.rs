@@ -580,18 +580,23 @@ fn local_ip_towards(target: &Option<String>) -> Option<String> {
     Some(sock.local_addr().ok()?.ip().to_string())
 }
 
+/// Midnight of `now`'s day in `tz`, as Unix seconds ("today" on the page and the OLED).
+fn start_of_day(tz: &jiff::tz::TimeZone, now: i64) -> Option<i64> {
+    let date = jiff::Timestamp::from_second(now)
+        .ok()?
+        .to_zoned(tz.clone())
+        .date();
+    let midnight = tz
+        .to_zoned(date.to_datetime(jiff::civil::Time::midnight()))
+        .ok()?;
+    Some(midnight.timestamp().as_second())
+}
+
 /// Counts today's calls already in the journal, so a restart does not reset the display.
 fn seed_today(journal: &JournalHandle, board: &StatusBoard, tz: &jiff::tz::TimeZone) {
-    let now = system_clock();
-    let today = jiff::Timestamp::from_second(now)
-        .ok()
-        .map(|ts| ts.to_zoned(tz.clone()).date())
-        .and_then(|d| {
-            tz.to_zoned(d.to_datetime(jiff::civil::Time::midnight()))
-                .ok()
-        })
-        .map(|z| z.timestamp().as_second());
-    let Some(from) = today else { return };
+    let Some(from) = start_of_day(tz, system_clock()) else {
+        return;
+    };
     let filter = Filter {
         from_utc: Some(from),
         ..Filter::default()
@@ -740,16 +745,8 @@ fn offline_status(cfg: &Config) -> Result<crate::status::StatusView> {
     let board = StatusBoard::new(&cfg.box_name, &links, tz.clone(), now);
     let paths = JournalPaths::from_config(&cfg.storage);
     if let Ok(reader) = JournalReader::open_with_ring(&paths) {
-        let start_of_day = jiff::Timestamp::from_second(now)
-            .ok()
-            .map(|ts| ts.to_zoned(tz.clone()).date())
-            .and_then(|d| {
-                tz.to_zoned(d.to_datetime(jiff::civil::Time::midnight()))
-                    .ok()
-            })
-            .map(|z| z.timestamp().as_second());
         let filter = Filter {
-            from_utc: start_of_day,
+            from_utc: start_of_day(&tz, now),
             ..Filter::default()
         };
         reader.for_each::<JournalError>(&filter, Sort::StartAsc, |r| {
@@ -932,4 +929,55 @@ driver = "none"
     );
     rt.block_on(sim.stop());
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_of_day_is_local_midnight() {
+        let moscow = jiff::tz::TimeZone::get("Europe/Moscow").unwrap();
+        // 2026-11-22T07:07:37Z is 10:07:37 in Moscow; its midnight is 21:00 UTC the day before.
+        assert_eq!(start_of_day(&moscow, 1_795_331_257), Some(1_795_294_800));
+        assert_eq!(
+            start_of_day(&jiff::tz::TimeZone::UTC, 1_795_331_257),
+            Some(1_795_305_600)
+        );
+    }
+
+    #[test]
+    fn filter_args_name_the_bad_option() {
+        let tz = jiff::tz::TimeZone::UTC;
+        let bad = FilterArgs {
+            from: Some("yesterday".into()),
+            ..FilterArgs::default()
+        };
+        assert!(bad
+            .to_filter(&tz)
+            .unwrap_err()
+            .to_string()
+            .starts_with("--from:"));
+        let bad = FilterArgs {
+            directions: vec!["sideways".into()],
+            ..FilterArgs::default()
+        };
+        assert!(bad
+            .to_filter(&tz)
+            .unwrap_err()
+            .to_string()
+            .starts_with("--direction:"));
+        let ok = FilterArgs {
+            from: Some("2026-11-22".into()),
+            to: Some("2026-11-22".into()),
+            dispositions: vec!["NO ANSWER".into()],
+            ..FilterArgs::default()
+        };
+        let f = ok.to_filter(&tz).unwrap();
+        assert_eq!(
+            (f.from_utc, f.to_utc),
+            (Some(1_795_305_600), Some(1_795_392_000))
+        );
+        assert_eq!(f.dispositions, vec![Disposition::NoAnswer]);
+    }
 }
