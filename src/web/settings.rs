@@ -96,7 +96,6 @@ pub const FIELDS: &[Field] = &[
     f("display", "address", Kind::Int(0x3C, 0x3D), "7-bit I2C address: 60 (0x3C) or 61 (0x3D)."),
     f("display", "contrast", Kind::Int(0, 255), "OLED contrast, 0–255."),
     f("display", "rotation", Kind::Choice(&["0", "180"]), "Rotate the screen: 0 or 180 degrees."),
-    f("display", "i2c_bus", Kind::Text, "The I2C bus device of the OLED, normally /dev/i2c-1."),
     f("display", "screensaver_minutes", Kind::Int(0, 1440), "Dim and shift the OLED after this many minutes without change; 0 disables."),
     f("display", "page_seconds", Kind::Int(1, 3600), "Seconds each OLED page shows when pages rotate."),
     f("usb", "mount_root", Kind::Text, "Where USB sticks are mounted (e.g. /media)."),
@@ -559,6 +558,16 @@ mod schema_agreement {
     /// The settings page may only offer keys the config parser accepts, and must offer all.
     #[test]
     fn fields_match_the_config_schema() {
+        for (i, f) in FIELDS.iter().enumerate() {
+            assert!(
+                !FIELDS[..i]
+                    .iter()
+                    .any(|g| g.table == f.table && g.key == f.key),
+                "{}.{} is listed twice (the page would render two inputs)",
+                f.table,
+                f.key
+            );
+        }
         let schema = crate::config::schema();
         for f in FIELDS {
             let keys = schema

@@ -103,7 +103,9 @@ async function main() {
       return cells.length > 0 && cells.every((t) => t === 'NO ANSWER');
     });
     const filtered = await total();
-    if (!(filtered > 0 && filtered < all)) fail('filtered total ' + filtered + ' of ' + all);
+    // Calls keep arriving, so the unfiltered total is only a snapshot: what proves the filter
+    // is that every row shown (and every CSV line below) is NO ANSWER.
+    if (!(filtered > 0)) fail('filtered total ' + filtered + ' of ' + all);
     console.log('ok: filter applied, ' + filtered + ' unanswered');
 
     // 5. Download the excel CSV of the filtered set and check it.
@@ -136,6 +138,10 @@ async function main() {
 
     // 7. A bad value is refused (400, expected in the console) with a message next to the field.
     await page.click('a[data-tab=settings]');
+    // The tab reloads /api/config and re-renders the form; typing before that lands would be
+    // overwritten. The reloaded form shows the name saved in step 6.
+    await until('the settings form reloaded', async () =>
+      (await page.locator('[data-field="box.name"]').inputValue().catch(() => '')) === 'e2e-box');
     const port = page.locator('[data-field="pbx[0].port"]');
     await port.fill('70000');
     await page.click('#settings-form button[type=submit]');
