@@ -9,26 +9,8 @@ use cdrbox::sim::{default_timezone, CallGenerator, GeneratorOptions, Scenario};
 
 const NOW: i64 = 1_795_331_230;
 
-const CDR_KEYS: [&str; 18] = [
-    "AccountCode",
-    "Source",
-    "Destination",
-    "DestinationContext",
-    "CallerID",
-    "Channel",
-    "DestinationChannel",
-    "LastApplication",
-    "LastData",
-    "StartTime",
-    "AnswerTime",
-    "EndTime",
-    "Duration",
-    "BillableSeconds",
-    "Disposition",
-    "AMAFlags",
-    "UniqueID",
-    "UserField",
-];
+/// cdr_manager's fixed field order, as the record module defines it.
+use cdrbox::record::STANDARD_FIELDS as CDR_KEYS;
 
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!(

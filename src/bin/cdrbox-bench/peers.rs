@@ -283,20 +283,7 @@ pub fn proc_rows(quick: bool) -> Result<()> {
 
     // Idle: logged in to a simulated PBX that sends no calls but answers pings.
     let idle = Duration::from_secs(if quick { 15 } else { 60 });
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let sim = rt.block_on(cdrbox::sim::bind(
-        "127.0.0.1:0",
-        SimOptions {
-            username: "bench".into(),
-            secret: "bench".into(),
-            rate_per_sec: 0.0,
-            record_events: false,
-            ..SimOptions::default()
-        },
-    ))?;
+    let (rt, sim) = idle_sim()?;
     let cfg = write_config(&dir.join("idle"), sim.local_addr().port(), "")?;
     let mut child = spawn_run(&[], &cdrbox_bin()?, &cfg)?;
     let pid = child.id();
@@ -484,20 +471,7 @@ pub fn million(quick: bool, section: &str) -> Result<()> {
 
 /// (seconds to logged in, seconds to the first new CDR in the database).
 fn startup(bin: &Path, dir: &Path, data: &Path, _label: &str) -> Result<(f64, f64)> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let sim = rt.block_on(cdrbox::sim::bind(
-        "127.0.0.1:0",
-        SimOptions {
-            username: "bench".into(),
-            secret: "bench".into(),
-            rate_per_sec: 0.0,
-            record_events: false,
-            ..SimOptions::default()
-        },
-    ))?;
+    let (rt, sim) = idle_sim()?;
     let cfg = write_config(dir, sim.local_addr().port(), "")?;
     // The journal lives in `data` (write_config points at dir/data).
     debug_assert_eq!(dir.join("data"), data);
@@ -550,4 +524,24 @@ pub fn qemu(quick: bool) -> Result<()> {
         native.secs / emu.secs
     );
     Ok(())
+}
+
+/// A simulated PBX on 127.0.0.1 that makes no calls by itself (the bench triggers them), with
+/// the runtime that drives it.
+fn idle_sim() -> Result<(tokio::runtime::Runtime, cdrbox::sim::SimHandle)> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let sim = rt.block_on(cdrbox::sim::bind(
+        "127.0.0.1:0",
+        SimOptions {
+            username: "bench".into(),
+            secret: "bench".into(),
+            rate_per_sec: 0.0,
+            record_events: false,
+            ..SimOptions::default()
+        },
+    ))?;
+    Ok((rt, sim))
 }
