@@ -19,6 +19,7 @@
 //! `display::render`. Adapters that own I/O: `ami::client`, `journal`, `display::oled`, `sim`.
 
 pub mod ami;
+pub mod clock;
 pub mod config;
 pub mod display;
 pub mod export;

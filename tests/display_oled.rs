@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cdrbox::clock::{Clock, Mono};
 use cdrbox::config::{DisplayConfig, DisplayDriver};
 use cdrbox::display::{
     render_frame, spawn, spawn_with, DisplayHealth, DisplayLoop, Frame, LoopSettings, Oled, Panel,
@@ -339,7 +340,7 @@ fn loop_sends_nothing_while_nothing_changes() {
     let bus = Recorder::default();
     let b = bus.clone();
     let mut health = Vec::new();
-    let t0 = Instant::now();
+    let t0 = Mono::ZERO;
     let mut lp = DisplayLoop::new(
         move || Ok(Oled::new(b.clone(), 0x3C, 0)),
         settings(5 * S, Duration::ZERO),
@@ -369,7 +370,7 @@ fn failing_bus_is_retried_with_reinit_backoff_and_reported() {
     let (b, o) = (bus.clone(), Arc::clone(&opens));
     let health = Arc::new(Mutex::new(Vec::new()));
     let h = Arc::clone(&health);
-    let t0 = Instant::now();
+    let t0 = Mono::ZERO;
     let mut lp = DisplayLoop::new(
         move || {
             o.fetch_add(1, Ordering::SeqCst);
@@ -448,7 +449,7 @@ fn failing_bus_is_retried_with_reinit_backoff_and_reported() {
 
 #[test]
 fn open_errors_are_reported_and_retried() {
-    let t0 = Instant::now();
+    let t0 = Mono::ZERO;
     let mut reports = Vec::new();
     let mut lp = DisplayLoop::new(
         || -> Result<Oled<Recorder>, PanelError> {
@@ -518,6 +519,7 @@ fn survive(panic: bool) {
         },
         st,
         rx,
+        Clock::system(),
         move |h| r.lock().unwrap().push(h),
     )
     .unwrap();
@@ -566,6 +568,7 @@ fn thread_draws_changes_promptly_and_powers_off_at_the_end() {
         move || Ok(Oled::new(b.clone(), 0x3C, 0)),
         settings(5 * S, Duration::ZERO),
         rx,
+        Clock::system(),
         |_| {},
     )
     .unwrap();
@@ -603,7 +606,11 @@ fn driver_none_and_missing_bus_log_once_and_carry_on() {
     let (_tx, rx) = tokio::sync::watch::channel(view());
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s = Arc::clone(&seen);
-    assert!(spawn(cfg.clone(), rx.clone(), move |h| s.lock().unwrap().push(h)).is_none());
+    assert!(spawn(cfg.clone(), rx.clone(), Clock::system(), move |h| s
+        .lock()
+        .unwrap()
+        .push(h))
+    .is_none());
     assert_eq!(*seen.lock().unwrap(), vec![DisplayHealth::Disabled]);
 
     let missing = DisplayConfig {
@@ -612,7 +619,11 @@ fn driver_none_and_missing_bus_log_once_and_carry_on() {
         ..cfg
     };
     let s = Arc::clone(&seen);
-    assert!(spawn(missing, rx, move |h| s.lock().unwrap().push(h)).is_none());
+    assert!(spawn(missing, rx, Clock::system(), move |h| s
+        .lock()
+        .unwrap()
+        .push(h))
+    .is_none());
     let second = seen.lock().unwrap()[1].clone();
     match second {
         DisplayHealth::Absent { reason } => assert!(reason.contains("/nonexistent/i2c-77")),
@@ -645,7 +656,7 @@ fn i2c_budget() {
     // One healthy PBX: one still page.
     let bus = Recorder::default();
     let b = bus.clone();
-    let t0 = Instant::now();
+    let t0 = Mono::ZERO;
     let mut lp = DisplayLoop::new(
         move || Ok(Oled::new(b.clone(), 0x3C, 0)),
         settings(5 * S, 600 * S),

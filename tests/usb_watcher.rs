@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cdrbox::clock::Clock;
 use cdrbox::config::UsbMode;
 use cdrbox::status::UsbState;
 use cdrbox::usb::fs::RealFs;
@@ -42,7 +43,7 @@ impl Box_ {
             opts,
             src.clone(),
             fs,
-            Arc::new(|| 1_795_900_000),
+            Clock::fixed_wall(1_795_900_000),
             Box::new(move |s| st.lock().unwrap().push(s)),
         )
         .unwrap();

@@ -12,7 +12,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use embedded_hal::i2c::{Error as _, ErrorKind, ErrorType, I2c, NoAcknowledgeSource, Operation};
 use ssd1306::mode::BufferedGraphicsMode;
@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use super::frame::{Frame, HEIGHT, WIDTH};
 use super::panel::{DisplayHealth, Panel, PanelError};
 use super::schedule::{Screen, ScreenSettings};
+use crate::clock::{Clock, Mono};
 use crate::config::{DisplayConfig, DisplayDriver};
 use crate::status::StatusView;
 
@@ -283,7 +284,7 @@ pub struct DisplayLoop<P, F, R> {
     shown_frame: Option<Frame>,
     shown_contrast: Option<u8>,
     failures: u64,
-    retry_at: Option<Instant>,
+    retry_at: Option<Mono>,
     healthy: bool,
 }
 
@@ -294,7 +295,7 @@ where
     R: FnMut(DisplayHealth),
 {
     /// `open` makes a fresh panel (opens the bus); it is called again after every failure.
-    pub fn new(open: F, settings: LoopSettings, report: R, now: Instant) -> Self {
+    pub fn new(open: F, settings: LoopSettings, report: R, now: Mono) -> Self {
         Self {
             open,
             report,
@@ -311,7 +312,7 @@ where
 
     /// Bring the panel up to date with `view` at `now`. Returns when to step again even if
     /// `view` does not change (`None`: only on change).
-    pub fn step(&mut self, view: &StatusView, now: Instant) -> Option<Instant> {
+    pub fn step(&mut self, view: &StatusView, now: Mono) -> Option<Mono> {
         let (picture, wake) = self.screen.update(view, now);
         if self.retry_at.is_some_and(|at| now < at) {
             return earliest(wake, self.retry_at);
@@ -361,7 +362,7 @@ where
         Ok(())
     }
 
-    fn fail(&mut self, error: PanelError, now: Instant) {
+    fn fail(&mut self, error: PanelError, now: Mono) {
         // Drop the panel (closes the bus); the next attempt re-opens and re-initialises.
         self.panel = None;
         self.shown_frame = None;
@@ -405,7 +406,7 @@ where
     }
 }
 
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+fn earliest(a: Option<Mono>, b: Option<Mono>) -> Option<Mono> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, None) => a,
@@ -422,6 +423,7 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 pub fn spawn(
     cfg: DisplayConfig,
     rx: watch::Receiver<StatusView>,
+    clock: Clock,
     mut report: impl FnMut(DisplayHealth) + Send + 'static,
 ) -> Option<JoinHandle<()>> {
     if cfg.driver == DisplayDriver::None {
@@ -441,7 +443,7 @@ pub fn spawn(
     let settings = LoopSettings::from_config(&cfg);
     let (bus, address, rotation) = (cfg.i2c_bus, cfg.address, cfg.rotation);
     let open = move || Oled::open(&bus, address, rotation);
-    match spawn_with(open, settings, rx, report) {
+    match spawn_with(open, settings, rx, clock, report) {
         Ok(handle) => Some(handle),
         Err(e) => {
             tracing::error!(target: TARGET, error = %e, "cannot start the display thread");
@@ -456,6 +458,7 @@ pub fn spawn_with<P, F, R>(
     open: F,
     settings: LoopSettings,
     rx: watch::Receiver<StatusView>,
+    clock: Clock,
     report: R,
 ) -> std::io::Result<JoinHandle<()>>
 where
@@ -465,11 +468,16 @@ where
 {
     std::thread::Builder::new()
         .name("display".into())
-        .spawn(move || run(open, settings, rx, report))
+        .spawn(move || run(open, settings, rx, clock, report))
 }
 
-fn run<P, F, R>(open: F, settings: LoopSettings, mut rx: watch::Receiver<StatusView>, report: R)
-where
+fn run<P, F, R>(
+    open: F,
+    settings: LoopSettings,
+    mut rx: watch::Receiver<StatusView>,
+    clock: Clock,
+    report: R,
+) where
     P: Panel,
     F: FnMut() -> Result<P, PanelError>,
     R: FnMut(DisplayHealth),
@@ -482,11 +490,11 @@ where
     if let Err(e) = &rt {
         tracing::warn!(target: TARGET, error = %e, "no timer runtime; polling the status every 250 ms");
     }
-    let mut lp = DisplayLoop::new(open, settings, report, Instant::now());
+    let mut lp = DisplayLoop::new(open, settings, report, clock.now());
     loop {
         let view = rx.borrow_and_update().clone();
-        let wake = lp.step(&view, Instant::now());
-        if !wait(rt.as_ref().ok(), &mut rx, wake) {
+        let wake = lp.step(&view, clock.now());
+        if !wait(rt.as_ref().ok(), &mut rx, &clock, wake) {
             break;
         }
     }
@@ -497,32 +505,31 @@ where
 fn wait(
     rt: Option<&tokio::runtime::Runtime>,
     rx: &mut watch::Receiver<StatusView>,
-    wake: Option<Instant>,
+    clock: &Clock,
+    wake: Option<Mono>,
 ) -> bool {
-    let left = wake.map(|w| w.saturating_duration_since(Instant::now()));
     if let Some(rt) = rt {
         return rt.block_on(async {
-            match left {
-                Some(d) => tokio::time::timeout(d, rx.changed())
-                    .await
-                    .map_or(true, |r| r.is_ok()),
+            match wake {
+                Some(at) => tokio::select! {
+                    r = rx.changed() => r.is_ok(),
+                    _ = clock.sleep_until(at) => true,
+                },
                 None => rx.changed().await.is_ok(),
             }
         });
     }
-    let deadline = left.map(|d| Instant::now() + d);
     loop {
         match rx.has_changed() {
             Ok(true) => return true,
             Ok(false) => {}
             Err(_) => return false,
         }
-        let now = Instant::now();
-        if deadline.is_some_and(|d| now >= d) {
+        if wake.is_some_and(|at| clock.now() >= at) {
             return true;
         }
-        let nap = deadline.map_or(Duration::from_millis(250), |d| {
-            (d - now).min(Duration::from_millis(250))
+        let nap = wake.map_or(Duration::from_millis(250), |at| {
+            clock.until(at).min(Duration::from_millis(250))
         });
         std::thread::sleep(nap);
     }

@@ -1,5 +1,5 @@
 //! `Screen`: what the panel should show at a given instant — page rotation, alarm priority and
-//! the screen saver. Pure: time comes in as an `Instant` argument, nothing is read or slept.
+//! the screen saver. Pure: time comes in as a [`Mono`] argument, nothing is read or slept.
 //!
 //! Rules:
 //! - pages rotate every `page_interval` (never when there is one page: a still picture costs no
@@ -10,10 +10,11 @@
 //!   idle the contrast drops to a quarter and the picture moves by one pixel every further
 //!   `screensaver`, around a small circle, against OLED burn-in. Any change restores both.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::frame::Frame;
 use super::render::{page_list, render_all, Page};
+use crate::clock::Mono;
 use crate::status::{StatusView, UsbState};
 
 /// Offsets the screen saver walks through, one step per `screensaver` period. The layout keeps
@@ -59,12 +60,12 @@ pub struct Screen {
     alarm_codes: Vec<String>,
     usb: UsbState,
     page: usize,
-    page_started: Instant,
-    last_change: Instant,
+    page_started: Mono,
+    last_change: Mono,
 }
 
 impl Screen {
-    pub fn new(settings: ScreenSettings, now: Instant) -> Self {
+    pub fn new(settings: ScreenSettings, now: Mono) -> Self {
         Self {
             settings,
             frames: Vec::new(),
@@ -79,7 +80,7 @@ impl Screen {
 
     /// The picture for `view` at `now`, and when to call again even if `view` does not change
     /// (`None`: nothing will happen until it does).
-    pub fn update(&mut self, view: &StatusView, now: Instant) -> (Picture, Option<Instant>) {
+    pub fn update(&mut self, view: &StatusView, now: Mono) -> (Picture, Option<Mono>) {
         let frames = render_all(view);
         if frames != self.frames {
             self.last_change = now;
@@ -106,7 +107,7 @@ impl Screen {
             self.jump(0, now);
         }
 
-        let mut wake: Option<Instant> = None;
+        let mut wake: Option<Mono> = None;
         let interval = self.settings.page_interval;
         if n > 1 && !interval.is_zero() {
             let steps = periods(now.saturating_duration_since(self.page_started), interval);
@@ -147,7 +148,7 @@ impl Screen {
         (picture, wake)
     }
 
-    fn jump(&mut self, page: usize, now: Instant) {
+    fn jump(&mut self, page: usize, now: Mono) {
         self.page = page;
         self.page_started = now;
     }
@@ -200,7 +201,7 @@ mod tests {
 
     #[test]
     fn rotates_pages_on_the_interval() {
-        let t0 = Instant::now();
+        let t0 = Mono::ZERO;
         let mut s = Screen::new(settings(), t0);
         let v = view();
         let (p, wake) = s.update(&v, t0);
@@ -215,7 +216,7 @@ mod tests {
 
     #[test]
     fn one_page_never_wakes_without_saver() {
-        let t0 = Instant::now();
+        let t0 = Mono::ZERO;
         let mut s = Screen::new(
             ScreenSettings {
                 screensaver: Duration::ZERO,
@@ -232,7 +233,7 @@ mod tests {
 
     #[test]
     fn new_alarm_jumps_to_alarm_page() {
-        let t0 = Instant::now();
+        let t0 = Mono::ZERO;
         let mut s = Screen::new(settings(), t0);
         let mut v = view();
         s.update(&v, t0);
@@ -252,7 +253,7 @@ mod tests {
 
     #[test]
     fn usb_activity_jumps_to_usb_page_but_progress_does_not() {
-        let t0 = Instant::now();
+        let t0 = Mono::ZERO;
         let mut s = Screen::new(settings(), t0);
         let mut v = view();
         s.update(&v, t0);
@@ -272,7 +273,7 @@ mod tests {
 
     #[test]
     fn saver_dims_and_shifts_after_idle_and_change_restores() {
-        let t0 = Instant::now();
+        let t0 = Mono::ZERO;
         let st = ScreenSettings {
             page_interval: Duration::ZERO,
             ..settings()
@@ -298,7 +299,7 @@ mod tests {
 
     #[test]
     fn clock_only_changes_are_not_activity() {
-        let t0 = Instant::now();
+        let t0 = Mono::ZERO;
         let mut s = Screen::new(settings(), t0);
         let mut v = view();
         s.update(&v, t0);

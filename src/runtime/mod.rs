@@ -16,6 +16,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::ami::client::{run_link, LinkConfig, ToRecord};
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::export::{ExportWriter, Format};
 use crate::filter::{Filter, Sort};
@@ -25,12 +26,10 @@ use crate::sink::{LinkEvent, RecordSink};
 use crate::timearg::{parse_time, Bound};
 use board::StatusBoard;
 
-/// The box's wall clock in Unix seconds. Injected everywhere else; read only here.
-pub fn system_clock() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+/// The journal's and the AMI links' clock type until they take [`Clock`] itself.
+fn unix_fn(clock: &Clock) -> crate::journal::Clock {
+    let clock = clock.clone();
+    Arc::new(move || clock.unix())
 }
 
 /// Filter options as typed on the command line (or in a query string).
@@ -280,6 +279,8 @@ pub struct RunOptions {
     pub stop_after: Option<Duration>,
     /// Called with the web page's address once it listens (the demo prints it).
     pub on_web: Option<Box<dyn FnOnce(std::net::SocketAddr) + Send>>,
+    /// The clock everything runs on (the system clock by default).
+    pub clock: Clock,
 }
 
 /// `cdrbox run`.
@@ -373,8 +374,9 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<()> {
     // SIGTERM during start-up must end in the clean stop, not the default kill (found by the
     // 500-kill crash campaign; regression test `tests/startup_sigterm.rs`).
     let stop_signals = StopSignals::install();
-    let clock: crate::journal::Clock = Arc::new(system_clock);
-    let (journal, report) = Journal::open(&cfg.storage, clock.clone())
+    let clock = opts.clock.clone();
+    let unix_clock = unix_fn(&clock);
+    let (journal, report) = Journal::open(&cfg.storage, unix_clock.clone())
         .with_context(|| format!("opening the journal at {}", cfg.storage.path.display()))?;
     tracing::info!(target: "cdrbox::run", ?report, "journal open");
 
@@ -383,7 +385,7 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<()> {
         &cfg.box_name,
         &link_names(&cfg),
         tz.clone(),
-        system_clock(),
+        clock.unix(),
     ));
     let echo: Option<Echo> = if opts.echo {
         Some(Box::new(|r: &CallRecord| println!("{}", one_line(r))))
@@ -395,17 +397,22 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<()> {
         board: board.clone(),
         echo,
     });
-    seed_today(&journal, &board, &tz);
+    seed_today(&journal, &board, &tz, clock.unix());
     {
         let b = board.clone();
-        let _display = crate::display::spawn(cfg.display.clone(), board.subscribe(), move |h| {
-            b.set_display_problem(match &h {
+        let _display = crate::display::spawn(
+            cfg.display.clone(),
+            board.subscribe(),
+            clock.clone(),
+            move |h| {
+                b.set_display_problem(match &h {
                 crate::display::DisplayHealth::Failing { error, attempts, .. } => Some(format!(
                     "the OLED display is not responding ({error}); retrying (attempt {attempts}) — check its wiring and address (board/display.md)"
                 )),
                 _ => None,
             })
-        });
+            },
+        );
     }
     let usb = {
         let b = board.clone();
@@ -435,6 +442,7 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<()> {
             board.clone(),
             opts.config_path.clone(),
             config_tx,
+            clock.clone(),
         ));
         let mut web_opts =
             crate::web::WebOptions::new(crate::web::auth::passwd_path_for(&opts.config_path));
@@ -465,7 +473,7 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<()> {
     };
 
     let mut links: Vec<Link> = Vec::new();
-    reconcile_links(&mut links, &cfg, &sink, &clock);
+    reconcile_links(&mut links, &cfg, &sink, &unix_clock);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
     // Status: refresh the journal's part and publish once a second.
@@ -479,9 +487,10 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<()> {
             .find(|p| p.enabled)
             .map(|p| format!("{}:{}", p.host, p.port));
         let mut cfg_watch = config_rx.clone();
+        let clock = clock.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
-            let mut ip_refresh: Option<std::time::Instant> = None;
+            let mut ip_refresh: Option<crate::clock::Mono> = None;
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
@@ -497,11 +506,12 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<()> {
                     ip_refresh = None;
                 }
                 board.set_storage(journal.status(), journal.alarms());
-                if ip_refresh.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                let now = clock.now();
+                if ip_refresh.is_none_or(|t| now - t >= Duration::from_secs(60)) {
                     board.set_ip(local_ip_towards(&ip_target));
-                    ip_refresh = Some(std::time::Instant::now());
+                    ip_refresh = Some(now);
                 }
-                board.publish(system_clock());
+                board.publish(clock.unix());
             }
         });
     }
@@ -540,8 +550,8 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<()> {
                 }
                 let new = config_rx.borrow_and_update().clone();
                 board.set_box_name(&new.box_name);
-                board.set_links(&link_names(&new), system_clock());
-                reconcile_links(&mut links, &new, &sink, &clock);
+                board.set_links(&link_names(&new), clock.unix());
+                reconcile_links(&mut links, &new, &sink, &unix_clock);
                 tracing::info!(target: "cdrbox::run", links = links.len(), "configuration applied");
             }
             _ = health.tick() => {
@@ -593,8 +603,8 @@ fn start_of_day(tz: &jiff::tz::TimeZone, now: i64) -> Option<i64> {
 }
 
 /// Counts today's calls already in the journal, so a restart does not reset the display.
-fn seed_today(journal: &JournalHandle, board: &StatusBoard, tz: &jiff::tz::TimeZone) {
-    let Some(from) = start_of_day(tz, system_clock()) else {
+fn seed_today(journal: &JournalHandle, board: &StatusBoard, tz: &jiff::tz::TimeZone, now: i64) {
+    let Some(from) = start_of_day(tz, now) else {
         return;
     };
     let filter = Filter {
@@ -685,8 +695,9 @@ pub fn one_line(r: &CallRecord) -> String {
 pub fn usb_export(config: &Path, to: &Path) -> Result<()> {
     let cfg = load_config(config)?;
     let paths = JournalPaths::from_config(&cfg.storage);
+    let clock = Clock::system();
     let run = |source: &dyn crate::usb::UsbSource| {
-        crate::usb::export_to_dir(source, to, &cfg.usb, &cfg.box_name, system_clock())
+        crate::usb::export_to_dir(source, to, &cfg.usb, &cfg.box_name, clock.unix())
             .with_context(|| format!("copying records to {}", to.display()))
     };
     let report = if crate::journal::writer_running(&paths) {
@@ -695,7 +706,7 @@ pub fn usb_export(config: &Path, to: &Path) -> Result<()> {
         run(&usb_source::JournalUsbSource::read_only(paths))?
     } else {
         // No writer: open it, which replays the ring, so nothing that arrived is left out.
-        let (journal, _) = Journal::open(&cfg.storage, Arc::new(system_clock))
+        let (journal, _) = Journal::open(&cfg.storage, unix_fn(&clock))
             .with_context(|| format!("opening the journal at {}", cfg.storage.path.display()))?;
         let report = run(&usb_source::JournalUsbSource::with_writer(journal.clone()));
         journal.shutdown();
@@ -721,7 +732,7 @@ pub fn usb_export(config: &Path, to: &Path) -> Result<()> {
 /// `cdrbox display --png OUT`: the OLED's first page for the journal's current state, as PNG.
 pub fn display_png(config: &Path, out: &Path, scale: u32) -> Result<()> {
     let cfg = load_config(config)?;
-    let view = offline_status(&cfg)?;
+    let view = offline_status(&cfg, Clock::system().unix())?;
     let png = crate::display::render_view_png(&view, 0, scale);
     std::fs::write(out, png).with_context(|| format!("writing {}", out.display()))?;
     println!(
@@ -733,14 +744,13 @@ pub fn display_png(config: &Path, out: &Path, scale: u32) -> Result<()> {
 }
 
 /// The status a box would show from its journal alone (no live links).
-fn offline_status(cfg: &Config) -> Result<crate::status::StatusView> {
+fn offline_status(cfg: &Config, now: i64) -> Result<crate::status::StatusView> {
     let links: Vec<(String, String)> = cfg
         .pbx
         .iter()
         .filter(|p| p.enabled)
         .map(|p| (p.name.clone(), format!("{}:{}", p.host, p.port)))
         .collect();
-    let now = system_clock();
     let tz = display_zone(cfg);
     let board = StatusBoard::new(&cfg.box_name, &links, tz.clone(), now);
     let paths = JournalPaths::from_config(&cfg.storage);
@@ -863,7 +873,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         secret: "demo-secret".into(),
         rate: args.rate,
         calls: args.calls,
-        seed: system_clock() as u64,
+        seed: Clock::system().unix() as u64,
         timezone: "Europe/Moscow".into(),
         mappings: true,
     };
@@ -925,6 +935,7 @@ driver = "none"
             on_web: Some(Box::new(|addr| {
                 println!("  web page:             http://{addr}/   (the first visit sets the admin password)\n");
             })),
+            clock: Clock::system(),
         },
     );
     rt.block_on(sim.stop());

@@ -11,8 +11,9 @@
 use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::clock::{Clock, Mono};
 use crate::config::{Config, ConfigError};
 use crate::filter::{Filter, Page, Sort};
 use crate::journal::{JournalError, JournalHandle, JournalReader};
@@ -33,8 +34,9 @@ pub struct BoxBackend {
     config_tx: tokio::sync::watch::Sender<Config>,
     tz: Mutex<jiff::tz::TimeZone>,
     readers: Mutex<Vec<JournalReader>>,
-    last_flush: Mutex<Option<Instant>>,
+    last_flush: Mutex<Option<Mono>>,
     page_interval: u64,
+    clock: Clock,
 }
 
 impl BoxBackend {
@@ -43,6 +45,7 @@ impl BoxBackend {
         board: Arc<StatusBoard>,
         config_path: PathBuf,
         config_tx: tokio::sync::watch::Sender<Config>,
+        clock: Clock,
     ) -> Self {
         let cfg = config_tx.borrow().clone();
         BoxBackend {
@@ -54,15 +57,17 @@ impl BoxBackend {
             config_tx,
             readers: Mutex::new(Vec::new()),
             last_flush: Mutex::new(None),
+            clock,
         }
     }
 
     fn flush_if_due(&self) {
         let mut last = self.last_flush.lock().unwrap_or_else(|e| e.into_inner());
-        if last.is_some_and(|t| t.elapsed() < FLUSH_EVERY) {
+        let now = self.clock.now();
+        if last.is_some_and(|t| now - t < FLUSH_EVERY) {
             return;
         }
-        *last = Some(Instant::now());
+        *last = Some(now);
         drop(last);
         if let Err(e) = self.journal.flush_timeout(Duration::from_secs(2)) {
             // Disk full or a stalled journal: show what is committed; the alarm says why.
@@ -125,7 +130,7 @@ fn config_error(e: ConfigError) -> BackendError {
 impl Backend for BoxBackend {
     fn status(&self) -> StatusView {
         let mut v = self.board.snapshot();
-        v.now_utc = super::system_clock();
+        v.now_utc = self.clock.unix();
         v
     }
 

@@ -27,7 +27,7 @@ pub use export::{export_to_dir, ExportOptions, ExportReport, ExportedFile};
 pub use fs::{RealFs, StickFs};
 pub use mounts::{FsKind, MountEntry};
 pub use source::{GapInfo, MemorySource, SourceError, UsbSource};
-pub use watcher::{eject, Clock, UsbWatcher, WatcherOptions};
+pub use watcher::{eject, UsbWatcher, WatcherOptions};
 
 const MB: u64 = 1_000_000;
 

@@ -22,13 +22,14 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::export::{export, ExportOptions};
 use super::fs::StickFs;
 use super::mounts::{self, MountEntry};
 use super::source::UsbSource;
 use super::UsbError;
+use crate::clock::Clock;
 use crate::config::UsbConfig;
 use crate::status::UsbState;
 
@@ -59,9 +60,6 @@ impl WatcherOptions {
         }
     }
 }
-
-/// A clock: Unix seconds.
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 #[derive(Default)]
 struct Shared {
@@ -224,17 +222,17 @@ impl Run {
     fn main(&mut self) {
         tracing::info!(target: "usb", root = %self.opts.usb.mount_root.display(),
             table = %self.opts.usb.mounts_file.display(), "watching for USB sticks");
+        // A manual clock's `advance` unparks us too, so a test's poll period passes without
+        // real sleeping.
+        let me = std::thread::current();
+        let _waker = self.clock.on_advance(move || me.unpark());
         while !self.stop.load(Ordering::SeqCst) {
             self.tick();
-            let until = Instant::now() + self.opts.poll;
-            while !self.stop.load(Ordering::SeqCst) {
-                let now = Instant::now();
-                if now >= until {
-                    break;
-                }
+            let until = self.clock.now() + self.opts.poll;
+            while !self.stop.load(Ordering::SeqCst) && self.clock.now() < until {
                 // Parked, not sliced into short sleeps: `halt` unparks us, so an idle box wakes
                 // once per poll instead of 20 times a second (found by `cdrbox-bench proc`).
-                std::thread::park_timeout(until - now);
+                std::thread::park_timeout(self.clock.until(until));
             }
         }
     }
@@ -329,11 +327,14 @@ impl Run {
         if m.read_only() {
             return err(UsbError::ReadOnly { mount: mp.clone() });
         }
-        let opts =
-            match ExportOptions::from_config(&self.opts.usb, &self.opts.box_name, (self.clock)()) {
-                Ok(o) => o,
-                Err(e) => return err(e),
-            };
+        let opts = match ExportOptions::from_config(
+            &self.opts.usb,
+            &self.opts.box_name,
+            self.clock.unix(),
+        ) {
+            Ok(o) => o,
+            Err(e) => return err(e),
+        };
         tracing::info!(target: "usb", mount = %mp.display(), device = %m.device, fstype = %m.fstype, "stick found; copying");
         lock(&self.shared).copying = true;
         self.set(UsbState::Copying { percent: 0 }, Some(mp.clone()));
@@ -349,12 +350,14 @@ impl Run {
                 .any(|x| key(x) == k)
         };
         // Re-reading the table costs a few µs, but not for every 256 records of a big copy.
-        let last_check = Cell::new(Instant::now());
+        let clock = self.clock.clone();
+        let last_check = Cell::new(clock.now());
         let still_present = || {
-            if last_check.get().elapsed() < Duration::from_millis(300) {
+            let now = clock.now();
+            if now - last_check.get() < Duration::from_millis(300) {
                 return true;
             }
-            last_check.set(Instant::now());
+            last_check.set(now);
             present_now()
         };
         let shared = self.shared.clone();
