@@ -1,0 +1,111 @@
+//! `cdrbox demo`: the simulated PBX and the logger on loopback, records printed as they arrive,
+//! the web page on `--listen`; a throw-away journal unless `--data` is given.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use super::init_logging;
+use super::io_runtime;
+use super::run::{run, RunOptions};
+use super::sim_pbx::{sim_options, SimArgs};
+use crate::clock::Clock;
+use crate::config::Config;
+
+/// `cdrbox demo`.
+#[derive(Debug, Clone)]
+pub struct DemoArgs {
+    pub listen: String,
+    pub rate: f64,
+    pub data: Option<PathBuf>,
+    pub calls: Option<u64>,
+    pub seconds: u64,
+}
+
+/// `cdrbox demo`: the simulated PBX and the logger on loopback.
+pub fn demo(args: DemoArgs) -> Result<()> {
+    init_logging("warn");
+    let data = match &args.data {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("cdrbox-demo-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+    let rt = io_runtime("cdrbox-demo")?;
+    let sim_listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .context("binding the simulated PBX to 127.0.0.1")?;
+    let sim_args = SimArgs {
+        listen: String::new(),
+        username: "cdrbox".into(),
+        secret: "demo-secret".into(),
+        rate: args.rate,
+        calls: args.calls,
+        seed: Clock::system().unix() as u64,
+        timezone: "Europe/Moscow".into(),
+        mappings: true,
+    };
+    let sim = rt.block_on(crate::sim::start(sim_listener, sim_options(&sim_args)?))?;
+    let addr = sim.local_addr();
+    let toml = format!(
+        r#"
+[box]
+name = "cdrbox-demo"
+
+[[pbx]]
+name = "demo-pbx"
+host = "{host}"
+port = {port}
+username = "cdrbox"
+secret = "demo-secret"
+auth = "md5"
+timezone = "Europe/Moscow"
+
+[storage]
+path = "{data}"
+flush_interval_ms = 5000
+
+[web]
+listen = "{listen}"
+
+[display]
+driver = "none"
+"#,
+        host = addr.ip(),
+        port = addr.port(),
+        data = data
+            .display()
+            .to_string()
+            .replace('\\', "\\\\")
+            .replace('"', "\\\""),
+        listen = args.listen,
+    );
+    let cfg = Config::parse(&toml, "demo").context("building the demo configuration")?;
+    let config_path = data.join("demo.toml");
+    std::fs::write(&config_path, &toml)
+        .with_context(|| format!("writing {}", config_path.display()))?;
+    println!("cdrbox demo");
+    println!("  simulated PBX (AMI):  {addr}");
+    println!("  journal:              {}", data.display());
+    println!("  config:               {}", config_path.display());
+    println!(
+        "  export afterwards:    cargo run --release -- export --config {} --format csv",
+        config_path.display()
+    );
+    println!("  stop with Ctrl-C");
+    let stop_after = (args.seconds > 0).then(|| Duration::from_secs(args.seconds));
+    let result = run(
+        cfg,
+        RunOptions {
+            config_path,
+            echo: true,
+            stop_after,
+            on_web: Some(Box::new(|addr| {
+                println!("  web page:             http://{addr}/   (the first visit sets the admin password)\n");
+            })),
+            clock: Clock::system(),
+        },
+    );
+    rt.block_on(sim.stop());
+    result
+}

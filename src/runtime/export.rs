@@ -1,0 +1,82 @@
+//! `cdrbox export`: the journal's records (plus any still only in the ring) through a filter, as
+//! CSV or JSON, to stdout or to a file that appears only when complete.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use super::{display_zone, load_config, FilterArgs};
+use crate::export::{ExportWriter, Format};
+use crate::filter::{Filter, Sort};
+use crate::journal::{JournalError, JournalPaths, JournalReader};
+
+/// `cdrbox export`.
+#[derive(Debug, Clone)]
+pub struct ExportArgs {
+    pub config: PathBuf,
+    pub format: String,
+    pub profile: Option<String>,
+    pub output: Option<PathBuf>,
+    pub filter: FilterArgs,
+}
+
+/// `cdrbox export`: every matching record (committed, and any still only in the ring after a
+/// crash), streamed; written to a temporary file and renamed so a partial file never looks done.
+pub fn export(args: ExportArgs) -> Result<()> {
+    let cfg = load_config(&args.config)?;
+    let format = Format::parse(&args.format, args.profile.as_deref())?;
+    let filter = args.filter.to_filter(&display_zone(&cfg))?;
+    let reader = JournalReader::open_with_ring(&JournalPaths::from_config(&cfg.storage))
+        .with_context(|| format!("opening the journal at {}", cfg.storage.path.display()))?;
+    match &args.output {
+        None => {
+            let stdout = std::io::stdout().lock();
+            let out = std::io::BufWriter::with_capacity(64 * 1024, stdout);
+            write_export(&reader, &filter, format, out)?.flush()?;
+        }
+        Some(path) => {
+            let tmp = path.with_extension("partial");
+            let file = std::fs::File::create(&tmp)
+                .with_context(|| format!("creating {}", tmp.display()))?;
+            let out = std::io::BufWriter::with_capacity(64 * 1024, file);
+            let file = write_export(&reader, &filter, format, out)?
+                .into_inner()
+                .map_err(|e| e.into_error())
+                .with_context(|| format!("writing {}", tmp.display()))?;
+            file.sync_all()
+                .with_context(|| format!("syncing {}", tmp.display()))?;
+            std::fs::rename(&tmp, path)
+                .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn write_export<W: Write>(
+    reader: &JournalReader,
+    filter: &Filter,
+    format: Format,
+    out: W,
+) -> Result<W> {
+    let mut writer = ExportWriter::new(format, out)?;
+    // Export errors are either the journal's or the output's; keep both as the error chain.
+    enum Failure {
+        Journal(JournalError),
+        Output(std::io::Error),
+    }
+    impl From<JournalError> for Failure {
+        fn from(e: JournalError) -> Self {
+            Failure::Journal(e)
+        }
+    }
+    reader
+        .for_each(filter, Sort::StartAsc, |rec| {
+            writer.write(&rec).map_err(Failure::Output)
+        })
+        .map_err(|f| match f {
+            Failure::Journal(e) => anyhow::Error::new(e).context("reading the journal"),
+            Failure::Output(e) => anyhow::Error::new(e).context("writing the export"),
+        })?;
+    Ok(writer.finish()?)
+}

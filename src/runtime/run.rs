@@ -1,0 +1,457 @@
+//! `cdrbox run`: the running box. [`run`] opens the journal, starts the status board, display,
+//! USB watcher, web page and AMI links, publishes the status every second, applies saved configs
+//! live, feeds the systemd watchdog, and on SIGINT/SIGTERM logs off and commits — each a named
+//! step of `run_async` below.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::sync::watch;
+
+use super::board::StatusBoard;
+use super::io_runtime;
+use super::links::Links;
+use super::signals::StopSignals;
+use super::{
+    display_zone, init_logging, load_config, start_of_day, unix_fn, usb_source, web_backend,
+};
+use crate::clock::{Clock, Mono};
+use crate::config::Config;
+use crate::filter::{Filter, Sort};
+use crate::journal::{Journal, JournalError, JournalHandle};
+use crate::record::{CallRecord, Disposition};
+use crate::sink::{LinkEvent, RecordSink};
+use crate::usb::UsbWatcher;
+use crate::web::WebHandle;
+
+/// Prints a record (the demo's terminal output).
+type Echo = Box<dyn Fn(&CallRecord) + Send + Sync>;
+
+/// Sink that feeds the status board and the journal (and, in the demo, a printer).
+struct LoggerSink {
+    journal: JournalHandle,
+    board: Arc<StatusBoard>,
+    echo: Option<Echo>,
+}
+
+impl RecordSink for LoggerSink {
+    fn record(&self, record: CallRecord) {
+        self.board.on_record(&record);
+        if let Some(echo) = &self.echo {
+            echo(&record);
+        }
+        self.journal.record(record);
+    }
+
+    fn link_event(&self, pbx: &str, at_utc: i64, event: LinkEvent) {
+        if let Some(_echo) = &self.echo {
+            match &event {
+                LinkEvent::Up { banner, .. } => println!(
+                    "link {pbx}: up ({})",
+                    banner.as_deref().unwrap_or("no banner")
+                ),
+                LinkEvent::Down { reason, .. } => println!("link {pbx}: down — {reason}"),
+                _ => {}
+            }
+        }
+        self.board.on_link_event(pbx, at_utc, &event);
+        self.journal.link_event(pbx, at_utc, event);
+    }
+
+    fn backlog_full(&self) -> bool {
+        self.journal.backlog_full()
+    }
+}
+
+/// Told the web page's address once it listens.
+pub type OnWeb = Box<dyn FnOnce(std::net::SocketAddr) + Send>;
+
+/// Options for [`run`] beyond the config file.
+#[derive(Default)]
+pub struct RunOptions {
+    /// The config file: the web page's settings are saved there, the password file beside it.
+    pub config_path: PathBuf,
+    /// Print each record and link change (the demo).
+    pub echo: bool,
+    /// Stop after this long (scripted runs); `None` runs until SIGINT/SIGTERM.
+    pub stop_after: Option<Duration>,
+    /// Called with the web page's address once it listens (the demo prints it).
+    pub on_web: Option<OnWeb>,
+    /// The clock everything runs on (the system clock by default).
+    pub clock: Clock,
+}
+
+/// `cdrbox run`.
+pub fn run_from_file(path: &Path) -> Result<()> {
+    let cfg = load_config(path)?;
+    init_logging(&cfg.log.level);
+    run(
+        cfg,
+        RunOptions {
+            config_path: path.to_path_buf(),
+            ..RunOptions::default()
+        },
+    )
+}
+
+/// Runs the box until SIGINT/SIGTERM (or `stop_after`), then commits and exits.
+pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
+    let rt = io_runtime("cdrbox-io")?;
+    rt.block_on(run_async(cfg, opts))
+}
+
+async fn run_async(cfg: Config, opts: RunOptions) -> Result<()> {
+    // Before the journal open, which runs `quick_check` and takes seconds on a big journal: a
+    // SIGTERM during start-up must end in the clean stop, not the default kill (found by the
+    // 500-kill crash campaign; regression test `tests/startup_sigterm.rs`).
+    let stop_signals = StopSignals::install();
+    let RunOptions {
+        config_path,
+        echo,
+        stop_after,
+        on_web,
+        clock,
+    } = opts;
+    let journal = open_journal(&cfg, &clock)?;
+    let board = start_board(&cfg, &journal, &clock);
+    let sink: Arc<dyn RecordSink> = Arc::new(LoggerSink {
+        journal: journal.clone(),
+        board: board.clone(),
+        echo: echo.then(|| -> Echo { Box::new(|r| println!("{}", one_line(r))) }),
+    });
+    start_display(&cfg, &board, &clock);
+    let usb = start_usb(&cfg, &journal, &board, &clock);
+    // Live configuration: the web page publishes validated, saved configs here.
+    let (config_tx, config_rx) = watch::channel(cfg.clone());
+    let web = start_web(
+        &cfg,
+        &journal,
+        &board,
+        &clock,
+        config_tx,
+        config_path,
+        on_web,
+    );
+    let mut links = Links::new(sink, unix_fn(&clock));
+    links.reconcile(&cfg);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    spawn_status_publisher(&cfg, &board, &journal, &clock, config_rx.clone(), stop_rx);
+    let health_tx = notify_ready_and_feed_watchdog(&journal);
+    serve_until_stopped(
+        stop_signals.wait(stop_after),
+        config_rx,
+        &board,
+        &mut links,
+        &clock,
+        health_tx,
+    )
+    .await;
+    shut_down(stop_tx, links, web, usb, journal).await
+}
+
+/// Opens (checks, migrates, replays) the journal and starts its writer thread.
+fn open_journal(cfg: &Config, clock: &Clock) -> Result<JournalHandle> {
+    let (journal, report) = Journal::open(&cfg.storage, unix_fn(clock))
+        .with_context(|| format!("opening the journal at {}", cfg.storage.path.display()))?;
+    tracing::info!(target: "cdrbox::run", ?report, "journal open");
+    Ok(journal)
+}
+
+/// The status board, with today's calls already in the journal counted.
+fn start_board(cfg: &Config, journal: &JournalHandle, clock: &Clock) -> Arc<StatusBoard> {
+    let tz = display_zone(cfg);
+    let board = Arc::new(StatusBoard::new(
+        &cfg.box_name,
+        &link_names(cfg),
+        tz.clone(),
+        clock.unix(),
+    ));
+    seed_today(journal, &board, &tz, clock.unix());
+    board
+}
+
+/// The OLED thread (detached: it ends when the board's status channel closes).
+fn start_display(cfg: &Config, board: &Arc<StatusBoard>, clock: &Clock) {
+    let b = board.clone();
+    let _display = crate::display::spawn(
+        cfg.display.clone(),
+        board.subscribe(),
+        clock.clone(),
+        move |h| {
+            b.set_display_problem(match &h {
+                crate::display::DisplayHealth::Failing { error, attempts, .. } => Some(format!(
+                    "the OLED display is not responding ({error}); retrying (attempt {attempts}) — check its wiring and address (board/display.md)"
+                )),
+                _ => None,
+            })
+        },
+    );
+}
+
+/// The USB stick watcher; `None` (logged) when its thread cannot start.
+fn start_usb(
+    cfg: &Config,
+    journal: &JournalHandle,
+    board: &Arc<StatusBoard>,
+    clock: &Clock,
+) -> Option<UsbWatcher> {
+    let b = board.clone();
+    let mut opts = crate::usb::WatcherOptions::new(&cfg.usb, &cfg.box_name);
+    // The journal's own stick (journal on USB) is never an export target.
+    opts.exclude = vec![cfg.storage.path.clone()];
+    match UsbWatcher::spawn(
+        opts,
+        Arc::new(usb_source::JournalUsbSource::with_writer(journal.clone())),
+        Arc::new(crate::usb::RealFs),
+        clock.clone(),
+        Box::new(move |s| b.set_usb(s)),
+    ) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(target: "cdrbox::run", error = %e, "USB watcher not started");
+            None
+        }
+    }
+}
+
+/// The web page; `None` when it cannot listen (the reason goes on the OLED and the log).
+fn start_web(
+    cfg: &Config,
+    journal: &JournalHandle,
+    board: &Arc<StatusBoard>,
+    clock: &Clock,
+    config_tx: watch::Sender<Config>,
+    config_path: PathBuf,
+    on_web: Option<OnWeb>,
+) -> Option<WebHandle> {
+    let passwd = crate::web::auth::passwd_path_for(&config_path);
+    let backend = Arc::new(web_backend::BoxBackend::new(
+        journal.clone(),
+        board.clone(),
+        config_path,
+        config_tx,
+        clock.clone(),
+    ));
+    let mut web_opts = crate::web::WebOptions::new(passwd);
+    web_opts.workers = cfg.web.workers;
+    match crate::web::serve(
+        cfg.web.listen,
+        backend,
+        Arc::new(crate::web::CdrExporter),
+        web_opts,
+    ) {
+        Ok(h) => {
+            tracing::info!(target: "cdrbox::run", addr = %h.local_addr(), "web page listening");
+            if let Some(f) = on_web {
+                f(h.local_addr());
+            }
+            Some(h)
+        }
+        Err(e) => {
+            // The logger matters more than its page: keep recording, say why on the OLED.
+            tracing::error!(target: "cdrbox::run", error = %e, "web page not started");
+            board.set_web_problem(Some(format!(
+                "the web page could not listen on {}: {e} — change [web] listen",
+                cfg.web.listen
+            )));
+            None
+        }
+    }
+}
+
+/// Refreshes the journal's part of the status and publishes it once a second, until `stop`.
+fn spawn_status_publisher(
+    cfg: &Config,
+    board: &Arc<StatusBoard>,
+    journal: &JournalHandle,
+    clock: &Clock,
+    mut cfg_watch: watch::Receiver<Config>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let board = board.clone();
+    let journal = journal.clone();
+    let clock = clock.clone();
+    let mut target = ip_target(cfg);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut ip_refresh: Option<Mono> = None;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => break,
+            }
+            if cfg_watch.has_changed().unwrap_or(false) {
+                target = ip_target(&cfg_watch.borrow_and_update());
+                ip_refresh = None;
+            }
+            board.set_storage(journal.status(), journal.alarms());
+            let now = clock.now();
+            if ip_refresh.is_none_or(|t| now - t >= Duration::from_secs(60)) {
+                board.set_ip(local_ip_towards(&target));
+                ip_refresh = Some(now);
+            }
+            board.publish(clock.unix());
+        }
+    });
+}
+
+/// The address whose route names this box's IP on the page: the first enabled PBX.
+fn ip_target(cfg: &Config) -> Option<String> {
+    cfg.pbx
+        .iter()
+        .find(|p| p.enabled)
+        .map(|p| format!("{}:{}", p.host, p.port))
+}
+
+/// systemd: ready once the journal is open and the links are started; the watchdog is fed only
+/// while the journal writer is alive and no link task has died (reported on the returned
+/// channel by [`serve_until_stopped`]).
+fn notify_ready_and_feed_watchdog(journal: &JournalHandle) -> watch::Sender<bool> {
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let (health_tx, health_rx) = watch::channel(true);
+    if let Some(period) = sd_notify::watchdog_enabled() {
+        let journal = journal.clone();
+        let mut health_rx = health_rx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period / 2);
+            loop {
+                tick.tick().await;
+                let journal_ok = !journal.alarms().iter().any(|a| a.code == "JOURNAL STOPPED");
+                let links_ok = *health_rx.borrow_and_update();
+                if journal_ok && links_ok {
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                } else {
+                    tracing::error!(target: "cdrbox::run", journal_ok, links_ok, "unhealthy: not feeding the watchdog");
+                }
+            }
+        });
+    }
+    health_tx
+}
+
+/// The box's main loop: applies saved configs (links, box name) and checks link health until
+/// `stop` (a signal or `stop_after`) completes.
+async fn serve_until_stopped(
+    stop: impl std::future::Future<Output = ()>,
+    mut config_rx: watch::Receiver<Config>,
+    board: &StatusBoard,
+    links: &mut Links,
+    clock: &Clock,
+    health_tx: watch::Sender<bool>,
+) {
+    tokio::pin!(stop);
+    let mut health = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            changed = config_rx.changed() => {
+                if changed.is_err() {
+                    continue;
+                }
+                let new = config_rx.borrow_and_update().clone();
+                board.set_box_name(&new.box_name);
+                board.set_links(&link_names(&new), clock.unix());
+                links.reconcile(&new);
+                tracing::info!(target: "cdrbox::run", links = links.len(), "configuration applied");
+            }
+            _ = health.tick() => {
+                let _ = health_tx.send(links.all_running());
+            }
+        }
+    }
+}
+
+/// Logs off every link (Cdrs already on their way still arrive), stops the web page and the USB
+/// watcher, then commits and closes the journal.
+async fn shut_down(
+    stop_tx: watch::Sender<bool>,
+    links: Links,
+    web: Option<WebHandle>,
+    usb: Option<UsbWatcher>,
+    journal: JournalHandle,
+) -> Result<()> {
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    tracing::info!(target: "cdrbox::run", "stopping: logging off and committing");
+    let _ = stop_tx.send(true);
+    links.stop(Duration::from_secs(3)).await;
+    if let Some(w) = web {
+        tokio::task::spawn_blocking(move || w.shutdown()).await.ok();
+    }
+    if let Some(u) = usb {
+        tokio::task::spawn_blocking(move || u.stop()).await.ok();
+    }
+    tokio::task::spawn_blocking(move || journal.shutdown())
+        .await
+        .context("joining the journal writer")?;
+    Ok(())
+}
+
+/// `(name, host:port)` of the enabled links, for the status board.
+pub(super) fn link_names(cfg: &Config) -> Vec<(String, String)> {
+    cfg.pbx
+        .iter()
+        .filter(|p| p.enabled)
+        .map(|p| (p.name.clone(), format!("{}:{}", p.host, p.port)))
+        .collect()
+}
+
+/// The address this box uses to reach the PBX (what a person types into a browser). A UDP
+/// `connect` only asks the kernel for a route; no packet is sent.
+fn local_ip_towards(target: &Option<String>) -> Option<String> {
+    let target = target.as_deref()?;
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    sock.connect(target).ok()?;
+    Some(sock.local_addr().ok()?.ip().to_string())
+}
+
+/// Counts today's calls already in the journal, so a restart does not reset the display.
+fn seed_today(journal: &JournalHandle, board: &StatusBoard, tz: &jiff::tz::TimeZone, now: i64) {
+    let Some(from) = start_of_day(tz, now) else {
+        return;
+    };
+    let filter = Filter {
+        from_utc: Some(from),
+        ..Filter::default()
+    };
+    let mut calls = Vec::new();
+    let result = journal.reader().and_then(|r| {
+        r.for_each::<JournalError>(&filter, Sort::StartAsc, |rec| {
+            let key = format!(
+                "{}\u{0}{}",
+                rec.pbx,
+                rec.linked_id.as_deref().unwrap_or(&rec.unique_id)
+            );
+            calls.push((key, rec.disposition == Disposition::Answered));
+            Ok(())
+        })
+    });
+    if let Err(e) = result {
+        tracing::warn!(target: "cdrbox::run", error = %e, "could not count today's calls");
+    }
+    board.seed_today(calls);
+}
+
+/// One human line per record, for the demo's terminal.
+pub fn one_line(r: &CallRecord) -> String {
+    let when = r.start.raw.get(11..).unwrap_or(&r.start.raw);
+    let mut line = format!(
+        "{when}  {:<8} {:>14} → {:<10} {:<10} {:>4}s talk {:>3}s ring  {}",
+        r.pbx,
+        if r.source.is_empty() {
+            "(anonymous)"
+        } else {
+            &r.source
+        },
+        r.destination,
+        r.disposition.as_str(),
+        r.billable_seconds,
+        r.ring_seconds,
+        r.direction.as_str(),
+    );
+    if let Some(q) = &r.queue {
+        line.push_str(&format!("  queue {q}"));
+    }
+    line
+}

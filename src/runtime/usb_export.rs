@@ -1,0 +1,48 @@
+//! `cdrbox usb-export --to DIR`: the USB stick copy run by hand into any directory, beside a
+//! running box (read-only) or on its own (opening the journal, which replays the ring).
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use super::{load_config, unix_fn, usb_source};
+use crate::clock::Clock;
+use crate::journal::{Journal, JournalPaths};
+
+/// `cdrbox usb-export --to DIR`: the USB copy, by hand, into any directory.
+pub fn usb_export(config: &Path, to: &Path) -> Result<()> {
+    let cfg = load_config(config)?;
+    let paths = JournalPaths::from_config(&cfg.storage);
+    let clock = Clock::system();
+    let run = |source: &dyn crate::usb::UsbSource| {
+        crate::usb::export_to_dir(source, to, &cfg.usb, &cfg.box_name, clock.unix())
+            .with_context(|| format!("copying records to {}", to.display()))
+    };
+    let report = if crate::journal::writer_running(&paths) {
+        // `cdrbox run` owns the writer: copy what it has committed (records still waiting in
+        // its ring are committed within [storage] flush_interval_ms and go next time).
+        run(&usb_source::JournalUsbSource::read_only(paths))?
+    } else {
+        // No writer: open it, which replays the ring, so nothing that arrived is left out.
+        let (journal, _) = Journal::open(&cfg.storage, unix_fn(&clock))
+            .with_context(|| format!("opening the journal at {}", cfg.storage.path.display()))?;
+        let report = run(&usb_source::JournalUsbSource::with_writer(journal.clone()));
+        journal.shutdown();
+        report?
+    };
+    match &report.folder {
+        None => println!("nothing new to copy (mode {:?})", cfg.usb.mode),
+        Some(folder) => println!(
+            "copied {} records to {} (verified: {})",
+            report.records,
+            folder.display(),
+            report
+                .files
+                .iter()
+                .map(|f| f.name.clone())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+    Ok(())
+}
