@@ -15,9 +15,13 @@ pub mod measure;
 mod payload;
 pub mod query;
 pub mod ring;
+mod state;
 mod store;
 pub mod testdata;
 mod writer;
+
+#[cfg(test)]
+mod model_test;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -40,16 +44,15 @@ pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 /// True when a `cdrbox run` (any process) holds the journal at `paths` open for writing.
 pub fn writer_running(paths: &JournalPaths) -> bool {
-    use std::os::fd::AsRawFd;
-    let Some(name) = paths.db.file_name() else {
+    let Ok(file) = std::fs::File::open(writer::open::lock_path(paths)) else {
         return false;
     };
-    let lock = paths.dir.join(format!("{}.lock", name.to_string_lossy()));
-    let Ok(file) = std::fs::File::open(&lock) else {
-        return false;
-    };
-    // SAFETY: flock(2) on a descriptor we own; the lock is released when `file` closes.
-    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) != 0 }
+    // The writer holds an exclusive lock; a shared one is refused while it runs. The lock is
+    // released when `file` closes.
+    matches!(
+        file.try_lock_shared(),
+        Err(std::fs::TryLockError::WouldBlock)
+    )
 }
 
 /// The system clock.
@@ -241,7 +244,7 @@ pub(crate) struct Pending {
     pub seq: u64,
     pub record: Arc<CallRecord>,
     pub arrived: std::time::Instant,
-    pub in_ring: bool,
+    pub place: state::Place,
     pub ack: Option<mpsc::Sender<Ack>>,
 }
 
@@ -268,12 +271,10 @@ pub(crate) struct Shared {
     pub max_size_mb: u64,
     /// Records sent to the writer but not yet taken off the channel.
     pub queued: AtomicU64,
+    /// Seq, durable and committed points (the rules are in [`state`]).
+    pub state: Mutex<state::Durability>,
     pub pending: Mutex<VecDeque<Pending>>,
-    pub pending_count: AtomicU64,
-    pub memory_only: AtomicU64,
     pub committed_rows: AtomicU64,
-    pub committed_seq: AtomicU64,
-    pub durable_seq: AtomicU64,
     pub gaps: AtomicU64,
     pub lost: AtomicU64,
     pub writer_running: AtomicBool,
@@ -292,6 +293,9 @@ impl Shared {
     }
     pub(crate) fn pending(&self) -> std::sync::MutexGuard<'_, VecDeque<Pending>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    pub(crate) fn state(&self) -> std::sync::MutexGuard<'_, state::Durability> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -332,7 +336,7 @@ impl Journal {
         cfg: &StorageConfig,
         clock: Clock,
     ) -> Result<(JournalHandle, OpenReport), JournalError> {
-        writer::open(cfg, clock)
+        writer::open::open(cfg, clock)
     }
 }
 
@@ -471,12 +475,12 @@ impl JournalHandle {
 
     /// Highest seq such that every record up to it is durable (ring or SQLite).
     pub fn durable_seq(&self) -> u64 {
-        self.shared().durable_seq.load(Ordering::SeqCst)
+        self.shared().state().durable()
     }
 
     /// Highest seq such that every record up to it is committed to SQLite.
     pub fn committed_seq(&self) -> u64 {
-        self.shared().committed_seq.load(Ordering::SeqCst)
+        self.shared().state().committed()
     }
 
     pub fn counters(&self) -> JournalCounters {
@@ -501,8 +505,10 @@ impl JournalHandle {
         let db_bytes = file_len(&s.paths.db) + file_len(Path::new(&wal));
         let (free_bytes, total_bytes) = fs_space(&s.paths.dir).unwrap_or((0, 0));
         let committed = s.committed_rows.load(Ordering::SeqCst);
-        let pending = s.pending_count.load(Ordering::SeqCst);
-        let memory_only = s.memory_only.load(Ordering::SeqCst);
+        let (pending, memory_only) = {
+            let st = s.state();
+            (st.pending() as u64, st.memory_only() as u64)
+        };
         let inserted = s.counters().inserted;
         let days_until_full = forecast_days(&Forecast {
             elapsed_seconds: (s.clock)() - s.started_utc,
@@ -529,7 +535,10 @@ impl JournalHandle {
     pub fn alarms(&self) -> Vec<Alarm> {
         let s = self.shared();
         let mut out = Vec::new();
-        let waiting = s.pending_count.load(Ordering::SeqCst);
+        let (waiting, memory_only) = {
+            let st = s.state();
+            (st.pending(), st.memory_only())
+        };
         let problems = s.problems();
         if !s.writer_running.load(Ordering::SeqCst) {
             out.push(Alarm {
@@ -559,7 +568,6 @@ impl JournalHandle {
                 message: msg.clone(),
             });
         }
-        let memory_only = s.memory_only.load(Ordering::SeqCst);
         if memory_only > 0 {
             out.push(Alarm {
                 code: "RING FULL".into(),
@@ -641,7 +649,7 @@ impl RecordSink for JournalHandle {
 
     fn backlog_full(&self) -> bool {
         let s = self.shared();
-        let waiting = s.queued.load(Ordering::SeqCst) + s.pending_count.load(Ordering::SeqCst);
+        let waiting = s.queued.load(Ordering::SeqCst) + s.state().pending() as u64;
         waiting >= s.memory_queue_records as u64
     }
 }

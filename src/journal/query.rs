@@ -186,11 +186,20 @@ impl JournalReader {
         // snapshot (skipped below by seq and identity) or taken from the ring — never both,
         // never neither; records arriving after the ring was read may be missing, which is
         // what a snapshot taken "now" means.
-        let scan = ring::scan_file(&paths.ring).map_err(|e| JournalError::Io {
+        let ring_err = |e| JournalError::Io {
             what: "cannot read the ring file".into(),
             path: paths.ring.clone(),
             source: e,
-        })?;
+        };
+        let ring_file = match std::fs::File::open(&paths.ring) {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(ring_err(e)),
+        };
+        let scan = match &ring_file {
+            Some(f) => ring::scan(f).map_err(ring_err)?,
+            None => ring::RingScan::default(),
+        };
         let mut reader = JournalReader::open(paths)?;
         let db = reader.db.clone();
         reader
@@ -204,7 +213,10 @@ impl JournalReader {
         let mut extra: Vec<(u64, CallRecord)> = Vec::new();
         let mut seen = HashSet::new();
         for e in scan.entries.iter().filter(|e| e.seq > committed) {
-            let Ok(record) = payload::decode(&e.payload) else {
+            let bytes = ring_file
+                .as_ref()
+                .and_then(|f| ring::read_payload(f, e).ok());
+            let Some(Ok(record)) = bytes.map(|b| payload::decode(&b)) else {
                 continue;
             };
             if !seen.insert(record.identity) {

@@ -1,0 +1,61 @@
+//! Retention on the writer thread: by age (`retention_days`) and by size (`max_size_mb`), oldest
+//! first, in small batches so commits never wait long behind a delete; with `keep_uncopied`,
+//! never a record the USB copy has not taken.
+//!
+//! Runs only while commits work (a failing database is left alone) and reschedules itself:
+//! again at once while a batch deleted something, else after [`RETENTION_EVERY`].
+
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use super::super::store;
+
+/// Retention runs at start and then at most this often.
+pub const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
+/// The limits retention enforces.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Policy {
+    pub retention_days: u32,
+    pub max_size_mb: u64,
+    pub keep_uncopied: bool,
+}
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Deleted this many records; run again soon.
+    Deleted(usize),
+    /// Nothing (more) to delete.
+    Done,
+}
+
+/// One retention batch at box time `now_utc`. `copied_upto`: the highest row id the USB copy
+/// has taken (rows above it are kept when the policy says so).
+pub(crate) fn step(
+    conn: &Connection,
+    policy: &Policy,
+    now_utc: i64,
+    copied_upto: i64,
+) -> rusqlite::Result<Step> {
+    let max_id = policy.keep_uncopied.then_some(copied_upto);
+    if policy.retention_days > 0 {
+        let cutoff = now_utc - i64::from(policy.retention_days) * 86_400;
+        let n = store::delete_older_than(conn, cutoff, max_id)?;
+        if n > 0 {
+            return Ok(Step::Deleted(n));
+        }
+        store::delete_gaps_before(conn, cutoff)?;
+    }
+    if policy.max_size_mb > 0 {
+        let limit = policy.max_size_mb.saturating_mul(1024 * 1024);
+        if store::used_bytes(conn)? > limit {
+            let n = store::delete_oldest(conn, max_id)?;
+            if n > 0 {
+                return Ok(Step::Deleted(n));
+            }
+        }
+    }
+    Ok(Step::Done)
+}
