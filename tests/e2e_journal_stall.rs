@@ -23,7 +23,8 @@ async fn five_second_journal_stall_at_1000_cdr_per_second_loses_nothing() {
     storage.path = dir.path().to_path_buf();
     storage.flush_interval = Duration::from_millis(200);
     storage.flush_records = 200;
-    let (journal, _) = Journal::open(&storage, Arc::new(|| 1_795_331_226)).unwrap();
+    let (journal, _) =
+        Journal::open(&storage, cdrbox::clock::Clock::fixed_wall(1_795_331_226)).unwrap();
     let db = JournalPaths::from_config(&storage).db;
 
     // Another process-like connection takes the write lock for 5 s as the burst starts.

@@ -10,7 +10,7 @@ use cdrbox::filter::{Filter, Page, Sort};
 use cdrbox::journal::testdata::{sample_record, BASE_UTC};
 use cdrbox::journal::{ring, Ack, Journal, JournalReader};
 use cdrbox::sink::{DownKind, LinkEvent, RecordSink};
-use journal_common::{cfg, clock, paths, stored, wait_for};
+use journal_common::{cfg, clock, paths, stays, stored, wait_for};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -315,11 +315,11 @@ fn gap_ledger_records_link_down_intervals_and_box_off_time() {
         1
     );
     assert_eq!(r.gaps(None, Some(BASE_UTC + 100)).unwrap().len(), 0);
-    now.store(BASE_UTC + 300, std::sync::atomic::Ordering::SeqCst);
+    now.set_unix(BASE_UTC + 300);
     j.shutdown(); // last_alive = +300
 
     // Next run: "main" is still in its open gap; "branch" had no gap, so the box-off time is one.
-    now.store(BASE_UTC + 1000, std::sync::atomic::Ordering::SeqCst);
+    now.set_unix(BASE_UTC + 1000);
     let (j, _) = Journal::open(&conf, c).unwrap();
     j.link_event("main", BASE_UTC + 1005, up.clone());
     j.link_event("branch", BASE_UTC + 1007, up.clone());
@@ -434,7 +434,7 @@ fn retention_by_age_respects_the_copy_watermark() {
 
     // Without the guard, everything older than 5 days goes, nothing newer.
     conf.keep_uncopied = false;
-    now.store(BASE_UTC + 10 * day, std::sync::atomic::Ordering::SeqCst);
+    now.set_unix(BASE_UTC + 10 * day);
     let (j, _) = Journal::open(&conf, c).unwrap();
     assert!(wait_for(WAIT, || count() == 50), "count {}", count());
     let oldest = JournalReader::open(&paths(dir.path()))
@@ -494,4 +494,31 @@ fn retention_by_size_deletes_oldest_first() {
     j.flush().unwrap();
     assert_eq!(j.status().committed, left);
     drop(j);
+}
+
+#[test]
+fn group_commit_fires_when_flush_interval_passes_on_the_injected_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, hand) = clock(BASE_UTC);
+    let mut conf = cfg(dir.path());
+    conf.flush_interval = Duration::from_secs(60);
+    conf.flush_records = 1000;
+    let (j, _) = Journal::open(&conf, c).unwrap();
+    assert!(matches!(
+        j.record_durable(sample_record(1), WAIT).unwrap(),
+        Ack::Durable { .. }
+    ));
+    hand.advance(Duration::from_secs(59));
+    assert!(
+        stays(Duration::from_millis(300), || j.status().committed == 0),
+        "committed before flush_interval"
+    );
+    hand.advance(Duration::from_secs(1));
+    assert!(
+        wait_for(WAIT, || j.status().committed == 1),
+        "{:?}",
+        j.status()
+    );
+    assert_eq!(j.counters().commits, 1);
+    j.shutdown();
 }

@@ -37,7 +37,7 @@ fn crash_child_writer() {
     };
     let round: u64 = std::env::var(ROUND_ENV).unwrap().parse().unwrap();
     let dir = std::path::PathBuf::from(dir);
-    let (j, _) = Journal::open(&child_config(&dir), cdrbox::journal::system_clock()).unwrap();
+    let (j, _) = Journal::open(&child_config(&dir), cdrbox::clock::Clock::system()).unwrap();
     println!("READY");
     for n in 0.. {
         let id = round * STRIDE + n;

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use cdrbox::journal::testdata::{sample_record, BASE_UTC};
 use cdrbox::journal::{Ack, Journal};
 use cdrbox::sink::RecordSink;
-use journal_common::{cfg, clock, paths, stored, wait_for};
+use journal_common::{cfg, clock, paths, stays, stored, wait_for};
+
+const WAIT: Duration = Duration::from_secs(15);
 
 #[test]
 fn stall_holding_an_exclusive_lock_loses_nothing_and_never_blocks_producers() {
@@ -86,7 +88,7 @@ fn stall_holding_an_exclusive_lock_loses_nothing_and_never_blocks_producers() {
 #[test]
 fn disk_full_keeps_records_raises_an_alarm_and_resumes_when_space_returns() {
     let dir = tempfile::tempdir().unwrap();
-    let (c, _) = clock(BASE_UTC);
+    let (c, hand) = clock(BASE_UTC);
     let mut conf = cfg(dir.path());
     conf.flush_records = 20;
     conf.flush_interval = Duration::from_millis(100);
@@ -117,16 +119,34 @@ fn disk_full_keeps_records_raises_an_alarm_and_resumes_when_space_returns() {
     assert_eq!(st.memory_only, 0);
     assert_eq!(j.pending_records().len(), 200);
 
-    // Retries back off (0.5 s, 1 s, 2 s, ...) instead of spinning.
-    let before = j.counters().commit_failures;
-    std::thread::sleep(Duration::from_millis(1500));
-    let retries = j.counters().commit_failures - before;
-    assert!(retries <= 3, "{retries} retries in 1.5 s");
-
-    // Space comes back: the writer's retry commits everything without being asked.
-    j.set_max_page_count(1_000_000).unwrap();
+    // Retries back off (0.5 s, 1 s, 2 s, ...) instead of spinning: on the manual clock a retry
+    // happens exactly when its back-off has passed, never before. The forced flush above was
+    // the second failure, so the next retry is due 1 s after it.
+    let failures = || j.counters().commit_failures;
+    let before = failures();
+    hand.advance(Duration::from_millis(999));
     assert!(
-        wait_for(Duration::from_secs(15), || j.status().committed == 210),
+        stays(Duration::from_millis(300), || failures() == before),
+        "retried early"
+    );
+    hand.advance(Duration::from_millis(1));
+    assert!(wait_for(WAIT, || failures() == before + 1), "retry at 1 s");
+    hand.advance(Duration::from_millis(1999));
+    assert!(
+        stays(Duration::from_millis(300), || failures() == before + 1),
+        "back-off doubled"
+    );
+    hand.advance(Duration::from_millis(1));
+    assert!(
+        wait_for(WAIT, || failures() == before + 2),
+        "retry at 2 s more"
+    );
+
+    // Space comes back: the writer's next retry (4 s on) commits everything without being asked.
+    j.set_max_page_count(1_000_000).unwrap();
+    hand.advance(Duration::from_secs(4));
+    assert!(
+        wait_for(WAIT, || j.status().committed == 210),
         "resumed: {:?}",
         j.status()
     );

@@ -3,7 +3,6 @@
 //! clean stop with exit 0, not in the default kill (exit by signal 15).
 
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cdrbox::config::Config;
@@ -15,8 +14,7 @@ fn sigterm_while_the_journal_opens_stops_cleanly() {
     let data = dir.path().join("data");
     let mut st = Config::default_config().storage;
     st.path = data.clone();
-    let clock: Arc<dyn Fn() -> i64 + Send + Sync> = Arc::new(|| 1_795_331_257);
-    let (j, _) = Journal::open(&st, clock).unwrap();
+    let (j, _) = Journal::open(&st, cdrbox::clock::Clock::fixed_wall(1_795_331_257)).unwrap();
     j.shutdown();
     let db = JournalPaths::from_path(&data).db;
     // Pad the database so opening it (quick_check reads every page) takes a while.

@@ -289,8 +289,7 @@ fn ingest(quick: bool) -> Result<()> {
     let ctx = Arc::new(PbxContext::from_config(&pbx).context("bench PBX context")?);
     let mut st = storage(&bench_dir.join("ours"));
     st.flush_interval = Duration::from_millis(1000);
-    let clock: Arc<dyn Fn() -> i64 + Send + Sync> = Arc::new(|| 1_795_331_257);
-    let (journal, _) = Journal::open(&st, clock.clone())?;
+    let (journal, _) = Journal::open(&st, cdrbox::clock::Clock::fixed_wall(1_795_331_257))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -303,7 +302,7 @@ fn ingest(quick: bool) -> Result<()> {
         LinkConfig::from_pbx(&pbx),
         sink,
         Arc::new(move |m: &AmiMessage, t| CallRecord::from_event(m, &c2, t)),
-        clock.clone(),
+        Arc::new(|| 1_795_331_257),
         stop_rx,
     ));
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -510,7 +509,7 @@ fn wear(quick: bool) -> Result<()> {
         .map(|m| CallRecord::from_event(&m, &ctx, 1_795_331_257))
         .collect();
     let raw_avg = records.iter().map(|r| r.raw.len()).sum::<usize>() as f64 / records.len() as f64;
-    let clock: Arc<dyn Fn() -> i64 + Send + Sync> = Arc::new(|| 1_795_331_257);
+    let clock = cdrbox::clock::Clock::fixed_wall(1_795_331_257);
     let mut salt = 1u64 << 40;
     let mut next_salt = || {
         salt += 1 << 20;

@@ -17,6 +17,7 @@ pub mod query;
 pub mod ring;
 mod state;
 mod store;
+#[cfg(any(test, feature = "testing"))]
 pub mod testdata;
 mod writer;
 
@@ -32,15 +33,13 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::clock::{Clock, Mono};
 use crate::config::StorageConfig;
 use crate::record::CallRecord;
 use crate::sink::{LinkEvent, RecordSink};
 use crate::status::{Alarm, StorageStatus};
 
 pub use query::{JournalReader, Totals};
-
-/// Wall-clock source (Unix seconds), injected so tests control time.
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 /// True when a `cdrbox run` (any process) holds the journal at `paths` open for writing.
 pub fn writer_running(paths: &JournalPaths) -> bool {
@@ -53,16 +52,6 @@ pub fn writer_running(paths: &JournalPaths) -> bool {
         file.try_lock_shared(),
         Err(std::fs::TryLockError::WouldBlock)
     )
-}
-
-/// The system clock.
-pub fn system_clock() -> Clock {
-    Arc::new(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0)
-    })
 }
 
 /// Where the journal's files live.
@@ -231,19 +220,23 @@ pub(crate) enum Msg {
         id: i64,
         reply: mpsc::Sender<Result<(), String>>,
     },
+    #[cfg(any(test, feature = "testing"))]
     SetMaxPageCount {
         pages: u64,
         reply: mpsc::Sender<Result<u64, String>>,
     },
     Shutdown,
+    #[cfg(any(test, feature = "testing"))]
     Crash,
+    /// The injected clock moved (a test's manual clock): re-check deadlines.
+    Wake,
 }
 
 /// A record received but not yet committed.
 pub(crate) struct Pending {
     pub seq: u64,
     pub record: Arc<CallRecord>,
-    pub arrived: std::time::Instant,
+    pub arrived: Mono,
     pub place: state::Place,
     pub ack: Option<mpsc::Sender<Ack>>,
 }
@@ -331,7 +324,9 @@ pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Journal {
     /// Opens the journal at `cfg.path`: checks/migrates SQLite (a damaged file is set aside),
-    /// replays ring records newer than the database, and starts the writer thread.
+    /// replays ring records newer than the database, and starts the writer thread. `clock`
+    /// stamps commits (wall time) and drives the group-commit, retry and retention timers
+    /// (monotonic time).
     pub fn open(
         cfg: &StorageConfig,
         clock: Clock,
@@ -427,8 +422,8 @@ impl JournalHandle {
     }
 
     /// Sets SQLite's `max_page_count` on the writer connection and returns the value in force:
-    /// a real SQLITE_FULL on demand, for disk-full tests and demos. Not for production use.
-    #[doc(hidden)]
+    /// a real SQLITE_FULL on demand, for disk-full tests (feature `testing`).
+    #[cfg(any(test, feature = "testing"))]
     pub fn set_max_page_count(&self, pages: u64) -> Result<u64, JournalError> {
         let (tx, rx) = mpsc::channel();
         self.send(Msg::SetMaxPageCount { pages, reply: tx })?;
@@ -440,8 +435,8 @@ impl JournalHandle {
     }
 
     /// Stops the writer WITHOUT committing, as if the process died: what is in the ring stays
-    /// there for the next open to replay. Tests only.
-    #[doc(hidden)]
+    /// there for the next open to replay (feature `testing`).
+    #[cfg(any(test, feature = "testing"))]
     pub fn crash(&self) {
         self.inner.stop(Msg::Crash);
     }
@@ -511,7 +506,7 @@ impl JournalHandle {
         };
         let inserted = s.counters().inserted;
         let days_until_full = forecast_days(&Forecast {
-            elapsed_seconds: (s.clock)() - s.started_utc,
+            elapsed_seconds: s.clock.unix() - s.started_utc,
             inserted_since_start: inserted,
             rows: committed,
             db_bytes,

@@ -23,11 +23,11 @@ struct Link {
 pub(super) struct Links {
     running: Vec<Link>,
     sink: Arc<dyn RecordSink>,
-    clock: crate::journal::Clock,
+    clock: crate::ami::client::Clock,
 }
 
 impl Links {
-    pub(super) fn new(sink: Arc<dyn RecordSink>, clock: crate::journal::Clock) -> Links {
+    pub(super) fn new(sink: Arc<dyn RecordSink>, clock: crate::ami::client::Clock) -> Links {
         Links {
             running: Vec::new(),
             sink,

@@ -43,8 +43,8 @@ pub use run::{one_line, run, run_from_file, RunOptions};
 pub use sim_pbx::{sim_pbx, SimArgs};
 pub use usb_export::usb_export;
 
-/// The journal's and the AMI links' clock type until they take [`Clock`] itself.
-fn unix_fn(clock: &Clock) -> crate::journal::Clock {
+/// The AMI links' clock type until they take [`Clock`] itself.
+fn unix_fn(clock: &Clock) -> crate::ami::client::Clock {
     let clock = clock.clone();
     Arc::new(move || clock.unix())
 }

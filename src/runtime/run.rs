@@ -153,7 +153,7 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<()> {
 
 /// Opens (checks, migrates, replays) the journal and starts its writer thread.
 fn open_journal(cfg: &Config, clock: &Clock) -> Result<JournalHandle> {
-    let (journal, report) = Journal::open(&cfg.storage, unix_fn(clock))
+    let (journal, report) = Journal::open(&cfg.storage, clock.clone())
         .with_context(|| format!("opening the journal at {}", cfg.storage.path.display()))?;
     tracing::info!(target: "cdrbox::run", ?report, "journal open");
     Ok(journal)

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use super::{load_config, unix_fn, usb_source};
+use super::{load_config, usb_source};
 use crate::clock::Clock;
 use crate::journal::{Journal, JournalPaths};
 
@@ -24,7 +24,7 @@ pub fn usb_export(config: &Path, to: &Path) -> Result<()> {
         run(&usb_source::JournalUsbSource::read_only(paths))?
     } else {
         // No writer: open it, which replays the ring, so nothing that arrived is left out.
-        let (journal, _) = Journal::open(&cfg.storage, unix_fn(&clock))
+        let (journal, _) = Journal::open(&cfg.storage, clock.clone())
             .with_context(|| format!("opening the journal at {}", cfg.storage.path.display()))?;
         let report = run(&usb_source::JournalUsbSource::with_writer(journal.clone()));
         journal.shutdown();

@@ -1,15 +1,14 @@
 //! Helpers shared by the `journal_*` integration tests: a storage config in a temp dir, a
-//! settable clock, and reading everything back.
+//! manual clock, and reading everything back.
 #![allow(dead_code)]
 
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cdrbox::clock::{Clock, ManualClock};
 use cdrbox::config::StorageConfig;
 use cdrbox::filter::{Filter, Sort};
-use cdrbox::journal::{Clock, JournalPaths, JournalReader};
+use cdrbox::journal::{JournalPaths, JournalReader};
 use cdrbox::record::CallRecord;
 
 pub fn cfg(dir: &Path) -> StorageConfig {
@@ -25,11 +24,11 @@ pub fn cfg(dir: &Path) -> StorageConfig {
     }
 }
 
-/// A clock the test moves by hand.
-pub fn clock(start: i64) -> (Clock, Arc<AtomicI64>) {
-    let now = Arc::new(AtomicI64::new(start));
-    let c = now.clone();
-    (Arc::new(move || c.load(Ordering::SeqCst)), now)
+/// A clock the test moves by hand (wall clock at `start`): the journal's timers fire only when
+/// the test advances it.
+pub fn clock(start: i64) -> (Clock, ManualClock) {
+    let hand = ManualClock::new(start);
+    (hand.clock(), hand)
 }
 
 pub fn paths(dir: &Path) -> JournalPaths {
@@ -60,4 +59,18 @@ pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Polls `f` for `window` of real time; true when it held every time. Only for checking that
+/// something does NOT happen (a retry before its time): what must happen is waited for with
+/// [`wait_for`].
+pub fn stays(window: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < window {
+        if !f() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    f()
 }

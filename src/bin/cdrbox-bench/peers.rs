@@ -327,8 +327,7 @@ fn build_journal(dir: &Path, n: usize) -> Result<Duration> {
     std::fs::create_dir_all(dir)?;
     let mut st = storage(dir);
     st.flush_records = 5_000;
-    let clock: Arc<dyn Fn() -> i64 + Send + Sync> = Arc::new(|| 1_795_331_257);
-    let (journal, _) = Journal::open(&st, clock)?;
+    let (journal, _) = Journal::open(&st, cdrbox::clock::Clock::fixed_wall(1_795_331_257))?;
     let ctx = PbxContext::from_config(&pbx_config(5038))?;
     let mut generator = CallGenerator::new(GeneratorOptions {
         seed: 11,

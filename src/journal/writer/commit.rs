@@ -5,10 +5,11 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rusqlite::TransactionBehavior;
 
+use crate::clock::Mono;
 use crate::record::CallRecord;
 
 use super::super::state::Place;
@@ -22,7 +23,7 @@ pub const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// Commits are failing: when to try again and how long the last wait was.
 pub(crate) struct Failing {
-    pub next_retry: Instant,
+    pub next_retry: Mono,
     pub backoff: Duration,
 }
 
@@ -30,14 +31,14 @@ impl Writer {
     /// Commits pending changes: one chunk when merely due, everything when forced.
     pub(super) fn commit(&mut self, force: bool) {
         if let Some(f) = &self.failing {
-            if !force && Instant::now() < f.next_retry {
+            if !force && self.clock.now() < f.next_retry {
                 return;
             }
         }
         loop {
             match self.commit_chunk() {
                 Ok(more) => {
-                    self.last_commit = Instant::now();
+                    self.last_commit = self.clock.now();
                     if self.failing.take().is_some() {
                         tracing::info!(target: "journal", "journal commits work again");
                     }
@@ -97,7 +98,7 @@ impl Writer {
             }
         };
         self.failing = Some(Failing {
-            next_retry: Instant::now() + backoff,
+            next_retry: self.clock.now() + backoff,
             backoff,
         });
         self.shared.problems().commit = Some((kind, msg));
@@ -120,7 +121,7 @@ impl Writer {
             .last()
             .map_or(committed_before, |b| b.0)
             .max(committed_before);
-        let now_utc = (self.shared.clock)();
+        let now_utc = self.clock.unix();
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
         let mut inserted = 0u64;
         for (seq, r) in &batch {

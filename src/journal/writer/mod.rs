@@ -18,10 +18,11 @@ mod retention;
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rusqlite::Connection;
 
+use crate::clock::{Clock, Mono};
 use crate::config::StorageConfig;
 use crate::record::CallRecord;
 
@@ -55,6 +56,7 @@ pub(crate) fn sql_err(what: &str, path: &std::path::Path, source: rusqlite::Erro
 
 pub(crate) struct Writer {
     shared: Arc<Shared>,
+    clock: Clock,
     conn: Connection,
     ring: Option<Ring>,
     rx: mpsc::Receiver<Msg>,
@@ -66,9 +68,9 @@ pub(crate) struct Writer {
     failing: Option<Failing>,
     /// Flush requests: reply once everything up to the seq is committed.
     flush_waiters: Vec<(u64, mpsc::Sender<Result<(), String>>)>,
-    gaps: GapLedger<Instant>,
-    last_commit: Instant,
-    next_retention: Instant,
+    gaps: GapLedger<Mono>,
+    last_commit: Mono,
+    next_retention: Mono,
     retention_more: bool,
 }
 
@@ -89,12 +91,14 @@ impl Writer {
         cfg: &StorageConfig,
         policy: Policy,
         usb_copied_id: i64,
-        gaps: GapLedger<Instant>,
+        gaps: GapLedger<Mono>,
     ) -> Writer {
-        let now = Instant::now();
+        let clock = shared.clock.clone();
+        let now = clock.now();
         let pending_ids = shared.pending().iter().map(|p| p.record.identity).collect();
         Writer {
             shared,
+            clock,
             conn,
             ring,
             rx,
@@ -116,12 +120,12 @@ impl Writer {
         tracing::info!(target: "journal", db = %self.shared.paths.db.display(), "journal writer started");
         let mut shutdown = false;
         while !shutdown {
-            let now = Instant::now();
+            let now = self.clock.now();
             let mut msgs = Vec::new();
             let first = match self.next_deadline(now) {
                 Some(d) => self
                     .rx
-                    .recv_timeout(d.saturating_duration_since(now))
+                    .recv_timeout(self.clock.until(d))
                     .map_err(|e| matches!(e, mpsc::RecvTimeoutError::Disconnected)),
                 None => self.rx.recv().map_err(|_| true),
             };
@@ -157,7 +161,7 @@ impl Writer {
                         });
                     }
                     Msg::Link { pbx, at_utc, event } => {
-                        if self.gaps.event(&pbx, at_utc, &event, Instant::now()) {
+                        if self.gaps.event(&pbx, at_utc, &event, self.clock.now()) {
                             self.shared.gaps.fetch_add(1, Ordering::SeqCst);
                         }
                     }
@@ -174,6 +178,7 @@ impl Writer {
                         }
                         let _ = reply.send(r);
                     }
+                    #[cfg(any(test, feature = "testing"))]
                     Msg::SetMaxPageCount { pages, reply } => {
                         let r = self
                             .conn
@@ -185,6 +190,8 @@ impl Writer {
                         let _ = reply.send(r);
                     }
                     Msg::Shutdown => shutdown = true,
+                    Msg::Wake => {}
+                    #[cfg(any(test, feature = "testing"))]
                     Msg::Crash => {
                         self.shared.writer_running.store(false, Ordering::SeqCst);
                         return;
@@ -205,7 +212,7 @@ impl Writer {
                 if !slice.is_empty() && slice_bytes + size > half_ring {
                     self.accept(std::mem::take(&mut slice), half_ring);
                     slice_bytes = 0;
-                    if self.commit_due(Instant::now()) {
+                    if self.commit_due(self.clock.now()) {
                         self.commit(false);
                     }
                 }
@@ -218,10 +225,10 @@ impl Writer {
             if shutdown {
                 force = true;
             }
-            if force || self.commit_due(Instant::now()) {
+            if force || self.commit_due(self.clock.now()) {
                 self.commit(force);
             }
-            if !shutdown && self.failing.is_none() && Instant::now() >= self.next_retention {
+            if !shutdown && self.failing.is_none() && self.clock.now() >= self.next_retention {
                 self.retention_step();
             }
         }
@@ -254,14 +261,14 @@ impl Writer {
     }
 
     /// When the loop must wake up without a message.
-    fn next_deadline(&self, now: Instant) -> Option<Instant> {
+    fn next_deadline(&self, now: Mono) -> Option<Mono> {
         // While commits fail, only the retry timer matters (retention and heartbeat wait for
         // a working database; waking for them would spin).
         if let Some(f) = &self.failing {
             return Some(f.next_retry);
         }
-        let mut d: Option<Instant> = None;
-        let mut consider = |t: Instant| d = Some(d.map_or(t, |x: Instant| x.min(t)));
+        let mut d: Option<Mono> = None;
+        let mut consider = |t: Mono| d = Some(d.map_or(t, |x: Mono| x.min(t)));
         if self.retention_more {
             consider(now);
         }
@@ -288,7 +295,7 @@ impl Writer {
     }
 
     /// Arrival time of the oldest uncommitted change (record or gap).
-    fn oldest_change(&self) -> Option<Instant> {
+    fn oldest_change(&self) -> Option<Mono> {
         let rec = self.shared.pending().front().map(|p| p.arrived);
         match (rec, self.gaps.dirty_since()) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -296,7 +303,7 @@ impl Writer {
         }
     }
 
-    fn commit_due(&self, now: Instant) -> bool {
+    fn commit_due(&self, now: Mono) -> bool {
         if let Some(f) = &self.failing {
             // Retry even with nothing pending: a successful (meta-only) commit is what clears
             // the alarm.
@@ -350,7 +357,7 @@ impl Writer {
                 }
             }
         }
-        let now = Instant::now();
+        let now = self.clock.now();
         let memory_only = placed.iter().filter(|p| **p == Place::Memory).count() as u64;
         self.shared.counters().records += arrivals.len() as u64;
         // Acks go out after the state is updated, so an acknowledged record is always covered
@@ -399,7 +406,7 @@ impl Writer {
 
     /// One small retention batch; reschedules itself.
     fn retention_step(&mut self) {
-        let now_utc = (self.shared.clock)();
+        let now_utc = self.clock.unix();
         match retention::step(&self.conn, &self.policy, now_utc, self.usb_copied_id) {
             Ok(retention::Step::Deleted(n)) => {
                 self.shared
@@ -407,16 +414,16 @@ impl Writer {
                     .fetch_sub(n as u64, Ordering::SeqCst);
                 self.shared.counters().retention_deleted += n as u64;
                 self.retention_more = true;
-                self.next_retention = Instant::now();
+                self.next_retention = self.clock.now();
             }
             Ok(retention::Step::Done) => {
                 self.retention_more = false;
-                self.next_retention = Instant::now() + retention::RETENTION_EVERY;
+                self.next_retention = self.clock.now() + retention::RETENTION_EVERY;
             }
             Err(e) => {
                 tracing::warn!(target: "journal", error = %e, "retention failed; retrying later");
                 self.retention_more = false;
-                self.next_retention = Instant::now() + commit::RETRY_MAX;
+                self.next_retention = self.clock.now() + commit::RETRY_MAX;
             }
         }
     }

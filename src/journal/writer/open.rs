@@ -5,17 +5,17 @@
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::Instant;
 
 use rusqlite::{Connection, TransactionBehavior};
 
+use crate::clock::Clock;
 use crate::config::StorageConfig;
 use crate::record::CallRecord;
 
 use super::super::ring::{self, EntryLoc, Ring, RingScan};
 use super::super::state::{Durability, Place};
 use super::super::{
-    payload, store, Clock, JournalCounters, JournalError, JournalHandle, JournalPaths, OpenReport,
+    payload, store, JournalCounters, JournalError, JournalHandle, JournalPaths, OpenReport,
     Pending, Problems, Shared,
 };
 use super::gaps::{self, GapLedger};
@@ -195,7 +195,7 @@ pub(crate) fn open(
     std::fs::create_dir_all(&paths.dir)
         .map_err(|e| io_err("cannot create the journal directory", &paths.dir, e))?;
     let lock = lock_journal(&paths)?;
-    let now_utc = clock();
+    let now_utc = clock.unix();
     let ring_file = match File::open(&paths.ring) {
         Ok(f) => Some(f),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -268,7 +268,7 @@ pub(crate) fn open(
         .max(scan.newest().map_or(0, |e| e.seq));
     let mut state = Durability::new(committed_seq, highest);
     let in_ring = !report.ring_created && ring.is_some();
-    let now = Instant::now();
+    let now = clock.now();
     let mut pending = std::collections::VecDeque::new();
     for (seq, record) in deferred {
         // Deferred entries are in the ring (durable) unless the ring had to be replaced.
@@ -315,6 +315,13 @@ pub(crate) fn open(
     });
 
     let (tx, rx) = mpsc::channel();
+    // A manual clock (tests) wakes the writer when it moves; the real clock never calls this.
+    let waker = {
+        let tx = tx.clone();
+        clock.on_advance(move || {
+            let _ = tx.send(super::super::Msg::Wake);
+        })
+    };
     let writer = Writer::new(
         shared.clone(),
         conn,
@@ -343,6 +350,7 @@ pub(crate) fn open(
             let _guard = Stopped(writer.shared.clone());
             // Held (and so the lock kept) for as long as this thread writes.
             let _lock = lock;
+            let _waker = waker;
             writer.run()
         })
         .map_err(|e| io_err("cannot start the journal writer thread", &paths.db, e))?;
