@@ -5,6 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
+mod match_key;
+pub use match_key::{ama_flags_name, disposition_name, match_key, occurrence_identity};
+
 /// Per-PBX settings needed to turn raw bytes into a record.
 #[derive(Debug, Clone)]
 pub struct PbxContext {
@@ -309,8 +312,8 @@ impl std::fmt::Display for Direction {
 /// One candidate instant for a PBX wall-clock time: (UTC seconds, offset seconds).
 type Candidate = (i64, i32);
 
-/// Parses `YYYY-MM-DD HH:MM:SS` strictly (what `cdr_manager` writes).
-fn parse_wall_clock(raw: &str) -> Option<jiff::civil::DateTime> {
+/// Parses `YYYY-MM-DD HH:MM:SS` strictly (what `cdr_manager` and `cdr_csv` write).
+pub fn parse_wall_clock(raw: &str) -> Option<jiff::civil::DateTime> {
     let b = raw.trim().as_bytes();
     if b.len() != 19
         || b[4] != b'-'
@@ -686,11 +689,26 @@ impl CallRecord {
         received_utc: i64,
     ) -> CallRecord {
         let fields: Vec<(&[u8], &[u8])> = msg.fields().collect();
+        let mut rec = CallRecord::from_fields(&fields, ctx, received_utc);
+        rec.raw = msg.raw().to_vec();
+        rec
+    }
+
+    /// A record from `Event: Cdr`-named fields (raw bytes, names case-insensitive), whatever
+    /// source they were read from: the AMI event, a Master.csv line, a database row. Same
+    /// rules as [`from_event`](Self::from_event); `raw` is left empty for the caller to fill
+    /// with the source's own bytes. A missing standard field is empty, which is how imports
+    /// leave what their source does not know (the database has no AnswerTime/EndTime).
+    pub fn from_fields(
+        fields: &[(&[u8], &[u8])],
+        ctx: &PbxContext,
+        received_utc: i64,
+    ) -> CallRecord {
         let mut std_vals: [Option<&[u8]>; 18] = [None; 18];
         let mut custom_fields = Vec::new();
         let mut linked_id = None;
         let mut sequence = None;
-        for (k, v) in &fields {
+        for (k, v) in fields {
             if ENVELOPE_FIELDS
                 .iter()
                 .any(|e| k.eq_ignore_ascii_case(e.as_bytes()))
@@ -743,9 +761,8 @@ impl CallRecord {
             linked_id,
             sequence,
         );
-        rec.raw = msg.raw().to_vec();
         rec.received_utc = received_utc;
-        rec.identity = compute_identity(&ctx.name, &fields);
+        rec.identity = compute_identity(&ctx.name, fields);
         rec
     }
 
