@@ -24,6 +24,7 @@ pub mod config;
 pub mod display;
 pub mod export;
 pub mod filter;
+pub mod import;
 pub mod journal;
 pub mod record;
 pub mod runtime;

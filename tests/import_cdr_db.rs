@@ -1,0 +1,279 @@
+//! The CDR database adapter against a real MariaDB (Debian's mariadb-server, started per test
+//! on 127.0.0.1 with a throw-away data directory) holding FreePBX's `cdr` table, filled the way
+//! `cdr_adaptive_odbc` fills it from the same calls as the AMI captures: the rows come back as
+//! records with the match keys of their AMI twins; older schemas work; a refused login, a
+//! missing grant, a missing table, a server that is down or dies mid-answer are error values
+//! naming what to fix; TLS is used when the server offers it.
+
+mod import_support;
+#[path = "support/mariadb.rs"]
+mod mariadb;
+
+use std::time::Duration;
+
+use cdrbox::import::cdr_db::{CdrDb, CdrDbError, DbRow, Window};
+use cdrbox::import::master_csv::CsvLayout;
+use cdrbox::import::{db_record, read_csv};
+use cdrbox::record::{CallRecord, PbxContext};
+use import_support::{ami_records, master_csv, match_keys, moscow};
+use mariadb::{freepbx_cdr, freepbx_cdr_old, lit, MariaDb};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// INSERTs for the Master.csv calls as cdr_adaptive_odbc writes them into FreePBX's table:
+/// calldate = start, amaflags as a number, FreePBX's caller-ID columns, sequence per row.
+fn insert_rows(db: &MariaDb, records: &[CallRecord], new_columns: bool) {
+    let mut sql = String::new();
+    for (i, r) in records.iter().enumerate() {
+        let ama = match r.ama_flags.as_str() {
+            "OMIT" => 1,
+            "BILLING" => 2,
+            "DOCUMENTATION" => 3,
+            _ => 0,
+        };
+        let t = |s: &str| lit(s.as_bytes());
+        let mut cols = "calldate, clid, src, dst, dcontext, channel, dstchannel, lastapp, \
+                        lastdata, duration, billsec, disposition, amaflags, accountcode, \
+                        uniqueid, userfield, did, recordingfile"
+            .to_string();
+        let mut vals = format!(
+            "{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {ama}, {}, {}, {}, '', ''",
+            t(&r.start.raw),
+            t(&r.caller_id),
+            t(&r.source),
+            t(&r.destination),
+            t(&r.destination_context),
+            t(&r.channel),
+            t(&r.destination_channel),
+            t(&r.last_application),
+            t(&r.last_data),
+            r.duration,
+            r.billable_seconds,
+            t(r.disposition.as_str()),
+            t(&r.account_code),
+            t(&r.unique_id),
+            t(&r.user_field),
+        );
+        if new_columns {
+            cols.push_str(", cnum, cnam, linkedid, sequence");
+            vals.push_str(&format!(
+                ", {}, {}, {}, {}",
+                t(&r.source),
+                t(&r.caller_name()),
+                t(&r.unique_id),
+                100 + i
+            ));
+        }
+        sql.push_str(&format!("INSERT INTO cdr ({cols}) VALUES ({vals});\n"));
+    }
+    db.sql(&sql);
+}
+
+fn csv_records(ctx: &PbxContext) -> Vec<CallRecord> {
+    read_csv(&master_csv(), ctx, CsvLayout::default(), 1).0
+}
+
+/// The calls of the captures: 2026-11-22 10:07–10:10 Moscow.
+fn capture_window() -> Window {
+    Window {
+        from_utc: 1_795_331_200,
+        to_utc: 1_795_331_400,
+        lookback: Duration::from_secs(4 * 3600),
+    }
+}
+
+fn fetch_all(cdr: &CdrDb, w: &Window, ctx: &PbxContext) -> Result<Vec<DbRow>, CdrDbError> {
+    let mut rows = Vec::new();
+    rt().block_on(cdr.fetch(w, &ctx.timezone, |r| rows.push(r)))?;
+    Ok(rows)
+}
+
+#[test]
+fn freepbx_rows_come_back_with_the_match_keys_of_their_ami_twins() {
+    let ctx = moscow();
+    let db = MariaDb::start();
+    db.freepbx(&freepbx_cdr());
+    insert_rows(&db, &csv_records(&ctx), true);
+    let cdr = CdrDb::new(&db.url("cdrbox", "pw"), "cdr").unwrap();
+    let rows = fetch_all(&cdr, &capture_window(), &ctx).unwrap();
+    assert_eq!(rows.len(), 42);
+    let records: Vec<CallRecord> = rows
+        .iter()
+        .map(|r| db_record(r, &ctx, 5).unwrap())
+        .collect();
+    assert_eq!(match_keys(&records), match_keys(&ami_records(&ctx)));
+    let first = records
+        .iter()
+        .find(|r| r.unique_id == "1795331226.1")
+        .unwrap();
+    assert_eq!(first.start.rfc3339(), "2026-11-22T10:07:06+03:00");
+    assert_eq!(
+        first.answer, None,
+        "the database has no answer time: not invented"
+    );
+    assert_eq!(
+        first.end.raw, "",
+        "the database has no end time: not invented"
+    );
+    assert_eq!(
+        first.ama_flags, "DOCUMENTATION",
+        "amaflags 3 is DOCUMENTATION"
+    );
+    assert_eq!(first.linked_id.as_deref(), Some("1795331226.1"));
+    assert!(first.sequence.is_some());
+    assert!(first
+        .custom_fields
+        .iter()
+        .any(|(k, v)| k == "cnam" && v == "Alice Smith"));
+    let petrov = records.iter().find(|r| r.source == "+79161234567").unwrap();
+    assert_eq!(petrov.caller_name(), "Петров, Иван \"Ваня\"");
+    // A window that ends before the calls started returns none of them.
+    let before = Window {
+        from_utc: 1_795_300_000,
+        to_utc: 1_795_310_000,
+        lookback: Duration::from_secs(3600),
+    };
+    assert_eq!(fetch_all(&cdr, &before, &ctx).unwrap().len(), 0);
+    // The read-only user works with TLS off (Debian's MariaDB 10.11 has none by default).
+    assert!(!rt().block_on(cdr.check()).unwrap());
+}
+
+#[test]
+fn an_older_freepbx_schema_is_read_too() {
+    let ctx = moscow();
+    let db = MariaDb::start();
+    db.freepbx(&freepbx_cdr_old());
+    insert_rows(&db, &csv_records(&ctx), false);
+    let cdr = CdrDb::new(&db.url("cdrbox", "pw"), "asteriskcdrdb.cdr").unwrap();
+    let rows = fetch_all(&cdr, &capture_window(), &ctx).unwrap();
+    let records: Vec<CallRecord> = rows
+        .iter()
+        .map(|r| db_record(r, &ctx, 5).unwrap())
+        .collect();
+    assert_eq!(match_keys(&records), match_keys(&ami_records(&ctx)));
+    assert!(records.iter().all(|r| r.sequence.is_none()));
+}
+
+#[test]
+fn refusals_are_errors_that_say_what_to_fix() {
+    let ctx = moscow();
+    let db = MariaDb::start();
+    db.freepbx(&freepbx_cdr());
+    db.sql("CREATE USER 'nogrant'@'127.0.0.1' IDENTIFIED BY 'pw'; CREATE TABLE other (x int);");
+    let w = capture_window();
+    let wrong = CdrDb::new(&db.url("cdrbox", "wrong"), "cdr").unwrap();
+    let e = fetch_all(&wrong, &w, &ctx).unwrap_err();
+    assert!(matches!(e, CdrDbError::Auth { .. }), "{e}");
+    assert_eq!(e.code(), "DB AUTH");
+    assert!(e.to_string().contains("check the user and password"), "{e}");
+    assert!(
+        !e.to_string().contains("wrong"),
+        "no password in messages: {e}"
+    );
+    let nogrant = CdrDb::new(&db.url("nogrant", "pw"), "cdr").unwrap();
+    let e = fetch_all(&nogrant, &w, &ctx).unwrap_err();
+    // MariaDB refuses the database itself to a user with no right on it.
+    assert!(
+        matches!(e, CdrDbError::Auth { .. } | CdrDbError::Denied { .. }),
+        "{e}"
+    );
+    db.sql("GRANT SELECT ON asteriskcdrdb.other TO 'nogrant'@'127.0.0.1';");
+    let e = fetch_all(&nogrant, &w, &ctx).unwrap_err();
+    assert!(matches!(e, CdrDbError::Denied { .. }), "{e}");
+    assert!(e.to_string().contains("GRANT SELECT"), "{e}");
+    let missing = CdrDb::new(&db.url("cdrbox", "pw"), "cdr_missing").unwrap();
+    let e = fetch_all(&missing, &w, &ctx).unwrap_err();
+    assert!(
+        matches!(e, CdrDbError::Denied { .. } | CdrDbError::NoTable { .. }),
+        "{e}"
+    );
+    // Nothing listening.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let down = CdrDb::new(
+        &format!("mysql://cdrbox:pw@127.0.0.1:{port}/asteriskcdrdb"),
+        "cdr",
+    )
+    .unwrap();
+    let e = fetch_all(&down, &w, &ctx).unwrap_err();
+    assert!(matches!(e, CdrDbError::Connect { .. }), "{e}");
+    assert_eq!(e.code(), "DB DOWN");
+}
+
+#[test]
+fn a_server_that_dies_mid_answer_is_an_error_and_a_later_pull_gets_everything() {
+    let ctx = moscow();
+    let mut db = MariaDb::start();
+    db.freepbx(&freepbx_cdr());
+    insert_rows(&db, &csv_records(&ctx), true);
+    // 42 × 2^11 ≈ 86 000 rows: far more than the socket buffers hold, so the answer is still
+    // streaming when the server dies.
+    for _ in 0..11 {
+        db.sql("INSERT INTO cdr SELECT * FROM cdr");
+    }
+    let total: u64 = db.sql("SELECT COUNT(*) FROM cdr").trim().parse().unwrap();
+    let cdr = CdrDb::new(&db.url("cdrbox", "pw"), "cdr").unwrap();
+    let w = capture_window();
+    let mut got = 0u64;
+    let r = rt().block_on(cdr.fetch(&w, &ctx.timezone, |_| {
+        got += 1;
+        if got == 1 {
+            db.kill();
+        }
+    }));
+    let e = r.unwrap_err();
+    assert!(matches!(e, CdrDbError::Broken { .. }), "{e}");
+    assert!(
+        e.to_string().contains("the rows read so far were kept"),
+        "{e}"
+    );
+    assert!(got < total, "{got} of {total}");
+    db.restart();
+    let mut n = 0u64;
+    let read = rt()
+        .block_on(cdr.fetch(&w, &ctx.timezone, |_| n += 1))
+        .unwrap();
+    assert_eq!((read, n), (total, total));
+}
+
+#[test]
+fn tls_is_used_when_the_server_offers_it() {
+    let db_dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (
+        db_dir.path().join("cert.pem"),
+        db_dir.path().join("key.pem"),
+    );
+    let st = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+        ])
+        .arg("/CN=pbx.example")
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut db = MariaDb::start();
+    db.freepbx(&freepbx_cdr());
+    db.set_extra_args(vec![
+        format!("--ssl-cert={}", cert.display()),
+        format!("--ssl-key={}", key.display()),
+    ]);
+    db.restart();
+    let cdr = CdrDb::new(&db.url("cdrbox", "pw"), "cdr").unwrap();
+    assert!(rt().block_on(cdr.check()).unwrap(), "TLS in use");
+    // And a user the server requires TLS of still gets in.
+    db.sql("ALTER USER 'cdrbox'@'127.0.0.1' REQUIRE SSL;");
+    assert!(rt().block_on(cdr.check()).unwrap());
+}

@@ -1,0 +1,80 @@
+//! Shared by the import tests: the Moscow PBX of the captures, the golden Master.csv, and the
+//! AMI records of the same calls (the `Events: cdr` listener captures, in Master.csv order).
+#![allow(dead_code)]
+
+use bytes::BytesMut;
+use cdrbox::ami::{Decoder, Frame};
+use cdrbox::record::{CallRecord, PbxContext, DEFAULT_TRUNK_PATTERN};
+
+pub fn moscow() -> PbxContext {
+    PbxContext::new(
+        "pbx1",
+        "Europe/Moscow",
+        "windows-1251",
+        &[DEFAULT_TRUNK_PATTERN],
+    )
+    .unwrap()
+}
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/fixtures/ami/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+/// Written by Asterisk 22's cdr_csv (loguniqueid, loguserfield, local time) from the captures' calls.
+pub fn master_csv() -> Vec<u8> {
+    fixture("meta/cdr-csv-Master.csv")
+}
+
+/// The capture files Master.csv covers, in the order it was written.
+pub const CAPTURES: [&str; 14] = [
+    "cdr_answered.bin",
+    "cdr_no_answer.bin",
+    "cdr_busy.bin",
+    "cdr_congestion.bin",
+    "cdr_failed.bin",
+    "cdr_failed_hangup_cause3.bin",
+    "cdr_custom_fields.bin",
+    "cdr_unicode_callerid.bin",
+    "cdr_queue.bin",
+    "cdr_transfer.bin",
+    "cdr_simple_answered_both_legs.bin",
+    "mixed_session_cdr_only.bin",
+    "cdr_answered_timestampevents_systemname.bin",
+    "cel_enabled_cdr_answered.bin",
+];
+
+/// The raw `Event: Cdr` messages of one capture.
+pub fn cdr_events(file: &str) -> Vec<cdrbox::ami::AmiMessage> {
+    let bytes = fixture(file);
+    let mut buf = BytesMut::from(&bytes[..]);
+    let mut dec = Decoder::default();
+    let mut out = Vec::new();
+    while let Some(frame) = dec.decode(&mut buf) {
+        if let Frame::Message(m) = frame {
+            if m.is_event("Cdr") {
+                out.push(m);
+            }
+        }
+    }
+    out
+}
+
+/// Every AMI record of the calls in Master.csv (42).
+pub fn ami_records(ctx: &PbxContext) -> Vec<CallRecord> {
+    CAPTURES
+        .iter()
+        .flat_map(|f| cdr_events(f))
+        .map(|m| CallRecord::from_event(&m, ctx, 1))
+        .collect()
+}
+
+/// Sorted match keys.
+pub fn match_keys(records: &[CallRecord]) -> Vec<[u8; 16]> {
+    let mut v: Vec<_> = records.iter().map(cdrbox::record::match_key).collect();
+    v.sort();
+    v
+}
