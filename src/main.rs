@@ -47,6 +47,23 @@ enum Command {
     },
     /// Write the journal's records (filtered) as JSON, NDJSON or CSV.
     Export(Box<ExportCmd>),
+    /// Import Asterisk's Master.csv (cdr_csv): each call once, beside what AMI recorded.
+    Import {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The [[pbx]] the file comes from (its time zone and charset read it).
+        #[arg(long)]
+        pbx: String,
+        /// Master.csv, or - for standard input.
+        file: PathBuf,
+        /// The PBX writes GMT (cdr.conf [csv] usegmtime=yes).
+        #[arg(long)]
+        usegmtime: bool,
+        /// Optional columns: auto (by count, default), none, or a comma list of uniqueid,
+        /// userfield, newcdrcolumns (cdr.conf [csv] loguniqueid, loguserfield, newcdrcolumns).
+        #[arg(long)]
+        columns: Option<String>,
+    },
     /// Validate a configuration file and print what is wrong with it.
     CheckConfig {
         #[arg(long, short)]
@@ -203,6 +220,20 @@ fn main() -> ExitCode {
                 },
             })
         }
+        Command::Import {
+            config,
+            pbx,
+            file,
+            usegmtime,
+            columns,
+        } => runtime::import(&runtime::ImportArgs {
+            config,
+            pbx,
+            file,
+            usegmtime,
+            columns,
+        })
+        .map(|_| ()),
         Command::CheckConfig { config } => runtime::check_config(&config),
         Command::Passwd { config, user } => runtime::passwd(&config, &user),
         Command::UsbExport { config, to } => runtime::usb_export(&config, &to),

@@ -157,13 +157,16 @@ impl MasterCsvReader {
                     self.scan = self.buf.len();
                     if self.buf.len() > MAX_RECORD_BYTES {
                         let line = self.line;
-                        self.drop_first_line_or_skip();
-                        return Some(Err(CsvError {
-                            line,
-                            kind: CsvErrorKind::TooLong {
+                        // Lines inside the over-long record mean a quote was left open.
+                        let kind = if memchr::memchr(b'\n', &self.buf).is_some() {
+                            CsvErrorKind::UnterminatedQuote
+                        } else {
+                            CsvErrorKind::TooLong {
                                 limit: MAX_RECORD_BYTES,
-                            },
-                        }));
+                            }
+                        };
+                        self.drop_first_line_or_skip();
+                        return Some(Err(CsvError { line, kind }));
                     }
                     if !self.finished || self.buf.is_empty() {
                         return None;
@@ -300,6 +303,33 @@ pub struct Columns {
 }
 
 impl Columns {
+    /// Parses the `--columns` / `columns=` option: `auto` (`None`: told by each line's column
+    /// count), `none`, or a comma list of `uniqueid`, `userfield`, `newcdrcolumns`.
+    pub fn parse(s: &str) -> Result<Option<Columns>, String> {
+        let s = s.trim();
+        if s.is_empty() || s.eq_ignore_ascii_case("auto") {
+            return Ok(None);
+        }
+        let mut c = Columns::default();
+        if s.eq_ignore_ascii_case("none") {
+            return Ok(Some(c));
+        }
+        for part in s.split(',').map(str::trim) {
+            match part.to_ascii_lowercase().as_str() {
+                "uniqueid" | "loguniqueid" => c.unique_id = true,
+                "userfield" | "loguserfield" => c.user_field = true,
+                "newcdrcolumns" | "new" => c.new_columns = true,
+                other => {
+                    return Err(format!(
+                        "{other:?} is not a cdr_csv column option (allowed: auto, none, or a \
+                         comma list of uniqueid, userfield, newcdrcolumns)"
+                    ))
+                }
+            }
+        }
+        Ok(Some(c))
+    }
+
     /// How many columns cdr_csv writes with these settings.
     pub fn count(self) -> usize {
         16 + usize::from(self.unique_id)
@@ -567,8 +597,26 @@ mod tests {
     }
 
     #[test]
+    fn a_quote_left_open_in_a_big_file_costs_one_line() {
+        let mut input = b"\"cut,1\n".to_vec();
+        for i in 0..8000 {
+            input.extend_from_slice(format!("\"line {i}\",2\n").as_bytes());
+        }
+        let got = read_all(&input, 4096);
+        assert_eq!(
+            got[0],
+            Err(CsvError {
+                line: 1,
+                kind: CsvErrorKind::UnterminatedQuote
+            })
+        );
+        assert_eq!(got.len(), 8001);
+        assert!(got[1..].iter().all(|r| r.is_ok()));
+    }
+
+    #[test]
     fn an_overlong_record_is_one_error() {
-        let mut input = b"\"".to_vec();
+        let mut input = Vec::new();
         input.extend(std::iter::repeat_n(b'x', MAX_RECORD_BYTES + 10));
         input.extend_from_slice(b"\n\"after\",1\n");
         let got = read_all(&input, 4096);
@@ -617,6 +665,16 @@ mod tests {
             "NO ANSWER",
             "DOCUMENTATION",
         ]
+    }
+
+    #[test]
+    fn columns_option() {
+        assert_eq!(Columns::parse("auto").unwrap(), None);
+        assert_eq!(Columns::parse("none").unwrap(), Some(Columns::default()));
+        let c = Columns::parse("uniqueid, userfield").unwrap().unwrap();
+        assert!(c.unique_id && c.user_field && !c.new_columns);
+        let e = Columns::parse("uniqueid,bogus").unwrap_err();
+        assert!(e.contains("\"bogus\""), "{e}");
     }
 
     #[test]

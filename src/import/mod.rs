@@ -10,6 +10,8 @@
 
 pub mod cdr_db;
 pub mod master_csv;
+pub mod pull;
+pub mod store;
 
 use serde::Serialize;
 
