@@ -201,4 +201,22 @@ impl Backend for BoxBackend {
     fn timezone(&self) -> jiff::tz::TimeZone {
         self.tz.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+
+    fn import_csv(
+        &self,
+        pbx: &str,
+        csv: &[u8],
+        layout: crate::import::master_csv::CsvLayout,
+    ) -> Result<crate::import::ImportReport, BackendError> {
+        let cfg = self.config_tx.borrow().clone();
+        let ctx = super::pbx_context(&cfg, pbx).map_err(|e| BackendError::Invalid {
+            field: "pbx".into(),
+            message: e.to_string(),
+        })?;
+        let mut store =
+            crate::import::store::Store::new(&self.journal, pbx).map_err(unavailable)?;
+        super::import_csv(&mut &csv[..], ctx, layout, &mut store, self.clock.unix())
+            .map_err(|e| BackendError::Unavailable(format!("{e:#}")))?;
+        Ok(store.report.clone())
+    }
 }

@@ -29,6 +29,8 @@ pub struct Limits {
     pub max_headers: usize,
     pub max_url: usize,
     pub max_body: usize,
+    /// `max_body` for `POST /api/import` (a Master.csv upload).
+    pub max_import_body: usize,
     /// The whole head must arrive within this.
     pub head_timeout: Duration,
     /// Each socket read/write must make progress within this.
@@ -105,7 +107,12 @@ pub fn check_head(
                     .trim()
                     .parse()
                     .map_err(|_| (400, "bad Content-Length"))?;
-                if content_length > limits.max_body {
+                let max = if target.split('?').next() == Some("/api/import") {
+                    limits.max_import_body
+                } else {
+                    limits.max_body
+                };
+                if content_length > max {
                     return Err((413, "request body too large"));
                 }
             }
@@ -271,6 +278,7 @@ mod tests {
             max_headers: 5,
             max_url: 64,
             max_body: 100,
+            max_import_body: 1000,
             head_timeout: Duration::from_secs(1),
             io_timeout: Duration::from_secs(1),
             max_connections: 4,

@@ -95,6 +95,19 @@ pub trait Backend: Send + Sync + 'static {
     }
     /// Gap-ledger intervals overlapping `[from_utc, to_utc)`.
     fn gaps(&self, from_utc: i64, to_utc: i64) -> Vec<Gap>;
+    /// Imports an Asterisk Master.csv for the configured PBX `pbx`, each call once beside what
+    /// is stored (issue 12). The route has checked the admin role.
+    fn import_csv(
+        &self,
+        pbx: &str,
+        csv: &[u8],
+        layout: crate::import::master_csv::CsvLayout,
+    ) -> Result<crate::import::ImportReport, BackendError> {
+        let _ = (pbx, csv, layout);
+        Err(BackendError::Unavailable(
+            "this box cannot import Master.csv files".into(),
+        ))
+    }
     /// The zone user-typed times without offset are read in (the first PBX's).
     fn timezone(&self) -> jiff::tz::TimeZone {
         jiff::tz::TimeZone::UTC

@@ -19,6 +19,7 @@ use super::query::{ParamError, Params, FILTER_PARAMS};
 use super::stats::{StatsBuilder, DEFAULT_SLA_SECONDS};
 use super::{assets, settings, setup, Backend, BackendError};
 use crate::filter::{Filter, Page, Sort};
+use crate::import::master_csv::Columns;
 
 /// A request as the routes see it. Header names are lower case.
 #[derive(Debug, Clone)]
@@ -293,6 +294,12 @@ impl App {
                 }
                 self.config_put(req)
             }
+            ("POST", "/api/import") => {
+                if principal.role != Role::Admin {
+                    return Response::error(403, None, "the viewer account cannot import calls");
+                }
+                self.import(req)
+            }
             ("GET", "/api/setup-help") => self.setup_help(),
             ("GET" | "HEAD", "/display.png") => match self.backend.display_png() {
                 Some(png) => Response::new(200, "image/png", Body::Bytes(png))
@@ -557,6 +564,45 @@ impl App {
         Ok((params, filter))
     }
 
+    /// `POST /api/import?pbx=NAME[&usegmtime=1][&columns=auto|none|uniqueid,userfield,…]`
+    /// with Master.csv as the body: the import report as JSON.
+    fn import(&self, req: &Request) -> Response {
+        let params = match Params::parse(&req.query, &[&["pbx", "usegmtime", "columns"]]) {
+            Ok(p) => p,
+            Err(e) => return Response::bad_param(&e),
+        };
+        let Some(pbx) = params.get("pbx").filter(|p| !p.is_empty()) else {
+            return Response::error(
+                400,
+                Some("pbx"),
+                "pbx: name the [[pbx]] the file comes from",
+            );
+        };
+        let gmt = match params.get("usegmtime").unwrap_or("0") {
+            "1" | "true" | "yes" | "on" => true,
+            "0" | "false" | "no" | "off" | "" => false,
+            other => {
+                return Response::error(
+                    400,
+                    Some("usegmtime"),
+                    &format!("usegmtime: {other:?} is not 1 or 0"),
+                )
+            }
+        };
+        let columns = match Columns::parse(params.get("columns").unwrap_or("auto")) {
+            Ok(c) => c,
+            Err(e) => return Response::error(400, Some("columns"), &format!("columns: {e}")),
+        };
+        let layout = crate::import::master_csv::CsvLayout { columns, gmt };
+        match self.backend.import_csv(pbx, &req.body, layout) {
+            Ok(report) => match serde_json::to_value(&report) {
+                Ok(v) => Response::json(200, &v),
+                Err(e) => Response::error(500, None, &e.to_string()),
+            },
+            Err(e) => backend_error(&e),
+        }
+    }
+
     fn calls(&self, req: &Request) -> Response {
         let (params, filter) = match self.filter_params(req, PAGE_PARAMS) {
             Ok(x) => x,
@@ -759,6 +805,7 @@ fn known_path(p: &str) -> bool {
             | "/api/events"
             | "/api/config"
             | "/api/setup-help"
+            | "/api/import"
             | "/display.png"
     )
 }

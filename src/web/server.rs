@@ -51,6 +51,8 @@ pub struct WebOptions {
     pub passwd_path: PathBuf,
     /// Largest request body (settings, login); larger → 413.
     pub max_body: usize,
+    /// Largest body of `POST /api/import` (a Master.csv; ~250 bytes per call); larger → 413.
+    pub max_import_body: usize,
     /// Largest total size of the request's header lines; larger → 431.
     pub max_header_bytes: usize,
     /// Most header lines; more → 431.
@@ -80,6 +82,7 @@ impl WebOptions {
             queue: 32,
             passwd_path,
             max_body: 64 * 1024,
+            max_import_body: 32 * 1024 * 1024,
             max_header_bytes: 16 * 1024,
             max_headers: 64,
             max_url: 8 * 1024,
@@ -174,6 +177,7 @@ pub fn serve_listener(
             max_headers: opts.max_headers,
             max_url: opts.max_url,
             max_body: opts.max_body,
+            max_import_body: opts.max_import_body,
             head_timeout: opts.head_timeout,
             io_timeout: opts.io_timeout,
             max_connections: opts.max_connections,
@@ -346,27 +350,33 @@ fn handle(mut rq: tiny_http::Request, app: &App, opts: &WebOptions, hub: &Hub, t
     if rq.url().len() > opts.max_url {
         return quick(rq, 414, "request URL too long");
     }
-    if rq.body_length().is_some_and(|n| n > opts.max_body) {
+    // A Master.csv upload may be large; everything else stays small.
+    let max_body = if rq.url().split('?').next() == Some("/api/import") {
+        opts.max_import_body
+    } else {
+        opts.max_body
+    };
+    if rq.body_length().is_some_and(|n| n > max_body) {
         return quick(
             rq,
             413,
-            &format!("request body larger than {} bytes", opts.max_body),
+            &format!("request body larger than {max_body} bytes"),
         );
     }
     let mut body = Vec::new();
     if let Err(e) = rq
         .as_reader()
-        .take(opts.max_body as u64 + 1)
+        .take(max_body as u64 + 1)
         .read_to_end(&mut body)
     {
         tracing::debug!(target: "cdrbox::web", error = %e, "reading a request body");
         return quick(rq, 400, "could not read the request body");
     }
-    if body.len() > opts.max_body {
+    if body.len() > max_body {
         return quick(
             rq,
             413,
-            &format!("request body larger than {} bytes", opts.max_body),
+            &format!("request body larger than {max_body} bytes"),
         );
     }
     let (path, query) = rq.url().split_once('?').unwrap_or((rq.url(), ""));
