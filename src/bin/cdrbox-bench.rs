@@ -41,7 +41,8 @@ use cdrbox::ami::{AmiMessage, Decoder, Frame};
 use cdrbox::config::{AuthMethod, Config, PbxConfig, Secret, StorageConfig};
 use cdrbox::journal::measure::{device_stat_for, DeviceStat};
 use cdrbox::journal::{Journal, JournalHandle};
-use cdrbox::record::{CallRecord, PbxContext};
+use cdrbox::record::CallRecord;
+use cdrbox::runtime::context_of;
 use cdrbox::sim::{CallGenerator, GeneratorOptions};
 use cdrbox::sink::RecordSink;
 
@@ -286,7 +287,7 @@ fn ingest(quick: bool) -> Result<()> {
     // Ours: socket → decoder → session → CallRecord → ring (fdatasync) → SQLite group commits.
     let (port, server) = blast_server(events.clone())?;
     let pbx = pbx_config(port);
-    let ctx = Arc::new(PbxContext::from_config(&pbx).context("bench PBX context")?);
+    let ctx = Arc::new(context_of(&pbx).context("bench PBX context")?);
     let mut st = storage(&bench_dir.join("ours"));
     st.flush_interval = Duration::from_millis(1000);
     let (journal, _) = Journal::open(&st, cdrbox::clock::Clock::fixed_wall(1_795_331_257))?;
@@ -502,7 +503,7 @@ fn wear(quick: bool) -> Result<()> {
     let slow_n = if quick { 10 } else { 30 };
     let commits = if quick { 30 } else { 100 };
     let burst_n = if quick { 3_000 } else { 10_000 };
-    let ctx = PbxContext::from_config(&pbx_config(5038))?;
+    let ctx = context_of(&pbx_config(5038))?;
     let records: Vec<CallRecord> = generate_events(500)
         .iter()
         .filter_map(|e| AmiMessage::parse(e))

@@ -42,7 +42,7 @@ pub fn pbx_context(cfg: &crate::config::Config, name: &str) -> Result<PbxContext
             }
         );
     };
-    PbxContext::from_config(p).map_err(anyhow::Error::from)
+    super::links::context_of(p).map_err(anyhow::Error::from)
 }
 
 /// Reads Master.csv bytes from `input` and stores its records through `store`.

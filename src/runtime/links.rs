@@ -9,8 +9,14 @@ use tokio::task::JoinHandle;
 
 use crate::ami::client::{run_link, LinkConfig, ToRecord};
 use crate::config::{Config, PbxConfig};
-use crate::record::{CallRecord, PbxContext};
+use crate::record::{CallRecord, ContextError, PbxContext};
 use crate::sink::RecordSink;
+
+/// The record context for one `[[pbx]]` table. Built here, not in `record` (the innermost
+/// module, which knows no config) nor in `config` (which validates the same names).
+pub fn context_of(pbx: &PbxConfig) -> Result<PbxContext, ContextError> {
+    PbxContext::new(&pbx.name, &pbx.timezone, &pbx.charset, &pbx.trunk_patterns)
+}
 
 /// One running AMI link and the settings it was started with.
 struct Link {
@@ -50,7 +56,7 @@ impl Links {
             if self.running.iter().any(|l| l.pbx == *pbx) {
                 continue;
             }
-            let ctx = match PbxContext::from_config(pbx) {
+            let ctx = match context_of(pbx) {
                 Ok(c) => Arc::new(c),
                 Err(e) => {
                     // Config validation already checks these; keep the other links running.

@@ -40,6 +40,7 @@ pub use display::display_png;
 pub use export::{export, ExportArgs};
 pub use filter_args::FilterArgs;
 pub use import::{import, import_csv, pbx_context, ImportArgs};
+pub use links::context_of;
 pub use passwd::passwd;
 pub use run::{one_line, run, run_from_file, RunOptions};
 pub use sim_pbx::{sim_pbx, SimArgs};

@@ -12,7 +12,8 @@ use anyhow::{bail, Context, Result};
 use super::{bench_root, blast_server, generate_events, pbx_config, storage};
 use cdrbox::ami::AmiMessage;
 use cdrbox::journal::{Journal, JournalPaths};
-use cdrbox::record::{CallRecord, PbxContext};
+use cdrbox::record::CallRecord;
+use cdrbox::runtime::context_of;
 use cdrbox::sim::{CallGenerator, GeneratorOptions, SimOptions};
 use cdrbox::sink::RecordSink;
 
@@ -328,7 +329,7 @@ fn build_journal(dir: &Path, n: usize) -> Result<Duration> {
     let mut st = storage(dir);
     st.flush_records = 5_000;
     let (journal, _) = Journal::open(&st, cdrbox::clock::Clock::fixed_wall(1_795_331_257))?;
-    let ctx = PbxContext::from_config(&pbx_config(5038))?;
+    let ctx = context_of(&pbx_config(5038))?;
     let mut generator = CallGenerator::new(GeneratorOptions {
         seed: 11,
         ..Default::default()

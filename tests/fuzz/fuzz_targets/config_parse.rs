@@ -4,7 +4,7 @@
 #![no_main]
 
 use cdrbox::config::Config;
-use cdrbox::record::PbxContext;
+use cdrbox::runtime::context_of;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
         Ok(c) => {
             let _ = c.warnings();
             for p in &c.pbx {
-                let _ = PbxContext::from_config(p);
+                let _ = context_of(p);
             }
         }
         Err(e) => {
