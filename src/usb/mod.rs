@@ -3,8 +3,8 @@
 //! names, fsynced, renamed, read back and verified before the copy watermark advances.
 //!
 //! - [`mounts`]: pure parser of the mount table and the filter to sticks.
-//! - [`source`]: [`UsbSource`], what the export needs from the journal (the lead implements it
-//!   over the real journal), and [`MemorySource`] for tests.
+//! - [`source`]: [`UsbSource`], what the export needs from the journal (`runtime::usb_source`
+//!   implements it over the real journal); `memory::MemorySource` for tests (feature `testing`).
 //! - [`fs`]: [`StickFs`], the file operations, injectable so tests can fake full/removed media.
 //! - [`export`]: the verified copy ([`export::export`], [`export_to_dir`] for `cdrbox usb-export`).
 //! - [`watcher`]: the thread that polls the mount table and runs the export once per new stick,
@@ -16,6 +16,8 @@
 
 pub mod export;
 pub mod fs;
+#[cfg(any(test, feature = "testing"))]
+pub mod memory;
 pub mod mounts;
 pub mod source;
 pub mod watcher;
@@ -25,8 +27,10 @@ use std::path::{Path, PathBuf};
 
 pub use export::{export_to_dir, ExportOptions, ExportReport, ExportedFile};
 pub use fs::{RealFs, StickFs};
+#[cfg(any(test, feature = "testing"))]
+pub use memory::MemorySource;
 pub use mounts::{FsKind, MountEntry};
-pub use source::{GapInfo, MemorySource, SourceError, UsbSource};
+pub use source::{GapInfo, SourceError, UsbSource};
 pub use watcher::{eject, UsbWatcher, WatcherOptions};
 
 const MB: u64 = 1_000_000;
