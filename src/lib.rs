@@ -24,6 +24,8 @@ pub mod config;
 pub mod display;
 pub mod export;
 pub mod filter;
+pub mod fsio;
+pub mod hex;
 pub mod import;
 pub mod journal;
 pub mod record;

@@ -1,7 +1,8 @@
 //! The real `cdrbox run` binary, with an OLED configured on an I2C bus that does not exist:
 //! it records anyway (issue 4: a missing or failing display never stops the logger), and a PBX
 //! address changed through `PUT /api/config` makes the link reconnect to the new PBX without a
-//! restart (issue 3: settings applied live), with the secret never sent back.
+//! restart (issue 3: settings applied live), with the secret never sent back. Then `export
+//! --output` and `display --png` over the same journal.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -187,6 +188,39 @@ i2c_bus = "{}"
         libc::kill(child.id() as i32, libc::SIGTERM);
     }
     assert!(child.wait().unwrap().success());
+
+    // The one-shot commands over the same journal write their files atomically: complete, and
+    // no temporary file left beside them.
+    let out = dir.path().join("calls.csv");
+    let export = Command::new(bin)
+        .args(["export", "--format", "csv", "--config"])
+        .arg(&config)
+        .arg("--output")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(export.status.success(), "{export:?}");
+    let csv = std::fs::read_to_string(&out).unwrap();
+    assert!(csv.lines().count() >= 3, "header and both calls:\n{csv}");
+    assert!(csv.contains("BUSY") && csv.contains("ANSWERED"), "{csv}");
+    let png = dir.path().join("oled.png");
+    let display = Command::new(bin)
+        .args(["display", "--config"])
+        .arg(&config)
+        .arg("--png")
+        .arg(&png)
+        .output()
+        .unwrap();
+    assert!(display.status.success(), "{display:?}");
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
     rt.block_on(async {
         a.stop().await;
         b.stop().await;

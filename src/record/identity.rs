@@ -51,6 +51,6 @@ pub fn compute_identity<'a>(pbx: &str, fields: &[(&'a [u8], &'a [u8])]) -> [u8; 
 impl CallRecord {
     /// The identity as 32 lowercase hex digits.
     pub fn identity_hex(&self) -> String {
-        self.identity.iter().map(|b| format!("{b:02x}")).collect()
+        crate::hex::encode(&self.identity)
     }
 }

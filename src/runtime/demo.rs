@@ -12,6 +12,7 @@ use super::run::{run, RunOptions};
 use super::sim_pbx::{sim_options, SimArgs};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::fsio::{write_atomic, AtomicOptions};
 
 /// `cdrbox demo`.
 #[derive(Debug, Clone)]
@@ -82,7 +83,8 @@ driver = "none"
     );
     let cfg = Config::parse(&toml, "demo").context("building the demo configuration")?;
     let config_path = data.join("demo.toml");
-    std::fs::write(&config_path, &toml)
+    // Owner-only: it holds the simulated PBX's secret.
+    write_atomic(&config_path, toml.as_bytes(), AtomicOptions::SECRET)
         .with_context(|| format!("writing {}", config_path.display()))?;
     println!("cdrbox demo");
     println!("  simulated PBX (AMI):  {addr}");

@@ -10,6 +10,7 @@ use super::{display_zone, load_config, start_of_day};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::filter::{Filter, Sort};
+use crate::fsio::{write_atomic, AtomicOptions};
 use crate::journal::{JournalError, JournalPaths, JournalReader};
 use crate::sink::LinkEvent;
 
@@ -18,7 +19,8 @@ pub fn display_png(config: &Path, out: &Path, scale: u32) -> Result<()> {
     let cfg = load_config(config)?;
     let view = offline_status(&cfg, Clock::system().unix())?;
     let png = crate::display::render_view_png(&view, 0, scale);
-    std::fs::write(out, png).with_context(|| format!("writing {}", out.display()))?;
+    write_atomic(out, &png, AtomicOptions::default())
+        .with_context(|| format!("writing {}", out.display()))?;
     println!(
         "wrote {} ({} page(s); links are shown as not connected: this command does not connect)",
         out.display(),

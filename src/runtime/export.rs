@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use super::{display_zone, load_config, FilterArgs};
 use crate::export::{ExportWriter, Format};
 use crate::filter::{Filter, Sort};
+use crate::fsio::{AtomicFile, AtomicOptions};
 use crate::journal::{JournalError, JournalPaths, JournalReader};
 
 /// `cdrbox export`.
@@ -36,18 +37,23 @@ pub fn export(args: ExportArgs) -> Result<()> {
             write_export(&reader, &filter, format, out)?.flush()?;
         }
         Some(path) => {
-            let tmp = path.with_extension("partial");
-            let file = std::fs::File::create(&tmp)
-                .with_context(|| format!("creating {}", tmp.display()))?;
+            // The person's own file: the mode a new file normally gets (umask), not a secret's.
+            let file = AtomicFile::create(path, AtomicOptions::default())
+                .with_context(|| format!("creating a temporary file beside {}", path.display()))?;
+            let tmp = file.temp_path().to_owned();
             let out = std::io::BufWriter::with_capacity(64 * 1024, file);
-            let file = write_export(&reader, &filter, format, out)?
+            write_export(&reader, &filter, format, out)?
                 .into_inner()
                 .map_err(|e| e.into_error())
-                .with_context(|| format!("writing {}", tmp.display()))?;
-            file.sync_all()
-                .with_context(|| format!("syncing {}", tmp.display()))?;
-            std::fs::rename(&tmp, path)
-                .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+                .with_context(|| format!("writing {}", tmp.display()))?
+                .commit()
+                .with_context(|| {
+                    format!(
+                        "syncing and renaming {} to {}",
+                        tmp.display(),
+                        path.display()
+                    )
+                })?;
         }
     }
     Ok(())

@@ -423,7 +423,7 @@ impl Hashing {
         let mut f = self.inner.into_inner().map_err(|e| e.into_error())?;
         f.flush()?;
         f.file.sync()?;
-        Ok((self.bytes, hex(&self.hasher.finalize())))
+        Ok((self.bytes, crate::hex::encode(&self.hasher.finalize())))
     }
 }
 
@@ -437,15 +437,6 @@ impl Write for Hashing {
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        let _ = write!(s, "{x:02x}");
-    }
-    s
 }
 
 /// Why the streaming pass stopped.
@@ -628,7 +619,7 @@ fn hash_file(fs: &dyn StickFs, p: &Path) -> io::Result<(u64, String)> {
         h.update(&buf[..n]);
         n_total += n as u64;
     }
-    Ok((n_total, hex(&h.finalize())))
+    Ok((n_total, crate::hex::encode(&h.finalize())))
 }
 
 /// `<box>_<from>_<to>`, with characters that FAT, exFAT or a shell would trip on replaced by `_`.

@@ -130,26 +130,12 @@ fn drop_cached_pages(f: &File) {
     }
 }
 
-/// `statvfs(3)` of the filesystem holding `path`.
+/// `statvfs(3)` of the filesystem holding `path` ([`crate::fsio::fs_space`]).
 pub fn statvfs(path: &Path) -> io::Result<FreeSpace> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
-    // SAFETY: zeroed is a valid bit pattern for the plain-data struct statvfs fills.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a NUL-terminated string and `st` a valid out pointer for the call.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let block = if st.f_frsize > 0 {
-        st.f_frsize as u64
-    } else {
-        st.f_bsize as u64
-    };
+    let s = crate::fsio::fs_space(path)?;
     Ok(FreeSpace {
-        available: (st.f_bavail as u64).saturating_mul(block),
-        block: block.max(1),
+        available: s.available,
+        block: s.block,
     })
 }
 
