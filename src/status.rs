@@ -42,6 +42,23 @@ pub struct LinkStatus {
     pub discarded_frames: u64,
 }
 
+impl LinkStatus {
+    /// A link in `state` since `since_utc`, nothing received or counted yet.
+    pub fn new(pbx: &str, address: &str, state: LinkState, since_utc: i64) -> LinkStatus {
+        LinkStatus {
+            pbx: pbx.to_owned(),
+            address: address.to_owned(),
+            state,
+            since_utc,
+            last_record_utc: None,
+            banner: None,
+            records: 0,
+            reconnects: 0,
+            discarded_frames: 0,
+        }
+    }
+}
+
 /// Today's call totals (PBX-local day of the first PBX, or UTC when none).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct DayTotals {

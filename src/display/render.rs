@@ -442,17 +442,7 @@ mod tests {
     use crate::status::Alarm;
 
     fn link(name: &str, state: LinkState) -> LinkStatus {
-        LinkStatus {
-            pbx: name.into(),
-            address: "10.0.0.5:5038".into(),
-            state,
-            since_utc: 0,
-            last_record_utc: None,
-            banner: None,
-            records: 0,
-            reconnects: 0,
-            discarded_frames: 0,
-        }
+        LinkStatus::new(name, "10.0.0.5:5038", state, 0)
     }
 
     #[test]

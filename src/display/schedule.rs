@@ -183,18 +183,13 @@ mod tests {
     fn view() -> StatusView {
         StatusView {
             ip_address: Some("192.168.1.20".into()),
-            links: vec![LinkStatus {
-                pbx: "main".into(),
-                address: "10.0.0.1:5038".into(),
-                // Not up, so the view has two pages (summary + link detail) to rotate.
-                state: LinkState::Connecting,
-                since_utc: 0,
-                last_record_utc: None,
-                banner: None,
-                records: 0,
-                reconnects: 0,
-                discarded_frames: 0,
-            }],
+            // Not up, so the view has two pages (summary + link detail) to rotate.
+            links: vec![LinkStatus::new(
+                "main",
+                "10.0.0.1:5038",
+                LinkState::Connecting,
+                0,
+            )],
             ..Default::default()
         }
     }

@@ -67,17 +67,7 @@ impl StatusBoard {
             ip_address: None,
             links: links
                 .iter()
-                .map(|(pbx, address)| LinkStatus {
-                    pbx: pbx.clone(),
-                    address: address.clone(),
-                    state: LinkState::Connecting,
-                    since_utc: now,
-                    last_record_utc: None,
-                    banner: None,
-                    records: 0,
-                    reconnects: 0,
-                    discarded_frames: 0,
-                })
+                .map(|(pbx, address)| LinkStatus::new(pbx, address, LinkState::Connecting, now))
                 .collect(),
             today: DayTotals::default(),
             last_call_utc: None,
@@ -245,17 +235,7 @@ impl StatusBoard {
                 old.iter()
                     .find(|l| &l.pbx == pbx && &l.address == address)
                     .cloned()
-                    .unwrap_or_else(|| LinkStatus {
-                        pbx: pbx.clone(),
-                        address: address.clone(),
-                        state: LinkState::Connecting,
-                        since_utc: now,
-                        last_record_utc: None,
-                        banner: None,
-                        records: 0,
-                        reconnects: 0,
-                        discarded_frames: 0,
-                    })
+                    .unwrap_or_else(|| LinkStatus::new(pbx, address, LinkState::Connecting, now))
             })
             .collect();
     }
