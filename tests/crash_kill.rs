@@ -7,7 +7,10 @@
 //! it was killed is legitimately lost (AMI has no replay; the gap ledger says so); what it had
 //! made durable must survive every later kill.
 //!
-//! Rounds: 200 by default; `CDRBOX_CRASH_KILLS=N` overrides (CI runs the default).
+//! Rounds: 100 by default (CI: ~130 s on the shared 2-core machine, the journal growing in ~86 of
+//! them, i.e. ~75 kills mid-burst and ~25 at start-up or replay); `CDRBOX_CRASH_KILLS=N`
+//! overrides — the documented long run is 500 (BENCHMARKS.md). Each round costs more than the
+//! last (start-up checks and the comparison read a growing journal): 200 kills took 320–380 s.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
@@ -141,7 +144,7 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing_durable() {
     let kills: usize = std::env::var("CDRBOX_CRASH_KILLS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
+        .unwrap_or(100);
     let dir = tempfile::tempdir().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();

@@ -10,6 +10,13 @@ rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly -
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 bash tests/fuzz/gen-corpus.sh
 log=$(mktemp)
+# All targets in one cargo invocation (dependencies once, links in parallel); each `fuzz run`
+# below then finds its binary built with the same flags and starts at once.
+echo "== fuzz: build every target"
+if ! cargo +nightly fuzz build --fuzz-dir tests/fuzz -O > "$log" 2>&1; then
+  tail -60 "$log"
+  exit 1
+fi
 for t in ami_decoder ami_session config_parse export_roundtrip timearg web_query; do
   echo "== fuzz $t for ${secs} s"
   if ! cargo +nightly fuzz run --fuzz-dir tests/fuzz -O "$t" "tests/fuzz/corpus/$t" -- \
