@@ -19,8 +19,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   if [ -n "$missing" ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends $missing >/dev/null; fi
 fi
 
-# Without LTO unless the full image path runs (a release check): LTO tripled this step's ~9 min
-# on 2 cores while proving nothing the qemu run and the .deb checks below need.
+# Without LTO unless the full image path runs (a release check): the thin-LTO link is the
+# slowest part of this step and proves nothing the qemu run and the .deb checks below need.
 if [ "${CDRBOX_CI_IMAGE:-0}" != 1 ]; then export CDRBOX_CROSS_FAST=1; fi
 step "cross-build aarch64 (Debian rustc-web + gcc-aarch64-linux-gnu)"
 image/cross-build.sh aarch64
