@@ -252,7 +252,10 @@ fn migrates_an_empty_version_0_file() {
     let v: i32 = c
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 1);
+    assert_eq!(
+        v, 2,
+        "migrated to the current schema (v2: origin, match_key, gaps.lost)"
+    );
     let mode: String = c
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();

@@ -160,8 +160,11 @@ fn disk_full_keeps_records_raises_an_alarm_and_resumes_when_space_returns() {
     assert_eq!(got, (0..210).collect());
 }
 
+/// Issue 10: the link is never paused for storage trouble. With the ring full and SQLite
+/// refusing, records are held in memory up to `memory_queue_records`; beyond that they are
+/// dropped — counted, alarmed and entered in the gap ledger with their count, never silently.
 #[test]
-fn full_ring_holds_records_in_memory_and_pauses_links_at_the_queue_limit() {
+fn full_ring_holds_records_in_memory_then_drops_beyond_the_bound_into_the_gap_ledger() {
     let dir = tempfile::tempdir().unwrap();
     let (c, _) = clock(BASE_UTC);
     let mut conf = cfg(dir.path());
@@ -177,35 +180,88 @@ fn full_ring_holds_records_in_memory_and_pauses_links_at_the_queue_limit() {
             .unwrap();
         assert!(matches!(ack, Ack::Durable { .. }));
     }
-    for n in 16..40 {
+    // 40 more fit in memory; the 10 after them are over the bound.
+    for n in 16..66 {
         j.record(sample_record(n));
     }
-    assert!(wait_for(Duration::from_secs(5), || j.status().memory_only == 24));
+    assert!(
+        wait_for(WAIT, || j.status().memory_only == 40),
+        "{:?}",
+        j.status()
+    );
     let st = j.status();
     assert_eq!(
         st.pending, 16,
         "one record per block while they arrive one by one"
     );
-    assert_eq!(st.memory_only, 24);
-    assert!(j.backlog_full(), "links must pause");
+    assert_eq!(j.counters().dropped, 10);
     let codes: Vec<String> = j.alarms().into_iter().map(|a| a.code).collect();
     assert!(codes.contains(&"RING FULL".to_string()), "{codes:?}");
-    assert!(codes.contains(&"BACKLOG FULL".to_string()), "{codes:?}");
+    assert!(codes.contains(&"RECORDS DROPPED".to_string()), "{codes:?}");
     assert!(j.flush().is_err());
 
     j.set_max_page_count(1_000_000).unwrap();
     j.flush().unwrap();
-    assert!(!j.backlog_full());
     assert_eq!(j.status().memory_only, 0);
-    assert_eq!(j.status().committed, 40);
+    assert_eq!(j.status().committed, 56);
+    // The drops are in the gap ledger, per PBX, with their count.
+    let gaps = j.reader().unwrap().gaps(None, None).unwrap();
+    let lost: u64 = gaps.iter().map(|g| g.lost).sum();
+    assert_eq!(lost, 10, "{gaps:?}");
+    assert!(
+        gaps.iter().all(|g| g.reason.contains("records dropped")),
+        "{gaps:?}"
+    );
+    assert!(gaps.iter().all(|g| g.up_utc.is_some()));
     // The ring is usable again after the commit.
     assert!(matches!(
-        j.record_durable(sample_record(41), Duration::from_secs(5))
+        j.record_durable(sample_record(100), Duration::from_secs(5))
             .unwrap(),
         Ack::Durable { .. }
     ));
     j.shutdown();
-    assert_eq!(stored(&paths(dir.path()).dir).len(), 41);
+    let got: HashSet<i64> = stored(&paths(dir.path()).dir)
+        .iter()
+        .map(|r| r.sequence.unwrap())
+        .collect();
+    assert_eq!(got.len(), 57);
+    assert!(
+        (0..56).all(|n| got.contains(&n)),
+        "what was not dropped is stored"
+    );
+}
+
+/// Records waiting for a stalled SQLite are not all kept in memory: past the commit thread's
+/// cache they are read back from the ring when their commit comes.
+#[test]
+fn a_stall_longer_than_the_memory_cache_is_read_back_from_the_ring() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, _) = clock(BASE_UTC);
+    let mut conf = cfg(dir.path());
+    conf.ring_kb = 16 * 1024;
+    conf.memory_queue_records = 1000;
+    conf.flush_interval = Duration::from_secs(3600);
+    conf.flush_records = 100_000;
+    let (j, _) = Journal::open(&conf, c).unwrap();
+    j.set_max_page_count(1).unwrap();
+    let acks = j
+        .record_batch((0..5000).map(sample_record).collect(), Duration::from_secs(30))
+        .unwrap();
+    assert_eq!(acks.len(), 5000);
+    assert!(acks.iter().all(|a| matches!(a, Ack::Durable { .. })));
+    assert_eq!(j.status().memory_only, 0, "all in the ring");
+    assert!(j.flush().is_err(), "SQLite is still full");
+    j.set_max_page_count(1_000_000).unwrap();
+    j.flush().unwrap();
+    let counters = j.counters();
+    assert!(counters.ring_reads >= 2900, "{counters:?}");
+    assert_eq!(counters.inserted, 5000);
+    j.shutdown();
+    let got: HashSet<i64> = stored(dir.path())
+        .iter()
+        .map(|r| r.sequence.unwrap())
+        .collect();
+    assert_eq!(got, (0..5000).collect());
 }
 
 #[test]

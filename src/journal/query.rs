@@ -159,7 +159,14 @@ impl JournalReader {
         if version == 0 {
             return Err(JournalError::NotFound { path: db.clone() });
         }
-        if version != store::SCHEMA_VERSION {
+        if version < store::SCHEMA_VERSION {
+            return Err(JournalError::OldSchema {
+                path: db.clone(),
+                found: version,
+                supported: store::SCHEMA_VERSION,
+            });
+        }
+        if version > store::SCHEMA_VERSION {
             return Err(JournalError::FutureSchema {
                 path: db.clone(),
                 found: version,
@@ -441,7 +448,7 @@ impl JournalReader {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT pbx, down_utc, up_utc, reason FROM gaps
+                "SELECT id, pbx, down_utc, up_utc, reason, lost FROM gaps
                  WHERE (?1 IS NULL OR up_utc IS NULL OR up_utc > ?1)
                    AND (?2 IS NULL OR down_utc < ?2)
                  ORDER BY down_utc, id",
@@ -450,10 +457,12 @@ impl JournalReader {
         let rows = stmt
             .query_map(rusqlite::params![from_utc, to_utc], |r| {
                 Ok(Gap {
-                    pbx: r.get(0)?,
-                    down_utc: r.get(1)?,
-                    up_utc: r.get(2)?,
-                    reason: r.get(3)?,
+                    id: r.get(0)?,
+                    pbx: r.get(1)?,
+                    down_utc: r.get(2)?,
+                    up_utc: r.get(3)?,
+                    reason: r.get(4)?,
+                    lost: r.get::<_, i64>(5)?.max(0) as u64,
                 })
             })
             .map_err(sql(&self.db, "cannot query gaps"))?;

@@ -5,8 +5,8 @@
 //!   twice, also across restarts (the next one is above everything SQLite, its meta row and the
 //!   ring have seen).
 //! - A record is *pending* from its seq until SQLite has committed it. Pending records are
-//!   kept in seq order, each with where it waits: in the ring (durable), in memory only (the ring
-//!   was full or failing; lost on a power cut) or an import (durable in its source file).
+//!   kept in seq order, each with where it waits: in the ring (durable) or in memory only (the
+//!   ring was full or failing; lost on a power cut).
 //! - `committed`: every seq ≤ it is in SQLite (commits take the oldest pending first).
 //! - `durable`: every seq ≤ it is in SQLite or the ring — it stops below the oldest pending
 //!   record that is not in the ring. An acknowledgement of durability is never sent for a seq
@@ -27,9 +27,6 @@ pub enum Place {
     Ring,
     /// Only in memory (ring full or failing): lost on a power cut until committed.
     Memory,
-    /// An imported record: not in the ring, durable in the file it was imported from.
-    #[allow(dead_code)] // the import path arrives with the ring thread
-    Import,
 }
 
 /// Seq, durable and committed points and the pending list between them.
@@ -117,11 +114,11 @@ impl Durability {
     pub fn durable(&self) -> u64 {
         self.pending
             .iter()
-            .find(|(_, p)| *p != Place::Ring)
+            .find(|(_, p)| *p == Place::Memory)
             .map_or(self.next - 1, |(seq, _)| seq - 1)
     }
 
-    /// Records waiting for SQLite (ring, memory and imports).
+    /// Records waiting for SQLite (in the ring or in memory).
     pub fn pending(&self) -> usize {
         self.pending.len()
     }
@@ -184,9 +181,6 @@ mod tests {
         assert_eq!(d.durable(), 3);
         assert_eq!(d.committed(), 2);
         assert_eq!(d.pending(), 1);
-        d.assign(Place::Import);
-        assert_eq!(d.durable(), 3, "an import is durable only once committed");
-        assert_eq!(d.memory_only(), 0, "imports are not counted as memory-only");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::record::{CallRecord, CdrTime, Direction, Disposition};
 use super::JournalError;
 
 /// The schema this code writes. Older files are migrated forward; newer ones are refused.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Migration `i` brings a file from `user_version` i to i + 1.
 const MIGRATIONS: &[&str] = &[
@@ -74,6 +74,15 @@ const MIGRATIONS: &[&str] = &[
         reason TEXT NOT NULL
     );
     CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;",
+    // 1 → 2: where a record came from (AMI, or an import: 'master-csv', 'cdr-db') and its
+    // cross-source match key (filled by the import side; NULL until then); the count of
+    // records a gap is known to have lost (drops at the memory bound); the row count kept in
+    // meta so start-up never counts a big table. ADD COLUMN with a constant default rewrites
+    // nothing; the count runs once.
+    "ALTER TABLE cdr ADD COLUMN origin TEXT NOT NULL DEFAULT 'ami';
+    ALTER TABLE cdr ADD COLUMN match_key BLOB;
+    ALTER TABLE gaps ADD COLUMN lost INTEGER NOT NULL DEFAULT 0;
+    INSERT OR REPLACE INTO meta (key, value) SELECT 'rows', count(*) FROM cdr;",
 ];
 
 /// Every column of `cdr`, in the order [`row_to_record`] reads them.
@@ -88,15 +97,34 @@ const INSERT_COLUMNS: &str = "seq, identity, pbx, unique_id, account_code, sourc
     destination, destination_context, caller_id, channel, destination_channel, last_application, \
     last_data, start_raw, start_utc, start_offset, answer_raw, answer_utc, answer_offset, end_raw, \
     end_utc, end_offset, duration, billable_seconds, disposition, ama_flags, user_field, \
-    direction, ring_seconds, queue, agent, linked_id, sequence, custom_fields, raw, received_utc";
+    direction, ring_seconds, queue, agent, linked_id, sequence, custom_fields, raw, received_utc, \
+    origin, match_key";
 const INSERT_VALUES: &str = "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
     ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, \
-    ?35, ?36";
+    ?35, ?36, ?37, ?38";
+/// Placeholder of the explicit `id` in [`insert_record_with_id`] (after [`INSERT_VALUES`]).
+const ID_VALUE: &str = "?39";
+
+/// Where a record came from, as stored in `cdr.origin`: `ami`, `master-csv` or `cdr-db`.
+/// Every record is from AMI until `CallRecord` carries its origin (issue 12, the import side
+/// replaces this body with the record's field).
+pub fn origin_of(_r: &CallRecord) -> &'static str {
+    "ami"
+}
+
+/// The cross-source match key stored in `cdr.match_key` (issue 12: PBX + UniqueID + the
+/// standard fields every source carries, normalised). `None` until the import side computes it
+/// in `src/record/` and replaces this body.
+pub fn match_key_of(_r: &CallRecord) -> Option<Vec<u8>> {
+    None
+}
 
 /// `meta` keys.
 pub const META_COMMITTED_SEQ: &str = "committed_seq";
 pub const META_LAST_ALIVE: &str = "last_alive_utc";
 pub const META_USB_COPIED_ID: &str = "usb_copied_id";
+/// Rows in `cdr`, updated in the same transaction as every insert and delete.
+pub const META_ROWS: &str = "rows";
 
 /// Name of the SQL function used for case-insensitive substring filters (see `filter.rs`).
 pub const CONTAINS_FN: &str = "cdrbox_contains";
@@ -435,6 +463,8 @@ fn record_values(seq: u64, r: &CallRecord) -> Vec<Value> {
         Value::Text(custom),
         Value::Blob(r.raw.clone()),
         Value::Integer(r.received_utc),
+        Value::Text(origin_of(r).to_string()),
+        match_key_of(r).map_or(Value::Null, Value::Blob),
     ]
 }
 
@@ -460,7 +490,8 @@ pub fn insert_record_with_id(
     seq: u64,
     r: &CallRecord,
 ) -> rusqlite::Result<()> {
-    let sql = format!("INSERT INTO {table} (id, {INSERT_COLUMNS}) VALUES (?37, {INSERT_VALUES})");
+    let sql =
+        format!("INSERT INTO {table} (id, {INSERT_COLUMNS}) VALUES ({ID_VALUE}, {INSERT_VALUES})");
     let mut values = record_values(seq, r);
     values.push(Value::Integer(id));
     conn.prepare_cached(&sql)?
@@ -643,6 +674,52 @@ mod tests {
         ] {
             assert_eq!(disposition_from_db(&disposition_to_db(&d)), d);
         }
+    }
+
+    #[test]
+    fn version_1_files_migrate_keeping_rows_and_counting_them_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("v1.sqlite");
+        let c = Connection::open(&db).unwrap();
+        c.execute_batch(&format!("{}; PRAGMA user_version = 1;", MIGRATIONS[0]))
+            .unwrap();
+        let v1_columns = INSERT_COLUMNS.replace(", origin, match_key", "");
+        for n in 0..3u64 {
+            let mut values = record_values(n + 1, &sample_record(n));
+            values.truncate(values.len() - 2);
+            let marks = (1..=values.len())
+                .map(|i| format!("?{i}"))
+                .collect::<Vec<_>>();
+            c.execute(
+                &format!(
+                    "INSERT INTO cdr ({v1_columns}) VALUES ({})",
+                    marks.join(", ")
+                ),
+                params_from_iter(values),
+            )
+            .unwrap();
+        }
+        drop(c);
+        let opened = open_writer(&db, 0).unwrap();
+        assert_eq!(opened.migrated_from, Some(1));
+        let conn = opened.conn;
+        assert_eq!(meta_get(&conn, META_ROWS).unwrap(), Some(3));
+        let origins: Vec<String> = conn
+            .prepare("SELECT origin FROM cdr")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(origins, vec!["ami"; 3]);
+        let lost: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('gaps') WHERE name = 'lost'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(lost, 1);
     }
 
     #[test]

@@ -4,15 +4,12 @@
 //! that names the cause (disk full, locked, other) and is retried with backoff.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::TransactionBehavior;
 
 use crate::clock::Mono;
-use crate::record::CallRecord;
 
-use super::super::state::Place;
 use super::super::{store, Ack, FailKind};
 use super::Writer;
 
@@ -107,64 +104,85 @@ impl Writer {
     /// One transaction: up to COMMIT_CHUNK oldest records, gap changes, meta. Returns whether
     /// records remain pending.
     fn commit_chunk(&mut self) -> rusqlite::Result<bool> {
-        let batch: Vec<(u64, Arc<CallRecord>)> = self
-            .shared
-            .pending()
-            .iter()
-            .take(COMMIT_CHUNK)
-            .map(|p| (p.seq, p.record.clone()))
-            .collect();
+        let n = self.pending.len().min(COMMIT_CHUNK);
+        // Records not kept in memory are read back from the ring (their blocks stay protected
+        // until this commit is done). One that cannot be read is lost: counted, never a stuck
+        // journal.
+        let mut loaded = Vec::with_capacity(n);
+        let mut unreadable = 0u64;
+        for it in self.pending.iter().take(n) {
+            match self.load(it) {
+                Ok(r) => loaded.push(r),
+                Err(e) => {
+                    tracing::error!(target: "journal", seq = it.seq, error = %e,
+                        "a pending record cannot be read back from the ring; it is lost");
+                    unreadable += 1;
+                    loaded.push(None);
+                }
+            }
+        }
         // Pending is in seq order and every assigned seq is pending until committed, so the
-        // batch's last seq is a prefix watermark.
+        // chunk's last seq is a prefix watermark.
         let committed_before = self.shared.state().committed();
-        let new_committed = batch
-            .last()
-            .map_or(committed_before, |b| b.0)
+        let new_committed = self
+            .pending
+            .get(n.wrapping_sub(1))
+            .map_or(committed_before, |it| it.seq)
             .max(committed_before);
         let now_utc = self.clock.unix();
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
         let mut inserted = 0u64;
-        for (seq, r) in &batch {
-            if store::insert_record(&tx, *seq, r)? {
+        for (it, read) in self.pending.iter().zip(&loaded) {
+            let Some(r) = it.record.as_deref().or(read.as_ref()) else {
+                continue;
+            };
+            if store::insert_record(&tx, it.seq, r)? {
                 inserted += 1;
             }
         }
         let gap_ids = self.gaps.store(&tx)?;
+        let rows = self.shared.committed_rows.load(Ordering::SeqCst) + inserted;
+        store::meta_set(&tx, store::META_ROWS, rows as i64)?;
         store::meta_set(&tx, store::META_COMMITTED_SEQ, new_committed as i64)?;
         store::meta_set(&tx, store::META_LAST_ALIVE, now_utc)?;
         tx.commit()?;
 
         self.gaps.stored(gap_ids);
         let mut acks = Vec::new();
-        let remaining = {
-            let mut pending = self.shared.pending();
-            for _ in 0..batch.len() {
-                if let Some(p) = pending.pop_front() {
-                    self.pending_ids.remove(&p.record.identity);
-                    if p.place != Place::Ring {
-                        if let Some(a) = p.ack {
-                            acks.push((a, p.seq));
-                        }
-                    }
-                }
+        let mut freed_cache = 0;
+        let mut freed_memory = 0;
+        for _ in 0..n {
+            let Some(it) = self.pending.pop_front() else {
+                break;
+            };
+            match (&it.loc, &it.record) {
+                (Some(_), Some(_)) => freed_cache += 1,
+                (None, _) => freed_memory += 1,
+                (Some(_), None) => {}
             }
-            self.shared.state().committed_upto(new_committed);
-            pending.len()
-        };
-        if let Some(ring) = &mut self.ring {
-            ring.release(self.shared.state().releasable());
+            if let Some(a) = it.ack {
+                acks.push((a, it.seq));
+            }
         }
+        self.shared.state().committed_upto(new_committed);
+        self.shared.committed.notify_all();
+        self.shared.cached.fetch_sub(freed_cache, Ordering::SeqCst);
+        self.shared.held.fetch_sub(freed_memory, Ordering::SeqCst);
         self.shared
             .committed_rows
             .fetch_add(inserted, Ordering::SeqCst);
+        if unreadable > 0 {
+            self.shared.lost.fetch_add(unreadable, Ordering::SeqCst);
+        }
         {
             let mut c = self.shared.counters();
             c.commits += 1;
             c.inserted += inserted;
+            c.duplicates += (n as u64 - unreadable).saturating_sub(inserted);
         }
-        for (tx, seq) in acks {
-            let _ = tx.send(Ack::Durable { seq });
+        for (a, seq) in acks {
+            a.send(Ack::Durable { seq });
         }
-        Ok(remaining > 0)
+        Ok(!self.pending.is_empty())
     }
 }

@@ -1,14 +1,19 @@
-//! The gap ledger's in-memory side: link-down intervals still open per PBX and closed ones not
-//! yet stored; written to the `gaps` table inside the writer's next commit.
+//! The gap ledger's in-memory side: link-down intervals still open per PBX, closed ones not yet
+//! stored, and records dropped at the memory bound; written to the `gaps` table inside the
+//! commit thread's next commit.
 //!
 //! A PBX's first word in a run also opens a gap from when the previous run was last alive
-//! ([`BOX_OFF_REASON`]). Pure bookkeeping plus the SQL to store it; the writer decides when.
+//! ([`BOX_OFF_REASON`]). Drops at the memory bound make one entry per episode and PBX, with
+//! the count in `lost`; the episode ends at the first commit without new drops. Pure
+//! bookkeeping plus the SQL to store it; the writer decides when.
 
 use std::collections::{HashMap, HashSet};
 
 use rusqlite::Connection;
 
 use crate::sink::LinkEvent;
+
+use super::super::Dropped;
 
 /// Reason written for the interval the box itself was not running.
 pub const BOX_OFF_REASON: &str = "cdrbox was not running";
@@ -32,9 +37,29 @@ struct ClosedGap {
     reason: String,
 }
 
-/// Open gaps per PBX and closed ones not yet stored.
+/// One episode of records dropped at the memory bound, for one PBX.
+#[derive(Debug, Clone)]
+struct DropGap {
+    rowid: Option<i64>,
+    down_utc: i64,
+    up_utc: i64,
+    count: u64,
+    /// Grew since the last commit (else the episode is over once stored).
+    touched: bool,
+}
+
+/// The `reason` of a drop entry.
+pub fn dropped_reason(count: u64) -> String {
+    format!(
+        "the journal could not keep up (storage too slow or full): {count} records dropped at \
+         the memory bound ([storage] memory_queue_records)"
+    )
+}
+
+/// Open gaps per PBX, closed ones not yet stored, drop episodes.
 pub(crate) struct GapLedger<T> {
     open: HashMap<String, OpenGap>,
+    drops: HashMap<String, DropGap>,
     closed: Vec<ClosedGap>,
     /// PBXs that reported a link event since start.
     seen: HashSet<String>,
@@ -49,6 +74,7 @@ impl<T: Copy> GapLedger<T> {
     pub fn new(open: HashMap<String, OpenGap>, last_alive: Option<i64>) -> GapLedger<T> {
         GapLedger {
             open,
+            drops: HashMap::new(),
             closed: Vec::new(),
             seen: HashSet::new(),
             last_alive,
@@ -107,14 +133,41 @@ impl<T: Copy> GapLedger<T> {
         opened
     }
 
+    /// `d` records of `pbx` were dropped at the memory bound; returns true when this starts a
+    /// new ledger entry.
+    pub fn dropped(&mut self, pbx: &str, d: &Dropped, now: T) -> bool {
+        self.dirty_since.get_or_insert(now);
+        match self.drops.get_mut(pbx) {
+            Some(g) => {
+                g.up_utc = g.up_utc.max(d.last_utc);
+                g.count += d.count;
+                g.touched = true;
+                false
+            }
+            None => {
+                self.drops.insert(
+                    pbx.to_string(),
+                    DropGap {
+                        rowid: None,
+                        down_utc: d.first_utc,
+                        up_utc: d.last_utc.max(d.first_utc),
+                        count: d.count,
+                        touched: true,
+                    },
+                );
+                true
+            }
+        }
+    }
+
     /// When the oldest change not yet stored happened.
     pub fn dirty_since(&self) -> Option<T> {
         self.dirty_since
     }
 
-    /// Writes pending gap changes in `tx`; returns the row ids of newly stored open gaps, to be
-    /// applied by [`GapLedger::stored`] once the transaction commits.
-    pub fn store(&self, tx: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
+    /// Writes pending gap changes in `tx`; returns the row ids of newly stored open gaps and
+    /// drop entries, to be applied by [`GapLedger::stored`] once the transaction commits.
+    pub fn store(&self, tx: &Connection) -> rusqlite::Result<Stored> {
         for c in &self.closed {
             match c.rowid {
                 Some(id) => {
@@ -129,29 +182,63 @@ impl<T: Copy> GapLedger<T> {
                 }
             }
         }
-        let mut ids = Vec::new();
+        let mut ids = Stored::default();
         for (pbx, g) in &self.open {
             if g.rowid.is_none() {
                 tx.prepare_cached(
                     "INSERT INTO gaps (pbx, down_utc, up_utc, reason) VALUES (?1, ?2, NULL, ?3)",
                 )?
                 .execute(rusqlite::params![pbx, g.down_utc, g.reason])?;
-                ids.push((pbx.clone(), tx.last_insert_rowid()));
+                ids.open.push((pbx.clone(), tx.last_insert_rowid()));
+            }
+        }
+        for (pbx, g) in self.drops.iter().filter(|(_, g)| g.touched) {
+            let reason = dropped_reason(g.count);
+            let lost = g.count as i64;
+            match g.rowid {
+                Some(id) => {
+                    tx.prepare_cached(
+                        "UPDATE gaps SET up_utc = ?1, reason = ?2, lost = ?3 WHERE id = ?4",
+                    )?
+                    .execute(rusqlite::params![g.up_utc, reason, lost, id])?;
+                }
+                None => {
+                    tx.prepare_cached(
+                        "INSERT INTO gaps (pbx, down_utc, up_utc, reason, lost)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?
+                    .execute(rusqlite::params![pbx, g.down_utc, g.up_utc, reason, lost])?;
+                    ids.drops.push((pbx.clone(), tx.last_insert_rowid()));
+                }
             }
         }
         Ok(ids)
     }
 
     /// The transaction that ran [`store`](Self::store) committed.
-    pub fn stored(&mut self, ids: Vec<(String, i64)>) {
+    pub fn stored(&mut self, ids: Stored) {
         self.closed.clear();
-        for (pbx, id) in ids {
+        for (pbx, id) in ids.open {
             if let Some(g) = self.open.get_mut(&pbx) {
                 g.rowid = Some(id);
             }
         }
+        for (pbx, id) in ids.drops {
+            if let Some(g) = self.drops.get_mut(&pbx) {
+                g.rowid = Some(id);
+            }
+        }
+        // An episode that did not grow since the previous commit is over.
+        self.drops.retain(|_, g| std::mem::take(&mut g.touched));
         self.dirty_since = None;
     }
+}
+
+/// Row ids a commit gave to new ledger entries.
+#[derive(Debug, Default)]
+pub(crate) struct Stored {
+    open: Vec<(String, i64)>,
+    drops: Vec<(String, i64)>,
 }
 
 /// The gaps a previous run left open (`up_utc` NULL), per PBX, oldest first.
@@ -215,6 +302,47 @@ mod tests {
         assert!(g.event("b", 160, &down(), 2));
         assert!(!g.event("b", 170, &down(), 3));
         assert_eq!(g.dirty_since(), Some(1), "oldest change kept");
+    }
+
+    #[test]
+    fn drops_make_one_entry_per_episode_with_the_count() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE gaps (id INTEGER PRIMARY KEY, pbx TEXT NOT NULL, down_utc INTEGER \
+             NOT NULL, up_utc INTEGER, reason TEXT NOT NULL, lost INTEGER NOT NULL DEFAULT 0)",
+        )
+        .unwrap();
+        let rows = |c: &Connection| -> Vec<(String, i64, Option<i64>, i64)> {
+            let mut st = c
+                .prepare("SELECT pbx, down_utc, up_utc, lost FROM gaps ORDER BY id")
+                .unwrap();
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect()
+        };
+        let mut g: GapLedger<u32> = GapLedger::new(HashMap::new(), None);
+        let d = |a, b, n| Dropped {
+            first_utc: a,
+            last_utc: b,
+            count: n,
+        };
+        assert!(g.dropped("a", &d(100, 105, 7), 0));
+        let ids = g.store(&conn).unwrap();
+        g.stored(ids);
+        // More drops before the next commit: the same entry grows.
+        assert!(!g.dropped("a", &d(106, 110, 3), 1));
+        let ids = g.store(&conn).unwrap();
+        g.stored(ids);
+        assert_eq!(rows(&conn), vec![("a".into(), 100, Some(110), 10)]);
+        // A commit without drops ends the episode; the next drops are a new entry.
+        let ids = g.store(&conn).unwrap();
+        g.stored(ids);
+        assert!(g.dropped("a", &d(500, 500, 1), 2));
+        let ids = g.store(&conn).unwrap();
+        g.stored(ids);
+        assert_eq!(rows(&conn).len(), 2);
+        assert_eq!(rows(&conn)[1].3, 1);
     }
 
     #[test]

@@ -1,21 +1,24 @@
-//! The journal writer thread: the one owner of the SQLite write connection and the ring file.
+//! The journal's two threads. [`intake`] is the ring thread (durability); this file is the
+//! commit thread, the one owner of the SQLite write connection.
 //!
-//! Loop: wait for messages (or the next deadline), take everything available, write all new
-//! records to the ring in ONE batch (one pwrite + one fdatasync), acknowledge them, then group
-//! commit into SQLite when `flush_interval` has passed since the oldest pending record, when
-//! `flush_records` are pending, or when asked (flush, USB watermark, shutdown). A failed commit
-//! (disk full, locked, I/O error) rolls back and is retried with backoff while ring writes go
-//! on; the records stay pending. Retention runs here too, in small batches.
+//! Commit loop: wait for work from the ring thread (or the next deadline on the injected
+//! clock), then group commit when `flush_interval` has passed since the oldest pending change,
+//! when `flush_records` are pending, when the ring is half full, or when asked (flush, shutdown).
+//! A failed commit (disk full, locked, I/O error) rolls back and is retried with back-off while
+//! the ring thread goes on; the records stay pending (in the ring, read back when their turn
+//! comes). Retention runs here too, in small batches, only while commits work.
 //!
-//! Files: [`open`] (start-up), [`commit`] (group commits and their failures), [`gaps`] (the gap
-//! ledger), [`retention`]. Must not block producers: they only ever `send` on a channel.
+//! Files: [`open`] (start-up), [`intake`] (the ring thread), [`commit`] (group commits and
+//! their failures), [`gaps`] (the gap ledger), [`retention`].
 
 mod commit;
 pub(crate) mod gaps;
+pub(crate) mod intake;
 pub(crate) mod open;
 mod retention;
 
-use std::collections::HashSet;
+use std::collections::VecDeque;
+use std::fs::File;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -25,16 +28,14 @@ use rusqlite::Connection;
 use crate::clock::{Clock, Mono};
 use crate::config::StorageConfig;
 use crate::record::CallRecord;
+use crate::sink::LinkEvent;
 
-use super::ring::{self, Ring};
-use super::state::Place;
-use super::{payload, store, Ack, JournalError, Msg, Pending, Shared};
+use super::ring::{self, EntryLoc};
+use super::{payload, store, AckTo, Control, JournalError, Shared};
 use commit::Failing;
 use gaps::GapLedger;
 use retention::Policy;
 
-/// Messages taken off the channel per loop turn.
-const MAX_DRAIN: usize = 512;
 /// Without calls, `last_alive_utc` is still refreshed this often (it dates "box was off" gaps).
 const HEARTBEAT: Duration = Duration::from_secs(15 * 60);
 
@@ -54,13 +55,46 @@ pub(crate) fn sql_err(what: &str, path: &std::path::Path, source: rusqlite::Erro
     }
 }
 
+/// A record waiting for SQLite, as the commit thread holds it: where it is in the ring, and
+/// the record itself while the memory budget allows (always, when it is not in the ring).
+pub(crate) struct Item {
+    pub seq: u64,
+    pub loc: Option<EntryLoc>,
+    pub record: Option<Box<CallRecord>>,
+    /// A producer waiting for this memory-only record to be committed.
+    pub ack: Option<AckTo>,
+    pub arrived: Mono,
+}
+
+/// From the ring thread to the commit thread.
+pub(crate) enum ToCommit {
+    Items(Vec<Item>),
+    Link {
+        pbx: String,
+        at_utc: i64,
+        event: LinkEvent,
+    },
+    /// Reply once every seq ≤ `upto` is committed (or commits fail).
+    Flush {
+        upto: u64,
+        reply: mpsc::Sender<Result<(), String>>,
+    },
+    Control(Control),
+    Shutdown,
+    #[cfg(any(test, feature = "testing"))]
+    Crash,
+    /// The injected clock moved (a test's manual clock): re-check deadlines.
+    Wake,
+}
+
 pub(crate) struct Writer {
     shared: Arc<Shared>,
     clock: Clock,
     conn: Connection,
-    ring: Option<Ring>,
-    rx: mpsc::Receiver<Msg>,
-    pending_ids: HashSet<[u8; 16]>,
+    rx: mpsc::Receiver<ToCommit>,
+    /// The ring file, for reading back records not kept in memory.
+    ring: Option<File>,
+    pending: VecDeque<Item>,
     flush_interval: Duration,
     flush_records: usize,
     policy: Policy,
@@ -74,20 +108,13 @@ pub(crate) struct Writer {
     retention_more: bool,
 }
 
-/// A record taken off the channel this turn.
-struct Arrival {
-    record: CallRecord,
-    payload: Vec<u8>,
-    ack: Option<mpsc::Sender<Ack>>,
-}
-
 impl Writer {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         shared: Arc<Shared>,
         conn: Connection,
-        ring: Option<Ring>,
-        rx: mpsc::Receiver<Msg>,
+        rx: mpsc::Receiver<ToCommit>,
+        pending: Vec<Item>,
         cfg: &StorageConfig,
         policy: Policy,
         usb_copied_id: i64,
@@ -95,14 +122,14 @@ impl Writer {
     ) -> Writer {
         let clock = shared.clock.clone();
         let now = clock.now();
-        let pending_ids = shared.pending().iter().map(|p| p.record.identity).collect();
+        let ring = File::open(&shared.paths.ring).ok();
         Writer {
             shared,
             clock,
             conn,
-            ring,
             rx,
-            pending_ids,
+            ring,
+            pending: pending.into(),
             flush_interval: cfg.flush_interval,
             flush_records: cfg.flush_records.max(1),
             policy,
@@ -121,7 +148,6 @@ impl Writer {
         let mut shutdown = false;
         while !shutdown {
             let now = self.clock.now();
-            let mut msgs = Vec::new();
             let first = match self.next_deadline(now) {
                 Some(d) => self
                     .rx
@@ -129,100 +155,42 @@ impl Writer {
                     .map_err(|e| matches!(e, mpsc::RecvTimeoutError::Disconnected)),
                 None => self.rx.recv().map_err(|_| true),
             };
+            let mut msgs = Vec::new();
             match first {
                 Ok(m) => msgs.push(m),
                 Err(disconnected) => shutdown |= disconnected,
             }
-            while msgs.len() < MAX_DRAIN {
-                match self.rx.try_recv() {
-                    Ok(m) => msgs.push(m),
-                    Err(_) => break,
+            while let Ok(m) = self.rx.try_recv() {
+                msgs.push(m);
+                if msgs.len() >= 64 {
+                    break;
                 }
             }
-            let mut arrivals = Vec::new();
             let mut force = false;
             for m in msgs {
                 match m {
-                    Msg::Record { record, ack } => {
-                        self.shared.queued.fetch_sub(1, Ordering::SeqCst);
-                        if self.is_duplicate(&record) {
-                            self.shared.counters().duplicates += 1;
-                            if let Some(a) = ack {
-                                let _ = a.send(Ack::Duplicate);
-                            }
-                            continue;
-                        }
-                        self.pending_ids.insert(record.identity);
-                        let payload = payload::encode(&record);
-                        arrivals.push(Arrival {
-                            record: *record,
-                            payload,
-                            ack,
-                        });
-                    }
-                    Msg::Link { pbx, at_utc, event } => {
+                    ToCommit::Items(items) => self.pending.extend(items),
+                    ToCommit::Link { pbx, at_utc, event } => {
                         if self.gaps.event(&pbx, at_utc, &event, self.clock.now()) {
                             self.shared.gaps.fetch_add(1, Ordering::SeqCst);
                         }
                     }
-                    Msg::Flush(reply) => {
-                        let upto = self.shared.state().next_seq() - 1 + arrivals.len() as u64;
+                    ToCommit::Flush { upto, reply } => {
                         self.flush_waiters.push((upto, reply));
                         force = true;
                     }
-                    Msg::SetCopyWatermark { id, reply } => {
-                        let r = store::meta_set(&self.conn, store::META_USB_COPIED_ID, id)
-                            .map_err(|e| format!("cannot store the USB copy watermark: {e}"));
-                        if r.is_ok() {
-                            self.usb_copied_id = id;
-                        }
-                        let _ = reply.send(r);
-                    }
+                    ToCommit::Control(c) => self.control(c),
+                    ToCommit::Shutdown => shutdown = true,
                     #[cfg(any(test, feature = "testing"))]
-                    Msg::SetMaxPageCount { pages, reply } => {
-                        let r = self
-                            .conn
-                            .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
-                                r.get::<_, i64>(0)
-                            })
-                            .map(|n| n.max(0) as u64)
-                            .map_err(|e| e.to_string());
-                        let _ = reply.send(r);
-                    }
-                    Msg::Shutdown => shutdown = true,
-                    Msg::Wake => {}
-                    #[cfg(any(test, feature = "testing"))]
-                    Msg::Crash => {
+                    ToCommit::Crash => {
                         self.shared.writer_running.store(false, Ordering::SeqCst);
                         return;
                     }
+                    ToCommit::Wake => {}
                 }
             }
-            // A burst goes to the ring in slices of at most half the ring, with a commit in
-            // between when due, so the ring has room for the next slice (otherwise records
-            // would be held in memory only while SQLite is perfectly able to take them).
-            let half_ring = self
-                .ring
-                .as_ref()
-                .map_or(usize::MAX, |r| r.bytes() as usize / 2);
-            let mut slice = Vec::new();
-            let mut slice_bytes = 0;
-            for a in arrivals {
-                let size = ring::entry_size(a.payload.len());
-                if !slice.is_empty() && slice_bytes + size > half_ring {
-                    self.accept(std::mem::take(&mut slice), half_ring);
-                    slice_bytes = 0;
-                    if self.commit_due(self.clock.now()) {
-                        self.commit(false);
-                    }
-                }
-                slice_bytes += size;
-                slice.push(a);
-            }
-            if !slice.is_empty() {
-                self.accept(slice, half_ring);
-            }
-            if shutdown {
+            self.absorb_drops();
+            if shutdown || !self.flush_waiters.is_empty() {
                 force = true;
             }
             if force || self.commit_due(self.clock.now()) {
@@ -235,12 +203,37 @@ impl Writer {
         self.finish();
     }
 
+    fn control(&mut self, c: Control) {
+        match c {
+            Control::SetCopyWatermark { id, reply } => {
+                let r = store::meta_set(&self.conn, store::META_USB_COPIED_ID, id)
+                    .map_err(|e| format!("cannot store the USB copy watermark: {e}"));
+                if r.is_ok() {
+                    self.usb_copied_id = id;
+                }
+                let _ = reply.send(r);
+            }
+            Control::PendingRecords(reply) => {
+                let _ = reply.send(self.pending_records());
+            }
+            #[cfg(any(test, feature = "testing"))]
+            Control::SetMaxPageCount { pages, reply } => {
+                let r = self
+                    .conn
+                    .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+                        r.get::<_, i64>(0)
+                    })
+                    .map(|n| n.max(0) as u64)
+                    .map_err(|e| e.to_string());
+                let _ = reply.send(r);
+            }
+        }
+    }
+
     fn finish(&mut self) {
-        let (left, memory_only) = {
-            let st = self.shared.state();
-            (st.pending(), st.memory_only())
-        };
+        let left = self.pending.len();
         if left > 0 {
+            let memory_only = self.shared.state().memory_only();
             tracing::error!(target: "journal", left, memory_only,
                 "journal stopping with uncommitted records; ring records replay at next start");
         }
@@ -251,13 +244,44 @@ impl Writer {
         tracing::info!(target: "journal", "journal writer stopped");
     }
 
-    fn is_duplicate(&self, r: &CallRecord) -> bool {
-        if self.pending_ids.contains(&r.identity) {
-            return true;
+    /// Records dropped at the memory bound since the last turn go into the gap ledger.
+    fn absorb_drops(&mut self) {
+        let drops = std::mem::take(&mut *self.shared.dropped());
+        let now = self.clock.now();
+        for (pbx, d) in drops {
+            if self.gaps.dropped(&pbx, &d, now) {
+                self.shared.gaps.fetch_add(1, Ordering::SeqCst);
+            }
         }
-        // A failing lookup (locked, I/O) is not a reason to drop a record: the insert's
-        // ON CONFLICT still guarantees exactly-once.
-        store::identity_exists(&self.conn, &r.identity).unwrap_or(false)
+    }
+
+    /// The record of a pending item: in memory, or read back from the ring.
+    fn load(&self, it: &Item) -> Result<Option<CallRecord>, String> {
+        if it.record.is_some() {
+            return Ok(None);
+        }
+        let (Some(loc), Some(ring)) = (&it.loc, &self.ring) else {
+            return Err(format!(
+                "record seq {} is neither in memory nor in the ring",
+                it.seq
+            ));
+        };
+        let bytes = ring::read_payload(ring, loc).map_err(|e| e.to_string())?;
+        self.shared.counters().ring_reads += 1;
+        payload::decode(&bytes)
+            .map(Some)
+            .map_err(|e| format!("ring entry seq {}: {e}", it.seq))
+    }
+
+    fn pending_records(&self) -> Vec<CallRecord> {
+        self.pending
+            .iter()
+            .filter_map(|it| match (&it.record, self.load(it)) {
+                (Some(r), _) => Some((**r).clone()),
+                (None, Ok(r)) => r,
+                (None, Err(_)) => None,
+            })
+            .collect()
     }
 
     /// When the loop must wake up without a message.
@@ -284,19 +308,20 @@ impl Writer {
         d
     }
 
-    /// `flush_records` are pending, or the ring is half full (so it never fills while SQLite
-    /// works, whatever `flush_records` is).
+    /// Records are pending and either `flush_records` of them, or the ring is half full (so it
+    /// never fills while SQLite works, whatever `flush_records` is).
     fn group_full(&self) -> bool {
-        self.shared.state().pending() >= self.flush_records
-            || self
-                .ring
-                .as_ref()
-                .is_some_and(|r| r.used_blocks() * 2 >= r.blocks())
+        if self.pending.is_empty() {
+            return false;
+        }
+        let blocks = self.shared.ring_blocks.load(Ordering::SeqCst);
+        let used = self.shared.ring_used_blocks.load(Ordering::SeqCst);
+        self.pending.len() >= self.flush_records || (blocks > 0 && used * 2 >= blocks)
     }
 
     /// Arrival time of the oldest uncommitted change (record or gap).
     fn oldest_change(&self) -> Option<Mono> {
-        let rec = self.shared.pending().front().map(|p| p.arrived);
+        let rec = self.pending.front().map(|p| p.arrived);
         match (rec, self.gaps.dirty_since()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -320,94 +345,11 @@ impl Writer {
         now >= self.last_commit + HEARTBEAT
     }
 
-    /// Writes new records to the ring (batches of at most `max_batch` bytes), queues them for
-    /// SQLite, acknowledges the durable ones.
-    fn accept(&mut self, arrivals: Vec<Arrival>, max_batch: usize) {
-        let first_seq = self.shared.state().next_seq();
-        let mut placed = vec![Place::Memory; arrivals.len()];
-        if let Some(ring) = &mut self.ring {
-            ring.release(self.shared.state().releasable());
-            let max = ring.max_payload();
-            let mut next = 0;
-            while next < arrivals.len() && arrivals[next].payload.len() <= max {
-                let entries: Vec<(u64, &[u8])> = arrivals[next..]
-                    .iter()
-                    .take_while(|a| a.payload.len() <= max)
-                    .enumerate()
-                    .map(|(i, a)| (first_seq + (next + i) as u64, a.payload.as_slice()))
-                    .collect();
-                match ring.append(&entries, max_batch) {
-                    Ok(locs) if locs.is_empty() => break,
-                    Ok(locs) => {
-                        placed[next..next + locs.len()].fill(Place::Ring);
-                        next += locs.len();
-                        let mut c = self.shared.counters();
-                        c.ring_writes = ring.writes;
-                        c.ring_bytes = ring.bytes_written;
-                    }
-                    Err(e) => {
-                        tracing::error!(target: "journal", error = %e, "ring write failed");
-                        self.shared.problems().ring = Some(format!(
-                            "Writing the ring file {} failed ({e}); new records are held in \
-                             memory until committed. Check the storage device.",
-                            self.shared.paths.ring.display()
-                        ));
-                        break;
-                    }
-                }
-            }
-        }
-        let now = self.clock.now();
-        let memory_only = placed.iter().filter(|p| **p == Place::Memory).count() as u64;
-        self.shared.counters().records += arrivals.len() as u64;
-        // Acks go out after the state is updated, so an acknowledged record is always covered
-        // by durable_seq.
-        let mut acks = Vec::new();
-        {
-            let mut pending = self.shared.pending();
-            let mut state = self.shared.state();
-            for (a, place) in arrivals.into_iter().zip(placed) {
-                let seq = state.assign(place);
-                let record = Arc::new(a.record);
-                let mut ack = a.ack;
-                if place == Place::Ring {
-                    if let Some(tx) = ack.take() {
-                        acks.push((tx, seq));
-                    }
-                }
-                self.notify(&record);
-                pending.push_back(Pending {
-                    seq,
-                    record,
-                    arrived: now,
-                    place,
-                    ack,
-                });
-            }
-        }
-        for (tx, seq) in acks {
-            let _ = tx.send(Ack::Durable { seq });
-        }
-        if memory_only > 0 {
-            self.shared.counters().memory_only_records += memory_only;
-        }
-    }
-
-    fn notify(&self, record: &CallRecord) {
-        let mut subs = self
-            .shared
-            .subscribers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if !subs.is_empty() {
-            subs.retain(|s| s.send(record.clone()).is_ok());
-        }
-    }
-
     /// One small retention batch; reschedules itself.
     fn retention_step(&mut self) {
         let now_utc = self.clock.unix();
-        match retention::step(&self.conn, &self.policy, now_utc, self.usb_copied_id) {
+        let rows = self.shared.committed_rows.load(Ordering::SeqCst);
+        match retention::step(&self.conn, &self.policy, now_utc, self.usb_copied_id, rows) {
             Ok(retention::Step::Deleted(n)) => {
                 self.shared
                     .committed_rows

@@ -1,12 +1,13 @@
 //! Opening the journal: lock it against a second writer, open and migrate SQLite, read where it
-//! stands, replay ring entries SQLite does not hold yet, (re)create the ring file, and start the
-//! writer thread.
+//! stands (O(1) reads only: meta rows, the last row by rowid), replay ring entries SQLite does
+//! not hold yet, (re)create the ring file, and start the ring and commit threads.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use crate::clock::Clock;
 use crate::config::StorageConfig;
@@ -16,11 +17,12 @@ use super::super::ring::{self, EntryLoc, Ring, RingScan};
 use super::super::state::{Durability, Place};
 use super::super::{
     payload, store, JournalCounters, JournalError, JournalHandle, JournalPaths, OpenReport,
-    Pending, Problems, Shared,
+    Problems, Shared,
 };
 use super::gaps::{self, GapLedger};
+use super::intake::Intake;
 use super::retention::Policy;
-use super::{io_err, sql_err, Writer};
+use super::{io_err, sql_err, Item, ToCommit, Writer};
 
 /// The lock file beside the database (`journal.sqlite.lock`).
 pub(crate) fn lock_path(paths: &JournalPaths) -> std::path::PathBuf {
@@ -78,10 +80,18 @@ fn read_db_state(conn: &Connection, db: &std::path::Path) -> Result<DbState, Jou
     let committed_seq = meta(store::META_COMMITTED_SEQ)?.unwrap_or(0).max(0) as u64;
     let last_alive = meta(store::META_LAST_ALIVE)?;
     let usb_copied_id = meta(store::META_USB_COPIED_ID)?.unwrap_or(0);
+    // The newest row by rowid (no index on seq: rows are inserted in seq order).
     let last_row_seq: i64 = conn
-        .query_row("SELECT coalesce(max(seq), 0) FROM cdr", [], |r| r.get(0))
-        .map_err(|e| sql_err("cannot read max(seq)", db, e))?;
-    let rows = store::count_records(conn).map_err(|e| sql_err("cannot count records", db, e))?;
+        .query_row("SELECT seq FROM cdr ORDER BY id DESC LIMIT 1", [], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(|e| sql_err("cannot read the newest row", db, e))?
+        .unwrap_or(0);
+    let rows = match meta(store::META_ROWS)? {
+        Some(n) => n.max(0) as u64,
+        None => store::count_records(conn).map_err(|e| sql_err("cannot count records", db, e))?,
+    };
     let gap_rows: i64 = conn
         .query_row("SELECT count(*) FROM gaps", [], |r| r.get(0))
         .map_err(|e| sql_err("cannot count gaps", db, e))?;
@@ -139,6 +149,7 @@ fn commit_replay(
     conn: &Connection,
     records: &[(u64, CallRecord)],
     top: u64,
+    rows_before: u64,
     now_utc: i64,
 ) -> rusqlite::Result<usize> {
     let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
@@ -148,6 +159,11 @@ fn commit_replay(
             inserted += 1;
         }
     }
+    store::meta_set(
+        &tx,
+        store::META_ROWS,
+        (rows_before + inserted as u64) as i64,
+    )?;
     store::meta_set(&tx, store::META_COMMITTED_SEQ, top as i64)?;
     store::meta_set(&tx, store::META_LAST_ALIVE, now_utc)?;
     tx.commit()?;
@@ -230,7 +246,7 @@ pub(crate) fn open(
     let mut committed_seq = db_state.committed_seq;
     let mut deferred: Vec<(u64, CallRecord)> = Vec::new();
     if let Some(top) = replay.found.last().map(|e| e.seq) {
-        match commit_replay(&conn, &replay.records, top, now_utc) {
+        match commit_replay(&conn, &replay.records, top, db_state.rows, now_utc) {
             Ok(inserted) => {
                 report.replayed = inserted;
                 report.replay_duplicates = replay.records.len() - inserted;
@@ -269,31 +285,48 @@ pub(crate) fn open(
     let mut state = Durability::new(committed_seq, highest);
     let in_ring = !report.ring_created && ring.is_some();
     let now = clock.now();
-    let mut pending = std::collections::VecDeque::new();
+    let mut held = 0;
+    let mut cached = 0;
+    let mut pending = Vec::new();
     for (seq, record) in deferred {
         // Deferred entries are in the ring (durable) unless the ring had to be replaced.
-        let place = if in_ring { Place::Ring } else { Place::Memory };
+        let loc = if in_ring {
+            protect.iter().copied().find(|e| e.seq == seq)
+        } else {
+            None
+        };
+        let place = if loc.is_some() {
+            cached += 1;
+            Place::Ring
+        } else {
+            held += 1;
+            Place::Memory
+        };
         state.replayed(seq, place);
-        pending.push_back(Pending {
+        pending.push(Item {
             seq,
-            record: Arc::new(record),
-            arrived: now,
-            place,
+            loc,
+            record: Some(Box::new(record)),
             ack: None,
+            arrived: now,
         });
     }
 
     let shared = Arc::new(Shared {
         paths: paths.clone(),
         clock: clock.clone(),
-        memory_queue_records: cfg.memory_queue_records.max(1),
+        memory_queue_records: cfg.memory_queue_records.max(1) as u64,
         max_size_mb: cfg.max_size_mb,
-        queued: AtomicU64::new(0),
+        held: AtomicU64::new(held),
+        cached: AtomicU64::new(cached),
+        ring_used_blocks: AtomicU64::new(0),
+        ring_blocks: AtomicU64::new(0),
         state: Mutex::new(state),
-        pending: Mutex::new(pending),
+        committed: std::sync::Condvar::new(),
         committed_rows: AtomicU64::new(rows),
         gaps: AtomicU64::new(db_state.gap_rows),
         lost: AtomicU64::new(0),
+        dropped: Mutex::new(HashMap::new()),
         writer_running: AtomicBool::new(true),
         started_utc: now_utc,
         counters: Mutex::new(JournalCounters {
@@ -315,18 +348,20 @@ pub(crate) fn open(
     });
 
     let (tx, rx) = mpsc::channel();
-    // A manual clock (tests) wakes the writer when it moves; the real clock never calls this.
+    let (to_commit, commit_rx) = mpsc::channel();
+    // A manual clock (tests) wakes the commit thread when it moves; the real clock never does.
     let waker = {
-        let tx = tx.clone();
+        let to_commit = to_commit.clone();
         clock.on_advance(move || {
-            let _ = tx.send(super::super::Msg::Wake);
+            let _ = to_commit.send(ToCommit::Wake);
         })
     };
+    let intake = Intake::new(shared.clone(), ring, rx, to_commit);
     let writer = Writer::new(
         shared.clone(),
         conn,
-        ring,
-        rx,
+        commit_rx,
+        pending,
         cfg,
         Policy {
             retention_days: cfg.retention_days,
@@ -336,23 +371,33 @@ pub(crate) fn open(
         db_state.usb_copied_id,
         GapLedger::new(open_gaps, db_state.last_alive),
     );
-    let thread = std::thread::Builder::new()
-        .name("journal-writer".into())
-        .spawn(move || {
-            // Marks the writer stopped however `run` ends, panics included, so the status
-            // page shows JOURNAL STOPPED instead of a silently dead journal.
-            struct Stopped(Arc<Shared>);
-            impl Drop for Stopped {
-                fn drop(&mut self) {
-                    self.0.writer_running.store(false, Ordering::SeqCst);
-                }
-            }
-            let _guard = Stopped(writer.shared.clone());
-            // Held (and so the lock kept) for as long as this thread writes.
-            let _lock = lock;
-            let _waker = waker;
-            writer.run()
-        })
-        .map_err(|e| io_err("cannot start the journal writer thread", &paths.db, e))?;
-    Ok((JournalHandle::new(tx, shared, thread), report))
+    // Marks the journal stopped however a thread ends, panics included, so the status page
+    // shows JOURNAL STOPPED instead of a silently dead journal.
+    struct Stopped(Arc<Shared>);
+    impl Drop for Stopped {
+        fn drop(&mut self) {
+            self.0.writer_running.store(false, Ordering::SeqCst);
+        }
+    }
+    let commit_thread = {
+        let guard = Stopped(shared.clone());
+        std::thread::Builder::new()
+            .name("journal-writer".into())
+            .spawn(move || {
+                let _guard = guard;
+                // Held (and so the lock kept) for as long as the journal writes.
+                let _lock = lock;
+                let _waker = waker;
+                writer.run()
+            })
+            .map_err(|e| io_err("cannot start the journal commit thread", &paths.db, e))?
+    };
+    let ring_thread = std::thread::Builder::new()
+        .name("journal-ring".into())
+        .spawn(move || intake.run())
+        .map_err(|e| io_err("cannot start the journal ring thread", &paths.ring, e))?;
+    Ok((
+        JournalHandle::new(tx, shared, vec![ring_thread, commit_thread]),
+        report,
+    ))
 }

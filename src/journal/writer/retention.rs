@@ -31,9 +31,26 @@ pub(crate) enum Step {
     Done,
 }
 
-/// One retention batch at box time `now_utc`. `copied_upto`: the highest row id the USB copy
-/// has taken (rows above it are kept when the policy says so).
+/// One retention batch at box time `now_utc`, in one transaction that also updates the row
+/// count in meta (`rows` before the step). `copied_upto`: the highest row id the USB copy has
+/// taken (rows above it are kept when the policy says so).
 pub(crate) fn step(
+    conn: &Connection,
+    policy: &Policy,
+    now_utc: i64,
+    copied_upto: i64,
+    rows: u64,
+) -> rusqlite::Result<Step> {
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    let step = delete_batch(&tx, policy, now_utc, copied_upto)?;
+    if let Step::Deleted(n) = step {
+        store::meta_set(&tx, store::META_ROWS, rows.saturating_sub(n as u64) as i64)?;
+    }
+    tx.commit()?;
+    Ok(step)
+}
+
+fn delete_batch(
     conn: &Connection,
     policy: &Policy,
     now_utc: i64,
