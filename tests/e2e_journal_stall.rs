@@ -15,6 +15,30 @@ use cdrbox::sink::RecordSink;
 use support::fake_ami::{cdr_event, FakeAmi, Pong};
 use support::*;
 
+/// The real AMI link from `addr` into `journal`, with the real record derivation (not the
+/// support crate's stand-in), so identities are the real ones.
+fn start_link(
+    journal: &cdrbox::journal::JournalHandle,
+    addr: std::net::SocketAddr,
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+) {
+    let sink: Arc<dyn RecordSink> = Arc::new(journal.clone());
+    let ctx = Arc::new(
+        PbxContext::new("pbx1", "Europe/Moscow", "windows-1252", &["^PJSIP/trunk"]).unwrap(),
+    );
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(cdrbox::ami::run_link(
+        link_config(addr, AuthMethod::Plain),
+        sink,
+        Arc::new(move |m: &AmiMessage, t| CallRecord::from_event(m, &ctx, t)),
+        Arc::new(|| 1_795_331_226),
+        rx,
+    ));
+    (stop, task)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_second_journal_stall_at_1000_cdr_per_second_loses_nothing() {
     const TOTAL: usize = 5000;
@@ -54,19 +78,7 @@ async fn five_second_journal_stall_at_1000_cdr_per_second_loses_nothing() {
         let _ = done.await;
     })
     .await;
-    let sink: Arc<dyn RecordSink> = Arc::new(journal.clone());
-    // The real derivation (not the support crate's stand-in), so identities are the real ones.
-    let ctx = Arc::new(
-        PbxContext::new("pbx1", "Europe/Moscow", "windows-1252", &["^PJSIP/trunk"]).unwrap(),
-    );
-    let (stop, rx) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(cdrbox::ami::run_link(
-        link_config(fake.addr, AuthMethod::Plain),
-        sink,
-        Arc::new(move |m: &AmiMessage, t| CallRecord::from_event(m, &ctx, t)),
-        Arc::new(|| 1_795_331_226),
-        rx,
-    ));
+    let (stop, task) = start_link(&journal, fake.addr);
 
     let j = journal.clone();
     let t = Instant::now();
@@ -108,5 +120,84 @@ async fn five_second_journal_stall_at_1000_cdr_per_second_loses_nothing() {
         "a PBX write blocked for {max:?}"
     );
     assert!(stalled, "the stall was visible as an alarm while it lasted");
+    journal.shutdown();
+}
+
+/// Issue 10 item 5: storage full and the memory bound reached — the link stays connected and
+/// reading (no pause, no reconnect); records beyond the bound are counted and end up in the gap
+/// ledger with their number, and everything else is committed once space returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_storage_never_pauses_the_link_and_counts_what_it_drops() {
+    const TOTAL: usize = 3000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut storage = Config::default_config().storage;
+    storage.path = dir.path().to_path_buf();
+    storage.ring_kb = 64;
+    storage.memory_queue_records = 200;
+    let (journal, _) =
+        Journal::open(&storage, cdrbox::clock::Clock::fixed_wall(1_795_331_226)).unwrap();
+    journal.set_max_page_count(1).unwrap();
+
+    let fake = FakeAmi::start(|mut c| async move {
+        let Some(done) = c.open(Pong::Modern, None).await else {
+            return;
+        };
+        for batch in 0..TOTAL / 10 {
+            let blob: Vec<u8> = (0..10)
+                .flat_map(|i| cdr_event(&format!("88.{}", batch * 10 + i), b"\"\" <>"))
+                .collect();
+            c.send(&blob).await.unwrap();
+        }
+        let _ = done.await;
+    })
+    .await;
+    let (stop, task) = start_link(&journal, fake.addr);
+    let j = journal.clone();
+    let t = Instant::now();
+    let seen = |j: &cdrbox::journal::JournalHandle| j.counters().records + j.counters().dropped;
+    while seen(&j) < TOTAL as u64 && t.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let c = j.counters();
+    assert_eq!(
+        c.records + c.dropped,
+        TOTAL as u64,
+        "every CDR accounted: {c:?}"
+    );
+    assert!(c.dropped > 0, "the bound was reached: {c:?}");
+    assert!(j.alarms().iter().any(|a| a.code == "RECORDS DROPPED"));
+    assert_eq!(
+        fake.stats.connections(),
+        1,
+        "the link never dropped or paused"
+    );
+    let max = fake.stats.max_write();
+    assert!(
+        max < Duration::from_millis(100),
+        "a PBX write blocked for {max:?}"
+    );
+
+    let j2 = journal.clone();
+    tokio::task::spawn_blocking(move || {
+        j2.set_max_page_count(1_000_000).unwrap();
+        j2.flush().unwrap();
+    })
+    .await
+    .unwrap();
+    let _ = stop.send(true);
+    task.await.unwrap();
+    let reader = journal.reader().unwrap();
+    assert_eq!(
+        reader.count(&cdrbox::filter::Filter::default()).unwrap(),
+        c.records,
+        "everything not dropped is stored, once"
+    );
+    let lost: u64 = reader
+        .gaps(None, None)
+        .unwrap()
+        .iter()
+        .map(|g| g.lost)
+        .sum();
+    assert_eq!(lost, c.dropped, "the gap ledger holds the count");
     journal.shutdown();
 }

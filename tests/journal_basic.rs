@@ -268,8 +268,8 @@ fn migrates_an_empty_version_0_file() {
         )
         .unwrap();
     assert_eq!(
-        indexes, 2,
-        "the identity UNIQUE key and start_utc, nothing more"
+        indexes, 3,
+        "the identity UNIQUE key, start_utc and the (partial) match_key index, nothing more"
     );
     let n: i64 = c
         .query_row("SELECT count(*) FROM cdr", [], |r| r.get(0))

@@ -172,6 +172,12 @@ pub struct Gap {
     /// Records known to be lost in the interval (counted when the journal dropped them at its
     /// memory bound); 0 for link-down gaps, where the PBX's own count is unknown.
     pub lost: u64,
+    /// Where an import filled the interval from (`master-csv`, `cdr-db`), if it did.
+    pub filled_from: Option<String>,
+    /// Records the import added for the interval.
+    pub filled_records: u64,
+    /// When it was filled (box clock).
+    pub filled_utc: Option<i64>,
 }
 
 /// What [`Journal::open`] found and repaired.

@@ -438,6 +438,20 @@ impl JournalReader {
             .unwrap_or(0))
     }
 
+    /// How many stored records of `pbx` have this cross-source match key (`record::match_key`;
+    /// rows stored before schema v2 have none). Uses the match_key index.
+    pub fn count_match_key(&self, pbx: &str, key: &[u8; 16]) -> Result<u64, JournalError> {
+        let n: i64 = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT count(*) FROM {} WHERE match_key = ?1 AND pbx = ?2",
+                self.source
+            ))
+            .and_then(|mut s| s.query_row(rusqlite::params![&key[..], pbx], |r| r.get(0)))
+            .map_err(sql(&self.db, "cannot count records by match key"))?;
+        Ok(n.max(0) as u64)
+    }
+
     /// Gaps overlapping `[from_utc, to_utc)` (either bound optional), oldest first; a gap still
     /// open has `up_utc: None`.
     pub fn gaps(
@@ -448,7 +462,8 @@ impl JournalReader {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT id, pbx, down_utc, up_utc, reason, lost FROM gaps
+                "SELECT id, pbx, down_utc, up_utc, reason, lost, filled_from, filled_records,
+                        filled_utc FROM gaps
                  WHERE (?1 IS NULL OR up_utc IS NULL OR up_utc > ?1)
                    AND (?2 IS NULL OR down_utc < ?2)
                  ORDER BY down_utc, id",
@@ -463,6 +478,9 @@ impl JournalReader {
                     up_utc: r.get(3)?,
                     reason: r.get(4)?,
                     lost: r.get::<_, i64>(5)?.max(0) as u64,
+                    filled_from: r.get(6)?,
+                    filled_records: r.get::<_, i64>(7)?.max(0) as u64,
+                    filled_utc: r.get(8)?,
                 })
             })
             .map_err(sql(&self.db, "cannot query gaps"))?;

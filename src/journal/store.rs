@@ -75,15 +75,34 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;",
     // 1 → 2: where a record came from (AMI, or an import: 'master-csv', 'cdr-db') and its
-    // cross-source match key (filled by the import side; NULL until then); the count of
-    // records a gap is known to have lost (drops at the memory bound); the row count kept in
-    // meta so start-up never counts a big table. ADD COLUMN with a constant default rewrites
-    // nothing; the count runs once.
+    // cross-source match key (`record::match_key`; NULL for rows stored before v2, which the
+    // importer matches by start time instead); the count of records a gap is known to have lost
+    // (drops at the memory bound) and how an import filled it; the row count kept in meta so
+    // start-up never counts a big table. ADD COLUMN with a constant default rewrites nothing;
+    // the count runs once. The match_key index is built by the writer after start
+    // ([`BACKGROUND_INDEXES`]): on a big old journal it scans the whole table.
     "ALTER TABLE cdr ADD COLUMN origin TEXT NOT NULL DEFAULT 'ami';
     ALTER TABLE cdr ADD COLUMN match_key BLOB;
     ALTER TABLE gaps ADD COLUMN lost INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE gaps ADD COLUMN filled_from TEXT;
+    ALTER TABLE gaps ADD COLUMN filled_records INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE gaps ADD COLUMN filled_utc INTEGER;
     INSERT OR REPLACE INTO meta (key, value) SELECT 'rows', count(*) FROM cdr;",
 ];
+
+/// Indexes the writer creates after start, when it first has nothing to commit (at once for a
+/// new, empty journal): building one on a big old journal scans the whole table, which must not
+/// delay the links at start-up. Partial, so rows without a match key cost nothing.
+pub const BACKGROUND_INDEXES: &[&str] = &["CREATE INDEX IF NOT EXISTS cdr_match_key \
+     ON cdr(match_key) WHERE match_key IS NOT NULL"];
+
+/// Creates the [`BACKGROUND_INDEXES`] that do not exist yet.
+pub fn create_background_indexes(conn: &Connection) -> rusqlite::Result<()> {
+    for sql in BACKGROUND_INDEXES {
+        conn.execute_batch(sql)?;
+    }
+    Ok(())
+}
 
 /// Every column of `cdr`, in the order [`row_to_record`] reads them.
 pub const COLUMNS: &str = "id, seq, identity, pbx, unique_id, account_code, source, destination, \
@@ -112,11 +131,9 @@ pub fn origin_of(_r: &CallRecord) -> &'static str {
     "ami"
 }
 
-/// The cross-source match key stored in `cdr.match_key` (issue 12: PBX + UniqueID + the
-/// standard fields every source carries, normalised). `None` until the import side computes it
-/// in `src/record/` and replaces this body.
-pub fn match_key_of(_r: &CallRecord) -> Option<Vec<u8>> {
-    None
+/// The cross-source match key stored in `cdr.match_key` (issue 12, `record::match_key`).
+pub fn match_key_of(r: &CallRecord) -> Option<Vec<u8>> {
+    Some(crate::record::match_key(r).to_vec())
 }
 
 /// `meta` keys.

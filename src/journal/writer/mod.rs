@@ -106,6 +106,8 @@ pub(crate) struct Writer {
     last_commit: Mono,
     next_retention: Mono,
     retention_more: bool,
+    /// When to build the [`store::BACKGROUND_INDEXES`] (`None`: done).
+    next_index_build: Option<Mono>,
 }
 
 impl Writer {
@@ -119,6 +121,7 @@ impl Writer {
         policy: Policy,
         usb_copied_id: i64,
         gaps: GapLedger<Mono>,
+        indexes_built: bool,
     ) -> Writer {
         let clock = shared.clock.clone();
         let now = clock.now();
@@ -140,6 +143,7 @@ impl Writer {
             last_commit: now,
             next_retention: now,
             retention_more: false,
+            next_index_build: (!indexes_built).then_some(now),
         }
     }
 
@@ -199,8 +203,31 @@ impl Writer {
             if !shutdown && self.failing.is_none() && self.clock.now() >= self.next_retention {
                 self.retention_step();
             }
+            if !shutdown && self.failing.is_none() && self.pending.is_empty() {
+                self.build_indexes();
+            }
         }
         self.finish();
+    }
+
+    /// Builds the background indexes once, when there is nothing to commit. Records arriving
+    /// meanwhile wait in the ring (durable) until it is done.
+    fn build_indexes(&mut self) {
+        let now = self.clock.now();
+        if self.next_index_build.is_none_or(|t| now < t) {
+            return;
+        }
+        let started = std::time::Instant::now();
+        match store::create_background_indexes(&self.conn) {
+            Ok(()) => {
+                tracing::info!(target: "journal", took = ?started.elapsed(), "background indexes built");
+                self.next_index_build = None;
+            }
+            Err(e) => {
+                tracing::warn!(target: "journal", error = %e, "building an index failed; retrying later");
+                self.next_index_build = Some(now + retention::RETENTION_EVERY);
+            }
+        }
     }
 
     fn control(&mut self, c: Control) {

@@ -277,6 +277,12 @@ pub(crate) fn open(
     report.committed = rows;
     let open_gaps =
         gaps::open_gaps(&conn).map_err(|e| sql_err("cannot read gaps", &paths.db, e))?;
+    // On an empty journal the indexes cost nothing: build them now. On a big one the writer
+    // builds them after start, so the links never wait for a table scan.
+    let indexes_built = rows == 0
+        && store::create_background_indexes(&conn)
+            .map_err(|e| sql_err("cannot create the journal's indexes", &paths.db, e))
+            .is_ok();
 
     // Seqs continue above everything SQLite or the ring has seen.
     let highest = committed_seq
@@ -370,6 +376,7 @@ pub(crate) fn open(
         },
         db_state.usb_copied_id,
         GapLedger::new(open_gaps, db_state.last_alive),
+        indexes_built,
     );
     // Marks the journal stopped however a thread ends, panics included, so the status page
     // shows JOURNAL STOPPED instead of a silently dead journal.
