@@ -245,7 +245,10 @@ fn a_stall_longer_than_the_memory_cache_is_read_back_from_the_ring() {
     let (j, _) = Journal::open(&conf, c).unwrap();
     j.set_max_page_count(1).unwrap();
     let acks = j
-        .record_batch((0..5000).map(sample_record).collect(), Duration::from_secs(30))
+        .record_batch(
+            (0..5000).map(sample_record).collect(),
+            Duration::from_secs(30),
+        )
         .unwrap();
     assert_eq!(acks.len(), 5000);
     assert!(acks.iter().all(|a| matches!(a, Ack::Durable { .. })));
