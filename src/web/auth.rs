@@ -93,10 +93,9 @@ pub fn passwd_path_for(config_path: &Path) -> PathBuf {
         .join("cdrbox.passwd")
 }
 
-/// Random bytes from the kernel (`/dev/urandom`), for salts, session and CSRF tokens.
+/// Random bytes from the kernel (`getrandom(2)`), for salts, session and CSRF tokens.
 pub fn os_random(buf: &mut [u8]) -> io::Result<()> {
-    use std::io::Read;
-    std::fs::File::open("/dev/urandom")?.read_exact(buf)
+    getrandom::fill(buf).map_err(|e| io::Error::other(format!("getrandom: {e}")))
 }
 
 /// A fresh 256-bit token as 64 hex digits.
@@ -110,9 +109,11 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Equality that takes the same time wherever the first difference is.
+/// Equality that takes the same time wherever the first difference is (`subtle`; only the
+/// lengths, which are public, may differ in time).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 /// Checks a password's shape before hashing it.
@@ -246,7 +247,7 @@ pub fn set_password(path: &Path, user: &str, password: &str) -> Result<(), AuthE
     check_password_shape(password)?;
     let mut salt = [0u8; 16];
     os_random(&mut salt).map_err(|source| AuthError::Io {
-        path: "/dev/urandom".into(),
+        path: "getrandom".into(),
         source,
     })?;
     let phc = hash_password(password, &salt)?;
@@ -374,24 +375,54 @@ impl Sessions {
 }
 
 /// Failed logins per client address: [`LOGIN_FAILURES`] within [`LOGIN_WINDOW_SECS`], then
-/// refuse until the oldest failure leaves the window.
+/// refuse until the oldest failure leaves the window. Attempts still being checked (the argon2
+/// hash takes a while) count as failures until they end, so guesses sent all at once cannot
+/// slip past the limit together ([`LoginLimiter::begin`] / [`LoginLimiter::end`]).
 #[derive(Debug, Default)]
 pub struct LoginLimiter {
     failures: HashMap<IpAddr, Vec<i64>>,
+    in_flight: HashMap<IpAddr, usize>,
 }
 
 impl LoginLimiter {
     /// `Err(retry_after_secs)` while `ip` is locked out.
     pub fn check(&mut self, ip: IpAddr, now: i64) -> Result<(), i64> {
+        let pending = self.in_flight.get(&ip).copied().unwrap_or(0);
         let Some(list) = self.failures.get_mut(&ip) else {
-            return Ok(());
+            return if pending >= LOGIN_FAILURES {
+                Err(1)
+            } else {
+                Ok(())
+            };
         };
         list.retain(|t| now - t < LOGIN_WINDOW_SECS);
-        if list.len() >= LOGIN_FAILURES {
+        if list.len() + pending >= LOGIN_FAILURES {
+            if list.len() < LOGIN_FAILURES {
+                // Locked only by attempts still running: they end within a second or two.
+                return Err(1);
+            }
             let oldest = list.iter().min().copied().unwrap_or(now);
             return Err((oldest + LOGIN_WINDOW_SECS - now).max(1));
         }
         Ok(())
+    }
+
+    /// Starts an attempt for `ip` (counted as a failure until [`LoginLimiter::end`]), or
+    /// `Err(retry_after_secs)` while locked out.
+    pub fn begin(&mut self, ip: IpAddr, now: i64) -> Result<(), i64> {
+        self.check(ip, now)?;
+        *self.in_flight.entry(ip).or_insert(0) += 1;
+        Ok(())
+    }
+
+    /// Ends an attempt started with [`LoginLimiter::begin`]; then call `fail` or `succeed`.
+    pub fn end(&mut self, ip: IpAddr) {
+        if let Some(n) = self.in_flight.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.in_flight.remove(&ip);
+            }
+        }
     }
 
     pub fn fail(&mut self, ip: IpAddr, now: i64) {
@@ -557,6 +588,27 @@ mod tests {
         assert_eq!(l.check(ip, 10), Err(LOGIN_WINDOW_SECS - 10));
         assert!(l.check(other, 10).is_ok());
         assert!(l.check(ip, LOGIN_WINDOW_SECS + 5).is_ok());
+    }
+
+    /// Issue 11, finding 8: eight guesses at once against a limit of five.
+    #[test]
+    fn attempts_in_flight_count_against_the_limit() {
+        let ip: IpAddr = "10.0.0.9".parse().unwrap();
+        let mut l = LoginLimiter::default();
+        let started = (0..8).filter(|_| l.begin(ip, 0).is_ok()).count();
+        assert_eq!(started, LOGIN_FAILURES);
+        assert_eq!(l.begin(ip, 0), Err(1));
+        for _ in 0..started {
+            l.end(ip);
+            l.fail(ip, 0);
+        }
+        assert_eq!(l.begin(ip, 1), Err(LOGIN_WINDOW_SECS - 1));
+        // A success in flight frees its place.
+        let other: IpAddr = "10.0.0.10".parse().unwrap();
+        l.begin(other, 0).unwrap();
+        l.end(other);
+        l.succeed(other);
+        assert!(l.check(other, 0).is_ok());
     }
 
     #[test]

@@ -1,11 +1,104 @@
 //! The PRODUCT.md §2 JSON view of a record, as the web API and the live feed send it: the
-//! shared view in `crate::record` (one definition for the API, the exports and the USB copy).
+//! shared view in `crate::record` (one definition for the API, the exports and the USB copy),
+//! and its bounded *listing* form.
+//!
+//! Why a listing form: a PBX decides how big a record is (a hostile one sent 0.94 MB CDRs with
+//! 60,000 custom fields, and `/api/calls?limit=1000` then took gigabytes — issue 11). Pages, the
+//! live feed and anything else that shows many records use [`listing_json`], which keeps every
+//! standard field (values cut to [`LISTING_VALUE_BYTES`]) and as many custom fields as fit in
+//! [`LISTING_RECORD_BYTES`], and says what it left out in `truncated`. The whole record is only
+//! in the downloads (`/export.*`), which stream one record at a time.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::record::CallRecord;
+
+/// Budget of one record in a listing (field names and values, bytes).
+pub const LISTING_RECORD_BYTES: usize = 16 * 1024;
+/// Longest field value in a listing, in bytes (cut at a character boundary).
+pub const LISTING_VALUE_BYTES: usize = 1024;
 
 /// The record as the §2 JSON object, names in the documented order.
 pub fn record_json(r: &CallRecord) -> Value {
     r.to_json()
+}
+
+/// `s` cut to at most `max` bytes at a character boundary; whether it was cut.
+fn cut(s: &str, max: usize) -> (String, bool) {
+    if s.len() <= max {
+        return (s.to_string(), false);
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    (s[..end].to_string(), true)
+}
+
+/// The record for a listing: bounded in bytes whatever the PBX sent. When anything was left
+/// out, `truncated` is `{"customFieldsOmitted": n, "valuesCut": m, "bytes": size}` (size of the
+/// fields as received), and the page offers the record's download.
+pub fn listing_json(r: &CallRecord) -> Value {
+    let mut values_cut = 0usize;
+    let mut c = |s: &str| {
+        let (v, was) = cut(s, LISTING_VALUE_BYTES);
+        values_cut += usize::from(was);
+        v
+    };
+    // A copy without `raw` (never in the JSON) and with every string bounded.
+    let mut small = CallRecord {
+        pbx: c(&r.pbx),
+        unique_id: c(&r.unique_id),
+        account_code: c(&r.account_code),
+        source: c(&r.source),
+        destination: c(&r.destination),
+        destination_context: c(&r.destination_context),
+        caller_id: c(&r.caller_id),
+        channel: c(&r.channel),
+        destination_channel: c(&r.destination_channel),
+        last_application: c(&r.last_application),
+        last_data: c(&r.last_data),
+        ama_flags: c(&r.ama_flags),
+        user_field: c(&r.user_field),
+        queue: r.queue.as_deref().map(&mut c),
+        agent: r.agent.as_deref().map(&mut c),
+        linked_id: r.linked_id.as_deref().map(&mut c),
+        custom_fields: Vec::new(),
+        raw: Vec::new(),
+        start: r.start.clone(),
+        answer: r.answer.clone(),
+        end: r.end.clone(),
+        duration: r.duration,
+        billable_seconds: r.billable_seconds,
+        disposition: r.disposition.clone(),
+        direction: r.direction,
+        ring_seconds: r.ring_seconds,
+        sequence: r.sequence,
+        received_utc: r.received_utc,
+        identity: r.identity,
+    };
+    let mut used = 0usize;
+    let mut omitted = 0usize;
+    let mut total = 0usize;
+    for (k, v) in &r.custom_fields {
+        total += k.len() + v.len();
+        if omitted > 0 || used + k.len().min(LISTING_VALUE_BYTES) > LISTING_RECORD_BYTES {
+            omitted += 1;
+            continue;
+        }
+        let (k2, a) = cut(k, LISTING_VALUE_BYTES);
+        let (v2, b) = cut(v, LISTING_VALUE_BYTES);
+        used += k2.len() + v2.len();
+        values_cut += usize::from(a) + usize::from(b);
+        small.custom_fields.push((k2, v2));
+    }
+    let mut j = small.to_json();
+    if omitted > 0 || values_cut > 0 {
+        j["truncated"] = json!({
+            "customFieldsOmitted": omitted,
+            "valuesCut": values_cut,
+            "bytes": total + r.last_data.len() + r.user_field.len(),
+        });
+    }
+    j
 }

@@ -8,13 +8,15 @@
 //!
 //! Layout: `query` (query string → `Filter`/`Sort`/`Page`), `auth` (password file, sessions,
 //! CSRF, login rate limit), `stats` (answer rate, hourly, agents, queues), `settings` (config form
-//! → TOML with comments kept, atomic save), `routes` (request → response), `server` (threads,
-//! limits, streaming, SSE), `json` (the §2 record view until the shared one lands), `assets`.
+//! → TOML with comments kept, atomic save), `http` (the request/response types), `routes`
+//! (request → response), `gate` (the one HTTP parser, limits, deadlines), `server` (threads,
+//! streaming, SSE), `json` (the §2 record view until the shared one lands), `assets`.
 
 pub mod assets;
 pub mod auth;
 pub mod export;
 pub mod gate;
+pub mod http;
 pub mod json;
 pub mod query;
 pub mod routes;

@@ -6,7 +6,6 @@
 //! [`Body::Events`]; the server streams them after this function has checked everything.
 
 use std::io;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -14,127 +13,13 @@ use serde_json::{json, Value};
 
 use super::auth::{self, PasswordFile, Role, Session};
 use super::export::{ExportFormat, Exporter};
+pub use super::http::{Body, Request, Response};
 use super::json::record_json;
 use super::query::{ParamError, Params, FILTER_PARAMS};
 use super::stats::{StatsBuilder, DEFAULT_SLA_SECONDS};
 use super::{assets, settings, setup, Backend, BackendError};
 use crate::filter::{Filter, Page, Sort};
 use crate::import::master_csv::Columns;
-
-/// A request as the routes see it. Header names are lower case.
-#[derive(Debug, Clone)]
-pub struct Request {
-    pub method: String,
-    /// The path without the query string.
-    pub path: String,
-    /// The raw query string (after `?`), not decoded.
-    pub query: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-    pub peer: IpAddr,
-}
-
-impl Request {
-    /// A bodyless request, for tests and internal use.
-    pub fn get(path_and_query: &str) -> Self {
-        let (path, query) = path_and_query
-            .split_once('?')
-            .unwrap_or((path_and_query, ""));
-        Self {
-            method: "GET".into(),
-            path: path.into(),
-            query: query.into(),
-            headers: vec![],
-            body: vec![],
-            peer: IpAddr::from([127, 0, 0, 1]),
-        }
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// What to send back.
-#[derive(Debug)]
-pub enum Body {
-    Empty,
-    Bytes(Vec<u8>),
-    Static(&'static [u8]),
-    /// Stream the whole filtered set in `format`.
-    Export {
-        format: ExportFormat,
-        profile: String,
-        filter: Box<Filter>,
-        sort: Sort,
-    },
-    /// Server-Sent Events: one `record` event per new record.
-    Events,
-}
-
-#[derive(Debug)]
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Body,
-}
-
-impl Response {
-    pub fn new(status: u16, content_type: &str, body: Body) -> Self {
-        Self {
-            status,
-            headers: vec![("Content-Type".into(), content_type.into())],
-            body,
-        }
-    }
-
-    pub fn json(status: u16, v: &Value) -> Self {
-        let mut r = Self::new(
-            status,
-            "application/json",
-            Body::Bytes(v.to_string().into_bytes()),
-        );
-        r.headers.push(("Cache-Control".into(), "no-store".into()));
-        r
-    }
-
-    /// `{"error": message, "param": name}`.
-    pub fn error(status: u16, param: Option<&str>, message: &str) -> Self {
-        let mut v = json!({ "error": message });
-        if let Some(p) = param {
-            v["param"] = json!(p);
-        }
-        Self::json(status, &v)
-    }
-
-    fn bad_param(e: &ParamError) -> Self {
-        Self::error(400, Some(&e.param), &e.to_string())
-    }
-
-    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
-        self
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The body bytes, when it is not a stream.
-    pub fn bytes(&self) -> &[u8] {
-        match &self.body {
-            Body::Bytes(b) => b,
-            Body::Static(b) => b,
-            _ => &[],
-        }
-    }
-}
 
 /// Who is asking, once authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -354,15 +239,18 @@ impl App {
         password: &str,
         now: i64,
     ) -> Result<Principal, Response> {
+        let locked = |wait: i64| {
+            Response::error(
+                429,
+                None,
+                &format!("too many failed logins; try again in {wait} s"),
+            )
+            .with_header("Retry-After", wait.to_string())
+        };
         {
             let mut st = self.state();
             if let Err(wait) = st.limiter.check(req.peer, now) {
-                return Err(Response::error(
-                    429,
-                    None,
-                    &format!("too many failed logins; try again in {wait} s"),
-                )
-                .with_header("Retry-After", wait.to_string()));
+                return Err(locked(wait));
             }
             if st.basic.get(user, password, now) {
                 if let Some(role) = Role::of_user(user) {
@@ -374,8 +262,18 @@ impl App {
                     });
                 }
             }
+            // Counted before the slow hash, so concurrent guesses cannot pass the limit.
+            if let Err(wait) = st.limiter.begin(req.peer, now) {
+                return Err(locked(wait));
+            }
         }
-        let file = self.passwords()?;
+        let file = match self.passwords() {
+            Ok(f) => f,
+            Err(r) => {
+                self.state().limiter.end(req.peer);
+                return Err(r);
+            }
+        };
         let ok = match (Role::of_user(user), file.hash_of(user)) {
             (Some(_), Some(phc)) => auth::verify_password(phc, password),
             _ => {
@@ -385,6 +283,7 @@ impl App {
             }
         };
         let mut st = self.state();
+        st.limiter.end(req.peer);
         match (ok, Role::of_user(user)) {
             (true, Some(role)) => {
                 st.limiter.succeed(req.peer);
@@ -556,11 +455,11 @@ impl App {
     }
 
     fn filter_params(&self, req: &Request, extra: &[&str]) -> Result<(Params, Filter), Response> {
-        let params = Params::parse(&req.query, &[FILTER_PARAMS, extra])
-            .map_err(|e| Response::bad_param(&e))?;
+        let params =
+            Params::parse(&req.query, &[FILTER_PARAMS, extra]).map_err(|e| bad_param(&e))?;
         let filter = params
             .filter(&self.backend.timezone())
-            .map_err(|e| Response::bad_param(&e))?;
+            .map_err(|e| bad_param(&e))?;
         Ok((params, filter))
     }
 
@@ -569,7 +468,7 @@ impl App {
     fn import(&self, req: &Request) -> Response {
         let params = match Params::parse(&req.query, &[&["pbx", "usegmtime", "columns"]]) {
             Ok(p) => p,
-            Err(e) => return Response::bad_param(&e),
+            Err(e) => return bad_param(&e),
         };
         let Some(pbx) = params.get("pbx").filter(|p| !p.is_empty()) else {
             return Response::error(
@@ -610,7 +509,7 @@ impl App {
         };
         let (sort, page) = match params.sort().and_then(|s| Ok((s, params.page()?))) {
             Ok(x) => x,
-            Err(e) => return Response::bad_param(&e),
+            Err(e) => return bad_param(&e),
         };
         let run = || -> Result<Value, BackendError> {
             let total = self.backend.count(&filter)?;
@@ -637,7 +536,7 @@ impl App {
         };
         let sla = match params.seconds("sla", DEFAULT_SLA_SECONDS, 3600) {
             Ok(s) => s,
-            Err(e) => return Response::bad_param(&e),
+            Err(e) => return bad_param(&e),
         };
         let mut b = StatsBuilder::new(sla);
         let walked = self.backend.for_each(&filter, Sort::StartAsc, &mut |r| {
@@ -671,7 +570,7 @@ impl App {
             .and_then(|p| Ok((p, params.get("sort").map(|_| params.sort()).transpose()?)))
         {
             Ok(x) => x,
-            Err(e) => return Response::bad_param(&e),
+            Err(e) => return bad_param(&e),
         };
         let name = match format {
             ExportFormat::Csv => format!("cdrbox-calls-{profile}.csv"),
@@ -781,6 +680,11 @@ impl App {
             }),
         )
     }
+}
+
+/// 400 naming the parameter to fix.
+fn bad_param(e: &ParamError) -> Response {
+    Response::error(400, Some(&e.param), &e.to_string())
 }
 
 /// A real argon2id hash (of nothing anyone types), verified against for unknown users so

@@ -1,28 +1,36 @@
-//! The tiny_http adapter: owns the listening socket and the threads, enforces the limits, turns
-//! tiny_http requests into [`routes::Request`]s and streams [`routes::Response`]s back.
+//! The tiny_http adapter: owns the listening socket and the threads, turns tiny_http requests
+//! into [`routes::Request`]s and streams [`routes::Response`]s back.
 //!
-//! Threads: the [`super::gate`] accept thread and two relay threads per open connection
-//! (capped); tiny_http on a private loopback socket with its own accept and per-connection
-//! threads; one dispatcher that hands requests to a fixed pool of `workers` through a bounded
-//! queue and answers 503 at once when the queue is full; one SSE hub that holds every
-//! live-feed client, so a browser tab watching calls never holds a worker.
+//! Threads: the [`super::gate`] accept thread and one thread per open connection (capped in
+//! total and per address); tiny_http on a private loopback socket with its own accept and
+//! per-connection threads; one dispatcher that hands requests to two fixed pools through bounded
+//! queues — `workers` for pages, the API and logins, and `stream_workers` (small) for downloads
+//! and the live feed, so a few slow downloads can never take the status page or the login with
+//! them — and answers 503 at once when a queue is full; one SSE hub that holds every live-feed
+//! client (so a browser tab watching calls holds no worker), fed by one drain thread that turns
+//! each new record into its bounded listing form (memory per record is capped in bytes whatever
+//! a PBX sends).
 //!
-//! Limits: the gate enforces head size, header count, URL length, body size, head deadline,
-//! socket time-outs and the connection cap before tiny_http sees a byte; the same header/URL/body
-//! checks are repeated here in case tiny_http is ever exposed directly.
+//! Limits: the gate parses and checks every head (one parser: `httparse`), reads the whole body
+//! itself and enforces the deadlines before tiny_http sees a byte; tiny_http only ever gets a
+//! head the gate rebuilt. The header/URL/body checks are repeated here in case tiny_http is
+//! ever reached directly.
+//!
+//! Health ([`WebHandle::health`], fed to the systemd watchdog): the accept loop, the dispatcher
+//! and the hub tick a heartbeat; a page worker busy far past every deadline counts as wedged.
 
 use std::io::{self, BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::export::Exporter;
 use super::gate;
-use super::json::record_json;
+use super::json::listing_json;
 use super::routes::{self, App, Body, Random};
 use super::Backend;
 use crate::record::CallRecord;
@@ -43,8 +51,11 @@ pub enum WebError {
 /// How the server runs. [`WebOptions::new`] gives the defaults.
 #[derive(Clone)]
 pub struct WebOptions {
-    /// Threads answering requests (`[web] workers`).
+    /// Threads answering pages, the API and logins (`[web] workers`).
     pub workers: usize,
+    /// Threads streaming downloads (and handing live feeds to the hub); kept apart so slow
+    /// downloads never starve the pages.
+    pub stream_workers: usize,
     /// Requests that may wait for a free worker; more get 503 at once.
     pub queue: usize,
     /// The password file (see [`super::auth::passwd_path_for`]).
@@ -63,12 +74,20 @@ pub struct WebOptions {
     pub io_timeout: Duration,
     /// A request head must arrive completely within this (slow-loris clients are dropped).
     pub head_timeout: Duration,
+    /// A request body must arrive completely within this, after the head.
+    pub body_timeout: Duration,
+    /// An ordinary answer must be complete within this (downloads and the feed excepted).
+    pub response_timeout: Duration,
     /// Client connections open at once; more get 503.
     pub max_connections: usize,
+    /// Client connections open at once from one address (IPv6: one /64); more get 503.
+    pub max_per_address: usize,
     /// Live-feed (SSE) clients at once; more get 503.
     pub max_event_clients: usize,
     /// A comment line is sent this often on an idle live feed, so proxies and phones keep it.
     pub event_keepalive: Duration,
+    /// Accepted `Host` header values (DNS rebinding).
+    pub hosts: gate::HostPolicy,
     /// The box clock (Unix seconds).
     pub clock: Arc<dyn Fn() -> i64 + Send + Sync>,
     /// Random bytes for salts and tokens.
@@ -79,6 +98,7 @@ impl WebOptions {
     pub fn new(passwd_path: PathBuf) -> Self {
         Self {
             workers: 4,
+            stream_workers: 2,
             queue: 32,
             passwd_path,
             max_body: 64 * 1024,
@@ -88,9 +108,13 @@ impl WebOptions {
             max_url: 8 * 1024,
             io_timeout: Duration::from_secs(20),
             head_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(20),
+            response_timeout: Duration::from_secs(60),
             max_connections: 64,
+            max_per_address: 16,
             max_event_clients: 32,
             event_keepalive: Duration::from_secs(15),
+            hosts: gate::HostPolicy::for_box(&[]),
             clock: Arc::new(|| {
                 std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -102,12 +126,37 @@ impl WebOptions {
     }
 }
 
+/// How long [`WebHandle::shutdown`] waits for threads before leaving them to the process exit.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// Liveness of the server's threads, for the watchdog.
+struct Health {
+    /// Unix milliseconds of the last dispatcher / hub loop.
+    dispatcher: AtomicI64,
+    hub: AtomicI64,
+    /// Per page worker: Unix milliseconds since it is busy with one request, 0 when idle.
+    busy_since: Vec<AtomicI64>,
+    /// Longest a page worker may legitimately be busy.
+    stuck_after: Duration,
+    /// Longest the hub may legitimately go without a loop.
+    hub_late: Duration,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// The running server. Dropping it does not stop it; call [`WebHandle::shutdown`].
 pub struct WebHandle {
     addr: SocketAddr,
     wake: SocketAddr,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+    health: Arc<Health>,
+    connections: Arc<gate::ConnCount>,
 }
 
 impl WebHandle {
@@ -116,13 +165,64 @@ impl WebHandle {
         self.addr
     }
 
-    /// Stops accepting, lets workers finish their current request, and joins the threads.
+    /// Client connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.connections.open()
+    }
+
+    /// `Ok` while the server answers: its threads run and at least one page worker is not
+    /// wedged. `Err` says what is wrong (the watchdog logs it and stops feeding systemd, which
+    /// restarts the box's service).
+    pub fn health(&self) -> Result<(), String> {
+        if let Some(t) = self.threads.iter().find(|t| t.is_finished()) {
+            return Err(format!(
+                "web thread {} ended",
+                t.thread().name().unwrap_or("?")
+            ));
+        }
+        let now = now_ms();
+        let late = |at: &AtomicI64, ms: i64| now - at.load(Ordering::SeqCst) > ms;
+        if late(&self.health.dispatcher, 10_000) {
+            return Err("the web dispatcher is stuck".into());
+        }
+        // The hub may wait on one stalled client until the gate drops it.
+        if late(&self.health.hub, self.health.hub_late.as_millis() as i64) {
+            return Err("the live-feed hub is stuck".into());
+        }
+        let stuck = self.health.stuck_after.as_millis() as i64;
+        let wedged = self.health.busy_since.iter().all(|b| {
+            let since = b.load(Ordering::SeqCst);
+            since != 0 && now - since > stuck
+        });
+        if wedged {
+            return Err(format!(
+                "every web page worker has been busy for over {} s",
+                stuck / 1000
+            ));
+        }
+        Ok(())
+    }
+
+    /// Stops accepting and waits up to [`SHUTDOWN_GRACE`] for the threads; any still busy (a
+    /// download to a stalled client) is left to end with the process, so a stop never hangs.
     pub fn shutdown(self) {
         self.stop.store(true, Ordering::SeqCst);
         // The gate blocks in accept: one connection wakes it to see `stop`.
         let _ = std::net::TcpStream::connect_timeout(&self.wake, Duration::from_secs(1));
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        while Instant::now() < deadline && !self.threads.iter().all(|t| t.is_finished()) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut left = 0;
         for t in self.threads {
-            let _ = t.join();
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                left += 1;
+            }
+        }
+        if left > 0 {
+            tracing::warn!(target: "cdrbox::web", threads = left, "web threads still busy at shutdown; not waiting for them");
         }
     }
 }
@@ -144,6 +244,17 @@ pub fn serve(
 /// Serves on an already bound listener (tests bind `127.0.0.1:0`; systemd may pass a socket).
 pub fn serve_listener(
     listener: TcpListener,
+    backend: Arc<dyn Backend>,
+    exporter: Arc<dyn Exporter>,
+    opts: WebOptions,
+) -> Result<WebHandle, WebError> {
+    serve_with(listener, gate::plain(), backend, exporter, opts)
+}
+
+/// [`serve_listener`] with a connection wrapper (TLS for HTTPS).
+pub fn serve_with(
+    listener: TcpListener,
+    wrap: gate::Wrap,
     backend: Arc<dyn Backend>,
     exporter: Arc<dyn Exporter>,
     opts: WebOptions,
@@ -170,6 +281,15 @@ pub fn serve_listener(
     ));
     let stop = Arc::new(AtomicBool::new(false));
     let opts = Arc::new(opts);
+    let workers = opts.workers.max(1);
+    let health = Arc::new(Health {
+        dispatcher: AtomicI64::new(now_ms()),
+        hub: AtomicI64::new(now_ms()),
+        busy_since: (0..workers).map(|_| AtomicI64::new(0)).collect(),
+        stuck_after: opts.response_timeout * 2 + opts.io_timeout + Duration::from_secs(30),
+        hub_late: opts.io_timeout * 3 + Duration::from_secs(10),
+    });
+    let connections = Arc::new(gate::ConnCount::default());
     let mut threads = Vec::new();
     {
         let limits = Arc::new(gate::Limits {
@@ -179,51 +299,78 @@ pub fn serve_listener(
             max_body: opts.max_body,
             max_import_body: opts.max_import_body,
             head_timeout: opts.head_timeout,
+            body_timeout: opts.body_timeout,
             io_timeout: opts.io_timeout,
+            response_timeout: opts.response_timeout,
+            stream_idle_timeout: (opts.event_keepalive * 4).max(opts.io_timeout * 3),
             max_connections: opts.max_connections,
+            max_per_address: opts.max_per_address,
+            max_event_clients: opts.max_event_clients,
+            hosts: opts.hosts.clone(),
         });
-        let (stop, token) = (stop.clone(), token.clone());
+        let (stop, token, count) = (stop.clone(), token.clone(), connections.clone());
         threads.push(spawn("cdrbox-web-gate", move || {
-            gate::run(listener, inner_addr, limits, token, stop)
+            gate::run(listener, inner_addr, limits, token, wrap, stop, count)
         })?);
     }
 
-    let (hub_tx, hub_rx) = mpsc::sync_channel::<Box<dyn Write + Send>>(opts.max_event_clients);
-    let hub_clients = Arc::new(AtomicUsize::new(0));
+    let hub = Hub {
+        feed: Arc::new(Feed::default()),
+        new_clients: Arc::new(Mutex::new(Vec::new())),
+        clients: Arc::new(AtomicUsize::new(0)),
+    };
     {
         let stop = stop.clone();
         let records = backend.subscribe();
-        let clients = hub_clients.clone();
+        let feed = hub.feed.clone();
+        threads.push(spawn("cdrbox-web-feed", move || {
+            drain(records, &feed, &stop)
+        })?);
+    }
+    {
+        let stop = stop.clone();
+        let hub = hub.clone();
         let keepalive = opts.event_keepalive;
+        let health = health.clone();
         threads.push(spawn("cdrbox-web-sse", move || {
-            event_hub(records, hub_rx, clients, keepalive, stop)
+            event_hub(&hub, keepalive, &stop, &health)
         })?);
     }
 
     let (tx, rx) = mpsc::sync_channel::<tiny_http::Request>(opts.queue.max(1));
+    let (stream_tx, stream_rx) = mpsc::sync_channel::<tiny_http::Request>(opts.queue.max(1));
     let rx = Arc::new(Mutex::new(rx));
-    for i in 0..opts.workers.max(1) {
-        let rx = rx.clone();
+    let stream_rx = Arc::new(Mutex::new(stream_rx));
+    let pools = (0..workers)
+        .map(|i| (format!("cdrbox-web-{i}"), rx.clone(), Some(i)))
+        .chain(
+            (0..opts.stream_workers.max(1))
+                .map(|i| (format!("cdrbox-web-dl-{i}"), stream_rx.clone(), None)),
+        );
+    for (name, rx, slot) in pools {
         let app = app.clone();
         let opts = opts.clone();
         let token = token.clone();
-        let hub = Hub {
-            tx: hub_tx.clone(),
-            clients: hub_clients.clone(),
-        };
-        threads.push(spawn(&format!("cdrbox-web-{i}"), move || loop {
+        let hub = hub.clone();
+        let health = health.clone();
+        threads.push(spawn(&name, move || loop {
             let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-            match next {
-                Ok(rq) => handle(rq, &app, &opts, &hub, &token),
-                Err(_) => break,
+            let Ok(rq) = next else { break };
+            if let Some(i) = slot {
+                health.busy_since[i].store(now_ms(), Ordering::SeqCst);
+            }
+            handle(rq, &app, &opts, &hub, &token);
+            if let Some(i) = slot {
+                health.busy_since[i].store(0, Ordering::SeqCst);
             }
         })?);
     }
     {
         let stop = stop.clone();
         let idle = opts.io_timeout;
+        let health = health.clone();
         threads.push(spawn("cdrbox-web-accept", move || {
-            dispatch(inner, server, tx, &stop, idle)
+            dispatch(inner, server, tx, stream_tx, &stop, idle, &health)
         })?);
     }
     tracing::info!(target: "cdrbox::web", %addr, "web page listening");
@@ -241,6 +388,8 @@ pub fn serve_listener(
         wake,
         stop,
         threads,
+        health,
+        connections,
     })
 }
 
@@ -256,7 +405,7 @@ fn new_server(listener: &TcpListener) -> io::Result<tiny_http::Server> {
     tiny_http::Server::from_listener(clone, None).map_err(|e| io::Error::other(e.to_string()))
 }
 
-/// Hands requests to the pool; answers 503 itself when the queue is full.
+/// Hands requests to the pools; answers 503 itself when a queue is full.
 ///
 /// tiny_http's accept thread ends on the first accept error (EMFILE, or `accept` timing out if
 /// the listener ever carries a read time-out) and the server then hears nothing more. So when
@@ -267,12 +416,15 @@ fn dispatch(
     listener: TcpListener,
     first: tiny_http::Server,
     tx: SyncSender<tiny_http::Request>,
+    stream_tx: SyncSender<tiny_http::Request>,
     stop: &AtomicBool,
     idle: Duration,
+    health: &Health,
 ) {
     let mut current = first;
     let mut old: Vec<(tiny_http::Server, Instant)> = Vec::new();
     while !stop.load(Ordering::SeqCst) {
+        health.dispatcher.store(now_ms(), Ordering::SeqCst);
         let mut got = Vec::new();
         match current.recv_timeout(Duration::from_millis(100)) {
             Ok(Some(rq)) => got.push(rq),
@@ -299,12 +451,20 @@ fn dispatch(
         }
         old.retain(|(_, last)| last.elapsed() < idle * 2 + Duration::from_secs(1));
         for rq in got {
-            match tx.try_send(rq) {
+            let (queue, what) = if gate::is_stream_target(rq.url()) {
+                (&stream_tx, "downloads and live feeds")
+            } else {
+                (&tx, "web workers")
+            };
+            match queue.try_send(rq) {
                 Ok(()) => {}
                 Err(TrySendError::Full(rq)) => {
-                    tracing::warn!(target: "cdrbox::web", "all workers busy: 503");
-                    let body = br#"{"error":"busy: all web workers are in use, retry shortly"}"#;
-                    let resp = tiny_http::Response::from_data(&body[..])
+                    tracing::warn!(target: "cdrbox::web", what, "all busy: 503");
+                    let body = serde_json::json!({
+                        "error": format!("busy: all {what} are in use, retry shortly")
+                    })
+                    .to_string();
+                    let resp = tiny_http::Response::from_data(body.into_bytes())
                         .with_status_code(503)
                         .with_header(header("Content-Type", "application/json"))
                         .with_header(header("Retry-After", "1"));
@@ -322,9 +482,95 @@ fn header(name: &str, value: &str) -> tiny_http::Header {
     })
 }
 
+/// The live-feed side shared by the workers (which add clients) and the hub.
+#[derive(Clone)]
 struct Hub {
-    tx: SyncSender<Box<dyn Write + Send>>,
+    feed: Arc<Feed>,
+    new_clients: Arc<Mutex<Vec<Box<dyn Write + Send>>>>,
+    /// Clients held (or being admitted); reserved before the answer starts, so the cap is exact.
     clients: Arc<AtomicUsize>,
+}
+
+impl Hub {
+    /// Reserves a live-feed place, or `false` when all `max` are taken.
+    fn reserve(&self, max: usize) -> bool {
+        self.clients
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    fn release(&self, n: usize) {
+        self.clients.fetch_sub(n, Ordering::SeqCst);
+    }
+}
+
+/// Most bytes of formatted events waiting for the hub; beyond it the oldest are dropped and the
+/// clients told (`event: lagged`), so a flood of huge records cannot grow memory.
+pub const FEED_MAX_BYTES: usize = 4 * 1024 * 1024;
+
+/// Formatted events between the drain thread and the hub, bounded in bytes.
+#[derive(Default)]
+struct Feed {
+    queue: Mutex<FeedQueue>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct FeedQueue {
+    events: std::collections::VecDeque<String>,
+    bytes: usize,
+    dropped: u64,
+}
+
+impl Feed {
+    fn push(&self, event: String) {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        q.bytes += event.len();
+        q.events.push_back(event);
+        while q.bytes > FEED_MAX_BYTES {
+            match q.events.pop_front() {
+                Some(old) => {
+                    q.bytes -= old.len();
+                    q.dropped += 1;
+                }
+                None => break,
+            }
+        }
+        self.ready.notify_one();
+    }
+
+    /// The next event (or a `lagged` notice after drops), waiting up to `wait`.
+    fn pop(&self, wait: Duration) -> Option<String> {
+        let q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut q, _) = self
+            .ready
+            .wait_timeout_while(q, wait, |q| q.events.is_empty() && q.dropped == 0)
+            .unwrap_or_else(|p| p.into_inner());
+        if q.dropped > 0 {
+            let n = std::mem::take(&mut q.dropped);
+            return Some(format!("event: lagged\ndata: {{\"dropped\":{n}}}\n\n"));
+        }
+        let e = q.events.pop_front()?;
+        q.bytes -= e.len();
+        Some(e)
+    }
+}
+
+/// Turns each new record into its event at once (the listing form, bounded in bytes), so the
+/// full record is freed immediately whatever the hub is doing.
+fn drain(records: Receiver<CallRecord>, feed: &Feed, stop: &AtomicBool) {
+    while !stop.load(Ordering::SeqCst) {
+        match records.recv_timeout(Duration::from_millis(500)) {
+            Ok(r) => feed.push(format!("event: record\ndata: {}\n\n", listing_json(&r))),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                // No more records will come; wait for the stop like the others.
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    }
 }
 
 fn quick(rq: tiny_http::Request, status: u16, message: &str) {
@@ -380,6 +626,7 @@ fn handle(mut rq: tiny_http::Request, app: &App, opts: &WebOptions, hub: &Hub, t
         );
     }
     let (path, query) = rq.url().split_once('?').unwrap_or((rq.url(), ""));
+    let (peer, tls) = peer_of(&rq, token);
     let req = routes::Request {
         method: rq.method().as_str().to_ascii_uppercase(),
         path: path.to_string(),
@@ -395,7 +642,8 @@ fn handle(mut rq: tiny_http::Request, app: &App, opts: &WebOptions, hub: &Hub, t
             })
             .collect(),
         body,
-        peer: peer_of(&rq, token),
+        peer,
+        tls,
     };
     let started = Instant::now();
     let mut resp = app.handle(&req, (opts.clock)());
@@ -403,6 +651,7 @@ fn handle(mut rq: tiny_http::Request, app: &App, opts: &WebOptions, hub: &Hub, t
         resp.body = Body::Empty;
     }
     let status = resp.status;
+    let http10 = rq.http_version() == &tiny_http::HTTPVersion(1, 0);
     match resp.body {
         Body::Export {
             format,
@@ -410,10 +659,9 @@ fn handle(mut rq: tiny_http::Request, app: &App, opts: &WebOptions, hub: &Hub, t
             ref filter,
             sort,
         } => {
-            let http10 = rq.http_version() == &tiny_http::HTTPVersion(1, 0);
             let mut out = rq.into_writer();
             let result = (|| -> io::Result<u64> {
-                write_head(&mut out, status, &resp.headers, !http10)?;
+                write_head(&mut out, http10, status, &resp.headers, !http10)?;
                 let mut rows = 0u64;
                 {
                     let sink: Box<dyn Write> = if http10 {
@@ -452,21 +700,24 @@ fn handle(mut rq: tiny_http::Request, app: &App, opts: &WebOptions, hub: &Hub, t
             }
         }
         Body::Events => {
-            if hub.clients.load(Ordering::SeqCst) >= opts.max_event_clients {
+            // The gate holds the exact cap (it sees a client leave at once); this one only
+            // backs it up for clients the hub has not yet noticed are gone.
+            if !hub.reserve(opts.max_event_clients * 2) {
                 return quick(rq, 503, "too many live-feed clients");
             }
             let mut out = rq.into_writer();
             let mut headers = resp.headers.clone();
             headers.push(("Connection".into(), "close".into()));
-            if write_head(&mut out, status, &headers, false)
+            let started = write_head(&mut out, http10, status, &headers, false)
                 .and_then(|_| out.write_all(b"retry: 3000\n\n"))
-                .and_then(|_| out.flush())
-                .is_ok()
-            {
-                hub.clients.fetch_add(1, Ordering::SeqCst);
-                if hub.tx.try_send(out).is_err() {
-                    hub.clients.fetch_sub(1, Ordering::SeqCst);
-                }
+                .and_then(|_| out.flush());
+            match started {
+                Ok(()) => hub
+                    .new_clients
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(out),
+                Err(_) => hub.release(1),
             }
         }
         Body::Empty | Body::Bytes(_) | Body::Static(_) => {
@@ -488,45 +739,44 @@ fn handle(mut rq: tiny_http::Request, app: &App, opts: &WebOptions, hub: &Hub, t
     }
 }
 
-/// The client's address as the gate vouched for it (token match), else the socket's.
-fn peer_of(rq: &tiny_http::Request, token: &str) -> std::net::IpAddr {
+/// The client's address and whether it came over TLS, as the gate vouched for them (token
+/// match); else the socket's address, plain.
+fn peer_of(rq: &tiny_http::Request, token: &str) -> (std::net::IpAddr, bool) {
     let vouched = rq
         .headers()
         .iter()
         .find(|h| h.field.equiv(gate::PEER_HEADER))
         .and_then(|h| {
-            let (t, ip) = h.value.as_str().split_once(' ')?;
+            let mut parts = h.value.as_str().split(' ');
+            let (t, ip, scheme) = (parts.next()?, parts.next()?, parts.next()?);
             super::auth::constant_time_eq(t.as_bytes(), token.as_bytes())
-                .then(|| ip.parse().ok())
+                .then(|| Some((ip.parse().ok()?, scheme == "https")))
                 .flatten()
         });
     vouched.unwrap_or_else(|| {
-        rq.remote_addr()
-            .map(|a| a.ip())
-            .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]))
+        (
+            rq.remote_addr()
+                .map(|a| a.ip())
+                .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0])),
+            false,
+        )
     })
 }
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        503 => "Service Unavailable",
-        _ => "",
-    }
-}
-
-/// Writes a status line and headers by hand (streamed answers bypass tiny_http's buffering).
+/// Writes a status line (in the request's HTTP version) and headers by hand (streamed answers
+/// bypass tiny_http's buffering).
 fn write_head(
     out: &mut dyn Write,
+    http10: bool,
     status: u16,
     headers: &[(String, String)],
     chunked: bool,
 ) -> io::Result<()> {
-    let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
+    let mut head = format!(
+        "HTTP/1.{} {status} {}\r\n",
+        if http10 { 0 } else { 1 },
+        gate::reason_phrase(status)
+    );
     for (k, v) in headers {
         if v.contains(['\r', '\n']) {
             continue;
@@ -570,49 +820,27 @@ impl Write for Chunked<'_> {
     }
 }
 
-/// The live feed: every new record goes to every client as one `record` event; a client whose
-/// socket fails (gone, or stalled past the write time-out) is dropped.
-fn event_hub(
-    records: Receiver<CallRecord>,
-    new_clients: Receiver<Box<dyn Write + Send>>,
-    count: Arc<AtomicUsize>,
-    keepalive: Duration,
-    stop: Arc<AtomicBool>,
-) {
+/// The live feed: every event goes to every client; a client whose socket fails (gone, or
+/// stalled until the gate dropped it) is dropped and its place freed.
+fn event_hub(hub: &Hub, keepalive: Duration, stop: &AtomicBool, health: &Health) {
     let mut clients: Vec<Box<dyn Write + Send>> = Vec::new();
     let mut last_write = Instant::now();
     let tick = keepalive.min(Duration::from_millis(500));
-    loop {
-        if stop.load(Ordering::SeqCst) {
-            break;
-        }
-        while let Ok(c) = new_clients.try_recv() {
-            clients.push(c);
-        }
-        let msg = match records.recv_timeout(tick) {
-            Ok(r) => Some(format!("event: record\ndata: {}\n\n", record_json(&r))),
-            Err(RecvTimeoutError::Timeout) => {
-                if last_write.elapsed() >= keepalive {
-                    Some(": keep-alive\n\n".to_string())
-                } else {
-                    None
-                }
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                // No more records will come; keep the clients' connections honest by closing.
-                std::thread::sleep(tick);
-                None
-            }
+    while !stop.load(Ordering::SeqCst) {
+        health.hub.store(now_ms(), Ordering::SeqCst);
+        clients.append(&mut hub.new_clients.lock().unwrap_or_else(|p| p.into_inner()));
+        let msg = match hub.feed.pop(tick) {
+            Some(m) => Some(m),
+            None if last_write.elapsed() >= keepalive => Some(": keep-alive\n\n".to_string()),
+            None => None,
         };
         if let Some(msg) = msg {
             // Clients that connected while we waited must get this record too.
-            while let Ok(c) = new_clients.try_recv() {
-                clients.push(c);
-            }
+            clients.append(&mut hub.new_clients.lock().unwrap_or_else(|p| p.into_inner()));
             last_write = Instant::now();
             let before = clients.len();
             clients.retain_mut(|c| c.write_all(msg.as_bytes()).and_then(|_| c.flush()).is_ok());
-            count.fetch_sub(before - clients.len(), Ordering::SeqCst);
+            hub.release(before - clients.len());
         }
     }
 }

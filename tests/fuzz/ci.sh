@@ -17,7 +17,7 @@ if ! cargo +nightly fuzz build --fuzz-dir tests/fuzz -O > "$log" 2>&1; then
   tail -60 "$log"
   exit 1
 fi
-for t in ami_decoder ami_session config_parse export_roundtrip timearg web_query; do
+for t in ami_decoder ami_session config_parse export_roundtrip timearg web_query web_gate; do
   echo "== fuzz $t for ${secs} s"
   if ! cargo +nightly fuzz run --fuzz-dir tests/fuzz -O "$t" "tests/fuzz/corpus/$t" -- \
       -max_total_time="$secs" > "$log" 2>&1; then

@@ -7,9 +7,9 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 fx="$root/tests/fixtures/ami"
 out="$here/corpus"
-mkdir -p "$out"/{ami_decoder,ami_session,config_parse,export_roundtrip,timearg,web_query}
+mkdir -p "$out"/{ami_decoder,ami_session,config_parse,export_roundtrip,timearg,web_query,web_gate}
 
-for t in ami_decoder ami_session config_parse export_roundtrip timearg web_query; do
+for t in ami_decoder ami_session config_parse export_roundtrip timearg web_query web_gate; do
   if [ -d "$here/seeds/$t" ]; then cp "$here/seeds/$t"/* "$out/$t/" 2>/dev/null || true; fi
 done
 
@@ -45,6 +45,6 @@ for f in "$root"/config/*.toml "$root"/tests/fixtures/config/*.toml; do
 done
 
 echo "corpora in $out:"
-for t in ami_decoder ami_session config_parse export_roundtrip timearg web_query; do
+for t in ami_decoder ami_session config_parse export_roundtrip timearg web_query web_gate; do
   printf '  %-17s %4d files\n' "$t" "$(ls "$out/$t" | wc -l)"
 done

@@ -1,0 +1,288 @@
+//! Issue 11 against the real `cdrbox run` binary on 127.0.0.1: every attack of the issue's "Why"
+//! list repeated from outside, and what the box must answer now. Test names carry the finding
+//! number. Addresses 127.0.0.N stand for different LAN hosts.
+
+#[path = "web_support/real_box.rs"]
+mod real_box;
+
+use std::io::{Read, Write};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use real_box::{basic, read_reply, wait, RealBox, PASS};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// Finding 1: `Content-Length: 2000` then `Content-Length: 0` on `POST /api/setup` hung a worker
+/// forever; four hung them all; ~70 filled the cap; SIGTERM then did not stop the process.
+#[test]
+fn finding1_conflicting_lengths_are_refused_and_wedge_attempts_fail() {
+    let mut b = RealBox::start(false, "");
+    // The exact attack, many times, from several addresses: each gets a 400 at once.
+    for i in 0..12 {
+        let from = ip(&format!("127.0.0.{}", 2 + i % 4));
+        let r = b
+            .request_bytes_from(
+                from,
+                b"POST /api/setup HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 2000\r\nContent-Length: 0\r\n\r\n",
+            )
+            .expect("an answer, not a hang or a closed connection");
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert!(
+            r.text().contains("duplicate Content-Length"),
+            "{}",
+            r.text()
+        );
+    }
+    // Its neighbours: both framings at once, chunked.
+    for raw in [
+        "POST /api/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "POST /api/login HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n",
+    ] {
+        assert_eq!(b.request(raw).unwrap().status, 400, "{raw}");
+    }
+    // Bodies that never finish, from 8 addresses (a worker never waits on them: the gate reads
+    // bodies itself, within a deadline).
+    let mut stuck = Vec::new();
+    for i in 0..40 {
+        let mut c = b
+            .connect_from(ip(&format!("127.0.1.{}", 1 + i % 8)))
+            .unwrap();
+        c.write_all(
+            b"POST /api/setup HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2000\r\n\r\n{\"pass",
+        )
+        .unwrap();
+        stuck.push(c);
+    }
+    let t = Instant::now();
+    for _ in 0..5 {
+        let r = b
+            .request("GET /api/setup HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .expect("the page answers");
+        assert_eq!(r.status, 200);
+    }
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "answers took {:?} while 40 bodies hang",
+        t.elapsed()
+    );
+    // SIGTERM stops the process within a few seconds, wedge attempts still open.
+    let took = b.stop();
+    assert!(took < Duration::from_secs(6), "SIGTERM took {took:?}");
+}
+
+/// Finding 6: 100 slow connections crowded out everyone (one global cap, no per-address
+/// limit); four slow downloads held all four workers.
+#[test]
+fn finding6_slow_clients_from_many_addresses_do_not_crowd_out_others() {
+    let mut b = RealBox::start(true, "");
+    // 100 connections sending their head a byte at a time, from 10 addresses.
+    let mut slow = Vec::new();
+    for i in 0..100 {
+        if let Ok(mut c) = b.connect_from(ip(&format!("127.0.2.{}", 1 + i % 10))) {
+            let _ = c.write_all(b"G");
+            slow.push(c);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    for c in slow.iter_mut() {
+        let _ = c.write_all(b"E");
+    }
+    // One address alone is capped far below the whole server: a burst of 24 from one address
+    // gets 503 beyond 16.
+    let burst: Vec<_> = (0..24)
+        .map(|_| b.connect_from(ip("127.0.3.1")).unwrap())
+        .collect();
+    let mut refused = 0;
+    for mut c in burst {
+        c.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut buf = [0u8; 12];
+        if matches!(c.read(&mut buf), Ok(n) if n > 0 && buf.starts_with(b"HTTP/1.1 503")) {
+            refused += 1;
+        }
+        slow.push(c);
+    }
+    assert_eq!(refused, 24 - 16, "per-address cap of 16");
+    // A real client still gets the status page and the login at once.
+    for _ in 0..3 {
+        let t = Instant::now();
+        let r = b.get("/api/status").expect("status answers");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        let body = format!("{{\"user\":\"admin\",\"password\":\"{PASS}\"}}");
+        let r = b
+            .request(&format!(
+                "POST /api/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ))
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    // Downloads that are never read, from four addresses: pages still answer.
+    let mut downloads = Vec::new();
+    for i in 0..4 {
+        let mut c = b.connect_from(ip(&format!("127.0.4.{}", 1 + i))).unwrap();
+        write!(
+            c,
+            "GET /export.csv HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {}\r\n\r\n",
+            basic(PASS)
+        )
+        .unwrap();
+        downloads.push(c);
+    }
+    let r = b.get("/").expect("the page answers");
+    assert_eq!(r.status, 200);
+    let r = b.get("/api/status").expect("status answers");
+    assert_eq!(r.status, 200);
+    drop(slow);
+    let took = b.stop();
+    assert!(took < Duration::from_secs(6), "SIGTERM took {took:?}");
+}
+
+/// Finding 8: a non-ASCII path or header closed the connection with no reply.
+#[test]
+fn finding8_non_ascii_path_or_header_gets_400() {
+    let b = RealBox::start(false, "");
+    for raw in [
+        "GET /звонки HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".as_bytes(),
+        "GET /api/setup HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Name: Пётр\r\n\r\n".as_bytes(),
+        b"GET /api/setup HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Name: \xff\xfe\r\n\r\n",
+    ] {
+        let r = b
+            .request_bytes_from(ip("127.0.0.1"), raw)
+            .unwrap_or_else(|| panic!("no reply to {:?}", String::from_utf8_lossy(raw)));
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert_eq!(r.header("Content-Type"), Some("application/json"));
+    }
+}
+
+/// Finding 8: HTTP/1.0 got an `HTTP/1.1` status line.
+#[test]
+fn finding8_http10_gets_an_http10_status_line() {
+    let b = RealBox::start(true, "");
+    let auth = basic(PASS);
+    for (raw, status) in [
+        ("GET /api/setup HTTP/1.0\r\n\r\n".to_string(), 200),
+        (
+            format!("GET /api/status HTTP/1.0\r\nAuthorization: {auth}\r\n\r\n"),
+            200,
+        ),
+        (
+            format!("GET /export.ndjson HTTP/1.0\r\nAuthorization: {auth}\r\n\r\n"),
+            200,
+        ),
+        ("GET /api/status HTTP/1.0\r\n\r\n".to_string(), 401),
+        (
+            "GET /api/x HTTP/1.0\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n".to_string(),
+            400,
+        ),
+        (
+            "GET /nothing HTTP/1.0\r\nAuthorization: x\r\nHost: evil.example\r\n\r\n".to_string(),
+            421,
+        ),
+    ] {
+        let r = b
+            .request(&raw)
+            .unwrap_or_else(|| panic!("no reply to {raw:?}"));
+        assert_eq!(r.status, status, "{raw:?}: {}", r.text());
+        assert!(r.line.starts_with("HTTP/1.0 "), "{raw:?} → {}", r.line);
+    }
+}
+
+/// Finding 8: the live-feed cap admitted 33 of 32.
+#[test]
+fn finding8_the_live_feed_cap_admits_exactly_its_limit() {
+    const CAP: usize = 32;
+    let b = RealBox::start(true, "");
+    let auth = basic(PASS);
+    // All at once, from 40 addresses (so the per-address cap is not what refuses).
+    let handles: Vec<_> = (0..40)
+        .map(|i| {
+            let mut c = b.connect_from(ip(&format!("127.0.5.{}", 1 + i))).unwrap();
+            let auth = auth.clone();
+            std::thread::spawn(move || {
+                write!(
+                    c,
+                    "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {auth}\r\n\r\n"
+                )
+                .unwrap();
+                c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && c.read(&mut byte).unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                let status = String::from_utf8_lossy(&head)
+                    .split(' ')
+                    .nth(1)
+                    .and_then(|s| s.parse::<u16>().ok())
+                    .unwrap_or(0);
+                (status, c)
+            })
+        })
+        .collect();
+    let results: Vec<(u16, std::net::TcpStream)> =
+        handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let ok = results.iter().filter(|(s, _)| *s == 200).count();
+    let busy = results.iter().filter(|(s, _)| *s == 503).count();
+    assert_eq!((ok, busy), (CAP, 40 - CAP), "admitted {ok}, refused {busy}");
+    // A place freed is a place taken again.
+    drop(results);
+    wait("a live-feed place", Duration::from_secs(30), || {
+        let mut c = b.connect_from(ip("127.0.5.99")).unwrap();
+        write!(
+            c,
+            "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {auth}\r\n\r\n"
+        )
+        .unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 12];
+        c.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.1 200")
+    });
+}
+
+/// Finding 8: eight concurrent guesses against a limit of five all got through.
+#[test]
+fn finding8_the_login_limit_holds_under_concurrent_guesses() {
+    let b = RealBox::start(true, "");
+    let wrong = basic("wrong-password-1");
+    let statuses: Vec<u16> = (0..8)
+        .map(|_| {
+            let c = b.connect_from(ip("127.0.6.1")).unwrap();
+            let wrong = wrong.clone();
+            std::thread::spawn(move || {
+                let mut c = c;
+                write!(
+                    c,
+                    "GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {wrong}\r\n\r\n"
+                )
+                .unwrap();
+                c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+                read_reply(c).map(|r| r.status).unwrap_or(0)
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .collect();
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert!(checked <= 5, "{checked} guesses were checked: {statuses:?}");
+    assert_eq!(checked + limited, 8, "{statuses:?}");
+    // Locked out now, even with the right password; another address is not.
+    let r = b
+        .request_bytes_from(
+            ip("127.0.6.1"),
+            format!(
+                "GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {}\r\n\r\n",
+                basic(PASS)
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(r.status, 429);
+    assert_eq!(b.get("/api/status").unwrap().status, 200);
+}

@@ -1,0 +1,256 @@
+//! The real `cdrbox run` binary on 127.0.0.1 for the web hardening tests (issue 11): a temporary
+//! config and data directory, a PBX address nobody listens on (the links stay down, which the
+//! web page does not care about), a raw HTTP/1.x client that can bind its own loopback source
+//! address (127.0.0.N), and a stop that reports how long SIGTERM took.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const PASS: &str = "hardening-pass-1";
+
+pub struct RealBox {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub config: PathBuf,
+    /// What the process printed on stderr (the log), filled by a reader thread.
+    pub log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn wait(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !cond() {
+        assert!(t.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl RealBox {
+    /// Starts `cdrbox run` with `[web] listen` on a free port plus `extra` config text, and the
+    /// admin password set first when `password` is true.
+    pub fn start(password: bool, extra: &str) -> RealBox {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = dir.path().join("cdrbox.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[[pbx]]\nname = \"office\"\nhost = \"127.0.0.1\"\nport = 9\nusername = \"u\"\nsecret = \"s3cret-ami\"\n\n[storage]\npath = \"{}\"\n\n[web]\nlisten = \"127.0.0.1:{port}\"\n{extra}\n\n[display]\ndriver = \"none\"\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let bin = env!("CARGO_BIN_EXE_cdrbox");
+        if password {
+            let mut p = Command::new(bin)
+                .args(["passwd", "--config"])
+                .arg(&config)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            writeln!(p.stdin.take().unwrap(), "{PASS}").unwrap();
+            assert!(p.wait().unwrap().success());
+        }
+        let mut child = Command::new(bin)
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        {
+            let log = log.clone();
+            let err = child.stderr.take().unwrap();
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    let mut l = log.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            });
+        }
+        let b = RealBox {
+            child,
+            dir,
+            port,
+            config,
+            log,
+        };
+        wait("the web page", Duration::from_secs(60), || {
+            b.request("GET /api/setup HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                .is_some_and(|r| r.status == 200)
+        });
+        b
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Connects from loopback source address `from` (127.0.0.N are all this machine).
+    pub fn connect_from(&self, from: IpAddr) -> std::io::Result<TcpStream> {
+        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        sock.bind(&SocketAddr::new(from, 0).into())?;
+        sock.connect_timeout(&self.addr().into(), Duration::from_secs(5))?;
+        Ok(sock.into())
+    }
+
+    /// Sends `raw` (a whole request) from 127.0.0.1 and reads the answer; `None` when the
+    /// connection failed or closed without a status line.
+    pub fn request(&self, raw: &str) -> Option<Reply> {
+        self.request_bytes_from("127.0.0.1".parse().unwrap(), raw.as_bytes())
+    }
+
+    pub fn request_bytes_from(&self, from: IpAddr, raw: &[u8]) -> Option<Reply> {
+        let mut s = self.connect_from(from).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+        s.write_all(raw).ok()?;
+        read_reply(s)
+    }
+
+    /// `GET path` with Basic auth as admin.
+    pub fn get(&self, path: &str) -> Option<Reply> {
+        self.request(&format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {}\r\n\r\n",
+            basic(PASS)
+        ))
+    }
+
+    /// SIGTERM; how long until the process was gone (panics after 30 s).
+    pub fn stop(&mut self) -> Duration {
+        let t = Instant::now();
+        // SAFETY: kill(2) on our own child.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "exit status after SIGTERM: {status}");
+                return t.elapsed();
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "still running 30 s after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for RealBox {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub fn basic(password: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("admin:{password}"))
+    )
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    /// The status line as received (`HTTP/1.0 400 Bad Request`).
+    pub line: String,
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Reads one answer (status, headers, body by Content-Length, chunks or to EOF).
+pub fn read_reply(s: TcpStream) -> Option<Reply> {
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line).ok()?;
+    if !line.starts_with("HTTP/") {
+        return None;
+    }
+    let line = line.trim_end().to_string();
+    let status = line.split(' ').nth(1)?.parse().ok()?;
+    let mut headers = Vec::new();
+    loop {
+        let mut l = String::new();
+        if r.read_line(&mut l).ok()? == 0 {
+            break;
+        }
+        let l = l.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let find = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _): &&(String, String)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.clone())
+    };
+    let mut body = Vec::new();
+    if find("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size).ok()?;
+            let n = usize::from_str_radix(size.trim(), 16).ok()?;
+            if n == 0 {
+                break;
+            }
+            let mut chunk = vec![0; n + 2];
+            r.read_exact(&mut chunk).ok()?;
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else if let Some(n) = find("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        body.resize(n, 0);
+        r.read_exact(&mut body).ok()?;
+    } else {
+        let _ = r.read_to_end(&mut body);
+    }
+    Some(Reply {
+        line,
+        status,
+        headers,
+        body,
+    })
+}
