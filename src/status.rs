@@ -128,4 +128,11 @@ pub struct StatusView {
     pub storage: StorageStatus,
     pub usb: UsbState,
     pub alarms: Vec<Alarm>,
+    /// The one-time setup code while no admin password is set: the OLED shows it to the owner.
+    /// Never sent over the API (`/api/status` is not where a visitor may read it).
+    #[serde(skip)]
+    pub setup_code: Option<String>,
+    /// SHA-256 fingerprint of the HTTPS certificate (64 hex digits, upper case) when HTTPS is
+    /// on, so the owner can check the certificate a browser or script is shown.
+    pub tls_fingerprint: Option<String>,
 }

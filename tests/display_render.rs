@@ -63,6 +63,7 @@ fn base() -> StatusView {
         },
         usb: UsbState::NoStick,
         alarms: vec![],
+        ..Default::default()
     }
 }
 
@@ -70,6 +71,15 @@ fn base() -> StatusView {
 fn states() -> Vec<(&'static str, StatusView)> {
     let mut out = Vec::new();
     out.push(("link_up", base()));
+
+    // Issue 11: the setup code before the first visit; the HTTPS fingerprint when HTTPS is on.
+    let mut v = base();
+    v.setup_code = Some("K7QM-3XWP".into());
+    out.push(("setup_code", v));
+    let mut v = base();
+    v.tls_fingerprint =
+        Some("3F9A0C17B2E4D6581A2B3C4D5E6F708192A3B4C5D6E7F8091A2B3C4D5E6F7081".into());
+    out.push(("https_fingerprint", v));
 
     let mut v = base();
     v.links[0].state = LinkState::Down {
@@ -314,9 +324,26 @@ fn counts_and_states_change_the_picture() {
     let mut x = v.clone();
     x.usb = UsbState::Copying { percent: 40 };
     assert_ne!(render_frame(&w, 0), render_frame(&x, 0), "copy progress");
-    let mut w = v;
+    let mut w = v.clone();
     w.now_utc += 59;
     assert_eq!(render_frame(&w, 0), f, "the clock alone draws nothing new");
+    // Issue 11: the setup code is the first page, and every letter of it is drawn.
+    let mut w = v.clone();
+    w.setup_code = Some("K7QM-3XWP".into());
+    let mut x = w.clone();
+    x.setup_code = Some("K7QM-3XWR".into());
+    assert_eq!(page_list(&w)[0], cdrbox::display::Page::Setup);
+    assert_ne!(render_frame(&w, 0), render_frame(&x, 0), "setup code");
+    // The fingerprint page shows all 64 digits: changing the last one changes pixels.
+    let mut w = v;
+    w.tls_fingerprint = Some("AB".repeat(32));
+    let mut x = w.clone();
+    x.tls_fingerprint = Some(format!("{}AC", "AB".repeat(31)));
+    let tls = page_list(&w)
+        .iter()
+        .position(|p| *p == cdrbox::display::Page::Tls)
+        .expect("a fingerprint page");
+    assert_ne!(render_frame(&w, tls), render_frame(&x, tls), "fingerprint");
 }
 
 #[test]

@@ -44,6 +44,10 @@ fn web_page_end_to_end_in_headless_chromium() {
         .current_dir(&e2e)
         .env("CDRBOX_E2E_CMD", cmd)
         .env("CHROMIUM", &chromium)
+        .env(
+            "CDRBOX_E2E_CODE_FILE",
+            data.path().join("cdrbox.setup-code"),
+        )
         .output()
         .expect("run node");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -286,3 +286,202 @@ fn finding8_the_login_limit_holds_under_concurrent_guesses() {
     assert_eq!(r.status, 429);
     assert_eq!(b.get("/api/status").unwrap().status, 200);
 }
+
+fn setup_code(b: &RealBox) -> String {
+    // `cdrbox setup-code` prints it; the file is what it reads.
+    let path = b.dir.path().join("cdrbox.setup-code");
+    wait("the setup code", Duration::from_secs(10), || path.exists());
+    std::fs::read_to_string(path).unwrap().trim().to_string()
+}
+
+fn post_setup(
+    b: &RealBox,
+    from: IpAddr,
+    host: &str,
+    code: &str,
+    password: &str,
+) -> real_box::Reply {
+    let body = format!("{{\"code\":\"{code}\",\"password\":\"{password}\"}}");
+    b.request_bytes_from(
+        from,
+        format!(
+            "POST /api/setup HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .expect("an answer to the setup")
+}
+
+/// Finding 2: the first visit set the admin password with no proof of ownership.
+#[test]
+fn finding2_setup_needs_the_code_the_owner_sees() {
+    let b = RealBox::start(false, "");
+    let r = b
+        .request("GET /api/setup HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    assert_eq!(r.json()["codeRequired"], true);
+    let code = setup_code(&b);
+    for wrong in ["", "AAAA-AAAA", "0000-0000"] {
+        let r = post_setup(&b, ip("127.0.7.1"), "127.0.0.1", wrong, "attacker-pass-1");
+        assert!(matches!(r.status, 400 | 403), "{wrong:?}: {}", r.text());
+        assert!(r.header("Set-Cookie").is_none());
+    }
+    // Guessing is rate-limited per address…
+    let statuses: Vec<u16> = (0..6)
+        .map(|_| {
+            post_setup(
+                &b,
+                ip("127.0.7.2"),
+                "127.0.0.1",
+                "BBBB-BBBB",
+                "attacker-pass-1",
+            )
+            .status
+        })
+        .collect();
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    // …and the owner, with the code, sets it.
+    let r = post_setup(&b, ip("127.0.0.1"), "127.0.0.1", &code.to_lowercase(), PASS);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.header("Set-Cookie").is_some());
+    assert_eq!(b.get("/api/status").unwrap().status, 200);
+    assert!(
+        !b.dir.path().join("cdrbox.setup-code").exists(),
+        "code used up"
+    );
+}
+
+/// Finding 2: two concurrent setups both succeeded (a shared temp file); the attacker's
+/// password won 3 times in 10 and once kept an admin session.
+#[test]
+fn finding2_concurrent_setups_have_one_winner_and_the_loser_is_told() {
+    for round in 0..3 {
+        let b = RealBox::start(false, "");
+        b.request("GET /api/setup HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .unwrap();
+        let code = setup_code(&b);
+        let replies: Vec<(String, real_box::Reply)> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..4)
+                .map(|i| {
+                    let (b, code) = (&b, &code);
+                    s.spawn(move || {
+                        let pass = format!("candidate-pass-{i}");
+                        let from = ip(&format!("127.0.8.{}", i + 1));
+                        let r = post_setup(b, from, "127.0.0.1", code, &pass);
+                        (pass, r)
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let winners: Vec<&(String, real_box::Reply)> =
+            replies.iter().filter(|(_, r)| r.status == 200).collect();
+        assert_eq!(
+            winners.len(),
+            1,
+            "round {round}: {:?}",
+            replies
+                .iter()
+                .map(|(_, r)| (r.status, r.text()))
+                .collect::<Vec<_>>()
+        );
+        for (_, r) in replies.iter().filter(|(_, r)| r.status != 200) {
+            assert!(matches!(r.status, 403 | 409), "{}", r.text());
+            assert!(r.header("Set-Cookie").is_none(), "a loser got a session");
+            if r.status == 409 {
+                assert!(
+                    r.text().contains("someone set the admin password"),
+                    "{}",
+                    r.text()
+                );
+            }
+        }
+        // The stored password is the winner's, and only the winner's.
+        for (pass, _) in &replies {
+            let r = b
+                .request(&format!(
+                    "GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {}\r\n\r\n",
+                    basic(pass)
+                ))
+                .unwrap();
+            let expect = if *pass == winners[0].0 { 200 } else { 401 };
+            assert_eq!(r.status, expect, "round {round}, {pass}");
+        }
+    }
+}
+
+/// Finding 2: a DNS-rebinding page reaches the box with its own name in `Host`.
+#[test]
+fn finding2_dns_rebinding_hosts_are_refused() {
+    let b = RealBox::start(false, "");
+    b.request("GET /api/setup HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let code = setup_code(&b);
+    for host in [
+        "evil.example",
+        "evil.example:80",
+        "127.0.0.1.nip.io",
+        "localhost.evil.example",
+    ] {
+        for target in ["/api/setup", "/", "/login"] {
+            let r = b
+                .request(&format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n"))
+                .unwrap();
+            assert_eq!(r.status, 421, "{host} {target}: {}", r.text());
+        }
+        // Even with the right code, a setup through a foreign name is refused.
+        let r = post_setup(&b, ip("127.0.0.1"), host, &code, "rebound-pass-1");
+        assert_eq!(r.status, 421);
+    }
+    for host in [
+        "127.0.0.1",
+        "localhost",
+        "LOCALHOST:8080",
+        "[::1]",
+        "10.20.30.40:80",
+    ] {
+        let r = b
+            .request(&format!("GET /api/setup HTTP/1.1\r\nHost: {host}\r\n\r\n"))
+            .unwrap();
+        assert_eq!(r.status, 200, "{host}");
+    }
+    let me = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let r = b
+        .request(&format!(
+            "GET /api/setup HTTP/1.1\r\nHost: {}\r\n\r\n",
+            me.trim()
+        ))
+        .unwrap();
+    assert_eq!(r.status, 200, "the box's own hostname");
+}
+
+/// Finding 5 (the password file part): `cdrbox passwd` and the first setup leave the password
+/// file 0600 whatever the umask.
+#[test]
+fn finding5_the_password_file_is_0600_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cdrbox.toml");
+    std::fs::write(&config, "").unwrap();
+    let st = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "umask 000; echo 'umask-pass-123' | exec '{}' passwd --config '{}'",
+            env!("CARGO_BIN_EXE_cdrbox"),
+            config.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let passwd = dir.path().join("cdrbox.passwd");
+    let mode = std::fs::metadata(&passwd).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp") || n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}

@@ -164,11 +164,42 @@ fn first_setup_is_open_only_while_no_password_exists() {
     );
     assert_eq!(r.status, 400);
     assert_eq!(body_json(&r)["param"], "password");
+    // Issue 11, finding 2: the first visit needs the one-time setup code the box shows.
+    let code_path = cdrbox::web::setup_code::path_for(&f.passwd);
+    let code = cdrbox::web::setup_code::current(&code_path).expect("made by GET /api/setup");
     let r = f.app.handle(
         &json_req("POST", "/api/setup", &json!({"password": PASS})),
         NOW,
     );
-    assert_eq!(r.status, 200);
+    assert_eq!(
+        (r.status, body_json(&r)["param"].clone()),
+        (400, json!("code"))
+    );
+    let r = f.app.handle(
+        &json_req(
+            "POST",
+            "/api/setup",
+            &json!({"password": PASS, "code": "AAAA-AAAA"}),
+        ),
+        NOW,
+    );
+    assert_eq!(r.status, 403, "a wrong code");
+    assert!(
+        !f.passwd.exists()
+            || !std::fs::read_to_string(&f.passwd)
+                .unwrap()
+                .contains("admin:")
+    );
+    let r = f.app.handle(
+        &json_req(
+            "POST",
+            "/api/setup",
+            &json!({"password": PASS, "code": code.to_lowercase().replace('-', " ")}),
+        ),
+        NOW,
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(r.bytes()));
+    assert!(!code_path.exists(), "the code is used up");
     let cookie = r
         .header("Set-Cookie")
         .unwrap()
@@ -187,7 +218,11 @@ fn first_setup_is_open_only_while_no_password_exists() {
     let r = f.app.handle(&req("GET", "/api/setup"), NOW);
     assert_eq!(body_json(&r)["needsSetup"], false);
     let r = f.app.handle(
-        &json_req("POST", "/api/setup", &json!({"password": "attacker-pass"})),
+        &json_req(
+            "POST",
+            "/api/setup",
+            &json!({"password": "attacker-pass", "code": code}),
+        ),
         NOW,
     );
     assert_eq!(r.status, 403);

@@ -139,10 +139,16 @@ fn get(addr: SocketAddr, target: &str, auth: &str) -> Reply {
 }
 
 fn setup_password(s: &Server) -> String {
+    // The one-time setup code is made on the first look at the setup state.
+    assert_eq!(get(s.addr, "/api/setup", "").status, 200);
+    let code = cdrbox::web::setup_code::current(&cdrbox::web::setup_code::path_for(
+        &s._dir.path().join("cdrbox.passwd"),
+    ))
+    .expect("a setup code");
     let r = send(
         s.addr,
         "POST /api/setup HTTP/1.1\nContent-Type: application/json\n",
-        format!("{{\"password\":\"{PASS}\"}}").as_bytes(),
+        format!("{{\"password\":\"{PASS}\",\"code\":\"{code}\"}}").as_bytes(),
     );
     assert_eq!(r.status, 200, "{}", r.text());
     r.header("Set-Cookie")

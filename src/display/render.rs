@@ -37,6 +37,12 @@ const LINKS_PER_PAGE: usize = 4;
 /// One screen of the rotation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Page {
+    /// The one-time setup code, before anything else, while no admin password is set: the
+    /// owner reads it here to prove, on the first visit, that the box is theirs.
+    Setup,
+    /// The HTTPS certificate's SHA-256 fingerprint (when HTTPS is on), to compare with what the
+    /// browser or `curl` shows.
+    Tls,
     /// Up to four active alarm codes from index `first`; alarm pages always come first.
     Alarms { first: usize },
     /// The USB stick: copying with progress, safe to remove, or error.
@@ -52,6 +58,9 @@ pub enum Page {
 /// The pages `view` needs, in display order: alarms, USB, summary, links.
 pub fn page_list(view: &StatusView) -> Vec<Page> {
     let mut pages = Vec::with_capacity(4);
+    if view.setup_code.is_some() {
+        pages.push(Page::Setup);
+    }
     pages.extend(
         (0..view.alarms.len())
             .step_by(BODY.len())
@@ -72,6 +81,9 @@ pub fn page_list(view: &StatusView) -> Vec<Page> {
                 .step_by(LINKS_PER_PAGE)
                 .map(|first| Page::Links { first }),
         ),
+    }
+    if view.tls_fingerprint.is_some() {
+        pages.push(Page::Tls);
     }
     pages
 }
@@ -100,6 +112,8 @@ where
     let which = list[index];
     header(view, which, index, list.len(), target)?;
     match which {
+        Page::Setup => setup_page(view, target),
+        Page::Tls => tls_page(view, target),
         Page::Alarms { first } => alarms_page(view, first, target),
         Page::Usb => usb_page(view, target),
         Page::Summary => summary_page(view, target),
@@ -141,6 +155,10 @@ where
         (UsbState::Error { .. }, p) if p != Page::Usb => "USB ERR".to_string(),
         _ if count > 1 => format!("{}/{}", index + 1, count),
         _ => String::new(),
+    };
+    let right = match which {
+        Page::Tls => "HTTPS SHA-256".to_string(),
+        _ => right,
     };
     let (fg, left) = if matches!(which, Page::Alarms { .. }) {
         // The alarm page's header is inverted so it reads as an alarm from across the room.
@@ -215,6 +233,46 @@ where
             right_cols,
             BinaryColor::On,
         )?;
+    }
+    Ok(())
+}
+
+fn setup_page<D>(view: &StatusView, t: &mut D) -> Result<(), D::Error>
+where
+    D: DrawTarget<Color = BinaryColor>,
+{
+    let code = view.setup_code.as_deref().unwrap_or("");
+    line(t, 0, "SETUP CODE", "")?;
+    let cols = text::width_in_cells(code, FontSize::Large).min(FontSize::Large.columns());
+    let x = (WIDTH as i32 - cols as i32 * FontSize::Large.cell_width()) / 2;
+    text::draw(
+        t,
+        code,
+        FontSize::Large,
+        x,
+        LARGE_BASELINE,
+        FontSize::Large.columns(),
+        BinaryColor::On,
+    )?;
+    line(t, 3, "type it on web page", "")
+}
+
+fn tls_page<D>(view: &StatusView, t: &mut D) -> Result<(), D::Error>
+where
+    D: DrawTarget<Color = BinaryColor>,
+{
+    // 64 hex digits: four lines of 16, in groups of four, as `openssl x509 -fingerprint`
+    // prints them (without the colons).
+    let fp: Vec<char> = view
+        .tls_fingerprint
+        .as_deref()
+        .unwrap_or("")
+        .chars()
+        .filter(|c| c.is_ascii_hexdigit())
+        .collect();
+    for (row, chunk) in fp.chunks(16).take(BODY.len()).enumerate() {
+        let groups: Vec<String> = chunk.chunks(4).map(|g| g.iter().collect()).collect();
+        line(t, row, &groups.join(" "), "")?;
     }
     Ok(())
 }

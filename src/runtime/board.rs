@@ -74,6 +74,8 @@ impl StatusBoard {
             storage: StorageStatus::default(),
             usb: UsbState::NoStick,
             alarms: Vec::new(),
+            setup_code: None,
+            tls_fingerprint: None,
         };
         let (tx, _rx) = watch::channel(view.clone());
         StatusBoard {

@@ -82,6 +82,8 @@ pub enum AuthError {
     Mismatch,
     #[error("{path}: line {line} is not `user:$argon2id$…`")]
     Malformed { path: PathBuf, line: usize },
+    #[error("the admin password was set by someone else a moment ago")]
+    AlreadySet,
 }
 
 /// `<config dir>/cdrbox.passwd`: the password file belongs with the config it protects.
@@ -209,32 +211,111 @@ impl PasswordFile {
         s
     }
 
-    /// Writes atomically (temp file with mode 0600, fsync, rename, fsync the directory).
+    /// Writes atomically: a temporary file of our own (`O_EXCL`, so two writers never share
+    /// one — the first release's shared `cdrbox.passwd.tmp` let two setups interleave), mode
+    /// 0600 whatever the umask, fsync, rename over the file, fsync the directory.
     pub fn save(&self, path: &Path) -> Result<(), AuthError> {
         let io_err = |source| AuthError::Io {
             path: path.to_path_buf(),
             source,
         };
-        let tmp = path.with_extension("passwd.tmp");
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(io_err)?;
-            f.write_all(self.to_text().as_bytes()).map_err(io_err)?;
-            f.sync_all().map_err(io_err)?;
+        let tmp = write_private_temp(path, self.to_text().as_bytes()).map_err(io_err)?;
+        if let Err(e) = std::fs::rename(&tmp, path) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io_err(e));
         }
-        std::fs::rename(&tmp, path).map_err(io_err)?;
         if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             if let Ok(d) = std::fs::File::open(dir) {
                 let _ = d.sync_all();
             }
         }
         Ok(())
+    }
+}
+
+/// Writes `bytes` to a new temporary file beside `path`, its name our own (`.<name>.<pid>.<random>`,
+/// created with `O_EXCL`, so no two writers ever share one), mode 0600 whatever the umask, and
+/// fsynced. The caller renames or links it into place. Returns the temporary path.
+pub fn write_private_temp(path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut tag = [0u8; 6];
+    os_random(&mut tag)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "cdrbox".into());
+    let tmp = path.with_file_name(format!(".{name}.{}.{}", std::process::id(), hex(&tag)));
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    })();
+    match written {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// Holds the password file's lock (`<file>.lock`, `flock`) for a read-modify-write, so the web
+/// page and `cdrbox passwd` in another process never overwrite each other's change.
+pub struct PasswdLock(#[allow(dead_code)] std::fs::File);
+
+/// Takes the lock on the password file at `path` (waits for another holder).
+pub fn lock_passwd(path: &Path) -> Result<PasswdLock, AuthError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let lock = path.with_extension("passwd.lock");
+    let io_err = |source| AuthError::Io {
+        path: lock.clone(),
+        source,
+    };
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&lock)
+        .map_err(io_err)?;
+    f.lock().map_err(io_err)?;
+    Ok(PasswdLock(f))
+}
+
+/// Stores the first admin password: exactly one caller wins. `Err(AlreadySet)` tells a loser
+/// that someone else set it meanwhile (it gets no session).
+pub fn create_admin(path: &Path, phc: String) -> Result<(), AuthError> {
+    let _lock = lock_passwd(path)?;
+    let mut file = PasswordFile::load(path)?;
+    if file.hash_of("admin").is_some() {
+        return Err(AuthError::AlreadySet);
+    }
+    file.set("admin", phc);
+    file.save(path)
+}
+
+/// Makes the password file 0600 if it is readable by others (an old release, a copy by hand),
+/// saying so in the log. Missing file: nothing to do.
+pub fn tighten_passwd_mode(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        match std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+            Ok(()) => {
+                tracing::warn!(target: "cdrbox::web", path = %path.display(), mode = format!("{mode:o}"), "the password file was readable by others; made it 0600")
+            }
+            Err(e) => {
+                tracing::warn!(target: "cdrbox::web", path = %path.display(), mode = format!("{mode:o}"), error = %e, "the password file is readable by others and cannot be made 0600")
+            }
+        }
     }
 }
 
@@ -251,9 +332,14 @@ pub fn set_password(path: &Path, user: &str, password: &str) -> Result<(), AuthE
         source,
     })?;
     let phc = hash_password(password, &salt)?;
+    let _lock = lock_passwd(path)?;
     let mut file = PasswordFile::load(path)?;
     file.set(user, phc);
-    file.save(path)
+    file.save(path)?;
+    if user == "admin" {
+        super::setup_code::remove(&super::setup_code::path_for(path));
+    }
+    Ok(())
 }
 
 /// Reads the password for `cdrbox passwd`: the first line of `input` (stdin when it is not a
@@ -508,16 +594,21 @@ pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-/// `Set-Cookie` for a new session (`HttpOnly; SameSite=Strict; Path=/`).
-pub fn session_cookie(token: &str) -> String {
+/// `Set-Cookie` for a new session (`HttpOnly; SameSite=Strict; Path=/`, and `Secure` when the
+/// page came over HTTPS, so the browser never sends it over plain HTTP).
+pub fn session_cookie(token: &str, secure: bool) -> String {
     format!(
-        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={SESSION_MAX_SECS}"
+        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={SESSION_MAX_SECS}{}",
+        if secure { "; Secure" } else { "" }
     )
 }
 
 /// `Set-Cookie` that removes the session cookie.
-pub fn clear_cookie() -> String {
-    format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0")
+pub fn clear_cookie(secure: bool) -> String {
+    format!(
+        "{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{}",
+        if secure { "; Secure" } else { "" }
+    )
 }
 
 #[cfg(test)]
@@ -558,6 +649,35 @@ mod tests {
             Err(AuthError::TooShort)
         ));
         assert_eq!(PasswordFile::parse("admin:nothash\n"), Err(1));
+    }
+
+    #[test]
+    fn password_file_is_0600_and_has_one_first_admin() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cdrbox.passwd");
+        // (The umask itself is tested on the real binary: `cdrbox passwd` under umask 000.)
+        set_password(&path, "viewer", "view-only-1").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let phc = hash_password("first-admin-1", &[1; 16]).unwrap();
+        let wins: usize = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..6)
+                .map(|_| s.spawn(|| create_admin(&path, phc.clone()).is_ok()))
+                .collect();
+            hs.into_iter().map(|h| usize::from(h.join().unwrap())).sum()
+        });
+        assert_eq!(wins, 1, "exactly one first admin");
+        let f = PasswordFile::load(&path).unwrap();
+        assert_eq!(f.entries.len(), 2, "the viewer kept: {:?}", f.entries);
+        assert!(matches!(
+            create_admin(&path, phc),
+            Err(AuthError::AlreadySet)
+        ));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        tighten_passwd_mode(&path);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]

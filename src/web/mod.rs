@@ -23,6 +23,7 @@ pub mod routes;
 pub mod server;
 pub mod settings;
 pub mod setup;
+pub mod setup_code;
 pub mod stats;
 
 use std::io;
@@ -91,6 +92,9 @@ pub trait Backend: Send + Sync + 'static {
     /// [`settings::save_atomic`]) and applies it live (a changed PBX address reconnects).
     /// Validation errors come back as [`BackendError::Invalid`] naming the key (`pbx[0].host`).
     fn apply_config(&self, new_text: &str) -> Result<(), BackendError>;
+    /// The first admin password was just set through the web page: the setup code is gone
+    /// (the display stops showing it).
+    fn setup_finished(&self) {}
     /// The OLED mirror as a PNG, when a display is rendered.
     fn display_png(&self) -> Option<Vec<u8>> {
         None

@@ -17,7 +17,7 @@ pub use super::http::{Body, Request, Response};
 use super::json::record_json;
 use super::query::{ParamError, Params, FILTER_PARAMS};
 use super::stats::{StatsBuilder, DEFAULT_SLA_SECONDS};
-use super::{assets, settings, setup, Backend, BackendError};
+use super::{assets, settings, setup, setup_code, Backend, BackendError};
 use crate::filter::{Filter, Page, Sort};
 use crate::import::master_csv::Columns;
 
@@ -36,6 +36,27 @@ struct AuthState {
     sessions: auth::Sessions,
     limiter: auth::LoginLimiter,
     basic: auth::BasicCache,
+    setup_failures: SetupFailures,
+}
+
+/// Wrong setup codes box-wide: at most [`SETUP_FAILURES`] per hour from all addresses together,
+/// so many addresses (an IPv6 LAN has plenty) cannot share out the guessing.
+#[derive(Debug, Default)]
+struct SetupFailures(Vec<i64>);
+
+const SETUP_FAILURES: usize = 30;
+const SETUP_WINDOW_SECS: i64 = 3600;
+
+impl SetupFailures {
+    fn locked(&mut self, now: i64) -> Option<i64> {
+        self.0.retain(|t| now - t < SETUP_WINDOW_SECS);
+        (self.0.len() >= SETUP_FAILURES)
+            .then(|| (self.0.iter().min().copied().unwrap_or(now) + SETUP_WINDOW_SECS - now).max(1))
+    }
+
+    fn fail(&mut self, now: i64) {
+        self.0.push(now);
+    }
 }
 
 /// Random bytes for tokens and salts (injected so tests are deterministic if they wish).
@@ -63,6 +84,7 @@ impl App {
         passwd_path: PathBuf,
         random: Random,
     ) -> Self {
+        auth::tighten_passwd_mode(&passwd_path);
         let mut key = [0u8; 32];
         // A cache key from a failing RNG would still be per-process; never fatal.
         let _ = random(&mut key);
@@ -76,6 +98,7 @@ impl App {
                 sessions: auth::Sessions::default(),
                 limiter: auth::LoginLimiter::default(),
                 basic: auth::BasicCache::new(key),
+                setup_failures: SetupFailures::default(),
             }),
         }
     }
@@ -124,9 +147,7 @@ impl App {
         }
         match (m, req.path.as_str()) {
             ("GET" | "HEAD", "/login") => return assets::login_page(req),
-            ("GET", "/api/setup") => {
-                return Response::json(200, &json!({"needsSetup": self.needs_setup()}))
-            }
+            ("GET", "/api/setup") => return self.setup_state(),
             ("POST", "/api/setup") => return self.first_setup(req, now),
             ("POST", "/api/login") => return self.login(req, now),
             _ => {}
@@ -164,7 +185,7 @@ impl App {
                     self.state().sessions.remove(t);
                 }
                 Response::json(200, &json!({"ok": true}))
-                    .with_header("Set-Cookie", auth::clear_cookie())
+                    .with_header("Set-Cookie", auth::clear_cookie(req.tls))
             }
             ("POST", "/api/password") => self.change_password(req, &principal),
             ("GET", "/api/status") => self.status(now),
@@ -323,21 +344,58 @@ impl App {
         Ok((token, csrf))
     }
 
-    fn session_response(&self, user: &str, role: Role, now: i64) -> Response {
+    fn session_response(&self, req: &Request, user: &str, role: Role, now: i64) -> Response {
         match self.new_session(user, role, now) {
             Ok((token, csrf)) => Response::json(
                 200,
                 &json!({"user": user, "role": role.as_str(), "csrf": csrf}),
             )
-            .with_header("Set-Cookie", auth::session_cookie(&token)),
+            .with_header("Set-Cookie", auth::session_cookie(&token, req.tls)),
             Err(r) => r,
         }
     }
 
-    /// `POST /api/setup {"password"}`: only while no admin password exists.
+    /// `GET /api/setup`: whether the first-visit form is open. While it is, the setup code
+    /// exists (made now if `cdrbox run` has not), so the owner can read it from the box.
+    fn setup_state(&self) -> Response {
+        let needs = self.needs_setup();
+        if needs {
+            if let Err(e) =
+                setup_code::ensure(&self.setup_code_path(), &|b: &mut [u8]| (self.random)(b))
+            {
+                tracing::error!(target: "cdrbox::web", error = %e, "cannot make the setup code");
+            }
+        }
+        Response::json(200, &json!({"needsSetup": needs, "codeRequired": needs}))
+    }
+
+    fn setup_code_path(&self) -> PathBuf {
+        setup_code::path_for(&self.passwd_path)
+    }
+
+    /// `POST /api/setup {"code", "password"}`: only while no admin password exists, and only
+    /// with the one-time setup code the box shows its owner. A wrong code counts as a failed
+    /// login (per address) and against a box-wide budget; two setups at once: one wins, the
+    /// other is told so (409) and gets no session.
     fn first_setup(&self, req: &Request, now: i64) -> Response {
         if let Err(r) = check_origin(req) {
             return r;
+        }
+        {
+            let mut st = self.state();
+            let wait = st
+                .limiter
+                .check(req.peer, now)
+                .err()
+                .or_else(|| st.setup_failures.locked(now));
+            if let Some(wait) = wait {
+                return Response::error(
+                    429,
+                    None,
+                    &format!("too many wrong setup codes or passwords; try again in {wait} s"),
+                )
+                .with_header("Retry-After", wait.to_string());
+            }
         }
         if !self.needs_setup() {
             return Response::error(403, None, "the admin password is already set; log in");
@@ -352,11 +410,57 @@ impl App {
         if let Err(e) = auth::check_password_shape(password) {
             return Response::error(400, Some("password"), &e.to_string());
         }
-        if let Err(e) = self.store_password("admin", password) {
-            return e;
+        const WHERE: &str = "it is shown on the box's display, printed in the log of `cdrbox run` and by `cdrbox setup-code --config FILE`";
+        let Some(typed) = body.get("code").and_then(Value::as_str) else {
+            return Response::error(
+                400,
+                Some("code"),
+                &format!("code: the setup code is required ({WHERE})"),
+            );
+        };
+        let expected =
+            match setup_code::ensure(&self.setup_code_path(), &|b: &mut [u8]| (self.random)(b)) {
+                Ok(c) => c,
+                Err(e) => {
+                    return Response::error(500, None, &format!("cannot read the setup code: {e}"))
+                }
+            };
+        if !setup_code::matches(&expected, typed) {
+            let mut st = self.state();
+            st.limiter.fail(req.peer, now);
+            st.setup_failures.fail(now);
+            tracing::warn!(target: "cdrbox::web", peer = %req.peer, "wrong setup code");
+            return Response::error(
+                403,
+                Some("code"),
+                &format!("code: wrong setup code ({WHERE})"),
+            );
         }
+        let mut salt = [0u8; 16];
+        if (self.random)(&mut salt).is_err() {
+            return Response::error(500, None, "no random numbers available");
+        }
+        let phc = match auth::hash_password(password, &salt) {
+            Ok(p) => p,
+            Err(e) => return Response::error(500, None, &e.to_string()),
+        };
+        match auth::create_admin(&self.passwd_path, phc) {
+            Ok(()) => {}
+            Err(auth::AuthError::AlreadySet) => {
+                tracing::warn!(target: "cdrbox::web", peer = %req.peer, "lost a concurrent first setup");
+                return Response::error(
+                    409,
+                    None,
+                    "someone set the admin password a moment ago, so yours was not stored; log in with theirs, or reset it on the box with `cdrbox passwd`",
+                );
+            }
+            Err(e) => return Response::error(500, None, &e.to_string()),
+        }
+        setup_code::remove(&self.setup_code_path());
+        self.state().basic.clear();
+        self.backend.setup_finished();
         tracing::info!(target: "cdrbox::web", peer = %req.peer, "admin password set by first setup");
-        self.session_response("admin", Role::Admin, now)
+        self.session_response(req, "admin", Role::Admin, now)
     }
 
     fn store_password(&self, user: &str, password: &str) -> Result<(), Response> {
@@ -364,6 +468,8 @@ impl App {
         (self.random)(&mut salt)
             .map_err(|_| Response::error(500, None, "no random numbers available"))?;
         let phc = auth::hash_password(password, &salt)
+            .map_err(|e| Response::error(500, None, &e.to_string()))?;
+        let _lock = auth::lock_passwd(&self.passwd_path)
             .map_err(|e| Response::error(500, None, &e.to_string()))?;
         let mut file = self.passwords()?;
         file.set(user, phc);
@@ -388,7 +494,7 @@ impl App {
             return Response::error(400, Some("password"), "password: required");
         };
         match self.check_password(req, user, password, now) {
-            Ok(p) => self.session_response(&p.user, p.role, now),
+            Ok(p) => self.session_response(req, &p.user, p.role, now),
             Err(mut r) => {
                 // No Basic challenge for the login form: browsers would pop up a dialog.
                 r.headers

@@ -7,6 +7,7 @@
 //                    target/release on 127.0.0.1:0 — the simulated PBX makes a call every second).
 //                    `cargo test --release --test web_e2e_browser` sets it.
 //   CHROMIUM         browser path (default /usr/bin/chromium)
+//   CDRBOX_E2E_CODE_FILE  where the one-time setup code is, when the banner does not print it
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { chromium } from 'playwright-core';
@@ -50,15 +51,20 @@ function startServer() {
     const timer = setTimeout(() => reject(new Error('server printed no address: ' + out)), 60000);
     child.stdout.on('data', (d) => {
       out += d;
+      // The demo's banner prints the page's address and the one-time setup code.
       const m = /http:\/\/[^\s/]+/.exec(out);
-      if (m) { clearTimeout(timer); resolve({ child, base: m[0] }); }
+      const c = /setup code:\s+([A-Z0-9]{4}-[A-Z0-9]{4})/.exec(out);
+      if (m && (c || process.env.CDRBOX_E2E_CODE_FILE)) {
+        clearTimeout(timer);
+        resolve({ child, base: m[0], code: c ? c[1] : null });
+      }
     });
     child.on('exit', (code) => reject(new Error('server exited ' + code + ': ' + out)));
   });
 }
 
 async function main() {
-  const { child, base } = await startServer();
+  const { child, base, code } = await startServer();
   const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic'] });
   const errors = [];
   try {
@@ -71,6 +77,9 @@ async function main() {
     await page.goto(base + '/');
     await page.waitForURL(/\/login$/);
     await page.locator('#setup').waitFor({ state: 'visible' });
+    // The code as the owner reads it: the banner's, else the file `cdrbox setup-code` prints.
+    const setupCode = code || readFileSync(process.env.CDRBOX_E2E_CODE_FILE, 'utf8').trim();
+    await page.fill('#setup-code', setupCode);
     await page.fill('#setup-password', PASS);
     await page.fill('#setup-again', PASS);
     await Promise.all([page.waitForURL(base + '/'), page.click('#setup button[type=submit]')]);

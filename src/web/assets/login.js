@@ -20,13 +20,13 @@
       needsSetup = (await r.json()).needsSetup;
     } catch (e) { say('Cannot reach the box.'); }
     $(needsSetup ? 'setup' : 'login').hidden = false;
-    (needsSetup ? $('setup-password') : $('login-password')).focus();
+    (needsSetup ? $('setup-code') : $('login-password')).focus();
   }
   $('setup').addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const p = $('setup-password').value;
     if (p !== $('setup-again').value) { say('The two passwords differ.'); return; }
-    const r = await post('/api/setup', { password: p });
+    const r = await post('/api/setup', { code: $('setup-code').value, password: p });
     if (r.ok) { location.href = '/'; } else { say(r.data.error || ('Error ' + r.status)); }
   });
   $('login').addEventListener('submit', async (ev) => {
