@@ -303,6 +303,24 @@ impl JournalReader {
         sort: Sort,
         page: Page,
     ) -> Result<Vec<CallRecord>, JournalError> {
+        let mut out = Vec::with_capacity(page.limit.min(1000) as usize);
+        self.query_each(f, sort, page, |r| {
+            out.push(r);
+            Ok::<_, JournalError>(())
+        })?;
+        Ok(out)
+    }
+
+    /// One page of matching records, like [`JournalReader::query`], passed to `each` one row at
+    /// a time: memory holds one record whatever their size (a hostile PBX sends megabyte
+    /// records; the web page's listings read through this). Returns how many were passed.
+    pub fn query_each<E: From<JournalError>>(
+        &self,
+        f: &Filter,
+        sort: Sort,
+        page: Page,
+        mut each: impl FnMut(CallRecord) -> Result<(), E>,
+    ) -> Result<u64, E> {
         let (w, mut values) = where_clause(f);
         values.push(Value::Integer(i64::from(page.limit)));
         values.push(Value::Integer(page.offset.min(i64::MAX as u64) as i64));
@@ -311,17 +329,7 @@ impl JournalReader {
             self.source,
             order_by(sort)
         );
-        let mut stmt = self
-            .conn
-            .prepare_cached(&q)
-            .map_err(sql(&self.db, "cannot query records"))?;
-        let rows = stmt
-            .query_map(params_from_iter(values), |r| {
-                store::row_to_record(r).map(|x| x.1)
-            })
-            .map_err(sql(&self.db, "cannot query records"))?;
-        rows.collect::<Result<Vec<_>, _>>()
-            .map_err(sql(&self.db, "cannot read a record row"))
+        self.stream(&q, values, |_, r| each(r))
     }
 
     /// Calls `each` for every matching record in order, one row at a time (memory stays flat).
