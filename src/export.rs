@@ -7,11 +7,17 @@
 //! CSV profiles:
 //! - `standard`: every JSON field as a column in PRODUCT.md §2 order, header row, RFC 4180, UTF-8;
 //!   `customFields` is one column holding the JSON object text.
-//! - `excel`: `standard` with a UTF-8 BOM, `;` separators and a CSV-injection guard.
+//! - `excel`: `standard` with a UTF-8 BOM and `;` separators.
 //! - `pbxlogger`: the Advanced PBX Data Logger columns.
 //! - `asterisk`: byte-compatible with Asterisk's `cdr_csv` `Master.csv` (`loguniqueid=yes`,
 //!   `loguserfield=yes`): no header, strings and dates always quoted, numbers bare, an empty
 //!   answer time as an empty unquoted field, `\n` line ends (see `cdr_csv.c` `append_string`).
+//!
+//! Every CSV profile carries the **formula guard** ([`formula_guard`]; issue 11, finding 7):
+//! PBX data is outside input, and a spreadsheet runs a cell like `=HYPERLINK(…)` or
+//! `+cmd|' /C calc'!A0` as a formula. The guard is on unless the caller asks for raw cells
+//! explicitly ([`ExportWriter::unguarded`]: `?formulaGuard=off` on the web, `--no-formula-guard`
+//! on the CLI), e.g. for a billing tool that must read `Master.csv` byte for byte.
 
 use std::io::{self, Write};
 
@@ -55,13 +61,17 @@ impl Profile {
         }
     }
 
-    /// The cell texts of one record, before CSV quoting (and, for `excel`, after the
-    /// injection guard). For `asterisk`, the 18 `Master.csv` values (an unanswered call's
-    /// answer time is the empty string).
+    /// The cell texts of one record as the default writer puts them, before CSV quoting:
+    /// after the formula guard. For `asterisk`, the 18 `Master.csv` values (an unanswered
+    /// call's answer time is the empty string).
     pub fn cells(&self, r: &CallRecord) -> Vec<String> {
+        self.raw_cells(r).into_iter().map(formula_guard).collect()
+    }
+
+    /// The cell texts without the formula guard (what [`ExportWriter::unguarded`] writes).
+    pub fn raw_cells(&self, r: &CallRecord) -> Vec<String> {
         match self {
-            Profile::Standard => standard_cells(r),
-            Profile::Excel => standard_cells(r).into_iter().map(excel_guard).collect(),
+            Profile::Standard | Profile::Excel => standard_cells(r),
             Profile::PbxLogger => pbxlogger_cells(r),
             Profile::Asterisk => asterisk_fields(r).into_iter().map(|(_, s)| s).collect(),
         }
@@ -203,12 +213,157 @@ fn standard_cells(r: &CallRecord) -> Vec<String> {
     ]
 }
 
-/// OWASP's CSV-injection guard: a cell that a spreadsheet would read as a formula gets a leading
-/// `'`, which Excel and LibreOffice show as text and do not display.
-pub fn excel_guard(cell: String) -> String {
-    match cell.as_bytes().first() {
-        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{cell}"),
-        _ => cell,
+/// The formula guard's rule. A cell is prefixed with one `'` when
+/// - its first character is `'` (so the rule can be undone: [`formula_unguard`] drops exactly
+///   one leading `'`), a tab, CR or LF; or
+/// - its first character after any leading whitespace or control characters (spaces, tabs,
+///   no-break and ideographic spaces, …) is a formula sign: `=` `+` `-` `@`, their full-width
+///   forms `＝` `＋` `－` `＠`, the small forms `﹦` `﹢` `﹣` `﹫`, or the minus sign `−`.
+///
+/// Excel and LibreOffice show a cell starting with `'` as text and hide the `'`, so a guarded
+/// `+7 916 123-45-67` still reads as the number the PBX sent. (OWASP's rule is the first four
+/// signs and tab/CR in the first position only; a leading space or a full-width `＝` passed
+/// it, and spreadsheets still evaluate those.)
+pub fn needs_formula_guard(cell: &str) -> bool {
+    match cell.chars().next() {
+        None => false,
+        Some('\'' | '\t' | '\r' | '\n') => true,
+        Some(_) => matches!(
+            cell.trim_start_matches(|c: char| c.is_whitespace() || c.is_control())
+                .chars()
+                .next(),
+            Some(
+                '=' | '+' | '-' | '@' | '＝' | '＋' | '－' | '＠' | '﹦' | '﹢' | '﹣' | '﹫' | '−'
+            )
+        ),
+    }
+}
+
+/// `cell` with the formula guard applied (see [`needs_formula_guard`]).
+pub fn formula_guard(cell: String) -> String {
+    if needs_formula_guard(&cell) {
+        format!("'{cell}")
+    } else {
+        cell
+    }
+}
+
+/// Undoes [`formula_guard`]: drops one leading `'` (a reader of our CSV gets the PBX's value).
+pub fn formula_unguard(cell: &str) -> &str {
+    cell.strip_prefix('\'').unwrap_or(cell)
+}
+
+/// A writer for a terminal: control bytes are written as visible escapes (`\x1b`, `\x00`,
+/// `\u{9b}`), so text from a PBX cannot move the cursor, retitle the window, ring the bell or
+/// rewrite a line with a bare CR. Newlines and tabs pass; CR passes only right before LF (CSV
+/// line ends). Valid UTF-8 passes; invalid bytes are shown as `\xNN`. Streams: state between
+/// writes is kept, so escapes never depend on where a write was cut.
+pub struct TerminalSafe<W: Write> {
+    inner: W,
+    /// A CR seen at the end of the last write, not yet known to be followed by LF.
+    pending_cr: bool,
+    /// An incomplete UTF-8 sequence at the end of the last write.
+    partial: Vec<u8>,
+}
+
+impl<W: Write> TerminalSafe<W> {
+    pub fn new(inner: W) -> Self {
+        Self {
+            inner,
+            pending_cr: false,
+            partial: Vec::new(),
+        }
+    }
+
+    /// Flushes what is pending (a trailing CR or a cut character, escaped) and gives the
+    /// writer back.
+    pub fn finish(mut self) -> io::Result<W> {
+        if self.pending_cr {
+            self.inner.write_all(b"\\r")?;
+        }
+        for b in std::mem::take(&mut self.partial) {
+            write!(self.inner, "\\x{b:02x}")?;
+        }
+        self.inner.flush()?;
+        Ok(self.inner)
+    }
+
+    fn escape(&mut self, buf: &[u8], out: &mut Vec<u8>) {
+        let mut bytes = std::mem::take(&mut self.partial);
+        bytes.extend_from_slice(buf);
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            if self.pending_cr {
+                self.pending_cr = false;
+                if b == b'\n' {
+                    out.extend_from_slice(b"\r\n");
+                    i += 1;
+                    continue;
+                }
+                out.extend_from_slice(b"\\r");
+            }
+            match b {
+                b'\r' => {
+                    self.pending_cr = true;
+                    i += 1;
+                }
+                b'\n' | b'\t' => {
+                    out.push(b);
+                    i += 1;
+                }
+                0x00..=0x1f | 0x7f => {
+                    out.extend_from_slice(format!("\\x{b:02x}").as_bytes());
+                    i += 1;
+                }
+                0x20..=0x7e => {
+                    out.push(b);
+                    i += 1;
+                }
+                _ => {
+                    let len = match b {
+                        0xc2..=0xdf => 2,
+                        0xe0..=0xef => 3,
+                        0xf0..=0xf4 => 4,
+                        _ => 0,
+                    };
+                    if len > 0 && i + len > bytes.len() {
+                        // Maybe the rest of the character comes with the next write.
+                        self.partial = bytes[i..].to_vec();
+                        return;
+                    }
+                    match std::str::from_utf8(&bytes[i..i + len.max(1)]) {
+                        Ok(s) if len > 0 => {
+                            let c = s.chars().next().unwrap_or('\u{fffd}');
+                            if c.is_control() {
+                                // C1 controls (U+0080–U+009F): CSI and friends.
+                                out.extend_from_slice(format!("\\u{{{:x}}}", c as u32).as_bytes());
+                            } else {
+                                out.extend_from_slice(s.as_bytes());
+                            }
+                            i += len;
+                        }
+                        _ => {
+                            out.extend_from_slice(format!("\\x{b:02x}").as_bytes());
+                            i += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<W: Write> Write for TerminalSafe<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut out = Vec::with_capacity(buf.len() + 16);
+        self.escape(buf, &mut out);
+        self.inner.write_all(&out)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -273,16 +428,17 @@ fn asterisk_fields(r: &CallRecord) -> [(CdrCsvKind, String); 18] {
     ]
 }
 
-fn write_asterisk_line<W: Write>(w: &mut W, r: &CallRecord) -> io::Result<()> {
+fn write_asterisk_line<W: Write>(w: &mut W, r: &CallRecord, guard: bool) -> io::Result<()> {
     let mut line = Vec::with_capacity(512);
-    for (i, (kind, value)) in asterisk_fields(r).iter().enumerate() {
+    for (i, (kind, value)) in asterisk_fields(r).into_iter().enumerate() {
         if i > 0 {
             line.push(b',');
         }
-        if *kind == CdrCsvKind::Int || (*kind == CdrCsvKind::Date && value.is_empty()) {
+        if kind == CdrCsvKind::Int || (kind == CdrCsvKind::Date && value.is_empty()) {
             line.extend_from_slice(value.as_bytes());
             continue;
         }
+        let value = if guard { formula_guard(value) } else { value };
         line.push(b'"');
         for b in value.bytes() {
             if b == b'"' {
@@ -316,6 +472,8 @@ pub struct ExportWriter<W: Write> {
     format: Format,
     inner: Inner<W>,
     records: u64,
+    /// The formula guard on CSV cells (on unless asked for raw cells).
+    guard: bool,
 }
 
 fn csv_err(e: csv::Error) -> io::Error {
@@ -327,7 +485,19 @@ fn csv_err(e: csv::Error) -> io::Error {
 
 impl<W: Write> ExportWriter<W> {
     /// Starts an export: writes what comes before the first record (`[`, BOM, header row).
-    pub fn new(format: Format, mut w: W) -> io::Result<ExportWriter<W>> {
+    /// CSV cells get the formula guard.
+    pub fn new(format: Format, w: W) -> io::Result<ExportWriter<W>> {
+        Self::with_guard(format, true, w)
+    }
+
+    /// Like [`ExportWriter::new`], CSV cells exactly as the PBX sent them (no formula guard):
+    /// only for a caller who chose so explicitly.
+    pub fn unguarded(format: Format, w: W) -> io::Result<ExportWriter<W>> {
+        Self::with_guard(format, false, w)
+    }
+
+    /// [`ExportWriter::new`] (`guard`) or [`ExportWriter::unguarded`] (`!guard`).
+    pub fn with_guard(format: Format, guard: bool, mut w: W) -> io::Result<ExportWriter<W>> {
         let inner = match format {
             Format::Json => {
                 w.write_all(b"[")?;
@@ -360,6 +530,7 @@ impl<W: Write> ExportWriter<W> {
             format,
             inner,
             records: 0,
+            guard,
         })
     }
 
@@ -375,8 +546,15 @@ impl<W: Write> ExportWriter<W> {
                 serde_json::to_writer(&mut *w, &JsonRecord(r)).map_err(io::Error::from)?;
                 w.write_all(b"\n")?;
             }
-            Inner::Csv { w, profile } => w.write_record(profile.cells(r)).map_err(csv_err)?,
-            Inner::Asterisk(w) => write_asterisk_line(w, r)?,
+            Inner::Csv { w, profile } => {
+                let cells = if self.guard {
+                    profile.cells(r)
+                } else {
+                    profile.raw_cells(r)
+                };
+                w.write_record(cells).map_err(csv_err)?
+            }
+            Inner::Asterisk(w) => write_asterisk_line(w, r, self.guard)?,
         }
         self.records += 1;
         Ok(())
@@ -482,16 +660,58 @@ mod tests {
             ("@SUM(A1)", "'@SUM(A1)"),
             ("\tx", "'\tx"),
             ("\rx", "'\rx"),
+            ("\nx", "'\nx"),
+            // Issue 11, finding 7: what OWASP's first-character rule let through.
+            (" =1+1", "' =1+1"),
+            ("\u{a0}\u{3000}+1", "'\u{a0}\u{3000}+1"),
+            ("\u{1}=1", "'\u{1}=1"),
+            ("＝HYPERLINK(\"x\")", "'＝HYPERLINK(\"x\")"),
+            ("＋1", "'＋1"),
+            ("－1", "'－1"),
+            ("＠SUM(A1)", "'＠SUM(A1)"),
+            ("﹦1", "'﹦1"),
+            ("−1", "'−1"),
+            // A leading quote is doubled, so unguarding is exact.
+            ("'=x", "''=x"),
+            ("'hello", "''hello"),
             ("1001", "1001"),
             ("", ""),
             ("a=b", "a=b"),
+            ("Иванов", "Иванов"),
+            ("  1001", "  1001"),
         ];
         for (i, o) in cases {
-            assert_eq!(excel_guard(i.to_owned()), o);
+            assert_eq!(formula_guard(i.to_owned()), o, "{i:?}");
+            assert_eq!(formula_unguard(o), i, "{o:?}");
         }
         assert_eq!(hms(0), "00:00:00");
+        assert_eq!(hms(1), "00:00:01");
         assert_eq!(hms(3725), "01:02:05");
         assert_eq!(hms(360_000), "100:00:00");
         assert_eq!(hms(-3), "00:00:00");
+    }
+
+    /// Issue 11, finding 7: control bytes from the PBX never reach a terminal as such, however
+    /// the stream is cut into writes.
+    #[test]
+    fn terminal_output_escapes_control_bytes() {
+        let input = "a\x1b]0;owned\x07b\0c\rd\r\ne\tf\u{9b}31mg Иванов\x7f\u{2028}"
+            .as_bytes()
+            .iter()
+            .copied()
+            .chain([0xff, b'h', b'\r'])
+            .collect::<Vec<u8>>();
+        let want = "a\\x1b]0;owned\\x07b\\x00c\\rd\r\ne\tf\\u{9b}31mg Иванов\\x7f\u{2028}\\xffh\\r";
+        for cut in [1, 2, 3, 7, 1000] {
+            let mut t = TerminalSafe::new(Vec::new());
+            for chunk in input.chunks(cut) {
+                t.write_all(chunk).unwrap();
+            }
+            let out = String::from_utf8(t.finish().unwrap()).unwrap();
+            assert_eq!(out, want, "cut {cut}");
+            assert!(!out
+                .bytes()
+                .any(|b| b < 0x20 && b != b'\n' && b != b'\t' && b != b'\r'));
+        }
     }
 }

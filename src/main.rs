@@ -87,6 +87,12 @@ enum Command {
         #[arg(long, default_value = "admin")]
         user: String,
     },
+    /// Print the one-time setup code the first visit to the web page asks for (while no admin
+    /// password is set).
+    SetupCode {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Render the OLED screen for the journal's current state to a PNG file.
     Display {
         #[arg(long, short)]
@@ -115,6 +121,10 @@ struct ExportCmd {
     /// Output file (stdout by default). Written to a temporary name and renamed when complete.
     #[arg(long, short)]
     output: Option<PathBuf>,
+    /// Write CSV cells exactly as the PBX sent them, without the formula guard (a cell starting
+    /// with = + - @ … would then run as a formula in a spreadsheet).
+    #[arg(long)]
+    no_formula_guard: bool,
 }
 
 #[derive(Args)]
@@ -204,6 +214,7 @@ fn main() -> ExitCode {
                 format: e.format,
                 profile: e.profile,
                 output: e.output,
+                formula_guard: !e.no_formula_guard,
                 filter: FilterArgs {
                     from: e.filter.from,
                     to: e.filter.to,
@@ -236,6 +247,7 @@ fn main() -> ExitCode {
         .map(|_| ()),
         Command::CheckConfig { config } => runtime::check_config(&config),
         Command::Passwd { config, user } => runtime::passwd(&config, &user),
+        Command::SetupCode { config } => runtime::setup_code(&config),
         Command::UsbExport { config, to } => runtime::usb_export(&config, &to),
         Command::Display { config, png, scale } => runtime::display_png(&config, &png, scale),
         Command::SimPbx(s) => runtime::sim_pbx(SimArgs {

@@ -147,8 +147,12 @@ proptest! {
         let rows: Vec<csv::StringRecord> = rd.records().collect::<Result<_, _>>().unwrap();
         prop_assert_eq!(rows.len(), rs.len());
         for (row, r) in rows.iter().zip(&rs) {
-            let cells: Vec<&str> = row.iter().collect();
-            prop_assert_eq!(cells.clone(), Profile::Standard.cells(r));
+            // Issue 11: every profile carries the formula guard; its documented rule (drop one
+            // leading ') gives the record's values back exactly.
+            let guarded: Vec<&str> = row.iter().collect();
+            prop_assert_eq!(guarded, Profile::Standard.cells(r));
+            let cells: Vec<&str> = row.iter().map(cdrbox::export::formula_unguard).collect();
+            prop_assert_eq!(cells.clone(), Profile::Standard.raw_cells(r));
             prop_assert_eq!(cells[5], r.caller_id.as_str());
             prop_assert_eq!(cells[17], r.user_field.as_str());
             prop_assert_eq!(cells[13].parse::<i64>().unwrap(), r.duration);

@@ -2,6 +2,8 @@
 //! list repeated from outside, and what the box must answer now. Test names carry the finding
 //! number. Addresses 127.0.0.N stand for different LAN hosts.
 
+#[path = "web_support/hostile_pbx.rs"]
+mod hostile_pbx;
 #[path = "web_support/real_box.rs"]
 mod real_box;
 
@@ -484,4 +486,222 @@ fn finding5_the_password_file_is_0600_whatever_the_umask() {
         .filter(|n| n.contains(".tmp") || n.starts_with('.'))
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+/// Finding 3: CDRs of ~0.94 MB (60,000 custom fields) from a hostile PBX, then
+/// `/api/calls?limit=1000`: 252 MB → 2.1 GB for one request, 10.4 GB for three.
+#[test]
+fn finding3_huge_records_keep_memory_bounded_while_three_clients_page() {
+    const N: u64 = 60;
+    let pbx = hostile_pbx::HostilePbx::start(N as usize, 940_000);
+    let b = RealBox::start_with_pbx(true, pbx.addr.port(), "");
+    wait("the huge records stored", Duration::from_secs(180), || {
+        b.total() >= N
+    });
+    let before = b.peak_rss_kib();
+    let auth = basic(PASS);
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            let (b, auth) = (&b, &auth);
+            s.spawn(move || {
+                for round in 0..2 {
+                    let mut offset = 0u64;
+                    let mut seen = 0u64;
+                    while offset < N {
+                        let r = b
+                            .request(&format!("GET /api/calls?limit=1000&offset={offset} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {auth}\r\n\r\n"))
+                            .expect("a page");
+                        assert_eq!(r.status, 200, "{}", r.text());
+                        let v = r.json();
+                        let returned = v["returned"].as_u64().unwrap();
+                        assert!(returned > 0, "round {round}: no progress at {offset}");
+                        assert!(r.body.len() < 3 << 20, "a page of {} bytes", r.body.len());
+                        let first = &v["records"][0];
+                        assert!(
+                            first["truncated"]["customFieldsOmitted"].as_u64().unwrap() > 50_000,
+                            "marked as cut: {}",
+                            first["truncated"]
+                        );
+                        seen += returned;
+                        offset += returned;
+                    }
+                    assert_eq!(seen, N);
+                    let r = b
+                        .request(&format!("GET /api/stats HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {auth}\r\n\r\n"))
+                        .unwrap();
+                    assert_eq!(r.status, 200);
+                }
+            });
+        }
+    });
+    let after = b.peak_rss_kib();
+    let grew = after.saturating_sub(before);
+    eprintln!("peak RSS {before} KiB → {after} KiB while 3 clients paged {N} records of 0.94 MB");
+    assert!(
+        grew < 200 * 1024,
+        "peak RSS grew by {grew} KiB ({before} → {after})"
+    );
+    // The whole record is there, by explicit download, streamed.
+    let r = b.get("/api/calls?limit=1").unwrap();
+    let link = r.json()["records"][0]["download"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let whole = b.get(&link).unwrap();
+    assert_eq!(whole.status, 200, "{link}: {}", whole.text());
+    let v: serde_json::Value = serde_json::from_slice(&whole.body).unwrap();
+    let fields = v[0]["customFields"].as_object().unwrap().len();
+    assert!(fields > 55_000, "{fields} custom fields in the download");
+}
+
+fn nasty_cdr(n: usize) -> Vec<u8> {
+    // Fields a spreadsheet would run, each in a different disguise, and terminal escapes.
+    format!(
+        "Event: Cdr\r\nPrivilege: cdr,all\r\nAccountCode: @SUM(A1)\r\nSource:  =1+1\r\nDestination: \u{ff1d}HYPERLINK(\"http://evil/\")\r\nDestinationContext: +cmd|' /C calc'!A0\r\nCallerID: \"-2+3\" <1001>\r\nChannel: PJSIP/1001-{n:08}\r\nDestinationChannel: PJSIP/2001-{n:08}\r\nLastApplication: Dial\r\nLastData: \x1b]0;pwned\x07\x1b[2J\r\nStartTime: 2026-11-22 10:07:0{n}\r\nAnswerTime: 2026-11-22 10:07:07\r\nEndTime: 2026-11-22 10:07:10\r\nDuration: 4\r\nBillableSeconds: 3\r\nDisposition: ANSWERED\r\nAMAFlags: DOCUMENTATION\r\nUniqueID: 1795330800.{n}\r\nUserField: \u{ff0b}1\u{ff0d}1\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// A cell a spreadsheet would evaluate: a formula sign first, after any whitespace/controls.
+fn runs_as_formula(cell: &str) -> bool {
+    let t = cell.trim_start_matches(|c: char| c.is_whitespace() || c.is_control());
+    cell.starts_with(['\t', '\r'])
+        || t.starts_with([
+            '=', '+', '-', '@', '\u{ff1d}', '\u{ff0b}', '\u{ff0d}', '\u{ff20}',
+        ])
+}
+
+/// Finding 7: formula injection in the standard, pbxlogger and asterisk profiles (only excel
+/// was guarded, and a leading space or a full-width ＝ passed its guard).
+#[test]
+fn finding7_every_csv_profile_guards_formulas_unless_turned_off() {
+    let pbx = hostile_pbx::HostilePbx::with_events(1, std::sync::Arc::new(nasty_cdr));
+    let b = RealBox::start_with_pbx(true, pbx.addr.port(), "");
+    wait("the record", Duration::from_secs(60), || b.total() >= 1);
+    for profile in ["standard", "excel", "pbxlogger", "asterisk"] {
+        let r = b.get(&format!("/export.csv?profile={profile}")).unwrap();
+        assert_eq!(r.status, 200);
+        let sep = if profile == "excel" { b';' } else { b',' };
+        let mut rd = csv::ReaderBuilder::new()
+            .delimiter(sep)
+            .has_headers(false)
+            .from_reader(r.body.as_slice());
+        let rows: Vec<csv::StringRecord> = rd.records().map(|x| x.unwrap()).collect();
+        let data = rows.last().unwrap();
+        let guarded: Vec<&str> = data.iter().filter(|c| c.starts_with('\'')).collect();
+        assert!(guarded.len() >= 3, "{profile}: {data:?}");
+        for cell in data.iter() {
+            assert!(!runs_as_formula(cell), "{profile}: {cell:?} would run");
+        }
+        // Explicitly off: the PBX's bytes as they came.
+        let raw = b
+            .get(&format!("/export.csv?profile={profile}&formulaGuard=off"))
+            .unwrap();
+        assert_eq!(raw.status, 200);
+        let text = raw.text();
+        assert!(
+            text.contains("\u{ff1d}HYPERLINK") && !text.contains("'\u{ff1d}"),
+            "{profile}"
+        );
+    }
+    let r = b.get("/export.csv?formulaGuard=maybe").unwrap();
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("formulaGuard"));
+}
+
+/// Finding 7: NUL, ESC and other control bytes from the PBX reached the terminal through
+/// `cdrbox export`.
+#[test]
+fn finding7_cli_export_escapes_control_bytes_on_a_terminal() {
+    let pbx = hostile_pbx::HostilePbx::with_events(1, std::sync::Arc::new(nasty_cdr));
+    let b = RealBox::start_with_pbx(true, pbx.addr.port(), "");
+    wait("the record", Duration::from_secs(60), || b.total() >= 1);
+    let bin = env!("CARGO_BIN_EXE_cdrbox");
+    for format in ["csv", "json"] {
+        // `script` gives the command a terminal and copies what reaches it.
+        let out = std::process::Command::new("script")
+            .args(["-qec"])
+            .arg(format!(
+                "'{bin}' export --config '{}' --format {format}",
+                b.config.display()
+            ))
+            .arg("/dev/null")
+            .output()
+            .expect("script(1) from util-linux");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("1795330800.0"), "{format}: {text}");
+        assert!(
+            !out.stdout.iter().any(|&c| c == 0x1b || c == 0x07 || c == 0),
+            "{format}: raw control bytes reached the terminal: {text:?}"
+        );
+        if format == "csv" {
+            assert!(text.contains("\\x1b]0;pwned\\x07"), "{format}: {text}");
+        }
+        // Into a pipe, the bytes are unchanged (files and scripts get what the PBX sent).
+        let piped = std::process::Command::new(bin)
+            .args(["export", "--config"])
+            .arg(&b.config)
+            .args(["--format", "csv"])
+            .output()
+            .unwrap();
+        assert!(piped.stdout.contains(&0x1b));
+    }
+}
+
+/// Finding 2: the code is where only the owner looks — `cdrbox run`'s log, `cdrbox setup-code`,
+/// `cdrbox demo`'s banner (and the OLED: `display_render`'s `setup_code` screen) — and gone
+/// once the password is set.
+#[test]
+fn finding2_the_setup_code_is_shown_where_the_owner_looks() {
+    let bin = env!("CARGO_BIN_EXE_cdrbox");
+    let b = RealBox::start(false, "");
+    let code = setup_code(&b);
+    wait("the code in the log", Duration::from_secs(10), || {
+        b.log().contains(&code)
+    });
+    let printed = std::process::Command::new(bin)
+        .args(["setup-code", "--config"])
+        .arg(&b.config)
+        .output()
+        .unwrap();
+    assert!(printed.status.success());
+    assert_eq!(String::from_utf8_lossy(&printed.stdout).trim(), code);
+    let r = post_setup(&b, ip("127.0.0.1"), "127.0.0.1", &code, PASS);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let after = std::process::Command::new(bin)
+        .args(["setup-code", "--config"])
+        .arg(&b.config)
+        .output()
+        .unwrap();
+    assert!(!after.status.success());
+    assert!(
+        String::from_utf8_lossy(&after.stderr).contains("already set"),
+        "{}",
+        String::from_utf8_lossy(&after.stderr)
+    );
+    // The demo's banner.
+    let data = tempfile::tempdir().unwrap();
+    let demo = std::process::Command::new(bin)
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--seconds",
+            "2",
+            "--data",
+        ])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&demo.stdout);
+    let file = std::fs::read_to_string(data.path().join("cdrbox.setup-code")).unwrap();
+    assert!(
+        out.contains(&format!("setup code:           {}", file.trim())),
+        "{out}"
+    );
 }

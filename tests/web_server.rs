@@ -473,3 +473,90 @@ fn http10_clients_get_an_unchunked_export() {
     let body = out.split("\r\n\r\n").nth(1).unwrap();
     assert_eq!(body.lines().count(), 10);
 }
+
+/// Issue 11, finding 1: the systemd watchdog never noticed a wedged web server. Now the probe it
+/// polls says so once every page worker is stuck far past the deadlines — and a stop still ends
+/// within the grace period although those workers never return.
+#[test]
+fn wedged_page_workers_make_the_probe_unhealthy_and_stop_still_ends() {
+    use cdrbox::filter::Filter;
+    use cdrbox::web::{Backend, BackendError};
+    struct Stuck(Arc<MemBackend>);
+    impl Backend for Stuck {
+        fn status(&self) -> cdrbox::status::StatusView {
+            self.0.status()
+        }
+        fn count(&self, _f: &Filter) -> Result<u64, BackendError> {
+            // A journal that never answers.
+            std::thread::sleep(Duration::from_secs(3600));
+            Ok(0)
+        }
+        fn query(
+            &self,
+            f: &Filter,
+            s: cdrbox::filter::Sort,
+            p: cdrbox::filter::Page,
+        ) -> Result<Vec<cdrbox::record::CallRecord>, BackendError> {
+            self.0.query(f, s, p)
+        }
+        fn for_each(
+            &self,
+            f: &Filter,
+            s: cdrbox::filter::Sort,
+            each: &mut dyn FnMut(&cdrbox::record::CallRecord) -> std::io::Result<()>,
+        ) -> Result<(), BackendError> {
+            self.0.for_each(f, s, each)
+        }
+        fn subscribe(&self) -> std::sync::mpsc::Receiver<cdrbox::record::CallRecord> {
+            self.0.subscribe()
+        }
+        fn config_text(&self) -> String {
+            self.0.config_text()
+        }
+        fn apply_config(&self, t: &str) -> Result<(), BackendError> {
+            self.0.apply_config(t)
+        }
+        fn gaps(&self, f: i64, t: i64) -> Vec<cdrbox::web::Gap> {
+            self.0.gaps(f, t)
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    cdrbox::web::auth::set_password(&dir.path().join("cdrbox.passwd"), "admin", PASS).unwrap();
+    let mut opts = WebOptions::new(dir.path().join("cdrbox.passwd"));
+    opts.workers = 2;
+    opts.response_timeout = Duration::from_secs(1);
+    opts.io_timeout = Duration::from_secs(1);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend = Arc::new(Stuck(MemBackend::new(vec![])));
+    let h = serve_listener(listener, backend, Arc::new(CdrExporter), opts).unwrap();
+    let addr = h.local_addr();
+    assert_eq!(h.health(), Ok(()));
+    // Both page workers get stuck in the journal; the clients get 504 from the gate.
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            std::thread::spawn(move || {
+                get(addr, "/api/calls", &format!("Authorization: {}\n", basic())).status
+            })
+        })
+        .collect();
+    for c in clients {
+        assert_eq!(c.join().unwrap(), 504);
+    }
+    let probe = h.probe();
+    let t = Instant::now();
+    let problem = loop {
+        if let Err(e) = probe.check() {
+            break e;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "never unhealthy");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(problem.contains("busy"), "{problem}");
+    let t = Instant::now();
+    h.shutdown();
+    assert!(
+        t.elapsed() < Duration::from_secs(6),
+        "stop took {:?}",
+        t.elapsed()
+    );
+}

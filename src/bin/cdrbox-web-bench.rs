@@ -8,6 +8,15 @@
 //!
 //! With SERVER_PID, peak RSS is read from /proc/PID/status (VmHWM) after the export. Compare the
 //! export rate with `time sqlite3 -csv journal.sqlite 'select …' > /dev/null` in the same run.
+//!
+//! `memory` mode (issue 11, finding 3) is self-contained: it starts a hostile PBX and
+//! `cdrbox run` (the binary beside this one) twice — records of ~1 KB (the baseline), then of
+//! ~1 MB (60,000 custom fields each) — and reports the box's peak RSS while three clients page
+//! through every record with `/api/calls?limit=1000` and ask `/api/stats`:
+//!
+//! ```text
+//! cargo build --release && target/release/cdrbox-web-bench memory [RECORDS=200]
+//! ```
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -53,8 +62,145 @@ fn percentiles(name: &str, host: &str, path: &str, auth: &str, n: usize) -> anyh
     Ok(())
 }
 
+#[path = "../../tests/web_support/hostile_pbx.rs"]
+mod hostile_pbx;
+
+fn kib(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// One box with `records` records of about `bytes`: (peak RSS before paging, peak RSS after,
+/// bytes of listings received), KiB / bytes.
+fn memory_run(records: u64, bytes: usize) -> anyhow::Result<(u64, u64, u64)> {
+    use std::process::{Command, Stdio};
+    let bin = std::env::current_exe()?.with_file_name("cdrbox");
+    let dir = std::env::temp_dir().join(format!("cdrbox-webbench-{}-{bytes}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let pbx = hostile_pbx::HostilePbx::start(records as usize, bytes);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let config = dir.join("cdrbox.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[pbx]]\nname = \"bench\"\nhost = \"127.0.0.1\"\nport = {}\nusername = \"u\"\nsecret = \"s\"\nauth = \"plain\"\n\n[storage]\npath = \"{}\"\n\n[web]\nlisten = \"127.0.0.1:{port}\"\n\n[display]\ndriver = \"none\"\n",
+            pbx.addr.port(),
+            dir.join("data").display()
+        ),
+    )?;
+    let mut passwd = Command::new(&bin)
+        .args(["passwd", "--config"])
+        .arg(&config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()?;
+    if let Some(mut i) = passwd.stdin.take() {
+        writeln!(i, "bench-password-1")?;
+    }
+    anyhow::ensure!(passwd.wait()?.success(), "cdrbox passwd failed");
+    let mut child = Command::new(&bin)
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let host = format!("127.0.0.1:{port}");
+    let auth = base64::engine::general_purpose::STANDARD.encode("admin:bench-password-1");
+    let total = |host: &str| -> u64 {
+        let Ok(mut s) = TcpStream::connect(host) else {
+            return 0;
+        };
+        let _ = write!(
+            s,
+            "GET /api/calls?limit=1 HTTP/1.0\r\nAuthorization: Basic {auth}\r\n\r\n"
+        );
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out.split_once("\"total\":")
+            .and_then(|(_, t)| t.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let t = Instant::now();
+    while total(&host) < records {
+        anyhow::ensure!(
+            t.elapsed() < Duration::from_secs(900),
+            "ingest took over 15 min"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let pid = child.id();
+    let before = kib(pid, "VmHWM:");
+    let received = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|s| -> anyhow::Result<()> {
+        let hs: Vec<_> = (0..3)
+            .map(|_| {
+                let (host, auth, received) = (&host, &auth, &received);
+                s.spawn(move || -> anyhow::Result<()> {
+                    for _ in 0..2 {
+                        let mut offset = 0;
+                        while offset < records {
+                            let mut c = TcpStream::connect(host)?;
+                            write!(c, "GET /api/calls?limit=1000&offset={offset} HTTP/1.0\r\nAuthorization: Basic {auth}\r\n\r\n")?;
+                            let mut out = Vec::new();
+                            c.read_to_end(&mut out)?;
+                            received.fetch_add(out.len() as u64, std::sync::atomic::Ordering::SeqCst);
+                            let text = String::from_utf8_lossy(&out);
+                            let n: u64 = text
+                                .split_once("\"returned\":")
+                                .and_then(|(_, t)| t.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+                                .unwrap_or(0);
+                            anyhow::ensure!(n > 0, "no records at offset {offset}: {}", &text[..text.len().min(300)]);
+                            offset += n;
+                        }
+                        request(host, "/api/stats", auth)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join()
+                .map_err(|_| anyhow::anyhow!("a client panicked"))??;
+        }
+        Ok(())
+    })?;
+    let after = kib(pid, "VmHWM:");
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGTERM);
+    }
+    let _ = child.wait();
+    drop(pbx);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok((before, after, received.into_inner()))
+}
+
+fn memory(records: u64) -> anyhow::Result<()> {
+    let (b0, b1, bbytes) = memory_run(records, 1_000)?;
+    println!("baseline: {records} records of ~1 KB: peak RSS {b0} KiB before, {b1} KiB after 3 clients paged (received {} KB)", bbytes / 1000);
+    let (h0, h1, hbytes) = memory_run(records, 1_000_000)?;
+    println!("huge:     {records} records of ~1 MB: peak RSS {h0} KiB before, {h1} KiB after 3 clients paged (received {} KB)", hbytes / 1000);
+    println!(
+        "ratio (peak while paging, huge / baseline): {:.2}",
+        h1 as f64 / b1.max(1) as f64
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("memory") {
+        let records = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(200);
+        return memory(records);
+    }
     anyhow::ensure!(
         args.len() >= 4,
         "usage: cdrbox-web-bench URL USER PASSWORD [SERVER_PID]"

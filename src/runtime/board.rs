@@ -221,6 +221,21 @@ impl StatusBoard {
         });
     }
 
+    /// The one-time setup code shown on the OLED (`None` once the admin password is set).
+    pub fn set_setup_code(&self, code: Option<String>) {
+        self.lock().view.setup_code = code;
+    }
+
+    /// True while a setup code is shown.
+    pub fn setup_code_shown(&self) -> bool {
+        self.lock().view.setup_code.is_some()
+    }
+
+    /// The HTTPS certificate's fingerprint for the OLED and the status page.
+    pub fn set_tls_fingerprint(&self, fingerprint: Option<String>) {
+        self.lock().view.tls_fingerprint = fingerprint;
+    }
+
     /// A new box name from the settings page.
     pub fn set_box_name(&self, name: &str) {
         self.lock().view.box_name = name.to_string();

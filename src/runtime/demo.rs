@@ -96,14 +96,23 @@ driver = "none"
     );
     println!("  stop with Ctrl-C");
     let stop_after = (args.seconds > 0).then(|| Duration::from_secs(args.seconds));
+    let setup_path =
+        crate::web::setup_code::path_for(&crate::web::auth::passwd_path_for(&config_path));
     let result = run(
         cfg,
         RunOptions {
             config_path,
             echo: true,
             stop_after,
-            on_web: Some(Box::new(|addr| {
-                println!("  web page:             http://{addr}/   (the first visit sets the admin password)\n");
+            on_web: Some(Box::new(move |addr| {
+                println!("  web page:             http://{addr}/   (the first visit sets the admin password)");
+                // `cdrbox run` has made the one-time code by now, unless a password exists.
+                match crate::web::setup_code::current(&setup_path) {
+                    Some(code) => {
+                        println!("  setup code:           {code}   (type it on the first visit)\n")
+                    }
+                    None => println!(),
+                }
             })),
             clock: Clock::system(),
         },

@@ -1,5 +1,9 @@
 //! `cdrbox export`: the journal's records (plus any still only in the ring) through a filter, as
 //! CSV or JSON, to stdout or to a file that appears only when complete.
+//!
+//! On a terminal, control bytes from the PBX (ESC sequences, NUL, BEL, a lone CR that rewrites
+//! the line, C1 controls) are shown escaped (`\x1b`) instead of being obeyed by the terminal
+//! (issue 11, finding 7); a pipe or a file gets the bytes unchanged.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -20,6 +24,8 @@ pub struct ExportArgs {
     pub profile: Option<String>,
     pub output: Option<PathBuf>,
     pub filter: FilterArgs,
+    /// CSV cells get the formula guard (`--no-formula-guard` turns it off).
+    pub formula_guard: bool,
 }
 
 /// `cdrbox export`: every matching record (committed, and any still only in the ring after a
@@ -32,9 +38,16 @@ pub fn export(args: ExportArgs) -> Result<()> {
         .with_context(|| format!("opening the journal at {}", cfg.storage.path.display()))?;
     match &args.output {
         None => {
-            let stdout = std::io::stdout().lock();
-            let out = std::io::BufWriter::with_capacity(64 * 1024, stdout);
-            write_export(&reader, &filter, format, out)?.flush()?;
+            use std::io::IsTerminal;
+            let stdout = std::io::stdout();
+            let tty = stdout.is_terminal();
+            let out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+            if tty {
+                let out = crate::export::TerminalSafe::new(out);
+                write_export(&reader, &filter, format, args.formula_guard, out)?.finish()?;
+            } else {
+                write_export(&reader, &filter, format, args.formula_guard, out)?.flush()?;
+            }
         }
         Some(path) => {
             // The person's own file: the mode a new file normally gets (umask), not a secret's.
@@ -42,7 +55,7 @@ pub fn export(args: ExportArgs) -> Result<()> {
                 .with_context(|| format!("creating a temporary file beside {}", path.display()))?;
             let tmp = file.temp_path().to_owned();
             let out = std::io::BufWriter::with_capacity(64 * 1024, file);
-            write_export(&reader, &filter, format, out)?
+            write_export(&reader, &filter, format, args.formula_guard, out)?
                 .into_inner()
                 .map_err(|e| e.into_error())
                 .with_context(|| format!("writing {}", tmp.display()))?
@@ -63,9 +76,10 @@ fn write_export<W: Write>(
     reader: &JournalReader,
     filter: &Filter,
     format: Format,
+    formula_guard: bool,
     out: W,
 ) -> Result<W> {
-    let mut writer = ExportWriter::new(format, out)?;
+    let mut writer = ExportWriter::with_guard(format, formula_guard, out)?;
     // Export errors are either the journal's or the output's; keep both as the error chain.
     enum Failure {
         Journal(JournalError),

@@ -20,6 +20,7 @@ mod import;
 mod links;
 mod passwd;
 mod run;
+mod setup_code;
 mod signals;
 mod sim_pbx;
 mod usb_export;
@@ -43,6 +44,7 @@ pub use import::{import, import_csv, pbx_context, ImportArgs};
 pub use links::context_of;
 pub use passwd::passwd;
 pub use run::{one_line, run, run_from_file, RunOptions};
+pub use setup_code::setup_code;
 pub use sim_pbx::{sim_pbx, SimArgs};
 pub use usb_export::usb_export;
 

@@ -131,14 +131,22 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<()> {
         &board,
         &clock,
         config_tx,
-        config_path,
+        config_path.clone(),
         on_web,
     );
     let mut links = Links::new(sink, unix_fn(&clock));
     links.reconcile(&cfg);
     let (stop_tx, stop_rx) = watch::channel(false);
-    spawn_status_publisher(&cfg, &board, &journal, &clock, config_rx.clone(), stop_rx);
-    let health_tx = notify_ready_and_feed_watchdog(&journal);
+    spawn_status_publisher(
+        &cfg,
+        crate::web::setup_code::path_for(&crate::web::auth::passwd_path_for(&config_path)),
+        &board,
+        &journal,
+        &clock,
+        config_rx.clone(),
+        stop_rx,
+    );
+    let health_tx = notify_ready_and_feed_watchdog(&journal, web.as_ref().map(|w| w.probe()));
     serve_until_stopped(
         stop_signals.wait(stop_after),
         config_rx,
@@ -234,6 +242,7 @@ fn start_web(
         config_tx,
         clock.clone(),
     ));
+    show_setup_code(&passwd, board);
     let mut web_opts = crate::web::WebOptions::new(passwd);
     web_opts.workers = cfg.web.workers;
     match crate::web::serve(
@@ -261,9 +270,32 @@ fn start_web(
     }
 }
 
+/// While no admin password is set: makes the one-time setup code (if nobody has yet), logs it
+/// and puts it on the OLED, so the box's owner — who can read the display or this log — is the
+/// one who can finish the first visit (issue 11, finding 2).
+fn show_setup_code(passwd: &std::path::Path, board: &Arc<StatusBoard>) {
+    let set = crate::web::auth::PasswordFile::load(passwd)
+        .map(|f| f.hash_of("admin").is_some())
+        .unwrap_or(true);
+    if set {
+        return;
+    }
+    let path = crate::web::setup_code::path_for(passwd);
+    match crate::web::setup_code::ensure(&path, &crate::web::auth::os_random) {
+        Ok(code) => {
+            tracing::info!(target: "cdrbox::run", %code, "no admin password yet: the first visit to the web page needs this setup code (also on the display and from `cdrbox setup-code`)");
+            board.set_setup_code(Some(code));
+        }
+        Err(e) => {
+            tracing::error!(target: "cdrbox::run", path = %path.display(), error = %e, "cannot make the setup code")
+        }
+    }
+}
+
 /// Refreshes the journal's part of the status and publishes it once a second, until `stop`.
 fn spawn_status_publisher(
     cfg: &Config,
+    setup_path: PathBuf,
     board: &Arc<StatusBoard>,
     journal: &JournalHandle,
     clock: &Clock,
@@ -287,6 +319,11 @@ fn spawn_status_publisher(
                 ip_refresh = None;
             }
             board.set_storage(journal.status(), journal.alarms());
+            // The setup code disappears once the admin password is set (web page or
+            // `cdrbox passwd`); the file is read only while a code is shown.
+            if let Some(path) = board.setup_code_shown().then(|| setup_path.clone()) {
+                board.set_setup_code(crate::web::setup_code::current(&path));
+            }
             let now = clock.now();
             if ip_refresh.is_none_or(|t| now - t >= Duration::from_secs(60)) {
                 board.set_ip(local_ip_towards(&target));
@@ -306,9 +343,13 @@ fn ip_target(cfg: &Config) -> Option<String> {
 }
 
 /// systemd: ready once the journal is open and the links are started; the watchdog is fed only
-/// while the journal writer is alive and no link task has died (reported on the returned
-/// channel by [`serve_until_stopped`]).
-fn notify_ready_and_feed_watchdog(journal: &JournalHandle) -> watch::Sender<bool> {
+/// while the journal writer is alive, no link task has died (reported on the returned channel
+/// by [`serve_until_stopped`]) and the web server answers (its threads run, not every page
+/// worker is wedged: [`crate::web::WebProbe::check`]).
+fn notify_ready_and_feed_watchdog(
+    journal: &JournalHandle,
+    web: Option<crate::web::WebProbe>,
+) -> watch::Sender<bool> {
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     let (health_tx, health_rx) = watch::channel(true);
     if let Some(period) = sd_notify::watchdog_enabled() {
@@ -320,10 +361,13 @@ fn notify_ready_and_feed_watchdog(journal: &JournalHandle) -> watch::Sender<bool
                 tick.tick().await;
                 let journal_ok = !journal.alarms().iter().any(|a| a.code == "JOURNAL STOPPED");
                 let links_ok = *health_rx.borrow_and_update();
-                if journal_ok && links_ok {
+                let web = web.as_ref().map_or(Ok(()), |w| w.check());
+                let web_ok = web.is_ok();
+                if journal_ok && links_ok && web_ok {
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
                 } else {
-                    tracing::error!(target: "cdrbox::run", journal_ok, links_ok, "unhealthy: not feeding the watchdog");
+                    let web_problem = web.err().unwrap_or_default();
+                    tracing::error!(target: "cdrbox::run", journal_ok, links_ok, web_ok, web_problem, "unhealthy: not feeding the watchdog");
                 }
             }
         });

@@ -142,6 +142,22 @@ impl Backend for BoxBackend {
         self.with_reader(|r| r.query(f, sort, page).map_err(unavailable))
     }
 
+    fn query_each(
+        &self,
+        f: &Filter,
+        sort: Sort,
+        page: Page,
+        each: &mut dyn FnMut(&CallRecord) -> io::Result<()>,
+    ) -> Result<(), BackendError> {
+        self.with_reader(|r| {
+            match r.query_each(f, sort, page, |rec| each(&rec).map_err(Stop::Write)) {
+                Ok(_) => Ok(()),
+                Err(Stop::Write(e)) => Err(BackendError::Write(e)),
+                Err(Stop::Journal(e)) => Err(unavailable(e)),
+            }
+        })
+    }
+
     fn for_each(
         &self,
         f: &Filter,
@@ -177,6 +193,10 @@ impl Backend for BoxBackend {
         // The runtime reconciles links (a changed address reconnects) and the box name.
         self.config_tx.send_replace(cfg);
         Ok(())
+    }
+
+    fn setup_finished(&self) {
+        self.board.set_setup_code(None);
     }
 
     fn display_png(&self) -> Option<Vec<u8>> {

@@ -56,11 +56,13 @@ pub trait Exporter: Send + Sync + 'static {
     /// CSV profile names offered on the page; the first is the default.
     fn profiles(&self) -> Vec<String>;
     /// A writer for `format` in `profile` over `out`. `profile` was checked against
-    /// [`Exporter::profiles`]; the JSON formats ignore it.
+    /// [`Exporter::profiles`]; the JSON formats ignore it. `formula_guard` is false only when
+    /// the user asked for raw CSV cells (`?formulaGuard=off`).
     fn writer<'a>(
         &self,
         format: ExportFormat,
         profile: &str,
+        formula_guard: bool,
         out: Box<dyn Write + 'a>,
     ) -> Result<Box<dyn RecordWriter + 'a>, BackendError>;
 }
@@ -82,6 +84,7 @@ impl Exporter for CdrExporter {
         &self,
         format: ExportFormat,
         profile: &str,
+        formula_guard: bool,
         out: Box<dyn Write + 'a>,
     ) -> Result<Box<dyn RecordWriter + 'a>, BackendError> {
         use crate::export::{ExportWriter, Format, Profile};
@@ -100,7 +103,11 @@ impl Exporter for CdrExporter {
                 )
             }
         };
-        Ok(Box::new(Streaming(ExportWriter::new(format, out)?)))
+        Ok(Box::new(Streaming(ExportWriter::with_guard(
+            format,
+            formula_guard,
+            out,
+        )?)))
     }
 }
 

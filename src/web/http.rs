@@ -61,6 +61,8 @@ pub enum Body {
         profile: String,
         filter: Box<Filter>,
         sort: Sort,
+        /// CSV cells get the formula guard (off only by `?formulaGuard=off`).
+        formula_guard: bool,
     },
     /// Server-Sent Events: one `record` event per new record.
     Events,

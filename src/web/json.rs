@@ -35,17 +35,31 @@ fn cut(s: &str, max: usize) -> (String, bool) {
     (s[..end].to_string(), true)
 }
 
-/// The record for a listing: bounded in bytes whatever the PBX sent. When anything was left
-/// out, `truncated` is `{"customFieldsOmitted": n, "valuesCut": m, "bytes": size}` (size of the
-/// fields as received), and the page offers the record's download.
-pub fn listing_json(r: &CallRecord) -> Value {
+/// What [`listing_record`] left out of a record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cut {
+    pub custom_fields_omitted: usize,
+    pub values_cut: usize,
+    /// Bytes of the record's fields as received (custom fields, `lastData`, `userField`).
+    pub bytes: usize,
+}
+
+impl Cut {
+    pub fn is_empty(&self) -> bool {
+        self.custom_fields_omitted == 0 && self.values_cut == 0
+    }
+}
+
+/// A copy of `r` bounded in bytes whatever the PBX sent: every standard field (values cut to
+/// [`LISTING_VALUE_BYTES`]), as many custom fields as fit in [`LISTING_RECORD_BYTES`], no raw
+/// bytes; and what was left out.
+pub fn listing_record(r: &CallRecord) -> (CallRecord, Cut) {
     let mut values_cut = 0usize;
     let mut c = |s: &str| {
         let (v, was) = cut(s, LISTING_VALUE_BYTES);
         values_cut += usize::from(was);
         v
     };
-    // A copy without `raw` (never in the JSON) and with every string bounded.
     let mut small = CallRecord {
         pbx: c(&r.pbx),
         unique_id: c(&r.unique_id),
@@ -79,7 +93,7 @@ pub fn listing_json(r: &CallRecord) -> Value {
     };
     let mut used = 0usize;
     let mut omitted = 0usize;
-    let mut total = 0usize;
+    let mut total = r.last_data.len() + r.user_field.len();
     for (k, v) in &r.custom_fields {
         total += k.len() + v.len();
         if omitted > 0 || used + k.len().min(LISTING_VALUE_BYTES) > LISTING_RECORD_BYTES {
@@ -92,13 +106,71 @@ pub fn listing_json(r: &CallRecord) -> Value {
         values_cut += usize::from(a) + usize::from(b);
         small.custom_fields.push((k2, v2));
     }
+    let cut = Cut {
+        custom_fields_omitted: omitted,
+        values_cut,
+        bytes: total,
+    };
+    (small, cut)
+}
+
+/// The record for a listing (see [`listing_record`]). When anything was left out, `truncated`
+/// is `{"customFieldsOmitted": n, "valuesCut": m, "bytes": size}` and `download` names the
+/// export that holds the whole record (its start second and PBX).
+pub fn listing_json(r: &CallRecord) -> Value {
+    let (small, c) = listing_record(r);
     let mut j = small.to_json();
-    if omitted > 0 || values_cut > 0 {
+    if !c.is_empty() {
         j["truncated"] = json!({
-            "customFieldsOmitted": omitted,
-            "valuesCut": values_cut,
-            "bytes": total + r.last_data.len() + r.user_field.len(),
+            "customFieldsOmitted": c.custom_fields_omitted,
+            "valuesCut": c.values_cut,
+            "bytes": c.bytes,
         });
+        if let Some(start) = r.start.utc {
+            j["download"] = json!(format!(
+                "/export.json?from=@{start}&to=@{}&pbx={}",
+                start + 1,
+                crate::web::query::encode_component(&small.pbx)
+            ));
+        }
     }
     j
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 11, finding 3: 60,000 custom fields in a listing cost a bounded number of bytes.
+    #[test]
+    fn a_huge_record_is_bounded_in_listings_and_says_so() {
+        let mut r = CallRecord::from_json(&json!({
+            "uniqueId": "1.1", "pbx": "main", "startTime": "2026-11-22T10:00:00+03:00",
+            "endTime": "2026-11-22T10:00:04+03:00", "duration": 4, "billableSeconds": 3,
+            "disposition": "ANSWERED", "answerTime": null
+        }))
+        .unwrap();
+        r.custom_fields = (0..60_000)
+            .map(|i| (format!("X{i:06}"), "v".repeat(10)))
+            .collect();
+        r.last_data = "д".repeat(100_000);
+        let j = listing_json(&r);
+        let text = j.to_string();
+        assert!(
+            text.len() < LISTING_RECORD_BYTES + 8 * 1024,
+            "{}",
+            text.len()
+        );
+        assert!(j["truncated"]["customFieldsOmitted"].as_u64().unwrap() > 59_000);
+        assert_eq!(j["truncated"]["valuesCut"], 1);
+        assert!(j["lastData"].as_str().unwrap().len() <= LISTING_VALUE_BYTES);
+        assert!(j["download"]
+            .as_str()
+            .unwrap()
+            .starts_with("/export.json?from=@"));
+        // A normal record is untouched.
+        r.custom_fields.truncate(3);
+        r.last_data = "PJSIP/2001,20".into();
+        assert_eq!(listing_json(&r), r.to_json());
+    }
 }

@@ -34,7 +34,7 @@ use crate::record::CallRecord;
 use crate::status::StatusView;
 
 pub use export::{CdrExporter, ExportFormat, Exporter, RecordWriter};
-pub use server::{serve, serve_listener, WebError, WebHandle, WebOptions};
+pub use server::{serve, serve_listener, serve_with, WebError, WebHandle, WebOptions, WebProbe};
 
 /// Why the backend could not answer. `Invalid` names the field the user must fix.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +74,22 @@ pub trait Backend: Send + Sync + 'static {
     fn count(&self, f: &Filter) -> Result<u64, BackendError>;
     /// One page of matching records in `sort` order.
     fn query(&self, f: &Filter, sort: Sort, page: Page) -> Result<Vec<CallRecord>, BackendError>;
+    /// One page of matching records in `sort` order, passed to `each` one at a time, so a page
+    /// of huge records never sits in memory whole (the listings use this). An `Err` from `each`
+    /// stops the walk and comes back as [`BackendError::Write`]. The default goes through
+    /// [`Backend::query`]; the box streams from the journal.
+    fn query_each(
+        &self,
+        f: &Filter,
+        sort: Sort,
+        page: Page,
+        each: &mut dyn FnMut(&CallRecord) -> io::Result<()>,
+    ) -> Result<(), BackendError> {
+        for r in self.query(f, sort, page)? {
+            each(&r)?;
+        }
+        Ok(())
+    }
     /// Every matching record in `sort` order, one at a time (exports and stats: memory must stay
     /// flat). An `Err` from `each` stops the walk and comes back as [`BackendError::Write`].
     fn for_each(

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use super::auth::{self, PasswordFile, Role, Session};
 use super::export::{ExportFormat, Exporter};
 pub use super::http::{Body, Request, Response};
-use super::json::record_json;
+use super::json::{listing_json, listing_record};
 use super::query::{ParamError, Params, FILTER_PARAMS};
 use super::stats::{StatsBuilder, DEFAULT_SLA_SECONDS};
 use super::{assets, settings, setup, setup_code, Backend, BackendError};
@@ -72,9 +72,12 @@ pub struct App {
     state: Mutex<AuthState>,
 }
 
+/// Most bytes of records in one `/api/calls` answer; a page of huge records ends early.
+pub const CALLS_PAGE_BYTES: usize = 2 * 1024 * 1024;
+
 /// Parameters accepted by the filtered endpoints, per endpoint.
 const PAGE_PARAMS: &[&str] = &["limit", "offset", "sort"];
-const EXPORT_PARAMS: &[&str] = &["profile", "sort"];
+const EXPORT_PARAMS: &[&str] = &["profile", "sort", "formulaGuard"];
 const STATS_PARAMS: &[&str] = &["sla"];
 
 impl App {
@@ -617,20 +620,42 @@ impl App {
             Ok(x) => x,
             Err(e) => return bad_param(&e),
         };
-        let run = || -> Result<Value, BackendError> {
+        // Bounded by bytes, not rows (issue 11, finding 3): each record in its listing form,
+        // and the page ends early once CALLS_PAGE_BYTES are used; `returned` says how many
+        // came, and the page asks for the next ones from offset + returned.
+        let run = || -> Result<Vec<u8>, BackendError> {
             let total = self.backend.count(&filter)?;
-            let records: Vec<Value> = self
-                .backend
-                .query(&filter, sort, page)?
-                .iter()
-                .map(record_json)
-                .collect();
-            Ok(
-                json!({"total": total, "limit": page.limit, "offset": page.offset, "records": records}),
+            let mut records = Vec::with_capacity(64 * 1024);
+            let mut returned = 0u64;
+            let mut full = false;
+            let walked = self.backend.query_each(&filter, sort, page, &mut |r| {
+                if records.len() >= CALLS_PAGE_BYTES {
+                    full = true;
+                    return Err(io::Error::other("page full"));
+                }
+                if returned > 0 {
+                    records.push(b',');
+                }
+                serde_json::to_writer(&mut records, &listing_json(r)).map_err(io::Error::other)?;
+                returned += 1;
+                Ok(())
+            });
+            match walked {
+                Err(BackendError::Write(_)) if full => {}
+                other => other?,
+            }
+            let mut out = format!(
+                "{{\"total\":{total},\"limit\":{},\"offset\":{},\"returned\":{returned},\"bytesLimited\":{full},\"records\":[",
+                page.limit, page.offset
             )
+            .into_bytes();
+            out.extend_from_slice(&records);
+            out.extend_from_slice(b"]}");
+            Ok(out)
         };
         match run() {
-            Ok(v) => Response::json(200, &v),
+            Ok(body) => Response::new(200, "application/json", Body::Bytes(body))
+                .with_header("Cache-Control", "no-store"),
             Err(e) => backend_error(&e),
         }
     }
@@ -678,6 +703,18 @@ impl App {
             Ok(x) => x,
             Err(e) => return bad_param(&e),
         };
+        // The formula guard is on unless turned off by name (issue 11, finding 7).
+        let formula_guard = match params.get("formulaGuard") {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(other) => {
+                return Response::error(
+                    400,
+                    Some("formulaGuard"),
+                    &format!("formulaGuard: {other:?} is not on or off (off writes cells a spreadsheet may run as formulas)"),
+                )
+            }
+        };
         let name = match format {
             ExportFormat::Csv => format!("cdrbox-calls-{profile}.csv"),
             _ => format!("cdrbox-calls.{}", format.ext()),
@@ -690,6 +727,7 @@ impl App {
                 profile,
                 filter: Box::new(filter),
                 sort: sort.unwrap_or(Sort::StartAsc),
+                formula_guard,
             },
         )
         .with_header(
@@ -756,17 +794,20 @@ impl App {
     fn setup_help(&self) -> Response {
         let status = self.backend.status();
         let text = self.backend.config_text();
-        let recent = self
-            .backend
-            .query(
-                &Filter::default(),
-                Sort::StartDesc,
-                Page {
-                    limit: 500,
-                    offset: 0,
-                },
-            )
-            .unwrap_or_default();
+        // The checks need a sample, not the bytes: bounded copies (500 × 16 KiB at most).
+        let mut recent = Vec::new();
+        let _ = self.backend.query_each(
+            &Filter::default(),
+            Sort::StartDesc,
+            Page {
+                limit: 500,
+                offset: 0,
+            },
+            &mut |r| {
+                recent.push(listing_record(r).0);
+                Ok(())
+            },
+        );
         let pbx: Vec<Value> = setup::pbx_list(&text)
             .iter()
             .map(|p| {

@@ -140,6 +140,64 @@ struct Health {
     stuck_after: Duration,
     /// Longest the hub may legitimately go without a loop.
     hub_late: Duration,
+    /// Threads started and still running; a thread that ends (or panics) before `stop` is a
+    /// dead server.
+    started: AtomicUsize,
+    running: AtomicUsize,
+    stopping: AtomicBool,
+}
+
+/// Counts a server thread as running until it ends, however it ends.
+struct Running(Arc<Health>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A cheap, clonable view of the server's health for the watchdog (see [`WebHandle::probe`]).
+#[derive(Clone)]
+pub struct WebProbe(Arc<Health>);
+
+impl WebProbe {
+    /// `Ok` while the server answers: its threads run and at least one page worker is not
+    /// wedged. `Err` says what is wrong (the watchdog logs it and stops feeding systemd, which
+    /// then restarts the service).
+    pub fn check(&self) -> Result<(), String> {
+        let h = &self.0;
+        if h.stopping.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let (started, running) = (
+            h.started.load(Ordering::SeqCst),
+            h.running.load(Ordering::SeqCst),
+        );
+        if running < started {
+            return Err(format!("{} web thread(s) ended", started - running));
+        }
+        let now = now_ms();
+        let late = |at: &AtomicI64, ms: i64| now - at.load(Ordering::SeqCst) > ms;
+        if late(&h.dispatcher, 10_000) {
+            return Err("the web dispatcher is stuck".into());
+        }
+        // The hub may wait on one stalled client until the gate drops it.
+        if late(&h.hub, h.hub_late.as_millis() as i64) {
+            return Err("the live-feed hub is stuck".into());
+        }
+        let stuck = h.stuck_after.as_millis() as i64;
+        let wedged = h.busy_since.iter().all(|b| {
+            let since = b.load(Ordering::SeqCst);
+            since != 0 && now - since > stuck
+        });
+        if wedged {
+            return Err(format!(
+                "every web page worker has been busy for over {} s",
+                stuck / 1000
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn now_ms() -> i64 {
@@ -170,42 +228,20 @@ impl WebHandle {
         self.connections.open()
     }
 
-    /// `Ok` while the server answers: its threads run and at least one page worker is not
-    /// wedged. `Err` says what is wrong (the watchdog logs it and stops feeding systemd, which
-    /// restarts the box's service).
+    /// See [`WebProbe::check`].
     pub fn health(&self) -> Result<(), String> {
-        if let Some(t) = self.threads.iter().find(|t| t.is_finished()) {
-            return Err(format!(
-                "web thread {} ended",
-                t.thread().name().unwrap_or("?")
-            ));
-        }
-        let now = now_ms();
-        let late = |at: &AtomicI64, ms: i64| now - at.load(Ordering::SeqCst) > ms;
-        if late(&self.health.dispatcher, 10_000) {
-            return Err("the web dispatcher is stuck".into());
-        }
-        // The hub may wait on one stalled client until the gate drops it.
-        if late(&self.health.hub, self.health.hub_late.as_millis() as i64) {
-            return Err("the live-feed hub is stuck".into());
-        }
-        let stuck = self.health.stuck_after.as_millis() as i64;
-        let wedged = self.health.busy_since.iter().all(|b| {
-            let since = b.load(Ordering::SeqCst);
-            since != 0 && now - since > stuck
-        });
-        if wedged {
-            return Err(format!(
-                "every web page worker has been busy for over {} s",
-                stuck / 1000
-            ));
-        }
-        Ok(())
+        self.probe().check()
+    }
+
+    /// A handle the watchdog keeps to check the server's health.
+    pub fn probe(&self) -> WebProbe {
+        WebProbe(self.health.clone())
     }
 
     /// Stops accepting and waits up to [`SHUTDOWN_GRACE`] for the threads; any still busy (a
     /// download to a stalled client) is left to end with the process, so a stop never hangs.
     pub fn shutdown(self) {
+        self.health.stopping.store(true, Ordering::SeqCst);
         self.stop.store(true, Ordering::SeqCst);
         // The gate blocks in accept: one connection wakes it to see `stop`.
         let _ = std::net::TcpStream::connect_timeout(&self.wake, Duration::from_secs(1));
@@ -286,8 +322,11 @@ pub fn serve_with(
         dispatcher: AtomicI64::new(now_ms()),
         hub: AtomicI64::new(now_ms()),
         busy_since: (0..workers).map(|_| AtomicI64::new(0)).collect(),
-        stuck_after: opts.response_timeout * 2 + opts.io_timeout + Duration::from_secs(30),
+        stuck_after: opts.response_timeout * 3 + opts.io_timeout,
         hub_late: opts.io_timeout * 3 + Duration::from_secs(10),
+        started: AtomicUsize::new(0),
+        running: AtomicUsize::new(0),
+        stopping: AtomicBool::new(false),
     });
     let connections = Arc::new(gate::ConnCount::default());
     let mut threads = Vec::new();
@@ -309,7 +348,7 @@ pub fn serve_with(
             hosts: opts.hosts.clone(),
         });
         let (stop, token, count) = (stop.clone(), token.clone(), connections.clone());
-        threads.push(spawn("cdrbox-web-gate", move || {
+        threads.push(spawn("cdrbox-web-gate", &health, move || {
             gate::run(listener, inner_addr, limits, token, wrap, stop, count)
         })?);
     }
@@ -323,7 +362,7 @@ pub fn serve_with(
         let stop = stop.clone();
         let records = backend.subscribe();
         let feed = hub.feed.clone();
-        threads.push(spawn("cdrbox-web-feed", move || {
+        threads.push(spawn("cdrbox-web-feed", &health, move || {
             drain(records, &feed, &stop)
         })?);
     }
@@ -331,9 +370,9 @@ pub fn serve_with(
         let stop = stop.clone();
         let hub = hub.clone();
         let keepalive = opts.event_keepalive;
-        let health = health.clone();
-        threads.push(spawn("cdrbox-web-sse", move || {
-            event_hub(&hub, keepalive, &stop, &health)
+        let h = health.clone();
+        threads.push(spawn("cdrbox-web-sse", &health, move || {
+            event_hub(&hub, keepalive, &stop, &h)
         })?);
     }
 
@@ -352,25 +391,25 @@ pub fn serve_with(
         let opts = opts.clone();
         let token = token.clone();
         let hub = hub.clone();
-        let health = health.clone();
-        threads.push(spawn(&name, move || loop {
+        let h = health.clone();
+        threads.push(spawn(&name, &health, move || loop {
             let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
             let Ok(rq) = next else { break };
             if let Some(i) = slot {
-                health.busy_since[i].store(now_ms(), Ordering::SeqCst);
+                h.busy_since[i].store(now_ms(), Ordering::SeqCst);
             }
             handle(rq, &app, &opts, &hub, &token);
             if let Some(i) = slot {
-                health.busy_since[i].store(0, Ordering::SeqCst);
+                h.busy_since[i].store(0, Ordering::SeqCst);
             }
         })?);
     }
     {
         let stop = stop.clone();
         let idle = opts.io_timeout;
-        let health = health.clone();
-        threads.push(spawn("cdrbox-web-accept", move || {
-            dispatch(inner, server, tx, stream_tx, &stop, idle, &health)
+        let h = health.clone();
+        threads.push(spawn("cdrbox-web-accept", &health, move || {
+            dispatch(inner, server, tx, stream_tx, &stop, idle, &h)
         })?);
     }
     tracing::info!(target: "cdrbox::web", %addr, "web page listening");
@@ -393,10 +432,20 @@ pub fn serve_with(
     })
 }
 
-fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, WebError> {
+fn spawn(
+    name: &str,
+    health: &Arc<Health>,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<JoinHandle<()>, WebError> {
+    health.started.fetch_add(1, Ordering::SeqCst);
+    health.running.fetch_add(1, Ordering::SeqCst);
+    let running = Running(health.clone());
     std::thread::Builder::new()
         .name(name.into())
-        .spawn(f)
+        .spawn(move || {
+            let _running = running;
+            f()
+        })
         .map_err(|e| WebError::Setup(format!("starting thread {name}: {e}")))
 }
 
@@ -658,6 +707,7 @@ fn handle(mut rq: tiny_http::Request, app: &App, opts: &WebOptions, hub: &Hub, t
             ref profile,
             ref filter,
             sort,
+            formula_guard,
         } => {
             let mut out = rq.into_writer();
             let result = (|| -> io::Result<u64> {
@@ -674,7 +724,7 @@ fn handle(mut rq: tiny_http::Request, app: &App, opts: &WebOptions, hub: &Hub, t
                     };
                     let mut w = app
                         .exporter()
-                        .writer(format, profile, sink)
+                        .writer(format, profile, formula_guard, sink)
                         .map_err(io::Error::other)?;
                     app.backend()
                         .for_each(filter, sort, &mut |r| {

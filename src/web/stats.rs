@@ -17,6 +17,32 @@ use crate::record::{CallRecord, Disposition};
 pub const DEFAULT_SLA_SECONDS: i64 = 20;
 /// A call with no new CDR for this long (in record start time) is complete.
 const CALL_IDLE_SECS: i64 = 3600;
+/// Names and call keys are kept to this many bytes, and at most [`MAX_NAMES`] agents and
+/// queues are listed (the rest count under [`OTHER`]): a PBX decides how long and how many
+/// they are, and memory must not (issue 11, finding 3).
+const NAME_BYTES: usize = 128;
+const MAX_NAMES: usize = 1000;
+/// Where agents and queues beyond [`MAX_NAMES`] are counted.
+pub const OTHER: &str = "(other)";
+
+/// `s` cut to [`NAME_BYTES`] at a character boundary.
+fn bounded(s: &str) -> String {
+    let mut end = s.len().min(NAME_BYTES);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+/// The map key for `name`: itself (bounded), or [`OTHER`] once the map is full.
+fn name_key<V>(map: &BTreeMap<String, V>, name: &str) -> String {
+    let name = bounded(name);
+    if map.len() >= MAX_NAMES && !map.contains_key(&name) {
+        OTHER.to_string()
+    } else {
+        name
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -140,11 +166,13 @@ impl StatsBuilder {
         let start = r.start.utc.unwrap_or(r.received_utc);
         let answered = r.disposition == Disposition::Answered;
         let key = (
-            r.pbx.clone(),
-            r.linked_id
-                .clone()
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| r.unique_id.clone()),
+            bounded(&r.pbx),
+            bounded(
+                r.linked_id
+                    .as_deref()
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or(&r.unique_id),
+            ),
         );
         let hour = ((start + i64::from(r.start.offset_seconds)).rem_euclid(86_400) / 3600) as u8;
         let call = self.open.entry(key).or_insert_with(|| CallAcc {
@@ -162,10 +190,11 @@ impl StatsBuilder {
             call.answered = true;
         }
         if call.queue.is_none() {
-            call.queue = r.queue.clone().filter(|q| !q.is_empty());
+            call.queue = r.queue.as_deref().filter(|q| !q.is_empty()).map(bounded);
         }
         if let Some(agent) = r.agent.as_deref().filter(|a| !a.is_empty()) {
-            let a = self.agents.entry(agent.to_string()).or_default();
+            let key = name_key(&self.agents, agent);
+            let a = self.agents.entry(key).or_default();
             a.offered += 1;
             if answered {
                 a.answered += 1;
@@ -206,6 +235,7 @@ impl StatsBuilder {
             self.missed_wait_total += c.longest;
         }
         if let Some(q) = c.queue {
+            let q = name_key(&self.queues, &q);
             let (qs, wait) = self.queues.entry(q.clone()).or_insert_with(|| {
                 (
                     QueueStats {

@@ -41,13 +41,18 @@ impl RealBox {
     /// Starts `cdrbox run` with `[web] listen` on a free port plus `extra` config text, and the
     /// admin password set first when `password` is true.
     pub fn start(password: bool, extra: &str) -> RealBox {
+        Self::start_with_pbx(password, 9, extra)
+    }
+
+    /// Like [`RealBox::start`], its PBX on 127.0.0.1:`pbx_port` (plain login).
+    pub fn start_with_pbx(password: bool, pbx_port: u16, extra: &str) -> RealBox {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = dir.path().join("cdrbox.toml");
         std::fs::write(
             &config,
             format!(
-                "[[pbx]]\nname = \"office\"\nhost = \"127.0.0.1\"\nport = 9\nusername = \"u\"\nsecret = \"s3cret-ami\"\n\n[storage]\npath = \"{}\"\n\n[web]\nlisten = \"127.0.0.1:{port}\"\n{extra}\n\n[display]\ndriver = \"none\"\n",
+                "[[pbx]]\nname = \"office\"\nhost = \"127.0.0.1\"\nport = {pbx_port}\nusername = \"u\"\nsecret = \"s3cret-ami\"\nauth = \"plain\"\n\n[storage]\npath = \"{}\"\n\n[web]\nlisten = \"127.0.0.1:{port}\"\n{extra}\n\n[display]\ndriver = \"none\"\n",
                 dir.path().join("data").display()
             ),
         )
@@ -155,6 +160,24 @@ impl RealBox {
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
+
+    /// Peak resident memory of the box so far (VmHWM), KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        status_kib(self.child.id(), "VmHWM:")
+    }
+
+    /// Resident memory of the box now (VmRSS), KiB.
+    pub fn rss_kib(&self) -> u64 {
+        status_kib(self.child.id(), "VmRSS:")
+    }
+
+    /// Records the box holds (the `total` of `/api/calls`).
+    pub fn total(&self) -> u64 {
+        self.get("/api/calls?limit=1")
+            .filter(|r| r.status == 200)
+            .and_then(|r| r.json()["total"].as_u64())
+            .unwrap_or(0)
+    }
 }
 
 impl Drop for RealBox {
@@ -253,4 +276,15 @@ pub fn read_reply(s: TcpStream) -> Option<Reply> {
         headers,
         body,
     })
+}
+
+/// A `/proc/PID/status` line in KiB.
+pub fn status_kib(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }

@@ -123,6 +123,8 @@
     try { d = await api('/api/calls?' + q); } catch (e) { showFilterError(e); return; }
     showFilterError(null);
     state.total = d.total;
+    // A page of huge records ends early (bytesLimited): the next page starts after what came.
+    state.returned = d.records.length;
     $('calls-total').textContent = d.total + ' calls match';
     const last = Math.min(d.offset + d.records.length, d.total);
     $('page-info').textContent = d.total ? (d.offset + 1) + '–' + last : '';
@@ -137,7 +139,8 @@
       const tr = el('tr', { class: live && !lastIds.has(id) ? 'new' : null, title: r.callerId || null },
         el('td', { text: showTime(r.startTime) }), el('td', { text: r.pbx }), el('td', { text: r.source || r.callerId || '(anonymous)' }),
         el('td', { text: r.destination }), el('td', { text: r.direction }), el('td', {}, el('span', { class: 'pill ' + cls, text: r.disposition })),
-        el('td', { text: hms(r.billableSeconds) }), el('td', { text: hms(r.ringSeconds) }), el('td', { text: r.queue || '' }), el('td', { text: r.agent || '' }));
+        el('td', { text: hms(r.billableSeconds) }), el('td', { text: hms(r.ringSeconds) }), el('td', { text: r.queue || '' }),
+        el('td', {}, r.agent || '', r.truncated && r.download ? el('a', { href: r.download, download: true, class: 'muted', title: 'This record is too big to list whole', text: ' [cut: whole record]' }) : ''));
       tb.append(tr);
     }
     if (!d.records.length) tb.append(el('tr', {}, el('td', { colspan: 10, class: 'muted', text: 'No calls match.' })));
@@ -352,7 +355,7 @@
     $('filters').addEventListener('submit', (ev) => { ev.preventDefault(); state.offset = 0; loadCalls(); });
     $('filters').addEventListener('reset', () => setTimeout(() => { state.offset = 0; loadCalls(); }, 0));
     $('prev').addEventListener('click', () => { state.offset = Math.max(0, state.offset - state.limit); loadCalls(); });
-    $('next').addEventListener('click', () => { state.offset += state.limit; loadCalls(); });
+    $('next').addEventListener('click', () => { state.offset += state.returned || state.limit; loadCalls(); });
     $('stats-form').addEventListener('submit', (ev) => { ev.preventDefault(); loadStats(); });
     $('settings-form').addEventListener('submit', saveSettings);
     $('pw-form').addEventListener('submit', changePassword);
