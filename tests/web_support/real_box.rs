@@ -166,6 +166,13 @@ impl RealBox {
         status_kib(self.child.id(), "VmHWM:")
     }
 
+    /// Resets the peak (VmHWM) to the current RSS (`/proc/PID/clear_refs` ← 5; we run as the
+    /// box's owner), so a later [`RealBox::peak_rss_kib`] is the peak since now. False when the
+    /// kernel refused.
+    pub fn reset_peak_rss(&self) -> bool {
+        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), b"5").is_ok()
+    }
+
     /// Resident memory of the box now (VmRSS), KiB.
     pub fn rss_kib(&self) -> u64 {
         status_kib(self.child.id(), "VmRSS:")
