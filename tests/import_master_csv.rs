@@ -6,7 +6,7 @@
 
 mod import_support;
 
-use cdrbox::export::{write_all, Format, Profile};
+use cdrbox::export::{ExportWriter, Format, Profile};
 use cdrbox::import::master_csv::{Columns, CsvLayout, MasterCsvReader};
 use cdrbox::import::{read_csv, CsvImport};
 use cdrbox::record::match_key;
@@ -92,7 +92,13 @@ fn each_line_has_the_match_key_of_its_ami_twin() {
 fn asterisk_export_of_the_import_is_the_file_again() {
     let (records, _) = read_csv(&master_csv(), &moscow(), CsvLayout::default(), 7);
     let format = Format::Csv(Profile::Asterisk);
-    let out = write_all(format, Vec::new(), &records).unwrap();
+    // Byte for byte needs the formula guard off, by explicit choice (issue 11: it is on in
+    // every CSV profile by default and would put a ' before "+79161234567").
+    let mut w = ExportWriter::unguarded(format, Vec::new()).unwrap();
+    for r in &records {
+        w.write(r).unwrap();
+    }
+    let out = w.finish().unwrap();
     assert_eq!(
         String::from_utf8_lossy(&out),
         String::from_utf8_lossy(&master_csv())
