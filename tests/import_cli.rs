@@ -100,6 +100,8 @@ fn sorted_lines(b: &[u8]) -> Vec<String> {
     v
 }
 
+/// The asterisk profile byte for byte as `Master.csv`: the formula guard off, by explicit
+/// choice (issue 11: it is on in every CSV profile by default).
 fn export_asterisk(config: &Path) -> Vec<u8> {
     let out = Command::new(env!("CARGO_BIN_EXE_cdrbox"))
         .args([
@@ -108,6 +110,7 @@ fn export_asterisk(config: &Path) -> Vec<u8> {
             "csv",
             "--profile",
             "asterisk",
+            "--no-formula-guard",
             "--config",
         ])
         .arg(config)
