@@ -1,7 +1,7 @@
 //! Every config validation message, table-driven: each names the key path, the bad value and
 //! what is allowed.
 
-use cdrbox::config::{Config, ConfigError};
+use cdrbox::config::{Config, ConfigError, ProblemKind};
 
 const PBX: &str =
     "[[pbx]]\nname = \"office\"\nhost = \"10.0.0.1\"\nusername = \"cdrbox\"\nsecret = \"s3cret\"\n";
@@ -152,10 +152,6 @@ fn unknown_key_messages() {
             "[storage]\nflush_interval = 100\n",
             "unknown key \"flush_interval\" in [storage] (did you mean \"flush_interval_ms\"?) at line 2",
         ),
-        (
-            "[[pbx]]\nname = \"a\"\nhots = \"h\"\n",
-            "unknown key \"hots\" in pbx[0] (did you mean \"host\"?) at line 3",
-        ),
         ("[stoarge]\npath = \"/x\"\n", "unknown table [stoarge] (did you mean [storage]?) at line 1"),
         ("[web]\nlisten = \"0.0.0.0:80\"\nzzz_qqq = 1\n", "unknown key \"zzz_qqq\" in [web] at line 3"),
         (
@@ -166,6 +162,15 @@ fn unknown_key_messages() {
     for (text, want) in cases {
         assert_eq!(problems(text), [want], "{text}");
     }
+    // Issue 13 item 7: the rest of the file is still checked (before, an unknown key hid
+    // every other problem), but a typo's intended key is not also reported as missing.
+    assert_eq!(
+        problems("[[pbx]]\nname = \"a\"\nhots = \"h\"\n"),
+        [
+            "unknown key \"hots\" in pbx[0] (did you mean \"host\"?) at line 3",
+            "pbx[0].username: missing (the user of a [section] in the PBX's manager.conf)"
+        ]
+    );
 }
 
 #[test]
@@ -188,6 +193,8 @@ fn several_problems_are_all_reported() {
     }
 }
 
+/// Issue 13 item 7: a syntax error no longer hides the rest. Syntax errors, type errors and
+/// bad values are all listed problems, each with its line (and column for syntax).
 #[test]
 fn syntax_and_type_errors_keep_line_and_column() {
     let err = Config::parse(
@@ -196,35 +203,51 @@ fn syntax_and_type_errors_keep_line_and_column() {
     )
     .unwrap_err();
     match &err {
-        ConfigError::Syntax {
-            line,
-            column,
-            message,
-            origin,
-        } => {
+        ConfigError::Invalid { origin, problems } => {
             assert_eq!(origin, "bad.toml");
-            assert_eq!(*line, Some(3));
-            assert!(column.is_some());
-            assert!(message.contains("line 3"), "{message}");
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            let p = &problems[0];
+            assert_eq!(p.kind, ProblemKind::Syntax);
+            assert_eq!(p.line, Some(3));
+            assert!(p.column.is_some());
+            assert_eq!(p.path, "storage.flush_records");
+            assert!(p.to_string().contains("line 3"), "{p}");
         }
         other => panic!("{other:?}"),
     }
     let err = Config::parse("[storage]\nflush_records = \"many\"\n", "bad.toml").unwrap_err();
-    match &err {
-        ConfigError::Syntax { line, message, .. } => {
-            assert_eq!(*line, Some(2), "{message}");
-            assert!(
-                message.contains("flush_records") || message.contains("many"),
-                "{message}"
-            );
-        }
-        other => panic!("{other:?}"),
-    }
-    // [pbx] instead of [[pbx]] is a type error, not silently ignored.
-    assert!(matches!(
-        Config::parse("[pbx]\nname = \"a\"\n", "t").unwrap_err(),
-        ConfigError::Syntax { .. }
-    ));
+    let problems = err.problems();
+    assert_eq!(
+        problems,
+        ["storage.flush_records: expected a whole number (1–100000), not text at line 2"]
+    );
+    // [pbx] instead of [[pbx]] is refused, not silently ignored.
+    assert_eq!(
+        problems_of("[pbx]\nname = \"a\"\n"),
+        ["pbx: write [[pbx]] (two brackets): each entry is one [[pbx]] table at line 1"]
+    );
+    // Several kinds of mistake in one file: every one is reported, in file order.
+    let got = problems_of(
+        "[web]\nworkers = \"4\"\nlisten = 0.0.0.0:80\n[display]\nrotation = 90\n[stoarge]\npath = \"/x\"\n",
+    );
+    assert_eq!(got.len(), 4, "{got:#?}");
+    assert!(
+        got[0].starts_with("web.workers: expected a whole number"),
+        "{got:#?}"
+    );
+    assert!(
+        got[1].starts_with("invalid TOML") && got[1].contains("line 3"),
+        "{got:#?}"
+    );
+    assert!(
+        got[2].starts_with("display.rotation: 90 is not allowed"),
+        "{got:#?}"
+    );
+    assert!(got[3].starts_with("unknown table [stoarge]"), "{got:#?}");
+}
+
+fn problems_of(text: &str) -> Vec<String> {
+    Config::parse(text, "t").unwrap_err().problems()
 }
 
 #[test]

@@ -476,7 +476,15 @@ fn the_ami_secret_is_never_sent() {
 #[test]
 fn settings_are_checked_saved_and_applied() {
     let f = fixture(true);
+    // Issue 11 item 5: a new address needs the secret typed again (the stored one is only
+    // sent to the PBX it was entered for).
     let change = json!({"pbx": [{"host": "10.0.0.9", "port": 5039}]});
+    let r = f
+        .app
+        .handle(&as_admin(json_req("PUT", "/api/config", &change)), NOW);
+    assert_eq!(r.status, 400);
+    assert_eq!(body_json(&r)["param"], "pbx[0].secret");
+    let change = json!({"pbx": [{"host": "10.0.0.9", "port": 5039, "secret": "ami-secret-XYZ"}]});
     let r = f
         .app
         .handle(&as_admin(json_req("PUT", "/api/config", &change)), NOW);

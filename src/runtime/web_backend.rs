@@ -114,9 +114,10 @@ impl From<JournalError> for Stop {
 fn config_error(e: ConfigError) -> BackendError {
     match e {
         ConfigError::Invalid { problems, .. } => match problems.into_iter().next() {
+            // `detail` leaves the key out: the page and the API name it once.
             Some(p) => BackendError::Invalid {
                 field: p.path,
-                message: p.message,
+                message: p.detail,
             },
             None => BackendError::Internal("invalid configuration".into()),
         },

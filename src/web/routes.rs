@@ -67,7 +67,6 @@ pub struct App {
     backend: Arc<dyn Backend>,
     exporter: Arc<dyn Exporter>,
     passwd_path: PathBuf,
-    default_toml: String,
     random: Random,
     state: Mutex<AuthState>,
 }
@@ -95,7 +94,6 @@ impl App {
             backend,
             exporter,
             passwd_path,
-            default_toml: crate::config::DEFAULT_TOML.to_string(),
             random,
             state: Mutex::new(AuthState {
                 sessions: auth::Sessions::default(),
@@ -744,7 +742,8 @@ impl App {
                 &json!({
                     "config": config,
                     "secretSet": secret_set,
-                    "fields": settings::fields_with_help(&self.default_toml),
+                    "fields": settings::fields(),
+                    "tables": settings::tables(),
                 }),
             ),
             Err(e) => Response::error(500, Some(&e.field), &e.to_string()),

@@ -1,9 +1,14 @@
-//! The settings page's model: the config file as JSON for the form (secrets removed), a form's
-//! changes written back into the TOML with every comment kept (`toml_edit`), field checks whose
-//! messages name the key, and the atomic save.
+//! The settings page's model: the config file as JSON for the form (secrets removed), the form's
+//! field list (straight from the key table in `crate::config::keys`), a form's changes written
+//! back into the TOML with every comment kept (`toml_edit`), and the atomic save.
 //!
-//! Pure except [`save_atomic`]. The whole-config validation (time zones, regexes, …) stays in
-//! `crate::config`: the backend runs it on the text [`apply_changes`] produces.
+//! Saving changes exactly what the user changed: a value equal to what the file already means
+//! (its own value, or the default for a key it leaves out) is not written, so a key absent
+//! from the file stays absent unless the user set it. Values are checked by the same
+//! `check_value` as the file parser, so the form and the file agree on ranges and messages.
+//! The whole-config validation still runs on the resulting text (the backend does that).
+//!
+//! Pure except [`save_atomic`].
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -11,7 +16,11 @@ use std::path::Path;
 use serde_json::{json, Map, Value};
 use toml_edit::{ArrayOfTables, DocumentMut, Item, Table};
 
+use crate::config::keys::{self, KEYS, TABLES};
+use crate::config::spec::{check_value, required_problem, Apply, DefaultValue, Input, Key, Kind};
+
 /// A problem with one field, named as the page shows it (`pbx[0].port`, `web.listen`).
+/// `message` does not repeat the field; `Display` names it once.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct FieldError {
@@ -26,144 +35,118 @@ fn ferr(field: impl Into<String>, message: impl Into<String>) -> FieldError {
     }
 }
 
-/// The kind of value a key holds, for the form widget and the first check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Text,
-    /// A whole number within the bounds.
-    Int(i64, i64),
-    Bool,
-    /// One of the listed words.
-    Choice(&'static [&'static str]),
-    /// A list of strings (one per line on the form).
-    List,
-    /// `host:port`.
-    Addr,
-    /// Never sent to the page; kept when the form leaves it empty.
-    Secret,
+/// The config text is not TOML: say where, without quoting a line that may hold a secret.
+fn not_toml(text: &str, e: &toml_edit::TomlError) -> FieldError {
+    let p = crate::config::parse::syntax_problem(text, e.span(), e.message());
+    ferr("config", format!("the config file is {p}"))
 }
 
-/// One known key. `help` is shown under the field; the commented default config's own comment
-/// wins when it has one (see [`fields_with_help`]).
-#[derive(Debug, Clone, Copy)]
-pub struct Field {
-    /// `box`, `pbx` (an array of tables), `storage`, `web`, `display`, `usb`, `log`.
-    pub table: &'static str,
-    pub key: &'static str,
-    pub kind: Kind,
-    pub help: &'static str,
-}
-
-const fn f(table: &'static str, key: &'static str, kind: Kind, help: &'static str) -> Field {
-    Field {
-        table,
-        key,
-        kind,
-        help,
+fn toml_to_json(v: &toml::Value) -> Value {
+    match v {
+        toml::Value::String(s) => Value::String(s.clone()),
+        toml::Value::Integer(i) => json!(*i),
+        toml::Value::Float(f) => json!(*f),
+        toml::Value::Boolean(b) => json!(*b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(a) => Value::Array(a.iter().map(toml_to_json).collect()),
+        toml::Value::Table(t) => Value::Object(
+            t.iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect(),
+        ),
     }
 }
 
-/// Every key the page knows (PRODUCT.md §10, `crate::config`). Keys in the file that are not
-/// listed still show, as plain text fields.
-pub const FIELDS: &[Field] = &[
-    f("box", "name", Kind::Text, "The box's name, shown on the page and used in export folder names."),
-    f("pbx", "name", Kind::Text, "A short name for this PBX; stored with every record (the `pbx` field)."),
-    f("pbx", "host", Kind::Text, "Address of the PBX's Manager Interface (AMI). A change reconnects at once."),
-    f("pbx", "port", Kind::Int(1, 65535), "AMI TCP port, 5038 unless manager.conf says otherwise."),
-    f("pbx", "username", Kind::Text, "The [section] name in the PBX's manager.conf."),
-    f("pbx", "secret", Kind::Secret, "The `secret =` in manager.conf. Never shown; leave empty to keep the current one."),
-    f("pbx", "auth", Kind::Choice(&["md5", "plain"]), "Login method: md5 (challenge, secret never sent) or plain."),
-    f("pbx", "timezone", Kind::Text, "The PBX's time zone (IANA name, e.g. Europe/Moscow): CDR times carry no zone."),
-    f("pbx", "charset", Kind::Text, "Legacy charset for names that are not UTF-8, e.g. windows-1251."),
-    f("pbx", "trunk_patterns", Kind::List, "Regular expressions (one per line) for channels on the outside (trunk) side; they decide inbound/outbound."),
-    f("pbx", "ping_interval_ms", Kind::Int(1000, 3_600_000), "Keep-alive Ping period, milliseconds."),
-    f("pbx", "ping_timeout_ms", Kind::Int(100, 600_000), "How long a Ping may go unanswered before the link is declared dead, milliseconds."),
-    f("pbx", "connect_timeout_ms", Kind::Int(100, 600_000), "TCP connect time-out, milliseconds."),
-    f("pbx", "login_timeout_ms", Kind::Int(100, 600_000), "Time-out for banner, challenge and login together, milliseconds."),
-    f("pbx", "enabled", Kind::Bool, "Untick to stop logging this PBX without deleting its settings."),
-    f("storage", "path", Kind::Text, "Directory of the journal (journal.sqlite + journal.ring); may be on a USB stick."),
-    f("storage", "flush_interval_ms", Kind::Int(10, 600_000), "Records wait at most this long (ms) in the ring file before the SQLite group commit."),
-    f("storage", "flush_records", Kind::Int(1, 100_000), "Commit as soon as this many records wait."),
-    f("storage", "retention_days", Kind::Int(0, 36_500), "Delete records older than this many days; 0 keeps them forever."),
-    f("storage", "max_size_mb", Kind::Int(0, 10_000_000), "Delete the oldest records when the database grows past this size (MB); 0 = no limit."),
-    f("storage", "ring_kb", Kind::Int(4, 1_048_576), "Size of the pre-zeroed ring file, KiB."),
-    f("storage", "memory_queue_records", Kind::Int(0, 10_000_000), "Records held in memory while the disk is full, before links pause."),
-    f("storage", "keep_uncopied", Kind::Bool, "Never let retention delete a record no USB copy has taken yet."),
-    f("web", "listen", Kind::Addr, "Address and port of this page, e.g. 0.0.0.0:8080. A change takes effect after a restart."),
-    f("web", "workers", Kind::Int(1, 64), "Threads answering web requests."),
-    f("display", "driver", Kind::Choice(&["ssd1306", "none"]), "The OLED: ssd1306, or none."),
-    f("display", "i2c_bus", Kind::Text, "I2C device of the OLED, e.g. /dev/i2c-1."),
-    f("display", "address", Kind::Int(0x3C, 0x3D), "7-bit I2C address: 60 (0x3C) or 61 (0x3D)."),
-    f("display", "contrast", Kind::Int(0, 255), "OLED contrast, 0–255."),
-    f("display", "rotation", Kind::Choice(&["0", "180"]), "Rotate the screen: 0 or 180 degrees."),
-    f("display", "screensaver_minutes", Kind::Int(0, 1440), "Dim and shift the OLED after this many minutes without change; 0 disables."),
-    f("display", "page_seconds", Kind::Int(1, 3600), "Seconds each OLED page shows when pages rotate."),
-    f("usb", "mount_root", Kind::Text, "Where USB sticks are mounted (e.g. /media)."),
-    f("usb", "mounts_file", Kind::Text, "The mount table to watch, normally /proc/self/mounts."),
-    f("usb", "mode", Kind::Choice(&["new", "all"]), "What a stick gets: records not copied before (new), or all."),
-    f("usb", "profile", Kind::Choice(&["standard", "excel", "pbxlogger", "asterisk"]), "CSV profile written to the stick."),
-    f("log", "level", Kind::Text, "Log filter: error, warn, info, debug, trace (or per target)."),
-];
-
-fn kind_name(k: Kind) -> Value {
-    match k {
-        Kind::Text => json!({"type": "text"}),
-        Kind::Int(lo, hi) => json!({"type": "int", "min": lo, "max": hi}),
+/// The form's view of a key's kind: widget type and its bounds or choices.
+fn kind_json(k: &Key) -> Value {
+    let unit = k.unit.as_str();
+    match k.kind {
         Kind::Bool => json!({"type": "bool"}),
-        Kind::Choice(c) => json!({"type": "choice", "choices": c}),
-        Kind::List => json!({"type": "list"}),
-        Kind::Addr => json!({"type": "addr"}),
+        Kind::Int { min, max } => json!({"type": "int", "min": min, "max": max, "unit": unit}),
+        Kind::Port => json!({"type": "int", "min": 1, "max": 65535, "unit": unit}),
+        Kind::Choice { words, .. } => json!({"type": "choice", "choices": words}),
+        Kind::IntChoice(v) => {
+            json!({"type": "choice", "choices": v.iter().map(i64::to_string).collect::<Vec<_>>()})
+        }
+        Kind::I2cAddress(v) => json!({
+            "type": "choice",
+            "choices": v.iter().map(|n| format!("0x{n:02X}")).collect::<Vec<_>>(),
+        }),
+        Kind::Text(_) | Kind::Path => json!({"type": "text"}),
         Kind::Secret => json!({"type": "secret"}),
+        Kind::List(_) => json!({"type": "list"}),
+        Kind::Listen => json!({"type": "addr"}),
     }
 }
 
-/// The field list for the page, help text taken from the comments above each key in
-/// `default_toml` (the documented default config) when there are any.
-pub fn fields_with_help(default_toml: &str) -> Value {
-    let doc = default_toml.parse::<DocumentMut>().ok();
-    let comment_of = |table: &str, key: &str| -> Option<String> {
-        let doc = doc.as_ref()?;
-        let t: &Table = match doc.get(table)? {
-            Item::Table(t) => t,
-            Item::ArrayOfTables(a) => a.get(0)?,
-            _ => return None,
-        };
-        let (k, _) = t.get_key_value(key)?;
-        let prefix = k.leaf_decor().prefix()?.as_str()?;
-        let text: Vec<&str> = prefix
-            .lines()
-            .map(str::trim)
-            .filter_map(|l| l.strip_prefix('#'))
-            .map(str::trim)
-            .collect();
-        let text = text.join(" ");
-        (!text.trim().is_empty()).then_some(text)
-    };
+/// A default in the form's terms (an I2C address as its choice `"0x3C"`).
+fn default_json(k: &Key) -> Value {
+    match (k.kind, k.default) {
+        (Kind::I2cAddress(_), DefaultValue::Int(n)) => json!(format!("0x{n:02X}")),
+        (Kind::IntChoice(_), DefaultValue::Int(n)) => json!(n.to_string()),
+        _ => k.default_value().as_ref().map_or(Value::Null, toml_to_json),
+    }
+}
+
+/// `GET /api/config`'s `fields`: every key of the table, in order, as the form renders it.
+pub fn fields() -> Value {
     Value::Array(
-        FIELDS
-            .iter()
-            .map(|f| {
+        KEYS.iter()
+            .map(|k| {
                 json!({
-                    "table": f.table,
-                    "key": f.key,
-                    "array": f.table == "pbx",
-                    "kind": kind_name(f.kind),
-                    "help": comment_of(f.table, f.key).unwrap_or_else(|| f.help.to_string()),
+                    "table": k.table,
+                    "key": k.key,
+                    "array": keys::table(k.table).is_some_and(|t| t.array),
+                    "kind": kind_json(k),
+                    "label": k.label,
+                    "group": k.group,
+                    "help": k.help,
+                    "allowed": k.allowed(),
+                    "default": default_json(k),
+                    "required": matches!(k.default, DefaultValue::Required(_)),
+                    "apply": match k.apply { Apply::Live => "live", Apply::Restart => "restart" },
+                    "secret": k.secret,
+                    "advanced": k.advanced,
                 })
             })
             .collect(),
     )
 }
 
-fn field_spec(table: &str, key: &str) -> Option<&'static Field> {
-    FIELDS.iter().find(|f| f.table == table && f.key == key)
+/// `GET /api/config`'s `tables`: the sections of the form, in order.
+pub fn tables() -> Value {
+    Value::Array(
+        TABLES
+            .iter()
+            .map(|t| json!({"name": t.name, "title": t.title, "array": t.array}))
+            .collect(),
+    )
 }
 
-fn is_secret(key: &str) -> bool {
-    key == "secret" || key.ends_with("_secret") || key == "password"
+/// A key of `table` that must never leave the box: marked secret in the key table, or (for a
+/// key the table does not know) named like one.
+fn is_secret(table: &str, key: &str) -> bool {
+    match keys::find(table, key) {
+        Some(k) => k.secret,
+        None => {
+            let k = key.to_ascii_lowercase();
+            k.contains("secret") || k.contains("password") || k.contains("token")
+        }
+    }
 }
 
-fn toml_to_json(v: &toml_edit::Value) -> Value {
+fn item_to_json(table: &str, item: &Item) -> Option<Value> {
+    match item {
+        Item::Value(v) => Some(edit_to_json(table, v)),
+        Item::Table(t) => Some(table_to_json(table, t)),
+        Item::ArrayOfTables(a) => Some(Value::Array(
+            a.iter().map(|t| table_to_json(table, t)).collect(),
+        )),
+        Item::None => None,
+    }
+}
+
+fn edit_to_json(table: &str, v: &toml_edit::Value) -> Value {
     use toml_edit::Value as T;
     match v {
         T::String(s) => Value::String(s.value().clone()),
@@ -171,47 +154,38 @@ fn toml_to_json(v: &toml_edit::Value) -> Value {
         T::Float(f) => json!(*f.value()),
         T::Boolean(b) => json!(*b.value()),
         T::Datetime(d) => Value::String(d.value().to_string()),
-        T::Array(a) => Value::Array(a.iter().map(toml_to_json).collect()),
+        T::Array(a) => Value::Array(a.iter().map(|x| edit_to_json(table, x)).collect()),
         T::InlineTable(t) => Value::Object(
             t.iter()
-                .filter(|(k, _)| !is_secret(k))
-                .map(|(k, v)| (k.to_string(), toml_to_json(v)))
+                .filter(|(k, _)| !is_secret(table, k))
+                .map(|(k, v)| (k.to_string(), edit_to_json(table, v)))
                 .collect(),
         ),
     }
 }
 
-fn table_to_json(t: &Table) -> Value {
+fn table_to_json(table: &str, t: &Table) -> Value {
     let mut m = Map::new();
     for (k, item) in t.iter() {
-        if is_secret(k) {
+        if is_secret(table, k) {
             continue;
         }
-        match item {
-            Item::Value(v) => {
-                m.insert(k.to_string(), toml_to_json(v));
-            }
-            Item::Table(sub) => {
-                m.insert(k.to_string(), table_to_json(sub));
-            }
-            Item::ArrayOfTables(a) => {
-                m.insert(
-                    k.to_string(),
-                    Value::Array(a.iter().map(table_to_json).collect()),
-                );
-            }
-            Item::None => {}
+        // A sub-table's keys are judged by its own name.
+        let inner = if table.is_empty() { k } else { table };
+        if let Some(v) = item_to_json(inner, item) {
+            m.insert(k.to_string(), v);
         }
     }
     Value::Object(m)
 }
 
-/// `GET /api/config`'s `config` and `secretSet`: the file as nested JSON without any secret,
-/// and for each `[[pbx]]` whether a secret is set.
+/// `GET /api/config`'s `config` and `secretSet`: the file as nested JSON without any secret
+/// (only the keys the file itself has; the form shows defaults from [`fields`]), and for each
+/// `[[pbx]]` whether a secret is set.
 pub fn config_view(text: &str) -> Result<(Value, Vec<bool>), FieldError> {
     let doc = text
         .parse::<DocumentMut>()
-        .map_err(|e| ferr("config", format!("the config file is not valid TOML: {e}")))?;
+        .map_err(|e| not_toml(text, &e))?;
     let secrets = match doc.get("pbx") {
         Some(Item::ArrayOfTables(a)) => a
             .iter()
@@ -223,193 +197,265 @@ pub fn config_view(text: &str) -> Result<(Value, Vec<bool>), FieldError> {
             .collect(),
         _ => vec![],
     };
-    Ok((table_to_json(doc.as_table()), secrets))
+    Ok((table_to_json("", doc.as_table()), secrets))
+}
+
+/// A form value as the checker's input. The form sends numbers as text and lists as lines, so
+/// those are read by the key's kind; anything else is taken as it is.
+fn input_of<'a>(v: &'a Value, kind: Kind) -> Input<'a> {
+    let wants_int = matches!(kind, Kind::Int { .. } | Kind::Port | Kind::IntChoice(_));
+    match v {
+        Value::Bool(b) => Input::Bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Input::Int(i),
+            None => Input::Other("a decimal number"),
+        },
+        Value::String(s) if wants_int => match s.trim().parse::<i64>() {
+            Ok(i) => Input::Int(i),
+            Err(_) => Input::Str(s),
+        },
+        Value::String(s) if matches!(kind, Kind::Bool) => match s.trim() {
+            "true" => Input::Bool(true),
+            "false" => Input::Bool(false),
+            _ => Input::Str(s),
+        },
+        Value::String(s) if matches!(kind, Kind::List(_)) => Input::List(
+            s.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(Input::Str)
+                .collect(),
+        ),
+        Value::String(s) => Input::Str(s),
+        Value::Array(a) => Input::List(a.iter().map(|x| input_of(x, Kind::Secret)).collect()),
+        Value::Null => Input::Other("nothing"),
+        Value::Object(_) => Input::Other("a table"),
+    }
+}
+
+/// What a value in the file means, normalised (`None` when it is not valid: any new value is a
+/// change then).
+fn file_meaning(spec: &Key, item: Option<&Item>) -> Option<toml::Value> {
+    let Some(item) = item else {
+        return spec.default_value();
+    };
+    let text = item.as_value()?.to_string();
+    let parsed: toml::Value = toml::from_str::<toml::Table>(&format!("v = {text}"))
+        .ok()?
+        .remove("v")?;
+    let json = toml_to_json(&parsed);
+    check_value(spec, &input_of(&json, spec.kind)).ok()
+}
+
+/// The normalised value as it is written to the file (an I2C address in hex, as the default
+/// file writes it).
+fn file_value(spec: &Key, v: &toml::Value) -> toml_edit::Value {
+    match (spec.kind, v) {
+        (Kind::I2cAddress(_), toml::Value::Integer(n)) => format!("0x{n:02X}").into(),
+        (_, toml::Value::String(s)) => s.as_str().into(),
+        (_, toml::Value::Integer(n)) => (*n).into(),
+        (_, toml::Value::Boolean(b)) => (*b).into(),
+        (_, toml::Value::Array(a)) => toml_edit::Value::Array(
+            a.iter()
+                .map(|x| match x {
+                    toml::Value::String(s) => toml_edit::Value::from(s.as_str()),
+                    other => toml_edit::Value::from(other.to_string()),
+                })
+                .collect(),
+        ),
+        (_, other) => other.to_string().into(),
+    }
+}
+
+/// Checks a form value for `spec` and writes it into `t` when it changes what the file means.
+/// `null` removes the key (back to its default).
+fn set_key(t: &mut Table, spec: &Key, v: &Value, path: &str) -> Result<(), FieldError> {
+    if v.is_null() {
+        t.remove(spec.key);
+        return Ok(());
+    }
+    let input = input_of(v, spec.kind);
+    if matches!(&input, Input::Str(s) if s.trim().is_empty()) {
+        if let Some(msg) = required_problem(spec, true) {
+            return Err(ferr(path, msg));
+        }
+    }
+    let new = check_value(spec, &input).map_err(|problems| {
+        let p = &problems[0];
+        match p.item {
+            Some(j) => ferr(format!("{path}[{j}]"), p.detail.clone()),
+            None => ferr(path, p.detail.clone()),
+        }
+    })?;
+    if file_meaning(spec, t.get(spec.key)).as_ref() == Some(&new) {
+        // Unchanged: the file keeps its own spelling, and a key it leaves out stays out.
+        return Ok(());
+    }
+    let mut value = file_value(spec, &new);
+    if let Some(Item::Value(old)) = t.get(spec.key) {
+        *value.decor_mut() = old.decor().clone();
+    }
+    match t.get_mut(spec.key) {
+        Some(item @ Item::Value(_)) => *item = Item::Value(value),
+        _ => {
+            t.insert(spec.key, Item::Value(value));
+        }
+    }
+    Ok(())
+}
+
+fn unknown_key(table: &str, key: &str, path: &str) -> FieldError {
+    let names: Vec<&str> = keys::keys_of(table).map(|k| k.key).collect();
+    let hint = crate::config::did_you_mean(key, names)
+        .map(|c| format!(" (did you mean {c:?}?)"))
+        .unwrap_or_default();
+    ferr(path, format!("is not a setting of [{table}]{hint}"))
 }
 
 /// Applies a form's `changes` (nested JSON as [`config_view`] gives it, partial allowed) to the
-/// config `text`, keeping comments and layout. `null` removes a key (back to its default). For
-/// `pbx`, the array given is the whole list: entries are matched by position, extra ones in the
-/// file are removed, and an empty or missing `secret` keeps the one at that position.
+/// config `text`, keeping comments and layout, and writing only values that change what the
+/// file means. `null` removes a key (back to its default). For `pbx`, see [`apply_pbx_list`].
 pub fn apply_changes(text: &str, changes: &Value) -> Result<String, FieldError> {
     let mut doc = text
         .parse::<DocumentMut>()
-        .map_err(|e| ferr("config", format!("the config file is not valid TOML: {e}")))?;
+        .map_err(|e| not_toml(text, &e))?;
     let Value::Object(top) = changes else {
         return Err(ferr("config", "expected a JSON object of tables"));
     };
     for (table, value) in top {
-        if table == "pbx" {
+        let Some(spec_table) = keys::table(table) else {
+            let names: Vec<&str> = TABLES.iter().map(|t| t.name).collect();
+            let hint = crate::config::did_you_mean(table, names)
+                .map(|c| format!(" (did you mean {c:?}?)"))
+                .unwrap_or_default();
+            return Err(ferr(
+                table.as_str(),
+                format!("is not a settings table{hint}"),
+            ));
+        };
+        if spec_table.array {
             let Value::Array(list) = value else {
-                return Err(ferr("pbx", "expected a list of PBX tables"));
+                return Err(ferr(table.as_str(), "expected a list of PBX tables"));
             };
             apply_pbx_list(&mut doc, list)?;
             continue;
         }
-        let Value::Object(keys) = value else {
+        let Value::Object(keys_given) = value else {
             return Err(ferr(table.as_str(), "expected a table of keys"));
         };
-        if !matches!(doc.get(table), Some(Item::Table(_))) {
-            doc.insert(table, Item::Table(Table::new()));
-        }
-        let Some(Item::Table(t)) = doc.get_mut(table) else {
-            return Err(ferr(table.as_str(), "is not a table in the config file"));
+        let mut t = match doc.get(table) {
+            Some(Item::Table(t)) => t.clone(),
+            None => Table::new(),
+            Some(_) => return Err(ferr(table.as_str(), "is not a table in the config file")),
         };
-        for (key, v) in keys {
-            set_key(t, table, key, v, &format!("{table}.{key}"))?;
+        for (key, v) in keys_given {
+            let path = format!("{table}.{key}");
+            let spec = keys::find(table, key).ok_or_else(|| unknown_key(table, key, &path))?;
+            set_key(&mut t, spec, v, &path)?;
+        }
+        // A table the file did not have is added only when something was set in it.
+        if doc.get(table).is_some() || !t.is_empty() {
+            doc.insert(table, Item::Table(t));
         }
     }
     Ok(doc.to_string())
 }
 
-fn apply_pbx_list(doc: &mut DocumentMut, list: &[Value]) -> Result<(), FieldError> {
-    if !matches!(doc.get("pbx"), Some(Item::ArrayOfTables(_))) {
-        doc.insert("pbx", Item::ArrayOfTables(ArrayOfTables::new()));
-    }
-    let Some(Item::ArrayOfTables(arr)) = doc.get_mut("pbx") else {
-        return Err(ferr(
-            "pbx",
-            "is not a list of [[pbx]] tables in the config file",
-        ));
+/// The `[[pbx]]` list: `list` is the whole new list. Each entry may say which table of the file
+/// it is with `"_index"` (a number; `null` for a new PBX), else entries match the file's by
+/// position. Entries left out are removed. An empty or missing `secret` keeps the stored one.
+pub fn apply_pbx_list(doc: &mut DocumentMut, list: &[Value]) -> Result<(), FieldError> {
+    let old: ArrayOfTables = match doc.get("pbx") {
+        Some(Item::ArrayOfTables(a)) => a.clone(),
+        None => ArrayOfTables::new(),
+        Some(_) => {
+            return Err(ferr(
+                "pbx",
+                "is not a list of [[pbx]] tables in the config file",
+            ))
+        }
     };
+    let mut new = ArrayOfTables::new();
     for (i, entry) in list.iter().enumerate() {
-        let Value::Object(keys) = entry else {
+        let Value::Object(keys_given) = entry else {
             return Err(ferr(format!("pbx[{i}]"), "expected a table of keys"));
         };
-        if arr.len() <= i {
-            arr.push(Table::new());
-        }
-        let Some(t) = arr.get_mut(i) else {
-            return Err(ferr(format!("pbx[{i}]"), "could not be created"));
+        let origin = match keys_given.get("_index") {
+            None => Some(i),
+            Some(Value::Null) => None,
+            Some(v) => Some(
+                v.as_u64()
+                    .and_then(|n| usize::try_from(n).ok())
+                    .filter(|n| *n < old.len())
+                    .ok_or_else(|| ferr(format!("pbx[{i}]"), "_index names no PBX of the file"))?,
+            ),
         };
-        for (key, v) in keys {
-            let keep_secret =
-                is_secret(key) && (v.is_null() || v.as_str().is_some_and(str::is_empty));
+        let base = origin.and_then(|j| old.get(j));
+        let mut t = base.cloned().unwrap_or_else(Table::new);
+        let mut secret_given = false;
+        for (key, v) in keys_given {
+            if key == "_index" {
+                continue;
+            }
+            let path = format!("pbx[{i}].{key}");
+            let spec = keys::find("pbx", key).ok_or_else(|| unknown_key("pbx", key, &path))?;
+            let keep_secret = spec.secret && (v.is_null() || v.as_str().is_some_and(str::is_empty));
             if keep_secret {
                 continue;
             }
-            set_key(t, "pbx", key, v, &format!("pbx[{i}].{key}"))?;
+            secret_given |= spec.secret;
+            set_key(&mut t, spec, v, &path)?;
         }
+        if let Some(base) = base {
+            if !secret_given {
+                stored_secret_may_stay(base, &t, i)?;
+            }
+        }
+        new.push(t);
     }
-    while arr.len() > list.len() {
-        arr.remove(arr.len() - 1);
-    }
-    Ok(())
-}
-
-/// Checks `v` against the key's kind and writes it, keeping the old value's trailing comment.
-fn set_key(t: &mut Table, table: &str, key: &str, v: &Value, name: &str) -> Result<(), FieldError> {
-    if v.is_null() {
-        t.remove(key);
+    let same = new.len() == old.len()
+        && new
+            .iter()
+            .zip(old.iter())
+            .all(|(a, b)| a.to_string() == b.to_string());
+    if same {
         return Ok(());
     }
-    let mut new = json_to_toml(v, field_spec(table, key).map(|f| f.kind), name)?;
-    if let Some(Item::Value(old)) = t.get(key) {
-        *new.decor_mut() = old.decor().clone();
-    }
-    match t.get_mut(key) {
-        Some(item @ Item::Value(_)) => *item = Item::Value(new),
-        _ => {
-            t.insert(key, Item::Value(new));
-        }
+    if new.is_empty() {
+        doc.remove("pbx");
+    } else {
+        doc.insert("pbx", Item::ArrayOfTables(new));
     }
     Ok(())
 }
 
-fn json_to_toml(v: &Value, kind: Option<Kind>, name: &str) -> Result<toml_edit::Value, FieldError> {
-    let text = || v.as_str().map(str::trim);
-    Ok(match kind {
-        Some(Kind::Int(lo, hi)) => {
-            let n = v
-                .as_i64()
-                .or_else(|| text().and_then(|s| s.parse().ok()))
-                .ok_or_else(|| ferr(name, format!("{v} is not a whole number")))?;
-            if n < lo || n > hi {
-                return Err(ferr(name, format!("{n} is out of range {lo}..={hi}")));
-            }
-            n.into()
-        }
-        Some(Kind::Bool) => v
-            .as_bool()
-            .or_else(|| match text() {
-                Some("true") => Some(true),
-                Some("false") => Some(false),
-                _ => None,
-            })
-            .ok_or_else(|| ferr(name, format!("{v} is not true or false")))?
-            .into(),
-        Some(Kind::Choice(choices)) => {
-            let s = text()
-                .map(String::from)
-                .or_else(|| v.as_i64().map(|n| n.to_string()))
-                .ok_or_else(|| ferr(name, "expected one of the listed values"))?;
-            if !choices.contains(&s.as_str()) {
-                return Err(ferr(
-                    name,
-                    format!("{s:?} is not one of {}", choices.join(", ")),
-                ));
-            }
-            // Numeric choices (rotation) stay numbers in the file.
-            match s.parse::<i64>() {
-                Ok(n) => n.into(),
-                Err(_) => s.into(),
-            }
-        }
-        Some(Kind::List) => {
-            let items: Vec<String> = match v {
-                Value::Array(a) => a
-                    .iter()
-                    .map(|x| {
-                        x.as_str()
-                            .map(String::from)
-                            .ok_or_else(|| ferr(name, "expected a list of strings"))
-                    })
-                    .collect::<Result<_, _>>()?,
-                Value::String(s) => s
-                    .lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .map(String::from)
-                    .collect(),
-                _ => return Err(ferr(name, "expected a list of strings")),
-            };
-            toml_edit::Value::Array(items.into_iter().collect())
-        }
-        Some(Kind::Addr) => {
-            let s = text().ok_or_else(|| ferr(name, "expected host:port"))?;
-            if s.parse::<std::net::SocketAddr>().is_err() {
-                return Err(ferr(
-                    name,
-                    format!("{s:?} is not an address with a port, e.g. 0.0.0.0:8080"),
-                ));
-            }
-            s.into()
-        }
-        Some(Kind::Text) | Some(Kind::Secret) => {
-            let s = v
-                .as_str()
-                .ok_or_else(|| ferr(name, format!("{v} is not text")))?;
-            if s.contains(['\n', '\r', '\0']) {
-                return Err(ferr(name, "must be one line"));
-            }
-            s.into()
-        }
-        None => match v {
-            Value::String(s) => s.as_str().into(),
-            Value::Bool(b) => (*b).into(),
-            Value::Number(n) => match n.as_i64() {
-                Some(i) => i.into(),
-                None => n.as_f64().unwrap_or(0.0).into(),
-            },
-            Value::Array(a) => {
-                let mut arr = toml_edit::Array::new();
-                for x in a {
-                    arr.push(json_to_toml(x, None, name)?);
-                }
-                toml_edit::Value::Array(arr)
-            }
-            _ => return Err(ferr(name, "nested tables cannot be set from the form")),
-        },
-    })
+/// A stored secret goes only where it was entered for (issue 11 item 5): when the address
+/// changes, or the login switches to plain text, the secret must be typed again.
+fn stored_secret_may_stay(old: &Table, new: &Table, i: usize) -> Result<(), FieldError> {
+    let has_secret = old
+        .get("secret")
+        .and_then(Item::as_str)
+        .is_some_and(|s| !s.is_empty());
+    if !has_secret {
+        return Ok(());
+    }
+    let meaning =
+        |t: &Table, key: &str| keys::find("pbx", key).and_then(|k| file_meaning(k, t.get(key)));
+    let field = format!("pbx[{i}].secret");
+    if meaning(old, "host") != meaning(new, "host") {
+        return Err(ferr(
+            field,
+            "enter the secret again: the address changed, and the stored secret is only sent to the PBX it was entered for",
+        ));
+    }
+    let plain = Some(toml::Value::String("plain".into()));
+    if meaning(new, "auth") == plain && meaning(old, "auth") != plain {
+        return Err(ferr(
+            field,
+            "enter the secret again: \"plain\" sends it in clear text, which the stored secret was not entered for",
+        ));
+    }
+    Ok(())
 }
 
 /// Saves `text` to `path` so that a power cut leaves either the old or the new file: the current
@@ -485,18 +531,25 @@ listen = "0.0.0.0:8080"
     fn changes_keep_comments_and_secrets() {
         let changes = json!({
             "box": {"name": "HQ"},
-            "pbx": [{"name": "main", "host": "10.0.0.3", "port": "5039", "secret": ""}],
+            "pbx": [{"name": "main", "host": "10.0.0.2", "port": "5039", "secret": ""}],
             "web": {"workers": 3},
         });
         let out = apply_changes(SAMPLE, &changes).unwrap();
         assert!(out.contains("# cdrbox config"));
-        assert!(out.contains("# AMI address\nhost = \"10.0.0.3\""), "{out}");
+        assert!(out.contains("# AMI address\nhost = \"10.0.0.2\""), "{out}");
         assert!(out.contains("name = \"HQ\" # shown on the page"), "{out}");
         assert!(out.contains("secret = \"s3cret\""), "secret kept: {out}");
         assert!(out.contains("port = 5039"));
         assert!(!out.contains("branch"), "second PBX removed: {out}");
         assert!(out.contains("workers = 3"));
         assert!(out.contains("trunk_patterns = [\"^PJSIP/trunk\"]"));
+        // A changed value keeps the comment above it (a new host needs the secret again).
+        let out = apply_changes(
+            SAMPLE,
+            &json!({"pbx": [{"host": "10.0.0.3", "secret": "x"}, {}]}),
+        )
+        .unwrap();
+        assert!(out.contains("# AMI address\nhost = \"10.0.0.3\""), "{out}");
         // Setting a new secret replaces it.
         let out = apply_changes(SAMPLE, &json!({"pbx": [{"secret": "new"}, {}]})).unwrap();
         assert!(out.contains("secret = \"new\""));
@@ -515,25 +568,154 @@ listen = "0.0.0.0:8080"
             ),
             (json!({"box": {"name": "a\nb"}}), "box.name"),
             (json!({"web": 5}), "web"),
+            (json!({"web": {"listne": "0.0.0.0:1"}}), "web.listne"),
+            (
+                json!({"pbx": [{"trunk_patterns": ["ok", "("]}]}),
+                "pbx[0].trunk_patterns[1]",
+            ),
         ];
         for (c, field) in cases {
             let e = apply_changes(SAMPLE, &c).unwrap_err();
             assert_eq!(e.field, field, "{c}: {e}");
+            // The key is named once, in plain words.
+            assert_eq!(e.to_string().matches(field).count(), 1, "{e}");
+            assert!(!e.to_string().contains("..="), "{e}");
         }
+        let e = apply_changes(SAMPLE, &json!({"pbx": [{"port": 70000}]})).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "pbx[0].port: 70000 is not a port number (1–65535)"
+        );
     }
 
+    /// The form and the parser share one check: every int key's bounds come from the table.
     #[test]
-    fn help_comes_from_the_default_file() {
-        let fields =
-            fields_with_help("[web]\n# Where the page listens.\nlisten = \"0.0.0.0:80\"\n");
-        let listen = fields
+    fn form_ranges_are_the_parser_ranges() {
+        // 15 minutes was refused by the old form (10–600000) though the file allows it.
+        let out = apply_changes("", &json!({"storage": {"flush_interval_ms": 900_000}})).unwrap();
+        assert!(out.contains("flush_interval_ms = 900000"), "{out}");
+        crate::config::Config::parse(&out, "t").unwrap();
+        for (key, bad) in [
+            ("ring_kb", 4),
+            ("memory_queue_records", 0),
+            ("flush_interval_ms", 10),
+        ] {
+            let e = apply_changes("", &json!({"storage": {key: bad}})).unwrap_err();
+            let parsed = crate::config::Config::parse(&format!("[storage]\n{key} = {bad}\n"), "t")
+                .unwrap_err()
+                .problems();
+            assert_eq!(format!("{e} at line 2"), parsed[0], "{key}");
+        }
+        let f = fields();
+        let ring = f
             .as_array()
             .unwrap()
             .iter()
-            .find(|f| f["key"] == "listen")
+            .find(|x| x["key"] == "ring_kb")
             .unwrap();
-        assert_eq!(listen["help"], "Where the page listens.");
-        assert!(fields.as_array().unwrap().len() >= 30);
+        assert_eq!(
+            (ring["kind"]["min"].as_i64(), ring["kind"]["max"].as_i64()),
+            (Some(16), Some(1_048_576))
+        );
+        assert_eq!(ring["label"], "Ring file size");
+        assert_eq!(ring["apply"], "restart");
+    }
+
+    #[test]
+    fn unchanged_and_default_values_are_not_written() {
+        let text =
+            "[storage]\n# hex on purpose\nflush_records = 0x1F4\n\n[display]\naddress = \"0x3C\"\n";
+        // Everything the form shows, at what the file means: no change at all.
+        let all = json!({
+            "storage": {"flush_records": 500, "retention_days": 0, "keep_uncopied": true, "path": "/var/lib/cdrbox"},
+            "display": {"address": "0x3C", "rotation": "0", "driver": "ssd1306"},
+            "box": {"name": "cdrbox"},
+        });
+        assert_eq!(apply_changes(text, &all).unwrap(), text);
+        // One change writes that key alone.
+        let out = apply_changes(
+            text,
+            &json!({"storage": {"retention_days": 30, "keep_uncopied": true}}),
+        )
+        .unwrap();
+        assert_eq!(out, "[storage]\n# hex on purpose\nflush_records = 0x1F4\nretention_days = 30\n\n[display]\naddress = \"0x3C\"\n");
+        let out = apply_changes(text, &json!({"display": {"address": "0x3D"}})).unwrap();
+        assert!(out.contains("address = \"0x3D\""), "{out}");
+    }
+
+    #[test]
+    fn pbx_entries_follow_their_index() {
+        // Remove the first PBX: the second keeps its secret and comments.
+        let out = apply_changes(SAMPLE, &json!({"pbx": [{"_index": 1, "port": 5040}]})).unwrap();
+        assert!(!out.contains("\"main\""), "{out}");
+        assert!(
+            out.contains("name = \"branch\"\nhost = \"10.0.1.2\"\nsecret = \"\"\nport = 5040"),
+            "{out}"
+        );
+        // A new PBX has no secret of another.
+        let out = apply_changes(
+            SAMPLE,
+            &json!({"pbx": [{"_index": 0}, {"_index": 1}, {"_index": null, "name": "new", "host": "h", "username": "u"}]}),
+        )
+        .unwrap();
+        assert_eq!(out.matches("s3cret").count(), 1, "{out}");
+        assert!(
+            out.contains("[[pbx]]\nname = \"new\"\nhost = \"h\"\nusername = \"u\"\n"),
+            "{out}"
+        );
+        assert!(apply_changes(SAMPLE, &json!({"pbx": [{"_index": 7}]})).is_err());
+        // The same list is no change.
+        let same = apply_changes(
+            SAMPLE,
+            &json!({"pbx": [{"_index": 0, "port": 5038}, {"_index": 1}]}),
+        )
+        .unwrap();
+        assert_eq!(same, SAMPLE);
+    }
+
+    /// Issue 11 item 5: the stored secret is never sent to a new host or in clear text.
+    #[test]
+    fn a_new_host_or_plain_login_needs_the_secret_again() {
+        for change in [json!({"host": "10.9.9.9"}), json!({"auth": "plain"})] {
+            let mut entry = change.clone();
+            entry["_index"] = json!(0);
+            let e =
+                apply_changes(SAMPLE, &json!({"pbx": [entry.clone(), {"_index": 1}]})).unwrap_err();
+            assert_eq!(e.field, "pbx[0].secret", "{change}");
+            assert!(e.message.starts_with("enter the secret again"), "{e}");
+            // An empty secret box is "keep the stored one": still refused.
+            entry["secret"] = json!("");
+            assert!(
+                apply_changes(SAMPLE, &json!({"pbx": [entry.clone(), {"_index": 1}]})).is_err()
+            );
+            entry["secret"] = json!("typed-again");
+            let out = apply_changes(SAMPLE, &json!({"pbx": [entry, {"_index": 1}]})).unwrap();
+            assert!(
+                out.contains("secret = \"typed-again\"") && !out.contains("s3cret"),
+                "{out}"
+            );
+        }
+        // The same host (in other spelling) or a PBX with no stored secret: no question.
+        apply_changes(
+            SAMPLE,
+            &json!({"pbx": [{"_index": 0, "host": " 10.0.0.2 "}, {"_index": 1}]}),
+        )
+        .unwrap();
+        apply_changes(
+            SAMPLE,
+            &json!({"pbx": [{"_index": 0}, {"_index": 1, "host": "elsewhere"}]}),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_broken_file_is_not_quoted_where_a_secret_is() {
+        let text = "[[pbx]]\nname = \"a\"\nsecret = \"hunter2\" oops\n";
+        let e = config_view(text).unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        assert!(e.to_string().contains("line 3"), "{e}");
+        let e = apply_changes(text, &json!({})).unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
     }
 
     #[test]
@@ -548,47 +730,5 @@ listen = "0.0.0.0:8080"
             "a = 1\n"
         );
         assert!(!dir.path().join(".cdrbox.toml.tmp").exists());
-    }
-}
-
-#[cfg(test)]
-mod schema_agreement {
-    use super::FIELDS;
-
-    /// The settings page may only offer keys the config parser accepts, and must offer all.
-    #[test]
-    fn fields_match_the_config_schema() {
-        for (i, f) in FIELDS.iter().enumerate() {
-            assert!(
-                !FIELDS[..i]
-                    .iter()
-                    .any(|g| g.table == f.table && g.key == f.key),
-                "{}.{} is listed twice (the page would render two inputs)",
-                f.table,
-                f.key
-            );
-        }
-        let schema = crate::config::schema();
-        for f in FIELDS {
-            let keys = schema
-                .iter()
-                .find(|(t, _)| *t == f.table)
-                .map(|(_, k)| *k)
-                .unwrap_or_else(|| panic!("unknown table {}", f.table));
-            assert!(
-                keys.contains(&f.key),
-                "{}.{} is not a config key",
-                f.table,
-                f.key
-            );
-        }
-        for (table, keys) in &schema {
-            for k in *keys {
-                assert!(
-                    FIELDS.iter().any(|f| f.table == *table && f.key == *k),
-                    "config key {table}.{k} is missing from the settings page"
-                );
-            }
-        }
     }
 }

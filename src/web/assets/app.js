@@ -202,10 +202,12 @@
   }
 
   // ---- settings ---------------------------------------------------------------------------
-  const TABLES = [['box', 'Box'], ['pbx', 'PBX links'], ['storage', 'Storage and retention'], ['web', 'Web page'], ['display', 'Display'], ['usb', 'USB stick'], ['log', 'Logging']];
   let cfg = null;
-  function fieldInput(spec, value, name, secretSet) {
+  function fieldInput(spec, given, name, secretSet) {
     const k = spec.kind.type;
+    // A key the file leaves out shows its default as the value (a ticked box for a default
+    // true): the server writes only values that change what the file means.
+    const value = given === undefined && spec.default !== null && spec.default !== undefined ? spec.default : given;
     let input;
     if (k === 'bool') { input = el('input', { type: 'checkbox' }); input.checked = value === true; }
     else if (k === 'choice') { input = el('select', {}); for (const c of spec.kind.choices) { const o = el('option', { value: c, text: c }); if (String(value) === c) o.selected = true; input.append(o); } if (value === undefined) input.prepend(el('option', { value: '', text: '(default)', selected: true })); }
@@ -215,7 +217,7 @@
     else { input = el('input', {}); if (value !== undefined) input.value = value; else input.placeholder = '(default)'; }
     input.dataset.field = name; input.dataset.kind = k;
     if (state.role !== 'admin') input.disabled = true;
-    return el('label', { class: 'field' }, el('span', { text: spec.key }), input, el('small', { text: spec.help }));
+    return el('label', { class: 'field' }, el('span', { text: spec.label || spec.key }), input, el('small', { text: spec.help }));
   }
   function extraSpecs(table, values, known) {
     return Object.keys(values || {}).filter((k) => !known.has(k) && typeof values[k] !== 'object').map((k) => ({ table, key: k, kind: { type: 'text' }, help: 'Key not described on this page.' }));
@@ -223,7 +225,7 @@
   function renderSettings() {
     const form = clear($('settings-form'));
     const specs = cfg.fields;
-    for (const [table, title] of TABLES) {
+    for (const { name: table, title } of cfg.tables) {
       const mine = specs.filter((f) => f.table === table);
       const known = new Set(mine.map((f) => f.key));
       if (table === 'pbx') {

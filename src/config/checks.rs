@@ -1,0 +1,129 @@
+//! The text checks the key table refers to ([`super::spec::Check`]): each takes what the user
+//! wrote and returns it normalised, or says in words what is wrong (without naming the key —
+//! the caller does that once). Pure code.
+
+use super::did_you_mean;
+
+/// Any one line of text, kept as written.
+pub fn any(s: &str) -> Result<String, String> {
+    Ok(s.to_owned())
+}
+
+/// A name shown on the page and used in folder names (`[box] name`, `[[pbx]] name`).
+pub fn name(s: &str) -> Result<String, String> {
+    let ok = !s.trim().is_empty()
+        && s.chars().count() <= 64
+        && !s.chars().any(|c| c.is_control() || c == '/' || c == '\\')
+        && s != "."
+        && s != "..";
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is not allowed (1–64 characters, no \"/\", \"\\\" or control characters)"
+        ))
+    }
+}
+
+/// A host name or IP address (no port, no path, no spaces).
+pub fn host(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if t.chars().any(char::is_whitespace) || t.contains('/') {
+        Err(format!("{s:?} is not a host name or IP address"))
+    } else {
+        Ok(t.to_owned())
+    }
+}
+
+/// An IANA time zone name known to the bundled database.
+pub fn timezone(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if jiff::tz::TimeZone::get(t).is_ok() {
+        return Ok(t.to_owned());
+    }
+    let names: Vec<String> = jiff::tz::db()
+        .available()
+        .map(|n| n.as_str().to_owned())
+        .collect();
+    let hint = match did_you_mean(s, names.iter().map(String::as_str)) {
+        Some(n) => format!("did you mean {n:?}?"),
+        None => "e.g. \"Europe/Moscow\", \"America/New_York\", \"UTC\"".to_owned(),
+    };
+    Err(format!("{s:?} is not an IANA time zone ({hint})"))
+}
+
+/// A WHATWG charset label usable for single bytes (UTF-16 and the replacement encoding are
+/// not: CDR fields arrive as 8-bit text).
+pub fn charset(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    match encoding_rs::Encoding::for_label(t.as_bytes()) {
+        Some(e)
+            if e != encoding_rs::REPLACEMENT
+                && e != encoding_rs::UTF_16LE
+                && e != encoding_rs::UTF_16BE =>
+        {
+            Ok(t.to_owned())
+        }
+        _ => Err(format!(
+            "{s:?} is not a usable charset label (e.g. \"windows-1251\", \"windows-1252\", \"koi8-r\", \"iso-8859-2\", \"utf-8\")"
+        )),
+    }
+}
+
+/// A regular expression (the `regex-lite` syntax the record code compiles).
+pub fn regex(s: &str) -> Result<String, String> {
+    match regex_lite::Regex::new(s) {
+        Ok(_) => Ok(s.to_owned()),
+        Err(e) => Err(format!(
+            "{s:?} is not a valid regular expression: {}",
+            e.to_string().replace('\n', " ")
+        )),
+    }
+}
+
+/// A `tracing` filter: comma-separated `level` or `target=level` directives.
+pub fn log_filter(s: &str) -> Result<String, String> {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    let is_level = |l: &str| LEVELS.iter().any(|x| x.eq_ignore_ascii_case(l.trim()));
+    let ok = !s.trim().is_empty()
+        && s.split(',').all(|d| match d.split_once('=') {
+            None => is_level(d),
+            Some((target, level)) => {
+                !target.trim().is_empty()
+                    && target
+                        .trim()
+                        .chars()
+                        .all(|c| c.is_alphanumeric() || c == '_' || c == ':' || c == '-')
+                    && is_level(level)
+            }
+        });
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("{s:?} is not a log filter (allowed: error, warn, info, debug, trace, off, or target=level, comma-separated)"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_normalise_or_explain() {
+        assert_eq!(timezone(" Europe/Moscow ").as_deref(), Ok("Europe/Moscow"));
+        assert!(timezone("Europe/Moskow")
+            .unwrap_err()
+            .contains("did you mean \"Europe/Moscow\"?"));
+        assert_eq!(charset("cp1251").as_deref(), Ok("cp1251"));
+        assert!(charset("utf-16").is_err());
+        assert!(regex("(")
+            .unwrap_err()
+            .starts_with("\"(\" is not a valid regular expression"));
+        assert!(log_filter("warn,cdrbox::ami=trace").is_ok());
+        assert!(log_filter("verbose").is_err());
+        assert!(name("a/b").is_err());
+        assert!(name(&"x".repeat(65)).is_err());
+        assert_eq!(host(" pbx.lan ").as_deref(), Ok("pbx.lan"));
+        assert!(host("pbx .lan").is_err());
+    }
+}

@@ -1,0 +1,369 @@
+//! THE table of config keys: every key of `cdrbox.toml` is defined here once — type, default,
+//! allowed values, unit, label, group, help, live or restart, secret. The parser, its messages,
+//! the commented `config/cdrbox.toml` (generated from this, checked by a test) and the settings
+//! form (served by `GET /api/config`) all read it.
+//!
+//! Adding a key: one entry below plus the field in the validated struct in `super` (with a
+//! serde `rename`/`deserialize_with` if its name or type differs); then regenerate the default
+//! file with `UPDATE_GOLDEN=1 cargo test --release --lib config::`. See /work/team/LANDED.md.
+
+use super::checks;
+use super::spec::{DefaultValue as D, Key, Kind, Unit};
+
+/// One table of the file: its name, whether it is an array (`[[pbx]]`), the settings page's
+/// title, and the comment above it in the default file.
+#[derive(Debug, Clone, Copy)]
+pub struct Table {
+    pub name: &'static str,
+    pub array: bool,
+    pub title: &'static str,
+    pub doc: &'static str,
+}
+
+/// The tables in file order.
+pub const TABLES: &[Table] = &[
+    Table {
+        name: "box",
+        array: false,
+        title: "Box",
+        doc: "",
+    },
+    Table {
+        name: "pbx",
+        array: true,
+        title: "PBX links",
+        doc: "PBXs. One [[pbx]] table per Asterisk/FreePBX; each gets its own AMI link. None is \
+              configured by default: add one here or on the web page (Settings). Remove the \
+              leading \"#\" of the lines below to use the example. The PBX side needs a \
+              manager.conf user with \"read = cdr,system\" and cdr_manager enabled (the web \
+              page's Setup help shows the exact snippets).",
+    },
+    Table {
+        name: "storage",
+        array: false,
+        title: "Storage and retention",
+        doc: "",
+    },
+    Table {
+        name: "web",
+        array: false,
+        title: "Web page",
+        doc: "",
+    },
+    Table {
+        name: "display",
+        array: false,
+        title: "Display",
+        doc: "",
+    },
+    Table {
+        name: "usb",
+        array: false,
+        title: "USB stick",
+        doc: "",
+    },
+    Table {
+        name: "log",
+        array: false,
+        title: "Logging",
+        doc: "",
+    },
+];
+
+const fn int(min: i64, max: i64) -> Kind {
+    Kind::Int { min, max }
+}
+
+/// Every key, in file order within each table.
+pub const KEYS: &[Key] = &[
+    // ---- [box] --------------------------------------------------------------------------
+    Key::new("box", "name", Kind::Text(checks::name), D::Str("cdrbox"))
+        .label("Box name")
+        .group("Box")
+        .help("Name of this box: shown on the web page and used in USB export folder names. 1–64 characters, no \"/\", \"\\\" or control characters."),
+    // ---- [[pbx]] ------------------------------------------------------------------------
+    Key::new("pbx", "name", Kind::Text(checks::name), D::Required("a short name for this PBX, e.g. \"office\""))
+        .label("PBX name")
+        .group("Connection")
+        .example("\"office\"")
+        .help("Short unique name of this PBX, stored with every record (1–64 characters). Required."),
+    Key::new("pbx", "host", Kind::Text(checks::host), D::Required("the PBX's address, e.g. \"192.168.1.10\""))
+        .label("Address")
+        .group("Connection")
+        .example("\"192.168.1.10\"")
+        .help("Host name or IP address of the PBX. Required. Changing it asks for the secret again, so the stored one is never sent to another machine."),
+    Key::new("pbx", "port", Kind::Port, D::Int(5038))
+        .label("AMI port")
+        .group("Connection")
+        .help("TCP port of the PBX's Manager Interface (AMI), 5038 unless manager.conf says otherwise."),
+    Key::new("pbx", "username", Kind::Text(checks::any), D::Required("the user of a [section] in the PBX's manager.conf"))
+        .label("AMI user")
+        .group("Connection")
+        .example("\"cdrbox\"")
+        .help("AMI user: a [section] name in the PBX's /etc/asterisk/manager.conf. Required."),
+    Key::new("pbx", "secret", Kind::Secret, D::Str(""))
+        .label("AMI secret")
+        .group("Connection")
+        .example("\"change-me\"")
+        .help("That user's \"secret\". Never shown by the web page or the logs; on the page, leave it empty to keep the stored one."),
+    Key::new("pbx", "auth", Kind::Choice { words: &["md5", "plain"], what: "" }, D::Str("md5"))
+        .label("Login method")
+        .group("Connection")
+        .help("\"md5\" (challenge–response: the secret never crosses the wire) or \"plain\" (the secret is sent in clear text; switching to it asks for the secret again)."),
+    Key::new("pbx", "enabled", Kind::Bool, D::Bool(true))
+        .label("Record calls from this PBX")
+        .group("Connection")
+        .help("false keeps the settings but does not connect: no calls are recorded, and an alarm says so until it is switched back on."),
+    Key::new("pbx", "timezone", Kind::Text(checks::timezone), D::Str(super::DEFAULT_TIMEZONE))
+        .label("Time zone of the PBX clock")
+        .group("Calls")
+        .help("IANA time zone of the PBX's clock (\"Europe/Moscow\", \"America/New_York\", \"UTC\"). CDR times carry no zone, so this must be the zone of the PBX's /etc/localtime."),
+    Key::new("pbx", "charset", Kind::Text(checks::charset), D::Str(super::DEFAULT_CHARSET))
+        .label("Charset of non-UTF-8 text")
+        .group("Calls")
+        .help("Charset for bytes that are not valid UTF-8 (old phones, legacy caller names), as a WHATWG label: \"windows-1252\" (Western Europe), \"windows-1251\" (Cyrillic), \"koi8-r\", \"iso-8859-2\", … Valid UTF-8 is always read as UTF-8."),
+    Key::new("pbx", "trunk_patterns", Kind::List(checks::regex), D::List(&[crate::record::DEFAULT_TRUNK_PATTERN]))
+        .label("Trunk channel patterns")
+        .group("Calls")
+        .help("Regular expressions over channel names marking the outside (trunk) side of a call; they set each record's direction: trunk→extension inbound, extension→trunk outbound, else internal. An empty list means no trunks."),
+    Key::new("pbx", "ping_interval_ms", int(1_000, 3_600_000), D::Int(20_000))
+        .unit(Unit::Ms)
+        .label("Keep-alive period")
+        .group("Timing")
+        .advanced()
+        .help("How often the box sends a Ping to check the link."),
+    Key::new("pbx", "ping_timeout_ms", int(1_000, 600_000), D::Int(10_000))
+        .unit(Unit::Ms)
+        .label("Keep-alive answer deadline")
+        .group("Timing")
+        .advanced()
+        .help("How long a Ping may stay unanswered before the link is declared dead and reconnected."),
+    Key::new("pbx", "connect_timeout_ms", int(100, 600_000), D::Int(10_000))
+        .unit(Unit::Ms)
+        .label("Connect time-out")
+        .group("Timing")
+        .advanced()
+        .help("TCP connect time-out."),
+    Key::new("pbx", "login_timeout_ms", int(100, 600_000), D::Int(10_000))
+        .unit(Unit::Ms)
+        .label("Login time-out")
+        .group("Timing")
+        .advanced()
+        .help("Time-out for the banner, challenge and login answer together. Asterisk answers a bad login after about 1 s."),
+    // ---- [storage] ----------------------------------------------------------------------
+    Key::new("storage", "path", Kind::Path, D::Str("/var/lib/cdrbox"))
+        .label("Journal location")
+        .group("Journal")
+        .restart()
+        .help("Where the journal lives: a directory (holding journal.sqlite and journal.ring), or a file name ending in .db, .sqlite or .sqlite3 (the ring file goes beside it). SD card or USB stick."),
+    Key::new("storage", "flush_interval_ms", int(100, 3_600_000), D::Int(60_000))
+        .unit(Unit::Ms)
+        .label("Longest wait before a database commit")
+        .group("Journal")
+        .restart()
+        .help("Group commit period: each record is made durable on arrival in the ring file and moved into SQLite at most this much later. Longer means less flash wear."),
+    Key::new("storage", "flush_records", int(1, 100_000), D::Int(500))
+        .label("Commit after this many records")
+        .group("Journal")
+        .restart()
+        .help("Group commit size: commit as soon as this many records wait."),
+    Key::new("storage", "retention_days", int(0, 36_500), D::Int(0))
+        .unit(Unit::Days)
+        .label("Keep records for")
+        .group("Retention")
+        .restart()
+        .help("Delete records older than this many days. 0 keeps them forever."),
+    Key::new("storage", "max_size_mb", int(0, 10_000_000), D::Int(0))
+        .unit(Unit::Mb)
+        .label("Largest database size")
+        .group("Retention")
+        .restart()
+        .help("Delete the oldest records when the database grows past this size. 0 means no limit (until the disk is full, which raises an alarm)."),
+    Key::new("storage", "keep_uncopied", Kind::Bool, D::Bool(true))
+        .label("Keep records not yet copied to a USB stick")
+        .group("Retention")
+        .restart()
+        .help("true: retention never deletes a record that no USB copy has taken yet."),
+    Key::new("storage", "ring_kb", int(16, 1_048_576), D::Int(1024))
+        .unit(Unit::Kib)
+        .label("Ring file size")
+        .group("Journal")
+        .advanced()
+        .restart()
+        .help("Size of the pre-zeroed ring file that holds records until they are in SQLite. 1024 KiB holds 256 records."),
+    Key::new("storage", "memory_queue_records", int(1_000, 10_000_000), D::Int(100_000))
+        .label("Records held in memory when the disk is full")
+        .group("Journal")
+        .advanced()
+        .restart()
+        .help("Records held in memory while the disk is full, before the PBX links pause."),
+    // ---- [web] --------------------------------------------------------------------------
+    Key::new("web", "listen", Kind::Listen, D::Str("0.0.0.0:80"))
+        .label("Web page address and port")
+        .group("Web page")
+        .restart()
+        .help("Address and port of the web page and API (\"0.0.0.0:80\" = every interface, port 80; \"127.0.0.1:8080\" = this machine only; \"[::]:80\" = IPv6 too)."),
+    Key::new("web", "workers", int(1, 64), D::Int(4))
+        .label("Web worker threads")
+        .group("Web page")
+        .advanced()
+        .restart()
+        .help("Threads serving web requests."),
+    // ---- [display] ----------------------------------------------------------------------
+    Key::new("display", "driver", Kind::Choice { words: &["ssd1306", "none"], what: "" }, D::Str("ssd1306"))
+        .label("Display")
+        .group("Display")
+        .restart()
+        .help("OLED driver: \"ssd1306\" (128×64 I2C panel) or \"none\". With \"ssd1306\" and no panel connected the box logs that once and carries on."),
+    Key::new("display", "i2c_bus", Kind::Path, D::Str("/dev/i2c-1"))
+        .label("I2C bus device")
+        .group("Display")
+        .advanced()
+        .restart()
+        .help("I2C bus device of the panel."),
+    Key::new("display", "address", Kind::I2cAddress(&[0x3C, 0x3D]), D::Int(0x3C))
+        .label("I2C address")
+        .group("Display")
+        .advanced()
+        .restart()
+        .help("7-bit I2C address of the panel: 0x3C (most boards) or 0x3D. Write \"0x3C\" or 60."),
+    Key::new("display", "contrast", int(0, 255), D::Int(128))
+        .label("Brightness")
+        .group("Display")
+        .restart()
+        .help("Panel brightness (contrast)."),
+    Key::new("display", "rotation", Kind::IntChoice(&[0, 180]), D::Int(0))
+        .label("Rotation (degrees)")
+        .group("Display")
+        .restart()
+        .help("0, or 180 when the panel is mounted upside down."),
+    Key::new("display", "screensaver_minutes", int(0, 1440), D::Int(10))
+        .unit(Unit::Minutes)
+        .label("Screen saver after")
+        .group("Display")
+        .restart()
+        .help("Time without any change before the screen saver (pixel shift and dimming) starts, against OLED burn-in. 0 disables it."),
+    Key::new("display", "page_seconds", int(1, 3600), D::Int(5))
+        .unit(Unit::Seconds)
+        .label("Time per page")
+        .group("Display")
+        .restart()
+        .help("How long each status page shows before the next one."),
+    // ---- [usb] --------------------------------------------------------------------------
+    Key::new("usb", "mount_root", Kind::Path, D::Str("/media/cdrbox"))
+        .label("Where sticks are mounted")
+        .group("USB stick")
+        .advanced()
+        .restart()
+        .help("Where sticks are mounted (by the board's automounter): each directory under it is a stick."),
+    Key::new("usb", "mounts_file", Kind::Path, D::Str("/proc/self/mounts"))
+        .label("Mount table")
+        .group("USB stick")
+        .advanced()
+        .restart()
+        .help("The kernel's mount table, read to see sticks come and go."),
+    Key::new("usb", "mode", Kind::Choice { words: &["new", "all"], what: "" }, D::Str("new"))
+        .label("What a stick receives")
+        .group("USB stick")
+        .restart()
+        .help("\"new\" (records not copied to any stick before) or \"all\"."),
+    Key::new(
+        "usb",
+        "profile",
+        Kind::Choice { words: &["standard", "excel", "pbxlogger", "asterisk"], what: "a CSV profile" },
+        D::Str("excel"),
+    )
+        .label("CSV profile on the stick")
+        .group("USB stick")
+        .restart()
+        .help("CSV profile written next to the JSON: \"standard\", \"excel\" (BOM, \";\" separators, opens in Excel with Cyrillic intact), \"pbxlogger\" (Advanced PBX Data Logger columns) or \"asterisk\" (Asterisk's Master.csv layout)."),
+    // ---- [log] --------------------------------------------------------------------------
+    Key::new("log", "level", Kind::Text(checks::log_filter), D::Str("info"))
+        .label("Log level")
+        .group("Logging")
+        .advanced()
+        .restart()
+        .help("Log filter: error, warn, info, debug, trace or off, optionally per module (\"info,cdrbox::ami=debug\"). The RUST_LOG environment variable overrides it."),
+];
+
+/// The entry for `table.key`.
+pub fn find(table: &str, key: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|k| k.table == table && k.key == key)
+}
+
+/// The table named `name`.
+pub fn table(name: &str) -> Option<&'static Table> {
+    TABLES.iter().find(|t| t.name == name)
+}
+
+/// The keys of one table, in order.
+pub fn keys_of(table: &str) -> impl Iterator<Item = &'static Key> + '_ {
+    KEYS.iter().filter(move |k| k.table == table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_once_in_a_known_table() {
+        for (i, k) in KEYS.iter().enumerate() {
+            assert!(
+                table(k.table).is_some(),
+                "{}.{}: unknown table",
+                k.table,
+                k.key
+            );
+            assert!(
+                !KEYS[..i]
+                    .iter()
+                    .any(|o| o.table == k.table && o.key == k.key),
+                "{}.{} is defined twice",
+                k.table,
+                k.key
+            );
+            assert!(
+                !k.help.is_empty() && k.label != k.key,
+                "{}.{} needs a label and help",
+                k.table,
+                k.key
+            );
+            assert!(
+                !k.help.contains('`'),
+                "{}.{}: help is shown as plain text, no backticks",
+                k.table,
+                k.key
+            );
+        }
+        // Keys of a table are contiguous, so the generated file groups them.
+        for t in TABLES {
+            let idx: Vec<usize> = KEYS
+                .iter()
+                .enumerate()
+                .filter(|(_, k)| k.table == t.name)
+                .map(|(i, _)| i)
+                .collect();
+            assert!(
+                idx.windows(2).all(|w| w[1] == w[0] + 1),
+                "keys of [{}] are not together",
+                t.name
+            );
+        }
+    }
+
+    #[test]
+    fn profile_choices_are_the_export_profiles() {
+        let Some(Key {
+            kind: Kind::Choice { words, .. },
+            ..
+        }) = find("usb", "profile")
+        else {
+            panic!("usb.profile is a choice");
+        };
+        let names: Vec<&str> = crate::export::Profile::ALL
+            .iter()
+            .map(|p| p.as_str())
+            .collect();
+        assert_eq!(*words, names.as_slice());
+    }
+}

@@ -1,0 +1,465 @@
+//! Configuration: TOML text → validated [`Config`] (PRODUCT.md §10). Pure code, no file I/O here
+//! except [`Config::load`], which only reads the file and hands the text to [`Config::parse`].
+//!
+//! Every key is defined once, in the table in [`keys`] (type, default, range, unit, label,
+//! group, help, live or restart, secret). [`parse`] checks a text against that table and fills
+//! in defaults; the typed structs below are then built from the normalised values by serde, so
+//! a struct field and its table entry are the only two places a key appears. The commented
+//! `config/cdrbox.toml` ([`DEFAULT_TOML`], embedded in the binary) is generated from the table
+//! by [`doc`] and a test checks the shipped file is exactly that. Key names are a contract:
+//! outside tools write config files with them.
+
+pub mod checks;
+pub mod doc;
+pub mod keys;
+pub mod parse;
+pub mod spec;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use parse::{did_you_mean, Normalized, Problem, ProblemKind};
+
+/// The commented default configuration, shipped inside the binary.
+pub const DEFAULT_TOML: &str = include_str!("../../config/cdrbox.toml");
+
+/// AMI's standard TCP port.
+pub const DEFAULT_PORT: u16 = 5038;
+/// Zone used when a PBX has none configured; set the PBX's real zone, or times are off.
+pub const DEFAULT_TIMEZONE: &str = "UTC";
+/// Legacy charset for bytes that are not UTF-8. windows-1252 (Western European) is what a
+/// Windows-configured PBX or phone most often sends; Russian/Ukrainian offices set windows-1251.
+pub const DEFAULT_CHARSET: &str = "windows-1252";
+
+/// A secret that never shows in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
+}
+
+/// AMI login method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMethod {
+    /// `Action: Challenge` then `Login` with `Key: md5(challenge + secret)`.
+    Md5,
+    /// `Login` with `Secret:` in clear text.
+    Plain,
+}
+
+/// Whole-number keys with a unit, read into `Duration` fields.
+mod units {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+    pub fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
+    }
+    pub fn minutes<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(|m| Duration::from_secs(m.saturating_mul(60)))
+    }
+}
+
+/// One `[[pbx]]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PbxConfig {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub username: String,
+    pub secret: Secret,
+    pub auth: AuthMethod,
+    /// IANA zone name of the PBX's clock (`Europe/Moscow`).
+    pub timezone: String,
+    /// WHATWG label of the legacy charset for non-UTF-8 bytes (`windows-1251`).
+    pub charset: String,
+    /// Regular expressions over channel names that mark the trunk side.
+    pub trunk_patterns: Vec<String>,
+    /// Keep-alive `Ping` period.
+    #[serde(rename = "ping_interval_ms", deserialize_with = "units::millis")]
+    pub ping_interval: Duration,
+    /// How long a `Ping` may go unanswered before the link is declared dead.
+    #[serde(rename = "ping_timeout_ms", deserialize_with = "units::millis")]
+    pub ping_timeout: Duration,
+    /// TCP connect time-out.
+    #[serde(rename = "connect_timeout_ms", deserialize_with = "units::millis")]
+    pub connect_timeout: Duration,
+    /// Time-out for the banner, the challenge and the login response together.
+    #[serde(rename = "login_timeout_ms", deserialize_with = "units::millis")]
+    pub login_timeout: Duration,
+    /// `false` disables this PBX without deleting its settings.
+    pub enabled: bool,
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Directory holding `journal.sqlite` and `journal.ring`; a path ending in `.db`,
+    /// `.sqlite` or `.sqlite3` names the database file itself (the ring goes beside it).
+    pub path: PathBuf,
+    /// Group-commit period: records wait at most this long in the ring before SQLite.
+    #[serde(rename = "flush_interval_ms", deserialize_with = "units::millis")]
+    pub flush_interval: Duration,
+    /// Group-commit size: commit as soon as this many records wait.
+    pub flush_records: usize,
+    /// Delete records older than this many days; 0 keeps them forever.
+    pub retention_days: u32,
+    /// Delete the oldest records when the database grows past this size; 0 means no limit.
+    pub max_size_mb: u64,
+    /// Size of the pre-zeroed ring file in KiB.
+    pub ring_kb: u32,
+    /// Records held in memory while the disk is full before links are paused.
+    pub memory_queue_records: usize,
+    /// Never let retention delete a record that no USB export has copied yet.
+    pub keep_uncopied: bool,
+}
+
+/// `[web]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    pub listen: SocketAddr,
+    /// Worker threads serving requests (bounded pool).
+    pub workers: usize,
+}
+
+/// Which display driver to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DisplayDriver {
+    Ssd1306,
+    None,
+}
+
+/// `[display]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisplayConfig {
+    pub driver: DisplayDriver,
+    pub i2c_bus: PathBuf,
+    /// 7-bit I2C address, 0x3C or 0x3D.
+    pub address: u8,
+    /// 0–255.
+    pub contrast: u8,
+    /// 0 or 180 degrees.
+    pub rotation: u16,
+    /// Pixel-shift/dim after this long without change; zero disables.
+    #[serde(rename = "screensaver_minutes", deserialize_with = "units::minutes")]
+    pub screensaver: Duration,
+    /// How long each page shows when they rotate.
+    #[serde(rename = "page_seconds", deserialize_with = "units::seconds")]
+    pub page_interval: Duration,
+}
+
+/// What a USB copy contains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UsbMode {
+    /// Records not copied before.
+    New,
+    /// Every record.
+    All,
+}
+
+/// `[usb]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsbConfig {
+    pub mount_root: PathBuf,
+    pub mounts_file: PathBuf,
+    pub mode: UsbMode,
+    /// CSV profile name written to the stick (`standard`, `excel`, `pbxlogger`, `asterisk`).
+    pub profile: String,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter directive: `error`, `warn`, `info`, `debug`, `trace`, or per-target.
+    pub level: String,
+}
+
+/// `[box]`, read into [`Config::box_name`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BoxConfig {
+    name: String,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The box's name, used in export folder names and on the page (`[box] name`).
+    pub box_name: String,
+    pub pbx: Vec<PbxConfig>,
+    pub storage: StorageConfig,
+    pub web: WebConfig,
+    pub display: DisplayConfig,
+    pub usb: UsbConfig,
+    pub log: LogConfig,
+}
+
+/// Every table of the file with its allowed keys: `("storage", ["path", …])`. `pbx` is an
+/// array of tables (`[[pbx]]`). From the key table.
+pub fn schema() -> Vec<(&'static str, Vec<&'static str>)> {
+    keys::TABLES
+        .iter()
+        .map(|t| (t.name, keys::keys_of(t.name).map(|k| k.key).collect()))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read. The message names the file; the OS error is the source
+    /// (so a printed chain says it once).
+    #[error("cannot read config file {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Syntax errors, unknown keys and bad values: every problem found, in file order.
+    #[error("{origin}: {}", format_problems(problems))]
+    Invalid {
+        origin: String,
+        problems: Vec<Problem>,
+    },
+}
+
+fn format_problems(problems: &[Problem]) -> String {
+    match problems {
+        [one] => one.to_string(),
+        many => {
+            let mut s = format!("{} problems:", many.len());
+            for p in many {
+                s.push_str("\n  - ");
+                s.push_str(&p.to_string());
+            }
+            s
+        }
+    }
+}
+
+impl ConfigError {
+    /// The individual problems as sentences (one for a read error).
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            ConfigError::Invalid { problems, .. } => {
+                problems.iter().map(ToString::to_string).collect()
+            }
+            ConfigError::Read { path, source } => {
+                vec![format!(
+                    "cannot read config file {}: {source}",
+                    path.display()
+                )]
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing and validation
+// ---------------------------------------------------------------------------------------------
+
+/// One section of the normalised values as its typed struct. Every key is present (defaults
+/// filled in) and checked, so this fails only if the table and the struct disagree — a bug
+/// the unit tests catch.
+fn section<T: serde::de::DeserializeOwned>(value: Option<&toml::Value>) -> Result<T, String> {
+    let value = value
+        .cloned()
+        .unwrap_or_else(|| toml::Value::Table(toml::Table::new()));
+    value.try_into().map_err(|e: toml::de::Error| e.to_string())
+}
+
+impl Config {
+    /// Parses and validates config text. `origin` names it in messages (a path, or
+    /// `"settings form"`). Every problem found is reported at once.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let n = parse::normalize(text);
+        let mut problems = n.problems;
+        let built = Config::from_normalized(&n.root);
+        match built {
+            Ok(config) => {
+                cross_checks(&config, &n.lines, &mut problems);
+                if problems.is_empty() {
+                    return Ok(config);
+                }
+            }
+            Err(e) if problems.is_empty() => {
+                problems.push(Problem::value(
+                    "config".into(),
+                    format!("internal error building the configuration: {e}"),
+                    None,
+                ));
+            }
+            // The placeholders of a broken file may not build; its problems say why.
+            Err(_) => {}
+        }
+        problems.sort_by_key(|p| (p.line.unwrap_or(usize::MAX), p.column.unwrap_or(0)));
+        Err(ConfigError::Invalid {
+            origin: origin.to_owned(),
+            problems,
+        })
+    }
+
+    /// The typed config from normalised values ([`parse::normalize`]'s `root`).
+    pub fn from_normalized(root: &toml::Table) -> Result<Config, String> {
+        let b: BoxConfig = section(root.get("box"))?;
+        let pbx = match root.get("pbx") {
+            Some(toml::Value::Array(list)) => list
+                .iter()
+                .map(|p| section::<PbxConfig>(Some(p)))
+                .collect::<Result<Vec<_>, _>>()?,
+            _ => Vec::new(),
+        };
+        Ok(Config {
+            box_name: b.name,
+            pbx,
+            storage: section(root.get("storage"))?,
+            web: section(root.get("web"))?,
+            display: section(root.get("display"))?,
+            usb: section(root.get("usb"))?,
+            log: section(root.get("log"))?,
+        })
+    }
+
+    /// Reads and validates a config file.
+    pub fn load(path: impl AsRef<std::path::Path>) -> Result<Config, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// The documented default ([`DEFAULT_TOML`]).
+    pub fn default_config() -> Config {
+        match Config::parse(DEFAULT_TOML, "built-in default config") {
+            Ok(c) => c,
+            // The embedded file is part of the binary and checked by tests, not user input.
+            Err(e) => panic!("the built-in default config is invalid: {e}"),
+        }
+    }
+
+    /// Things that are allowed but probably not what the user wants (for `check-config` and
+    /// the settings page).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if self.pbx.is_empty() {
+            w.push(
+                "no [[pbx]] is configured: the box records nothing until one is added (settings page, or a [[pbx]] table in the config file)"
+                    .to_owned(),
+            );
+        } else if self.pbx.iter().all(|p| !p.enabled) {
+            w.push("every [[pbx]] has enabled = false: the box records nothing".to_owned());
+        }
+        for (i, p) in self.pbx.iter().enumerate() {
+            if p.secret.0.is_empty() {
+                w.push(format!(
+                    "pbx[{i}].secret is empty: Asterisk will refuse the login"
+                ));
+            }
+            if p.auth == AuthMethod::Plain {
+                w.push(format!(
+                    "pbx[{i}].auth = \"plain\" sends the secret in clear text; \"md5\" does not"
+                ));
+            }
+            if p.ping_timeout >= p.ping_interval {
+                w.push(format!(
+                    "pbx[{i}].ping_timeout_ms ({}) is not shorter than ping_interval_ms ({}): a dead link is noticed late",
+                    p.ping_timeout.as_millis(),
+                    p.ping_interval.as_millis()
+                ));
+            }
+            if p.timezone == DEFAULT_TIMEZONE {
+                w.push(format!(
+                    "pbx[{i}].timezone is \"UTC\": CDR times are the PBX's local clock, so set its real zone (e.g. \"Europe/Moscow\")"
+                ));
+            }
+        }
+        w
+    }
+}
+
+/// Rules over more than one key.
+fn cross_checks(
+    c: &Config,
+    lines: &std::collections::HashMap<String, usize>,
+    problems: &mut Vec<Problem>,
+) {
+    for (i, p) in c.pbx.iter().enumerate() {
+        if p.name.trim().is_empty() {
+            continue;
+        }
+        if let Some(j) = c.pbx[..i]
+            .iter()
+            .position(|q| q.name.eq_ignore_ascii_case(&p.name))
+        {
+            let path = format!("pbx[{i}].name");
+            let line = lines.get(&path).copied();
+            problems.push(Problem::value(
+                path,
+                format!(
+                    "{:?} is already used by pbx[{j}] (names must be unique)",
+                    p.name
+                ),
+                line,
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each table's defaults build its struct: a table entry without a struct field (or a
+    /// field without an entry) fails here.
+    #[test]
+    fn table_and_structs_agree() {
+        let n = parse::normalize("[[pbx]]\nname = \"a\"\nhost = \"h\"\nusername = \"u\"\n");
+        assert!(n.problems.is_empty(), "{:?}", n.problems);
+        let c = Config::from_normalized(&n.root).unwrap();
+        assert_eq!(c.pbx.len(), 1);
+        // A key the struct does not know is refused by deny_unknown_fields.
+        let mut root = n.root.clone();
+        if let Some(toml::Value::Table(t)) = root.get_mut("web") {
+            t.insert("no_such_field".into(), toml::Value::Integer(1));
+        }
+        assert!(Config::from_normalized(&root).is_err());
+    }
+
+    #[test]
+    fn every_required_or_unset_key_has_an_example() {
+        for k in keys::KEYS {
+            if k.default_toml().is_none() && !matches!(k.default, spec::DefaultValue::Str("")) {
+                assert!(
+                    k.example.is_some(),
+                    "{}.{} needs an example for the default file",
+                    k.table,
+                    k.key
+                );
+            }
+        }
+    }
+}
