@@ -12,7 +12,7 @@ use std::ops::Range;
 use toml::de::{DeTable, DeValue};
 
 use super::keys::{self, TABLES};
-use super::spec::{check_value, required_problem, Input, Key};
+use super::spec::{check_value, required_problem, Input, Key, Kind};
 
 /// What kind of problem a [`Problem`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +167,25 @@ fn path_at_line(text: &str, line: usize) -> String {
     }
 }
 
+/// "Text needs quotes" for a line like `listen = 0.0.0.0:80`, the most common mistake in a
+/// hand-edited file (TOML itself says "invalid float"). Never for a secret's line.
+fn quotes_hint(line: &str) -> Option<String> {
+    let (k, v) = line.split_once('=')?;
+    let (k, v) = (k.trim(), v.trim());
+    let key = keys::KEYS.iter().find(|s| s.key == k && !s.secret)?;
+    let textual = matches!(
+        key.kind,
+        Kind::Text(_) | Kind::Path | Kind::Listen | Kind::Choice { .. }
+    );
+    let quoted = v.starts_with(['"', '\'', '[']);
+    (textual && !quoted && !v.is_empty()).then(|| {
+        format!(
+            "; text needs quotes: {k} = {}",
+            super::spec::toml_string(v.split(" #").next().unwrap_or(v).trim())
+        )
+    })
+}
+
 /// A syntax error as a problem: the parser's words, where, and the line itself when it holds
 /// nothing secret.
 pub fn syntax_problem(text: &str, span: Option<Range<usize>>, message: &str) -> Problem {
@@ -182,7 +201,11 @@ pub fn syntax_problem(text: &str, span: Option<Range<usize>>, message: &str) -> 
         .filter(|l| quotable(l))
         .map(|l| format!(" (in: {})", l.trim()))
         .unwrap_or_default();
-    let detail = format!("invalid TOML: {}{quoted}", message.trim());
+    let hint = line
+        .and_then(|l| line_text(text, l))
+        .and_then(quotes_hint)
+        .unwrap_or_default();
+    let detail = format!("invalid TOML: {}{quoted}{hint}", message.trim());
     Problem {
         kind: ProblemKind::Syntax,
         path: line.map_or_else(|| "config".to_owned(), |l| path_at_line(text, l)),
@@ -502,6 +525,10 @@ mod tests {
         );
         assert!(
             got[2].starts_with("invalid TOML") && got[2].contains("line 6"),
+            "{got:#?}"
+        );
+        assert!(
+            got[2].contains("; text needs quotes: listen = \"5 6\""),
             "{got:#?}"
         );
         assert_eq!(

@@ -54,8 +54,11 @@ fn unix_fn(clock: &Clock) -> crate::ami::client::Clock {
     Arc::new(move || clock.unix())
 }
 
+/// The config file, validated. No context is added: the error names the file itself, and a
+/// printed chain must say it once (issue 13 item 7: not "reading configuration bad.toml:
+/// bad.toml: …").
 fn load_config(path: &Path) -> Result<Config> {
-    Config::load(path).with_context(|| format!("reading configuration {}", path.display()))
+    Ok(Config::load(path)?)
 }
 
 /// The zone user-typed times are read in: the first PBX's, else UTC.

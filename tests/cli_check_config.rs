@@ -1,0 +1,71 @@
+//! `cdrbox check-config` on the real binary (issue 13 item 7): every problem of a file in one
+//! run, each once, with its line; error chains that say each thing once.
+
+use std::process::Command;
+
+fn check(path: &std::path::Path) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cdrbox"))
+        .args(["check-config", "--config"])
+        .arg(path)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_problem_in_one_run_and_nothing_said_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[web]\nworkers = 0\nlisten = 0.0.0.0:80\n\n[[pbx]]\nname = \"office\"\nhots = \"10.0.0.1\"\nusername = \"u\"\nsecret = \"hunter2\" x\ntimezone = \"Europe/Moskow\"\n\n[stoarge]\npath = \"/x\"\n",
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = check(&bad);
+    assert!(!ok, "{stdout}{stderr}");
+    let name = bad.display().to_string();
+    assert_eq!(
+        stderr.matches(&name).count(),
+        1,
+        "the file is named once:\n{stderr}"
+    );
+    assert!(stderr.contains("6 problems:"), "{stderr}");
+    for want in [
+        "web.workers: 0 is out of range (allowed 1–64) at line 2",
+        "invalid TOML",
+        "at line 3",
+        "unknown key \"hots\" in pbx[0] (did you mean \"host\"?) at line 7",
+        "at line 9",
+        "pbx[0].timezone: \"Europe/Moskow\" is not an IANA time zone (did you mean \"Europe/Moscow\"?) at line 10",
+        "unknown table [stoarge] (did you mean [storage]?) at line 12",
+    ] {
+        assert!(stderr.contains(want), "missing {want:?} in:\n{stderr}");
+    }
+    // The secret's line is never quoted; no key is named twice in one message.
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    for line in stderr.lines().filter(|l| l.trim_start().starts_with("- ")) {
+        if let Some((key, rest)) = line.trim_start_matches([' ', '-']).split_once(": ") {
+            assert!(!rest.starts_with(key), "key repeated: {line}");
+        }
+    }
+
+    let missing = dir.path().join("nope.toml");
+    let (ok, _, stderr) = check(&missing);
+    assert!(!ok);
+    assert_eq!(stderr.matches("nope.toml").count(), 1, "{stderr}");
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "{stderr}"
+    );
+
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "[[pbx]]\nname = \"office\"\nhost = \"10.0.0.1\"\nusername = \"u\"\nsecret = \"s\"\ntimezone = \"Europe/Moscow\"\n").unwrap();
+    let (ok, stdout, stderr) = check(&good);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains(": OK — 1 PBX link(s)"), "{stdout}");
+}
