@@ -4,67 +4,13 @@
 //! restart (issue 3: settings applied live), with the secret never sent back. Then `export
 //! --output` and `display --png` over the same journal.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod cli_support;
+
+use std::process::Command;
+use std::time::Duration;
 
 use cdrbox::sim::{self, Scenario, SimOptions};
-
-const PASS: &str = "live-config-pass-1";
-
-/// A minimal HTTP/1.0 client with Basic auth (the crate has no HTTP client dependency).
-fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
-    use base64::Engine;
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("admin:{PASS}"));
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the web page");
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let code = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !cond() {
-        assert!(t.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn total(port: u16) -> u64 {
-    let (code, body) = http(port, "GET", "/api/calls?limit=1", "");
-    if code != 200 {
-        return 0;
-    }
-    serde_json::from_str::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v["total"].as_u64())
-        .unwrap_or(0)
-}
+use cli_support::{http, total, wait, RunningBox};
 
 #[test]
 fn records_without_its_display_and_applies_a_new_pbx_address_live() {
@@ -81,7 +27,7 @@ fn records_without_its_display_and_applies_a_new_pbx_address_live() {
         (a, b)
     });
     let dir = tempfile::tempdir().unwrap();
-    let web = free_port();
+    let web = cli_support::free_port();
     let config = dir.path().join("cdrbox.toml");
     std::fs::write(
         &config,
@@ -111,24 +57,7 @@ i2c_bus = "{}"
         ),
     )
     .unwrap();
-    let bin = env!("CARGO_BIN_EXE_cdrbox");
-    let mut passwd = Command::new(bin)
-        .args(["passwd", "--config"])
-        .arg(&config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    writeln!(passwd.stdin.take().unwrap(), "{PASS}").unwrap();
-    assert!(passwd.wait().unwrap().success());
-    let mut child = Command::new(bin)
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = RunningBox::start(&config);
 
     // Recording works although the OLED's bus does not exist.
     wait("login on PBX A", Duration::from_secs(30), || {
@@ -178,21 +107,13 @@ i2c_bus = "{}"
         saved.contains(&format!("port = {}", b.local_addr().port())),
         "saved to the file:\n{saved}"
     );
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "the logger never restarted"
-    );
-
-    // SAFETY: kill(2) on our own child.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    assert!(child.wait().unwrap().success());
+    assert!(child.still_running(), "the logger never restarted");
+    child.stop();
 
     // The one-shot commands over the same journal write their files atomically: complete, and
     // no temporary file left beside them.
     let out = dir.path().join("calls.csv");
-    let export = Command::new(bin)
+    let export = Command::new(env!("CARGO_BIN_EXE_cdrbox"))
         .args(["export", "--format", "csv", "--config"])
         .arg(&config)
         .arg("--output")
@@ -204,7 +125,7 @@ i2c_bus = "{}"
     assert!(csv.lines().count() >= 3, "header and both calls:\n{csv}");
     assert!(csv.contains("BUSY") && csv.contains("ANSWERED"), "{csv}");
     let png = dir.path().join("oled.png");
-    let display = Command::new(bin)
+    let display = Command::new(env!("CARGO_BIN_EXE_cdrbox"))
         .args(["display", "--config"])
         .arg(&config)
         .arg("--png")

@@ -282,7 +282,6 @@ pub const KEYS: &[Key] = &[
         .label("Log level")
         .group("Logging")
         .advanced()
-        .restart()
         .help("Log filter: error, warn, info, debug, trace or off, optionally per module (\"info,cdrbox::ami=debug\"). The RUST_LOG environment variable overrides it."),
 ];
 

@@ -401,6 +401,43 @@ impl Config {
     }
 }
 
+/// The keys that differ between two configs (normalised, as [`parse::normalize`] gives them)
+/// and take effect only after a restart, as `(key path, entry)` — what the settings page lists
+/// under "Saved, not yet in effect" while `running` is what the box started with.
+pub fn restart_pending(
+    running: &toml::Table,
+    saved: &toml::Table,
+) -> Vec<(String, &'static spec::Key)> {
+    let mut out = Vec::new();
+    for t in keys::TABLES {
+        let restart_keys = keys::keys_of(t.name).filter(|k| k.apply == spec::Apply::Restart);
+        if t.array {
+            let list = |root: &toml::Table| -> Vec<toml::Value> {
+                root.get(t.name)
+                    .and_then(toml::Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            let (a, b) = (list(running), list(saved));
+            for k in restart_keys {
+                for i in 0..a.len().max(b.len()) {
+                    if a.get(i).and_then(|e| e.get(k.key)) != b.get(i).and_then(|e| e.get(k.key)) {
+                        out.push((k.path(Some(i)), k));
+                    }
+                }
+            }
+        } else {
+            let (a, b) = (running.get(t.name), saved.get(t.name));
+            for k in restart_keys {
+                if a.and_then(|t| t.get(k.key)) != b.and_then(|t| t.get(k.key)) {
+                    out.push((k.path(None), k));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Rules over more than one key.
 fn cross_checks(
     c: &Config,
@@ -447,6 +484,22 @@ mod tests {
             t.insert("no_such_field".into(), toml::Value::Integer(1));
         }
         assert!(Config::from_normalized(&root).is_err());
+    }
+
+    #[test]
+    fn restart_pending_lists_changed_restart_keys_only() {
+        let run = parse::normalize("[web]\nlisten = \"0.0.0.0:80\"\n[box]\nname = \"a\"\n").root;
+        let saved = parse::normalize(
+            "[web]\nlisten = \"0.0.0.0:8080\"\n[box]\nname = \"b\"\n[storage]\nring_kb = 1024\nretention_days = 7\n",
+        )
+        .root;
+        let got: Vec<String> = restart_pending(&run, &saved)
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        // box.name is live; ring_kb = 1024 is its default, so no change.
+        assert_eq!(got, ["storage.retention_days", "web.listen"]);
+        assert!(restart_pending(&saved, &saved).is_empty());
     }
 
     #[test]

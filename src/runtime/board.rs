@@ -29,6 +29,9 @@ struct State {
     usb_alarm: Option<Alarm>,
     display_alarm: Option<Alarm>,
     web_alarm: Option<Alarm>,
+    /// Standing alarms from the configuration (a PBX switched off or removed, a saved file that
+    /// could not be read at restart).
+    config_alarms: Vec<Alarm>,
 }
 
 /// Shared, thread-safe collector of status parts.
@@ -87,6 +90,7 @@ impl StatusBoard {
                 usb_alarm: None,
                 display_alarm: None,
                 web_alarm: None,
+                config_alarms: Vec::new(),
             }),
             tx,
             tz,
@@ -236,6 +240,11 @@ impl StatusBoard {
         self.lock().view.tls_fingerprint = fingerprint;
     }
 
+    /// Replaces the alarms that come from the configuration itself.
+    pub fn set_config_alarms(&self, alarms: Vec<Alarm>) {
+        self.lock().config_alarms = alarms;
+    }
+
     /// A new box name from the settings page.
     pub fn set_box_name(&self, name: &str) {
         self.lock().view.box_name = name.to_string();
@@ -305,6 +314,7 @@ impl StatusBoard {
         alarms.extend(st.usb_alarm.iter().cloned());
         alarms.extend(st.display_alarm.iter().cloned());
         alarms.extend(st.web_alarm.iter().cloned());
+        alarms.extend(st.config_alarms.iter().cloned());
         st.view.alarms = alarms;
         let view = st.view.clone();
         drop(st);

@@ -18,6 +18,7 @@ mod export;
 mod filter_args;
 mod import;
 mod links;
+mod live;
 mod passwd;
 mod run;
 mod setup_code;
@@ -80,15 +81,24 @@ fn io_runtime(thread_name: &str) -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// Logs to stderr with `level` (`RUST_LOG` overrides); the filter can be swapped later by
+/// [`live::set_log_level`] when the settings page changes `[log] level`.
 fn init_logging(level: &str) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // A second init (tests calling twice) is harmless; ignore its error.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let installed = tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .try_init()
+        .is_ok();
+    // A second init (tests calling twice) is harmless: the first subscriber stays.
+    if installed {
+        let _ = live::LOG_FILTER.set(handle);
+    }
 }
 
 /// Midnight of `now`'s day in `tz`, as Unix seconds ("today" on the page and the OLED).

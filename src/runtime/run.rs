@@ -1,7 +1,13 @@
 //! `cdrbox run`: the running box. [`run`] opens the journal, starts the status board, display,
 //! USB watcher, web page and AMI links, publishes the status every second, applies saved configs
 //! live, feeds the systemd watchdog, and on SIGINT/SIGTERM logs off and commits — each a named
-//! step of `run_async` below.
+//! step of `run_once` below.
+//!
+//! Restart (the settings page's button, `POST /api/restart`) happens inside the process: the
+//! run ends as on SIGTERM (links log off, the journal commits and closes, the web page and the
+//! display stop), then starts again from the saved file. Same PID, so it behaves alike under
+//! systemd (no unit restart, watchdog and notify socket keep working), for `cdrbox run` in a
+//! terminal and for `cdrbox demo`, whose simulated PBX keeps running across it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,6 +19,7 @@ use tokio::sync::watch;
 use super::board::StatusBoard;
 use super::io_runtime;
 use super::links::Links;
+use super::live::{pbx_off_alarms, removed_after, set_log_level, Outcome};
 use super::signals::StopSignals;
 use super::{
     display_zone, init_logging, load_config, start_of_day, unix_fn, usb_source, web_backend,
@@ -65,8 +72,8 @@ impl RecordSink for LoggerSink {
     }
 }
 
-/// Told the web page's address once it listens.
-pub type OnWeb = Box<dyn FnOnce(std::net::SocketAddr) + Send>;
+/// Told the web page's address each time it starts listening (again after a restart).
+pub type OnWeb = Box<dyn FnMut(std::net::SocketAddr) + Send>;
 
 /// Options for [`run`] beyond the config file.
 #[derive(Default)]
@@ -96,67 +103,129 @@ pub fn run_from_file(path: &Path) -> Result<()> {
     )
 }
 
-/// Runs the box until SIGINT/SIGTERM (or `stop_after`), then commits and exits.
+/// Runs the box until SIGINT/SIGTERM (or `stop_after`), then commits and exits; a restart
+/// from the settings page runs it again from the saved file, in the same process.
 pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
     let rt = io_runtime("cdrbox-io")?;
-    rt.block_on(run_async(cfg, opts))
+    rt.block_on(run_until_stopped(cfg, opts))
 }
 
-async fn run_async(cfg: Config, opts: RunOptions) -> Result<()> {
+async fn run_until_stopped(mut cfg: Config, mut opts: RunOptions) -> Result<()> {
     // Before the journal open, which runs `quick_check` and takes seconds on a big journal: a
     // SIGTERM during start-up must end in the clean stop, not the default kill (found by the
     // 500-kill crash campaign; regression test `tests/startup_sigterm.rs`).
-    let stop_signals = StopSignals::install();
-    let RunOptions {
-        config_path,
-        echo,
-        stop_after,
-        on_web,
-        clock,
-    } = opts;
+    let mut signals = StopSignals::install();
+    let deadline = opts.stop_after.map(|d| opts.clock.now() + d);
+    let mut problem = None;
+    loop {
+        let stop_after = deadline.map(|d| d - opts.clock.now());
+        if run_once(
+            cfg.clone(),
+            &mut opts,
+            &mut signals,
+            stop_after,
+            problem.take(),
+        )
+        .await?
+            == Outcome::Stopped
+        {
+            return Ok(());
+        }
+        match load_config(&opts.config_path) {
+            Ok(saved) => cfg = saved,
+            // Edited by hand into something invalid since the page saved it: keep recording
+            // with what ran, and say why on the page and the display.
+            Err(e) => {
+                tracing::error!(target: "cdrbox::run", error = %format!("{e:#}"), "restart: the saved configuration is invalid; running the previous one");
+                problem = Some(format!(
+                    "the restart used the previous settings: {e:#} — fix the file (cdrbox check-config) and restart again"
+                ));
+            }
+        }
+        set_log_level(&cfg.log.level);
+        tracing::warn!(target: "cdrbox::run", "restarting with the saved configuration");
+    }
+}
+
+/// One run of the box, from opening the journal to the clean stop.
+async fn run_once(
+    cfg: Config,
+    opts: &mut RunOptions,
+    signals: &mut StopSignals,
+    stop_after: Option<Duration>,
+    config_problem: Option<String>,
+) -> Result<Outcome> {
+    let clock = opts.clock.clone();
     let journal = open_journal(&cfg, &clock)?;
     let board = start_board(&cfg, &journal, &clock);
+    let mut alarms = pbx_off_alarms(&cfg, &[]);
+    alarms.extend(config_problem.map(|message| crate::status::Alarm {
+        code: "CONFIG".into(),
+        message,
+    }));
+    board.set_config_alarms(alarms);
     let sink: Arc<dyn RecordSink> = Arc::new(LoggerSink {
         journal: journal.clone(),
         board: board.clone(),
-        echo: echo.then(|| -> Echo { Box::new(|r| println!("{}", one_line(r))) }),
+        echo: opts
+            .echo
+            .then(|| -> Echo { Box::new(|r| println!("{}", one_line(r))) }),
     });
-    start_display(&cfg, &board, &clock);
+    let display = start_display(&cfg, &board, &clock);
     let usb = start_usb(&cfg, &journal, &board, &clock);
-    // Live configuration: the web page publishes validated, saved configs here.
+    // Live configuration: the web page publishes validated, saved configs here, and asks for a
+    // restart on the other channel.
     let (config_tx, config_rx) = watch::channel(cfg.clone());
+    let (restart_tx, restart_rx) = watch::channel(false);
     let web = start_web(
         &cfg,
         &journal,
         &board,
         &clock,
-        config_tx,
-        config_path.clone(),
-        on_web,
+        (config_tx, restart_tx),
+        opts.config_path.clone(),
+        opts.on_web.as_mut(),
     );
     let mut links = Links::new(sink, unix_fn(&clock));
     links.reconcile(&cfg);
     let (stop_tx, stop_rx) = watch::channel(false);
     spawn_status_publisher(
         &cfg,
-        crate::web::setup_code::path_for(&crate::web::auth::passwd_path_for(&config_path)),
+        crate::web::setup_code::path_for(&crate::web::auth::passwd_path_for(&opts.config_path)),
         &board,
         &journal,
         &clock,
         config_rx.clone(),
-        stop_rx,
+        stop_rx.clone(),
     );
-    let health_tx = notify_ready_and_feed_watchdog(&journal, web.as_ref().map(|w| w.probe()));
-    serve_until_stopped(
-        stop_signals.wait(stop_after),
-        config_rx,
+    let health_tx =
+        notify_ready_and_feed_watchdog(&journal, web.as_ref().map(|w| w.probe()), stop_rx);
+    let outcome = serve_until_stopped(
+        signals.wait(stop_after),
+        (config_rx, restart_rx),
         &board,
         &mut links,
         &clock,
         health_tx,
     )
     .await;
-    shut_down(stop_tx, links, web, usb, journal).await
+    shut_down(stop_tx, links, web, usb, journal).await?;
+    // The display thread ends once the board's status channel closes (the last reference to
+    // the board goes with the run): wait for it, so a restart does not open the panel twice.
+    drop(board);
+    if let Some(d) = display {
+        let finished = tokio::task::spawn_blocking(move || {
+            let until = std::time::Instant::now() + Duration::from_secs(3);
+            while !d.is_finished() && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            d.is_finished()
+        });
+        if !finished.await.unwrap_or(false) {
+            tracing::warn!(target: "cdrbox::run", "the display thread did not stop within 3 s");
+        }
+    }
+    Ok(outcome)
 }
 
 /// Opens (checks, migrates, replays) the journal and starts its writer thread.
@@ -180,14 +249,20 @@ fn start_board(cfg: &Config, journal: &JournalHandle, clock: &Clock) -> Arc<Stat
     board
 }
 
-/// The OLED thread (detached: it ends when the board's status channel closes).
-fn start_display(cfg: &Config, board: &Arc<StatusBoard>, clock: &Clock) {
-    let b = board.clone();
-    let _display = crate::display::spawn(
+/// The OLED thread: it ends when the board's status channel closes. Its health reports hold
+/// the board weakly, or the thread would keep the channel open and never end.
+fn start_display(
+    cfg: &Config,
+    board: &Arc<StatusBoard>,
+    clock: &Clock,
+) -> Option<std::thread::JoinHandle<()>> {
+    let b = Arc::downgrade(board);
+    crate::display::spawn(
         cfg.display.clone(),
         board.subscribe(),
         clock.clone(),
         move |h| {
+            let Some(b) = b.upgrade() else { return };
             b.set_display_problem(match &h {
                 crate::display::DisplayHealth::Failing { error, attempts, .. } => Some(format!(
                     "the OLED display is not responding ({error}); retrying (attempt {attempts}) — check its wiring and address (board/display.md)"
@@ -195,7 +270,7 @@ fn start_display(cfg: &Config, board: &Arc<StatusBoard>, clock: &Clock) {
                 _ => None,
             })
         },
-    );
+    )
 }
 
 /// The USB stick watcher; `None` (logged) when its thread cannot start.
@@ -230,18 +305,21 @@ fn start_web(
     journal: &JournalHandle,
     board: &Arc<StatusBoard>,
     clock: &Clock,
-    config_tx: watch::Sender<Config>,
+    (config_tx, restart_tx): (watch::Sender<Config>, watch::Sender<bool>),
     config_path: PathBuf,
-    on_web: Option<OnWeb>,
+    on_web: Option<&mut OnWeb>,
 ) -> Option<WebHandle> {
     let passwd = crate::web::auth::passwd_path_for(&config_path);
-    let backend = Arc::new(web_backend::BoxBackend::new(
-        journal.clone(),
-        board.clone(),
-        config_path,
-        config_tx,
-        clock.clone(),
-    ));
+    let backend = Arc::new(
+        web_backend::BoxBackend::new(
+            journal.clone(),
+            board.clone(),
+            config_path,
+            config_tx,
+            clock.clone(),
+        )
+        .with_restart(restart_tx),
+    );
     show_setup_code(&passwd, board);
     let mut web_opts = crate::web::WebOptions::new(passwd);
     web_opts.workers = cfg.web.workers;
@@ -345,10 +423,12 @@ fn ip_target(cfg: &Config) -> Option<String> {
 /// systemd: ready once the journal is open and the links are started; the watchdog is fed only
 /// while the journal writer is alive, no link task has died (reported on the returned channel
 /// by [`serve_until_stopped`]) and the web server answers (its threads run, not every page
-/// worker is wedged: [`crate::web::WebProbe::check`]).
+/// worker is wedged: [`crate::web::WebProbe::check`]), until `stop` (the next run feeds it
+/// after a restart).
 fn notify_ready_and_feed_watchdog(
     journal: &JournalHandle,
     web: Option<crate::web::WebProbe>,
+    mut stop: watch::Receiver<bool>,
 ) -> watch::Sender<bool> {
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     let (health_tx, health_rx) = watch::channel(true);
@@ -358,7 +438,10 @@ fn notify_ready_and_feed_watchdog(
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(period / 2);
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.changed() => break,
+                }
                 let journal_ok = !journal.alarms().iter().any(|a| a.code == "JOURNAL STOPPED");
                 let links_ok = *health_rx.borrow_and_update();
                 let web = web.as_ref().map_or(Ok(()), |w| w.check());
@@ -375,21 +458,30 @@ fn notify_ready_and_feed_watchdog(
     health_tx
 }
 
-/// The box's main loop: applies saved configs (links, box name) and checks link health until
-/// `stop` (a signal or `stop_after`) completes.
+/// The box's main loop: applies saved configs (links, box name, log level, the "logging is
+/// off" alarms) and checks link health until `stop` (a signal or `stop_after`) completes or a
+/// restart is asked for.
 async fn serve_until_stopped(
     stop: impl std::future::Future<Output = ()>,
-    mut config_rx: watch::Receiver<Config>,
+    (mut config_rx, mut restart_rx): (watch::Receiver<Config>, watch::Receiver<bool>),
     board: &StatusBoard,
     links: &mut Links,
     clock: &Clock,
     health_tx: watch::Sender<bool>,
-) {
+) -> Outcome {
     tokio::pin!(stop);
     let mut health = tokio::time::interval(Duration::from_secs(5));
+    let mut current = config_rx.borrow().clone();
+    let mut removed = Vec::new();
     loop {
         tokio::select! {
-            _ = &mut stop => break,
+            _ = &mut stop => return Outcome::Stopped,
+            changed = restart_rx.changed() => {
+                if changed.is_ok() && *restart_rx.borrow_and_update() {
+                    tracing::warn!(target: "cdrbox::run", "restart requested: stopping to start again");
+                    return Outcome::Restart;
+                }
+            }
             changed = config_rx.changed() => {
                 if changed.is_err() {
                     continue;
@@ -397,8 +489,12 @@ async fn serve_until_stopped(
                 let new = config_rx.borrow_and_update().clone();
                 board.set_box_name(&new.box_name);
                 board.set_links(&link_names(&new), clock.unix());
+                removed_after(&current, &new, &mut removed);
+                board.set_config_alarms(pbx_off_alarms(&new, &removed));
+                set_log_level(&new.log.level);
                 links.reconcile(&new);
                 tracing::info!(target: "cdrbox::run", links = links.len(), "configuration applied");
+                current = new;
             }
             _ = health.tick() => {
                 let _ = health_tx.send(links.all_running());

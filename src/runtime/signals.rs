@@ -18,7 +18,9 @@ impl StopSignals {
         }
     }
 
-    pub(super) async fn wait(mut self, stop_after: Option<Duration>) {
+    /// Until SIGINT, SIGTERM or `stop_after`. Borrowed, so a box that restarts in-process keeps
+    /// listening across runs and a signal during the restart is not lost.
+    pub(super) async fn wait(&mut self, stop_after: Option<Duration>) {
         let sleep = async {
             match stop_after {
                 Some(d) => tokio::time::sleep(d).await,

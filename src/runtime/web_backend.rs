@@ -37,6 +37,10 @@ pub struct BoxBackend {
     last_flush: Mutex<Option<Mono>>,
     page_interval: u64,
     clock: Clock,
+    /// What this run started with (normalised), to tell which saved keys wait for a restart.
+    started: toml::Table,
+    /// Asks the runtime to restart; `None` where nothing listens (tests).
+    restart_tx: Option<tokio::sync::watch::Sender<bool>>,
 }
 
 impl BoxBackend {
@@ -48,6 +52,7 @@ impl BoxBackend {
         clock: Clock,
     ) -> Self {
         let cfg = config_tx.borrow().clone();
+        let started = crate::config::parse::normalize(&read_config(&config_path)).root;
         BoxBackend {
             journal,
             board,
@@ -58,7 +63,16 @@ impl BoxBackend {
             readers: Mutex::new(Vec::new()),
             last_flush: Mutex::new(None),
             clock,
+            started,
+            restart_tx: None,
         }
+    }
+
+    /// Lets the settings page restart the box through `tx` (the runtime ends the run and
+    /// starts again when it turns `true`).
+    pub fn with_restart(mut self, tx: tokio::sync::watch::Sender<bool>) -> Self {
+        self.restart_tx = Some(tx);
+        self
     }
 
     fn flush_if_due(&self) {
@@ -93,6 +107,11 @@ impl BoxBackend {
         }
         out
     }
+}
+
+/// The config file's text; the built-in default when there is none yet.
+fn read_config(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|_| crate::config::DEFAULT_TOML.to_string())
 }
 
 fn unavailable(e: JournalError) -> BackendError {
@@ -180,8 +199,27 @@ impl Backend for BoxBackend {
     }
 
     fn config_text(&self) -> String {
-        std::fs::read_to_string(&self.config_path)
-            .unwrap_or_else(|_| crate::config::DEFAULT_TOML.to_string())
+        read_config(&self.config_path)
+    }
+
+    fn pending_restart(&self) -> Vec<(String, String)> {
+        let saved = crate::config::parse::normalize(&self.config_text()).root;
+        crate::config::restart_pending(&self.started, &saved)
+            .into_iter()
+            .map(|(path, key)| (path, key.label.to_owned()))
+            .collect()
+    }
+
+    fn restart(&self) -> Result<(), BackendError> {
+        match &self.restart_tx {
+            Some(tx) => {
+                tx.send_replace(true);
+                Ok(())
+            }
+            None => Err(BackendError::Internal(
+                "this box cannot restart itself from the page".into(),
+            )),
+        }
     }
 
     fn apply_config(&self, new_text: &str) -> Result<(), BackendError> {

@@ -15,11 +15,23 @@ const LOGIN_HTML: &str = include_str!("assets/login.html");
 const APP_CSS: &[u8] = include_bytes!("assets/app.css");
 const APP_JS: &[u8] = include_bytes!("assets/app.js");
 const LOGIN_JS: &[u8] = include_bytes!("assets/login.js");
+const SETTINGS_JS: &[u8] = include_bytes!("assets/settings.js");
+const SETTINGS_CSS: &[u8] = include_bytes!("assets/settings.css");
 const FAVICON: &[u8] = include_bytes!("assets/favicon.svg");
 
 const STATIC: &[(&str, &str, &[u8])] = &[
     ("/assets/app.css", "text/css; charset=utf-8", APP_CSS),
     ("/assets/app.js", "text/javascript; charset=utf-8", APP_JS),
+    (
+        "/assets/settings.js",
+        "text/javascript; charset=utf-8",
+        SETTINGS_JS,
+    ),
+    (
+        "/assets/settings.css",
+        "text/css; charset=utf-8",
+        SETTINGS_CSS,
+    ),
     (
         "/assets/login.js",
         "text/javascript; charset=utf-8",

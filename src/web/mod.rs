@@ -111,6 +111,18 @@ pub trait Backend: Send + Sync + 'static {
     /// The first admin password was just set through the web page: the setup code is gone
     /// (the display stops showing it).
     fn setup_finished(&self) {}
+    /// Saved settings that wait for a restart to take effect, as `(key path, label)`.
+    fn pending_restart(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+    /// Restarts the logger cleanly (links log off, the journal commits, everything starts again
+    /// from the saved file). Returns once the restart is requested; the page goes away soon
+    /// after and comes back.
+    fn restart(&self) -> Result<(), BackendError> {
+        Err(BackendError::Internal(
+            "this box cannot restart itself from the page".into(),
+        ))
+    }
     /// The OLED mirror as a PNG, when a display is rendered.
     fn display_png(&self) -> Option<Vec<u8>> {
         None

@@ -207,6 +207,18 @@ impl App {
                 }
                 self.import(req)
             }
+            ("POST", "/api/restart") => {
+                if principal.role != Role::Admin {
+                    return Response::error(403, None, "the viewer account cannot restart the box");
+                }
+                match self.backend.restart() {
+                    Ok(()) => {
+                        tracing::warn!(target: "cdrbox::web", peer = %req.peer, "restart requested from the settings page");
+                        Response::json(202, &json!({"restarting": true}))
+                    }
+                    Err(e) => backend_error(&e),
+                }
+            }
             ("GET", "/api/setup-help") => self.setup_help(),
             ("GET" | "HEAD", "/display.png") => match self.backend.display_png() {
                 Some(png) => Response::new(200, "image/png", Body::Bytes(png))
@@ -744,6 +756,11 @@ impl App {
                     "secretSet": secret_set,
                     "fields": settings::fields(),
                     "tables": settings::tables(),
+                    "restart": {
+                        "pending": self.backend.pending_restart().into_iter()
+                            .map(|(field, label)| json!({"field": field, "label": label}))
+                            .collect::<Vec<_>>(),
+                    },
                 }),
             ),
             Err(e) => Response::error(500, Some(&e.field), &e.to_string()),
@@ -776,16 +793,14 @@ impl App {
         };
         let new_text = match settings::apply_changes(&self.backend.config_text(), &changes) {
             Ok(t) => t,
-            Err(e) => return Response::error(400, Some(&e.field), &e.to_string()),
+            Err(e) => return field_error(&e.field, &e.message),
         };
         match self.backend.apply_config(&new_text) {
             Ok(()) => {
                 tracing::info!(target: "cdrbox::web", peer = %req.peer, "settings saved");
                 self.config_get()
             }
-            Err(BackendError::Invalid { field, message }) => {
-                Response::error(400, Some(&field), &format!("{field}: {message}"))
-            }
+            Err(BackendError::Invalid { field, message }) => field_error(&field, &message),
             Err(e) => backend_error(&e),
         }
     }
@@ -833,6 +848,15 @@ fn bad_param(e: &ParamError) -> Response {
     Response::error(400, Some(&e.param), &e.to_string())
 }
 
+/// A settings problem: `error` names the key once (`pbx[0].port: 0 is not a port number
+/// (1–65535)`), `param` is the key, `detail` the sentence without it (for beside the field).
+fn field_error(field: &str, detail: &str) -> Response {
+    Response::json(
+        400,
+        &json!({"error": format!("{field}: {detail}"), "param": field, "detail": detail}),
+    )
+}
+
 /// A real argon2id hash (of nothing anyone types), verified against for unknown users so
 /// that they take as long as known ones.
 fn dummy_hash() -> &'static str {
@@ -854,6 +878,7 @@ fn known_path(p: &str) -> bool {
             | "/api/stats"
             | "/api/events"
             | "/api/config"
+            | "/api/restart"
             | "/api/setup-help"
             | "/api/import"
             | "/display.png"

@@ -27,7 +27,7 @@
     if (r.status === 401) { location.href = '/login'; throw new Error('not logged in'); }
     let data = null;
     try { data = await r.json(); } catch (e) { data = null; }
-    if (!r.ok) { const err = new Error((data && data.error) || ('HTTP ' + r.status)); err.param = data && data.param; err.status = r.status; throw err; }
+    if (!r.ok) { const err = new Error((data && data.error) || ('HTTP ' + r.status)); err.param = data && data.param; err.detail = data && data.detail; err.status = r.status; throw err; }
     return data;
   }
 
@@ -51,7 +51,10 @@
     state.tab = ['status', 'calls', 'stats', 'settings', 'setup'].includes(tab) ? tab : 'status';
     for (const s of document.querySelectorAll('.tab')) s.hidden = s.id !== 'tab-' + state.tab;
     for (const a of document.querySelectorAll('#nav a')) a.classList.toggle('active', a.dataset.tab === state.tab);
-    ({ status: loadStatus, calls: loadCalls, stats: loadStats, settings: loadSettings, setup: loadSetup })[state.tab]();
+    const own = { status: loadStatus, calls: loadCalls, stats: loadStats, setup: loadSetup };
+    // Other pages (settings.js) register their loader in window.cdrbox.tabs.
+    const load = own[state.tab] || window.cdrbox.tabs[state.tab];
+    if (load) load();
   }
 
   // ---- status -----------------------------------------------------------------------------
@@ -201,115 +204,6 @@
     clear($('hourly')).append(svg);
   }
 
-  // ---- settings ---------------------------------------------------------------------------
-  let cfg = null;
-  function fieldInput(spec, given, name, secretSet) {
-    const k = spec.kind.type;
-    // A key the file leaves out shows its default as the value (a ticked box for a default
-    // true): the server writes only values that change what the file means.
-    const value = given === undefined && spec.default !== null && spec.default !== undefined ? spec.default : given;
-    let input;
-    if (k === 'bool') { input = el('input', { type: 'checkbox' }); input.checked = value === true; }
-    else if (k === 'choice') { input = el('select', {}); for (const c of spec.kind.choices) { const o = el('option', { value: c, text: c }); if (String(value) === c) o.selected = true; input.append(o); } if (value === undefined) input.prepend(el('option', { value: '', text: '(default)', selected: true })); }
-    else if (k === 'list') { input = el('textarea', { rows: 3 }); input.value = Array.isArray(value) ? value.join('\n') : ''; }
-    else if (k === 'secret') { input = el('input', { type: 'password', autocomplete: 'new-password', placeholder: secretSet ? '(set — leave empty to keep)' : '(not set)' }); }
-    else if (k === 'int') { input = el('input', { type: 'number', min: spec.kind.min, max: spec.kind.max }); if (value !== undefined) input.value = value; else input.placeholder = '(default)'; }
-    else { input = el('input', {}); if (value !== undefined) input.value = value; else input.placeholder = '(default)'; }
-    input.dataset.field = name; input.dataset.kind = k;
-    if (state.role !== 'admin') input.disabled = true;
-    return el('label', { class: 'field' }, el('span', { text: spec.label || spec.key }), input, el('small', { text: spec.help }));
-  }
-  function extraSpecs(table, values, known) {
-    return Object.keys(values || {}).filter((k) => !known.has(k) && typeof values[k] !== 'object').map((k) => ({ table, key: k, kind: { type: 'text' }, help: 'Key not described on this page.' }));
-  }
-  function renderSettings() {
-    const form = clear($('settings-form'));
-    const specs = cfg.fields;
-    for (const { name: table, title } of cfg.tables) {
-      const mine = specs.filter((f) => f.table === table);
-      const known = new Set(mine.map((f) => f.key));
-      if (table === 'pbx') {
-        const list = cfg.config.pbx || [];
-        const card = el('div', { class: 'card' }, el('h2', { text: title }));
-        list.forEach((p, i) => {
-          const grid = el('div', { class: 'settings-table' });
-          for (const f of mine.concat(extraSpecs('pbx', p, known))) grid.append(fieldInput(f, p[f.key], 'pbx[' + i + '].' + f.key, cfg.secretSet[i]));
-          const rm = el('button', { type: 'button', class: 'secondary', text: 'Remove this PBX' });
-          rm.addEventListener('click', () => { collect(); cfg.config.pbx.splice(i, 1); cfg.secretSet.splice(i, 1); renderSettings(); });
-          if (state.role !== 'admin') rm.disabled = true;
-          card.append(el('h3', { text: p.name || ('PBX ' + (i + 1)) }), grid, rm);
-        });
-        const add = el('button', { type: 'button', class: 'secondary', text: '+ Add a PBX' });
-        add.addEventListener('click', () => { collect(); (cfg.config.pbx = cfg.config.pbx || []).push({ name: 'pbx' + ((cfg.config.pbx || []).length + 1), port: 5038, auth: 'md5' }); cfg.secretSet.push(false); renderSettings(); });
-        if (state.role !== 'admin') add.disabled = true;
-        card.append(el('p', {}, add));
-        form.append(card);
-        continue;
-      }
-      const values = cfg.config[table] || {};
-      const grid = el('div', { class: 'settings-table' });
-      for (const f of mine.concat(extraSpecs(table, values, known))) grid.append(fieldInput(f, values[f.key], table + '.' + f.key));
-      form.append(el('div', { class: 'card' }, el('h2', { text: title }), grid));
-    }
-    const save = el('button', { type: 'submit', text: 'Save and apply' });
-    if (state.role !== 'admin') save.disabled = true;
-    form.append(el('div', { class: 'sticky-save' }, save, el('span', { id: 'settings-msg', class: 'msg' })));
-  }
-  function collect() { // form → nested JSON like GET /api/config gives
-    const out = {};
-    for (const input of document.querySelectorAll('#settings-form [data-field]')) {
-      const m = /^(?:(pbx)\[(\d+)\]|(\w+))\.(\w+)$/.exec(input.dataset.field);
-      if (!m) continue;
-      let v;
-      const kind = input.dataset.kind;
-      if (kind === 'bool') v = input.checked;
-      else if (kind === 'list') v = input.value.split('\n').map((s) => s.trim()).filter((s) => s);
-      else if (kind === 'int') { if (input.value === '') continue; v = Number(input.value); }
-      else if (kind === 'secret') { v = input.value; }
-      else { if (input.value === '' && input.placeholder === '(default)') continue; v = input.value; }
-      if (kind === 'choice' && v === '') continue;
-      if (m[1]) { out.pbx = out.pbx || []; const i = Number(m[2]); out.pbx[i] = out.pbx[i] || {}; out.pbx[i][m[4]] = v; }
-      else { out[m[3]] = out[m[3]] || {}; out[m[3]][m[4]] = v; }
-    }
-    if (cfg) {
-      const n = (cfg.config.pbx || []).length;
-      out.pbx = out.pbx || [];
-      for (let i = 0; i < n; i++) out.pbx[i] = out.pbx[i] || {};
-      cfg.config = Object.assign({}, cfg.config, out);
-    }
-    return out;
-  }
-  async function loadSettings() {
-    try { cfg = await api('/api/config'); } catch (e) { clear($('settings-form')).append(el('p', { class: 'error', text: e.message })); return; }
-    renderSettings();
-    if (state.role !== 'admin') $('pw-form').hidden = true;
-  }
-  async function saveSettings(ev) {
-    ev.preventDefault();
-    for (const n of document.querySelectorAll('#settings-form .field')) { n.classList.remove('has-error'); const e = n.querySelector('.ferr'); if (e) e.remove(); }
-    const msg = $('settings-msg');
-    msg.className = 'msg'; msg.textContent = 'Saving…';
-    const body = { config: collect() };
-    try {
-      cfg = await api('/api/config', { method: 'PUT', body });
-      renderSettings();
-      const m2 = $('settings-msg'); m2.className = 'msg ok'; m2.textContent = 'Saved and applied.';
-    } catch (e) {
-      msg.className = 'msg error'; msg.textContent = e.message;
-      const name = (e.param || '').replace(/\.(\d+)\./, '[$1].');
-      const input = document.querySelector('#settings-form [data-field="' + CSS.escape(name) + '"]');
-      if (input) { const f = input.closest('.field'); f.classList.add('has-error'); f.append(el('span', { class: 'ferr', text: e.message })); input.focus(); }
-    }
-  }
-  async function changePassword(ev) {
-    ev.preventDefault();
-    const f = ev.target, msg = $('pw-msg');
-    try {
-      await api('/api/password', { method: 'POST', body: { user: f.user.value, current: f.current.value, password: f.password.value } });
-      msg.className = 'msg ok'; msg.textContent = 'Password changed.'; f.reset();
-    } catch (e) { msg.className = 'msg error'; msg.textContent = e.message; }
-  }
-
   // ---- setup help -------------------------------------------------------------------------
   async function loadSetup() {
     let d;
@@ -343,6 +237,8 @@
     es.addEventListener('error', () => { /* EventSource reconnects by itself */ });
   }
   function banner(text) { const b = $('banner'); b.textContent = text; b.hidden = !text; }
+  // What the page scripts loaded after this one (settings.js) share.
+  window.cdrbox = { api, el, clear, state, tabs: {} };
 
   // ---- start ------------------------------------------------------------------------------
   async function start() {
@@ -359,8 +255,6 @@
     $('prev').addEventListener('click', () => { state.offset = Math.max(0, state.offset - state.limit); loadCalls(); });
     $('next').addEventListener('click', () => { state.offset += state.returned || state.limit; loadCalls(); });
     $('stats-form').addEventListener('submit', (ev) => { ev.preventDefault(); loadStats(); });
-    $('settings-form').addEventListener('submit', saveSettings);
-    $('pw-form').addEventListener('submit', changePassword);
     window.addEventListener('hashchange', showTab);
     setInterval(() => { if (state.tab === 'status' && !document.hidden) loadStatus(); }, 5000);
     await loadStatus().catch(() => {});
