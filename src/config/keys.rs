@@ -281,7 +281,6 @@ pub const KEYS: &[Key] = &[
     Key::new("log", "level", Kind::Text(checks::log_filter), D::Str("info"))
         .label("Log level")
         .group("Logging")
-        .advanced()
         .help("Log filter: error, warn, info, debug, trace or off, optionally per module (\"info,cdrbox::ami=debug\"). The RUST_LOG environment variable overrides it."),
 ];
 

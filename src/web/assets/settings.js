@@ -135,7 +135,7 @@
   }
 
   // Fields grouped under headings; rarely changed ones folded away under "Advanced".
-  function groups(table, values, prefix, entry) {
+  function groups(table, values, prefix, entry, title) {
     const box = el('div', {});
     const mine = specs(table);
     const names = [];
@@ -147,7 +147,9 @@
         if (!list.length) continue;
         const grid = el('div', { class: 'settings-grid' });
         for (const f of list) grid.append(field(f, values[f.key], prefix + f.key, entry));
-        const part = el('fieldset', { class: 'group' }, el('legend', { text: g }), grid);
+        // A group named like its table needs no heading of its own.
+        const same = !advanced && g.toLowerCase() === String(title || '').toLowerCase();
+        const part = same ? el('div', { class: 'group' }, grid) : el('fieldset', { class: 'group' }, el('legend', { text: g }), grid);
         (advanced ? adv : box).append(part);
       }
     }
@@ -199,7 +201,7 @@
         });
         card.append(el('p', {}, add));
       } else {
-        card.append(groups(table.name, cfg.config[table.name] || {}, table.name + '.', null));
+        card.append(groups(table.name, cfg.config[table.name] || {}, table.name + '.', null, table.title));
       }
       form.append(card);
     }
@@ -225,13 +227,15 @@
     const msg = $('restart-msg');
     try { await api('/api/restart', { method: 'POST', body: {} }); } catch (e) { msg.className = 'msg error'; msg.textContent = e.message; return; }
     msg.className = 'msg'; msg.textContent = 'Restarting…';
-    // The page reconnects by itself once the box answers again.
+    // The page reconnects by itself once the box is back: sessions do not survive a restart,
+    // so "back" is a 401, or any answer after the box was seen gone.
     const started = Date.now();
+    let gone = false;
     const poll = async () => {
       try {
         const r = await fetch('/api/session', { headers: { 'X-Requested-With': 'cdrbox' }, credentials: 'same-origin' });
-        if (r.status === 200 || r.status === 401) { location.reload(); return; }
-      } catch (e) { /* not up yet */ }
+        if (r.status === 401 || (gone && r.ok)) { location.reload(); return; }
+      } catch (e) { gone = true; }
       if (Date.now() - started > 120000) { msg.className = 'msg error'; msg.textContent = 'The box has not come back after 2 minutes: check its display or the service log.'; return; }
       setTimeout(poll, 1000);
     };
