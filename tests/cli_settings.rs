@@ -2,7 +2,8 @@
 //! calls all along: a save changes the file in the changed key alone and a naive GET→PUT round
 //! trip changes nothing; a key that needs a restart is listed until `POST /api/restart`, which
 //! restarts the box in the same process (the page moves to its new address and recording goes
-//! on); switching a PBX off or removing it raises a standing "logging is off" alarm.
+//! on); switching a PBX off or removing it raises a standing "logging is off" alarm. Saves leave
+//! the file and its backup private (0600), and no error shows a line that holds the secret.
 
 mod cli_support;
 mod settings_support;
@@ -54,6 +55,25 @@ fn alarms(port: u16) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Everything `cdrbox check-config` prints for the file.
+fn check_config_says(path: &std::path::Path) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cdrbox"))
+        .args(["check-config", "--config"])
+        .arg(path)
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// More records arrive (the link keeps recording).
 fn keeps_recording(port: u16) {
     let before = total(port);
@@ -88,6 +108,9 @@ fn saves_change_one_key_restart_applies_the_rest_and_switching_off_is_never_sile
     let pid = cdrbox.child.id();
     wait("the first records", LONG, || total(web1) > 0);
 
+    // Written by hand with the umask's 0644: check-config warns (the file holds the secret).
+    assert!(check_config_says(&config).contains("open to others (mode 0644)"));
+
     // A script's naive round trip (GET the config, PUT it back) changes nothing.
     let (_, view) = http_json(web1, "GET", "/api/config", "");
     put(web1, view["config"].clone());
@@ -97,6 +120,10 @@ fn saves_change_one_key_restart_applies_the_rest_and_switching_off_is_never_sile
     put(web1, json!({"storage": {"retention_days": 30}}));
     let saved = std::fs::read_to_string(&config).unwrap();
     assert_eq!(changed_keys(&text, &saved), ["storage.retention_days"]);
+    // Issue 11 item 5: the file (it holds the secret) and its backup are private now.
+    assert_eq!(mode(&config), 0o600);
+    assert_eq!(mode(&dir.path().join("cdrbox.toml.bak")), 0o600);
+    assert!(!check_config_says(&config).contains("open to others"));
     put(web1, json!({"log": {"level": "debug"}}));
     put(
         web1,
@@ -146,6 +173,24 @@ fn saves_change_one_key_restart_applies_the_rest_and_switching_off_is_never_sile
             .any(|(c, m)| c == "PBX OFF" && m.contains("office") && m.contains("removed"))
     });
     assert!(!std::fs::read_to_string(&config).unwrap().contains("s3cret"));
+
+    // A file broken by hand on a secret's line: the page's error never quotes it.
+    std::fs::write(
+        &config,
+        "[[pbx]]\nname = \"office\"\nsecret = \"hunter2\" oops\n",
+    )
+    .unwrap();
+    let (code, body) = http(web2, "GET", "/api/config", "");
+    assert_eq!(code, 500, "{body}");
+    assert!(
+        body.contains("line 3") && !body.contains("hunter2"),
+        "{body}"
+    );
+    let said = check_config_says(&config);
+    assert!(
+        said.contains("line 3") && !said.contains("hunter2"),
+        "{said}"
+    );
 
     assert!(cdrbox.still_running());
     cdrbox.stop();

@@ -159,6 +159,11 @@ mount_root = "{d}/media"
         let path = p["path"].as_str().unwrap();
         assert!(covered.contains(path), "the field {path} was never saved");
     }
+    // Issue 11 item 5: after all those saves the file (it holds the secret) is still private.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&config).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "config file mode {mode:o}");
+
     cdrbox.stop();
     rt.block_on(async {
         a.stop().await;

@@ -16,7 +16,10 @@ pub fn check_config(path: &Path) -> Result<()> {
         cfg.storage.path.display(),
         cfg.web.listen
     );
-    for w in cfg.warnings() {
+    for w in super::config_mode_warning(path)
+        .into_iter()
+        .chain(cfg.warnings())
+    {
         println!("warning: {w}");
     }
     Ok(())

@@ -62,6 +62,19 @@ fn load_config(path: &Path) -> Result<Config> {
     Ok(Config::load(path)?)
 }
 
+/// A warning when the config file (it holds the AMI secret) is open to more than its owner and
+/// group (issue 11 item 5); `None` when private or unreadable (loading says why then).
+fn config_mode_warning(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    crate::web::settings::mode_is_loose(mode).then(|| {
+        format!(
+            "{} is open to others (mode {mode:04o}) and holds the AMI secret: chmod 600 {0} (or 640 with the service's group); the next save from the settings page does that",
+            path.display()
+        )
+    })
+}
+
 /// The zone user-typed times are read in: the first PBX's, else UTC.
 fn display_zone(cfg: &Config) -> jiff::tz::TimeZone {
     cfg.pbx

@@ -94,6 +94,9 @@ pub struct RunOptions {
 pub fn run_from_file(path: &Path) -> Result<()> {
     let cfg = load_config(path)?;
     init_logging(&cfg.log.level);
+    if let Some(w) = super::config_mode_warning(path) {
+        tracing::warn!(target: "cdrbox::run", "{w}");
+    }
     run(
         cfg,
         RunOptions {

@@ -10,7 +10,7 @@
 //!
 //! Pure except [`save_atomic`].
 
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 
 use serde_json::{json, Map, Value};
@@ -458,36 +458,34 @@ fn stored_secret_may_stay(old: &Table, new: &Table, i: usize) -> Result<(), Fiel
     Ok(())
 }
 
+/// The mode a saved config gets: owner read/write only (it holds the AMI secret), or 0640 when
+/// the file was already private to its owner and group (a root-owned file the service's group
+/// reads). A looser file (0644, 0666) becomes 0600: never more open, whatever the file had or
+/// the umask says (issue 11 item 5).
+pub fn private_mode(existing: Option<u32>) -> u32 {
+    match existing {
+        Some(m) if !mode_is_loose(m) && m & 0o040 != 0 => 0o640,
+        _ => 0o600,
+    }
+}
+
+/// Whether a config file's mode lets anyone but its owner (and the owner's group, reading) at
+/// the secret — what `cdrbox run` and `check-config` warn about.
+pub fn mode_is_loose(mode: u32) -> bool {
+    mode & 0o037 != 0
+}
+
 /// Saves `text` to `path` so that a power cut leaves either the old or the new file: the current
-/// file is copied to `<path>.bak`, the new text goes to a temporary file beside it, is fsynced,
-/// then renamed over `path`, and the directory is fsynced.
+/// file is kept as `<path>.bak`, the new text goes to a temporary file beside it, is fsynced,
+/// then renamed over `path`, and the directory is fsynced (`crate::fsio`). The file and its
+/// backup get [`private_mode`] on every save, set explicitly so the umask cannot open them.
 pub fn save_atomic(path: &Path, text: &str) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "config".into());
-    if path.exists() {
-        let bak = dir.join(format!("{name}.bak"));
-        let old = std::fs::read(path)?;
-        let mut b = std::fs::File::create(&bak)?;
-        b.write_all(&old)?;
-        b.sync_all()?;
-    }
-    let tmp = dir.join(format!(".{name}.tmp"));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        d.sync_all()?;
-    }
-    Ok(())
+    use std::os::unix::fs::PermissionsExt;
+    let existing = std::fs::metadata(path).ok().map(|m| m.permissions().mode());
+    let opts = crate::fsio::AtomicOptions::default()
+        .mode(private_mode(existing))
+        .backup(true);
+    crate::fsio::write_atomic(path, text.as_bytes(), opts)
 }
 
 #[cfg(test)]
@@ -718,6 +716,39 @@ listen = "0.0.0.0:8080"
         assert!(!e.to_string().contains("hunter2"), "{e}");
     }
 
+    /// Issue 11 item 5: the file and its backup are private after every save, whatever they
+    /// were before (a 0666 file, an 0640 one for the service group stays 0640).
+    #[test]
+    fn saves_are_private_and_so_is_the_backup() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("cdrbox.toml");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        std::fs::write(&p, "a = 0\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).unwrap();
+        save_atomic(&p, "a = 1\n").unwrap();
+        assert_eq!(mode(&p), 0o600);
+        assert_eq!(mode(&dir.path().join("cdrbox.toml.bak")), 0o600);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        save_atomic(&p, "a = 2\n").unwrap();
+        assert_eq!(
+            (mode(&p), mode(&dir.path().join("cdrbox.toml.bak"))),
+            (0o640, 0o640)
+        );
+        assert!(
+            mode_is_loose(0o644)
+                && mode_is_loose(0o660)
+                && !mode_is_loose(0o640)
+                && !mode_is_loose(0o600)
+        );
+        assert_eq!(
+            private_mode(Some(0o644)),
+            0o600,
+            "a world-readable file is not kept group-readable"
+        );
+        assert_eq!(private_mode(None), 0o600);
+    }
+
     #[test]
     fn save_keeps_a_backup() {
         let dir = tempfile::tempdir().unwrap();
@@ -729,6 +760,6 @@ listen = "0.0.0.0:8080"
             std::fs::read_to_string(dir.path().join("cdrbox.toml.bak")).unwrap(),
             "a = 1\n"
         );
-        assert!(!dir.path().join(".cdrbox.toml.tmp").exists());
+        assert!(!dir.path().join("cdrbox.toml.partial").exists());
     }
 }
