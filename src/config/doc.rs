@@ -45,7 +45,7 @@ fn facts(k: &Key) -> String {
         s.push_str(&format!("Allowed: {a}."));
     }
     let default = match k.default {
-        DefaultValue::Required(_) => None,
+        DefaultValue::Required(_) => Some("Required.".to_owned()),
         DefaultValue::Unset => Some("Not set by default.".to_owned()),
         DefaultValue::Str("") => None,
         _ => k.default_toml().map(|d| format!("Default {d}.")),

@@ -86,12 +86,12 @@ pub const KEYS: &[Key] = &[
         .label("PBX name")
         .group("Connection")
         .example("\"office\"")
-        .help("Short unique name of this PBX, stored with every record (1–64 characters). Required."),
+        .help("Short unique name of this PBX, stored with every record (1–64 characters)."),
     Key::new("pbx", "host", Kind::Text(checks::host), D::Required("the PBX's address, e.g. \"192.168.1.10\""))
         .label("Address")
         .group("Connection")
         .example("\"192.168.1.10\"")
-        .help("Host name or IP address of the PBX. Required. Changing it asks for the secret again, so the stored one is never sent to another machine."),
+        .help("Host name or IP address of the PBX. Changing it asks for the secret again, so the stored one is never sent to another machine."),
     Key::new("pbx", "port", Kind::Port, D::Int(5038))
         .label("AMI port")
         .group("Connection")
@@ -100,7 +100,7 @@ pub const KEYS: &[Key] = &[
         .label("AMI user")
         .group("Connection")
         .example("\"cdrbox\"")
-        .help("AMI user: a [section] name in the PBX's /etc/asterisk/manager.conf. Required."),
+        .help("AMI user: a [section] name in the PBX's /etc/asterisk/manager.conf."),
     Key::new("pbx", "secret", Kind::Secret, D::Str(""))
         .label("AMI secret")
         .group("Connection")
@@ -113,7 +113,7 @@ pub const KEYS: &[Key] = &[
     Key::new("pbx", "enabled", Kind::Bool, D::Bool(true))
         .label("Record calls from this PBX")
         .group("Connection")
-        .help("false keeps the settings but does not connect: no calls are recorded, and an alarm says so until it is switched back on."),
+        .help("When off (false) the settings are kept but the box does not connect: no calls are recorded, and an alarm says so until it is switched back on."),
     Key::new("pbx", "timezone", Kind::Text(checks::timezone), D::Str(super::DEFAULT_TIMEZONE))
         .label("Time zone of the PBX clock")
         .group("Calls")
@@ -183,7 +183,7 @@ pub const KEYS: &[Key] = &[
         .label("Keep records not yet copied to a USB stick")
         .group("Retention")
         .restart()
-        .help("true: retention never deletes a record that no USB copy has taken yet."),
+        .help("When on (true), retention never deletes a record that no USB copy has taken yet."),
     Key::new("storage", "ring_kb", int(16, 1_048_576), D::Int(1024))
         .unit(Unit::Kib)
         .label("Ring file size")
@@ -266,7 +266,7 @@ pub const KEYS: &[Key] = &[
         .label("What a stick receives")
         .group("USB stick")
         .restart()
-        .help("\"new\" (records not copied to any stick before) or \"all\"."),
+        .help("The records not copied to any stick before (\"new\"), or every record (\"all\")."),
     Key::new(
         "usb",
         "profile",

@@ -277,7 +277,12 @@
     ev.preventDefault();
     const inputs = [...document.querySelectorAll('#settings-form [data-field]')];
     const bad = inputs.filter((i) => check(i));
-    if (bad.length) { setMsg('error', 'Not saved: ' + bad.length + ' field' + (bad.length > 1 ? 's need' : ' needs') + ' fixing (marked in red).'); bad[0].focus(); return; }
+    if (bad.length) {
+      const first = bad[0], where = first._entry ? ' (' + (first._entry.values.name || 'new PBX') + ')' : '';
+      setMsg('error', 'Not saved: ' + first._spec.label + where + ' — ' + problemOf(first._spec, first, first._entry) + (bad.length > 1 ? ' (and ' + (bad.length - 1) + ' more marked in red)' : ''));
+      first.focus();
+      return;
+    }
     const body = changes();
     if (!Object.keys(body).length) { setMsg('', 'Nothing changed.'); return; }
     // Switching a PBX off stops its recording: ask first.
