@@ -192,11 +192,11 @@ pub const KEYS: &[Key] = &[
         .restart()
         .help("Size of the pre-zeroed ring file that holds records until they are in SQLite. 1024 KiB holds 256 records."),
     Key::new("storage", "memory_queue_records", int(1_000, 10_000_000), D::Int(100_000))
-        .label("Records held in memory when the disk is full")
+        .label("Records held in memory when the disk fails")
         .group("Journal")
         .advanced()
         .restart()
-        .help("Records held in memory while the disk is full, before the PBX links pause."),
+        .help("Records held only in memory while the ring file and the database cannot take them (disk full or failing). Beyond this, new calls are dropped, counted, alarmed and listed in the gap ledger; the PBX links stay connected."),
     // ---- [web] --------------------------------------------------------------------------
     Key::new("web", "listen", Kind::Listen, D::Str("0.0.0.0:80"))
         .label("Web page address and port")
