@@ -294,6 +294,25 @@ pub fn table(name: &str) -> Option<&'static Table> {
     TABLES.iter().find(|t| t.name == name)
 }
 
+/// Whether `key` of `table` must never leave the box nor be quoted in a message: marked secret
+/// in the table, or (a key the table does not know, e.g. a typo) named like one.
+pub fn is_secret(table: &str, key: &str) -> bool {
+    match find(table, key) {
+        Some(k) => k.secret,
+        None => names_a_secret(key),
+    }
+}
+
+/// Whether `text` mentions a secret key's name (`secret`, a key marked secret, or a word like
+/// `password`), case-insensitively: a line that does is never quoted.
+pub fn names_a_secret(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    ["secret", "password", "passwd", "token"]
+        .iter()
+        .any(|w| t.contains(w))
+        || KEYS.iter().any(|k| k.secret && t.contains(k.key))
+}
+
 /// The keys of one table, in order.
 pub fn keys_of(table: &str) -> impl Iterator<Item = &'static Key> + '_ {
     KEYS.iter().filter(move |k| k.table == table)

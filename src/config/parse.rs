@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use toml::de::{DeTable, DeValue};
 
-use super::keys::{self, TABLES};
+use super::keys::{self, names_a_secret, TABLES};
 use super::spec::{check_value, required_problem, Input, Key, Kind};
 
 /// What kind of problem a [`Problem`] is.
@@ -120,22 +120,80 @@ fn key_of_line(line: &str) -> Option<&str> {
     (!k.is_empty()).then_some(k)
 }
 
-/// Whether a line may be quoted in a message: a table header, or a line that starts with a
-/// known key that holds no secret. Anything else (a secret, an unknown key that may be a
-/// mistyped secret, the middle of a multi-line value) is never shown.
-pub fn quotable(line: &str) -> bool {
+/// A line without its trailing comment (a comment may say anything, a secret too).
+fn without_comment(line: &str) -> &str {
     let t = line.trim();
+    let cut = t.match_indices('#').find(|(i, _)| {
+        // A `#` inside a quoted value is no comment: count the quotes before it.
+        let before = &t[..*i];
+        before.matches('"').count().is_multiple_of(2)
+            && before.matches('\'').count().is_multiple_of(2)
+    });
+    cut.map_or(t, |(i, _)| t[..i].trim_end())
+}
+
+/// Whether a line may be quoted in a message: a bare table header, or a line that starts with
+/// a known key that holds no secret and does not name one anywhere (`name = "a" secret = "x"`
+/// is one broken line). Anything else (a secret, an unknown key that may be a mistyped secret,
+/// a header with more on its line) is never shown. Quote it through [`quoted_line`], which
+/// also leaves out the comment and the lines inside a secret's value.
+pub fn quotable(line: &str) -> bool {
+    let t = without_comment(line);
+    if names_a_secret(t) {
+        return false;
+    }
     if t.starts_with('[') {
-        return true;
+        // Only `[name]` / `[[name]]` alone: anything after the header could be a value.
+        let inner = t.trim_start_matches('[').trim_end_matches(']');
+        let brackets = t.len() - inner.len();
+        return (brackets == 2 || brackets == 4)
+            && !inner.is_empty()
+            && inner
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ' '));
     }
     match key_of_line(t) {
-        Some(k) => {
-            let known = keys::KEYS.iter().any(|s| s.key == k);
-            let secret = keys::KEYS.iter().any(|s| s.key == k && s.secret);
-            known && !secret
-        }
+        Some(k) => keys::KEYS.iter().any(|s| s.key == k && !s.secret),
         None => false,
     }
+}
+
+/// The lines any secret's value spans in `text` (a multi-line string can hide a line that
+/// looks like `name = …`), found with the recovering parser.
+fn secret_lines(text: &str) -> BTreeSet<usize> {
+    fn of_table(text: &str, table: &str, t: &DeTable<'_>, out: &mut BTreeSet<usize>) {
+        for (k, v) in t.iter() {
+            if keys::is_secret(table, k.get_ref()) {
+                let span = v.span();
+                let first = line_col(text, span.start.min(k.span().start)).0;
+                let last = line_col(text, span.end).0;
+                out.extend(first..=last);
+            }
+        }
+    }
+    let (doc, _) = DeTable::parse_recoverable(text);
+    let mut out = BTreeSet::new();
+    for (name, v) in doc.get_ref().iter() {
+        match v.get_ref() {
+            DeValue::Table(t) => of_table(text, name.get_ref(), t, &mut out),
+            DeValue::Array(a) => {
+                for e in a.iter() {
+                    if let DeValue::Table(t) = e.get_ref() {
+                        of_table(text, name.get_ref(), t, &mut out);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Line `n` of `text` as a message may quote it (without its comment), or `None` when it may
+/// hold a secret.
+pub fn quoted_line(text: &str, n: usize) -> Option<&str> {
+    let line = line_text(text, n)?;
+    (quotable(line) && !secret_lines(text).contains(&n)).then(|| without_comment(line))
 }
 
 /// The key path a line belongs to, by the table headers above it (`pbx[1].host`, `web`).
@@ -197,12 +255,11 @@ pub fn syntax_problem(text: &str, span: Option<Range<usize>>, message: &str) -> 
         None => (None, None),
     };
     let quoted = line
-        .and_then(|l| line_text(text, l))
-        .filter(|l| quotable(l))
-        .map(|l| format!(" (in: {})", l.trim()))
+        .and_then(|l| quoted_line(text, l))
+        .map(|l| format!(" (in: {l})"))
         .unwrap_or_default();
     let hint = line
-        .and_then(|l| line_text(text, l))
+        .and_then(|l| quoted_line(text, l))
         .and_then(quotes_hint)
         .unwrap_or_default();
     let detail = format!("invalid TOML: {}{quoted}{hint}", message.trim());
@@ -547,6 +604,20 @@ mod tests {
             "[[pbx]]\nname = \"a\"\nsecret = \"hunter2\" x\n",
             "[[pbx]]\nname = \"a\"\nsecrte = \"hunter2\" x\n",
             "[[pbx]]\nsecret = \"\"\"hunter2\nmore\" x\n",
+            // Two keys on one broken line, the first harmless.
+            "[[pbx]]\nname = \"a\" secret = \"hunter2\"\n",
+            "[[pbx]]\nname = \"a\", secret = \"hunter2\"\n",
+            "[[pbx]]\nport = 5038 Secret = \"hunter2\"\n",
+            // More after a table header.
+            "[[pbx]] secret = \"hunter2\"\nname = \"a\"\n",
+            "[pbx] secret = \"hunter2\"\n",
+            // A comment that tells it.
+            "[[pbx]]\nport = 5038 x # the secret is hunter2\n",
+            // Inside a multi-line secret, a line that looks like a harmless key.
+            "[[pbx]]\nsecret = \"\"\"\nname = hunter2 = x\"\"\"\nport = = 1\n",
+            "[[pbx]]\nsecret = '''\nport = hunter2 x\n",
+            // Inline tables.
+            "pbx = [{ name = \"a\", secret = \"hunter2\" x }]\n",
         ] {
             let n = normalize(text);
             assert!(!n.problems.is_empty(), "{text}");
@@ -554,13 +625,61 @@ mod tests {
                 assert!(!p.to_string().contains("hunter2"), "{p}");
             }
         }
-        // A harmless line is quoted, to help find it.
-        let n = normalize("[web]\nworkers = 3 3\n");
+        // A harmless line is quoted, to help find it (without its comment).
+        let n = normalize("[web]\nworkers = 3 3 # four was too many\n");
         assert!(
             n.problems[0].message.contains("(in: workers = 3 3)"),
             "{:?}",
             n.problems
         );
+        let n = normalize("[web]\nlisten = \"a#b\" x\n[box] x\n");
+        assert!(
+            n.problems[0].message.contains("(in: listen = \"a#b\" x)"),
+            "{:?}",
+            n.problems
+        );
+        assert!(!n.problems[1].message.contains("(in:"), "{:?}", n.problems);
+    }
+
+    /// Every way of breaking a line of a file that holds a secret: no problem of the result
+    /// quotes the secret, wherever the damage is (issue 11 item 5).
+    #[test]
+    fn no_damage_anywhere_quotes_the_secret() {
+        let good = "# box\n[box]\nname = \"b\"\n\n[[pbx]]\nname = \"office\" # main\nhost = \"10.0.0.2\"\nusername = \"cdrbox\"\nsecret = \"hunter2\"\nport = 5038\n[web]\nlisten = \"0.0.0.0:80\"\n";
+        let lines: Vec<&str> = good.lines().collect();
+        let damage = [
+            " x",
+            " = 1",
+            "\"",
+            "'",
+            "[",
+            "]",
+            " \"\"\"",
+            " '''",
+            ", secret = \"hunter2\"",
+            " # hunter2",
+        ];
+        let mut broken = 0;
+        for i in 0..lines.len() {
+            for d in damage {
+                for at_start in [false, true] {
+                    let changed = if at_start {
+                        format!("{d}{}", lines[i])
+                    } else {
+                        format!("{}{d}", lines[i])
+                    };
+                    let mut l = lines.clone();
+                    l[i] = &changed;
+                    let text = l.join("\n");
+                    let n = normalize(&text);
+                    broken += usize::from(!n.problems.is_empty());
+                    for p in &n.problems {
+                        assert!(!p.to_string().contains("hunter2"), "{p}\n--- file\n{text}");
+                    }
+                }
+            }
+        }
+        assert!(broken > 100, "only {broken} variants were broken");
     }
 
     #[test]

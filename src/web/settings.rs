@@ -16,7 +16,7 @@ use std::path::Path;
 use serde_json::{json, Map, Value};
 use toml_edit::{ArrayOfTables, DocumentMut, Item, Table};
 
-use crate::config::keys::{self, KEYS, TABLES};
+use crate::config::keys::{self, is_secret, KEYS, TABLES};
 use crate::config::spec::{check_value, required_problem, Apply, DefaultValue, Input, Key, Kind};
 
 /// A problem with one field, named as the page shows it (`pbx[0].port`, `web.listen`).
@@ -121,18 +121,6 @@ pub fn tables() -> Value {
             .map(|t| json!({"name": t.name, "title": t.title, "array": t.array}))
             .collect(),
     )
-}
-
-/// A key of `table` that must never leave the box: marked secret in the key table, or (for a
-/// key the table does not know) named like one.
-fn is_secret(table: &str, key: &str) -> bool {
-    match keys::find(table, key) {
-        Some(k) => k.secret,
-        None => {
-            let k = key.to_ascii_lowercase();
-            k.contains("secret") || k.contains("password") || k.contains("token")
-        }
-    }
 }
 
 fn item_to_json(table: &str, item: &Item) -> Option<Value> {
