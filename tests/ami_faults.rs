@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cdrbox::ami::{AmiMessage, Decoder, Frame, Limits};
+use cdrbox::ami::{AmiMessage, Limits};
 use cdrbox::config::{AuthMethod, Secret};
 use cdrbox::record::CallRecord;
 use cdrbox::sink::{DownKind, LinkEvent, RecordSink};
-use support::fake_ami::{cdr_event, fixture, FakeAmi, LoginResult, Pong};
+use support::fake_ami::{captured_shutdown_event, cdr_event, fixture, FakeAmi, LoginResult, Pong};
 use support::*;
 
 const LONG: Duration = Duration::from_secs(10);
@@ -470,21 +470,6 @@ async fn silent_half_open_link_is_detected_within_two_ping_intervals() {
     assert_eq!(fake.stats.connections(), 2, "reconnected");
 }
 
-/// The `Event: Shutdown` message exactly as Asterisk 22 sent it (`restart.bin`).
-fn captured_shutdown_event() -> Vec<u8> {
-    let bytes = std::fs::read(fixture("restart.bin")).unwrap();
-    let mut dec = Decoder::default();
-    let mut buf = bytes::BytesMut::from(&bytes[..]);
-    while let Some(f) = dec.decode(&mut buf) {
-        if let Frame::Message(m) = f {
-            if m.is_event("Shutdown") {
-                return m.raw().to_vec();
-            }
-        }
-    }
-    panic!("restart.bin has no Shutdown event");
-}
-
 #[tokio::test]
 async fn pbx_restart_cdrs_after_shutdown_are_kept_and_restart_is_detected() {
     let shutdown = captured_shutdown_event();
@@ -532,20 +517,10 @@ async fn pbx_restart_cdrs_after_shutdown_are_kept_and_restart_is_detected() {
 async fn login_already_in_use_is_retried() {
     let fake = FakeAmi::start(|mut c| async move {
         if c.index == 0 {
-            let _ = c
-                .login(
-                    Some("Login Already In Use"),
-                    Duration::from_millis(50),
-                    None,
-                )
-                .await;
-            return;
+            c.refuse_in_use(Duration::from_millis(50)).await;
+        } else {
+            c.deliver(&cdr_event("9.1", b"\"\" <>")).await;
         }
-        let Some(done) = c.open(Pong::Modern, None).await else {
-            return;
-        };
-        c.send(&cdr_event("9.1", b"\"\" <>")).await.unwrap();
-        let _ = done.await;
     })
     .await;
     let run = start(link_config(fake.addr, AuthMethod::Plain));
@@ -559,23 +534,41 @@ async fn login_already_in_use_is_retried() {
 
 #[tokio::test]
 async fn full_backlog_pauses_the_link_and_resumes() {
-    let fake = FakeAmi::start(|mut c| async move {
-        let Some(done) = c.open(Pong::Modern, None).await else {
-            return;
-        };
-        c.send(&cdr_event(&format!("10.{}", c.index), b"\"\" <>"))
-            .await
-            .unwrap();
-        let _ = done.await;
+    // The link looks at the backlog when it hands records over (it has no tick any more,
+    // issue 14): the first connection sends one Cdr, then another once the test has marked
+    // the backlog full; that one is still recorded, and then the link pauses.
+    let more = Arc::new(tokio::sync::Notify::new());
+    let m = more.clone();
+    let fake = FakeAmi::start(move |mut c| {
+        let more = m.clone();
+        async move {
+            let Some(done) = c.open(Pong::Modern, None).await else {
+                return;
+            };
+            c.send(&cdr_event(&format!("10.{}", c.index), b"\"\" <>"))
+                .await
+                .unwrap();
+            if c.index == 0 {
+                more.notified().await;
+                c.send(&cdr_event("10.0b", b"\"\" <>")).await.unwrap();
+            }
+            let _ = done.await;
+        }
     })
     .await;
     let run = start(link_config(fake.addr, AuthMethod::Plain));
     expect_records(&run.sink, 1).await;
     run.sink.backlog_full.store(true, Ordering::SeqCst);
+    more.notify_one();
     wait_for("paused", LONG, || {
         run.sink.downs().iter().any(|(k, _)| *k == DownKind::Paused)
     })
     .await;
+    assert_eq!(
+        run.sink.count(),
+        2,
+        "the Cdr that found the backlog full is kept"
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         fake.stats.connections(),
@@ -583,7 +576,7 @@ async fn full_backlog_pauses_the_link_and_resumes() {
         "no reconnect while the backlog is full"
     );
     run.sink.backlog_full.store(false, Ordering::SeqCst);
-    expect_records(&run.sink, 2).await;
+    expect_records(&run.sink, 3).await;
     run.stop().await;
 }
 

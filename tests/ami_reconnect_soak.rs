@@ -59,12 +59,17 @@ async fn ten_thousand_reconnects_keep_fds_and_memory_flat() {
     .await;
     let mut cfg = link_config(fake.addr, AuthMethod::Plain);
     cfg.backoff = BackoffConfig {
-        base: Duration::from_micros(50),
+        quick_interval: Duration::from_micros(50),
+        quick_retries: 2,
         factor: 2,
         cap: Duration::from_micros(200),
+        stable_after: Duration::from_secs(60),
+        restart_poll: Duration::from_micros(50),
+        restart_window: Duration::from_millis(1),
+        in_use_interval: Duration::from_micros(50),
+        in_use_cap: Duration::from_micros(200),
         auth_first: Duration::from_millis(1),
         auth_cap: Duration::from_millis(1),
-        stable_after: Duration::from_secs(60),
     };
     let sink = Arc::new(CountingSink::default());
     let (stop, task) = start_dyn(cfg, sink.clone());

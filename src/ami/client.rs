@@ -1,11 +1,13 @@
 //! The tokio adapter for one PBX link: owns the TCP socket, feeds the pure codec and session,
-//! carries out what they decide, and reconnects forever with backoff.
+//! carries out what they decide, and reconnects forever with the pacing of `ami::backoff`.
 //!
 //! This is the only AMI code that does I/O. It must never wait on anything but the socket and
 //! its timers: Cdrs go to [`RecordSink::record`], which never blocks, because Asterisk drops a
 //! client that leaves its writes stalled for 100 ms (`writetimeout`), discarding queued events.
 //! Protocol decisions (what to send, when a link is dead, which messages are records) live in
-//! `ami::session`; pacing lives in `ami::backoff`.
+//! `ami::session`; pacing lives in `ami::backoff`. There is no periodic tick: the one timer
+//! is armed for the session's next deadline (ping, pong, login), so an idle link wakes a few
+//! times a minute for its keep-alive and nothing else.
 
 use std::io;
 use std::sync::Arc;
@@ -37,9 +39,10 @@ pub struct LinkConfig {
     pub backoff: BackoffConfig,
     /// Every socket write must finish within this.
     pub write_timeout: Duration,
-    /// Period of the session's timer tick (time-outs and pings fire at this granularity).
-    pub tick: Duration,
-    /// On shutdown, how long to keep reading after `Logoff` for Cdrs already on their way.
+    /// While the journal backlog is full, how often to look whether it has drained.
+    pub pause_poll: Duration,
+    /// On shutdown or a config change, how long to wait for the `Logoff` reply (reading the
+    /// Cdrs still on their way meanwhile) before closing anyway.
     pub logoff_timeout: Duration,
 }
 
@@ -63,7 +66,7 @@ impl LinkConfig {
             limits: Limits::default(),
             backoff: BackoffConfig::default(),
             write_timeout: Duration::from_secs(5),
-            tick: Duration::from_millis(250),
+            pause_poll: Duration::from_millis(250),
             logoff_timeout: Duration::from_secs(1),
         }
     }
@@ -107,9 +110,9 @@ pub async fn run_link(
         }
         if link.sink.backlog_full() {
             // Still paused: wait without connecting (the Down(Paused) was already reported).
-            if !sleep_unless_shutdown(link.cfg.tick.max(Duration::from_millis(10)), &mut shutdown)
-                .await
-            {
+            // Polled only in this rare state; a connected link never polls.
+            let poll = link.cfg.pause_poll.max(Duration::from_millis(10));
+            if !sleep_unless_shutdown(poll, &mut shutdown).await {
                 return;
             }
             continue;
@@ -127,12 +130,17 @@ pub async fn run_link(
                 return;
             }
             End::Down { reason, kind } => {
+                let now = Instant::now();
                 tracing::warn!(target: "cdrbox::ami", pbx = %link.cfg.pbx, ?kind, "{reason}");
-                let logged_in_for = link.session.logged_in_for(Instant::now());
+                let logged_in_for = link.session.take_logged_in_for(now);
                 link.event(LinkEvent::Down { reason, kind });
-                let delay = link.backoff.next_delay(kind, logged_in_for);
-                tracing::debug!(target: "cdrbox::ami", pbx = %link.cfg.pbx, ?delay, "reconnecting after backoff");
-                if !sleep_unless_shutdown(delay, &mut shutdown).await {
+                let retry = link.backoff.next_delay(kind, logged_in_for, now);
+                tracing::debug!(target: "cdrbox::ami", pbx = %link.cfg.pbx, delay = ?retry.delay, lane = ?retry.lane, "reconnecting");
+                // An immediate reconnect must not even wait for the timer wheel's next
+                // millisecond: every instant without a session is calls lost.
+                if !retry.delay.is_zero()
+                    && !sleep_unless_shutdown(retry.delay, &mut shutdown).await
+                {
                     return;
                 }
             }
@@ -190,7 +198,16 @@ struct Link {
 enum Wake {
     Shutdown,
     Read(io::Result<usize>),
-    Tick,
+    /// The session's next deadline passed.
+    Deadline,
+}
+
+/// Sleeps until `at`, or forever when nothing is due.
+async fn sleep_until_deadline(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Link {
@@ -238,16 +255,15 @@ impl Link {
         if let Some(end) = self.apply(&mut stream, outs).await {
             return end;
         }
-        let mut tick = tokio::time::interval(self.cfg.tick.max(Duration::from_millis(1)));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
         loop {
             buf.reserve(READ_CHUNK);
+            let deadline = self.session.next_deadline();
             let wake = tokio::select! {
                 biased;
                 _ = wait_shutdown(shutdown) => Wake::Shutdown,
                 r = stream.read_buf(&mut buf) => Wake::Read(r),
-                _ = tick.tick() => Wake::Tick,
+                _ = sleep_until_deadline(deadline) => Wake::Deadline,
             };
             match wake {
                 Wake::Shutdown => {
@@ -268,11 +284,18 @@ impl Link {
                 }
                 Wake::Read(Ok(_)) => {
                     let now = Instant::now();
+                    let mut recorded = false;
                     while let Some(frame) = decoder.decode(&mut buf) {
                         let outs = self.session.on_frame(frame, now);
+                        recorded |= outs.iter().any(|o| matches!(o, Output::Cdr(_)));
                         if let Some(end) = self.apply(&mut stream, outs).await {
                             return end;
                         }
+                    }
+                    // Only records can fill the backlog, so look right after handing some over
+                    // (a link that receives nothing adds nothing and keeps its session).
+                    if recorded && self.sink.backlog_full() {
+                        return self.paused();
                     }
                 }
                 Wake::Read(Err(e)) => {
@@ -286,22 +309,24 @@ impl Link {
                         kind: DownKind::Transient,
                     };
                 }
-                Wake::Tick => {
+                Wake::Deadline => {
                     let outs = self.session.on_tick(Instant::now());
                     if let Some(end) = self.apply(&mut stream, outs).await {
                         return end;
                     }
-                    if self.sink.backlog_full() {
-                        return End::Down {
-                            reason: format!(
-                                "reading from PBX {addr} paused: the journal backlog is full \
-                                 (storage too slow or full); calls in this gap may be missing"
-                            ),
-                            kind: DownKind::Paused,
-                        };
-                    }
                 }
             }
+        }
+    }
+
+    fn paused(&self) -> End {
+        End::Down {
+            reason: format!(
+                "reading from PBX {} paused: the journal backlog is full (storage too slow or \
+                 full); calls in this gap may be missing",
+                self.cfg.addr
+            ),
+            kind: DownKind::Paused,
         }
     }
 
@@ -364,6 +389,9 @@ impl Link {
                         pbx_restarted: true,
                     });
                 }
+                Output::LoggedOff => {
+                    tracing::info!(target: "cdrbox::ami", pbx = %self.cfg.pbx, "logged off");
+                }
                 Output::ShutdownNoticed { restart } => {
                     tracing::info!(target: "cdrbox::ami", pbx = %self.cfg.pbx, restart, "PBX announced shutdown; reading until it closes");
                 }
@@ -383,7 +411,8 @@ impl Link {
     }
 
     /// Best-effort `Logoff`, then read what is already on its way (Cdrs included) until the
-    /// server closes or `logoff_timeout` passes.
+    /// PBX says Goodbye, closes, or `logoff_timeout` passes. A new session for the same user
+    /// may log in only after this returns (`allowmultiplelogin = no` would refuse it).
     async fn logoff(&mut self, stream: &mut TcpStream, decoder: &mut Decoder, buf: &mut BytesMut) {
         let outs = self.session.logoff(Instant::now());
         let deadline = tokio::time::Instant::now() + self.cfg.logoff_timeout;
@@ -409,8 +438,10 @@ impl Link {
                 }
                 _ => return,
             }
-            // Only records and counters matter now; a Close just ends the wait.
-            let closing = outs.iter().any(|o| matches!(o, Output::Close(_)));
+            // Only records and counters matter now; Goodbye or a close ends the wait.
+            let closing = outs
+                .iter()
+                .any(|o| matches!(o, Output::Close(_) | Output::LoggedOff));
             let keep: Vec<_> = outs
                 .into_iter()
                 .filter(|o| matches!(o, Output::Cdr(_) | Output::Discarded { .. }))

@@ -9,7 +9,7 @@ pub mod client;
 pub mod codec;
 pub mod session;
 
-pub use backoff::{Backoff, BackoffConfig};
+pub use backoff::{Backoff, BackoffConfig, Lane, Retry};
 pub use client::{run_link, LinkConfig, ToRecord};
 pub use codec::{encode_action, AmiMessage, Decoder, Frame, Limits};
 pub use session::{BootTracker, CloseReason, Output, Session, SessionConfig, State};

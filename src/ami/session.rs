@@ -99,6 +99,9 @@ pub enum Output {
     PbxRestarted,
     /// `Event: Shutdown` seen; the session keeps reading (Cdrs may follow) until EOF.
     ShutdownNoticed { restart: bool },
+    /// The PBX answered our `Logoff` (`Response: Goodbye`); it closes right after and sends
+    /// nothing more, so the adapter may close at once.
+    LoggedOff,
     /// A complete `Event: Cdr`, exactly as received.
     Cdr(AmiMessage),
     /// The codec threw bytes away while resynchronising; count them, carry on.
@@ -268,7 +271,7 @@ enum Pending {
 
 /// One PBX's AMI session. Lives across reconnects (so it can number connections and remember
 /// the PBX's boot time); [`Session::on_connected`] starts each new connection afresh.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Session {
     cfg: SessionConfig,
     state: State,
@@ -325,9 +328,38 @@ impl Session {
     }
 
     /// How long the current (or just closed) connection has been logged in; `None` if it never
-    /// logged in. The backoff resets only after a stable logged-in period.
+    /// logged in. The backoff re-arms its quick lane only after a stable logged-in period.
     pub fn logged_in_for(&self, now: Instant) -> Option<Duration> {
         self.logged_in_at.map(|t| now.saturating_duration_since(t))
+    }
+
+    /// [`Session::logged_in_for`], once per connection: the adapter asks when a connection
+    /// ended, and a later failed TCP connect (no `on_connected`) must not see the old login
+    /// again — that would count as another stable session on every refused connect.
+    pub fn take_logged_in_for(&mut self, now: Instant) -> Option<Duration> {
+        let d = self.logged_in_for(now);
+        self.logged_in_at = None;
+        d
+    }
+
+    /// The next instant [`Session::on_tick`] has something to do: a banner or login time-out,
+    /// the FullyBooted grace, the next Ping or the deadline of the one in flight. `None` while
+    /// nothing is due (no connection, or closed). The adapter sleeps until then instead of
+    /// ticking, so an idle link wakes only for its keep-alive.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let connected = self.connected_at?;
+        match self.state {
+            State::Disconnected | State::Closed => None,
+            State::AwaitingBanner => Some(connected + self.cfg.banner_timeout),
+            State::Challenging | State::LoggingIn => Some(connected + self.cfg.login_timeout),
+            State::LoggedIn => {
+                let keepalive = match &self.ping_in_flight {
+                    Some((_, deadline)) => Some(*deadline),
+                    None => self.next_ping,
+                };
+                [keepalive, self.announce_at].into_iter().flatten().min()
+            }
+        }
     }
 
     /// True once `Event: Shutdown` was seen on this connection.
@@ -575,7 +607,7 @@ impl Session {
                     self.next_ping = Some(now + self.cfg.ping_interval);
                 }
             }
-            Pending::Logoff => {}
+            Pending::Logoff => out.push(Output::LoggedOff),
         }
     }
 
@@ -1130,24 +1162,171 @@ mod tests {
     }
 
     #[test]
-    fn logoff_is_an_action_with_its_own_id() {
+    fn logoff_is_an_action_with_its_own_id_and_goodbye_ends_it() {
         let t0 = Instant::now();
         let mut s = logged_in(t0);
         let out = s.logoff(t0);
         let m = &sent(&out)[0];
         assert_eq!(m.get_str("Action").unwrap(), "Logoff");
         assert!(id_of(m).starts_with("cdrbox-1-"));
-        // The Goodbye is swallowed, and Cdrs before the close still arrive.
+        // Cdrs before the Goodbye still arrive; the Goodbye tells the adapter it may close
+        // (it used to be swallowed, and the adapter waited for EOF or its deadline).
+        assert_eq!(cdrs(&s.on_frame(cdr("7.1"), t0)), vec!["7.1"]);
+        let out = s.on_frame(
+            frame(&format!(
+                "Response: Goodbye\nActionID: {}\nMessage: Thanks for all the fish.\n\n",
+                id_of(m)
+            )),
+            t0,
+        );
+        assert_eq!(out, vec![Output::LoggedOff]);
+        // A Goodbye for somebody else's Logoff is not ours.
+        let mut s = logged_in(t0);
+        s.on_tick(t0 + Duration::from_secs(1));
+        s.logoff(t0);
         assert!(s
-            .on_frame(
-                frame(&format!(
-                    "Response: Goodbye\nActionID: {}\nMessage: Thanks for all the fish.\n\n",
-                    id_of(m)
-                )),
-                t0
-            )
-            .iter()
-            .all(|o| matches!(o, Output::LoggedIn { .. })));
+            .on_frame(frame("Response: Goodbye\nActionID: other\n\n"), t0)
+            .is_empty());
+    }
+
+    #[test]
+    fn next_deadline_follows_the_state() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let mut s = Session::new(cfg(AuthMethod::Plain));
+        assert_eq!(s.next_deadline(), None, "not connected");
+        s.on_connected(t0);
+        assert_eq!(s.next_deadline(), Some(t0 + ms(3000)), "banner timeout");
+        let out = s.on_frame(banner(), t0 + ms(100));
+        assert_eq!(s.next_deadline(), Some(t0 + ms(8000)), "login timeout");
+        let id = id_of(&sent(&out)[0]);
+        s.on_frame(
+            frame(&format!(
+                "Response: Success\nActionID: {id}\nMessage: Authentication accepted\n\n"
+            )),
+            t0 + ms(200),
+        );
+        assert_eq!(
+            s.next_deadline(),
+            Some(t0 + ms(700)),
+            "the FullyBooted grace comes before the first ping"
+        );
+        s.on_tick(t0 + ms(700));
+        assert_eq!(s.next_deadline(), Some(t0 + ms(20_200)), "next ping");
+        let out = s.on_tick(t0 + ms(20_200));
+        let ping = id_of(&sent(&out)[0]);
+        assert_eq!(s.next_deadline(), Some(t0 + ms(25_200)), "pong deadline");
+        s.on_frame(
+            frame(&format!(
+                "Response: Success\nActionID: {ping}\nPing: Pong\n\n"
+            )),
+            t0 + ms(20_300),
+        );
+        assert_eq!(s.next_deadline(), Some(t0 + ms(40_300)));
+        s.on_eof(t0 + ms(30_000));
+        assert_eq!(s.next_deadline(), None, "closed");
+        assert_eq!(
+            s.take_logged_in_for(t0 + ms(30_200)),
+            Some(ms(30_000)),
+            "logged in from 200 ms to the end"
+        );
+        assert_eq!(s.take_logged_in_for(t0 + ms(31_000)), None, "only once");
+    }
+
+    /// One step of a random session: time passes, then something arrives (or nothing).
+    #[derive(Debug, Clone)]
+    enum Step {
+        Wait(u64),
+        Pong,
+        Cdr,
+        Booted,
+        Eof,
+    }
+
+    fn steps() -> impl proptest::strategy::Strategy<Value = Vec<Step>> {
+        use proptest::prelude::*;
+        proptest::collection::vec(
+            prop_oneof![
+                4 => (0u64..30_000).prop_map(Step::Wait),
+                2 => Just(Step::Pong),
+                2 => Just(Step::Cdr),
+                1 => Just(Step::Booted),
+                1 => Just(Step::Eof),
+            ],
+            1..60,
+        )
+    }
+
+    proptest::proptest! {
+        /// Sleeping until `next_deadline` instead of ticking loses nothing and never spins:
+        /// before the deadline a tick has nothing to do, and a tick at the deadline always
+        /// moves it later (or ends the session).
+        #[test]
+        fn deadlines_replace_the_tick(auth_md5 in proptest::bool::ANY, script in steps()) {
+            let auth = if auth_md5 { AuthMethod::Md5 } else { AuthMethod::Plain };
+            let t0 = Instant::now();
+            let mut s = Session::new(cfg(auth));
+            let mut now = t0;
+            s.on_connected(now);
+            let mut pending_ping: Option<String> = None;
+            let mut out = s.on_frame(banner(), now);
+            for step in script {
+                // Answer the login steps as a PBX would, so most scripts reach LoggedIn.
+                for m in sent(&out) {
+                    let id = id_of(&m);
+                    match m.get_str("Action").unwrap().as_ref() {
+                        "Challenge" => {
+                            out = s.on_frame(frame(&format!("Response: Success\nActionID: {id}\nChallenge: 1\n\n")), now);
+                        }
+                        "Login" => {
+                            out = s.on_frame(frame(&format!("Response: Success\nActionID: {id}\nMessage: Authentication accepted\n\n")), now);
+                        }
+                        "Ping" => pending_ping = Some(id),
+                        _ => {}
+                    }
+                }
+                if let Some(deadline) = s.next_deadline() {
+                    if deadline > now {
+                        let before = deadline - Duration::from_nanos(1);
+                        let mut probe = s.clone();
+                        proptest::prop_assert!(probe.on_tick(before.max(now)).is_empty());
+                    }
+                }
+                match step {
+                    Step::Wait(ms) => {
+                        let until = now + Duration::from_millis(ms);
+                        // Fire every deadline on the way, as the adapter's timer would.
+                        while let Some(d) = s.next_deadline().filter(|d| *d <= until) {
+                            now = now.max(d);
+                            out = s.on_tick(now);
+                            let after = s.next_deadline();
+                            proptest::prop_assert!(
+                                after.is_none_or(|a| a > d),
+                                "deadline {d:?} did not move: {after:?}"
+                            );
+                            for m in sent(&out) {
+                                if m.get_str("Action").as_deref() == Some("Ping") {
+                                    pending_ping = Some(id_of(&m));
+                                }
+                            }
+                        }
+                        now = until;
+                    }
+                    Step::Pong => {
+                        if let Some(id) = pending_ping.take() {
+                            out = s.on_frame(frame(&format!("Response: Success\nActionID: {id}\nPing: Pong\n\n")), now);
+                        }
+                    }
+                    Step::Cdr => out = s.on_frame(cdr("1.1"), now),
+                    Step::Booted => out = s.on_frame(frame("Event: FullyBooted\nUptime: 5\n\n"), now),
+                    Step::Eof => {
+                        s.on_eof(now);
+                        proptest::prop_assert_eq!(s.next_deadline(), None);
+                        break;
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //!   one INSERT and commit per event). Needs `python3` and `pip install panoramisk`.
 //! - **proc**: `cdrbox run` as a process against a blast server: CDR/s, peak and steady RSS,
 //!   CPU per CDR; then idle CPU and wake-ups (context switches of all threads) per minute.
+//! - **idle**: only that idle row.
 //! - **export1m**: export of a million records, `cdrbox export --format csv` vs `sqlite3 -csv`
 //!   of the same rows and columns; wall time and peak RSS.
 //! - **startup1m**: time from spawning `cdrbox run` to logged in and recording, with a million
@@ -24,7 +25,7 @@
 //!   if `target/aarch64-unknown-linux-gnu/release/cdrbox` exists.
 //!
 //! Usage: `cargo run --release --bin cdrbox-bench -- [--quick]
-//! [decode|ingest|wear|peers|proc|export1m|startup1m|qemu|all]`.
+//! [decode|ingest|wear|peers|proc|idle|export1m|startup1m|qemu|all]`.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -81,6 +82,9 @@ fn main() -> Result<()> {
     }
     if matches!(section, "proc" | "all") {
         peers::proc_rows(quick)?;
+    }
+    if section == "idle" {
+        peers::idle_row(quick)?;
     }
     if matches!(section, "export1m" | "startup1m" | "all") {
         peers::million(quick, section)?;

@@ -39,6 +39,8 @@ pub struct Stats {
     pub max_write_us: AtomicU64,
     /// Arrival time of each Login action.
     pub login_times: std::sync::Mutex<Vec<Instant>>,
+    /// What happened when, on which connection: `connect`, `login`, `logoff`.
+    pub timeline: std::sync::Mutex<Vec<(Instant, usize, &'static str)>>,
 }
 
 impl Stats {
@@ -50,6 +52,22 @@ impl Stats {
     }
     pub fn max_write(&self) -> Duration {
         Duration::from_micros(self.max_write_us.load(Ordering::SeqCst))
+    }
+    pub fn note(&self, conn: usize, what: &'static str) {
+        self.timeline
+            .lock()
+            .unwrap()
+            .push((Instant::now(), conn, what));
+    }
+    /// Times of every `what` in the timeline, in order.
+    pub fn times_of(&self, what: &str) -> Vec<Instant> {
+        self.timeline
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, _, w)| *w == what)
+            .map(|(t, _, _)| *t)
+            .collect()
     }
 }
 
@@ -87,6 +105,7 @@ impl FakeAmi {
                     continue;
                 };
                 let index = st.connections.fetch_add(1, Ordering::SeqCst);
+                st.note(index, "connect");
                 let (rd, wr) = sock.into_split();
                 let conn = FakeConn {
                     index,
@@ -256,6 +275,7 @@ impl FakeConn {
                 "login" => {
                     self.stats.logins.fetch_add(1, Ordering::SeqCst);
                     self.stats.login_times.lock().unwrap().push(Instant::now());
+                    self.stats.note(self.index, "login");
                     let user_ok = a.get_str("Username").as_deref() == Some(USER);
                     let md5 = a
                         .get_str("AuthType")
@@ -316,6 +336,7 @@ impl FakeConn {
         let mut reader = self.reader.take().expect("reader already taken");
         let writer = self.writer.clone();
         let stats = self.stats.clone();
+        let index = self.index;
         tokio::spawn(async move {
             while let Some(a) = reader.action().await {
                 let idl = a
@@ -337,6 +358,7 @@ impl FakeConn {
                     }
                     "logoff" => {
                         stats.logoffs.fetch_add(1, Ordering::SeqCst);
+                        stats.note(index, "logoff");
                         let _ = writer
                             .send(format!("Response: Goodbye\r\n{idl}Message: Thanks for all the fish.\r\n\r\n").as_bytes())
                             .await;
@@ -346,6 +368,22 @@ impl FakeConn {
                 }
             }
         })
+    }
+
+    /// Logs in (accepting, no FullyBooted), sends `bytes`, and serves pings until the client
+    /// closes: the common "a PBX with one thing to say" script.
+    pub async fn deliver(&mut self, bytes: &[u8]) {
+        let Some(done) = self.open(Pong::Modern, None).await else {
+            return;
+        };
+        let _ = self.send(bytes).await;
+        let _ = done.await;
+    }
+
+    /// Answers the login with `Login Already In Use` after `delay`, then closes
+    /// (`allowmultiplelogin = no` and another session of the user exists).
+    pub async fn refuse_in_use(&mut self, delay: Duration) {
+        let _ = self.login(Some("Login Already In Use"), delay, None).await;
     }
 
     /// Logs in (accepting), then answers pings in the background; the common opening.
@@ -373,4 +411,19 @@ pub fn fixture(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/ami")
         .join(name)
+}
+
+/// The `Event: Shutdown` message exactly as Asterisk 22 sent it (`restart.bin`).
+pub fn captured_shutdown_event() -> Vec<u8> {
+    let bytes = std::fs::read(fixture("restart.bin")).unwrap();
+    let mut dec = Decoder::default();
+    let mut buf = BytesMut::from(&bytes[..]);
+    while let Some(f) = dec.decode(&mut buf) {
+        if let Frame::Message(m) = f {
+            if m.is_event("Shutdown") {
+                return m.raw().to_vec();
+            }
+        }
+    }
+    panic!("restart.bin has no Shutdown event");
 }

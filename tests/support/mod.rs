@@ -147,15 +147,20 @@ pub fn link_config(addr: std::net::SocketAddr, auth: AuthMethod) -> LinkConfig {
         connect_timeout: Duration::from_secs(2),
         limits: Limits::default(),
         backoff: BackoffConfig {
-            base: Duration::from_millis(5),
+            quick_interval: Duration::from_millis(5),
+            quick_retries: 2,
             factor: 2,
             cap: Duration::from_millis(20),
+            stable_after: Duration::from_secs(2),
+            restart_poll: Duration::from_millis(10),
+            restart_window: Duration::from_secs(2),
+            in_use_interval: Duration::from_millis(10),
+            in_use_cap: Duration::from_millis(40),
             auth_first: Duration::from_millis(400),
             auth_cap: Duration::from_millis(2000),
-            stable_after: Duration::from_secs(60),
         },
         write_timeout: Duration::from_secs(2),
-        tick: Duration::from_millis(20),
+        pause_poll: Duration::from_millis(20),
         logoff_timeout: Duration::from_millis(500),
     }
 }

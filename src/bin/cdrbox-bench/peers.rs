@@ -282,7 +282,13 @@ pub fn proc_rows(quick: bool) -> Result<()> {
         r.cpu / n as f64 * 1e6
     );
 
-    // Idle: logged in to a simulated PBX that sends no calls but answers pings.
+    idle_row(quick)
+}
+
+/// Idle CPU and wake-ups per minute, by thread: logged in to a simulated PBX that sends no calls
+/// but answers pings (`cdrbox-bench idle` runs only this).
+pub fn idle_row(quick: bool) -> Result<()> {
+    let dir = bench_root()?.join("proc");
     let idle = Duration::from_secs(if quick { 15 } else { 60 });
     let (rt, sim) = idle_sim()?;
     let cfg = write_config(&dir.join("idle"), sim.local_addr().port(), "")?;
