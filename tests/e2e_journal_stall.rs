@@ -33,7 +33,7 @@ fn start_link(
         link_config(addr, AuthMethod::Plain),
         sink,
         Arc::new(move |m: &AmiMessage, t| CallRecord::from_event(m, &ctx, t)),
-        Arc::new(|| 1_795_331_226),
+        cdrbox::clock::Clock::fixed_wall(1_795_331_226),
         rx,
     ));
     (stop, task)

@@ -25,7 +25,9 @@
 //! - **paused** — the box paused the link itself (journal backlog full): no delay here, the link
 //!   waits for the backlog and then reconnects at once.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::clock::Mono;
 
 use crate::sink::DownKind;
 
@@ -111,7 +113,7 @@ pub struct Backoff {
     in_use_failures: u32,
     auth_failures: u32,
     /// When the current restart poll began (first shutdown sign), while it lasts.
-    restart_since: Option<Instant>,
+    restart_since: Option<Mono>,
     rng: fastrand::Rng,
 }
 
@@ -151,7 +153,7 @@ impl Backoff {
         &mut self,
         kind: DownKind,
         logged_in_for: Option<Duration>,
-        now: Instant,
+        now: Mono,
     ) -> Retry {
         let was_stable = logged_in_for.is_some_and(|d| d >= self.cfg.stable_after);
         if was_stable {
@@ -272,7 +274,7 @@ mod tests {
 
     #[test]
     fn stable_session_drop_reconnects_at_once_then_about_a_second_apart_then_ladder() {
-        let t0 = Instant::now();
+        let t0 = Mono::ZERO;
         let mut b = backoff();
         let r = b.next_delay(DownKind::Transient, Some(60 * S), t0);
         assert_eq!(
@@ -300,7 +302,7 @@ mod tests {
 
     #[test]
     fn first_start_failure_is_a_quick_retry_not_immediate() {
-        let t0 = Instant::now();
+        let t0 = Mono::ZERO;
         let mut b = backoff();
         let r = b.next_delay(DownKind::Transient, None, t0);
         assert_eq!(r.lane, Lane::Quick(1));
@@ -312,7 +314,7 @@ mod tests {
         // Issue 10 changed the reset rule on purpose: it was "logged in ≥ 60 s"; now a session
         // of stable_after (2 s) re-arms the immediate reconnect, and a shorter one keeps the
         // ladder position, so a PBX that drops us right after login is not hammered.
-        let t0 = Instant::now();
+        let t0 = Mono::ZERO;
         let mut b = backoff();
         for _ in 0..8 {
             b.next_delay(DownKind::Transient, None, t0);
@@ -331,7 +333,7 @@ mod tests {
 
     #[test]
     fn restart_polls_for_the_window_then_falls_back_to_the_ladder() {
-        let t0 = Instant::now();
+        let t0 = Mono::ZERO;
         let mut b = backoff();
         // Event: Shutdown, then EOF, on a session that was up for an hour.
         let r = b.next_delay(DownKind::PbxShutdown, Some(3600 * S), t0);
@@ -363,7 +365,7 @@ mod tests {
 
     #[test]
     fn a_login_ends_the_restart_poll() {
-        let t0 = Instant::now();
+        let t0 = Mono::ZERO;
         let mut b = backoff();
         b.next_delay(DownKind::PbxShutdown, Some(60 * S), t0);
         // Back and logged in, but dropped within a second: not a restart any more.
@@ -373,7 +375,7 @@ mod tests {
 
     #[test]
     fn login_in_use_is_paced_by_its_own_lane() {
-        let t0 = Instant::now();
+        let t0 = Mono::ZERO;
         let mut b = backoff();
         for _ in 0..5 {
             let r = b.next_delay(DownKind::LoginInUse, None, t0);
@@ -400,7 +402,7 @@ mod tests {
 
     #[test]
     fn auth_failures_are_paced_slowly_with_a_floor() {
-        let t0 = Instant::now();
+        let t0 = Mono::ZERO;
         let mut b = backoff();
         let first = b.next_delay(DownKind::AuthFailed, None, t0);
         assert_eq!(first.lane, Lane::Auth);
@@ -422,7 +424,7 @@ mod tests {
 
     #[test]
     fn paused_links_reconnect_as_soon_as_the_backlog_allows() {
-        let t0 = Instant::now();
+        let t0 = Mono::ZERO;
         let mut b = backoff();
         for _ in 0..10 {
             b.next_delay(DownKind::Transient, None, t0);
@@ -434,7 +436,7 @@ mod tests {
 
     #[test]
     fn same_seed_same_delays() {
-        let t0 = Instant::now();
+        let t0 = Mono::ZERO;
         let mut a = backoff();
         let mut b = backoff();
         for _ in 0..20 {
@@ -447,7 +449,7 @@ mod tests {
 
     #[test]
     fn zero_and_huge_settings_do_not_panic() {
-        let t0 = Instant::now();
+        let t0 = Mono::ZERO;
         let mut b = Backoff::new(
             BackoffConfig {
                 quick_interval: Duration::ZERO,
@@ -511,7 +513,7 @@ mod tests {
                 .unwrap()
                 .mul_f64(1.1);
             let mut b = Backoff::new(cfg.clone(), fastrand::Rng::with_seed(seed));
-            let mut now = Instant::now();
+            let mut now = Mono::ZERO;
             for (kind, logged_ms, gap_ms) in events {
                 now += Duration::from_millis(gap_ms);
                 let logged = logged_ms.map(Duration::from_millis);
@@ -540,7 +542,7 @@ mod tests {
         ) {
             let cfg = BackoffConfig::default();
             let mut b = Backoff::new(cfg.clone(), fastrand::Rng::with_seed(seed));
-            let t0 = Instant::now();
+            let t0 = Mono::ZERO;
             let mut now = t0;
             for ms in &sessions {
                 now += Duration::from_millis(*ms);
@@ -560,7 +562,7 @@ mod tests {
         ) {
             let cfg = BackoffConfig::default();
             let mut b = Backoff::new(cfg.clone(), fastrand::Rng::with_seed(seed));
-            let t0 = Instant::now();
+            let t0 = Mono::ZERO;
             b.next_delay(DownKind::PbxShutdown, Some(Duration::from_secs(60)), t0);
             let mut now = t0;
             for g in gaps {

@@ -11,7 +11,7 @@
 
 use std::io;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use socket2::{SockRef, TcpKeepalive};
@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use crate::ami::backoff::{Backoff, BackoffConfig};
 use crate::ami::codec::{AmiMessage, Decoder, Limits};
 use crate::ami::session::{Output, Session, SessionConfig};
+use crate::clock::{Clock, Mono};
 use crate::config::PbxConfig;
 use crate::record::CallRecord;
 use crate::sink::{DownKind, LinkEvent, RecordSink};
@@ -75,9 +76,6 @@ impl LinkConfig {
 /// Turns a decoded `Event: Cdr` and its box arrival time (Unix seconds) into a record.
 pub type ToRecord = Arc<dyn Fn(&AmiMessage, i64) -> CallRecord + Send + Sync>;
 
-/// The box's clock in Unix seconds (injected so tests can pin it).
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
-
 const READ_CHUNK: usize = 16 * 1024;
 
 /// How one connection ended.
@@ -112,7 +110,7 @@ pub async fn run_link(
             // Still paused: wait without connecting (the Down(Paused) was already reported).
             // Polled only in this rare state; a connected link never polls.
             let poll = link.cfg.pause_poll.max(Duration::from_millis(10));
-            if !sleep_unless_shutdown(poll, &mut shutdown).await {
+            if !sleep_unless_shutdown(&link.clock, poll, &mut shutdown).await {
                 return;
             }
             continue;
@@ -130,7 +128,7 @@ pub async fn run_link(
                 return;
             }
             End::Down { reason, kind } => {
-                let now = Instant::now();
+                let now = link.clock.now();
                 tracing::warn!(target: "cdrbox::ami", pbx = %link.cfg.pbx, ?kind, "{reason}");
                 let logged_in_for = link.session.take_logged_in_for(now);
                 link.event(LinkEvent::Down { reason, kind });
@@ -139,7 +137,7 @@ pub async fn run_link(
                 // An immediate reconnect must not even wait for the timer wheel's next
                 // millisecond: every instant without a session is calls lost.
                 if !retry.delay.is_zero()
-                    && !sleep_unless_shutdown(retry.delay, &mut shutdown).await
+                    && !sleep_unless_shutdown(&link.clock, retry.delay, &mut shutdown).await
                 {
                     return;
                 }
@@ -149,9 +147,13 @@ pub async fn run_link(
 }
 
 /// Sleeps `d`; false when shutdown was requested meanwhile.
-async fn sleep_unless_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+async fn sleep_unless_shutdown(
+    clock: &Clock,
+    d: Duration,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
     tokio::select! {
-        _ = tokio::time::sleep(d) => !*shutdown.borrow(),
+        _ = clock.sleep(d) => !*shutdown.borrow(),
         _ = wait_shutdown(shutdown) => false,
     }
 }
@@ -202,17 +204,17 @@ enum Wake {
     Deadline,
 }
 
-/// Sleeps until `at`, or forever when nothing is due.
-async fn sleep_until_deadline(at: Option<Instant>) {
+/// Sleeps until `at` on `clock`, or forever when nothing is due.
+async fn sleep_until_deadline(clock: &Clock, at: Option<Mono>) {
     match at {
-        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        Some(at) => clock.sleep_until(at).await,
         None => std::future::pending().await,
     }
 }
 
 impl Link {
     fn event(&self, e: LinkEvent) {
-        self.sink.link_event(&self.cfg.pbx, (self.clock)(), e);
+        self.sink.link_event(&self.cfg.pbx, self.clock.unix(), e);
     }
 
     async fn connect_and_serve(&mut self, shutdown: &mut watch::Receiver<bool>) -> End {
@@ -251,7 +253,7 @@ impl Link {
 
         let mut decoder = Decoder::new(self.cfg.limits);
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
-        let outs = self.session.on_connected(Instant::now());
+        let outs = self.session.on_connected(self.clock.now());
         if let Some(end) = self.apply(&mut stream, outs).await {
             return end;
         }
@@ -263,7 +265,7 @@ impl Link {
                 biased;
                 _ = wait_shutdown(shutdown) => Wake::Shutdown,
                 r = stream.read_buf(&mut buf) => Wake::Read(r),
-                _ = sleep_until_deadline(deadline) => Wake::Deadline,
+                _ = sleep_until_deadline(&self.clock, deadline) => Wake::Deadline,
             };
             match wake {
                 Wake::Shutdown => {
@@ -271,7 +273,7 @@ impl Link {
                     return End::Shutdown;
                 }
                 Wake::Read(Ok(0)) => {
-                    let now = Instant::now();
+                    let now = self.clock.now();
                     let mut outs = Vec::new();
                     while let Some(frame) = decoder.decode_eof(&mut buf) {
                         outs.extend(self.session.on_frame(frame, now));
@@ -283,7 +285,7 @@ impl Link {
                     return self.down_unexpected("the connection ended");
                 }
                 Wake::Read(Ok(_)) => {
-                    let now = Instant::now();
+                    let now = self.clock.now();
                     let mut recorded = false;
                     while let Some(frame) = decoder.decode(&mut buf) {
                         let outs = self.session.on_frame(frame, now);
@@ -310,7 +312,7 @@ impl Link {
                     };
                 }
                 Wake::Deadline => {
-                    let outs = self.session.on_tick(Instant::now());
+                    let outs = self.session.on_tick(self.clock.now());
                     if let Some(end) = self.apply(&mut stream, outs).await {
                         return end;
                     }
@@ -368,7 +370,7 @@ impl Link {
                     }
                 }
                 Output::Cdr(msg) => {
-                    let record = (self.to_record)(&msg, (self.clock)());
+                    let record = (self.to_record)(&msg, self.clock.unix());
                     self.sink.record(record);
                 }
                 Output::LoggedIn {
@@ -414,23 +416,26 @@ impl Link {
     /// PBX says Goodbye, closes, or `logoff_timeout` passes. A new session for the same user
     /// may log in only after this returns (`allowmultiplelogin = no` would refuse it).
     async fn logoff(&mut self, stream: &mut TcpStream, decoder: &mut Decoder, buf: &mut BytesMut) {
-        let outs = self.session.logoff(Instant::now());
-        let deadline = tokio::time::Instant::now() + self.cfg.logoff_timeout;
+        let outs = self.session.logoff(self.clock.now());
+        let deadline = self.clock.now() + self.cfg.logoff_timeout;
         if self.apply(stream, outs).await.is_some() {
             return;
         }
         loop {
             buf.reserve(READ_CHUNK);
-            let r = tokio::time::timeout_at(deadline, stream.read_buf(buf)).await;
-            let now = Instant::now();
+            let r = tokio::select! {
+                r = stream.read_buf(buf) => Some(r),
+                _ = self.clock.sleep_until(deadline) => None,
+            };
+            let now = self.clock.now();
             let mut outs = Vec::new();
             match r {
-                Ok(Ok(n)) if n > 0 => {
+                Some(Ok(n)) if n > 0 => {
                     while let Some(frame) = decoder.decode(buf) {
                         outs.extend(self.session.on_frame(frame, now));
                     }
                 }
-                Ok(Ok(_)) => {
+                Some(Ok(_)) => {
                     while let Some(frame) = decoder.decode_eof(buf) {
                         outs.extend(self.session.on_frame(frame, now));
                     }

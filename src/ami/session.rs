@@ -20,11 +20,12 @@
 //!   that moment may be missing.
 
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use md5::{Digest, Md5};
 
 use crate::ami::codec::{encode_action, AmiMessage, Frame};
+use crate::clock::Mono;
 use crate::config::{AuthMethod, Secret};
 use crate::sink::DownKind;
 
@@ -240,7 +241,7 @@ impl fmt::Display for CloseReason {
 /// than the box's own monotonic clock never underflows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BootTracker {
-    last: Option<(Instant, Duration)>,
+    last: Option<(Mono, Duration)>,
 }
 
 impl BootTracker {
@@ -248,7 +249,7 @@ impl BootTracker {
     const TOLERANCE: Duration = Duration::from_secs(2);
 
     /// Records a FullyBooted `Uptime`; true when it shows a boot later than the last one seen.
-    pub fn observe(&mut self, now: Instant, uptime: Duration) -> bool {
+    pub fn observe(&mut self, now: Mono, uptime: Duration) -> bool {
         let restarted = match self.last {
             Some((seen, up)) => {
                 let expected = up + now.saturating_duration_since(seen);
@@ -278,14 +279,14 @@ pub struct Session {
     conn: u64,
     next_action: u64,
     pending: Vec<(String, Pending)>,
-    connected_at: Option<Instant>,
+    connected_at: Option<Mono>,
     banner: Option<String>,
-    logged_in_at: Option<Instant>,
+    logged_in_at: Option<Mono>,
     /// Report `LoggedIn` at this instant unless FullyBooted comes first.
-    announce_at: Option<Instant>,
-    next_ping: Option<Instant>,
+    announce_at: Option<Mono>,
+    next_ping: Option<Mono>,
     /// ActionID and deadline of the Ping in flight.
-    ping_in_flight: Option<(String, Instant)>,
+    ping_in_flight: Option<(String, Mono)>,
     shutdown_seen: bool,
     boot: BootTracker,
 }
@@ -329,14 +330,14 @@ impl Session {
 
     /// How long the current (or just closed) connection has been logged in; `None` if it never
     /// logged in. The backoff re-arms its quick lane only after a stable logged-in period.
-    pub fn logged_in_for(&self, now: Instant) -> Option<Duration> {
+    pub fn logged_in_for(&self, now: Mono) -> Option<Duration> {
         self.logged_in_at.map(|t| now.saturating_duration_since(t))
     }
 
     /// [`Session::logged_in_for`], once per connection: the adapter asks when a connection
     /// ended, and a later failed TCP connect (no `on_connected`) must not see the old login
     /// again — that would count as another stable session on every refused connect.
-    pub fn take_logged_in_for(&mut self, now: Instant) -> Option<Duration> {
+    pub fn take_logged_in_for(&mut self, now: Mono) -> Option<Duration> {
         let d = self.logged_in_for(now);
         self.logged_in_at = None;
         d
@@ -346,7 +347,7 @@ impl Session {
     /// the FullyBooted grace, the next Ping or the deadline of the one in flight. `None` while
     /// nothing is due (no connection, or closed). The adapter sleeps until then instead of
     /// ticking, so an idle link wakes only for its keep-alive.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub fn next_deadline(&self) -> Option<Mono> {
         let connected = self.connected_at?;
         match self.state {
             State::Disconnected | State::Closed => None,
@@ -368,7 +369,7 @@ impl Session {
     }
 
     /// A TCP connection was established: wait for the banner.
-    pub fn on_connected(&mut self, now: Instant) -> Vec<Output> {
+    pub fn on_connected(&mut self, now: Mono) -> Vec<Output> {
         self.conn += 1;
         self.next_action = 0;
         self.state = State::AwaitingBanner;
@@ -384,7 +385,7 @@ impl Session {
     }
 
     /// A frame was decoded from the stream.
-    pub fn on_frame(&mut self, frame: Frame, now: Instant) -> Vec<Output> {
+    pub fn on_frame(&mut self, frame: Frame, now: Mono) -> Vec<Output> {
         let mut out = Vec::new();
         if matches!(self.state, State::Disconnected | State::Closed) {
             return out;
@@ -412,7 +413,7 @@ impl Session {
     }
 
     /// Time passed: fire time-outs and keep-alives.
-    pub fn on_tick(&mut self, now: Instant) -> Vec<Output> {
+    pub fn on_tick(&mut self, now: Mono) -> Vec<Output> {
         let mut out = Vec::new();
         let since_connect = self
             .connected_at
@@ -457,7 +458,7 @@ impl Session {
     }
 
     /// The peer closed the connection (after the last frames were fed).
-    pub fn on_eof(&mut self, _now: Instant) -> Vec<Output> {
+    pub fn on_eof(&mut self, _now: Mono) -> Vec<Output> {
         let mut out = Vec::new();
         if matches!(self.state, State::Disconnected | State::Closed) {
             return out;
@@ -475,7 +476,7 @@ impl Session {
 
     /// We are stopping: the `Logoff` action to send, best-effort. The session stays readable
     /// (Cdrs still arriving before the server's close are delivered).
-    pub fn logoff(&mut self, _now: Instant) -> Vec<Output> {
+    pub fn logoff(&mut self, _now: Mono) -> Vec<Output> {
         if matches!(self.state, State::Disconnected | State::Closed) {
             return Vec::new();
         }
@@ -537,7 +538,7 @@ impl Session {
         out.push(Output::Close(reason));
     }
 
-    fn on_response(&mut self, m: &AmiMessage, now: Instant, out: &mut Vec<Output>) {
+    fn on_response(&mut self, m: &AmiMessage, now: Mono, out: &mut Vec<Output>) {
         let Some(id) = m.action_id() else { return };
         let Some(pos) = self.pending.iter().position(|(p, _)| p.as_bytes() == id) else {
             return; // stale or foreign ActionID
@@ -611,7 +612,7 @@ impl Session {
         }
     }
 
-    fn on_event(&mut self, m: AmiMessage, now: Instant, out: &mut Vec<Output>) {
+    fn on_event(&mut self, m: AmiMessage, now: Mono, out: &mut Vec<Output>) {
         if m.is_event("Cdr") {
             // Asterisk sends events only to authenticated sessions; anything earlier is not ours.
             if self.state == State::LoggedIn {
@@ -718,7 +719,7 @@ mod tests {
     }
 
     /// Connects, answers the plain login, and returns the session logged in at `t0`.
-    fn logged_in(t0: Instant) -> Session {
+    fn logged_in(t0: Mono) -> Session {
         let mut s = Session::new(cfg(AuthMethod::Plain));
         assert!(s.on_connected(t0).is_empty());
         let out = s.on_frame(banner(), t0);
@@ -743,7 +744,7 @@ mod tests {
 
     #[test]
     fn plain_login_sends_credentials_and_events_then_reports_up() {
-        let t0 = Instant::now();
+        let t0 = Mono::ZERO;
         let mut s = Session::new(cfg(AuthMethod::Plain));
         s.on_connected(t0);
         assert_eq!(s.state(), State::AwaitingBanner);
@@ -778,7 +779,7 @@ mod tests {
     #[test]
     fn md5_login_matches_the_captured_challenge_and_key() {
         // tests/fixtures/ami/meta/login_md5_challenge.json: challenge 213960544, secret s3cret.
-        let t0 = Instant::now();
+        let t0 = Mono::ZERO;
         let mut s = Session::new(cfg(AuthMethod::Md5));
         s.on_connected(t0);
         let out = s.on_frame(banner(), t0);
@@ -839,7 +840,7 @@ mod tests {
 
     #[test]
     fn responses_match_only_by_action_id() {
-        let t0 = Instant::now();
+        let t0 = Mono::ZERO;
         let mut s = Session::new(cfg(AuthMethod::Plain));
         s.on_connected(t0);
         s.on_frame(banner(), t0);
@@ -865,7 +866,7 @@ mod tests {
             ("Something new", DownKind::AuthFailed),
         ];
         for (msg, kind) in table {
-            let t0 = Instant::now();
+            let t0 = Mono::ZERO;
             let mut s = Session::new(cfg(AuthMethod::Plain));
             s.on_connected(t0);
             s.on_frame(banner(), t0);
@@ -890,7 +891,7 @@ mod tests {
 
     #[test]
     fn md5_challenge_refused_names_the_fix() {
-        let t0 = Instant::now();
+        let t0 = Mono::ZERO;
         let mut s = Session::new(cfg(AuthMethod::Md5));
         s.on_connected(t0);
         s.on_frame(banner(), t0);
@@ -907,7 +908,7 @@ mod tests {
 
     #[test]
     fn banner_and_login_timeouts() {
-        let t0 = Instant::now();
+        let t0 = Mono::ZERO;
         let mut s = Session::new(cfg(AuthMethod::Md5));
         s.on_connected(t0);
         assert!(s.on_tick(t0 + Duration::from_millis(2999)).is_empty());
@@ -937,7 +938,7 @@ mod tests {
 
     #[test]
     fn ping_keepalive_accepts_both_pong_forms_and_times_out() {
-        let t0 = Instant::now();
+        let t0 = Mono::ZERO;
         let mut s = logged_in(t0);
         let ms = Duration::from_millis;
         assert!(sent(&s.on_tick(t0 + ms(19_999))).is_empty());
@@ -986,7 +987,7 @@ mod tests {
 
     #[test]
     fn events_between_action_and_response_are_delivered() {
-        let t0 = Instant::now();
+        let t0 = Mono::ZERO;
         let mut s = logged_in(t0);
         let out = s.on_tick(t0 + Duration::from_secs(20));
         let ping = id_of(&sent(&out)[0]);
@@ -1014,7 +1015,7 @@ mod tests {
 
     #[test]
     fn first_message_after_login_reports_up_before_itself() {
-        let t0 = Instant::now();
+        let t0 = Mono::ZERO;
         let mut s = logged_in(t0);
         let out = s.on_frame(cdr("1.1"), t0);
         assert!(
@@ -1034,7 +1035,7 @@ mod tests {
 
     #[test]
     fn cdr_before_login_is_not_delivered() {
-        let t0 = Instant::now();
+        let t0 = Mono::ZERO;
         let mut s = Session::new(cfg(AuthMethod::Plain));
         s.on_connected(t0);
         s.on_frame(banner(), t0);
@@ -1043,7 +1044,7 @@ mod tests {
 
     #[test]
     fn shutdown_is_noted_and_cdrs_after_it_still_arrive_until_eof() {
-        let t0 = Instant::now();
+        let t0 = Mono::ZERO;
         let mut s = logged_in(t0);
         s.on_tick(t0 + Duration::from_secs(1));
         let out = s.on_frame(
@@ -1067,7 +1068,7 @@ mod tests {
 
     #[test]
     fn eof_during_login_and_after_login() {
-        let t0 = Instant::now();
+        let t0 = Mono::ZERO;
         let mut s = Session::new(cfg(AuthMethod::Plain));
         s.on_connected(t0);
         s.on_frame(banner(), t0);
@@ -1085,7 +1086,7 @@ mod tests {
         assert_eq!(closes(&out)[0].kind(), DownKind::Transient);
     }
 
-    fn reconnect_with_uptime(s: &mut Session, now: Instant, uptime: u64) -> Vec<Output> {
+    fn reconnect_with_uptime(s: &mut Session, now: Mono, uptime: u64) -> Vec<Output> {
         s.on_connected(now);
         let out = s.on_frame(banner(), now);
         let id = id_of(&sent(&out)[0]);
@@ -1101,7 +1102,7 @@ mod tests {
 
     #[test]
     fn restart_is_detected_from_fully_booted_uptime_across_connections() {
-        let t0 = Instant::now();
+        let t0 = Mono::ZERO;
         let s60 = Duration::from_secs(60);
         let mut s = Session::new(cfg(AuthMethod::Plain));
         let up = |out: Vec<Output>| match &out[..] {
@@ -1136,7 +1137,7 @@ mod tests {
     #[test]
     fn boot_tracker_handles_uptime_longer_than_our_clock() {
         let mut b = BootTracker::default();
-        let t0 = Instant::now();
+        let t0 = Mono::ZERO;
         assert!(!b.observe(t0, Duration::from_secs(10_000_000_000)));
         assert!(!b.observe(
             t0 + Duration::from_secs(1),
@@ -1147,7 +1148,7 @@ mod tests {
 
     #[test]
     fn discarded_bytes_are_reported_and_never_close() {
-        let t0 = Instant::now();
+        let t0 = Mono::ZERO;
         let mut s = logged_in(t0);
         s.on_tick(t0 + Duration::from_secs(1));
         let out = s.on_frame(
@@ -1163,7 +1164,7 @@ mod tests {
 
     #[test]
     fn logoff_is_an_action_with_its_own_id_and_goodbye_ends_it() {
-        let t0 = Instant::now();
+        let t0 = Mono::ZERO;
         let mut s = logged_in(t0);
         let out = s.logoff(t0);
         let m = &sent(&out)[0];
@@ -1192,7 +1193,7 @@ mod tests {
     #[test]
     fn next_deadline_follows_the_state() {
         let ms = Duration::from_millis;
-        let t0 = Instant::now();
+        let t0 = Mono::ZERO;
         let mut s = Session::new(cfg(AuthMethod::Plain));
         assert_eq!(s.next_deadline(), None, "not connected");
         s.on_connected(t0);
@@ -1264,7 +1265,7 @@ mod tests {
         #[test]
         fn deadlines_replace_the_tick(auth_md5 in proptest::bool::ANY, script in steps()) {
             let auth = if auth_md5 { AuthMethod::Md5 } else { AuthMethod::Plain };
-            let t0 = Instant::now();
+            let t0 = Mono::ZERO;
             let mut s = Session::new(cfg(auth));
             let mut now = t0;
             s.on_connected(now);

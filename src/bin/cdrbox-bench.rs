@@ -307,7 +307,7 @@ fn ingest(quick: bool) -> Result<()> {
         LinkConfig::from_pbx(&pbx),
         sink,
         Arc::new(move |m: &AmiMessage, t| CallRecord::from_event(m, &c2, t)),
-        Arc::new(|| 1_795_331_257),
+        cdrbox::clock::Clock::fixed_wall(1_795_331_257),
         stop_rx,
     ));
     let deadline = Instant::now() + Duration::from_secs(300);

@@ -8,6 +8,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::ami::client::{run_link, LinkConfig, ToRecord};
+use crate::clock::Clock;
 use crate::config::{Config, PbxConfig};
 use crate::record::{CallRecord, ContextError, PbxContext};
 use crate::sink::RecordSink;
@@ -29,11 +30,11 @@ struct Link {
 pub(super) struct Links {
     running: Vec<Link>,
     sink: Arc<dyn RecordSink>,
-    clock: crate::ami::client::Clock,
+    clock: Clock,
 }
 
 impl Links {
-    pub(super) fn new(sink: Arc<dyn RecordSink>, clock: crate::ami::client::Clock) -> Links {
+    pub(super) fn new(sink: Arc<dyn RecordSink>, clock: Clock) -> Links {
         Links {
             running: Vec::new(),
             sink,

@@ -29,11 +29,9 @@ pub mod usb_source;
 pub mod web_backend;
 
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-use crate::clock::Clock;
 use crate::config::Config;
 
 pub use check_config::check_config;
@@ -48,12 +46,6 @@ pub use run::{one_line, run, run_from_file, RunOptions};
 pub use setup_code::setup_code;
 pub use sim_pbx::{sim_pbx, SimArgs};
 pub use usb_export::usb_export;
-
-/// The AMI links' clock type until they take [`Clock`] itself.
-fn unix_fn(clock: &Clock) -> crate::ami::client::Clock {
-    let clock = clock.clone();
-    Arc::new(move || clock.unix())
-}
 
 /// The config file, validated. No context is added: the error names the file itself, and a
 /// printed chain must say it once (issue 13 item 7: not "reading configuration bad.toml:

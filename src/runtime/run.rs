@@ -21,9 +21,7 @@ use super::io_runtime;
 use super::links::Links;
 use super::live::{pbx_off_alarms, removed_after, set_log_level, Outcome};
 use super::signals::StopSignals;
-use super::{
-    display_zone, init_logging, load_config, start_of_day, unix_fn, usb_source, web_backend,
-};
+use super::{display_zone, init_logging, load_config, start_of_day, usb_source, web_backend};
 use crate::clock::{Clock, Mono};
 use crate::config::Config;
 use crate::filter::{Filter, Sort};
@@ -189,7 +187,7 @@ async fn run_once(
         opts.config_path.clone(),
         opts.on_web.as_mut(),
     );
-    let mut links = Links::new(sink, unix_fn(&clock));
+    let mut links = Links::new(sink, clock.clone());
     links.reconcile(&cfg);
     let (stop_tx, stop_rx) = watch::channel(false);
     spawn_status_publisher(

@@ -198,7 +198,7 @@ pub fn start_dyn(
     sink: Arc<dyn RecordSink>,
 ) -> (watch::Sender<bool>, JoinHandle<()>) {
     let (stop, rx) = watch::channel(false);
-    let clock = Arc::new(|| 1_795_331_226_i64);
+    let clock = cdrbox::clock::Clock::fixed_wall(1_795_331_226);
     let task = tokio::spawn(cdrbox::ami::run_link(cfg, sink, to_record(), clock, rx));
     (stop, task)
 }
