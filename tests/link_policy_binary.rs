@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use support::fake_ami::{cdr_event, FakeAmi, Pong};
 
-/// `cdrbox run` on a config pointing at `port`; stderr to `log`.
-fn spawn_box(dir: &Path, port: u16, extra_pbx: &str) -> (Child, std::path::PathBuf) {
+/// A config for one PBX at `port`, the web page on `web_listen`.
+fn write_config(dir: &Path, port: u16, web_listen: &str) -> std::path::PathBuf {
     let config = dir.join("cdrbox.toml");
     std::fs::write(
         &config,
@@ -27,14 +27,13 @@ username = "{user}"
 secret = "{secret}"
 auth = "plain"
 timezone = "Europe/Moscow"
-{extra_pbx}
 
 [storage]
 path = "{data}"
 flush_interval_ms = 200
 
 [web]
-listen = "127.0.0.1:0"
+listen = "{web_listen}"
 
 [display]
 driver = "none"
@@ -45,16 +44,20 @@ driver = "none"
         ),
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_cdrbox"))
+    config
+}
+
+/// `cdrbox run` on `config`; its log (debug for the links) goes to `dir/box.log`.
+fn spawn_run(dir: &Path, config: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_cdrbox"))
         .args(["run", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "cdrbox::ami=debug")
+        .arg(config)
+        .env("RUST_LOG", "cdrbox::ami=debug,cdrbox::run=debug")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("box.log")).unwrap())
         .spawn()
-        .expect("start cdrbox run");
-    (child, config)
+        .expect("start cdrbox run")
 }
 
 /// SIGTERM and wait: the box logs off and commits.
@@ -111,7 +114,8 @@ async fn a_cut_session_is_back_at_once_and_refusals_are_retried_about_a_second_a
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let (child, config) = spawn_box(dir.path(), fake.addr.port(), "");
+    let config = write_config(dir.path(), fake.addr.port(), "127.0.0.1:0");
+    let child = spawn_run(dir.path(), &config);
     support::wait_for("six connections", Duration::from_secs(60), || {
         fake.stats.connections() >= 6
             && fake
@@ -158,4 +162,135 @@ async fn a_cut_session_is_back_at_once_and_refusals_are_retried_about_a_second_a
     for uid in ["5.0", "5.1", "5.5"] {
         assert!(ids.contains(&uid.to_string()), "{uid} recorded: {ids:?}");
     }
+}
+
+/// `cdrbox passwd` for the web page's admin user (stdin is not a terminal: first line).
+fn set_password(config: &Path, pass: &str) {
+    use std::io::Write;
+    let mut passwd = Command::new(env!("CARGO_BIN_EXE_cdrbox"))
+        .args(["passwd", "--config"])
+        .arg(config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(passwd.stdin.take().unwrap(), "{pass}").unwrap();
+    assert!(passwd.wait().unwrap().success());
+}
+
+/// One HTTP/1.0 request with Basic auth; (status, body).
+fn http(port: u16, pass: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    use base64::Engine;
+    use std::io::{Read, Write};
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("admin:{pass}"));
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("the web page");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let code = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string());
+    (code, body.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_change_logs_the_old_session_off_before_the_new_one_logs_in() {
+    // A PBX with allowmultiplelogin = no that takes 300 ms to say Goodbye: a login while
+    // another session of the user exists is refused with "Login Already In Use".
+    let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let r2 = refused.clone();
+    let fake = FakeAmi::start(move |mut c| {
+        let refused = r2.clone();
+        async move {
+            if c.stats.open_sessions() > 0 {
+                refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                c.refuse_in_use(Duration::from_millis(50)).await;
+                return;
+            }
+            if c.login(None, Duration::ZERO, None).await != support::fake_ami::LoginResult::Accepted
+            {
+                return;
+            }
+            let uid = format!("6.{}", c.index);
+            c.send(&cdr_event(&uid, b"\"\" <>")).await.unwrap();
+            let _ = c.serve_with(Pong::Modern, Duration::from_millis(300)).await;
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let web = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = write_config(dir.path(), fake.addr.port(), &format!("127.0.0.1:{web}"));
+    set_password(&config, "handover-pass-1");
+    let child = spawn_run(dir.path(), &config);
+    let logins = || {
+        fake.stats
+            .logins_accepted
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    let before = logins();
+    support::wait_for("the box logged in", Duration::from_secs(30), || {
+        logins() > before && fake.stats.open_sessions() == 1
+    })
+    .await;
+    // Any [[pbx]] setting restarts that link; the time zone is a harmless one.
+    let body = r#"{"pbx":[{"name":"office","timezone":"Europe/Berlin"}]}"#;
+    let pass = "handover-pass-1";
+    let (code, resp) =
+        tokio::task::spawn_blocking(move || http(web, pass, "PUT", "/api/config", body))
+            .await
+            .unwrap();
+    assert_eq!(code, 200, "PUT /api/config: {resp}");
+    let logged_in_again = logins() + 1;
+    support::wait_for("the new session", Duration::from_secs(30), || {
+        logins() >= logged_in_again
+    })
+    .await;
+    stop_box(child);
+    let timeline = fake.stats.timeline.lock().unwrap().clone();
+    let at = |conn: usize, what: &str| {
+        timeline
+            .iter()
+            .find(|(_, c, w)| *c == conn && *w == what)
+            .map(|(t, _, _)| *t)
+    };
+    let accepted: Vec<usize> = timeline
+        .iter()
+        .filter(|(_, _, w)| *w == "accepted")
+        .map(|(_, c, _)| *c)
+        .collect();
+    let [.., old, new] = accepted[..] else {
+        panic!("two sessions: {timeline:?}");
+    };
+    let (logoff, goodbye, login) = (at(old, "logoff"), at(old, "goodbye"), at(new, "login"));
+    assert!(
+        logoff.is_some(),
+        "the old session sent Logoff: {timeline:?}"
+    );
+    assert!(
+        goodbye.unwrap() < login.unwrap(),
+        "the new session logged in only after the old one was gone: {timeline:?}"
+    );
+    assert_eq!(
+        refused.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "never 'Login Already In Use'"
+    );
+    let ids = exported_ids(&config);
+    assert!(
+        ids.contains(&format!("6.{old}")) && ids.contains(&format!("6.{new}")),
+        "{ids:?}"
+    );
 }

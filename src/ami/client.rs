@@ -122,7 +122,10 @@ pub async fn run_link(
         match link.connect_and_serve(&mut shutdown).await {
             End::Shutdown => {
                 link.event(LinkEvent::Down {
-                    reason: format!("link to PBX {} closed: cdrbox is stopping", link.cfg.addr),
+                    reason: format!(
+                        "link to PBX {} logged off: cdrbox is stopping or its settings changed",
+                        link.cfg.addr
+                    ),
                     kind: DownKind::Transient,
                 });
                 return;

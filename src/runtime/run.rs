@@ -471,7 +471,8 @@ async fn serve_until_stopped(
     health_tx: watch::Sender<bool>,
 ) -> Outcome {
     tokio::pin!(stop);
-    let mut health = tokio::time::interval(Duration::from_secs(5));
+    let mut died = links.died();
+    let mut reported = false;
     let mut current = config_rx.borrow().clone();
     let mut removed = Vec::new();
     loop {
@@ -497,8 +498,11 @@ async fn serve_until_stopped(
                 tracing::info!(target: "cdrbox::run", links = links.len(), "configuration applied");
                 current = new;
             }
-            _ = health.tick() => {
-                let _ = health_tx.send(links.all_running());
+            // No polling: a link task that dies says so (issue 14: idle wake-ups).
+            _ = died.wait_for(|n| *n > 0), if !reported => {
+                tracing::error!(target: "cdrbox::run", "a link task ended by itself");
+                let _ = health_tx.send(false);
+                reported = true;
             }
         }
     }

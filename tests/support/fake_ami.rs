@@ -39,7 +39,9 @@ pub struct Stats {
     pub max_write_us: AtomicU64,
     /// Arrival time of each Login action.
     pub login_times: std::sync::Mutex<Vec<Instant>>,
-    /// What happened when, on which connection: `connect`, `login`, `logoff`.
+    /// What happened when, on which connection: `connect`, `login` (received), `accepted`,
+    /// `logoff` (received), `goodbye` (answered and closed: the PBX's session is gone), `closed`
+    /// (the client's EOF after [`FakeConn::serve`]).
     pub timeline: std::sync::Mutex<Vec<(Instant, usize, &'static str)>>,
 }
 
@@ -59,6 +61,19 @@ impl Stats {
             .unwrap()
             .push((Instant::now(), conn, what));
     }
+    /// Sessions logged in and not yet ended (Goodbye sent or the client gone), as Asterisk
+    /// counts them for `allowmultiplelogin = no`.
+    pub fn open_sessions(&self) -> usize {
+        let t = self.timeline.lock().unwrap();
+        let ended = |c: usize| {
+            t.iter()
+                .any(|(_, i, w)| *i == c && (*w == "goodbye" || *w == "closed"))
+        };
+        t.iter()
+            .filter(|(_, c, w)| *w == "accepted" && !ended(*c))
+            .count()
+    }
+
     /// Times of every `what` in the timeline, in order.
     pub fn times_of(&self, what: &str) -> Vec<Instant> {
         self.timeline
@@ -307,6 +322,7 @@ impl FakeConn {
                         return LoginResult::Rejected;
                     }
                     self.stats.logins_accepted.fetch_add(1, Ordering::SeqCst);
+                    self.stats.note(self.index, "accepted");
                     let mut resp = format!(
                         "Response: Success\r\n{idl}Message: Authentication accepted\r\n\r\n"
                     );
@@ -333,6 +349,11 @@ impl FakeConn {
     /// Answers Ping (per `pong`) and Logoff in the background until the client closes.
     /// Returns the task; awaiting it waits for the client's EOF.
     pub fn serve(&mut self, pong: Pong) -> JoinHandle<()> {
+        self.serve_with(pong, Duration::ZERO)
+    }
+
+    /// [`FakeConn::serve`], answering Logoff only after `goodbye_delay` (a busy PBX).
+    pub fn serve_with(&mut self, pong: Pong, goodbye_delay: Duration) -> JoinHandle<()> {
         let mut reader = self.reader.take().expect("reader already taken");
         let writer = self.writer.clone();
         let stats = self.stats.clone();
@@ -359,14 +380,17 @@ impl FakeConn {
                     "logoff" => {
                         stats.logoffs.fetch_add(1, Ordering::SeqCst);
                         stats.note(index, "logoff");
+                        tokio::time::sleep(goodbye_delay).await;
                         let _ = writer
                             .send(format!("Response: Goodbye\r\n{idl}Message: Thanks for all the fish.\r\n\r\n").as_bytes())
                             .await;
                         writer.close().await;
+                        stats.note(index, "goodbye");
                     }
                     _ => {}
                 }
             }
+            stats.note(index, "closed");
         })
     }
 
