@@ -35,8 +35,6 @@ pub enum DownKind {
     PbxShutdown,
     /// `Login Already In Use` (a ghost session with `allowmultiplelogin=no`).
     LoginInUse,
-    /// The box itself paused the link (journal backlog full).
-    Paused,
 }
 
 /// Receives what the AMI links produce. Must not block.
@@ -45,9 +43,4 @@ pub trait RecordSink: Send + Sync + 'static {
     fn record(&self, record: CallRecord);
     /// A change of link state, at box time `at_utc` (Unix seconds).
     fn link_event(&self, pbx: &str, at_utc: i64, event: LinkEvent);
-    /// True while the journal's memory backlog is full: links should pause reading (the loss
-    /// is then visible as a gap instead of silent).
-    fn backlog_full(&self) -> bool {
-        false
-    }
 }

@@ -533,54 +533,6 @@ async fn login_already_in_use_is_retried() {
 }
 
 #[tokio::test]
-async fn full_backlog_pauses_the_link_and_resumes() {
-    // The link looks at the backlog when it hands records over (it has no tick any more,
-    // issue 14): the first connection sends one Cdr, then another once the test has marked
-    // the backlog full; that one is still recorded, and then the link pauses.
-    let more = Arc::new(tokio::sync::Notify::new());
-    let m = more.clone();
-    let fake = FakeAmi::start(move |mut c| {
-        let more = m.clone();
-        async move {
-            let Some(done) = c.open(Pong::Modern, None).await else {
-                return;
-            };
-            c.send(&cdr_event(&format!("10.{}", c.index), b"\"\" <>"))
-                .await
-                .unwrap();
-            if c.index == 0 {
-                more.notified().await;
-                c.send(&cdr_event("10.0b", b"\"\" <>")).await.unwrap();
-            }
-            let _ = done.await;
-        }
-    })
-    .await;
-    let run = start(link_config(fake.addr, AuthMethod::Plain));
-    expect_records(&run.sink, 1).await;
-    run.sink.backlog_full.store(true, Ordering::SeqCst);
-    more.notify_one();
-    wait_for("paused", LONG, || {
-        run.sink.downs().iter().any(|(k, _)| *k == DownKind::Paused)
-    })
-    .await;
-    assert_eq!(
-        run.sink.count(),
-        2,
-        "the Cdr that found the backlog full is kept"
-    );
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(
-        fake.stats.connections(),
-        1,
-        "no reconnect while the backlog is full"
-    );
-    run.sink.backlog_full.store(false, Ordering::SeqCst);
-    expect_records(&run.sink, 3).await;
-    run.stop().await;
-}
-
-#[tokio::test]
 async fn replays_a_real_capture_after_login() {
     // Everything mixed_session.bin received after its login response: 543 events with 20 Cdrs,
     // stale keep-alive pongs (`keepalive-N`), a Reload event.

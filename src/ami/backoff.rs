@@ -22,8 +22,10 @@
 //! - **auth** — `Authentication failed` is a configuration error that may be fixed on the PBX
 //!   side; each attempt costs a `sleep(1)` and a security-log entry, so it stays slow
 //!   (`auth_first` doubling up to `auth_cap`) but never gives up.
-//! - **paused** — the box paused the link itself (journal backlog full): no delay here, the link
-//!   waits for the backlog and then reconnects at once.
+//!
+//! There is no lane for storage trouble: the journal never asks a link to pause (it drops
+//! beyond its bounds and records the loss in the gap ledger), so a link only ever goes down
+//! for the PBX's or the network's reasons.
 
 use std::time::Duration;
 
@@ -93,8 +95,6 @@ pub enum Lane {
     InUse,
     /// After `Authentication failed`.
     Auth,
-    /// The box paused the link (journal backlog full).
-    Paused,
 }
 
 /// The decision for one reconnect.
@@ -164,10 +164,6 @@ impl Backoff {
             self.restart_since = None;
         }
         match kind {
-            DownKind::Paused => Retry {
-                delay: Duration::ZERO,
-                lane: Lane::Paused,
-            },
             DownKind::AuthFailed => {
                 let d = grow(self.cfg.auth_first, self.cfg.factor, self.auth_failures)
                     .min(self.cfg.auth_cap);
@@ -423,18 +419,6 @@ mod tests {
     }
 
     #[test]
-    fn paused_links_reconnect_as_soon_as_the_backlog_allows() {
-        let t0 = Mono::ZERO;
-        let mut b = backoff();
-        for _ in 0..10 {
-            b.next_delay(DownKind::Transient, None, t0);
-        }
-        let r = b.next_delay(DownKind::Paused, Some(S), t0);
-        assert_eq!(r.delay, Duration::ZERO);
-        assert_eq!(b.failures().0, 10, "pausing is not a failure");
-    }
-
-    #[test]
     fn same_seed_same_delays() {
         let t0 = Mono::ZERO;
         let mut a = backoff();
@@ -484,7 +468,6 @@ mod tests {
             1 => Just(DownKind::AuthFailed),
             1 => Just(DownKind::LoginInUse),
             1 => Just(DownKind::PbxShutdown),
-            1 => Just(DownKind::Paused),
         ]
     }
 
@@ -500,7 +483,7 @@ mod tests {
     proptest! {
         /// Whatever happens: no delay above the largest configured cap, authentication failures
         /// never faster than `auth_first`, and no immediate reconnect unless the session that
-        /// just ended was stable (or the box paused it) — the rule that prevents a hot loop.
+        /// just ended was stable — the rule that prevents a hot loop.
         #[test]
         fn delays_are_bounded_and_immediate_only_after_a_stable_session(
             seed in any::<u64>(),
@@ -525,7 +508,7 @@ mod tests {
                 if r.delay.is_zero() {
                     let stable = logged.is_some_and(|d| d >= cfg.stable_after);
                     prop_assert!(
-                        kind == DownKind::Paused || (kind == DownKind::Transient && stable),
+                        kind == DownKind::Transient && stable,
                         "immediate reconnect after {kind:?} with {logged:?}"
                     );
                 }

@@ -40,8 +40,6 @@ pub struct LinkConfig {
     pub backoff: BackoffConfig,
     /// Every socket write must finish within this.
     pub write_timeout: Duration,
-    /// While the journal backlog is full, how often to look whether it has drained.
-    pub pause_poll: Duration,
     /// On shutdown or a config change, how long to wait for the `Logoff` reply (reading the
     /// Cdrs still on their way meanwhile) before closing anyway.
     pub logoff_timeout: Duration,
@@ -67,7 +65,6 @@ impl LinkConfig {
             limits: Limits::default(),
             backoff: BackoffConfig::default(),
             write_timeout: Duration::from_secs(5),
-            pause_poll: Duration::from_millis(250),
             logoff_timeout: Duration::from_secs(1),
         }
     }
@@ -105,15 +102,6 @@ pub async fn run_link(
     loop {
         if *shutdown.borrow() {
             return;
-        }
-        if link.sink.backlog_full() {
-            // Still paused: wait without connecting (the Down(Paused) was already reported).
-            // Polled only in this rare state; a connected link never polls.
-            let poll = link.cfg.pause_poll.max(Duration::from_millis(10));
-            if !sleep_unless_shutdown(&link.clock, poll, &mut shutdown).await {
-                return;
-            }
-            continue;
         }
         link.attempt += 1;
         link.event(LinkEvent::Connecting {
@@ -289,18 +277,11 @@ impl Link {
                 }
                 Wake::Read(Ok(_)) => {
                     let now = self.clock.now();
-                    let mut recorded = false;
                     while let Some(frame) = decoder.decode(&mut buf) {
                         let outs = self.session.on_frame(frame, now);
-                        recorded |= outs.iter().any(|o| matches!(o, Output::Cdr(_)));
                         if let Some(end) = self.apply(&mut stream, outs).await {
                             return end;
                         }
-                    }
-                    // Only records can fill the backlog, so look right after handing some over
-                    // (a link that receives nothing adds nothing and keeps its session).
-                    if recorded && self.sink.backlog_full() {
-                        return self.paused();
                     }
                 }
                 Wake::Read(Err(e)) => {
@@ -321,17 +302,6 @@ impl Link {
                     }
                 }
             }
-        }
-    }
-
-    fn paused(&self) -> End {
-        End::Down {
-            reason: format!(
-                "reading from PBX {} paused: the journal backlog is full (storage too slow or \
-                 full); calls in this gap may be missing",
-                self.cfg.addr
-            ),
-            kind: DownKind::Paused,
         }
     }
 

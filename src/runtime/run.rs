@@ -64,10 +64,6 @@ impl RecordSink for LoggerSink {
         self.board.on_link_event(pbx, at_utc, &event);
         self.journal.link_event(pbx, at_utc, event);
     }
-
-    fn backlog_full(&self) -> bool {
-        self.journal.backlog_full()
-    }
 }
 
 /// Told the web page's address each time it starts listening (again after a restart).

@@ -4,7 +4,6 @@
 
 pub mod fake_ami;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -66,7 +65,6 @@ pub struct TestSink {
     pub events: Mutex<Vec<LinkEvent>>,
     /// When each event was reported, by the test's clock.
     pub event_times: Mutex<Vec<(Instant, LinkEvent)>>,
-    pub backlog_full: AtomicBool,
 }
 
 impl RecordSink for TestSink {
@@ -80,9 +78,6 @@ impl RecordSink for TestSink {
             .unwrap()
             .push((Instant::now(), event.clone()));
         self.events.lock().unwrap().push(event);
-    }
-    fn backlog_full(&self) -> bool {
-        self.backlog_full.load(Ordering::SeqCst)
     }
 }
 
@@ -160,7 +155,6 @@ pub fn link_config(addr: std::net::SocketAddr, auth: AuthMethod) -> LinkConfig {
             auth_cap: Duration::from_millis(2000),
         },
         write_timeout: Duration::from_secs(2),
-        pause_poll: Duration::from_millis(20),
         logoff_timeout: Duration::from_millis(500),
     }
 }
