@@ -144,18 +144,11 @@ impl JournalHandle {
     }
 }
 
-/// Free and total bytes of the filesystem holding `dir`.
-pub fn fs_space(dir: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: `c` is a valid NUL-terminated path and `st` a properly sized out-parameter.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
-    if rc != 0 {
-        return None;
-    }
-    let frsize = st.f_frsize as u64;
-    Some((st.f_bavail as u64 * frsize, st.f_blocks as u64 * frsize))
+/// Free and total bytes of the filesystem holding `dir` (the shared `statvfs` helper).
+fn fs_space(dir: &Path) -> Option<(u64, u64)> {
+    crate::fsio::fs_space(dir)
+        .ok()
+        .map(|s| (s.available, s.total))
 }
 
 /// Inputs of the days-until-full forecast.

@@ -53,7 +53,7 @@ use crate::record::CallRecord;
 use crate::sink::LinkEvent;
 
 pub use handle::{JournalHandle, FLUSH_TIMEOUT};
-pub use health::{forecast_days, fs_space, Forecast};
+pub use health::{forecast_days, Forecast};
 pub use query::{JournalReader, Totals};
 
 /// True when a `cdrbox run` (any process) holds the journal at `paths` open for writing.

@@ -154,46 +154,28 @@ pub const WRITER_BUSY_TIMEOUT: Duration = Duration::from_millis(50);
 /// the known ones.
 pub fn disposition_to_db(d: &Disposition) -> String {
     match d {
-        Disposition::Answered => "ANSWERED".into(),
-        Disposition::NoAnswer => "NO ANSWER".into(),
-        Disposition::Busy => "BUSY".into(),
-        Disposition::Failed => "FAILED".into(),
-        Disposition::Congestion => "CONGESTION".into(),
-        Disposition::Cancel => "CANCEL".into(),
-        Disposition::Unknown => "UNKNOWN".into(),
+        // `OTHER:` keeps a value the PBX invented from ever reading back as a known one
+        // (`Other("NO ANSWER")`).
         Disposition::Other(s) => format!("OTHER:{s}"),
+        known => known.as_str().to_owned(),
     }
 }
 
+/// The inverse of [`disposition_to_db`]: the record's own parser for the wire names.
 pub fn disposition_from_db(s: &str) -> Disposition {
-    match s {
-        "ANSWERED" => Disposition::Answered,
-        "NO ANSWER" => Disposition::NoAnswer,
-        "BUSY" => Disposition::Busy,
-        "FAILED" => Disposition::Failed,
-        "CONGESTION" => Disposition::Congestion,
-        "CANCEL" => Disposition::Cancel,
-        "UNKNOWN" => Disposition::Unknown,
-        other => Disposition::Other(other.strip_prefix("OTHER:").unwrap_or(other).to_string()),
+    match s.strip_prefix("OTHER:") {
+        Some(other) => Disposition::Other(other.to_owned()),
+        None => Disposition::parse(s),
     }
 }
 
 pub fn direction_to_db(d: Direction) -> &'static str {
-    match d {
-        Direction::Inbound => "inbound",
-        Direction::Outbound => "outbound",
-        Direction::Internal => "internal",
-        Direction::Unknown => "unknown",
-    }
+    d.as_str()
 }
 
+/// Anything unexpected reads back as `Unknown` (the column only ever holds `as_str` values).
 pub fn direction_from_db(s: &str) -> Direction {
-    match s {
-        "inbound" => Direction::Inbound,
-        "outbound" => Direction::Outbound,
-        "internal" => Direction::Internal,
-        _ => Direction::Unknown,
-    }
+    s.parse().unwrap_or(Direction::Unknown)
 }
 
 fn sqlite_err(what: impl Into<String>, path: &Path, source: rusqlite::Error) -> JournalError {
@@ -691,6 +673,10 @@ mod tests {
         ] {
             assert_eq!(disposition_from_db(&disposition_to_db(&d)), d);
         }
+        for d in Direction::ALL {
+            assert_eq!(direction_from_db(direction_to_db(d)), d);
+        }
+        assert_eq!(direction_from_db("sideways"), Direction::Unknown);
     }
 
     #[test]
