@@ -1,6 +1,7 @@
 //! Regression (found by the 500-kill crash campaign): a SIGTERM that arrives while `cdrbox run`
-//! is still opening a big journal (`quick_check` takes seconds on a large file) must end in the
-//! clean stop with exit 0, not in the default kill (exit by signal 15).
+//! is still starting on a big journal must end in the clean stop with exit 0, not in the default
+//! kill (exit by signal 15). Open used to run `quick_check` itself; now the check runs in the
+//! background after start, so this also pins that a stop interrupts a check still reading.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

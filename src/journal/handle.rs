@@ -16,8 +16,8 @@ use crate::record::CallRecord;
 use crate::sink::{LinkEvent, RecordSink};
 
 use super::{
-    Ack, AckTo, Control, Dropped, JournalCounters, JournalError, JournalPaths, JournalReader, Msg,
-    Shared,
+    Ack, AckTo, Control, Dropped, Integrity, JournalCounters, JournalError, JournalPaths,
+    JournalReader, Msg, RingReport, Shared,
 };
 
 /// How long [`JournalHandle::flush`] waits by default.
@@ -29,7 +29,7 @@ pub const BATCH_SLICE: usize = 500;
 struct Inner {
     tx: mpsc::Sender<Msg>,
     shared: Arc<Shared>,
-    /// The ring thread, then the commit thread (joined in that order).
+    /// The ring thread, the commit thread and the check thread (joined in that order).
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -38,6 +38,15 @@ impl Inner {
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
         if threads.is_empty() {
             return;
+        }
+        // A quick_check still running would keep the check thread (and a read of the whole
+        // file) going for seconds after the stop.
+        {
+            let mut check = self.shared.check_stop();
+            check.stopped = true;
+            if let Some(i) = &check.interrupt {
+                i.interrupt();
+            }
         }
         let _ = self.tx.send(msg);
         for t in threads {
@@ -242,6 +251,17 @@ impl JournalHandle {
             return Vec::new();
         }
         rx.recv_timeout(FLUSH_TIMEOUT).unwrap_or_default()
+    }
+
+    /// What the ring thread found at start, waiting at most `timeout` for its scan (`None`
+    /// when it is not done by then).
+    pub fn ring_report(&self, timeout: Duration) -> Option<RingReport> {
+        self.shared().wait_ring_report(timeout)
+    }
+
+    /// Where the background integrity check stands.
+    pub fn integrity(&self) -> Integrity {
+        self.shared().integrity().clone()
     }
 
     /// Highest seq such that every record up to it is durable (ring or SQLite).

@@ -180,7 +180,9 @@ pub struct Gap {
     pub filled_utc: Option<i64>,
 }
 
-/// What [`Journal::open`] found and repaired.
+/// What [`Journal::open`] found and repaired before returning. The ring's side comes a moment
+/// later from the ring thread ([`JournalHandle::ring_report`]), the whole-file check later
+/// still ([`JournalHandle::integrity`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenReport {
     pub paths: JournalPaths,
@@ -188,24 +190,39 @@ pub struct OpenReport {
     pub created: bool,
     /// Schema version before migrations ran (`Some(0)` for a new file).
     pub migrated_from: Option<i32>,
-    /// Where a damaged database file was moved.
+    /// Where a database found damaged while opening was moved.
     pub damaged_set_aside: Option<PathBuf>,
-    /// The ring file was (re)created.
+    /// Rows in the journal at open.
+    pub committed: u64,
+}
+
+/// What the ring thread found at start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RingReport {
+    /// The ring file was (re)created (missing, another size configured, or unusable).
     pub ring_created: bool,
     /// Valid entries found in the ring.
     pub ring_entries: usize,
-    /// Torn or damaged ring entries skipped.
+    /// Torn or damaged entries skipped.
     pub ring_corrupt: usize,
-    /// Ring entries newer than the database's committed point.
+    /// Entries newer than the database's committed point: replayed into SQLite by the next
+    /// commits (exactly once: the UNIQUE identity key refuses any it already holds).
     pub replay_found: usize,
-    /// Of those, records now inserted into SQLite.
-    pub replayed: usize,
-    /// Of those, records SQLite already held (same identity).
-    pub replay_duplicates: usize,
-    /// Of those, records left for the writer to commit (SQLite refused at open: locked/full).
-    pub replay_deferred: usize,
-    /// Rows in the journal after open.
-    pub committed: u64,
+    /// The ring could not be used (records are then durable only once committed).
+    pub problem: Option<String>,
+}
+
+/// The background `PRAGMA quick_check` of the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Integrity {
+    /// Running (records committed meanwhile are kept in the ring as well).
+    Checking,
+    /// Passed, or a new file with nothing to check.
+    Fine,
+    /// The file was damaged: moved to `path`, a fresh one started and refilled from the ring.
+    Replaced { path: PathBuf, problems: String },
+    /// The check could not run (the reason); nothing was set aside.
+    NotChecked(String),
 }
 
 /// The answer to [`JournalHandle::record_durable`] and [`JournalHandle::record_batch`].
@@ -346,6 +363,21 @@ pub(crate) struct Shared {
     pub counters: Mutex<JournalCounters>,
     pub problems: Mutex<Problems>,
     pub subscribers: Mutex<Vec<mpsc::Sender<CallRecord>>>,
+    /// Set by the ring thread once its start-up scan is done (`ring_ready` signalled).
+    pub ring_report: Mutex<Option<RingReport>>,
+    pub ring_ready: std::sync::Condvar,
+    pub integrity: Mutex<Integrity>,
+    /// Stops a running quick_check at shutdown.
+    pub check_stop: Mutex<CheckStop>,
+}
+
+/// Between the journal's stop and the background check: whichever comes first, the check never
+/// runs (or goes on reading the whole file) after the stop.
+#[derive(Default)]
+pub(crate) struct CheckStop {
+    pub stopped: bool,
+    /// The check's connection while `quick_check` runs.
+    pub interrupt: Option<rusqlite::InterruptHandle>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -368,6 +400,21 @@ impl Shared {
     }
     pub(crate) fn subscribers(&self) -> std::sync::MutexGuard<'_, Vec<mpsc::Sender<CallRecord>>> {
         lock(&self.subscribers)
+    }
+    pub(crate) fn check_stop(&self) -> std::sync::MutexGuard<'_, CheckStop> {
+        lock(&self.check_stop)
+    }
+    pub(crate) fn integrity(&self) -> std::sync::MutexGuard<'_, Integrity> {
+        lock(&self.integrity)
+    }
+    /// The ring thread's report, waiting at most `timeout` for its start-up scan.
+    pub(crate) fn wait_ring_report(&self, timeout: Duration) -> Option<RingReport> {
+        let r = lock(&self.ring_report);
+        self.ring_ready
+            .wait_timeout_while(r, timeout, |r| r.is_none())
+            .map(|(g, _)| g)
+            .unwrap_or_else(|p| p.into_inner().0)
+            .clone()
     }
 }
 

@@ -116,6 +116,9 @@ pub fn order_by(sort: Sort) -> &'static str {
 pub struct JournalReader {
     conn: Connection,
     db: PathBuf,
+    /// The database file this connection reads (device, inode): a damaged file set aside while
+    /// the writer runs is replaced by a new one under the same name.
+    file_id: Option<(u64, u64)>,
     /// `main.cdr`, or a TEMP view adding ring records (see [`JournalReader::open_with_ring`]).
     source: &'static str,
     ring_records: usize,
@@ -151,6 +154,8 @@ impl JournalReader {
             )
         })
         .map_err(sql(db, "cannot open the journal for reading"))?;
+        // Never delete the -wal/-shm by name on close (see store::persist_wal).
+        store::persist_wal(&conn).map_err(sql(db, "cannot configure the read connection"))?;
         conn.busy_timeout(Duration::from_secs(2))
             .map_err(sql(db, "cannot set busy_timeout"))?;
         let version: i32 = conn
@@ -176,6 +181,7 @@ impl JournalReader {
         store::register_functions(&conn).map_err(sql(db, "cannot register functions"))?;
         Ok(JournalReader {
             conn,
+            file_id: file_id(db),
             db: db.clone(),
             source: "main.cdr",
             ring_records: 0,
@@ -253,6 +259,12 @@ impl JournalReader {
         reader.source = "temp.all_cdr";
         reader.ring_records = extra.len();
         Ok(reader)
+    }
+
+    /// True when the database file has been replaced since this reader opened (a damaged file
+    /// set aside): open a new reader to see the current journal.
+    pub fn is_stale(&self) -> bool {
+        file_id(&self.db) != self.file_id
     }
 
     /// Ring records included by [`open_with_ring`](Self::open_with_ring).
@@ -495,6 +507,11 @@ impl JournalReader {
         rows.collect::<Result<Vec<_>, _>>()
             .map_err(sql(&self.db, "cannot read a gap row"))
     }
+}
+
+fn file_id(db: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(db).ok().map(|m| (m.dev(), m.ino()))
 }
 
 #[cfg(test)]

@@ -137,19 +137,16 @@ impl Durability {
     }
 
     /// Keeps ring blocks of every seq above `floor` until [`end_hold`](Self::end_hold).
-    #[allow(dead_code)] // used by the background integrity check (a later commit)
     pub fn hold_ring_above(&mut self, floor: u64) {
         self.hold = Some(floor);
     }
 
     /// Lets the ring reuse committed blocks again.
-    #[allow(dead_code)]
     pub fn end_hold(&mut self) {
         self.hold = None;
     }
 
     /// True while ring blocks are held beyond `committed`.
-    #[allow(dead_code)]
     pub fn holding(&self) -> bool {
         self.hold.is_some()
     }

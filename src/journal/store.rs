@@ -1,5 +1,5 @@
-//! The SQLite side of the journal: opening (PRAGMAs, `quick_check`, setting a damaged file
-//! aside), schema migrations by `user_version`, the row layout of a `CallRecord`, inserts, the
+//! The SQLite side of the journal: opening (PRAGMAs, setting a damaged file aside), the
+//! `quick_check` the journal runs in the background, schema migrations by `user_version`, the row layout of a `CallRecord`, inserts, the
 //! `meta` and `gaps` tables, and retention. Blocking SQLite calls only — the writer thread and
 //! `JournalReader` decide when to call them.
 //!
@@ -232,13 +232,17 @@ pub struct Opened {
     pub set_aside: Option<PathBuf>,
 }
 
-/// Why `check` rejected a file.
-enum CheckOutcome {
+/// What `PRAGMA quick_check` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckOutcome {
     Fine,
+    /// The problems it listed, joined.
     Damaged(String),
 }
 
-fn check(conn: &Connection) -> rusqlite::Result<CheckOutcome> {
+/// Runs `PRAGMA quick_check` (reads the whole file: seconds on a big journal, so the journal runs
+/// it in the background after recording has started).
+pub fn quick_check(conn: &Connection) -> rusqlite::Result<CheckOutcome> {
     let mut stmt = conn.prepare("PRAGMA quick_check")?;
     let lines: Vec<String> = stmt
         .query_map([], |r| r.get::<_, String>(0))?
@@ -250,7 +254,36 @@ fn check(conn: &Connection) -> rusqlite::Result<CheckOutcome> {
     }
 }
 
-fn set_aside(db: &Path, now_utc: i64) -> Result<PathBuf, JournalError> {
+/// Keeps the `-wal` and `-shm` files when the connection closes instead of deleting them by
+/// name. Every journal connection sets it: when a damaged file is renamed aside while
+/// connections to it are still open, the last of them to close would otherwise delete the
+/// *fresh* journal's `-wal`/`-shm`, which by then have those names (howtocorrupt.html §2).
+pub fn persist_wal(conn: &Connection) -> rusqlite::Result<()> {
+    let mut on: std::os::raw::c_int = 1;
+    // SAFETY: `handle()` is this open connection's sqlite3 pointer, used only for this call on
+    // this thread; the schema name is a NUL-terminated literal, and `on` outlives the call,
+    // which reads and writes one int through it (SQLITE_FCNTL_PERSIST_WAL's documented argument).
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            rusqlite::ffi::SQLITE_FCNTL_PERSIST_WAL,
+            (&mut on as *mut std::os::raw::c_int).cast(),
+        )
+    };
+    if rc == rusqlite::ffi::SQLITE_OK {
+        Ok(())
+    } else {
+        Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rc),
+            Some("cannot keep the WAL file on close".into()),
+        ))
+    }
+}
+
+/// Moves a damaged database and its `-wal`/`-shm` to `<db>.damaged-<now_utc>` (kept for
+/// inspection or `sqlite3 .recover`), syncing the directory.
+pub fn set_aside(db: &Path, now_utc: i64) -> Result<PathBuf, JournalError> {
     let mut target = db.as_os_str().to_owned();
     target.push(format!(".damaged-{now_utc}"));
     let target = PathBuf::from(target);
@@ -277,54 +310,49 @@ fn set_aside(db: &Path, now_utc: i64) -> Result<PathBuf, JournalError> {
     Ok(target)
 }
 
-fn open_checked(db: &Path) -> Result<(Connection, CheckOutcome), rusqlite::Error> {
+/// Why [`prepare`] failed.
+enum Prep {
+    /// The file is damaged (not a database, or corrupt where open reads it).
+    Damage(String),
+    Failed(JournalError),
+}
+
+fn sql<'a>(db: &'a Path, what: &'static str) -> impl Fn(rusqlite::Error) -> Prep + 'a {
+    move |e| {
+        if is_damage(&e) {
+            Prep::Damage(format!("{what}: {e}"))
+        } else {
+            Prep::Failed(sqlite_err(what, db, e))
+        }
+    }
+}
+
+/// Opens, configures and migrates the writer connection, then runs `probe` (the open's own
+/// reads). Reads only what it needs: the whole-file check runs later, in the background.
+fn prepare<T>(
+    db: &Path,
+    probe: &dyn Fn(&Connection) -> rusqlite::Result<T>,
+) -> Result<(Connection, Option<i32>, T), Prep> {
     let conn = Connection::open_with_flags(
         db,
         OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
+    )
+    .map_err(sql(db, "cannot open the journal"))?;
+    persist_wal(&conn).map_err(sql(db, "cannot configure the journal"))?;
     // Long enough to ride out another process's short transaction during start-up.
-    conn.busy_timeout(Duration::from_secs(5))?;
-    let outcome = check(&conn)?;
-    Ok((conn, outcome))
-}
-
-/// Opens (creating if needed) the journal database for writing: checks it, sets a damaged file
-/// aside and starts a fresh one, applies the PRAGMAs and migrations.
-pub fn open_writer(db: &Path, now_utc: i64) -> Result<Opened, JournalError> {
-    let existed = db.metadata().map(|m| m.len() > 0).unwrap_or(false);
-    let mut set_aside_to = None;
-    let conn = match open_checked(db) {
-        Ok((conn, CheckOutcome::Fine)) => conn,
-        Ok((conn, CheckOutcome::Damaged(why))) => {
-            tracing::error!(target: "journal", path = %db.display(), problems = %why,
-                "journal failed quick_check; setting it aside");
-            drop(conn);
-            set_aside_to = Some(set_aside(db, now_utc)?);
-            open_checked(db)
-                .map_err(|e| sqlite_err("cannot create a fresh journal", db, e))?
-                .0
-        }
-        Err(e) if is_damage(&e) => {
-            tracing::error!(target: "journal", path = %db.display(), error = %e,
-                "journal is not a readable database; setting it aside");
-            set_aside_to = Some(set_aside(db, now_utc)?);
-            open_checked(db)
-                .map_err(|e| sqlite_err("cannot create a fresh journal", db, e))?
-                .0
-        }
-        Err(e) => return Err(sqlite_err("cannot open the journal", db, e)),
-    };
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(sql(db, "cannot set busy_timeout"))?;
     let mode: String = conn
         .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-        .map_err(|e| sqlite_err("cannot switch the journal to WAL mode", db, e))?;
+        .map_err(sql(db, "cannot switch the journal to WAL mode"))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(JournalError::Sqlite {
+        return Err(Prep::Failed(JournalError::Sqlite {
             what: format!("the filesystem refused WAL mode (got {mode})"),
             path: db.to_path_buf(),
             source: rusqlite::Error::InvalidQuery,
-        });
+        }));
     }
     // FULL: a commit is on the device when COMMIT returns. journal_size_limit keeps the WAL at
     // its steady size (a growing WAL costs an ext4 metadata commit per fsync); the default
@@ -334,27 +362,66 @@ pub fn open_writer(db: &Path, now_utc: i64) -> Result<Opened, JournalError> {
          PRAGMA journal_size_limit=8388608;
          PRAGMA foreign_keys=OFF;",
     )
-    .map_err(|e| sqlite_err("cannot set the journal PRAGMAs", db, e))?;
+    .map_err(sql(db, "cannot set the journal PRAGMAs"))?;
     let migrated_from = migrate(&conn).map_err(|e| match e {
-        MigrateError::Sqlite(e) => sqlite_err("cannot migrate the journal schema", db, e),
-        MigrateError::Future(found) => JournalError::FutureSchema {
+        MigrateError::Sqlite(e) => sql(db, "cannot migrate the journal schema")(e),
+        MigrateError::Future(found) => Prep::Failed(JournalError::FutureSchema {
             path: db.to_path_buf(),
             found,
             supported: SCHEMA_VERSION,
-        },
-        MigrateError::Foreign => JournalError::ForeignDatabase {
+        }),
+        MigrateError::Foreign => Prep::Failed(JournalError::ForeignDatabase {
             path: db.to_path_buf(),
-        },
+        }),
     })?;
-    register_functions(&conn).map_err(|e| sqlite_err("cannot register functions", db, e))?;
+    register_functions(&conn).map_err(sql(db, "cannot register functions"))?;
+    let probed = probe(&conn).map_err(sql(db, "cannot read where the journal stands"))?;
     conn.busy_timeout(WRITER_BUSY_TIMEOUT)
-        .map_err(|e| sqlite_err("cannot set busy_timeout", db, e))?;
-    Ok(Opened {
-        conn,
-        created: !existed || set_aside_to.is_some(),
-        migrated_from,
-        set_aside: set_aside_to,
-    })
+        .map_err(sql(db, "cannot set busy_timeout"))?;
+    Ok((conn, migrated_from, probed))
+}
+
+/// Opens (creating if needed) the journal database for writing: PRAGMAs, migrations, then
+/// `probe`. A file that turns out damaged on the way (not a database, or corrupt where these
+/// reads touch it) is set aside and a fresh one started; damage elsewhere is found later by the
+/// background `quick_check`.
+pub fn open_writer<T>(
+    db: &Path,
+    now_utc: i64,
+    probe: &dyn Fn(&Connection) -> rusqlite::Result<T>,
+) -> Result<(Opened, T), JournalError> {
+    let existed = db.metadata().map(|m| m.len() > 0).unwrap_or(false);
+    let (conn, migrated_from, probed, set_aside_to) = match prepare(db, probe) {
+        Ok((c, m, p)) => (c, m, p, None),
+        Err(Prep::Failed(e)) => return Err(e),
+        Err(Prep::Damage(why)) => {
+            tracing::error!(target: "journal", path = %db.display(), problem = %why,
+                "the journal database is damaged; setting it aside and starting a fresh one");
+            let aside = set_aside(db, now_utc)?;
+            match prepare(db, probe) {
+                Ok((c, m, p)) => (c, m, p, Some(aside)),
+                Err(Prep::Failed(e)) => return Err(e),
+                Err(Prep::Damage(why)) => {
+                    return Err(JournalError::Sqlite {
+                        what: format!(
+                            "a fresh journal is damaged at once ({why}): check the storage device"
+                        ),
+                        path: db.to_path_buf(),
+                        source: rusqlite::Error::InvalidQuery,
+                    })
+                }
+            }
+        }
+    };
+    Ok((
+        Opened {
+            conn,
+            created: !existed || set_aside_to.is_some(),
+            migrated_from,
+            set_aside: set_aside_to,
+        },
+        probed,
+    ))
 }
 
 pub enum MigrateError {
@@ -636,7 +703,7 @@ mod tests {
     fn record_round_trips_through_a_row() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("j.sqlite");
-        let mut opened = open_writer(&db, 0).unwrap();
+        let (mut opened, ()) = open_writer(&db, 0, &|_| Ok(())).unwrap();
         assert!(opened.created);
         assert_eq!(opened.migrated_from, Some(0));
         let mut recs: Vec<CallRecord> = (0..12).map(sample_record).collect();
@@ -703,7 +770,7 @@ mod tests {
             .unwrap();
         }
         drop(c);
-        let opened = open_writer(&db, 0).unwrap();
+        let (opened, ()) = open_writer(&db, 0, &|_| Ok(())).unwrap();
         assert_eq!(opened.migrated_from, Some(1));
         let conn = opened.conn;
         assert_eq!(meta_get(&conn, META_ROWS).unwrap(), Some(3));
@@ -733,7 +800,7 @@ mod tests {
         c.execute_batch("CREATE TABLE t(x)").unwrap();
         drop(c);
         assert!(matches!(
-            open_writer(&db, 0),
+            open_writer(&db, 0, &|_| Ok(())).map(|_| ()),
             Err(JournalError::ForeignDatabase { .. })
         ));
         let db2 = dir.path().join("g.sqlite");
@@ -741,7 +808,7 @@ mod tests {
         c.execute_batch("PRAGMA user_version = 99").unwrap();
         drop(c);
         assert!(matches!(
-            open_writer(&db2, 0),
+            open_writer(&db2, 0, &|_| Ok(())).map(|_| ()),
             Err(JournalError::FutureSchema { found: 99, .. })
         ));
     }

@@ -95,7 +95,13 @@ impl BoxBackend {
         f: impl FnOnce(&JournalReader) -> Result<T, BackendError>,
     ) -> Result<T, BackendError> {
         self.flush_if_due();
-        let pooled = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        // A reader of a damaged file the journal has set aside is dropped, not reused.
+        let pooled = self
+            .readers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .filter(|r| !r.is_stale());
         let reader = match pooled {
             Some(r) => r,
             None => self.journal.reader().map_err(unavailable)?,

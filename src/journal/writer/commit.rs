@@ -67,6 +67,14 @@ impl Writer {
 
     fn commit_failed(&mut self, e: rusqlite::Error) {
         self.shared.counters().commit_failures += 1;
+        if store::is_damage(&e) && !self.replaced {
+            // The file is damaged where this commit touched it: set it aside now rather than
+            // retry forever (the pending records stay pending for the fresh file).
+            self.replace_damaged(format!("a commit failed: {e}"));
+            if self.replaced {
+                return;
+            }
+        }
         let db = self.shared.paths.db.display().to_string();
         let (kind, msg) = if store::is_full(&e) {
             (

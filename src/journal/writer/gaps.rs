@@ -160,6 +160,22 @@ impl<T: Copy> GapLedger<T> {
         }
     }
 
+    /// The database was replaced by a fresh one: every entry still in memory is stored again
+    /// at the next commit.
+    pub fn forget_stored(&mut self, now: T) {
+        for g in self.open.values_mut() {
+            g.rowid = None;
+        }
+        for c in &mut self.closed {
+            c.rowid = None;
+        }
+        for d in self.drops.values_mut() {
+            d.rowid = None;
+            d.touched = true;
+        }
+        self.dirty_since.get_or_insert(now);
+    }
+
     /// When the oldest change not yet stored happened.
     pub fn dirty_since(&self) -> Option<T> {
         self.dirty_since

@@ -3,6 +3,11 @@
 //! commit thread. It never touches SQLite, so a slow commit, a checkpoint or a locked database
 //! never delays durability.
 //!
+//! At start it scans the ring (in windows: memory stays flat), hands the entries SQLite does not
+//! hold yet to the commit thread as the first pending records (read back from the ring at their
+//! commit), and (re)creates the file when it is missing or another size is configured — all
+//! while the links already connect; records arriving meanwhile wait in its channel.
+//!
 //! Per turn it takes everything available (up to [`MAX_DRAIN`] messages) and writes it as few
 //! batches as the ring allows; what does not fit (ring full or failing) stays in memory only
 //! and is acknowledged once committed. A record repeated within the recent window
@@ -13,13 +18,13 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::record::CallRecord;
 
-use super::super::ring::{EntryLoc, Ring};
+use super::super::ring::{self, EntryLoc, Ring};
 use super::super::state::Place;
-use super::super::{payload, Ack, AckTo, Msg, Shared};
+use super::super::{payload, Ack, AckTo, Msg, RingReport, Shared};
 use super::{Item, ToCommit};
 
 /// Messages taken off the channel per turn.
@@ -89,8 +94,17 @@ impl Drop for EndGuard {
     }
 }
 
+/// What the ring thread needs to open the ring.
+pub(crate) struct RingSetup {
+    /// `[storage] ring_kb`, in whole blocks.
+    pub want_bytes: u64,
+    /// SQLite holds every seq ≤ this: ring entries above it are replayed.
+    pub committed_seq: u64,
+}
+
 pub(crate) struct Intake {
     shared: Arc<Shared>,
+    setup: Option<RingSetup>,
     ring: Option<Ring>,
     rx: mpsc::Receiver<Msg>,
     out: mpsc::Sender<ToCommit>,
@@ -101,27 +115,87 @@ pub(crate) struct Intake {
 impl Intake {
     pub(crate) fn new(
         shared: Arc<Shared>,
-        ring: Option<Ring>,
+        setup: RingSetup,
         rx: mpsc::Receiver<Msg>,
         out: mpsc::Sender<ToCommit>,
     ) -> Intake {
-        let max_batch = ring.as_ref().map_or(MAX_BATCH_BYTES, |r| {
-            (r.bytes() as usize / 2).min(MAX_BATCH_BYTES)
-        });
-        if let Some(r) = &ring {
-            shared.ring_blocks.store(r.blocks(), Ordering::SeqCst);
-            shared
-                .ring_used_blocks
-                .store(r.used_blocks(), Ordering::SeqCst);
-        }
         Intake {
             shared,
-            ring,
+            setup: Some(setup),
+            ring: None,
             rx,
             out,
             recent: RecentIds::new(),
-            max_batch,
+            max_batch: MAX_BATCH_BYTES,
         }
+    }
+
+    /// Scans the ring, replays what SQLite lacks, (re)creates the file if needed, and publishes
+    /// what it found.
+    fn start(&mut self, setup: RingSetup) {
+        let path = self.shared.paths.ring.clone();
+        let (ring, report, replay) = open_ring(&path, &setup);
+        if let Some(p) = &report.problem {
+            tracing::error!(target: "journal", path = %path.display(), problem = %p,
+                "ring file unusable: records are held in memory until committed");
+            self.shared.problems().ring = Some(format!(
+                "The ring file {} cannot be used ({p}); records are durable only once \
+                 committed. Check the storage device.",
+                path.display()
+            ));
+        }
+        if let Some(r) = &ring {
+            // The commit thread must read the file this ring writes (a recreated ring is a new
+            // inode under the same name): hand it a clone before any item that lives in it.
+            match r.store().try_clone() {
+                Ok(f) => {
+                    let _ = self.out.send(ToCommit::RingFile(f));
+                }
+                Err(e) => tracing::error!(target: "journal", error = %e,
+                    "cannot share the ring file with the commit thread; records beyond its \
+                     memory cache cannot be read back"),
+            }
+            self.max_batch = (r.bytes() as usize / 2).min(MAX_BATCH_BYTES);
+            self.shared.ring_blocks.store(r.blocks(), Ordering::SeqCst);
+            self.shared
+                .ring_used_blocks
+                .store(r.used_blocks(), Ordering::SeqCst);
+        }
+        self.ring = ring;
+        if !replay.is_empty() {
+            tracing::info!(target: "journal", records = replay.len(),
+                "replaying ring records the database does not hold yet");
+            let now = self.shared.clock.now();
+            let mut items = Vec::with_capacity(replay.len());
+            let mut state = self.shared.state();
+            for r in replay {
+                let place = match r.record {
+                    Some(_) => Place::Memory,
+                    None => Place::Ring,
+                };
+                if !state.replayed(r.seq, place) {
+                    continue;
+                }
+                if place == Place::Memory {
+                    self.shared.held.fetch_add(1, Ordering::SeqCst);
+                }
+                items.push(Item {
+                    seq: r.seq,
+                    loc: r.loc,
+                    record: r.record,
+                    ack: None,
+                    arrived: now,
+                });
+            }
+            drop(state);
+            let _ = self.out.send(ToCommit::Items(items));
+        }
+        *self
+            .shared
+            .ring_report
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(report);
+        self.shared.ring_ready.notify_all();
     }
 
     pub(crate) fn run(mut self) {
@@ -130,6 +204,9 @@ impl Intake {
             shared: self.shared.clone(),
             said: false,
         };
+        if let Some(setup) = self.setup.take() {
+            self.start(setup);
+        }
         loop {
             // Every handle gone without a Shutdown: stop as if asked.
             let Ok(first) = self.rx.recv() else {
@@ -245,8 +322,13 @@ impl Intake {
         ring.release(self.shared.state().releasable());
         let result = loop {
             match ring.append(&entries, self.max_batch) {
-                // Full. While commits work, blocks free up within a commit: wait for that
-                // rather than keep these records in memory only.
+                // Full. Blocks kept only for the integrity check go first: durability of new
+                // records matters more than a refill that may never be needed.
+                Ok(written) if written.is_empty() && end_hold(&self.shared) => {
+                    ring.release(self.shared.state().releasable());
+                }
+                // While commits work, blocks free up within a commit: wait for that rather
+                // than keep these records in memory only.
                 Ok(written) if written.is_empty() => match wait_for_release(&self.shared) {
                     Some(upto) => ring.release(upto),
                     None => break None,
@@ -334,27 +416,132 @@ impl Intake {
     }
 }
 
+/// A ring entry SQLite does not hold yet: where it is, or (when the ring file had to be
+/// replaced) the record itself.
+struct Replay {
+    seq: u64,
+    loc: Option<EntryLoc>,
+    record: Option<Box<CallRecord>>,
+}
+
+/// Opens the ring at `path`: scans it, keeps the file when it holds entries SQLite lacks or has
+/// the configured size, else writes a fresh one.
+fn open_ring(path: &std::path::Path, setup: &RingSetup) -> (Option<Ring>, RingReport, Vec<Replay>) {
+    let mut report = RingReport::default();
+    let file = match ring::open_file(path) {
+        Ok(f) => Some(f),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            // Unreadable: keep it as it is (a later start may read it) and go on without.
+            report.problem = Some(e.to_string());
+            return (None, report, Vec::new());
+        }
+    };
+    let scan = match file.as_ref().map(ring::scan).transpose() {
+        Ok(s) => s.unwrap_or_default(),
+        Err(e) => {
+            report.problem = Some(e.to_string());
+            return (None, report, Vec::new());
+        }
+    };
+    report.ring_entries = scan.entries.len();
+    report.ring_corrupt = scan.corrupt;
+    let uncommitted: Vec<EntryLoc> = scan
+        .entries
+        .iter()
+        .copied()
+        .filter(|e| e.seq > setup.committed_seq)
+        .collect();
+    report.replay_found = uncommitted.len();
+    let usable = file.is_some() && ring::usable_size(scan.file_bytes);
+    let recreate = !usable || (uncommitted.is_empty() && scan.file_bytes != setup.want_bytes);
+    if let (false, Some(f)) = (recreate, &file) {
+        let kept = f
+            .try_clone()
+            .and_then(|f| Ring::open(f, &uncommitted, scan.newest()));
+        match kept {
+            Ok(r) => {
+                let replay = uncommitted
+                    .iter()
+                    .map(|e| Replay {
+                        seq: e.seq,
+                        loc: Some(*e),
+                        record: None,
+                    })
+                    .collect();
+                return (Some(r), report, replay);
+            }
+            Err(e) => {
+                report.problem = Some(e.to_string());
+                return (None, report, replay_in_memory(file.as_ref(), &uncommitted));
+            }
+        }
+    }
+    // A file of an unusable size can still hold entries: keep those in memory before the file
+    // is replaced.
+    let replay = replay_in_memory(file.as_ref(), &uncommitted);
+    drop(file);
+    let fresh = ring::create_file(path, setup.want_bytes)
+        .and_then(|()| ring::open_file(path))
+        .and_then(|f| Ring::open(f, &[], None));
+    match fresh {
+        Ok(r) => {
+            report.ring_created = true;
+            (Some(r), report, replay)
+        }
+        Err(e) => {
+            report.problem = Some(e.to_string());
+            (None, report, replay)
+        }
+    }
+}
+
+/// Reads entries into memory (for a ring file that cannot be kept).
+fn replay_in_memory(file: Option<&std::fs::File>, entries: &[EntryLoc]) -> Vec<Replay> {
+    let Some(file) = file else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .filter_map(|e| {
+            let bytes = ring::read_payload(file, e).ok()?;
+            let record = payload::decode(&bytes).ok()?;
+            Some(Replay {
+                seq: e.seq,
+                loc: None,
+                record: Some(Box::new(record)),
+            })
+        })
+        .collect()
+}
+
+/// Ends the integrity check's hold on ring blocks (the ring is full); true when there was one.
+fn end_hold(shared: &Shared) -> bool {
+    let mut state = shared.state();
+    if !state.holding() {
+        return false;
+    }
+    state.end_hold();
+    tracing::warn!(target: "journal",
+        "ring full while the integrity check runs: records committed since start are no longer \
+         kept in the ring (a damaged file would keep them)");
+    true
+}
+
 /// Waits (at most [`RING_WAIT`]) for a commit that lets the ring reuse more blocks; returns
 /// the new release point, or `None` when commits are failing or nothing moved in time.
 fn wait_for_release(shared: &Shared) -> Option<u64> {
     if shared.problems().commit.is_some() {
         return None;
     }
-    let deadline = Instant::now() + RING_WAIT;
-    let mut state = shared.state();
+    let state = shared.state();
     let before = state.releasable();
-    while state.releasable() == before {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return None;
-        }
-        state = shared
-            .committed
-            .wait_timeout(state, left)
-            .map(|(g, _)| g)
-            .unwrap_or_else(|p| p.into_inner().0);
-    }
-    Some(state.releasable())
+    let state = shared
+        .committed
+        .wait_timeout_while(state, RING_WAIT, |s| s.releasable() == before)
+        .map(|(g, _)| g)
+        .unwrap_or_else(|p| p.into_inner().0);
+    (state.releasable() != before).then(|| state.releasable())
 }
 
 #[cfg(test)]

@@ -8,13 +8,16 @@
 //! the ring thread goes on; the records stay pending (in the ring, read back when their turn
 //! comes). Retention runs here too, in small batches, only while commits work.
 //!
-//! Files: [`open`] (start-up), [`intake`] (the ring thread), [`commit`] (group commits and
-//! their failures), [`gaps`] (the gap ledger), [`retention`].
+//! Files: [`open`] (start-up), [`intake`] (the ring thread), [`check`] (the background
+//! integrity check), [`commit`] (group commits and their failures), [`gaps`] (the gap ledger),
+//! [`retention`], [`replace`] (a damaged file set aside while recording goes on).
 
+mod check;
 mod commit;
 pub(crate) mod gaps;
 pub(crate) mod intake;
 pub(crate) mod open;
+mod replace;
 mod retention;
 
 use std::collections::VecDeque;
@@ -47,14 +50,6 @@ pub(crate) fn io_err(what: &str, path: &std::path::Path, source: std::io::Error)
     }
 }
 
-pub(crate) fn sql_err(what: &str, path: &std::path::Path, source: rusqlite::Error) -> JournalError {
-    JournalError::Sqlite {
-        what: what.to_string(),
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 /// A record waiting for SQLite, as the commit thread holds it: where it is in the ring, and
 /// the record itself while the memory budget allows (always, when it is not in the ring).
 pub(crate) struct Item {
@@ -68,6 +63,9 @@ pub(crate) struct Item {
 
 /// From the ring thread to the commit thread.
 pub(crate) enum ToCommit {
+    /// The ring file as the ring thread opened (or recreated) it at start: sent before any item
+    /// that lives in it, so the commit thread reads back from the same file the ring writes.
+    RingFile(File),
     Items(Vec<Item>),
     Link {
         pbx: String,
@@ -83,6 +81,8 @@ pub(crate) enum ToCommit {
     Shutdown,
     #[cfg(any(test, feature = "testing"))]
     Crash,
+    /// The background quick_check's answer.
+    Checked(check::CheckResult),
     /// The injected clock moved (a test's manual clock): re-check deadlines.
     Wake,
 }
@@ -108,6 +108,9 @@ pub(crate) struct Writer {
     retention_more: bool,
     /// When to build the [`store::BACKGROUND_INDEXES`] (`None`: done).
     next_index_build: Option<Mono>,
+    /// A damaged file was already replaced in this run (a second time means the device is
+    /// failing: alarm, do not loop).
+    replaced: bool,
 }
 
 impl Writer {
@@ -116,7 +119,6 @@ impl Writer {
         shared: Arc<Shared>,
         conn: Connection,
         rx: mpsc::Receiver<ToCommit>,
-        pending: Vec<Item>,
         cfg: &StorageConfig,
         policy: Policy,
         usb_copied_id: i64,
@@ -125,14 +127,13 @@ impl Writer {
     ) -> Writer {
         let clock = shared.clock.clone();
         let now = clock.now();
-        let ring = File::open(&shared.paths.ring).ok();
         Writer {
             shared,
             clock,
             conn,
             rx,
-            ring,
-            pending: pending.into(),
+            ring: None,
+            pending: VecDeque::new(),
             flush_interval: cfg.flush_interval,
             flush_records: cfg.flush_records.max(1),
             policy,
@@ -144,6 +145,7 @@ impl Writer {
             next_retention: now,
             retention_more: false,
             next_index_build: (!indexes_built).then_some(now),
+            replaced: false,
         }
     }
 
@@ -173,6 +175,7 @@ impl Writer {
             let mut force = false;
             for m in msgs {
                 match m {
+                    ToCommit::RingFile(f) => self.ring = Some(f),
                     ToCommit::Items(items) => self.pending.extend(items),
                     ToCommit::Link { pbx, at_utc, event } => {
                         if self.gaps.event(&pbx, at_utc, &event, self.clock.now()) {
@@ -190,6 +193,7 @@ impl Writer {
                         self.shared.writer_running.store(false, Ordering::SeqCst);
                         return;
                     }
+                    ToCommit::Checked(result) => self.checked(result),
                     ToCommit::Wake => {}
                 }
             }
@@ -208,6 +212,22 @@ impl Writer {
             }
         }
         self.finish();
+    }
+
+    /// The background check answered.
+    fn checked(&mut self, result: check::CheckResult) {
+        match result {
+            Ok(store::CheckOutcome::Fine) => {
+                self.shared.state().end_hold();
+                *self.shared.integrity() = super::Integrity::Fine;
+            }
+            Ok(store::CheckOutcome::Damaged(problems)) => self.replace_damaged(problems),
+            Err(why) => {
+                tracing::warn!(target: "journal", %why, "the journal integrity check did not run");
+                self.shared.state().end_hold();
+                *self.shared.integrity() = super::Integrity::NotChecked(why);
+            }
+        }
     }
 
     /// Builds the background indexes once, when there is nothing to commit. Records arriving
