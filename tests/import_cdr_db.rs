@@ -16,7 +16,7 @@ use cdrbox::import::master_csv::CsvLayout;
 use cdrbox::import::{db_record, read_csv};
 use cdrbox::record::{CallRecord, PbxContext};
 use import_support::{ami_records, master_csv, match_keys, moscow};
-use mariadb::{freepbx_cdr, freepbx_cdr_old, lit, MariaDb};
+use mariadb::{freepbx_cdr, freepbx_cdr_old, freepbx_insert, MariaDb};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -25,52 +25,13 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// INSERTs for the Master.csv calls as cdr_adaptive_odbc writes them into FreePBX's table:
-/// calldate = start, amaflags as a number, FreePBX's caller-ID columns, sequence per row.
+/// The Master.csv calls as cdr_adaptive_odbc writes them into FreePBX's table.
 fn insert_rows(db: &MariaDb, records: &[CallRecord], new_columns: bool) {
-    let mut sql = String::new();
-    for (i, r) in records.iter().enumerate() {
-        let ama = match r.ama_flags.as_str() {
-            "OMIT" => 1,
-            "BILLING" => 2,
-            "DOCUMENTATION" => 3,
-            _ => 0,
-        };
-        let t = |s: &str| lit(s.as_bytes());
-        let mut cols = "calldate, clid, src, dst, dcontext, channel, dstchannel, lastapp, \
-                        lastdata, duration, billsec, disposition, amaflags, accountcode, \
-                        uniqueid, userfield, did, recordingfile"
-            .to_string();
-        let mut vals = format!(
-            "{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {ama}, {}, {}, {}, '', ''",
-            t(&r.start.raw),
-            t(&r.caller_id),
-            t(&r.source),
-            t(&r.destination),
-            t(&r.destination_context),
-            t(&r.channel),
-            t(&r.destination_channel),
-            t(&r.last_application),
-            t(&r.last_data),
-            r.duration,
-            r.billable_seconds,
-            t(r.disposition.as_str()),
-            t(&r.account_code),
-            t(&r.unique_id),
-            t(&r.user_field),
-        );
-        if new_columns {
-            cols.push_str(", cnum, cnam, linkedid, sequence");
-            vals.push_str(&format!(
-                ", {}, {}, {}, {}",
-                t(&r.source),
-                t(&r.caller_name()),
-                t(&r.unique_id),
-                100 + i
-            ));
-        }
-        sql.push_str(&format!("INSERT INTO cdr ({cols}) VALUES ({vals});\n"));
-    }
+    let sql: String = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| freepbx_insert(r, new_columns.then_some(100 + i)))
+        .collect();
     db.sql(&sql);
 }
 

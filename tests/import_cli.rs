@@ -11,9 +11,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use cdrbox::clock::Clock;
-use cdrbox::config::StorageConfig;
 use cdrbox::journal::{Ack, Journal};
-use import_support::{ami_records, master_csv, moscow};
+use import_support::{ami_records, master_csv, moscow, storage};
 
 fn write_config(dir: &Path) -> std::path::PathBuf {
     let config = dir.join("cdrbox.toml");
@@ -41,19 +40,6 @@ listen = "127.0.0.1:0"
     )
     .unwrap();
     config
-}
-
-fn storage(dir: &Path) -> StorageConfig {
-    StorageConfig {
-        path: dir.join("data"),
-        flush_interval: Duration::from_millis(100),
-        flush_records: 100,
-        retention_days: 0,
-        max_size_mb: 0,
-        ring_kb: 1024,
-        memory_queue_records: 100_000,
-        keep_uncopied: false,
-    }
 }
 
 fn cdrbox(args: &[&str], config: &Path, stdin: Option<&[u8]>) -> (bool, String, String) {

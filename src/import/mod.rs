@@ -11,6 +11,7 @@
 pub mod cdr_db;
 pub mod master_csv;
 pub mod pull;
+pub mod puller;
 pub mod store;
 
 use serde::Serialize;

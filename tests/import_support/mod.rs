@@ -78,3 +78,17 @@ pub fn match_keys(records: &[CallRecord]) -> Vec<[u8; 16]> {
     v.sort();
     v
 }
+
+/// A journal in `dir/data` with short commit times.
+pub fn storage(dir: &std::path::Path) -> cdrbox::config::StorageConfig {
+    cdrbox::config::StorageConfig {
+        path: dir.join("data"),
+        flush_interval: std::time::Duration::from_millis(100),
+        flush_records: 100,
+        retention_days: 0,
+        max_size_mb: 0,
+        ring_kb: 1024,
+        memory_queue_records: 100_000,
+        keep_uncopied: false,
+    }
+}

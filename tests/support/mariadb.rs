@@ -333,3 +333,48 @@ pub fn lit(b: &[u8]) -> String {
         ),
     }
 }
+
+/// The INSERT cdr_adaptive_odbc makes for `r` into FreePBX's table: calldate = start,
+/// amaflags as its number, and with `sequence` the newer columns (cnum, cnam, linkedid,
+/// sequence) too.
+pub fn freepbx_insert(r: &cdrbox::record::CallRecord, sequence: Option<usize>) -> String {
+    let ama = match r.ama_flags.as_str() {
+        "OMIT" => 1,
+        "BILLING" => 2,
+        "DOCUMENTATION" => 3,
+        _ => 0,
+    };
+    let t = |s: &str| lit(s.as_bytes());
+    let mut cols = "calldate, clid, src, dst, dcontext, channel, dstchannel, lastapp, lastdata, \
+                    duration, billsec, disposition, amaflags, accountcode, uniqueid, userfield, \
+                    did, recordingfile"
+        .to_string();
+    let mut vals = format!(
+        "{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {ama}, {}, {}, {}, '', ''",
+        t(&r.start.raw),
+        t(&r.caller_id),
+        t(&r.source),
+        t(&r.destination),
+        t(&r.destination_context),
+        t(&r.channel),
+        t(&r.destination_channel),
+        t(&r.last_application),
+        t(&r.last_data),
+        r.duration,
+        r.billable_seconds,
+        t(r.disposition.as_str()),
+        t(&r.account_code),
+        t(&r.unique_id),
+        t(&r.user_field),
+    );
+    if let Some(seq) = sequence {
+        cols.push_str(", cnum, cnam, linkedid, sequence");
+        vals.push_str(&format!(
+            ", {}, {}, {}, {seq}",
+            t(&r.source),
+            t(&r.caller_name()),
+            t(&r.unique_id)
+        ));
+    }
+    format!("INSERT INTO cdr ({cols}) VALUES ({vals});\n")
+}
