@@ -91,6 +91,28 @@
     if (!g.length) gaps.textContent = 'No gaps: every link was up.';
     for (const x of g) gaps.append(el('div', { text: x.pbx + ': ' + localTime(x.fromUtc) + ' → ' + (x.toUtc ? localTime(x.toUtc) : 'still down') + ' — ' + x.reason }));
     $('oled').src = '/display.png?t=' + s.now_utc;
+    const sel = $('import-pbx');
+    const names = (s.links || []).map((l) => l.pbx);
+    if (sel.options.length !== names.length) { clear(sel); for (const n of names) sel.append(el('option', { value: n, text: n })); }
+    $('import-form').hidden = state.role !== 'admin' || !names.length;
+  }
+
+  // Master.csv upload (POST /api/import): the file goes as the body, the report comes back.
+  async function importCsv(ev) {
+    ev.preventDefault();
+    const file = $('import-file').files[0];
+    if (!file) return;
+    const q = new URLSearchParams({ pbx: $('import-pbx').value });
+    if ($('import-gmt').checked) q.set('usegmtime', '1');
+    $('import-report').textContent = 'Importing ' + file.name + '…';
+    const r = await fetch('/api/import?' + q, { method: 'POST', body: file, credentials: 'same-origin',
+      headers: { 'X-Requested-With': 'cdrbox', 'X-CSRF-Token': state.csrf || '', 'Content-Type': 'text/csv' } });
+    let d = null;
+    try { d = await r.json(); } catch (e) { d = null; }
+    if (!r.ok) { $('import-report').textContent = 'Import failed: ' + ((d && d.error) || ('HTTP ' + r.status)); return; }
+    $('import-report').textContent = d.lines + ' lines read: ' + d.new + ' new, ' + d.alreadyPresent + ' already present, ' + d.rejected + ' rejected' +
+      d.rejections.map((x) => '\n  line ' + x.line + ': ' + x.reason).join('');
+    loadStatus();
   }
 
   // ---- calls ------------------------------------------------------------------------------
@@ -255,6 +277,7 @@
     $('prev').addEventListener('click', () => { state.offset = Math.max(0, state.offset - state.limit); loadCalls(); });
     $('next').addEventListener('click', () => { state.offset += state.returned || state.limit; loadCalls(); });
     $('stats-form').addEventListener('submit', (ev) => { ev.preventDefault(); loadStats(); });
+    $('import-form').addEventListener('submit', importCsv);
     window.addEventListener('hashchange', showTab);
     setInterval(() => { if (state.tab === 'status' && !document.hidden) loadStatus(); }, 5000);
     await loadStatus().catch(() => {});
