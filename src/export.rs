@@ -210,6 +210,7 @@ fn standard_cells(r: &CallRecord) -> Vec<String> {
         opt(&r.linked_id),
         r.sequence.map(|s| s.to_string()).unwrap_or_default(),
         custom,
+        r.origin.as_str().to_owned(),
     ]
 }
 

@@ -172,6 +172,7 @@ mod tests {
             raw: vec![],
             received_utc: 1061,
             identity: [0; 16],
+            origin: Default::default(),
         }
     }
 

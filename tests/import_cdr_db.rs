@@ -14,7 +14,7 @@ use std::time::Duration;
 use cdrbox::import::cdr_db::{CdrDb, CdrDbError, DbRow, Window};
 use cdrbox::import::master_csv::CsvLayout;
 use cdrbox::import::{db_record, read_csv};
-use cdrbox::record::{CallRecord, PbxContext};
+use cdrbox::record::{CallRecord, Origin, PbxContext};
 use import_support::{ami_records, master_csv, match_keys, moscow};
 use mariadb::{freepbx_cdr, freepbx_cdr_old, freepbx_insert, MariaDb};
 
@@ -85,6 +85,7 @@ fn freepbx_rows_come_back_with_the_match_keys_of_their_ami_twins() {
         first.ama_flags, "DOCUMENTATION",
         "amaflags 3 is DOCUMENTATION"
     );
+    assert_eq!(first.origin, Origin::CdrDb);
     assert_eq!(first.linked_id.as_deref(), Some("1795331226.1"));
     assert!(first.sequence.is_some());
     assert!(first

@@ -9,7 +9,7 @@ mod import_support;
 use cdrbox::export::{ExportWriter, Format, Profile};
 use cdrbox::import::master_csv::{Columns, CsvLayout, MasterCsvReader};
 use cdrbox::import::{read_csv, CsvImport};
-use cdrbox::record::match_key;
+use cdrbox::record::{match_key, Origin};
 use import_support::{ami_records, master_csv, match_keys, moscow};
 use proptest::prelude::*;
 
@@ -31,6 +31,8 @@ fn the_golden_file_reads_without_a_rejection() {
         first.custom_fields.is_empty(),
         "Master.csv has no [mappings]"
     );
+    assert_eq!(first.origin, Origin::MasterCsv);
+    assert_eq!(first.to_json()["origin"], "master-csv");
     assert!(first.raw.starts_with(b"\"\",\"1001\",\"2001\""));
     // Escaped quotes inside the escaped caller ID, and UTF-8 Cyrillic.
     let petrov = records.iter().find(|r| r.source == "+79161234567").unwrap();

@@ -108,6 +108,7 @@ fn record() -> impl Strategy<Value = CallRecord> {
                     raw: Vec::new(),
                     received_utc: 0,
                     identity: [0; 16],
+                    origin: Default::default(),
                 }
             },
         )

@@ -411,7 +411,8 @@ fn calls_use_the_product_json_names() {
             "agent",
             "linkedId",
             "sequence",
-            "customFields"
+            "customFields",
+            "origin"
         ]
     );
     assert_eq!(recs[0]["uniqueId"], "1795330800.60");

@@ -117,6 +117,7 @@ impl CsvImport {
                     .collect();
                 let mut rec = CallRecord::from_fields(&refs, &self.ctx, self.received_utc);
                 rec.raw = row.raw;
+                rec.origin = crate::record::Origin::MasterCsv;
                 Ok(rec)
             }
             Err(e) => Err(Rejected {
@@ -163,5 +164,6 @@ pub fn db_record(
         .collect();
     let mut rec = CallRecord::from_fields(&refs, ctx, received_utc);
     rec.raw = cdr_db::row_raw(row);
+    rec.origin = crate::record::Origin::CdrDb;
     Ok(rec)
 }

@@ -643,6 +643,7 @@ pub fn row_to_record(row: &Row<'_>) -> rusqlite::Result<(i64, CallRecord)> {
             raw: row.get(35)?,
             received_utc: row.get(36)?,
             identity,
+            origin: Default::default(),
         },
     ))
 }

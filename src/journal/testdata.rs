@@ -90,5 +90,6 @@ pub fn sample_record(n: u64) -> CallRecord {
         raw: raw.into_bytes(),
         received_utc: start + duration + 1,
         identity,
+        origin: Default::default(),
     }
 }

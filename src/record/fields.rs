@@ -286,6 +286,7 @@ impl CallRecord {
             raw: Vec::new(),
             received_utc: 0,
             identity: [0; 16],
+            origin: super::Origin::Ami,
         }
     }
 

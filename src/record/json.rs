@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::identity::compute_identity;
-use super::{CallRecord, CdrTime, Direction, Disposition, STANDARD_FIELDS};
+use super::{CallRecord, CdrTime, Direction, Disposition, Origin, STANDARD_FIELDS};
 
 impl CallRecord {
     /// The JSON view (PRODUCT.md §2, the API contract).
@@ -106,6 +106,15 @@ impl CallRecord {
             raw: Vec::new(),
             received_utc: 0,
             identity: [0; 16],
+            origin: match opt("origin")? {
+                None => Origin::Ami,
+                Some(o) => Origin::ALL.into_iter().find(|x| x.as_str() == o).ok_or(
+                    RecordJsonError::WrongType {
+                        field: "origin",
+                        expected: "ami, master-csv or cdr-db",
+                    },
+                )?,
+            },
         };
         let values = rec.standard_values();
         let mut fields: Vec<(&[u8], &[u8])> = STANDARD_FIELDS
@@ -136,7 +145,7 @@ pub enum RecordJsonError {
 }
 
 /// The JSON names of the record view, in order (PRODUCT.md §2); also the `standard` CSV columns.
-pub const JSON_FIELDS: [&str; 26] = [
+pub const JSON_FIELDS: [&str; 27] = [
     "uniqueId",
     "accountCode",
     "source",
@@ -163,6 +172,7 @@ pub const JSON_FIELDS: [&str; 26] = [
     "linkedId",
     "sequence",
     "customFields",
+    "origin",
 ];
 
 /// Serializes a record as its JSON view, streaming (no intermediate `Value`). Custom fields
@@ -214,6 +224,7 @@ impl Serialize for JsonRecord<'_> {
         m.serialize_entry("linkedId", &r.linked_id)?;
         m.serialize_entry("sequence", &r.sequence)?;
         m.serialize_entry("customFields", &JsonCustomFields(&r.custom_fields))?;
+        m.serialize_entry("origin", r.origin.as_str())?;
         m.end()
     }
 }

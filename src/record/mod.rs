@@ -119,6 +119,48 @@ pub struct CallRecord {
     /// Identity key (PRODUCT.md §2): same PBX + (UniqueID, Sequence) if Sequence is mapped,
     /// else the same full field content. 16 bytes of SHA-256.
     pub identity: [u8; 16],
+    /// How the record reached the box (PRODUCT.md §11). Old ring payloads have none: AMI.
+    #[serde(default)]
+    pub origin: Origin,
+}
+
+/// How a record reached the box: the AMI link, an imported Master.csv, or FreePBX's CDR
+/// database. Its text (`ami`, `master-csv`, `cdr-db`) is a contract (PRODUCT.md §11).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Origin {
+    #[default]
+    #[serde(rename = "ami")]
+    Ami,
+    #[serde(rename = "master-csv")]
+    MasterCsv,
+    #[serde(rename = "cdr-db")]
+    CdrDb,
+}
+
+impl Origin {
+    pub const ALL: [Origin; 3] = [Origin::Ami, Origin::MasterCsv, Origin::CdrDb];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Origin::Ami => "ami",
+            Origin::MasterCsv => "master-csv",
+            Origin::CdrDb => "cdr-db",
+        }
+    }
+
+    /// The stored text back; anything unknown is AMI (what every record was before imports).
+    pub fn parse(s: &str) -> Origin {
+        Origin::ALL
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The default trunk pattern (VueSIP's): a channel on a SIP/PJSIP/IAX2/DAHDI peer whose name
@@ -1024,6 +1066,26 @@ mod tests {
             let again = CallRecord::from_raw(&r.raw, &ctx, r.received_utc).unwrap();
             assert_eq!(again, r);
         }
+    }
+
+    #[test]
+    fn origin_is_in_the_json_view_and_reads_back() {
+        let ctx = moscow();
+        let mut r = records("cdr_answered.bin", &ctx).remove(0);
+        assert_eq!(r.origin, Origin::Ami);
+        assert_eq!(r.to_json()["origin"], "ami");
+        for o in Origin::ALL {
+            r.origin = o;
+            let back = CallRecord::from_json(&r.to_json()).unwrap();
+            assert_eq!(back.origin, o);
+            assert_eq!(Origin::parse(o.as_str()), o);
+        }
+        let mut j = r.to_json();
+        j["origin"] = serde_json::json!("fax");
+        assert!(CallRecord::from_json(&j).is_err());
+        j.as_object_mut().unwrap().remove("origin");
+        assert_eq!(CallRecord::from_json(&j).unwrap().origin, Origin::Ami);
+        assert_eq!(Origin::parse("something else"), Origin::Ami);
     }
 
     #[test]

@@ -90,6 +90,7 @@ pub fn listing_record(r: &CallRecord) -> (CallRecord, Cut) {
         sequence: r.sequence,
         received_utc: r.received_utc,
         identity: r.identity,
+        origin: r.origin,
     };
     let mut used = 0usize;
     let mut omitted = 0usize;

@@ -347,6 +347,7 @@ mod tests {
             raw: vec![],
             received_utc: start + duration,
             identity: [0; 16],
+            origin: Default::default(),
         }
     }
 

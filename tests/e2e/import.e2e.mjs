@@ -72,6 +72,7 @@ async function main() {
     if (!again.startsWith('42 lines read: 0 new, 42 already present')) fail('second report: ' + again);
     if ((await callsTotal()) !== after) fail('the repeat changed the calls');
     console.log('ok: a repeat adds nothing');
+
     if (errors.length) fail(errors.join('\n'));
     console.log('e2e: all passed');
   } finally {

@@ -51,6 +51,7 @@ pub fn record_of(msg: &AmiMessage, received_utc: i64) -> CallRecord {
         raw: msg.raw().to_vec(),
         received_utc,
         identity: [0; 16],
+        origin: Default::default(),
     }
 }
 

@@ -56,6 +56,7 @@ pub fn rec(n: i64) -> CallRecord {
         raw: Vec::new(),
         received_utc: base + 66,
         identity: [0; 16],
+        origin: Default::default(),
     }
 }
 

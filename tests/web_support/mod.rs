@@ -284,5 +284,6 @@ pub fn record(i: i64) -> CallRecord {
         raw: vec![],
         received_utc: start + 65,
         identity: [0; 16],
+        origin: Default::default(),
     }
 }

@@ -165,10 +165,11 @@
         el('td', { text: showTime(r.startTime) }), el('td', { text: r.pbx }), el('td', { text: r.source || r.callerId || '(anonymous)' }),
         el('td', { text: r.destination }), el('td', { text: r.direction }), el('td', {}, el('span', { class: 'pill ' + cls, text: r.disposition })),
         el('td', { text: hms(r.billableSeconds) }), el('td', { text: hms(r.ringSeconds) }), el('td', { text: r.queue || '' }),
-        el('td', {}, r.agent || '', r.truncated && r.download ? el('a', { href: r.download, download: true, class: 'muted', title: 'This record is too big to list whole', text: ' [cut: whole record]' }) : ''));
+        el('td', {}, r.agent || '', r.truncated && r.download ? el('a', { href: r.download, download: true, class: 'muted', title: 'This record is too big to list whole', text: ' [cut: whole record]' }) : ''),
+        el('td', { class: r.origin && r.origin !== 'ami' ? 'warn' : 'muted', text: r.origin || 'ami' }));
       tb.append(tr);
     }
-    if (!d.records.length) tb.append(el('tr', {}, el('td', { colspan: 10, class: 'muted', text: 'No calls match.' })));
+    if (!d.records.length) tb.append(el('tr', {}, el('td', { colspan: 11, class: 'muted', text: 'No calls match.' })));
     lastIds = ids;
     downloads();
   }

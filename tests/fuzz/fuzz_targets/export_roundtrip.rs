@@ -76,6 +76,7 @@ fn record(u: &mut Unstructured) -> arbitrary::Result<CallRecord> {
         raw: Vec::new(),
         received_utc: 0,
         identity: [0; 16],
+        origin: Default::default(),
     })
 }
 
