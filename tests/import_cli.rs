@@ -110,6 +110,27 @@ fn export_asterisk(config: &Path) -> Vec<u8> {
     out.stdout
 }
 
+/// How many exported records carry each origin (`cdrbox export --format ndjson`).
+fn origins(config: &Path) -> std::collections::BTreeMap<String, usize> {
+    let out = Command::new(env!("CARGO_BIN_EXE_cdrbox"))
+        .args(["export", "--format", "ndjson", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut counts = std::collections::BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let origin = v["origin"].as_str().unwrap_or("(none)").to_owned();
+        *counts.entry(origin).or_insert(0) += 1;
+    }
+    counts
+}
+
 /// The first `n` AMI records of the captures, stored as the AMI link would have.
 fn prefill_from_ami(dir: &Path, n: usize) {
     let (journal, _) = Journal::open(&storage(dir), Clock::system()).unwrap();
@@ -138,6 +159,11 @@ fn master_csv_over_an_ami_journal_fills_exactly_the_missing_calls() {
         sorted_lines(&exported),
         sorted_lines(&master_csv()),
         "the export is Master.csv row for row, each once"
+    );
+    assert_eq!(
+        origins(&config),
+        [("ami".to_owned(), 20), ("master-csv".to_owned(), 22)].into(),
+        "each stored record says where it came from (cdr.origin)"
     );
     // Again: nothing changes.
     let out = import(&config, &file);

@@ -16,7 +16,7 @@ use rusqlite::{
     params, params_from_iter, Connection, ErrorCode, OpenFlags, OptionalExtension, Row,
 };
 
-use crate::record::{CallRecord, CdrTime, Direction, Disposition};
+use crate::record::{CallRecord, CdrTime, Direction, Disposition, Origin};
 
 use super::JournalError;
 
@@ -109,7 +109,7 @@ pub const COLUMNS: &str = "id, seq, identity, pbx, unique_id, account_code, sour
     destination_context, caller_id, channel, destination_channel, last_application, last_data, \
     start_raw, start_utc, start_offset, answer_raw, answer_utc, answer_offset, end_raw, end_utc, \
     end_offset, duration, billable_seconds, disposition, ama_flags, user_field, direction, \
-    ring_seconds, queue, agent, linked_id, sequence, custom_fields, raw, received_utc";
+    ring_seconds, queue, agent, linked_id, sequence, custom_fields, raw, received_utc, origin";
 
 /// Columns written by an insert (every column but `id`), in [`record_values`] order.
 const INSERT_COLUMNS: &str = "seq, identity, pbx, unique_id, account_code, source, \
@@ -124,11 +124,10 @@ const INSERT_VALUES: &str = "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 
 /// Placeholder of the explicit `id` in [`insert_record_with_id`] (after [`INSERT_VALUES`]).
 const ID_VALUE: &str = "?39";
 
-/// Where a record came from, as stored in `cdr.origin`: `ami`, `master-csv` or `cdr-db`.
-/// Every record is from AMI until `CallRecord` carries its origin (issue 12, the import side
-/// replaces this body with the record's field).
-pub fn origin_of(_r: &CallRecord) -> &'static str {
-    "ami"
+/// Where a record came from, as stored in `cdr.origin`: `ami`, `master-csv` or `cdr-db`
+/// (the record's own [`crate::record::Origin`]; [`row_to_record`] reads it back).
+pub fn origin_of(r: &CallRecord) -> &'static str {
+    r.origin.as_str()
 }
 
 /// The cross-source match key stored in `cdr.match_key` (issue 12, `record::match_key`).
@@ -643,7 +642,7 @@ pub fn row_to_record(row: &Row<'_>) -> rusqlite::Result<(i64, CallRecord)> {
             raw: row.get(35)?,
             received_utc: row.get(36)?,
             identity,
-            origin: Default::default(),
+            origin: Origin::parse(&row.get::<_, String>(37)?),
         },
     ))
 }
@@ -711,6 +710,8 @@ mod tests {
         recs[1].answer = None;
         recs[2].start.utc = None;
         recs[3].disposition = Disposition::Other("ANSWERED".into());
+        recs[4].origin = Origin::MasterCsv;
+        recs[5].origin = Origin::CdrDb;
         let tx = opened.conn.transaction().unwrap();
         for (i, r) in recs.iter().enumerate() {
             assert!(insert_record(&tx, i as u64, r).unwrap());
@@ -727,6 +728,19 @@ mod tests {
             .map(|r| r.unwrap())
             .collect();
         assert_eq!(back, recs);
+        let origins: Vec<String> = opened
+            .conn
+            .prepare("SELECT origin FROM cdr ORDER BY id LIMIT 6")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(
+            origins,
+            ["ami", "ami", "ami", "ami", "master-csv", "cdr-db"],
+            "the column holds the record's origin"
+        );
     }
 
     #[test]
