@@ -1,6 +1,7 @@
 // The Master.csv upload on the status page, in headless Chromium (playwright-core): set the
-// admin password, pick the real Asterisk 22 Master.csv in the gap card's form, import, and
-// check the report the page shows and that the 42 calls are then found on the calls API.
+// admin password (with the one-time setup code the demo's banner prints), pick the real
+// Asterisk 22 Master.csv in the gap card's form, import, and check the report the page shows
+// and that the 42 calls are then found on the calls API.
 // A second upload of the same file must add nothing. Any JavaScript error fails the test.
 //
 //   CDRBOX_E2E_CMD   command printing "http://ADDR/" on stdout (tests/import_e2e_browser.rs
@@ -30,8 +31,10 @@ function startServer() {
     const timer = setTimeout(() => reject(new Error('server printed no address: ' + out)), 60000);
     child.stdout.on('data', (d) => {
       out += d;
+      // The demo's banner prints the page's address and the one-time setup code.
       const m = /http:\/\/[^\s/]+/.exec(out);
-      if (m) { clearTimeout(timer); resolve({ child, base: m[0] }); }
+      const c = /setup code:\s+([A-Z0-9]{4}-[A-Z0-9]{4})/.exec(out);
+      if (m && c) { clearTimeout(timer); resolve({ child, base: m[0], code: c[1] }); }
     });
     child.on('exit', (code) => reject(new Error('server exited ' + code + ': ' + out)));
   });
@@ -39,7 +42,7 @@ function startServer() {
 
 async function main() {
   if (!cmd || !csv) fail('CDRBOX_E2E_CMD and CDRBOX_MASTER_CSV must be set');
-  const { child, base } = await startServer();
+  const { child, base, code } = await startServer();
   const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic'] });
   const errors = [];
   try {
@@ -49,6 +52,7 @@ async function main() {
     await page.goto(base + '/');
     await page.waitForURL(/\/login$/);
     await page.locator('#setup').waitFor({ state: 'visible' });
+    await page.fill('#setup-code', code);
     await page.fill('#setup-password', PASS);
     await page.fill('#setup-again', PASS);
     await Promise.all([page.waitForURL(base + '/'), page.click('#setup button[type=submit]')]);
