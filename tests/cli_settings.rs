@@ -11,7 +11,7 @@ mod settings_support;
 use std::time::Duration;
 
 use cdrbox::sim::{self, SimOptions};
-use cli_support::{free_port, http, http_json, total, wait, RunningBox};
+use cli_support::{free_port, http, http_bytes, http_json, total, wait, RunningBox};
 use serde_json::{json, Value};
 use settings_support::changed_keys;
 
@@ -74,6 +74,54 @@ fn check_config_says(path: &std::path::Path) -> String {
     )
 }
 
+/// The OLED's alarm page shows `PBX OFF` among exactly the alarm codes of `/api/status`, read
+/// back from the panel's mirror (`GET /display.png`, the frame the panel gets, drawn 3×
+/// larger). The pages rotate every `page_seconds` (1 s here), so this is polled.
+fn oled_shows_pbx_off(port: u16) -> bool {
+    let (_, status) = http_json(port, "GET", "/api/status", "");
+    let alarms: Vec<cdrbox::status::Alarm> = status["alarms"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| cdrbox::status::Alarm {
+            code: a["code"].as_str().unwrap_or("").to_owned(),
+            message: a["message"].as_str().unwrap_or("").to_owned(),
+        })
+        .collect();
+    if !alarms.iter().any(|a| a.code == "PBX OFF") {
+        return false;
+    }
+    let view = cdrbox::status::StatusView {
+        alarms,
+        ..Default::default()
+    };
+    let want = cdrbox::display::render_frame(&view, 0);
+    let (code, png) = http_bytes(port, "GET", "/display.png", "");
+    if code != 200 {
+        return false;
+    }
+    let Ok(mut reader) = png::Decoder::new(std::io::Cursor::new(png)).read_info() else {
+        return false;
+    };
+    let mut buf = vec![0; reader.output_buffer_size().unwrap_or(0)];
+    let Ok(info) = reader.next_frame(&mut buf) else {
+        return false;
+    };
+    let scale = info.width / cdrbox::display::frame::WIDTH;
+    let stride = info.line_size;
+    let lit = |x: u32, y: u32| {
+        let (px, py) = ((x * scale) as usize, (y * scale) as usize);
+        buf[py * stride + px / 8] & (0x80 >> (px % 8)) != 0
+    };
+    // Every pixel but the header's right end, which says "1/3" by the box's page count (this
+    // view has fewer pages): the inverted "ALARM" header and the codes below it.
+    (0..cdrbox::display::frame::HEIGHT).all(|y| {
+        (0..cdrbox::display::frame::WIDTH)
+            .filter(|x| y > 9 || *x < 90)
+            .all(|x| lit(x, y) == want.get(x as i32, y as i32))
+    })
+}
+
 /// More records arrive (the link keeps recording).
 fn keeps_recording(port: u16) {
     let before = total(port);
@@ -99,7 +147,7 @@ fn saves_change_one_key_restart_applies_the_rest_and_switching_off_is_never_sile
     let (web1, web2) = (free_port(), free_port());
     let config = dir.path().join("cdrbox.toml");
     let text = format!(
-        "# Test box\n[box]\nname = \"settings-test\" # on the page\n\n[[pbx]]\nname = \"office\"\nhost = \"127.0.0.1\"\nport = {}\nusername = \"cdrbox\"\nsecret = \"s3cret\"\ntimezone = \"Europe/Moscow\"\n\n[storage]\npath = \"{}\"\nflush_interval_ms = 500\n\n[web]\nlisten = \"127.0.0.1:{web1}\"\n\n[display]\ndriver = \"none\"\n",
+        "# Test box\n[box]\nname = \"settings-test\" # on the page\n\n[[pbx]]\nname = \"office\"\nhost = \"127.0.0.1\"\nport = {}\nusername = \"cdrbox\"\nsecret = \"s3cret\"\ntimezone = \"Europe/Moscow\"\n\n[storage]\npath = \"{}\"\nflush_interval_ms = 500\n\n[web]\nlisten = \"127.0.0.1:{web1}\"\n\n[display]\ndriver = \"none\"\npage_seconds = 1\n",
         pbx.local_addr().port(),
         dir.path().join("data").display()
     );
@@ -148,6 +196,71 @@ fn saves_change_one_key_restart_applies_the_rest_and_switching_off_is_never_sile
     keeps_recording(web2);
     assert!(pending(web2).is_empty());
 
+    // Issue 11 item 5: a new address or plain login needs the secret typed again. The API
+    // refuses to carry the stored secret over (the file stays as it was and nothing connects
+    // to the new address); typed again, it is accepted and the link moves there.
+    let other = rt
+        .block_on(sim::bind(
+            "127.0.0.2:0",
+            SimOptions {
+                username: "cdrbox".into(),
+                secret: "s3cret".into(),
+                rate_per_sec: 4.0,
+                poisson: false,
+                ..SimOptions::default()
+            },
+        ))
+        .unwrap();
+    let moved = json!({"_index": 0, "host": "127.0.0.2", "port": other.local_addr().port()});
+    let before = std::fs::read_to_string(&config).unwrap();
+    for change in [
+        json!([moved.clone()]),
+        json!([{"_index": 0, "host": "127.0.0.2", "port": other.local_addr().port(), "secret": ""}]),
+        json!([{"_index": 0, "auth": "plain"}]),
+        json!([{"_index": 0, "auth": "PLAIN", "secret": null}]),
+        // The same PBX twice, the copy moved: still the stored secret going elsewhere.
+        json!([{"_index": 0}, {"_index": 0, "name": "copy", "host": "127.0.0.2"}]),
+        // No _index: the first entry of the list is the file's first PBX.
+        json!([{"name": "office", "host": "127.0.0.2", "username": "cdrbox"}]),
+    ] {
+        let body = json!({ "config": {"pbx": change} }).to_string();
+        let (code, v) = http_json(web2, "PUT", "/api/config", &body);
+        assert_eq!(code, 400, "{change}: {v}");
+        let param = v["param"].as_str().unwrap_or("");
+        assert!(param.ends_with(".secret"), "{change}: {v}");
+        assert!(
+            v["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("enter the secret again")),
+            "{change}: {v}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&config).unwrap(),
+            before,
+            "{change}"
+        );
+    }
+    assert_eq!(
+        other.stats().connections,
+        0,
+        "something connected to the new address"
+    );
+    let mut typed = moved.clone();
+    typed["secret"] = json!("s3cret");
+    put(web2, json!({ "pbx": [typed] }));
+    wait("the PBX at its new address logged in", LONG, || {
+        other.logged_in() == 1
+    });
+    keeps_recording(web2);
+    put(
+        web2,
+        json!({"pbx": [{"_index": 0, "host": "127.0.0.1", "port": pbx.local_addr().port(), "secret": "s3cret"}]}),
+    );
+    wait("the PBX back at its first address", LONG, || {
+        pbx.logged_in() == 1 && other.logged_in() == 0
+    });
+    rt.block_on(other.stop());
+
     // Switching the PBX off: a standing alarm, on the page/API and in the OLED's codes.
     put(web2, json!({"pbx": [{"_index": 0, "enabled": false}]}));
     wait("the session closed", LONG, || pbx.logged_in() == 0);
@@ -157,6 +270,7 @@ fn saves_change_one_key_restart_applies_the_rest_and_switching_off_is_never_sile
             code == "PBX OFF" && msg.starts_with("logging is off for PBX office:")
         })
     });
+    wait("PBX OFF on the OLED", LONG, || oled_shows_pbx_off(web2));
     let saved_off = std::fs::read_to_string(&config).unwrap();
     assert!(saved_off.contains("enabled = false"));
     put(web2, json!({"pbx": [{"_index": 0, "enabled": true}]}));
@@ -172,6 +286,7 @@ fn saves_change_one_key_restart_applies_the_rest_and_switching_off_is_never_sile
             .iter()
             .any(|(c, m)| c == "PBX OFF" && m.contains("office") && m.contains("removed"))
     });
+    wait("the removal on the OLED", LONG, || oled_shows_pbx_off(web2));
     assert!(!std::fs::read_to_string(&config).unwrap().contains("s3cret"));
 
     // A file broken by hand on a secret's line: the page's error never quotes it.

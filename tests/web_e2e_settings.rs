@@ -113,7 +113,17 @@ mount_root = "{d}/media"
             ("usb", "mounts_file") => (json!("/proc/mounts"), "records"),
             _ => (changed_value(k, current), "records"),
         };
+        // What the form must show before any change: the file's value, or the default for a
+        // key the file leaves out (issue 10 item 2), in the form's own notation.
+        let shown = match (k.kind, current) {
+            (cdrbox::config::spec::Kind::Secret, _) => Value::Null,
+            (cdrbox::config::spec::Kind::I2cAddress(_), toml::Value::Integer(n)) => {
+                json!(format!("0x{n:02X}"))
+            }
+            (_, v) => input_text(&serde_json::to_value(v).unwrap()),
+        };
         plan.push(json!({
+            "shown": shown,
             "path": k.path(index),
             "table": k.table,
             "key": k.key,

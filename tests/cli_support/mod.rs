@@ -16,10 +16,16 @@ pub const PASS: &str = "cli-test-pass-1";
 /// A minimal HTTP/1.0 client with Basic auth (the crate has no HTTP client dependency).
 /// `(0, "")` when nothing answers.
 pub fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    let (code, bytes) = http_bytes(port, method, path, body);
+    (code, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// [`http`] with the answer's body as bytes (`GET /display.png`).
+pub fn http_bytes(port: u16, method: &str, path: &str, body: &str) -> (u16, Vec<u8>) {
     use base64::Engine;
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("admin:{PASS}"));
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return (0, String::new());
+        return (0, Vec::new());
     };
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let sent = write!(
@@ -27,20 +33,19 @@ pub fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
         "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    let mut out = String::new();
-    if sent.is_err() || s.read_to_string(&mut out).is_err() {
-        return (0, String::new());
+    let mut out = Vec::new();
+    if sent.is_err() || s.read_to_end(&mut out).is_err() {
+        return (0, Vec::new());
     }
-    let code = out
+    let Some(head_end) = out.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return (0, Vec::new());
+    };
+    let code = String::from_utf8_lossy(&out[..head_end])
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
+    (code, out[head_end + 4..].to_vec())
 }
 
 /// `http` with a JSON answer (`Null` when it is not JSON).

@@ -2,7 +2,8 @@
 // Driven by tests/web_e2e_settings.rs, which starts `cdrbox run` with simulated PBXs and gives:
 //   CDRBOX_BASE     http://127.0.0.1:PORT of the box (a password is set: CDRBOX_PASS)
 //   CDRBOX_CONFIG   the config file (read before and after each save)
-//   CDRBOX_PLAN     JSON list: {path, table, key, label, restart, value, expect} per form field
+//   CDRBOX_PLAN     JSON list: {path, table, key, label, restart, value, expect, shown} per form
+//                   field (shown: what the form must show first, the file's value or default)
 //   CDRBOX_RESULTS  where to write [{path, before, after}] for every save (the harness checks
 //                   that each changed its key alone)
 //   CDRBOX_SECRET   the PBX's real secret (re-entered where the page asks for it)
@@ -120,6 +121,14 @@ async function main() {
     await openSettings();
     if (!(await input('pbx[0].enabled').isChecked())) fail('enabled (default true) is not shown ticked');
     if ((await input('storage.ring_kb').inputValue()) !== '1024') fail('ring_kb does not show its default 1024');
+    // Every field shows what the file means: its value, or the default when the file leaves
+    // the key out (a ticked box for a default true, never an empty field).
+    for (const f of plan) {
+      if (f.shown === null) continue;
+      const loc = input(f.path);
+      const got = (await loc.getAttribute('data-kind')) === 'bool' ? await loc.isChecked() : await loc.inputValue();
+      if (String(got) !== String(f.shown)) fail(f.path + ' shows ' + JSON.stringify(got) + ' but the file means ' + JSON.stringify(f.shown));
+    }
     const help = await page.locator('#settings-form .field small.help').allTextContents();
     if (help.some((h) => h.includes('`'))) fail('raw backticks in help text');
     if (shots) await page.screenshot({ path: shots + '/settings-1366.png', fullPage: true });
@@ -191,6 +200,7 @@ async function main() {
     await save('pbx[0]');
     await page.click('a[data-tab=status]');
     await until('the removal alarm', async () => /logging is off for PBX .* removed/.test((await page.textContent('#alarms')) || ''));
+    if (!(await status()).alarms.some((a) => a.code === 'PBX OFF' && /removed/.test(a.message))) fail('no PBX OFF alarm for the removal in /api/status');
     await openSettings();
     await page.click('#settings-form button:text("+ Add a PBX")');
     const port = plan.find((p) => p.path === 'pbx[0].port').value;
