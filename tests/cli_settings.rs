@@ -172,7 +172,16 @@ fn saves_change_one_key_restart_applies_the_rest_and_switching_off_is_never_sile
     assert_eq!(mode(&config), 0o600);
     assert_eq!(mode(&dir.path().join("cdrbox.toml.bak")), 0o600);
     assert!(!check_config_says(&config).contains("open to others"));
+    // A backup opened by hand is warned about too (it holds the secret as well).
+    let bak = dir.path().join("cdrbox.toml.bak");
+    std::fs::set_permissions(&bak, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let said = check_config_says(&config);
+    assert!(
+        said.contains(&format!("{} is open to others (mode 0644)", bak.display())),
+        "{said}"
+    );
     put(web1, json!({"log": {"level": "debug"}}));
+    assert_eq!(mode(&bak), 0o600, "the next save closes the backup again");
     put(
         web1,
         json!({"web": {"listen": format!("127.0.0.1:{web2}")}}),

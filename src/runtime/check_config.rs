@@ -16,7 +16,7 @@ pub fn check_config(path: &Path) -> Result<()> {
         cfg.storage.path.display(),
         cfg.web.listen
     );
-    for w in super::config_mode_warning(path)
+    for w in super::config_mode_warnings(path)
         .into_iter()
         .chain(cfg.warnings())
     {

@@ -54,17 +54,25 @@ fn load_config(path: &Path) -> Result<Config> {
     Ok(Config::load(path)?)
 }
 
-/// A warning when the config file (it holds the AMI secret) is open to more than its owner and
-/// group (issue 11 item 5); `None` when private or unreadable (loading says why then).
-fn config_mode_warning(path: &Path) -> Option<String> {
+/// A warning for the config file and for its `.bak` (both hold the AMI secret) when open to
+/// more than their owner and group (issue 11 item 5); nothing for a private or missing file
+/// (loading says why a config is unreadable).
+fn config_mode_warnings(path: &Path) -> Vec<String> {
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
-    crate::web::settings::mode_is_loose(mode).then(|| {
-        format!(
-            "{} is open to others (mode {mode:04o}) and holds the AMI secret: chmod 600 {0} (or 640 with the service's group); the next save from the settings page does that",
-            path.display()
-        )
-    })
+    let bak = crate::fsio::backup_path(path).ok();
+    [Some(path.to_path_buf()), bak]
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            let mode = std::fs::metadata(&p).ok()?.permissions().mode() & 0o777;
+            crate::web::settings::mode_is_loose(mode).then(|| {
+                format!(
+                    "{} is open to others (mode {mode:04o}) and holds the AMI secret: chmod 600 {0} (or 640 with the service's group); the next save from the settings page does that",
+                    p.display()
+                )
+            })
+        })
+        .collect()
 }
 
 /// The zone user-typed times are read in: the first PBX's, else UTC.

@@ -88,7 +88,7 @@ pub struct RunOptions {
 pub fn run_from_file(path: &Path) -> Result<()> {
     let cfg = load_config(path)?;
     init_logging(&cfg.log.level);
-    if let Some(w) = super::config_mode_warning(path) {
+    for w in super::config_mode_warnings(path) {
         tracing::warn!(target: "cdrbox::run", "{w}");
     }
     run(
