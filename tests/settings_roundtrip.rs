@@ -167,3 +167,26 @@ fn a_removed_pbx_goes_with_its_lines_and_an_added_one_gets_only_what_was_typed()
     );
     assert_eq!(Config::parse(&out, "t").unwrap().pbx.len(), 2);
 }
+
+/// The diff the tests above rely on sees what `diff` would: a lost blank line or comment, or a
+/// reformatted value, is a change of its own.
+#[test]
+fn the_line_diff_sees_formatting_changes() {
+    let cases = [
+        (BASE.replacen("\n\n[web]", "\n[web]", 1), "a blank line"),
+        (BASE.replace("# Office box\n", ""), "# Office box"),
+        (BASE.replace("0x1F4", "500"), "storage.flush_records"),
+        (
+            BASE.replace("# The PBX in the server room.", "# The PBX."),
+            "# The PBX.",
+        ),
+    ];
+    for (after, want) in cases {
+        assert!(
+            changed_keys(BASE, &after).iter().any(|k| k == want),
+            "{want}: {:?}",
+            changed_keys(BASE, &after)
+        );
+    }
+    assert!(changed_keys(BASE, BASE).is_empty());
+}

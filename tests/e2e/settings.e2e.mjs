@@ -41,7 +41,9 @@ async function main() {
     const page = await ctx.newPage();
     page.on('pageerror', (e) => errors.push('pageerror: ' + e.message));
     page.on('console', (m) => { if (m.type() === 'error' && !/display\.png|40[0-9]|Failed to load resource/.test(m.text())) errors.push('console: ' + m.text()); });
-    page.on('dialog', (d) => { dialogs.push(d.message()); d.accept(); });
+    // Dialogs are accepted, unless the test says to answer the next one with Cancel.
+    let cancelNext = false;
+    page.on('dialog', (d) => { dialogs.push(d.message()); if (cancelNext) { cancelNext = false; d.dismiss(); } else d.accept(); });
 
     const apiJson = async (path) => { const r = await page.request.get(base + path, { headers: { 'X-Requested-With': 'cdrbox' } }); return r.ok() ? r.json() : null; };
     const total = async () => { const d = await apiJson('/api/calls?limit=1'); return d ? d.total : -1; };
@@ -166,6 +168,17 @@ async function main() {
           if (!/Enter the secret again/.test(msg)) fail('no request to re-enter the secret for ' + f.path + ': ' + msg);
           await setField('pbx[0].secret', SECRET);
         }
+        if (f.expect === 'off') {
+          // Cancel in the confirmation: nothing saved, nothing stops.
+          const before = readConfig(), n0 = dialogs.length;
+          cancelNext = true;
+          await page.click('#settings-form button[type=submit]');
+          await until('the page saying nothing was saved', async () => /Not saved/.test((await page.textContent('#settings-msg')) || ''));
+          if (dialogs.length !== n0 + 1) fail('switching the PBX off did not ask');
+          if (readConfig() !== before) fail('cancelled switch-off changed the file');
+          if ((await status()).alarms.some((a) => a.code === 'PBX OFF')) fail('cancelled switch-off raised PBX OFF');
+          await keepsRecording('a cancelled switch-off');
+        }
         const n = dialogs.length;
         await save(f.path, f.restart ? /Saved\. .* after a restart/ : /Saved and applied/);
         if (f.expect === 'off') {
@@ -194,6 +207,10 @@ async function main() {
 
     // 3. Remove the PBX (confirmed, alarm), then add it back through the form.
     await openSettings();
+    // Cancel first: the PBX stays in the form.
+    cancelNext = true;
+    await page.click('#settings-form button:text("Remove this PBX…")');
+    if ((await input('pbx[0].name').count()) !== 1) fail('a cancelled removal removed the PBX from the form');
     const n = dialogs.length;
     await page.click('#settings-form button:text("Remove this PBX…")');
     if (!/Remove PBX/.test(dialogs[n] || '')) fail('removing the PBX was not confirmed');

@@ -94,13 +94,112 @@ pub fn key_lines(text: &str) -> BTreeMap<String, String> {
     out
 }
 
-/// The key paths whose lines differ between two files (added, removed or changed).
+#[derive(Clone, Copy, PartialEq)]
+enum Line {
+    Blank,
+    Comment,
+    Header,
+    Key,
+}
+
+/// Each line of a config file with its kind and what it belongs to: a `key = value` line its
+/// key path, a table header its table (`pbx[1]`, `log`), a comment or blank line itself.
+fn line_owners(text: &str) -> Vec<(&str, Line, String)> {
+    let mut out = Vec::new();
+    let mut table = String::new();
+    let mut arrays: BTreeMap<String, usize> = BTreeMap::new();
+    for line in text.lines() {
+        let t = line.trim();
+        let (kind, owner) = if t.is_empty() {
+            (Line::Blank, "a blank line".to_owned())
+        } else if t.starts_with('#') {
+            (Line::Comment, t.to_owned())
+        } else if let Some(name) = t.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
+            let i = arrays
+                .entry(name.to_owned())
+                .and_modify(|i| *i += 1)
+                .or_insert(0);
+            table = format!("{name}[{i}]");
+            (Line::Header, table.clone())
+        } else if let Some(name) = t.strip_prefix('[').and_then(|r| r.split(']').next()) {
+            table = name.to_owned();
+            (Line::Header, table.clone())
+        } else {
+            let k = t.split_once('=').map_or(t, |(k, _)| k).trim();
+            (Line::Key, format!("{table}.{k}"))
+        };
+        out.push((line, kind, owner));
+    }
+    out
+}
+
+/// What changed between two files, from a line diff of the raw text (as `diff` shows it): a
+/// changed, added or removed `key = value` line gives its key path; a changed comment gives
+/// itself, so a save that touches anything but the key's own line shows up. Within one hunk
+/// a table header added or removed takes its comments and blank lines with it (removing a PBX
+/// removes the comment above its `[[pbx]]`), and is itself left out when keys of its table
+/// changed with it (setting a key in a table the file did not have adds the header); blank
+/// lines beside other changes are part of them.
 pub fn changed_keys(before: &str, after: &str) -> Vec<String> {
-    let (a, b) = (key_lines(before), key_lines(after));
-    let mut keys: Vec<String> = a
-        .keys()
-        .chain(b.keys())
-        .filter(|k| a.get(*k) != b.get(*k))
+    let (a, b) = (line_owners(before), line_owners(after));
+    // Longest common subsequence of the raw lines (the files are small).
+    let (n, m) = (a.len(), b.len());
+    let mut lcs = vec![vec![0usize; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            lcs[i][j] = if a[i].0 == b[j].0 {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    // The changed lines, in hunks of consecutive changes.
+    let mut hunks: Vec<Vec<(Line, String)>> = vec![Vec::new()];
+    let (mut i, mut j) = (0, 0);
+    while i < n || j < m {
+        if i < n && j < m && a[i].0 == b[j].0 {
+            if !hunks.last().is_some_and(Vec::is_empty) {
+                hunks.push(Vec::new());
+            }
+            i += 1;
+            j += 1;
+            continue;
+        }
+        let (_, kind, owner) = if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
+            j += 1;
+            &b[j - 1]
+        } else {
+            i += 1;
+            &a[i - 1]
+        };
+        if let Some(h) = hunks.last_mut() {
+            h.push((*kind, owner.clone()));
+        }
+    }
+    let mut changed = Vec::new();
+    for hunk in hunks.iter().filter(|h| !h.is_empty()) {
+        let header = hunk
+            .iter()
+            .find(|(k, _)| *k == Line::Header)
+            .map(|(_, o)| o);
+        let substantive = hunk.iter().any(|(k, _)| *k != Line::Blank);
+        for (kind, owner) in hunk {
+            match (kind, header) {
+                (Line::Blank | Line::Comment, Some(h)) => changed.push(h.clone()),
+                (Line::Blank, None) if substantive => {}
+                _ => changed.push(owner.clone()),
+            }
+        }
+    }
+    let mut keys: Vec<String> = changed
+        .iter()
+        .filter(|c| {
+            // A header that came or went with keys of its own table.
+            !changed.iter().any(|k| {
+                k.len() > c.len() && k.starts_with(c.as_str()) && k[c.len()..].starts_with('.')
+            })
+        })
         .cloned()
         .collect();
     keys.sort();

@@ -290,7 +290,7 @@
       const en = entry.inputs.enabled;
       if (entry.index !== null && en && en.dataset.initial === 'true' && !en.checked) {
         const name = entry.values.name || 'this PBX';
-        if (!window.confirm('Stop recording calls from PBX “' + name + '”? Nothing from it is logged while it is off, and an alarm says so on the page and the display.')) return;
+        if (!window.confirm('Stop recording calls from PBX “' + name + '”? Nothing from it is logged while it is off, and an alarm says so on the page and the display.')) { setMsg('', 'Not saved: PBX “' + name + '” keeps recording.'); return; }
       }
     }
     setMsg('', 'Saving…');
