@@ -202,8 +202,8 @@ impl JournalHandle {
         wait_reply(&rx, timeout, "flush")
     }
 
-    /// Stores the USB copy watermark (the highest `cdr.id` copied and verified). Retention
-    /// with `keep_uncopied` never deletes rows above it.
+    /// Moves the USB copy watermark forward to `id` (the highest `cdr.id` copied and
+    /// verified; never back). Retention with `keep_uncopied` never deletes rows above it.
     pub fn set_copy_watermark(&self, id: i64) -> Result<(), JournalError> {
         let (tx, rx) = mpsc::channel();
         self.send(Msg::Control(Control::SetCopyWatermark { id, reply: tx }))?;

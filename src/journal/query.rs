@@ -426,7 +426,20 @@ impl JournalReader {
         Ok(n)
     }
 
-    /// Highest row id (0 when empty).
+    /// Records stored (the count the writer keeps in meta; a full count on files without it),
+    /// ring records of [`open_with_ring`](Self::open_with_ring) included.
+    pub fn rows(&self) -> Result<u64, JournalError> {
+        let stored = match store::meta_get(&self.conn, store::META_ROWS)
+            .map_err(sql(&self.db, "cannot read meta"))?
+        {
+            Some(n) => n.max(0) as u64,
+            None => store::count_records(&self.conn).map_err(sql(&self.db, "cannot count"))?,
+        };
+        Ok(stored + self.ring_records as u64)
+    }
+
+    /// Highest row id (0 when empty). Ids only grow and are never reused, but they are not
+    /// dense (a record's id is normally its seq): this is not a count.
     pub fn max_id(&self) -> Result<i64, JournalError> {
         self.conn
             .query_row(
@@ -437,21 +450,15 @@ impl JournalReader {
             .map_err(sql(&self.db, "cannot read max(id)"))
     }
 
-    /// The USB copy watermark (0 when nothing was copied yet).
-    /// Stores the USB copy watermark directly (for `cdrbox usb-export` while `cdrbox run`
-    /// holds the writer: a separate small transaction; SQLite serialises it with the writer's).
-    /// The watermark only ever moves forward.
+    /// Stores the USB copy watermark directly, for `cdrbox usb-export` while `cdrbox run`
+    /// holds the writer: the same statement the writer uses (`store::advance_copy_watermark`),
+    /// one small transaction SQLite serialises with the writer's. It only ever moves forward.
     pub fn set_copy_watermark(&self, id: i64) -> Result<(), JournalError> {
-        self.conn
-            .execute(
-                "INSERT INTO meta (key, value) VALUES (?1, ?2)
-                 ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
-                rusqlite::params![store::META_USB_COPIED_ID, id],
-            )
-            .map(|_| ())
+        store::advance_copy_watermark(&self.conn, id)
             .map_err(sql(&self.db, "cannot store the USB copy watermark"))
     }
 
+    /// The USB copy watermark (0 when nothing was copied yet).
     pub fn copy_watermark(&self) -> Result<i64, JournalError> {
         Ok(store::meta_get(&self.conn, store::META_USB_COPIED_ID)
             .map_err(sql(&self.db, "cannot read meta"))?

@@ -1,6 +1,7 @@
 //! The SQLite side of the journal: opening (PRAGMAs, setting a damaged file aside), the
-//! `quick_check` the journal runs in the background, schema migrations by `user_version`, the row layout of a `CallRecord`, inserts, the
-//! `meta` and `gaps` tables, and retention. Blocking SQLite calls only — the writer thread and
+//! `quick_check` the journal runs in the background, schema migrations by `user_version`, the
+//! row layout of a `CallRecord`, inserts (ids: [`next_id`]), the `meta` and `gaps` tables, and
+//! retention. Blocking SQLite calls only — the writer thread and
 //! `JournalReader` decide when to call them.
 //!
 //! The hot table `cdr` keeps its rowid (arrival order), the identity UNIQUE key (exactly-once)
@@ -121,7 +122,7 @@ const INSERT_COLUMNS: &str = "seq, identity, pbx, unique_id, account_code, sourc
 const INSERT_VALUES: &str = "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
     ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, \
     ?35, ?36, ?37, ?38";
-/// Placeholder of the explicit `id` in [`insert_record_with_id`] (after [`INSERT_VALUES`]).
+/// Placeholder of the explicit `id` (after [`INSERT_VALUES`]).
 const ID_VALUE: &str = "?39";
 
 /// Where a record came from, as stored in `cdr.origin`: `ami`, `master-csv` or `cdr-db`
@@ -138,7 +139,13 @@ pub fn match_key_of(r: &CallRecord) -> Option<Vec<u8>> {
 /// `meta` keys.
 pub const META_COMMITTED_SEQ: &str = "committed_seq";
 pub const META_LAST_ALIVE: &str = "last_alive_utc";
+/// The USB copy watermark: every row with `id` ≤ it is on a stick (see [`next_id`]: ids are
+/// never reused, so a row arriving later always has a higher id). Written only through
+/// [`advance_copy_watermark`].
 pub const META_USB_COPIED_ID: &str = "usb_copied_id";
+/// The highest `cdr.id` ever given, kept so ids are never reused even after retention deleted
+/// the newest rows (what AUTOINCREMENT does, without rewriting the table to add it).
+pub const META_ID_HIGH: &str = "id_high";
 /// Rows in `cdr`, updated in the same transaction as every insert and delete.
 pub const META_ROWS: &str = "rows";
 
@@ -485,6 +492,28 @@ pub fn meta_set(conn: &Connection, key: &str, value: i64) -> rusqlite::Result<()
     Ok(())
 }
 
+/// The `cdr.id` of a record with this `seq` when the highest id ever given is `id_high`:
+/// normally the seq itself (monotonic, never handed out twice, across restarts too), and in any
+/// case above every id before it. So ids only grow and are never reused: SQLite's own rowid
+/// choice (max + 1) would reuse the id of a deleted newest row, below the USB watermark, and
+/// that record would never reach a stick (issue 10 item 6).
+pub fn next_id(seq: u64, id_high: i64) -> i64 {
+    (seq.min(i64::MAX as u64) as i64).max(id_high.saturating_add(1))
+}
+
+/// Moves the USB copy watermark forward to `id` (never back: a slower copy finishing late
+/// cannot undo a newer one). The one way it is written — by the journal writer for the box's
+/// own copies and by `cdrbox usb-export` beside a running box — as one statement, which SQLite
+/// serialises with the writer's transactions.
+pub fn advance_copy_watermark(conn: &Connection, id: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
+    )?
+    .execute(params![META_USB_COPIED_ID, id])?;
+    Ok(())
+}
+
 /// The bound values of one insert, in `INSERT_COLUMNS` order.
 fn record_values(seq: u64, r: &CallRecord) -> Vec<Value> {
     let text = |s: &str| Value::Text(s.to_string());
@@ -535,14 +564,23 @@ fn record_values(seq: u64, r: &CallRecord) -> Vec<Value> {
 
 /// Inserts a record into `cdr`; returns false when a record with the same identity is already
 /// stored (exactly-once by the UNIQUE identity key).
-pub fn insert_record(conn: &Connection, seq: u64, r: &CallRecord) -> rusqlite::Result<bool> {
+pub fn insert_record(
+    conn: &Connection,
+    id: i64,
+    seq: u64,
+    r: &CallRecord,
+) -> rusqlite::Result<bool> {
+    // The conflict clause names the identity only: an id collision would be a bug in
+    // `next_id`'s callers and must fail the commit loudly, never drop a record quietly.
     let sql = format!(
-        "INSERT INTO main.cdr ({INSERT_COLUMNS}) VALUES ({INSERT_VALUES}) \
+        "INSERT INTO main.cdr (id, {INSERT_COLUMNS}) VALUES ({ID_VALUE}, {INSERT_VALUES}) \
          ON CONFLICT(identity) DO NOTHING"
     );
+    let mut values = record_values(seq, r);
+    values.push(Value::Integer(id));
     let n = conn
         .prepare_cached(&sql)?
-        .execute(params_from_iter(record_values(seq, r)))?;
+        .execute(params_from_iter(values))?;
     Ok(n == 1)
 }
 
@@ -714,9 +752,16 @@ mod tests {
         recs[5].origin = Origin::CdrDb;
         let tx = opened.conn.transaction().unwrap();
         for (i, r) in recs.iter().enumerate() {
-            assert!(insert_record(&tx, i as u64, r).unwrap());
+            assert!(insert_record(&tx, i as i64 + 1, i as u64, r).unwrap());
         }
-        assert!(!insert_record(&tx, 99, &recs[0]).unwrap(), "same identity");
+        assert!(
+            !insert_record(&tx, 99, 99, &recs[0]).unwrap(),
+            "same identity"
+        );
+        assert!(
+            insert_record(&tx, 1, 100, &sample_record(100)).is_err(),
+            "an id collision fails loudly"
+        );
         tx.commit().unwrap();
         let mut stmt = opened
             .conn
@@ -741,6 +786,14 @@ mod tests {
             ["ami", "ami", "ami", "ami", "master-csv", "cdr-db"],
             "the column holds the record's origin"
         );
+    }
+
+    #[test]
+    fn ids_follow_seqs_and_never_go_back() {
+        assert_eq!(next_id(1, 0), 1);
+        assert_eq!(next_id(40, 12), 40, "normally the seq itself");
+        assert_eq!(next_id(5, 12), 13, "never at or below an id already given");
+        assert_eq!(next_id(u64::MAX, 0), i64::MAX);
     }
 
     #[test]

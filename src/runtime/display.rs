@@ -51,7 +51,7 @@ fn offline_status(cfg: &Config, now: i64) -> Result<crate::status::StatusView> {
         })?;
         let storage = crate::status::StorageStatus {
             path: cfg.storage.path.display().to_string(),
-            committed: reader.max_id().unwrap_or(0).max(0) as u64,
+            committed: reader.rows().unwrap_or(0),
             ..Default::default()
         };
         board.set_storage(storage, Vec::new());

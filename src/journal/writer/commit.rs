@@ -140,13 +140,20 @@ impl Writer {
         let now_utc = self.clock.unix();
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
         let mut inserted = 0u64;
+        // Taken over only once the transaction is committed (a rollback gives nothing out).
+        let mut id_high = self.marks.id_high;
         for (it, read) in self.pending.iter().zip(&loaded) {
             let Some(r) = it.record.as_deref().or(read.as_ref()) else {
                 continue;
             };
-            if store::insert_record(&tx, it.seq, r)? {
+            let id = store::next_id(it.seq, id_high);
+            if store::insert_record(&tx, id, it.seq, r)? {
                 inserted += 1;
+                id_high = id;
             }
+        }
+        if id_high != self.marks.id_high {
+            store::meta_set(&tx, store::META_ID_HIGH, id_high)?;
         }
         let gap_ids = self.gaps.store(&tx)?;
         let rows = self.shared.committed_rows.load(Ordering::SeqCst) + inserted;
@@ -155,6 +162,7 @@ impl Writer {
         store::meta_set(&tx, store::META_LAST_ALIVE, now_utc)?;
         tx.commit()?;
 
+        self.marks.id_high = id_high;
         self.gaps.stored(gap_ids);
         let mut acks = Vec::new();
         let mut freed_cache = 0;

@@ -87,6 +87,17 @@ pub(crate) enum ToCommit {
     Wake,
 }
 
+/// Marks that must outlive the database file (carried into a fresh one when a damaged file is
+/// replaced, so ids and the USB watermark never go back).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Marks {
+    /// The USB copy watermark as last read or written (the stored value is the truth: see
+    /// `store::advance_copy_watermark`; `cdrbox usb-export` may move it while the box runs).
+    pub usb_copied_id: i64,
+    /// The highest `cdr.id` given (`store::next_id`).
+    pub id_high: i64,
+}
+
 pub(crate) struct Writer {
     shared: Arc<Shared>,
     clock: Clock,
@@ -98,7 +109,7 @@ pub(crate) struct Writer {
     flush_interval: Duration,
     flush_records: usize,
     policy: Policy,
-    usb_copied_id: i64,
+    marks: Marks,
     failing: Option<Failing>,
     /// Flush requests: reply once everything up to the seq is committed.
     flush_waiters: Vec<(u64, mpsc::Sender<Result<(), String>>)>,
@@ -121,7 +132,7 @@ impl Writer {
         rx: mpsc::Receiver<ToCommit>,
         cfg: &StorageConfig,
         policy: Policy,
-        usb_copied_id: i64,
+        marks: Marks,
         gaps: GapLedger<Mono>,
         indexes_built: bool,
     ) -> Writer {
@@ -137,7 +148,7 @@ impl Writer {
             flush_interval: cfg.flush_interval,
             flush_records: cfg.flush_records.max(1),
             policy,
-            usb_copied_id,
+            marks,
             failing: None,
             flush_waiters: Vec::new(),
             gaps,
@@ -253,10 +264,10 @@ impl Writer {
     fn control(&mut self, c: Control) {
         match c {
             Control::SetCopyWatermark { id, reply } => {
-                let r = store::meta_set(&self.conn, store::META_USB_COPIED_ID, id)
+                let r = store::advance_copy_watermark(&self.conn, id)
                     .map_err(|e| format!("cannot store the USB copy watermark: {e}"));
                 if r.is_ok() {
-                    self.usb_copied_id = id;
+                    self.marks.usb_copied_id = self.marks.usb_copied_id.max(id);
                 }
                 let _ = reply.send(r);
             }
@@ -396,8 +407,9 @@ impl Writer {
     fn retention_step(&mut self) {
         let now_utc = self.clock.unix();
         let rows = self.shared.committed_rows.load(Ordering::SeqCst);
-        match retention::step(&self.conn, &self.policy, now_utc, self.usb_copied_id, rows) {
-            Ok(retention::Step::Deleted(n)) => {
+        match retention::step(&self.conn, &self.policy, now_utc, rows) {
+            Ok((retention::Step::Deleted(n), copied)) => {
+                self.marks.usb_copied_id = self.marks.usb_copied_id.max(copied);
                 self.shared
                     .committed_rows
                     .fetch_sub(n as u64, Ordering::SeqCst);
@@ -405,7 +417,8 @@ impl Writer {
                 self.retention_more = true;
                 self.next_retention = self.clock.now();
             }
-            Ok(retention::Step::Done) => {
+            Ok((retention::Step::Done, copied)) => {
+                self.marks.usb_copied_id = self.marks.usb_copied_id.max(copied);
                 self.retention_more = false;
                 self.next_retention = self.clock.now() + retention::RETENTION_EVERY;
             }

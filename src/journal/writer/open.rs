@@ -22,7 +22,7 @@ use super::check;
 use super::gaps::{self, GapLedger};
 use super::intake::{Intake, RingSetup};
 use super::retention::Policy;
-use super::{io_err, ToCommit, Writer};
+use super::{io_err, Marks, ToCommit, Writer};
 
 /// The lock file beside the database (`journal.sqlite.lock`).
 pub(crate) fn lock_path(paths: &JournalPaths) -> std::path::PathBuf {
@@ -67,6 +67,8 @@ pub(crate) struct DbState {
     pub committed_seq: u64,
     /// The seq of the newest row.
     pub last_row_seq: u64,
+    /// The highest id ever given (meta, or the newest row's when higher): new ids go above.
+    pub id_high: i64,
     pub rows: u64,
     pub gap_rows: u64,
     pub last_alive: Option<i64>,
@@ -76,13 +78,15 @@ pub(crate) struct DbState {
 
 pub(crate) fn read_db_state(conn: &Connection) -> rusqlite::Result<DbState> {
     let meta = |key| store::meta_get(conn, key);
-    // The newest row by rowid (no index on seq: rows are inserted in seq order).
-    let last_row_seq: i64 = conn
-        .query_row("SELECT seq FROM cdr ORDER BY id DESC LIMIT 1", [], |r| {
-            r.get(0)
-        })
+    // The newest row by rowid (no index on seq: ids grow with seq, see store::next_id).
+    let (last_id, last_row_seq): (i64, i64) = conn
+        .query_row(
+            "SELECT id, seq FROM cdr ORDER BY id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .optional()?
-        .unwrap_or(0);
+        .unwrap_or((0, 0));
     let rows = match meta(store::META_ROWS)? {
         Some(n) => n.max(0) as u64,
         None => store::count_records(conn)?,
@@ -91,6 +95,7 @@ pub(crate) fn read_db_state(conn: &Connection) -> rusqlite::Result<DbState> {
     Ok(DbState {
         committed_seq: meta(store::META_COMMITTED_SEQ)?.unwrap_or(0).max(0) as u64,
         last_row_seq: last_row_seq.max(0) as u64,
+        id_high: meta(store::META_ID_HIGH)?.unwrap_or(0).max(last_id),
         rows,
         gap_rows: gap_rows.max(0) as u64,
         last_alive: meta(store::META_LAST_ALIVE)?,
@@ -194,7 +199,10 @@ pub(crate) fn open(
             max_size_mb: cfg.max_size_mb,
             keep_uncopied: cfg.keep_uncopied,
         },
-        db.usb_copied_id,
+        Marks {
+            usb_copied_id: db.usb_copied_id,
+            id_high: db.id_high,
+        },
         GapLedger::new(db.open_gaps, db.last_alive),
         indexes_built,
     );

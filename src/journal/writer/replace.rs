@@ -36,6 +36,11 @@ impl Writer {
         tracing::error!(target: "journal", path = %db.display(), %problems,
             "the journal database is damaged; setting it aside while recording goes on");
         let now_utc = self.clock.unix();
+        // The watermark as stored (a `cdrbox usb-export` may have moved it), if the damage
+        // lets it be read.
+        if let Ok(Some(w)) = store::meta_get(&self.conn, store::META_USB_COPIED_ID) {
+            self.marks.usb_copied_id = self.marks.usb_copied_id.max(w);
+        }
         // Close the connection first: no writer may still use the file once it has moved.
         match Connection::open_in_memory() {
             Ok(placeholder) => drop(std::mem::replace(&mut self.conn, placeholder)),
@@ -96,7 +101,11 @@ impl Writer {
     }
 
     /// Inserts every valid ring entry with seq ≤ `committed` (what the old file held) and
-    /// stores the seq counter and the marks, so seqs never go back. Returns rows inserted.
+    /// stores the seq counter and the marks, so seqs, ids and the USB watermark never go back.
+    /// A refilled row gets its seq as id, as it had in the old file (`store::next_id`): what
+    /// was above the watermark there is above it here; a row stored before ids followed seqs
+    /// may land above it and reach the next stick a second time, never not at all.
+    /// Returns rows inserted.
     fn refill(&mut self, committed: u64, now_utc: i64) -> rusqlite::Result<u64> {
         let mut inserted = 0u64;
         let entries = match &self.ring {
@@ -117,8 +126,10 @@ impl Writer {
                 let Ok(record) = payload::decode(&bytes) else {
                     continue;
                 };
-                if store::insert_record(&tx, e.seq, &record)? {
+                let id = store::next_id(e.seq, 0);
+                if store::insert_record(&tx, id, e.seq, &record)? {
                     inserted += 1;
+                    self.marks.id_high = self.marks.id_high.max(id);
                 }
             }
             tx.commit()?;
@@ -127,7 +138,8 @@ impl Writer {
         store::meta_set(&tx, store::META_COMMITTED_SEQ, committed as i64)?;
         store::meta_set(&tx, store::META_ROWS, inserted as i64)?;
         store::meta_set(&tx, store::META_LAST_ALIVE, now_utc)?;
-        store::meta_set(&tx, store::META_USB_COPIED_ID, self.usb_copied_id)?;
+        store::meta_set(&tx, store::META_ID_HIGH, self.marks.id_high)?;
+        store::advance_copy_watermark(&tx, self.marks.usb_copied_id)?;
         tx.commit()?;
         Ok(inserted)
     }

@@ -32,22 +32,23 @@ pub(crate) enum Step {
 }
 
 /// One retention batch at box time `now_utc`, in one transaction that also updates the row
-/// count in meta (`rows` before the step). `copied_upto`: the highest row id the USB copy has
-/// taken (rows above it are kept when the policy says so).
+/// count in meta (`rows` before the step). With `keep_uncopied`, rows above the USB watermark
+/// are kept: it is read inside the transaction, so a copy by `cdrbox usb-export` beside the box
+/// counts at once. Returns the step and the watermark it saw.
 pub(crate) fn step(
     conn: &Connection,
     policy: &Policy,
     now_utc: i64,
-    copied_upto: i64,
     rows: u64,
-) -> rusqlite::Result<Step> {
+) -> rusqlite::Result<(Step, i64)> {
     let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    let copied_upto = store::meta_get(&tx, store::META_USB_COPIED_ID)?.unwrap_or(0);
     let step = delete_batch(&tx, policy, now_utc, copied_upto)?;
     if let Step::Deleted(n) = step {
         store::meta_set(&tx, store::META_ROWS, rows.saturating_sub(n as u64) as i64)?;
     }
     tx.commit()?;
-    Ok(step)
+    Ok((step, copied_upto))
 }
 
 fn delete_batch(
