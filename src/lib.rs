@@ -18,6 +18,7 @@
 //! Pure modules: `ami::codec`, `ami::session`, `record`, `config`, `filter`, `export`, `status`,
 //! `display::render`. Adapters that own I/O: `ami::client`, `journal`, `display::oled`, `sim`.
 
+pub mod alarms;
 pub mod ami;
 pub mod clock;
 pub mod config;

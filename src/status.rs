@@ -108,8 +108,37 @@ pub enum UsbState {
 pub struct Alarm {
     /// Short, upper-case, fits the OLED (`LINK DOWN`, `AUTH`, `DISK FULL`, `STORAGE 80%`).
     pub code: String,
+    /// What the alarm is about when there can be several: the PBX's name for link alarms, the
+    /// stick's mount point for USB ones; `None` for the box as a whole. `(code, subject)` names
+    /// one incident, so the alarm mailer (`crate::alarms`) tells two PBXs' `LINK DOWN` apart
+    /// while their messages (which carry the changing reason) are free to change.
+    pub subject: Option<String>,
     /// Full sentence naming what to fix.
     pub message: String,
+}
+
+impl Alarm {
+    /// An alarm about the box as a whole.
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Alarm {
+        Alarm {
+            code: code.into(),
+            subject: None,
+            message: message.into(),
+        }
+    }
+
+    /// An alarm about one thing of several (a PBX by name, a USB stick by mount point).
+    pub fn about(
+        code: impl Into<String>,
+        subject: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Alarm {
+        Alarm {
+            code: code.into(),
+            subject: Some(subject.into()),
+            message: message.into(),
+        }
+    }
 }
 
 /// The whole snapshot.

@@ -33,10 +33,7 @@ fn link(name: &str, state: LinkState, since_ago: i64) -> LinkStatus {
 }
 
 fn alarm(code: &str) -> Alarm {
-    Alarm {
-        code: code.into(),
-        message: format!("{code}: the full sentence is on the web page"),
-    }
+    Alarm::new(code, format!("{code}: the full sentence is on the web page"))
 }
 
 fn base() -> StatusView {

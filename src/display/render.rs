@@ -516,10 +516,7 @@ mod tests {
         v.links = vec![link("a", LinkState::AuthFailed)];
         assert_eq!(page_list(&v), vec![Page::Summary, Page::Link]);
         v.usb = UsbState::Copying { percent: 3 };
-        v.alarms = vec![Alarm {
-            code: "DISK FULL".into(),
-            message: "x".into(),
-        }];
+        v.alarms = vec![Alarm::new("DISK FULL", "x")];
         assert_eq!(
             page_list(&v),
             vec![

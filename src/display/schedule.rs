@@ -233,10 +233,7 @@ mod tests {
         let mut v = view();
         s.update(&v, t0);
         assert_eq!(s.update(&v, t0 + 5 * S).0.page, 1);
-        v.alarms.push(Alarm {
-            code: "LINK DOWN".into(),
-            message: "m".into(),
-        });
+        v.alarms.push(Alarm::new("LINK DOWN", "m"));
         let (p, wake) = s.update(&v, t0 + 6 * S);
         assert_eq!((p.page, p.pages), (0, 3));
         assert_eq!(

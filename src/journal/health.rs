@@ -58,6 +58,7 @@ impl JournalHandle {
         if !s.writer_running.load(Ordering::SeqCst) {
             out.push(Alarm {
                 code: "JOURNAL STOPPED".into(),
+                subject: None,
                 message: "The journal writer has stopped; new calls are not being recorded. \
                           Restart cdrbox."
                     .into(),
@@ -71,6 +72,7 @@ impl JournalHandle {
             };
             out.push(Alarm {
                 code: code.into(),
+                subject: None,
                 message: format!(
                     "{msg} {waiting} records are waiting; they are written automatically when \
                      this is fixed."
@@ -80,12 +82,14 @@ impl JournalHandle {
         if let Some(msg) = &problems.ring {
             out.push(Alarm {
                 code: "RING ERROR".into(),
+                subject: None,
                 message: msg.clone(),
             });
         }
         if memory_only > 0 {
             out.push(Alarm {
                 code: "RING FULL".into(),
+                subject: None,
                 message: format!(
                     "{memory_only} records are held only in memory because the ring file is \
                      full or unwritable; they would be lost on a power cut. Up to {} are kept \
@@ -98,6 +102,7 @@ impl JournalHandle {
         if dropped > 0 {
             out.push(Alarm {
                 code: "RECORDS DROPPED".into(),
+                subject: None,
                 message: format!(
                     "{dropped} records were dropped since cdrbox started because the journal \
                      could not keep up (storage too slow or full, and {} records already held \
@@ -110,6 +115,7 @@ impl JournalHandle {
         if let Some(p) = &problems.damaged {
             out.push(Alarm {
                 code: "DB REPLACED".into(),
+                subject: None,
                 message: format!(
                     "The journal database was damaged and was moved to {}; a new one was \
                      started and refilled from the ring file. Older records are in the moved \
@@ -122,6 +128,7 @@ impl JournalHandle {
             if total > 0 && (total - free.min(total)) * 100 / total >= 80 {
                 out.push(Alarm {
                     code: "STORAGE 80%".into(),
+                    subject: None,
                     message: format!(
                         "The storage holding {} is {} % full; free space or lower \
                          [storage] retention_days / max_size_mb.",
@@ -134,6 +141,7 @@ impl JournalHandle {
         if s.lost.load(Ordering::SeqCst) > 0 {
             out.push(Alarm {
                 code: "RECORDS LOST".into(),
+                subject: None,
                 message: format!(
                     "{} records arrived after the journal writer stopped and were not stored.",
                     s.lost.load(Ordering::SeqCst)

@@ -200,10 +200,9 @@ impl StatusBoard {
     pub fn set_usb(&self, usb: UsbState) {
         let mut st = self.lock();
         st.usb_alarm = match &usb {
-            UsbState::Error { message } => Some(Alarm {
-                code: "USB ERROR".into(),
-                message: message.clone(),
-            }),
+            // One stick at a time: the subject is the USB port, not a mount point that
+            // changes with every stick.
+            UsbState::Error { message } => Some(Alarm::about("USB ERROR", "usb", message.clone())),
             _ => None,
         };
         st.view.usb = usb;
@@ -211,18 +210,12 @@ impl StatusBoard {
 
     /// Reports a display problem (shown on the page; the OLED obviously can't show it).
     pub fn set_display_problem(&self, problem: Option<String>) {
-        self.lock().display_alarm = problem.map(|message| Alarm {
-            code: "DISPLAY".into(),
-            message,
-        });
+        self.lock().display_alarm = problem.map(|message| Alarm::new("DISPLAY", message));
     }
 
     /// Reports that the web page could not start (the OLED shows the code).
     pub fn set_web_problem(&self, problem: Option<String>) {
-        self.lock().web_alarm = problem.map(|message| Alarm {
-            code: "WEB".into(),
-            message,
-        });
+        self.lock().web_alarm = problem.map(|message| Alarm::new("WEB", message));
     }
 
     /// The one-time setup code shown on the OLED (`None` once the admin password is set).
@@ -285,27 +278,30 @@ impl StatusBoard {
         let mut alarms = Vec::new();
         for link in &st.view.links {
             match &link.state {
-                LinkState::AuthFailed => alarms.push(Alarm {
-                    code: "AUTH".into(),
-                    message: format!(
+                LinkState::AuthFailed => alarms.push(Alarm::about(
+                    "AUTH",
+                    &link.pbx,
+                    format!(
                         "PBX '{}' ({}) rejected the login: check [[pbx]] username/secret here and the user in the PBX's manager.conf",
                         link.pbx, link.address
                     ),
-                }),
+                )),
                 LinkState::Down { reason } if now - link.since_utc >= LINK_DOWN_ALARM_SECS => {
-                    alarms.push(Alarm {
-                        code: "LINK DOWN".into(),
-                        message: format!("PBX '{}' ({}) is not connected: {reason}", link.pbx, link.address),
-                    })
+                    alarms.push(Alarm::about(
+                        "LINK DOWN",
+                        &link.pbx,
+                        format!("PBX '{}' ({}) is not connected: {reason}", link.pbx, link.address),
+                    ))
                 }
                 LinkState::PbxShutdown if now - link.since_utc >= LINK_DOWN_ALARM_SECS => {
-                    alarms.push(Alarm {
-                        code: "PBX DOWN".into(),
-                        message: format!(
+                    alarms.push(Alarm::about(
+                        "PBX DOWN",
+                        &link.pbx,
+                        format!(
                             "PBX '{}' ({}) shut down and has not come back",
                             link.pbx, link.address
                         ),
-                    })
+                    ))
                 }
                 _ => {}
             }

@@ -46,6 +46,7 @@ pub(super) fn removed_after(previous: &Config, new: &Config, removed: &mut Vec<S
 pub(super) fn pbx_off_alarms(cfg: &Config, removed: &[String]) -> Vec<Alarm> {
     let off = cfg.pbx.iter().filter(|p| !p.enabled).map(|p| Alarm {
         code: PBX_OFF.into(),
+        subject: Some(p.name.clone()),
         message: format!(
             "logging is off for PBX {}: it is switched off in Settings (tick \"Record calls from this PBX\" to record again)",
             p.name
@@ -53,6 +54,7 @@ pub(super) fn pbx_off_alarms(cfg: &Config, removed: &[String]) -> Vec<Alarm> {
     });
     let gone = removed.iter().map(|name| Alarm {
         code: PBX_OFF.into(),
+        subject: Some(name.clone()),
         message: format!(
             "logging is off for PBX {name}: it was removed in Settings (this alarm clears when the box restarts)"
         ),

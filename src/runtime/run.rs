@@ -156,10 +156,7 @@ async fn run_once(
     let journal = open_journal(&cfg, &clock)?;
     let board = start_board(&cfg, &journal, &clock);
     let mut alarms = pbx_off_alarms(&cfg, &[]);
-    alarms.extend(config_problem.map(|message| crate::status::Alarm {
-        code: "CONFIG".into(),
-        message,
-    }));
+    alarms.extend(config_problem.map(|message| crate::status::Alarm::new("CONFIG", message)));
     board.set_config_alarms(alarms);
     let sink: Arc<dyn RecordSink> = Arc::new(LoggerSink {
         journal: journal.clone(),
