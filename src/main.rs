@@ -93,6 +93,12 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Send a test alarm on every channel of [alarms] (e-mail, webhook) now and say whether
+    /// each server accepted it.
+    TestAlarm {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Render the OLED screen for the journal's current state to a PNG file.
     Display {
         #[arg(long, short)]
@@ -248,6 +254,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { config } => runtime::check_config(&config),
         Command::Passwd { config, user } => runtime::passwd(&config, &user),
         Command::SetupCode { config } => runtime::setup_code(&config),
+        Command::TestAlarm { config } => runtime::test_alarm(&config),
         Command::UsbExport { config, to } => runtime::usb_export(&config, &to),
         Command::Display { config, png, scale } => runtime::display_png(&config, &png, scale),
         Command::SimPbx(s) => runtime::sim_pbx(SimArgs {

@@ -141,6 +141,47 @@ impl Alarm {
     }
 }
 
+/// The codes of the alarms [`link_alarms`] makes.
+pub const LINK_ALARM_CODES: [&str; 3] = ["AUTH", "LINK DOWN", "PBX DOWN"];
+
+/// The alarms of the links at `now` (Unix seconds): AUTH at once, LINK DOWN / PBX DOWN once a
+/// link has been down for `down_after_secs`. The status board uses its own threshold for the
+/// page; the alarm mailer uses `[alarms] link_down_minutes`. Each names its PBX as subject.
+pub fn link_alarms(links: &[LinkStatus], now: i64, down_after_secs: i64) -> Vec<Alarm> {
+    let mut alarms = Vec::new();
+    for link in links {
+        match &link.state {
+            LinkState::AuthFailed => alarms.push(Alarm::about(
+                "AUTH",
+                &link.pbx,
+                format!(
+                    "PBX '{}' ({}) rejected the login: check [[pbx]] username/secret here and the user in the PBX's manager.conf",
+                    link.pbx, link.address
+                ),
+            )),
+            LinkState::Down { reason } if now - link.since_utc >= down_after_secs => {
+                alarms.push(Alarm::about(
+                    "LINK DOWN",
+                    &link.pbx,
+                    format!("PBX '{}' ({}) is not connected: {reason}", link.pbx, link.address),
+                ))
+            }
+            LinkState::PbxShutdown if now - link.since_utc >= down_after_secs => {
+                alarms.push(Alarm::about(
+                    "PBX DOWN",
+                    &link.pbx,
+                    format!(
+                        "PBX '{}' ({}) shut down and has not come back",
+                        link.pbx, link.address
+                    ),
+                ))
+            }
+            _ => {}
+        }
+    }
+    alarms
+}
+
 /// The whole snapshot.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct StatusView {
@@ -164,4 +205,21 @@ pub struct StatusView {
     /// SHA-256 fingerprint of the HTTPS certificate (64 hex digits, upper case) when HTTPS is
     /// on, so the owner can check the certificate a browser or script is shown.
     pub tls_fingerprint: Option<String>,
+    /// The alarm channels (e-mail, webhook) and their last delivery, when `[alarms]` has any.
+    pub alarm_channels: Vec<AlarmChannelStatus>,
+}
+
+/// One alarm channel on the status page and `/api/status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AlarmChannelStatus {
+    /// `email` or `webhook`.
+    pub channel: String,
+    /// Where it goes (password, token and path redacted).
+    pub target: String,
+    /// Messages waiting in its outbox.
+    pub queued: usize,
+    pub last_attempt_utc: Option<i64>,
+    pub last_ok_utc: Option<i64>,
+    /// Why the last attempt failed; `None` after a success.
+    pub last_error: Option<String>,
 }

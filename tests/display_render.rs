@@ -33,7 +33,10 @@ fn link(name: &str, state: LinkState, since_ago: i64) -> LinkStatus {
 }
 
 fn alarm(code: &str) -> Alarm {
-    Alarm::new(code, format!("{code}: the full sentence is on the web page"))
+    Alarm::new(
+        code,
+        format!("{code}: the full sentence is on the web page"),
+    )
 }
 
 fn base() -> StatusView {

@@ -351,7 +351,11 @@ mod tests {
             &[notice(NoticeKind::Raised, "office", 0)],
         );
         assert_eq!(m.subject, "[office-box] ALARM: LINK DOWN (office)");
-        assert!(m.text.contains("since 2026-11-22 13:00:00 +03:00"), "{}", m.text);
+        assert!(
+            m.text.contains("since 2026-11-22 13:00:00 +03:00"),
+            "{}",
+            m.text
+        );
         assert!(m.text.contains("What to do: Check that the PBX"));
         assert!(m.html.contains("refused &lt;x&gt;"), "HTML is escaped");
         assert_eq!(m.json["events"][0]["subject"], "office");

@@ -15,10 +15,34 @@
 //!        ▼
 //!  outbox: one atomic file per message and channel ──► delivery, one thread per channel,
 //!          (survives reboots)                              retries with backoff (outbox::Retry)
+//!                                                          ──► smtp (lettre) / webhook (ureq)
 //! ```
 //!
-//! Pure: [`policy`], [`message`], [`outbox::Retry`]. Adapters: [`outbox::Outbox`] (files).
+//! Pure: [`policy`], [`message`], [`outbox::Retry`]. Adapters: [`outbox::Outbox`] (files),
+//! [`smtp`], [`webhook`], and [`service`], the threads `cdrbox run` starts (plus
+//! `cdrbox test-alarm`'s direct send).
 
 pub mod message;
 pub mod outbox;
 pub mod policy;
+pub mod service;
+pub mod smtp;
+pub mod webhook;
+
+/// Why a delivery did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The channel does not work now (server unreachable, TLS or login refused, time-out):
+    /// every message waits.
+    Channel(String),
+    /// The channel refused this message (a 5xx for it, an HTTP 4xx): only it waits.
+    Message(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Channel(e) | Failure::Message(e) => f.write_str(e),
+        }
+    }
+}

@@ -81,6 +81,8 @@ pub struct Loaded {
     pub messages: Vec<Message>,
     /// Files that could not be read (renamed to `*.bad`), with the reason.
     pub bad: Vec<String>,
+    /// Ids of messages deleted unsent: older than [`MAX_AGE_SECS`] or beyond [`MAX_QUEUED`].
+    pub dropped: Vec<String>,
 }
 
 fn valid_id(id: &str) -> bool {
@@ -149,8 +151,9 @@ impl Outbox {
 
     /// Every stored message, oldest first. Leftover temporary files of an interrupted write are
     /// removed (their message was never acknowledged as queued); unreadable files are renamed
-    /// `*.bad`.
-    pub fn load(&self) -> io::Result<Loaded> {
+    /// `*.bad`; messages made before `now_utc - MAX_AGE_SECS`, and the oldest beyond
+    /// [`MAX_QUEUED`], are deleted and listed in [`Loaded::dropped`].
+    pub fn load(&self, now_utc: i64) -> io::Result<Loaded> {
         let mut out = Loaded::default();
         let mut names: Vec<PathBuf> = Vec::new();
         for entry in fs::read_dir(&self.dir)? {
@@ -188,6 +191,16 @@ impl Outbox {
             }
         }
         out.messages.sort_by(|a, b| a.id.cmp(&b.id));
+        let stale = out
+            .messages
+            .iter()
+            .take_while(|m| m.created_utc < now_utc.saturating_sub(MAX_AGE_SECS))
+            .count();
+        let excess = out.messages.len().saturating_sub(MAX_QUEUED);
+        for m in out.messages.drain(..stale.max(excess)) {
+            self.remove(&m.id)?;
+            out.dropped.push(m.id);
+        }
         Ok(out)
     }
 }
@@ -312,8 +325,16 @@ mod tests {
             name: "b".into(),
             tz: jiff::tz::TimeZone::UTC,
         };
-        test_message(super::super::message::new_id(created), &info, created, "unit test")
+        test_message(
+            super::super::message::new_id(created),
+            &info,
+            created,
+            "unit test",
+        )
     }
+
+    /// "Now" for loads: after every test message's time, within a week of it.
+    const NOW: i64 = 10_000;
 
     fn secs(s: u64) -> Mono {
         Mono::ZERO + Duration::from_secs(s)
@@ -327,13 +348,16 @@ mod tests {
         ob.put(&a).unwrap();
         ob.put(&b).unwrap();
         let again = Outbox::open(dir.path(), Channel::Email).unwrap();
-        let loaded = again.load().unwrap();
+        let loaded = again.load(NOW).unwrap();
         assert_eq!(loaded.messages, vec![b.clone(), a.clone()]);
         again.remove(&b.id).unwrap();
         again.remove(&b.id).unwrap();
-        assert_eq!(again.load().unwrap().messages, vec![a]);
+        assert_eq!(again.load(NOW).unwrap().messages, vec![a]);
         let webhook = Outbox::open(dir.path(), Channel::Webhook).unwrap();
-        assert!(webhook.load().unwrap().messages.is_empty(), "channels apart");
+        assert!(
+            webhook.load(NOW).unwrap().messages.is_empty(),
+            "channels apart"
+        );
         use std::os::unix::fs::PermissionsExt;
         let mode = fs::metadata(ob.dir()).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
@@ -347,12 +371,37 @@ mod tests {
         ob.put(&good).unwrap();
         fs::write(ob.dir().join("20200101T000000Z-1.json"), b"{not json").unwrap();
         fs::write(ob.dir().join("x.json.partial"), b"half").unwrap();
-        let loaded = ob.load().unwrap();
+        let loaded = ob.load(NOW).unwrap();
         assert_eq!(loaded.messages, vec![good]);
         assert_eq!(loaded.bad.len(), 1, "{:?}", loaded.bad);
         assert!(ob.dir().join("20200101T000000Z-1.json.bad").exists());
         assert!(!ob.dir().join("x.json.partial").exists());
-        assert!(ob.load().unwrap().bad.is_empty(), "reported once");
+        assert!(ob.load(NOW).unwrap().bad.is_empty(), "reported once");
+    }
+
+    #[test]
+    fn stale_and_excess_messages_are_dropped_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(dir.path(), Channel::Email).unwrap();
+        let old = msg(1_000);
+        let fresh = msg(1_000 + MAX_AGE_SECS);
+        ob.put(&old).unwrap();
+        ob.put(&fresh).unwrap();
+        let loaded = ob.load(1_001 + MAX_AGE_SECS).unwrap();
+        assert_eq!(loaded.messages, vec![fresh]);
+        assert_eq!(loaded.dropped, vec![old.id.clone()]);
+        assert!(!ob.dir().join(format!("{}.json", old.id)).exists());
+        for i in 0..MAX_QUEUED as i64 + 3 {
+            ob.put(&msg(2_000_000 + i)).unwrap();
+        }
+        let loaded = ob.load(2_000_000).unwrap();
+        assert_eq!(loaded.messages.len(), MAX_QUEUED);
+        assert_eq!(
+            loaded.dropped.len(),
+            4,
+            "the fresh one of before and the 3 oldest"
+        );
+        assert_eq!(loaded.messages[0].created_utc, 2_000_003);
     }
 
     #[test]

@@ -390,7 +390,10 @@ mod tests {
             vec![(NoticeKind::Raised, "LINK DOWN (office)".into())]
         );
         assert!(p.observe(at(1), &[link_down("office")]).is_empty());
-        assert!(p.observe(at(10), &[]).is_empty(), "gone, but within the hold");
+        assert!(
+            p.observe(at(10), &[]).is_empty(),
+            "gone, but within the hold"
+        );
         assert!(p.observe(at(39), &[]).is_empty());
         let n = p.observe(at(40), &[]);
         assert_eq!(
@@ -409,7 +412,10 @@ mod tests {
         assert_eq!(n.len(), 2);
         p.observe(at(5), &[link_down("b")]);
         let n = p.observe(at(40), &[link_down("b")]);
-        assert_eq!(kinds(&n), vec![(NoticeKind::Cleared, "LINK DOWN (a)".into())]);
+        assert_eq!(
+            kinds(&n),
+            vec![(NoticeKind::Cleared, "LINK DOWN (a)".into())]
+        );
     }
 
     #[test]
@@ -444,7 +450,10 @@ mod tests {
         );
         assert_eq!(notices[1].flaps, 19, "the clear says how often it flapped");
         // The grown hold: the clear came only after the longest hold of calm.
-        assert_eq!(notices[1].at_utc, T0 + 58 + CLEAR_AFTER_MAX.as_secs() as i64);
+        assert_eq!(
+            notices[1].at_utc,
+            T0 + 58 + CLEAR_AFTER_MAX.as_secs() as i64
+        );
     }
 
     #[test]
@@ -501,8 +510,14 @@ mod tests {
         for s in 300..1000 {
             n.extend(p.observe(after(s), &[link_down("a")]));
         }
-        assert_eq!(kinds(&n), vec![(NoticeKind::Cleared, "LINK DOWN (b)".into())]);
-        assert_eq!(n[0].raised_utc, T0, "the incident began in the previous run");
+        assert_eq!(
+            kinds(&n),
+            vec![(NoticeKind::Cleared, "LINK DOWN (b)".into())]
+        );
+        assert_eq!(
+            n[0].raised_utc, T0,
+            "the incident began in the previous run"
+        );
         assert_eq!(n[0].at_utc, T0 + 500 + 360 + 30);
     }
 
@@ -512,9 +527,16 @@ mod tests {
         p.observe(at(0), &[link_down("a")]);
         p.observe(at(1), &[]);
         assert_eq!(p.observe(at(31), &[]).len(), 1, "cleared after 30 s");
-        assert_eq!(p.observe(at(40), &[link_down("a")]).len(), 1, "raised again");
+        assert_eq!(
+            p.observe(at(40), &[link_down("a")]).len(),
+            1,
+            "raised again"
+        );
         p.observe(at(41), &[]);
-        assert!(p.observe(at(71), &[]).is_empty(), "30 s is no longer enough");
+        assert!(
+            p.observe(at(71), &[]).is_empty(),
+            "30 s is no longer enough"
+        );
         assert_eq!(p.observe(at(101), &[]).len(), 1, "60 s is");
         // After a long calm the memory is gone: the next incident has the short hold again.
         p.observe(at(100_000), &[link_down("a")]);

@@ -9,6 +9,28 @@ pub fn any(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
+/// An e-mail address (`it@example.com`, `IT <it@example.com>`): one `@`, no spaces in the
+/// address itself. The mailer checks the full syntax when it starts.
+pub fn email(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    let addr = match (t.rfind('<'), t.ends_with('>')) {
+        (Some(i), true) => &t[i + 1..t.len() - 1],
+        _ => t,
+    };
+    let ok = addr.matches('@').count() == 1
+        && !addr.starts_with('@')
+        && !addr.ends_with('@')
+        && !addr.contains(char::is_whitespace)
+        && !addr.contains(',');
+    if ok {
+        Ok(t.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is not an e-mail address (like \"it@example.com\")"
+        ))
+    }
+}
+
 /// A name shown on the page and used in folder names (`[box] name`, `[[pbx]] name`).
 pub fn name(s: &str) -> Result<String, String> {
     let ok = !s.trim().is_empty()

@@ -68,6 +68,14 @@ pub const TABLES: &[Table] = &[
         title: "Logging",
         doc: "",
     },
+    Table {
+        name: "alarms",
+        array: false,
+        title: "Alarms by e-mail and webhook",
+        doc: "Alarms that reach a person: one message when an alarm starts, one when it is over, \
+              a reminder while it stands. Nothing is sent until smtp_url (with from and to) or \
+              webhook_url is set. Try it with: cdrbox test-alarm --config FILE",
+    },
 ];
 
 const fn int(min: i64, max: i64) -> Kind {
@@ -282,6 +290,52 @@ pub const KEYS: &[Key] = &[
         .label("Log level")
         .group("Logging")
         .help("Log filter: error, warn, info, debug, trace or off, optionally per module (\"info,cdrbox::ami=debug\"). The RUST_LOG environment variable overrides it."),
+    // ---- [alarms] -----------------------------------------------------------------------
+    Key::new("alarms", "smtp_url", Kind::Secret, D::Str(""))
+        .label("Mail server")
+        .group("E-mail")
+        .restart()
+        .help("The mail server, e.g. smtp://alarms%40example.com:app-password@smtp.example.com:587, as smtp://user:password@host:587 (STARTTLS whenever the server offers it; add ?tls=required to refuse one that does not) or smtps://user:password@host:465 (TLS from the start). Write @ in the user or password as %40. Empty: no e-mail."),
+    Key::new("alarms", "from", Kind::Text(checks::any), D::Str(""))
+        .label("Sender address")
+        .group("E-mail")
+        .restart()
+        .help("The From address of alarm mails, e.g. cdrbox <alarms@example.com>; most servers want the account of smtp_url."),
+    Key::new("alarms", "to", Kind::List(checks::email), D::List(&[]))
+        .label("Recipients")
+        .group("E-mail")
+        .restart()
+        .help("Who receives alarm mails, e.g. [\"it@example.com\", \"boss@example.com\"]."),
+    Key::new("alarms", "webhook_url", Kind::Secret, D::Str(""))
+        .label("Webhook address")
+        .group("Webhook")
+        .restart()
+        .help("An http:// or https:// address that receives every alarm as a JSON POST (Slack, Mattermost and Rocket.Chat incoming webhooks show its text field). Empty: no webhook."),
+    Key::new("alarms", "webhook_token", Kind::Secret, D::Str(""))
+        .label("Webhook token")
+        .group("Webhook")
+        .advanced()
+        .restart()
+        .help("Sent as Authorization: Bearer TOKEN with each webhook POST when set."),
+    Key::new("alarms", "ca_file", Kind::Path, D::Unset)
+        .example("\"/etc/cdrbox/company-ca.pem\"")
+        .label("Trusted certificate authorities")
+        .group("E-mail")
+        .advanced()
+        .restart()
+        .help("A PEM file of certificate authorities to trust for the mail server and the webhook (a company CA, a self-signed server), besides the public ones."),
+    Key::new("alarms", "link_down_minutes", int(0, 1440), D::Int(5))
+        .unit(Unit::Minutes)
+        .label("Mail when a link is down for")
+        .group("When to send")
+        .restart()
+        .help("How long a PBX link must be down before an alarm is sent; 0 sends at once."),
+    Key::new("alarms", "reminder_minutes", int(0, 43_200), D::Int(1440))
+        .unit(Unit::Minutes)
+        .label("Remind every")
+        .group("When to send")
+        .restart()
+        .help("While an alarm stands, send a reminder this often; 0 never reminds."),
 ];
 
 /// The entry for `table.key`.

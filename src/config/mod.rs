@@ -193,6 +193,25 @@ pub struct LogConfig {
     pub level: String,
 }
 
+/// `[alarms]`: who is told about alarms, how and when (`crate::alarms`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmsConfig {
+    /// `smtp://user:password@host:587`, `…?tls=required`, `smtps://…:465`; empty: no e-mail.
+    pub smtp_url: Secret,
+    pub from: String,
+    pub to: Vec<String>,
+    /// Empty: no webhook.
+    pub webhook_url: Secret,
+    pub webhook_token: Secret,
+    /// Extra trusted CAs (PEM) for the mail server and the webhook.
+    pub ca_file: Option<PathBuf>,
+    /// A link must be down this long before it is an alarm; 0: at once.
+    pub link_down_minutes: u32,
+    /// Reminder period while an alarm stands; 0: never.
+    pub reminder_minutes: u32,
+}
+
 /// `[box]`, read into [`Config::box_name`].
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -211,6 +230,7 @@ pub struct Config {
     pub display: DisplayConfig,
     pub usb: UsbConfig,
     pub log: LogConfig,
+    pub alarms: AlarmsConfig,
 }
 
 /// Every table of the file with its allowed keys: `("storage", ["path", …])`. `pbx` is an
@@ -339,6 +359,7 @@ impl Config {
             display: section(root.get("display"))?,
             usb: section(root.get("usb"))?,
             log: section(root.get("log"))?,
+            alarms: section(root.get("alarms"))?,
         })
     }
 

@@ -13,7 +13,10 @@ use tokio::sync::watch;
 
 use crate::record::{CallRecord, Disposition};
 use crate::sink::{DownKind, LinkEvent};
-use crate::status::{Alarm, DayTotals, LinkState, LinkStatus, StatusView, StorageStatus, UsbState};
+use crate::status::{
+    link_alarms, Alarm, AlarmChannelStatus, DayTotals, LinkState, LinkStatus, StatusView,
+    StorageStatus, UsbState,
+};
 
 /// A link that stays down longer than this raises an alarm (shorter blips are normal restarts).
 const LINK_DOWN_ALARM_SECS: i64 = 60;
@@ -29,6 +32,7 @@ struct State {
     usb_alarm: Option<Alarm>,
     display_alarm: Option<Alarm>,
     web_alarm: Option<Alarm>,
+    alarm_mail_alarm: Option<Alarm>,
     /// Standing alarms from the configuration (a PBX switched off or removed, a saved file that
     /// could not be read at restart).
     config_alarms: Vec<Alarm>,
@@ -79,6 +83,7 @@ impl StatusBoard {
             alarms: Vec::new(),
             setup_code: None,
             tls_fingerprint: None,
+            alarm_channels: Vec::new(),
         };
         let (tx, _rx) = watch::channel(view.clone());
         StatusBoard {
@@ -90,6 +95,7 @@ impl StatusBoard {
                 usb_alarm: None,
                 display_alarm: None,
                 web_alarm: None,
+                alarm_mail_alarm: None,
                 config_alarms: Vec::new(),
             }),
             tx,
@@ -213,6 +219,16 @@ impl StatusBoard {
         self.lock().display_alarm = problem.map(|message| Alarm::new("DISPLAY", message));
     }
 
+    /// Reports that alarm messages cannot be sent as configured (`[alarms]` invalid).
+    pub fn set_alarm_mail_problem(&self, problem: Option<String>) {
+        self.lock().alarm_mail_alarm = problem.map(|message| Alarm::new("ALARM MAIL", message));
+    }
+
+    /// The alarm channels' delivery results (shown on the page and in `/api/status`).
+    pub fn set_alarm_channels(&self, channels: Vec<AlarmChannelStatus>) {
+        self.lock().view.alarm_channels = channels;
+    }
+
     /// Reports that the web page could not start (the OLED shows the code).
     pub fn set_web_problem(&self, problem: Option<String>) {
         self.lock().web_alarm = problem.map(|message| Alarm::new("WEB", message));
@@ -275,41 +291,12 @@ impl StatusBoard {
         }
         st.view.now_utc = now;
         st.view.local_offset_seconds = offset_at(&self.tz, now);
-        let mut alarms = Vec::new();
-        for link in &st.view.links {
-            match &link.state {
-                LinkState::AuthFailed => alarms.push(Alarm::about(
-                    "AUTH",
-                    &link.pbx,
-                    format!(
-                        "PBX '{}' ({}) rejected the login: check [[pbx]] username/secret here and the user in the PBX's manager.conf",
-                        link.pbx, link.address
-                    ),
-                )),
-                LinkState::Down { reason } if now - link.since_utc >= LINK_DOWN_ALARM_SECS => {
-                    alarms.push(Alarm::about(
-                        "LINK DOWN",
-                        &link.pbx,
-                        format!("PBX '{}' ({}) is not connected: {reason}", link.pbx, link.address),
-                    ))
-                }
-                LinkState::PbxShutdown if now - link.since_utc >= LINK_DOWN_ALARM_SECS => {
-                    alarms.push(Alarm::about(
-                        "PBX DOWN",
-                        &link.pbx,
-                        format!(
-                            "PBX '{}' ({}) shut down and has not come back",
-                            link.pbx, link.address
-                        ),
-                    ))
-                }
-                _ => {}
-            }
-        }
+        let mut alarms = link_alarms(&st.view.links, now, LINK_DOWN_ALARM_SECS);
         alarms.extend(st.storage_alarms.iter().cloned());
         alarms.extend(st.usb_alarm.iter().cloned());
         alarms.extend(st.display_alarm.iter().cloned());
         alarms.extend(st.web_alarm.iter().cloned());
+        alarms.extend(st.alarm_mail_alarm.iter().cloned());
         alarms.extend(st.config_alarms.iter().cloned());
         st.view.alarms = alarms;
         let view = st.view.clone();

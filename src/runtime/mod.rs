@@ -24,6 +24,7 @@ mod run;
 mod setup_code;
 mod signals;
 mod sim_pbx;
+mod test_alarm;
 mod usb_export;
 pub mod usb_source;
 pub mod web_backend;
@@ -45,6 +46,7 @@ pub use passwd::passwd;
 pub use run::{one_line, run, run_from_file, RunOptions};
 pub use setup_code::setup_code;
 pub use sim_pbx::{sim_pbx, SimArgs};
+pub use test_alarm::test_alarm;
 pub use usb_export::usb_export;
 
 /// The config file, validated. No context is added: the error names the file itself, and a

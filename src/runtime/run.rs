@@ -158,6 +158,7 @@ async fn run_once(
     let mut alarms = pbx_off_alarms(&cfg, &[]);
     alarms.extend(config_problem.map(|message| crate::status::Alarm::new("CONFIG", message)));
     board.set_config_alarms(alarms);
+    let alarm_service = start_alarms(&cfg, &board, &clock);
     let sink: Arc<dyn RecordSink> = Arc::new(LoggerSink {
         journal: journal.clone(),
         board: board.clone(),
@@ -176,7 +177,11 @@ async fn run_once(
         &journal,
         &board,
         &clock,
-        (config_tx, restart_tx),
+        (
+            config_tx,
+            restart_tx,
+            alarm_service.as_ref().map(|a| a.tester()),
+        ),
         opts.config_path.clone(),
         opts.on_web.as_mut(),
     );
@@ -203,6 +208,10 @@ async fn run_once(
         health_tx,
     )
     .await;
+    if let Some(a) = alarm_service {
+        // Whatever is not delivered within the grace stays in the outbox for the next start.
+        let _ = tokio::task::spawn_blocking(move || a.stop(Duration::from_secs(3))).await;
+    }
     shut_down(stop_tx, links, web, usb, journal).await?;
     // The display thread ends once the board's status channel closes (the last reference to
     // the board goes with the run): wait for it, so a restart does not open the panel twice.
@@ -241,6 +250,46 @@ fn start_board(cfg: &Config, journal: &JournalHandle, clock: &Clock) -> Arc<Stat
     ));
     seed_today(journal, &board, &tz, clock.unix());
     board
+}
+
+/// The alarm mailer (`[alarms]`), when a channel is configured. It holds the board weakly, like
+/// the display, so the board goes with the run. A channel that cannot be set up (a bad
+/// smtp_url) is an alarm on the page and the display, and recording goes on.
+fn start_alarms(
+    cfg: &Config,
+    board: &Arc<StatusBoard>,
+    clock: &Clock,
+) -> Option<crate::alarms::service::AlarmService> {
+    use crate::alarms::service::{settings_from_config, AlarmService, StatusFn, ViewFn};
+    let settings = match settings_from_config(cfg) {
+        Ok(Some(s)) => s,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::error!(target: "cdrbox::run", error = %e, "alarm messages are off");
+            board.set_alarm_mail_problem(Some(format!(
+                "alarm messages are not sent: {e} — fix [alarms] in Settings or the config file"
+            )));
+            return None;
+        }
+    };
+    let b = Arc::downgrade(board);
+    let view: ViewFn = Box::new(move || b.upgrade().map(|b| b.snapshot()).unwrap_or_default());
+    let b = Arc::downgrade(board);
+    let on_status: StatusFn = Arc::new(move |st| {
+        if let Some(b) = b.upgrade() {
+            b.set_alarm_channels(st);
+        }
+    });
+    match AlarmService::spawn(settings, view, on_status, clock.clone()) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            tracing::error!(target: "cdrbox::run", error = %e, "alarm mailer not started");
+            board.set_alarm_mail_problem(Some(format!(
+                "alarm messages are not sent: cannot use the alarm outbox ({e}) — check [storage] path"
+            )));
+            None
+        }
+    }
 }
 
 /// The OLED thread: it ends when the board's status channel closes. Its health reports hold
@@ -299,7 +348,12 @@ fn start_web(
     journal: &JournalHandle,
     board: &Arc<StatusBoard>,
     clock: &Clock,
-    (config_tx, restart_tx): (watch::Sender<Config>, watch::Sender<bool>),
+    // What the page can ask of the run: a new config, a restart, a test alarm.
+    (config_tx, restart_tx, alarm_tester): (
+        watch::Sender<Config>,
+        watch::Sender<bool>,
+        Option<crate::alarms::service::AlarmTester>,
+    ),
     config_path: PathBuf,
     on_web: Option<&mut OnWeb>,
 ) -> Option<WebHandle> {
@@ -312,7 +366,8 @@ fn start_web(
             config_tx,
             clock.clone(),
         )
-        .with_restart(restart_tx),
+        .with_restart(restart_tx)
+        .with_alarm_tester(alarm_tester),
     );
     show_setup_code(&passwd, board);
     let mut web_opts = crate::web::WebOptions::new(passwd);

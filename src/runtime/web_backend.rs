@@ -41,6 +41,8 @@ pub struct BoxBackend {
     started: toml::Table,
     /// Asks the runtime to restart; `None` where nothing listens (tests).
     restart_tx: Option<tokio::sync::watch::Sender<bool>>,
+    /// Queues "send test alarm"; `None` when no alarm channel is configured.
+    alarm_tester: Option<crate::alarms::service::AlarmTester>,
 }
 
 impl BoxBackend {
@@ -65,6 +67,7 @@ impl BoxBackend {
             clock,
             started,
             restart_tx: None,
+            alarm_tester: None,
         }
     }
 
@@ -72,6 +75,12 @@ impl BoxBackend {
     /// starts again when it turns `true`).
     pub fn with_restart(mut self, tx: tokio::sync::watch::Sender<bool>) -> Self {
         self.restart_tx = Some(tx);
+        self
+    }
+
+    /// Lets the page's "send test alarm" queue a test message on the running alarm channels.
+    pub fn with_alarm_tester(mut self, t: Option<crate::alarms::service::AlarmTester>) -> Self {
+        self.alarm_tester = t;
         self
     }
 
@@ -214,6 +223,17 @@ impl Backend for BoxBackend {
             .into_iter()
             .map(|(path, key)| (path, key.label.to_owned()))
             .collect()
+    }
+
+    fn send_test_alarm(&self, who: &str) -> Result<String, BackendError> {
+        match &self.alarm_tester {
+            Some(t) => t
+                .send_test(who)
+                .map_err(|e| BackendError::Internal(format!("cannot queue the test alarm: {e}"))),
+            None => Err(BackendError::Unavailable(
+                "no alarm channel is configured: set [alarms] smtp_url or webhook_url".into(),
+            )),
+        }
     }
 
     fn restart(&self) -> Result<(), BackendError> {

@@ -123,6 +123,13 @@ pub trait Backend: Send + Sync + 'static {
             "this box cannot restart itself from the page".into(),
         ))
     }
+    /// Queues a test alarm on every alarm channel ("send test alarm", admin); its id.
+    fn send_test_alarm(&self, who: &str) -> Result<String, BackendError> {
+        let _ = who;
+        Err(BackendError::Unavailable(
+            "no alarm channel is configured: set [alarms] smtp_url or webhook_url".into(),
+        ))
+    }
     /// The OLED mirror as a PNG, when a display is rendered.
     fn display_png(&self) -> Option<Vec<u8>> {
         None

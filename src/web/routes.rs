@@ -207,6 +207,18 @@ impl App {
                 }
                 self.import(req)
             }
+            ("POST", "/api/alarms/test") => {
+                if principal.role != Role::Admin {
+                    return Response::error(403, None, "the viewer account cannot send alarms");
+                }
+                match self
+                    .backend
+                    .send_test_alarm(&format!("from the web page, {}", req.peer))
+                {
+                    Ok(id) => Response::json(202, &json!({"queued": id})),
+                    Err(e) => backend_error(&e),
+                }
+            }
             ("POST", "/api/restart") => {
                 if principal.role != Role::Admin {
                     return Response::error(403, None, "the viewer account cannot restart the box");
@@ -879,6 +891,7 @@ fn known_path(p: &str) -> bool {
             | "/api/events"
             | "/api/config"
             | "/api/restart"
+            | "/api/alarms/test"
             | "/api/setup-help"
             | "/api/import"
             | "/display.png"

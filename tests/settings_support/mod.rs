@@ -32,6 +32,7 @@ pub fn changed_value(key: &Key, current: &toml::Value) -> Value {
         Kind::Secret => json!("another-secret"),
         Kind::Listen => json!("127.0.0.1:18089"),
         Kind::Path => json!(format!("{text}-2")),
+        Kind::List(_) if (key.table, key.key) == ("alarms", "to") => json!(["ops@example.com"]),
         Kind::List(_) => json!(["^SIP/other-trunk"]),
         Kind::Text(_) => json!(match (key.table, key.key) {
             ("box", "name") => "renamed-box".to_owned(),
@@ -56,6 +57,7 @@ pub fn changed_value(key: &Key, current: &toml::Value) -> Value {
                 "koi8-r"
             }
             .to_owned(),
+            ("alarms", "from") => "cdrbox <box@example.com>".to_owned(),
             ("log", "level") => if text == "debug" { "info" } else { "debug" }.to_owned(),
             (t, k) =>
                 panic!("add a sample value for the text key {t}.{k} to tests/settings_support"),

@@ -77,6 +77,16 @@
     const usb = s.usb || { state: 'no_stick' };
     const usbText = { no_stick: 'No stick.', copying: 'Copying… ' + usb.percent + ' %', safe_to_remove: 'SAFE TO REMOVE — ' + usb.records + ' records copied.', error: 'Error: ' + usb.message }[usb.state] || usb.state;
     clear($('usb')).append(el('p', { class: usb.state === 'error' ? 'bad' : usb.state === 'safe_to_remove' ? 'ok' : '', text: usbText }));
+    // Alarm channels (e-mail, webhook): where they go and how the last delivery went.
+    const chans = s.alarm_channels || [];
+    $('alarm-channels-card').hidden = !chans.length;
+    $('send-test-alarm').disabled = state.role !== 'admin';
+    const ac = clear($('alarm-channels'));
+    for (const c of chans) {
+      const result = c.last_error ? 'last attempt failed: ' + c.last_error
+        : c.last_ok_utc ? 'last delivered ' + localTime(c.last_ok_utc) : 'nothing sent yet';
+      ac.append(el('p', { class: c.last_error ? 'bad' : '' }, el('b', { text: c.channel + ' ' }), c.target + ' — ' + result + (c.queued ? ' (' + c.queued + ' waiting)' : '')));
+    }
     const tb = clear($('links').tBodies[0]);
     for (const l of s.links || []) {
       const cls = l.state === 'up' ? 'ok' : l.state === 'connecting' ? 'warn' : 'bad';
@@ -269,6 +279,10 @@
     try { s = await api('/api/session'); } catch (e) { return; }
     state.csrf = s.csrf; state.role = s.role; if (s.profiles && s.profiles.length) state.profiles = s.profiles;
     $('who').textContent = s.user + (s.role === 'viewer' ? ' (read-only)' : '');
+    $('send-test-alarm').addEventListener('click', async () => {
+      const msg = $('test-alarm-msg');
+      try { await api('/api/alarms/test', { method: 'POST', body: {} }); msg.className = 'msg'; msg.textContent = 'Queued; the result shows here.'; } catch (e) { msg.className = 'msg error'; msg.textContent = e.message; }
+    });
     $('oled').addEventListener('load', () => { $('oled-card').hidden = false; });
     $('oled').addEventListener('error', () => { $('oled-card').hidden = true; });
     $('logout').addEventListener('click', async () => { try { await api('/api/logout', { method: 'POST', body: {} }); } finally { location.href = '/login'; } });

@@ -1,0 +1,528 @@
+//! The running alarm mailer: one thread that watches the status snapshot once a second, runs
+//! the [`Policy`] and queues each moment's notices as one [`Message`] in every channel's
+//! [`Outbox`]; and one delivery thread per channel that sends what is queued, oldest first,
+//! with [`Retry`]'s backoff, deleting a file only once its channel accepted it.
+//!
+//! What stands: every alarm of the snapshot, except that the link alarms (LINK DOWN, PBX DOWN,
+//! AUTH) are made here from the links' states with `[alarms] link_down_minutes` (the page keeps
+//! its own, shorter threshold). The open incidents are saved in `<storage>/alarms/open.json`
+//! so a restart neither repeats a raise nor forgets a clear.
+//!
+//! Must not: block the box (a mail server that hangs holds up only its own thread) or lose a
+//! queued message (the outbox is written before anything is sent).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::message::{self, BoxInfo, Message};
+use super::outbox::{Channel, Outbox, Retry};
+use super::policy::{AlarmKey, Now, Policy, Rules, SavedIncident, Standing};
+use super::smtp::SmtpChannel;
+use super::webhook::WebhookChannel;
+use super::Failure;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::fsio::{write_atomic, AtomicOptions};
+use crate::status::{link_alarms, StatusView, LINK_ALARM_CODES};
+
+/// A configured way of reaching people.
+pub enum Sender {
+    // Boxed: an SMTP transport is several times the size of the webhook's agent.
+    Email(Box<SmtpChannel>),
+    Webhook(WebhookChannel),
+}
+
+impl Sender {
+    pub fn channel(&self) -> Channel {
+        match self {
+            Sender::Email(_) => Channel::Email,
+            Sender::Webhook(_) => Channel::Webhook,
+        }
+    }
+
+    /// Where it goes, without secrets.
+    pub fn describe(&self) -> String {
+        match self {
+            Sender::Email(s) => s.describe(),
+            Sender::Webhook(w) => w.describe(),
+        }
+    }
+
+    pub fn send(&self, m: &Message) -> Result<(), Failure> {
+        match self {
+            Sender::Email(s) => s.send(m),
+            Sender::Webhook(w) => w.send(m),
+        }
+    }
+}
+
+/// Everything the service needs, from `[alarms]`.
+pub struct Settings {
+    /// `<storage>/alarms`: the outboxes and the open incidents.
+    pub dir: PathBuf,
+    pub info: BoxInfo,
+    pub rules: Rules,
+    /// How long a link must be down before it is an alarm (`link_down_minutes`).
+    pub link_down_after: Duration,
+    pub senders: Vec<Sender>,
+}
+
+/// The channels `[alarms]` configures (none: alarms are only on the page and the display).
+pub fn senders_from_config(cfg: &Config) -> Result<Vec<Sender>, String> {
+    let a = &cfg.alarms;
+    let ca = a.ca_file.as_deref();
+    let mut out = Vec::new();
+    if !a.smtp_url.0.is_empty() {
+        out.push(Sender::Email(Box::new(SmtpChannel::new(
+            &a.smtp_url.0,
+            &a.from,
+            &a.to,
+            ca,
+        )?)));
+    }
+    if !a.webhook_url.0.is_empty() {
+        out.push(Sender::Webhook(WebhookChannel::new(
+            &a.webhook_url.0,
+            &a.webhook_token.0,
+            ca,
+        )?));
+    }
+    Ok(out)
+}
+
+/// The box's name and zone (the first PBX's) as messages show them.
+pub fn box_info(cfg: &Config) -> BoxInfo {
+    let tz = cfg
+        .pbx
+        .first()
+        .and_then(|p| jiff::tz::TimeZone::get(&p.timezone).ok())
+        .unwrap_or(jiff::tz::TimeZone::UTC);
+    BoxInfo {
+        name: cfg.box_name.clone(),
+        tz,
+    }
+}
+
+/// [`Settings`] from the config; `Ok(None)` when no channel is configured.
+pub fn settings_from_config(cfg: &Config) -> Result<Option<Settings>, String> {
+    let senders = senders_from_config(cfg)?;
+    if senders.is_empty() {
+        return Ok(None);
+    }
+    let a = &cfg.alarms;
+    Ok(Some(Settings {
+        dir: crate::journal::JournalPaths::from_path(&cfg.storage.path)
+            .dir
+            .join("alarms"),
+        info: box_info(cfg),
+        rules: Rules {
+            reminder: (a.reminder_minutes > 0)
+                .then(|| Duration::from_secs(u64::from(a.reminder_minutes) * 60)),
+            ..Rules::default()
+        },
+        link_down_after: Duration::from_secs(u64::from(a.link_down_minutes) * 60),
+        senders,
+    }))
+}
+
+/// What the status page shows per channel.
+pub type DeliveryStatus = crate::status::AlarmChannelStatus;
+
+/// The alarms standing in `view` at `now_utc`, link alarms after `link_down_after`.
+pub fn standing(view: &StatusView, now_utc: i64, link_down_after: Duration) -> Vec<Standing> {
+    let after = i64::try_from(link_down_after.as_secs()).unwrap_or(i64::MAX);
+    view.alarms
+        .iter()
+        .filter(|a| !LINK_ALARM_CODES.contains(&a.code.as_str()))
+        .cloned()
+        .chain(link_alarms(&view.links, now_utc, after))
+        .map(|a| Standing {
+            key: AlarmKey {
+                code: a.code,
+                subject: a.subject,
+            },
+            message: a.message,
+        })
+        .collect()
+}
+
+enum Cmd {
+    Queued(Box<Message>),
+    Stop,
+}
+
+/// The running service; [`AlarmService::stop`] ends its threads.
+pub struct AlarmService {
+    stop_tx: mpsc::Sender<()>,
+    queues: Vec<(Channel, mpsc::Sender<Cmd>, Outbox)>,
+    threads: Vec<JoinHandle<()>>,
+    status: Arc<Mutex<Vec<DeliveryStatus>>>,
+    info: BoxInfo,
+    clock: Clock,
+}
+
+/// The current snapshot, however the caller keeps it.
+pub type ViewFn = Box<dyn Fn() -> StatusView + Send>;
+/// Told each channel's delivery status whenever it changes.
+pub type StatusFn = Arc<dyn Fn(Vec<DeliveryStatus>) + Send + Sync>;
+
+fn open_path(dir: &Path) -> PathBuf {
+    dir.join("open.json")
+}
+
+fn load_open(dir: &Path) -> Vec<SavedIncident> {
+    match std::fs::read(open_path(dir)) {
+        Ok(b) => serde_json::from_slice(&b).unwrap_or_else(|e| {
+            tracing::warn!(target: "cdrbox::alarms", error = %e, "open.json unreadable; starting with no open alarms");
+            Vec::new()
+        }),
+        Err(_) => Vec::new(),
+    }
+}
+
+impl AlarmService {
+    /// Starts the watcher and one delivery thread per channel; queued messages from a previous
+    /// run are sent first.
+    pub fn spawn(
+        settings: Settings,
+        view: ViewFn,
+        on_status: StatusFn,
+        clock: Clock,
+    ) -> std::io::Result<AlarmService> {
+        std::fs::create_dir_all(&settings.dir)?;
+        let root = settings.dir.join("outbox");
+        let status = Arc::new(Mutex::new(
+            settings
+                .senders
+                .iter()
+                .map(|s| DeliveryStatus {
+                    channel: s.channel().as_str().into(),
+                    target: s.describe(),
+                    ..DeliveryStatus::default()
+                })
+                .collect::<Vec<_>>(),
+        ));
+        let mut queues = Vec::new();
+        let mut threads = Vec::new();
+        for (i, sender) in settings.senders.into_iter().enumerate() {
+            let outbox = Outbox::open(&root, sender.channel())?;
+            let (tx, rx) = mpsc::channel();
+            let d = Delivery {
+                index: i,
+                sender,
+                outbox: outbox.clone(),
+                rx,
+                status: status.clone(),
+                on_status: on_status.clone(),
+                clock: clock.clone(),
+            };
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("alarms-{}", outbox.channel()))
+                    .spawn(move || d.run())?,
+            );
+            queues.push((outbox.channel(), tx, outbox));
+        }
+        let (stop_tx, stop_rx) = mpsc::channel();
+        let watcher = Watcher {
+            dir: settings.dir.clone(),
+            info: settings.info.clone(),
+            rules: settings.rules,
+            link_down_after: settings.link_down_after,
+            view,
+            queues: queues
+                .iter()
+                .map(|(_, tx, ob)| (tx.clone(), ob.clone()))
+                .collect(),
+            clock: clock.clone(),
+        };
+        threads.push(
+            std::thread::Builder::new()
+                .name("alarms".into())
+                .spawn(move || watcher.run(stop_rx))?,
+        );
+        Ok(AlarmService {
+            stop_tx,
+            queues,
+            threads,
+            status,
+            info: settings.info,
+            clock,
+        })
+    }
+
+    /// Per channel: where, queued, last result.
+    pub fn status(&self) -> Vec<DeliveryStatus> {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// A handle that queues test messages ("send test alarm" on the page).
+    pub fn tester(&self) -> AlarmTester {
+        AlarmTester {
+            queues: self
+                .queues
+                .iter()
+                .map(|(_, tx, ob)| (tx.clone(), ob.clone()))
+                .collect(),
+            info: self.info.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+
+    /// Stops the threads; a delivery in progress gets up to `grace` to finish (its message is
+    /// still in the outbox if it does not, and goes out after the next start).
+    pub fn stop(self, grace: Duration) {
+        let _ = self.stop_tx.send(());
+        for (_, tx, _) in &self.queues {
+            let _ = tx.send(Cmd::Stop);
+        }
+        let until = std::time::Instant::now() + grace;
+        for t in self.threads {
+            while !t.is_finished() && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                tracing::warn!(target: "cdrbox::alarms", "an alarm delivery is still running at stop; its message stays queued");
+            }
+        }
+    }
+}
+
+/// Queues a test message on every channel of a running [`AlarmService`]; it goes through the
+/// outbox and the delivery threads like any alarm, so the page shows its result per channel.
+#[derive(Clone)]
+pub struct AlarmTester {
+    queues: Vec<(mpsc::Sender<Cmd>, Outbox)>,
+    info: BoxInfo,
+    clock: Clock,
+}
+
+impl AlarmTester {
+    /// Returns the message id.
+    pub fn send_test(&self, who: &str) -> std::io::Result<String> {
+        let now = self.clock.unix();
+        let m = message::test_message(message::new_id(now), &self.info, now, who);
+        for (tx, ob) in &self.queues {
+            ob.put(&m)?;
+            let _ = tx.send(Cmd::Queued(Box::new(m.clone())));
+        }
+        Ok(m.id)
+    }
+}
+
+struct Watcher {
+    dir: PathBuf,
+    info: BoxInfo,
+    rules: Rules,
+    link_down_after: Duration,
+    view: ViewFn,
+    queues: Vec<(mpsc::Sender<Cmd>, Outbox)>,
+    clock: Clock,
+}
+
+impl Watcher {
+    fn now(&self) -> Now {
+        Now {
+            mono: self.clock.now(),
+            unix: self.clock.unix(),
+        }
+    }
+
+    fn run(self, stop: mpsc::Receiver<()>) {
+        let saved = load_open(&self.dir);
+        let mut policy = Policy::restore(self.rules, saved.clone(), self.now());
+        let mut last_saved = saved;
+        loop {
+            let now = self.now();
+            let view = (self.view)();
+            let standing = standing(&view, now.unix, self.link_down_after);
+            let notices = policy.observe(now, &standing);
+            if !notices.is_empty() {
+                let m = message::from_notices(
+                    message::new_id(now.unix),
+                    &self.info,
+                    now.unix,
+                    &notices,
+                );
+                tracing::info!(target: "cdrbox::alarms", id = %m.id, subject = %m.subject, "alarm message queued");
+                for (tx, ob) in &self.queues {
+                    match ob.put(&m) {
+                        Ok(()) => {
+                            let _ = tx.send(Cmd::Queued(Box::new(m.clone())));
+                        }
+                        Err(e) => {
+                            tracing::error!(target: "cdrbox::alarms", channel = %ob.channel(), error = %e, "cannot queue the alarm message")
+                        }
+                    }
+                }
+            }
+            let open = policy.saved();
+            if open != last_saved {
+                let bytes = serde_json::to_vec_pretty(&open).unwrap_or_default();
+                match write_atomic(&open_path(&self.dir), &bytes, AtomicOptions::SECRET) {
+                    Ok(()) => last_saved = open,
+                    Err(e) => {
+                        tracing::warn!(target: "cdrbox::alarms", error = %e, "cannot save the open alarms")
+                    }
+                }
+            }
+            match stop.recv_timeout(Duration::from_secs(1)) {
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                _ => return,
+            }
+        }
+    }
+}
+
+struct Delivery {
+    index: usize,
+    sender: Sender,
+    outbox: Outbox,
+    rx: mpsc::Receiver<Cmd>,
+    status: Arc<Mutex<Vec<DeliveryStatus>>>,
+    on_status: StatusFn,
+    clock: Clock,
+}
+
+impl Delivery {
+    fn update(&self, f: impl FnOnce(&mut DeliveryStatus)) {
+        let all = {
+            let mut st = self.status.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(s) = st.get_mut(self.index) {
+                f(s);
+            }
+            st.clone()
+        };
+        (self.on_status)(all);
+    }
+
+    fn run(self) {
+        let mut pending: BTreeMap<String, Message> = BTreeMap::new();
+        let mut retry = Retry::new();
+        match self.outbox.load(self.clock.unix()) {
+            Ok(loaded) => {
+                for b in &loaded.bad {
+                    tracing::warn!(target: "cdrbox::alarms", file = %b, "unreadable outbox file set aside");
+                }
+                if !loaded.dropped.is_empty() {
+                    tracing::warn!(target: "cdrbox::alarms", channel = %self.outbox.channel(), count = loaded.dropped.len(), "stale or excess queued alarms dropped unsent");
+                }
+                for m in loaded.messages {
+                    retry.add(&m.id, self.clock.now());
+                    pending.insert(m.id.clone(), m);
+                }
+            }
+            Err(e) => {
+                tracing::error!(target: "cdrbox::alarms", channel = %self.outbox.channel(), error = %e, "cannot read the outbox")
+            }
+        }
+        let n = pending.len();
+        self.update(|s| s.queued = n);
+        loop {
+            let now = self.clock.now();
+            let wait = retry
+                .next_wake()
+                .map_or(Duration::from_secs(3600), |w| self.clock.until(w))
+                .min(Duration::from_secs(1));
+            match self.rx.recv_timeout(if retry.due(now).is_some() {
+                Duration::ZERO
+            } else {
+                wait
+            }) {
+                Ok(Cmd::Queued(m)) => {
+                    retry.add(&m.id, self.clock.now());
+                    pending.insert(m.id.clone(), *m);
+                    let n = pending.len();
+                    self.update(|s| s.queued = n);
+                    continue;
+                }
+                Ok(Cmd::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            let Some(id) = retry.due(self.clock.now()).map(str::to_owned) else {
+                continue;
+            };
+            let Some(m) = pending.get(&id) else {
+                retry.remove(&id);
+                continue;
+            };
+            let at = self.clock.unix();
+            match self.sender.send(m) {
+                Ok(()) => {
+                    tracing::info!(target: "cdrbox::alarms", channel = %self.outbox.channel(), id = %id, "alarm message delivered");
+                    if let Err(e) = self.outbox.remove(&id) {
+                        tracing::warn!(target: "cdrbox::alarms", error = %e, "delivered, but the outbox file stays (it may be sent again)");
+                    }
+                    retry.sent(&id);
+                    pending.remove(&id);
+                    let n = pending.len();
+                    self.update(|s| {
+                        s.queued = n;
+                        s.last_attempt_utc = Some(at);
+                        s.last_ok_utc = Some(at);
+                        s.last_error = None;
+                    });
+                }
+                Err(Failure::Channel(e)) => {
+                    let wait = retry.channel_failed(self.clock.now());
+                    tracing::warn!(target: "cdrbox::alarms", channel = %self.outbox.channel(), error = %e, retry_in_s = wait.as_secs(), "alarm delivery failed");
+                    self.update(|s| {
+                        s.last_attempt_utc = Some(at);
+                        s.last_error = Some(e);
+                    });
+                }
+                Err(Failure::Message(e)) => {
+                    let wait = retry.message_failed(&id, self.clock.now());
+                    tracing::warn!(target: "cdrbox::alarms", channel = %self.outbox.channel(), id = %id, error = %e, retry_in_s = wait.as_secs(), "alarm message refused");
+                    self.update(|s| {
+                        s.last_attempt_utc = Some(at);
+                        s.last_error = Some(e);
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// `cdrbox test-alarm`: sends a test message on every configured channel now, without the
+/// outbox; one line per channel, `Err` if any failed.
+pub fn send_test_now(cfg: &Config, clock: &Clock, who: &str) -> Result<Vec<String>, Vec<String>> {
+    let senders = senders_from_config(cfg).map_err(|e| vec![e])?;
+    if senders.is_empty() {
+        return Err(vec![
+            "no alarm channel is configured: set [alarms] smtp_url (with from and to) or webhook_url".into(),
+        ]);
+    }
+    let info = box_info(cfg);
+    let now = clock.unix();
+    let m = message::test_message(message::new_id(now), &info, now, who);
+    let mut ok = Vec::new();
+    let mut bad = Vec::new();
+    for s in &senders {
+        match s.send(&m) {
+            Ok(()) => ok.push(format!(
+                "{}: test alarm sent via {}",
+                s.channel(),
+                s.describe()
+            )),
+            Err(Failure::Channel(e) | Failure::Message(e)) => {
+                bad.push(format!("{}: FAILED: {e}", s.channel()))
+            }
+        }
+    }
+    if bad.is_empty() {
+        Ok(ok)
+    } else {
+        bad.extend(ok);
+        Err(bad)
+    }
+}

@@ -1,0 +1,499 @@
+//! Alarm e-mail against a real SMTP server on 127.0.0.1 — Debian's python3-aiosmtpd with
+//! STARTTLS and AUTH, its certificate signed by a throw-away CA made with the openssl CLI and
+//! trusted through `[alarms] ca_file`:
+//! - `cdrbox test-alarm` delivers through STARTTLS + AUTH, and fails (saying why, never the
+//!   password) on a wrong password, an untrusted certificate, or `?tls=required` against a
+//!   server without STARTTLS;
+//! - the issue's "Done when": the real `cdrbox run` fed by a real `cdrbox sim-pbx`; the PBX is
+//!   stopped → one mail naming it; back → a second; nothing else;
+//! - the mail server down when the alarm rises, the box restarted with the alarm in its outbox,
+//!   the server back: the mail arrives once, and the restart does not raise it again.
+
+mod cli_support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use cli_support::{free_port, http_json, wait, RunningBox};
+
+const USER: &str = "alarm";
+const PASSWORD: &str = "s3cret-pw";
+
+/// A throw-away CA and a server certificate for 127.0.0.1 signed by it.
+struct Certs {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the openssl CLI (apt-get install openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn make_certs(dir: &Path) -> Certs {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=cdrbox test CA"];
+    ca.extend(ec);
+    ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+    openssl(dir, &ca);
+    let mut csr = vec!["req", "-subj", "/CN=localhost"];
+    csr.extend(ec);
+    csr.extend(["-keyout", "key.pem", "-out", "leaf.csr"]);
+    openssl(dir, &csr);
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.ext",
+            "-out",
+            "cert.pem",
+        ],
+    );
+    Certs {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("cert.pem"),
+        key: dir.join("key.pem"),
+    }
+}
+
+/// The aiosmtpd server process; killed on drop.
+struct Smtp {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Smtp {
+    /// `tls`: STARTTLS required + AUTH with [`USER`]/[`PASSWORD`]; `None`: plain, no AUTH.
+    /// `port` 0 picks one.
+    fn start(dir: &Path, port: u16, tls: Option<&Certs>) -> Smtp {
+        std::fs::create_dir_all(dir).unwrap();
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/alarms_support/smtp_server.py"
+        );
+        let (cert, key) = tls.map_or(("-".into(), "-".into()), |c| {
+            (c.cert.display().to_string(), c.key.display().to_string())
+        });
+        // Debian's python, where python3-aiosmtpd is installed (not a pyenv shim on PATH).
+        let mut child = Command::new("/usr/bin/python3")
+            .arg(script)
+            .arg(dir)
+            .arg(port.to_string())
+            .args([&cert, &key, USER, PASSWORD])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("/usr/bin/python3 with python3-aiosmtpd (apt-get install python3-aiosmtpd)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().parse().unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("the SMTP server did not start (is python3-aiosmtpd installed?): {line:?}")
+        });
+        Smtp {
+            child,
+            port,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The mails received in `dir`, in arrival order.
+fn mails(dir: &Path) -> Vec<String> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    names.retain(|p| p.extension().is_some_and(|e| e == "eml"));
+    names.sort();
+    names
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect()
+}
+
+fn subject(mail: &str) -> String {
+    mail.lines()
+        .find_map(|l| l.strip_prefix("Subject: "))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn alarms_toml(smtp_url: &str, ca: Option<&Path>) -> String {
+    let ca = ca.map_or(String::new(), |c| {
+        format!("ca_file = \"{}\"\n", c.display())
+    });
+    format!(
+        "[alarms]\nsmtp_url = \"{smtp_url}\"\nfrom = \"cdrbox <box@example.com>\"\n\
+         to = [\"ops@example.com\"]\nlink_down_minutes = 0\n{ca}"
+    )
+}
+
+fn test_alarm(dir: &Path, name: &str, alarms: &str) -> (bool, String, String) {
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "[storage]\npath = \"{}\"\n\n{alarms}",
+            dir.join(format!("{name}-data")).display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cdrbox"))
+        .args(["test-alarm", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn test_alarm_goes_through_starttls_and_auth_and_says_why_it_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = make_certs(dir.path());
+    let smtp = Smtp::start(&dir.path().join("tls-mail"), 0, Some(&certs));
+    let url = |pw: &str, q: &str| format!("smtp://{USER}:{pw}@127.0.0.1:{}{q}", smtp.port);
+
+    let (ok, out, err) = test_alarm(
+        dir.path(),
+        "good",
+        &alarms_toml(&url(PASSWORD, "?tls=required"), Some(&certs.ca)),
+    );
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "email: test alarm sent via smtp://{USER}:***@127.0.0.1:{}?tls=required",
+            smtp.port
+        )),
+        "{out}"
+    );
+    assert!(!out.contains(PASSWORD) && !err.contains(PASSWORD));
+    wait("the test mail", Duration::from_secs(30), || {
+        mails(&smtp.dir).len() == 1
+    });
+    let mail = &mails(&smtp.dir)[0];
+    assert_eq!(subject(mail), "[cdrbox] TEST: alarms reach you");
+    assert!(
+        mail.contains("Message-ID: <") && mail.contains("@cdrbox>"),
+        "{mail}"
+    );
+    assert!(mail.contains("multipart/alternative"), "{mail}");
+    assert!(mail.contains("To: ops@example.com"), "{mail}");
+
+    // Plain `smtp://` (STARTTLS when offered) against the same server: STARTTLS is used.
+    let (ok, out, err) = test_alarm(
+        dir.path(),
+        "opportunistic",
+        &alarms_toml(&url(PASSWORD, ""), Some(&certs.ca)),
+    );
+    assert!(ok, "{out}{err}");
+    wait("the second mail", Duration::from_secs(30), || {
+        mails(&smtp.dir).len() == 2
+    });
+
+    let (ok, _, err) = test_alarm(
+        dir.path(),
+        "wrong-password",
+        &alarms_toml(&url("wrong-pw-123", "?tls=required"), Some(&certs.ca)),
+    );
+    assert!(!ok);
+    assert!(err.contains("email: FAILED"), "{err}");
+    assert!(
+        !err.contains("wrong-pw-123"),
+        "the password is never shown: {err}"
+    );
+
+    // Without ca_file the throw-away CA is not trusted: the box verifies the server.
+    let (ok, _, err) = test_alarm(
+        dir.path(),
+        "untrusted",
+        &alarms_toml(&url(PASSWORD, "?tls=required"), None),
+    );
+    assert!(!ok);
+    assert!(err.contains("email: FAILED"), "{err}");
+    assert!(!err.contains(PASSWORD), "{err}");
+
+    // A server without STARTTLS: `?tls=required` refuses it, plain `smtp://` sends.
+    let plain = Smtp::start(&dir.path().join("plain-mail"), 0, None);
+    let (ok, _, err) = test_alarm(
+        dir.path(),
+        "required",
+        &alarms_toml(
+            &format!("smtp://127.0.0.1:{}?tls=required", plain.port),
+            None,
+        ),
+    );
+    assert!(!ok, "tls=required must refuse a server without STARTTLS");
+    assert!(err.contains("email: FAILED"), "{err}");
+    let (ok, out, err) = test_alarm(
+        dir.path(),
+        "plain",
+        &alarms_toml(&format!("smtp://127.0.0.1:{}", plain.port), None),
+    );
+    assert!(ok, "{out}{err}");
+    assert_eq!(mails(&plain.dir).len(), 1);
+    assert_eq!(
+        mails(&smtp.dir).len(),
+        2,
+        "no failed attempt delivered anything"
+    );
+    plain.stop();
+    smtp.stop();
+}
+
+/// `cdrbox sim-pbx` on `port`; killed on drop.
+struct SimPbx(Child);
+
+impl SimPbx {
+    fn start(port: u16) -> SimPbx {
+        SimPbx(
+            Command::new(env!("CARGO_BIN_EXE_cdrbox"))
+                .args(["sim-pbx", "--listen", &format!("127.0.0.1:{port}")])
+                .args(["--secret", "alarm-test", "--rate", "0"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    /// Gone without a word, like a PBX that loses power.
+    fn kill(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for SimPbx {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A directory for a running box: on tmpfs when there is one, so a nearly full test disk does not
+/// raise STORAGE 80% (which would be mailed too, and these tests count every mail).
+fn box_dir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        if let Ok(d) = tempfile::tempdir_in(shm) {
+            return d;
+        }
+    }
+    tempfile::tempdir().unwrap()
+}
+
+fn box_config(dir: &Path, pbx_port: u16, web: u16, alarms: &str) -> PathBuf {
+    let config = dir.join("cdrbox.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[box]
+name = "front-desk"
+
+[[pbx]]
+name = "office"
+host = "127.0.0.1"
+port = {pbx_port}
+username = "cdrbox"
+secret = "alarm-test"
+timezone = "Europe/Moscow"
+
+[storage]
+path = "{}"
+
+[web]
+listen = "127.0.0.1:{web}"
+
+[display]
+driver = "none"
+
+{alarms}"#,
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+fn link_state(web: u16) -> String {
+    let (_, v) = http_json(web, "GET", "/api/status", "");
+    v["links"][0]["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn a_stopped_pbx_mails_once_naming_it_and_once_when_it_is_back_and_nothing_else() {
+    let dir = box_dir();
+    let certs = make_certs(dir.path());
+    let smtp = Smtp::start(&dir.path().join("mail"), 0, Some(&certs));
+    let pbx_port = free_port();
+    let web = free_port();
+    let pbx = SimPbx::start(pbx_port);
+    let url = format!("smtp://{USER}:{PASSWORD}@127.0.0.1:{}", smtp.port);
+    let config = box_config(
+        dir.path(),
+        pbx_port,
+        web,
+        &alarms_toml(&url, Some(&certs.ca)),
+    );
+    let the_box = RunningBox::start(&config);
+    wait("the link up", Duration::from_secs(60), || {
+        link_state(web) == "up"
+    });
+    let (_, v) = http_json(web, "GET", "/api/status", "");
+    assert_eq!(v["alarm_channels"][0]["channel"], "email", "{v}");
+    assert!(
+        !v.to_string().contains(PASSWORD),
+        "the status never shows the password"
+    );
+
+    pbx.kill();
+    wait("the LINK DOWN mail", Duration::from_secs(90), || {
+        !mails(&smtp.dir).is_empty()
+    });
+    let first = mails(&smtp.dir);
+    assert_eq!(first.len(), 1);
+    assert_eq!(subject(&first[0]), "[front-desk] ALARM: LINK DOWN (office)");
+    assert!(
+        first[0].contains("PBX 'office' (127.0.0.1:"),
+        "{}",
+        first[0]
+    );
+
+    let pbx = SimPbx::start(pbx_port);
+    wait("the link up again", Duration::from_secs(120), || {
+        link_state(web) == "up"
+    });
+    // The clear waits for the link to stay up for the hold (30 s), so a reconnect is not news.
+    wait("the CLEARED mail", Duration::from_secs(120), || {
+        mails(&smtp.dir).len() >= 2
+    });
+    let (_, v) = http_json(web, "GET", "/api/status", "");
+    let ch = &v["alarm_channels"][0];
+    assert!(ch["last_ok_utc"].is_i64(), "{ch}");
+    assert!(ch["last_error"].is_null(), "{ch}");
+    assert_eq!(ch["queued"], 0, "{ch}");
+    the_box.stop();
+    pbx.kill();
+    let all = mails(&smtp.dir);
+    assert_eq!(
+        all.iter().map(|m| subject(m)).collect::<Vec<_>>(),
+        vec![
+            "[front-desk] ALARM: LINK DOWN (office)".to_owned(),
+            "[front-desk] CLEARED: LINK DOWN (office)".to_owned()
+        ],
+        "one mail when it starts, one when it ends, nothing else"
+    );
+    smtp.stop();
+}
+
+#[test]
+fn an_alarm_raised_while_the_mail_server_is_down_survives_a_restart_and_arrives_once() {
+    let dir = box_dir();
+    let certs = make_certs(dir.path());
+    let smtp_port = free_port();
+    let pbx_port = free_port();
+    let web = free_port();
+    let pbx = SimPbx::start(pbx_port);
+    let url = format!("smtp://{USER}:{PASSWORD}@127.0.0.1:{smtp_port}");
+    let config = box_config(
+        dir.path(),
+        pbx_port,
+        web,
+        &alarms_toml(&url, Some(&certs.ca)),
+    );
+    let the_box = RunningBox::start(&config);
+    wait("the link up", Duration::from_secs(60), || {
+        link_state(web) == "up"
+    });
+    pbx.kill();
+    wait(
+        "a failed delivery on the page",
+        Duration::from_secs(90),
+        || {
+            let (_, v) = http_json(web, "GET", "/api/status", "");
+            v["alarm_channels"][0]["last_error"].is_string()
+                && v["alarm_channels"][0]["queued"] == 1
+        },
+    );
+    the_box.stop();
+    let outbox = dir.path().join("data/alarms/outbox/email");
+    assert_eq!(
+        std::fs::read_dir(&outbox).unwrap().count(),
+        1,
+        "queued on disk"
+    );
+
+    let smtp = Smtp::start(&dir.path().join("mail"), smtp_port, Some(&certs));
+    let the_box = RunningBox::start(&config);
+    wait("the queued mail", Duration::from_secs(90), || {
+        !mails(&smtp.dir).is_empty()
+    });
+    wait("the outbox empty", Duration::from_secs(30), || {
+        std::fs::read_dir(&outbox).unwrap().count() == 0
+    });
+    the_box.stop();
+    let all = mails(&smtp.dir);
+    assert_eq!(
+        all.iter().map(|m| subject(m)).collect::<Vec<_>>(),
+        vec!["[front-desk] ALARM: LINK DOWN (office)".to_owned()],
+        "the restart neither lost the mail nor raised the standing alarm again"
+    );
+    smtp.stop();
+}
