@@ -97,10 +97,13 @@ mount_root = "{d}/media"
     let mut plan = Vec::new();
     for k in keys::KEYS {
         let index = (k.table == "pbx").then_some(0);
+        // A key that is not set (alarms.ca_file) counts as empty text.
+        let unset = toml::Value::String(String::new());
         let current = match &root[k.table] {
-            toml::Value::Array(list) => &list[0][k.key],
-            t => &t[k.key],
-        };
+            toml::Value::Array(list) => list[0].get(k.key),
+            t => t.get(k.key),
+        }
+        .unwrap_or(&unset);
         let (value, expect) = match (k.table, k.key) {
             // The second simulated PBX: recording goes on from there.
             ("pbx", "port") => (json!(b.local_addr().port()), "records"),
