@@ -85,6 +85,7 @@ fn oled_shows_pbx_off(port: u16) -> bool {
         .flatten()
         .map(|a| cdrbox::status::Alarm {
             code: a["code"].as_str().unwrap_or("").to_owned(),
+            subject: a["subject"].as_str().map(str::to_owned),
             message: a["message"].as_str().unwrap_or("").to_owned(),
         })
         .collect();
