@@ -42,13 +42,7 @@ const STATIC: &[(&str, &str, &[u8])] = &[
 
 fn etag(bytes: &[u8]) -> String {
     let d = Sha256::digest(bytes);
-    format!(
-        "\"{}\"",
-        d.iter()
-            .take(8)
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    )
+    format!("\"{}\"", crate::hex::encode(&d[..8]))
 }
 
 /// One version string for all static files, put into the HTML's asset URLs.
@@ -59,11 +53,7 @@ fn version() -> &'static str {
         for (_, _, b) in STATIC {
             h.update(b);
         }
-        h.finalize()
-            .iter()
-            .take(6)
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        crate::hex::encode(&h.finalize()[..6])
     })
 }
 

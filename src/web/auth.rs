@@ -78,8 +78,6 @@ pub enum AuthError {
         #[source]
         source: io::Error,
     },
-    #[error("the two passwords differ")]
-    Mismatch,
     #[error("{path}: line {line} is not `user:$argon2id$…`")]
     Malformed { path: PathBuf, line: usize },
     #[error("the admin password was set by someone else a moment ago")]
@@ -104,11 +102,7 @@ pub fn os_random(buf: &mut [u8]) -> io::Result<()> {
 pub fn new_token(random: &dyn Fn(&mut [u8]) -> io::Result<()>) -> io::Result<String> {
     let mut b = [0u8; 32];
     random(&mut b)?;
-    Ok(hex(&b))
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    Ok(crate::hex::encode(&b))
 }
 
 /// Equality that takes the same time wherever the first difference is (`subtle`; only the
@@ -211,25 +205,20 @@ impl PasswordFile {
         s
     }
 
-    /// Writes atomically: a temporary file of our own (`O_EXCL`, so two writers never share
-    /// one — the first release's shared `cdrbox.passwd.tmp` let two setups interleave), mode
-    /// 0600 whatever the umask, fsync, rename over the file, fsync the directory.
+    /// Writes atomically ([`crate::fsio::write_atomic`]: temp file, fsync, rename, directory
+    /// fsync), mode 0600 whatever the umask. Callers hold [`lock_passwd`] for the whole
+    /// read-modify-write, so no two writers — threads or processes — ever share the temporary
+    /// file (the first release's unlocked shared `cdrbox.passwd.tmp` let two setups interleave).
     pub fn save(&self, path: &Path) -> Result<(), AuthError> {
-        let io_err = |source| AuthError::Io {
+        crate::fsio::write_atomic(
+            path,
+            self.to_text().as_bytes(),
+            crate::fsio::AtomicOptions::SECRET,
+        )
+        .map_err(|source| AuthError::Io {
             path: path.to_path_buf(),
             source,
-        };
-        let tmp = write_private_temp(path, self.to_text().as_bytes()).map_err(io_err)?;
-        if let Err(e) = std::fs::rename(&tmp, path) {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(io_err(e));
-        }
-        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
-        Ok(())
+        })
     }
 }
 
@@ -244,7 +233,11 @@ pub fn write_private_temp(path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "cdrbox".into());
-    let tmp = path.with_file_name(format!(".{name}.{}.{}", std::process::id(), hex(&tag)));
+    let tmp = path.with_file_name(format!(
+        ".{name}.{}.{}",
+        std::process::id(),
+        crate::hex::encode(&tag)
+    ));
     let written = (|| {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -348,52 +341,6 @@ pub fn read_password_line(input: &mut dyn io::BufRead) -> io::Result<String> {
     let mut line = String::new();
     input.read_line(&mut line)?;
     Ok(line.trim_end_matches(['\n', '\r']).to_string())
-}
-
-/// `cdrbox passwd`: sets `user`'s password in `passwd_path` from stdin — the first line when
-/// stdin is not a terminal (scripts: `echo "$PW" | cdrbox passwd --config F`), else typed twice
-/// with echo off. Prints nothing; the caller reports success.
-pub fn run_passwd(passwd_path: &Path, user: &str) -> Result<(), AuthError> {
-    let io_err = |source| AuthError::Io {
-        path: "stdin".into(),
-        source,
-    };
-    // SAFETY: isatty only inspects the descriptor.
-    let tty = unsafe { libc::isatty(0) } == 1;
-    let password = if tty {
-        let first = prompt_hidden(&format!("New password for {user}: ")).map_err(io_err)?;
-        let again = prompt_hidden("Repeat it: ").map_err(io_err)?;
-        if first != again {
-            return Err(AuthError::Mismatch);
-        }
-        first
-    } else {
-        read_password_line(&mut io::stdin().lock()).map_err(io_err)?
-    };
-    set_password(passwd_path, user, &password)
-}
-
-/// Reads one line from the terminal with echo off (restored afterwards, even on error).
-fn prompt_hidden(prompt: &str) -> io::Result<String> {
-    let mut err = io::stderr();
-    err.write_all(prompt.as_bytes())?;
-    err.flush()?;
-    // SAFETY: plain termios calls on fd 0 with a zeroed struct filled by tcgetattr.
-    let mut term: libc::termios = unsafe { std::mem::zeroed() };
-    let saved = if unsafe { libc::tcgetattr(0, &mut term) } == 0 {
-        let old = term;
-        term.c_lflag &= !libc::ECHO;
-        unsafe { libc::tcsetattr(0, libc::TCSANOW, &term) };
-        Some(old)
-    } else {
-        None
-    };
-    let line = read_password_line(&mut io::stdin().lock());
-    if let Some(old) = saved {
-        unsafe { libc::tcsetattr(0, libc::TCSANOW, &old) };
-    }
-    err.write_all(b"\n")?;
-    line
 }
 
 /// A logged-in browser.
