@@ -57,6 +57,26 @@ pub fn host(s: &str) -> Result<String, String> {
     }
 }
 
+/// A DNS name (`calls.office.lan`): letters, digits and `-` in dot-separated labels of at most
+/// 63, at most 253 in all; returned lower case without a trailing dot.
+pub fn hostname(s: &str) -> Result<String, String> {
+    let t = s.trim().trim_end_matches('.').to_ascii_lowercase();
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if !t.is_empty() && t.len() <= 253 && t.split('.').all(label_ok) {
+        Ok(t)
+    } else {
+        Err(format!(
+            "{s:?} is not a DNS name (letters, digits and \"-\" between dots, e.g. \"calls.office.lan\")"
+        ))
+    }
+}
+
 /// An IANA time zone name known to the bundled database.
 pub fn timezone(s: &str) -> Result<String, String> {
     let t = s.trim();

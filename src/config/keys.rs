@@ -217,6 +217,23 @@ pub const KEYS: &[Key] = &[
         .advanced()
         .restart()
         .help("Threads serving web requests."),
+    Key::new("web", "https", Kind::Bool, D::Bool(false))
+        .label("HTTPS")
+        .group("Web page")
+        .restart()
+        .help("Serve the page and API over HTTPS (TLS) on https_listen. On the first start with HTTPS the box makes a self-signed certificate and shows its SHA-256 fingerprint on the display and the Status page: compare it with what your browser shows the first time. Plain HTTP then only redirects to HTTPS. Your own certificate can be uploaded on the Status page."),
+    Key::new("web", "https_listen", Kind::Listen, D::Str("0.0.0.0:443"))
+        .label("HTTPS address and port")
+        .group("Web page")
+        .advanced()
+        .restart()
+        .help("Address and port of the page over HTTPS, when https is on (\"0.0.0.0:443\" = every interface, port 443)."),
+    Key::new("web", "hostnames", Kind::List(checks::hostname), D::List(&[]))
+        .label("DNS names of this box")
+        .group("Web page")
+        .advanced()
+        .restart()
+        .help("Names browsers may use for this box besides its IP addresses, \"localhost\" and its hostname (and <hostname>.local), e.g. [\"calls.office.lan\"]. A request naming any other host is refused (protection against DNS rebinding). A self-signed HTTPS certificate made after a change lists them too."),
     // ---- [display] ----------------------------------------------------------------------
     Key::new("display", "driver", Kind::Choice { words: &["ssd1306", "none"], what: "" }, D::Str("ssd1306"))
         .label("Display")

@@ -134,6 +134,11 @@ pub struct WebConfig {
     pub listen: SocketAddr,
     /// Worker threads serving requests (bounded pool).
     pub workers: usize,
+    /// Serve over HTTPS on `https_listen`; plain HTTP then redirects.
+    pub https: bool,
+    pub https_listen: SocketAddr,
+    /// Names the `Host` check accepts besides IP literals, `localhost` and the hostname.
+    pub hostnames: Vec<String>,
 }
 
 /// Which display driver to use.

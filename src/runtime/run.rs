@@ -358,6 +358,12 @@ fn start_web(
     on_web: Option<&mut OnWeb>,
 ) -> Option<WebHandle> {
     let passwd = crate::web::auth::passwd_path_for(&config_path);
+    board.set_tls_fingerprint(None);
+    let https = cfg
+        .web
+        .https
+        .then(|| start_https(cfg, &config_path, board))
+        .flatten();
     let backend = Arc::new(
         web_backend::BoxBackend::new(
             journal.clone(),
@@ -372,6 +378,8 @@ fn start_web(
     show_setup_code(&passwd, board);
     let mut web_opts = crate::web::WebOptions::new(passwd);
     web_opts.workers = cfg.web.workers;
+    web_opts.hosts = crate::web::gate::HostPolicy::for_box(&cfg.web.hostnames);
+    web_opts.https = https;
     match crate::web::serve(
         cfg.web.listen,
         backend,
@@ -379,7 +387,7 @@ fn start_web(
         web_opts,
     ) {
         Ok(h) => {
-            tracing::info!(target: "cdrbox::run", addr = %h.local_addr(), "web page listening");
+            tracing::info!(target: "cdrbox::run", addr = %h.local_addr(), https = ?h.https_addr(), "web page listening");
             if let Some(f) = on_web {
                 f(h.local_addr());
             }
@@ -389,9 +397,47 @@ fn start_web(
             // The logger matters more than its page: keep recording, say why on the OLED.
             tracing::error!(target: "cdrbox::run", error = %e, "web page not started");
             board.set_web_problem(Some(format!(
-                "the web page could not listen on {}: {e} — change [web] listen",
-                cfg.web.listen
+                "the web page could not start: {e} — change [web] listen (or https_listen)"
             )));
+            None
+        }
+    }
+}
+
+/// HTTPS for the web page (`[web] https`): the certificate — loaded, or made self-signed on the
+/// first start — with its fingerprint on the OLED and in the log, kept there when an upload
+/// replaces it. `None` (HTTP only, the reason on the OLED and the page) when it cannot be had:
+/// the owner must still reach the page to fix it.
+fn start_https(
+    cfg: &Config,
+    config_path: &std::path::Path,
+    board: &Arc<StatusBoard>,
+) -> Option<crate::web::HttpsOptions> {
+    use crate::web::tls;
+    let ip: Vec<std::net::IpAddr> = local_ip_towards(&ip_target(cfg))
+        .and_then(|ip| ip.parse().ok())
+        .into_iter()
+        .collect();
+    let names = tls::names_for(&cfg.web.hostnames, &ip);
+    match tls::BoxCertificate::load_or_create(tls::paths_for(config_path), &cfg.box_name, names) {
+        Ok(cert) => {
+            let fingerprint = cert.fingerprint();
+            tracing::info!(target: "cdrbox::run", %fingerprint, listen = %cfg.web.https_listen, "HTTPS on: compare this certificate fingerprint with what the browser shows");
+            board.set_tls_fingerprint(Some(fingerprint));
+            let b = Arc::downgrade(board);
+            cert.on_change(move |id| {
+                if let Some(b) = b.upgrade() {
+                    b.set_tls_fingerprint(Some(id.fingerprint.clone()));
+                }
+            });
+            Some(crate::web::HttpsOptions {
+                listen: cfg.web.https_listen,
+                certificate: cert,
+            })
+        }
+        Err(e) => {
+            tracing::error!(target: "cdrbox::run", error = %e, "HTTPS not started; the page answers over plain HTTP");
+            board.set_web_problem(Some(format!("HTTPS is off: {e}")));
             None
         }
     }

@@ -153,6 +153,9 @@ pub struct Limits {
     pub max_event_clients: usize,
     /// Accepted `Host` values.
     pub hosts: HostPolicy,
+    /// HTTPS is on and this is the plain-HTTP listener: every admitted request is answered
+    /// with a redirect (308, method and body kept) to this HTTPS port.
+    pub redirect_https: Option<u16>,
 }
 
 /// A head that passed the checks.
@@ -397,6 +400,9 @@ pub trait ClientStream: Read + Write + Send {
     fn tcp(&self) -> &TcpStream;
     /// True when the connection is TLS.
     fn is_tls(&self) -> bool;
+    /// Ends the conversation politely before the socket closes (TLS: a `close_notify`, without
+    /// which a strict client reports a truncated answer).
+    fn close(&mut self) {}
 }
 
 impl ClientStream for TcpStream {
@@ -409,12 +415,40 @@ impl ClientStream for TcpStream {
 }
 
 /// Turns an accepted socket into a [`ClientStream`] (the TLS handshake, for HTTPS), on the
-/// connection's own thread. `Err` closes the connection.
-pub type Wrap = Arc<dyn Fn(TcpStream) -> io::Result<Box<dyn ClientStream>> + Send + Sync>;
+/// connection's own thread, by the deadline given (the head's: a handshake is part of the
+/// head arriving), each socket read at most the `Duration`. `Err` closes the connection.
+pub type Wrap =
+    Arc<dyn Fn(TcpStream, Instant, Duration) -> io::Result<Box<dyn ClientStream>> + Send + Sync>;
 
 /// Plain HTTP.
 pub fn plain() -> Wrap {
-    Arc::new(|s| Ok(Box::new(s) as Box<dyn ClientStream>))
+    Arc::new(|s, _, _| Ok(Box::new(s) as Box<dyn ClientStream>))
+}
+
+/// HTTPS: the TLS handshake first, then the same gate.
+pub fn tls(acceptor: super::tls::TlsAcceptor) -> Wrap {
+    Arc::new(move |s, deadline, io_timeout| {
+        Ok(Box::new(acceptor.accept(s, deadline, io_timeout)?) as Box<dyn ClientStream>)
+    })
+}
+
+/// Where a plain-HTTP request goes once HTTPS is on: the same host (as the client named it,
+/// already checked by [`HostPolicy`]; else the address it connected to) and target, on the
+/// HTTPS port.
+pub fn https_location(host: Option<&str>, local: IpAddr, https_port: u16, target: &str) -> String {
+    let name = match host.map(str::trim).filter(|h| !h.is_empty()) {
+        Some(h) if h.starts_with('[') => h.split_inclusive(']').next().unwrap_or(h).to_string(),
+        Some(h) => h.rsplit_once(':').map_or(h, |(n, _)| n).to_string(),
+        None => match local {
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            v4 => v4.to_string(),
+        },
+    };
+    if https_port == 443 {
+        format!("https://{name}{target}")
+    } else {
+        format!("https://{name}:{https_port}{target}")
+    }
 }
 
 /// Counts open connections, in total and per address (IPv6 grouped by /64, since one LAN host
@@ -629,6 +663,24 @@ fn refuse(client: &mut dyn ClientStream, r: Refusal) {
         body.len()
     );
     let _ = client.flush();
+    client.close();
+    let _ = client.tcp().shutdown(Shutdown::Write);
+}
+
+/// Sends the redirect to HTTPS for a plain-HTTP request and closes the sending side.
+fn redirect(client: &mut dyn ClientStream, a: &Admitted, location: &str) {
+    let body = serde_json::json!({
+        "error": "this box answers over HTTPS",
+        "location": location,
+    })
+    .to_string();
+    let _ = write!(
+        client,
+        "HTTP/1.{} 308 Permanent Redirect\r\nLocation: {location}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n{body}",
+        a.minor_version,
+        body.len()
+    );
+    let _ = client.flush();
     let _ = client.tcp().shutdown(Shutdown::Write);
 }
 
@@ -728,8 +780,9 @@ fn connection(
     tcp.set_read_timeout(Some(limits.io_timeout.min(limits.head_timeout)))?;
     tcp.set_write_timeout(Some(limits.io_timeout))?;
     let started = Instant::now();
-    let mut client = wrap(tcp)?;
     let head_deadline = started + limits.head_timeout;
+    let local = tcp.local_addr().map(|a| a.ip());
+    let mut client = wrap(tcp, head_deadline, limits.io_timeout)?;
     let mut buf = Vec::with_capacity(2048);
     let mut chunk = [0u8; 4096];
     let admitted = loop {
@@ -754,6 +807,20 @@ fn connection(
         }
     };
     slot.count.head_done(slot);
+    if let Some(port) = limits.redirect_https {
+        let host = admitted
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("host"))
+            .map(|(_, v)| v.as_str());
+        let local = local.unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        redirect(
+            &mut *client,
+            &admitted,
+            &https_location(host, local, port, &admitted.target),
+        );
+        return Ok(());
+    }
     let v = admitted.minor_version;
     let late = |status, reason| Refusal {
         status,
@@ -875,6 +942,7 @@ fn connection(
     // Closing upstream tells a worker still writing (a stalled download) to stop.
     let _ = up.shutdown(Shutdown::Both);
     let _ = client.flush();
+    client.close();
     let _ = client.tcp().shutdown(Shutdown::Both);
     Ok(())
 }
@@ -945,6 +1013,7 @@ mod tests {
                 names: vec!["cdrbox".into(), "calls.office.lan".into()],
                 any: false,
             },
+            redirect_https: None,
         }
     }
 

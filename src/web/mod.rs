@@ -9,11 +9,13 @@
 //! Layout: `query` (query string → `Filter`/`Sort`/`Page`), `auth` (password file, sessions,
 //! CSRF, login rate limit), `stats` (answer rate, hourly, agents, queues), `settings` (config form
 //! → TOML with comments kept, atomic save), `http` (the request/response types), `routes`
-//! (request → response), `gate` (the one HTTP parser, limits, deadlines), `server` (threads,
+//! (request → response), `gate` (the one HTTP parser, limits, deadlines), `tls` (HTTPS: the
+//! certificate and the TLS side of the gate), `certificate` (`/api/tls`), `server` (threads,
 //! streaming, SSE), `json` (the §2 record view until the shared one lands), `assets`.
 
 pub mod assets;
 pub mod auth;
+pub mod certificate;
 pub mod export;
 pub mod gate;
 pub mod http;
@@ -25,6 +27,7 @@ pub mod settings;
 pub mod setup;
 pub mod setup_code;
 pub mod stats;
+pub mod tls;
 
 use std::io;
 use std::sync::mpsc::Receiver;
@@ -34,7 +37,7 @@ use crate::record::CallRecord;
 use crate::status::StatusView;
 
 pub use export::{CdrExporter, ExportFormat, Exporter, RecordWriter};
-pub use server::{serve, serve_listener, serve_with, WebError, WebHandle, WebOptions, WebProbe};
+pub use server::{serve, serve_listener, HttpsOptions, WebError, WebHandle, WebOptions, WebProbe};
 
 /// Why the backend could not answer. `Invalid` names the field the user must fix.
 #[derive(Debug, thiserror::Error)]

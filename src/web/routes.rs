@@ -17,7 +17,7 @@ pub use super::http::{Body, Request, Response};
 use super::json::{listing_json, listing_record};
 use super::query::{ParamError, Params, FILTER_PARAMS};
 use super::stats::{StatsBuilder, DEFAULT_SLA_SECONDS};
-use super::{assets, settings, setup, setup_code, Backend, BackendError};
+use super::{assets, certificate, settings, setup, setup_code, Backend, BackendError};
 use crate::filter::{Filter, Page, Sort};
 use crate::import::master_csv::Columns;
 
@@ -69,6 +69,8 @@ pub struct App {
     passwd_path: PathBuf,
     random: Random,
     state: Mutex<AuthState>,
+    /// The HTTPS certificate, when HTTPS is on (`/api/tls`).
+    certificate: Option<Arc<super::tls::BoxCertificate>>,
 }
 
 /// Most bytes of records in one `/api/calls` answer; a page of huge records ends early.
@@ -101,7 +103,14 @@ impl App {
                 basic: auth::BasicCache::new(key),
                 setup_failures: SetupFailures::default(),
             }),
+            certificate: None,
         }
+    }
+
+    /// HTTPS is on with this certificate.
+    pub fn with_certificate(mut self, c: Arc<super::tls::BoxCertificate>) -> Self {
+        self.certificate = Some(c);
+        self
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {
@@ -232,6 +241,21 @@ impl App {
                 }
             }
             ("GET", "/api/setup-help") => self.setup_help(),
+            ("GET", "/api/tls") => certificate::get(self.certificate.as_deref()),
+            ("PUT" | "DELETE", "/api/tls") => {
+                if principal.role != Role::Admin {
+                    return Response::error(
+                        403,
+                        None,
+                        "the viewer account cannot change the certificate",
+                    );
+                }
+                if m == "PUT" {
+                    certificate::put(self.certificate.as_deref(), req)
+                } else {
+                    certificate::delete(self.certificate.as_deref(), req)
+                }
+            }
             ("GET" | "HEAD", "/display.png") => match self.backend.display_png() {
                 Some(png) => Response::new(200, "image/png", Body::Bytes(png))
                     .with_header("Cache-Control", "no-store"),
@@ -894,6 +918,7 @@ fn known_path(p: &str) -> bool {
             | "/api/alarms/test"
             | "/api/setup-help"
             | "/api/import"
+            | "/api/tls"
             | "/display.png"
     )
 }

@@ -92,6 +92,17 @@ pub struct WebOptions {
     pub clock: Arc<dyn Fn() -> i64 + Send + Sync>,
     /// Random bytes for salts and tokens.
     pub random: Random,
+    /// HTTPS (`[web] https`): its own listener; the plain one then only redirects to it.
+    pub https: Option<HttpsOptions>,
+}
+
+/// The HTTPS side of the web page.
+#[derive(Clone)]
+pub struct HttpsOptions {
+    /// Where HTTPS listens (`[web] https_listen`; tests use `127.0.0.1:0`).
+    pub listen: SocketAddr,
+    /// The live certificate (uploads replace it without a restart).
+    pub certificate: Arc<super::tls::BoxCertificate>,
 }
 
 impl WebOptions {
@@ -122,6 +133,7 @@ impl WebOptions {
                     .unwrap_or(0)
             }),
             random: Arc::new(super::auth::os_random),
+            https: None,
         }
     }
 }
@@ -210,7 +222,9 @@ fn now_ms() -> i64 {
 /// The running server. Dropping it does not stop it; call [`WebHandle::shutdown`].
 pub struct WebHandle {
     addr: SocketAddr,
-    wake: SocketAddr,
+    https_addr: Option<SocketAddr>,
+    /// One address per listener: a connection to it wakes its gate from `accept`.
+    wake: Vec<SocketAddr>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     health: Arc<Health>,
@@ -218,9 +232,15 @@ pub struct WebHandle {
 }
 
 impl WebHandle {
-    /// The address actually bound (the port when `:0` was asked).
+    /// The address actually bound (the port when `:0` was asked). With HTTPS on, this one
+    /// only redirects to [`WebHandle::https_addr`].
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The HTTPS address actually bound, when HTTPS is on.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https_addr
     }
 
     /// Client connections open now.
@@ -243,8 +263,10 @@ impl WebHandle {
     pub fn shutdown(self) {
         self.health.stopping.store(true, Ordering::SeqCst);
         self.stop.store(true, Ordering::SeqCst);
-        // The gate blocks in accept: one connection wakes it to see `stop`.
-        let _ = std::net::TcpStream::connect_timeout(&self.wake, Duration::from_secs(1));
+        // Each gate blocks in accept: one connection wakes it to see `stop`.
+        for wake in &self.wake {
+            let _ = std::net::TcpStream::connect_timeout(wake, Duration::from_secs(1));
+        }
         let deadline = Instant::now() + SHUTDOWN_GRACE;
         while Instant::now() < deadline && !self.threads.iter().all(|t| t.is_finished()) {
             std::thread::sleep(Duration::from_millis(20));
@@ -278,19 +300,9 @@ pub fn serve(
 }
 
 /// Serves on an already bound listener (tests bind `127.0.0.1:0`; systemd may pass a socket).
+/// With [`WebOptions::https`], HTTPS listens on its own address and this listener redirects.
 pub fn serve_listener(
     listener: TcpListener,
-    backend: Arc<dyn Backend>,
-    exporter: Arc<dyn Exporter>,
-    opts: WebOptions,
-) -> Result<WebHandle, WebError> {
-    serve_with(listener, gate::plain(), backend, exporter, opts)
-}
-
-/// [`serve_listener`] with a connection wrapper (TLS for HTTPS).
-pub fn serve_with(
-    listener: TcpListener,
-    wrap: gate::Wrap,
     backend: Arc<dyn Backend>,
     exporter: Arc<dyn Exporter>,
     opts: WebOptions,
@@ -298,6 +310,27 @@ pub fn serve_with(
     let addr = listener
         .local_addr()
         .map_err(|e| WebError::Setup(format!("reading the bound address: {e}")))?;
+    // HTTPS: its listener and the TLS wrapper; the gate terminates TLS before it parses, so
+    // every limit of the plain gate applies over TLS unchanged.
+    let https = match &opts.https {
+        None => None,
+        Some(h) => {
+            let l = TcpListener::bind(h.listen).map_err(|source| WebError::Bind {
+                addr: h.listen,
+                source,
+            })?;
+            let a = l
+                .local_addr()
+                .map_err(|e| WebError::Setup(format!("reading the HTTPS address: {e}")))?;
+            let config = h
+                .certificate
+                .server_config()
+                .map_err(|e| WebError::Setup(format!("HTTPS: {e}")))?;
+            Some((l, a, gate::tls(super::tls::TlsAcceptor::new(config))))
+        }
+    };
+    let https_addr = https.as_ref().map(|(_, a, _)| *a);
+    let https = https.map(|(l, _, w)| (l, w));
     // tiny_http listens only on loopback; the gate relays admitted requests to it.
     let inner = TcpListener::bind(("127.0.0.1", 0))
         .map_err(|e| WebError::Setup(format!("binding the private loopback socket: {e}")))?;
@@ -309,12 +342,16 @@ pub fn serve_with(
     let token: Arc<str> = super::auth::new_token(&|b: &mut [u8]| (opts.random)(b))
         .map_err(|e| WebError::Setup(format!("no random numbers for the gate token: {e}")))?
         .into();
-    let app = Arc::new(App::new(
+    let mut app = App::new(
         backend.clone(),
         exporter,
         opts.passwd_path.clone(),
         opts.random.clone(),
-    ));
+    );
+    if let Some(h) = &opts.https {
+        app = app.with_certificate(h.certificate.clone());
+    }
+    let app = Arc::new(app);
     let stop = Arc::new(AtomicBool::new(false));
     let opts = Arc::new(opts);
     let workers = opts.workers.max(1);
@@ -346,11 +383,34 @@ pub fn serve_with(
             max_per_address: opts.max_per_address,
             max_event_clients: opts.max_event_clients,
             hosts: opts.hosts.clone(),
+            redirect_https: None,
         });
-        let (stop, token, count) = (stop.clone(), token.clone(), connections.clone());
+        // Both gates share one connection count: the per-address cap covers HTTP and HTTPS.
+        let plain_limits = match https_addr {
+            Some(a) => Arc::new(gate::Limits {
+                redirect_https: Some(a.port()),
+                ..(*limits).clone()
+            }),
+            None => limits.clone(),
+        };
+        let (stop2, token2, count) = (stop.clone(), token.clone(), connections.clone());
         threads.push(spawn("cdrbox-web-gate", &health, move || {
-            gate::run(listener, inner_addr, limits, token, wrap, stop, count)
+            gate::run(
+                listener,
+                inner_addr,
+                plain_limits,
+                token2,
+                gate::plain(),
+                stop2,
+                count,
+            )
         })?);
+        if let Some((l, wrap)) = https {
+            let (stop, token, count) = (stop.clone(), token.clone(), connections.clone());
+            threads.push(spawn("cdrbox-web-tls", &health, move || {
+                gate::run(l, inner_addr, limits, token, wrap, stop, count)
+            })?);
+        }
     }
 
     let hub = Hub {
@@ -412,8 +472,8 @@ pub fn serve_with(
             dispatch(inner, server, tx, stream_tx, &stop, idle, &h)
         })?);
     }
-    tracing::info!(target: "cdrbox::web", %addr, "web page listening");
-    let wake = match addr.ip() {
+    tracing::info!(target: "cdrbox::web", %addr, https = ?https_addr, "web page listening");
+    let wake_of = |addr: SocketAddr| match addr.ip() {
         std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
             SocketAddr::from(([127, 0, 0, 1], addr.port()))
         }
@@ -424,7 +484,11 @@ pub fn serve_with(
     };
     Ok(WebHandle {
         addr,
-        wake,
+        https_addr,
+        wake: std::iter::once(addr)
+            .chain(https_addr)
+            .map(wake_of)
+            .collect(),
         stop,
         threads,
         health,

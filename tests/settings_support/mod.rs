@@ -32,8 +32,11 @@ pub fn changed_value(key: &Key, current: &toml::Value) -> Value {
         Kind::Secret => json!("another-secret"),
         Kind::Listen => json!("127.0.0.1:18089"),
         Kind::Path => json!(format!("{text}-2")),
-        Kind::List(_) if (key.table, key.key) == ("alarms", "to") => json!(["ops@example.com"]),
-        Kind::List(_) => json!(["^SIP/other-trunk"]),
+        Kind::List(_) => match (key.table, key.key) {
+            ("alarms", "to") => json!(["ops@example.com"]),
+            ("web", "hostnames") => json!(["calls.office.lan"]),
+            _ => json!(["^SIP/other-trunk"]),
+        },
         Kind::Text(_) => json!(match (key.table, key.key) {
             ("box", "name") => "renamed-box".to_owned(),
             ("pbx", "name") => format!("{text}-2"),

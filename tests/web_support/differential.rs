@@ -101,6 +101,7 @@ pub fn limits() -> Limits {
             names: vec![],
             any: true,
         },
+        redirect_https: None,
     }
 }
 

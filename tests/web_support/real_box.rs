@@ -98,8 +98,9 @@ impl RealBox {
             log,
         };
         wait("the web page", Duration::from_secs(60), || {
+            // 308: HTTPS is on and plain HTTP redirects to it.
             b.request("GET /api/setup HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-                .is_some_and(|r| r.status == 200)
+                .is_some_and(|r| r.status == 200 || r.status == 308)
         });
         b
     }
@@ -229,7 +230,7 @@ impl Reply {
 }
 
 /// Reads one answer (status, headers, body by Content-Length, chunks or to EOF).
-pub fn read_reply(s: TcpStream) -> Option<Reply> {
+pub fn read_reply(s: impl Read) -> Option<Reply> {
     let mut r = BufReader::new(s);
     let mut line = String::new();
     r.read_line(&mut line).ok()?;

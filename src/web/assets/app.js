@@ -101,6 +101,7 @@
     if (!g.length) gaps.textContent = 'No gaps: every link was up.';
     for (const x of g) gaps.append(el('div', { text: x.pbx + ': ' + localTime(x.fromUtc) + ' → ' + (x.toUtc ? localTime(x.toUtc) : 'still down') + ' — ' + x.reason }));
     $('oled').src = '/display.png?t=' + s.now_utc;
+    showFingerprint(s.tls_fingerprint);
     const sel = $('import-pbx');
     const names = (s.links || []).map((l) => l.pbx);
     if (sel.options.length !== names.length) { clear(sel); for (const n of names) sel.append(el('option', { value: n, text: n })); }
@@ -124,6 +125,30 @@
       d.rejections.map((x) => '\n  line ' + x.line + ': ' + x.reason).join('');
     loadStatus();
   }
+
+  // ---- HTTPS certificate (status tab) -------------------------------------------------------
+  function showFingerprint(fp, selfSigned) {
+    $('https-card').hidden = !fp;
+    if (!fp) return;
+    $('tls-fp').textContent = fp.match(/../g).join(':');
+    if (selfSigned !== undefined) $('tls-kind').textContent = selfSigned ? '(made by this box)' : '(uploaded)';
+    $('tls-admin').hidden = state.role !== 'admin';
+  }
+  async function changeCertificate(method, body) {
+    const msg = $('tls-msg');
+    msg.className = 'msg'; msg.textContent = 'Saving…';
+    try {
+      const r = await api('/api/tls', { method, body });
+      showFingerprint(r.fingerprint, r.selfSigned);
+      msg.className = 'msg ok'; msg.textContent = 'Done: new connections get this certificate. Reload the page to use it.';
+    } catch (e) { msg.className = 'msg error'; msg.textContent = e.message; }
+  }
+  $('tls-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const f = ev.target;
+    changeCertificate('PUT', { certificate: f.certificate.value, key: f.key.value });
+  });
+  $('tls-new').addEventListener('click', () => { if (confirm('Replace the certificate by a new self-signed one? Browsers will warn again.')) changeCertificate('DELETE'); });
 
   // ---- calls ------------------------------------------------------------------------------
   function filterQuery(form, withPaging) {
