@@ -57,7 +57,7 @@ fn every_settings_field_saves_alone_and_the_box_keeps_recording() {
     });
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display().to_string();
-    let (web1, web2) = (free_port(), free_port());
+    let (web1, web2, web3) = (free_port(), free_port(), free_port());
     let config = dir.path().join("cdrbox.toml");
     // Some keys given (one at its default), most left out, comments everywhere.
     let text = format!(
@@ -110,6 +110,8 @@ mount_root = "{d}/media"
             ("pbx", "secret") => (json!("wrong-secret"), "auth-failed"),
             ("pbx", "enabled") => (json!(false), "off"),
             ("web", "listen") => (json!(format!("127.0.0.1:{web2}")), "records"),
+            // HTTPS goes on too: after the restart the page is at https://127.0.0.1:{web3}.
+            ("web", "https_listen") => (json!(format!("127.0.0.1:{web3}")), "records"),
             ("storage", "path") => (json!(format!("{d}/data2")), "records"),
             ("display", "i2c_bus") => (json!(format!("{d}/no-i2c-bus")), "records"),
             ("usb", "mount_root") => (json!(format!("{d}/media2")), "records"),

@@ -37,7 +37,8 @@ async function main() {
   const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic'] });
   const errors = [], dialogs = [];
   try {
-    const ctx = await browser.newContext({ viewport: { width: 1366, height: 768 } });
+    // The plan turns HTTPS on (a self-signed certificate): the browser goes on over https.
+    const ctx = await browser.newContext({ viewport: { width: 1366, height: 768 }, ignoreHTTPSErrors: true });
     const page = await ctx.newPage();
     page.on('pageerror', (e) => errors.push('pageerror: ' + e.message));
     page.on('console', (m) => { if (m.type() === 'error' && !/display\.png|40[0-9]|Failed to load resource/.test(m.text())) errors.push('console: ' + m.text()); });
@@ -199,7 +200,9 @@ async function main() {
         }
         if (f.restart) restartLabels.push(f.label);
         else await keepsRecording(f.path);
-        if (f.path === 'web.listen') newBase = 'http://' + f.value;
+        if (f.path === 'web.listen' && !newBase) newBase = 'http://' + f.value;
+        // With HTTPS on, plain HTTP only redirects: the page lives on https_listen.
+        if (f.path === 'web.https_listen' && plan.some((p) => p.path === 'web.https' && p.value === true)) newBase = 'https://' + f.value;
         console.log('ok: ' + f.path + ' = ' + JSON.stringify(f.value) + (f.restart ? ' (restart)' : ''));
       }
       if (restartLabels.length) { await keepsRecording(table + ' saved'); await restart(restartLabels, newBase); }
