@@ -335,10 +335,33 @@ fn sql<'a>(db: &'a Path, what: &'static str) -> impl Fn(rusqlite::Error) -> Prep
 
 /// Opens, configures and migrates the writer connection, then runs `probe` (the open's own
 /// reads). Reads only what it needs: the whole-file check runs later, in the background.
+fn create_private_file(db: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(db)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 fn prepare<T>(
     db: &Path,
     probe: &dyn Fn(&Connection) -> rusqlite::Result<T>,
 ) -> Result<(Connection, Option<i32>, T), Prep> {
+    // SQLite would create the file 0644 minus the umask, and gives its -wal/-shm the database's
+    // mode: an empty file made 0600 first becomes a fresh database that only we can read.
+    create_private_file(db).map_err(|e| {
+        Prep::Failed(JournalError::Io {
+            what: "cannot create the journal database".into(),
+            path: db.to_path_buf(),
+            source: e,
+        })
+    })?;
     let conn = Connection::open_with_flags(
         db,
         OpenFlags::SQLITE_OPEN_READ_WRITE

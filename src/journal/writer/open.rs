@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
@@ -32,6 +34,68 @@ pub(crate) fn lock_path(paths: &JournalPaths) -> std::path::PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "journal".into());
     paths.dir.join(format!("{name}.lock"))
+}
+
+/// The journal holds every caller's number: its directory is made 0750 whatever the umask
+/// (issue 11, finding 4); parents made on the way get the same mode.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(dir)?;
+    // DirBuilder's mode is still masked by the umask, which may take away our own bits; set it.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750))
+}
+
+/// A journal left open to others (made by an older version, copied in, or chmod-ed by hand) is
+/// closed again at start: the directory to at most 0750, the database, its WAL/SHM, the ring
+/// and the lock to at most 0640. Returns one warning per path it had to change, naming the
+/// old and new modes, so the owner learns the files were readable.
+pub(crate) fn tighten_modes(paths: &JournalPaths) -> Vec<String> {
+    let mut changed = Vec::new();
+    let wal = sibling(&paths.db, "-wal");
+    let shm = sibling(&paths.db, "-shm");
+    let lock = lock_path(paths);
+    let targets: [(&Path, u32); 6] = [
+        (&paths.dir, 0o750),
+        (&paths.db, 0o640),
+        (&wal, 0o640),
+        (&shm, 0o640),
+        (&paths.ring, 0o640),
+        (&lock, 0o640),
+    ];
+    for (path, allowed) in targets {
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
+            continue;
+        };
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & !allowed == 0 {
+            continue;
+        }
+        let new = mode & allowed;
+        match std::fs::set_permissions(path, std::fs::Permissions::from_mode(new)) {
+            Ok(()) => changed.push(format!(
+                "{} was open to others (mode {mode:04o}); now {new:04o}",
+                path.display()
+            )),
+            Err(e) => changed.push(format!(
+                "{} is open to others (mode {mode:04o}) and could not be closed: {e}; \
+                 run chmod {new:o} on it",
+                path.display()
+            )),
+        }
+    }
+    changed
+}
+
+fn sibling(db: &Path, suffix: &str) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 /// Takes an exclusive lock on the lock file, so a second `cdrbox run` (or a test) on the same
@@ -112,8 +176,11 @@ pub(crate) fn open(
     clock: Clock,
 ) -> Result<(JournalHandle, OpenReport), JournalError> {
     let paths = JournalPaths::from_config(cfg);
-    std::fs::create_dir_all(&paths.dir)
+    create_private_dir(&paths.dir)
         .map_err(|e| io_err("cannot create the journal directory", &paths.dir, e))?;
+    for warning in tighten_modes(&paths) {
+        tracing::warn!(target: "journal", "{warning}");
+    }
     let lock = lock_journal(&paths)?;
     let now_utc = clock.unix();
     let (opened, db) = store::open_writer(&paths.db, now_utc, &read_db_state)?;
