@@ -515,6 +515,78 @@ async fn shutdown_restart_sends_event_then_closes_and_comes_back() {
 }
 
 #[tokio::test]
+async fn restart_with_downtime_refuses_boots_without_calls_then_comes_back() {
+    // Calls on the PBX's own clock, 50/s, whether or not anyone is logged in.
+    let sim = start(SimOptions {
+        rate_per_sec: 50.0,
+        poisson: false,
+        ..opts()
+    })
+    .await;
+    sim.wait_for_calls(5).await;
+    let nobody = sim.stats();
+    assert!(nobody.cdrs_while_up >= 5, "{nobody:?}");
+    assert_eq!(
+        nobody.cdrs_unheard, nobody.cdrs_while_up,
+        "dispatched with no session logged in: lost at the PBX"
+    );
+    assert_eq!(nobody.cdrs_sent, 0);
+
+    let mut sys = Client::connect(&sim).await;
+    sys.login(Some("cdr,system")).await;
+    assert!(sys.message().await.is_event("FullyBooted"));
+    sim.restart(Duration::from_millis(600), Duration::from_millis(600));
+    assert_eq!(sim.phase(), sim::Phase::Down);
+    // Cdrs dispatched before the Shutdown event still arrive, then the event, then EOF.
+    loop {
+        let m = sys.message().await;
+        if m.is_event("Shutdown") {
+            assert_eq!(m.get("Restart"), Some(&b"True"[..]));
+            break;
+        }
+        assert!(m.is_event("Cdr"), "{m:?}");
+    }
+    sys.expect_eof().await;
+
+    // Down: a connection is reset before the banner; calls are counted as produced while down.
+    let down = sim.stats();
+    let stream = TcpStream::connect(sim.local_addr()).await.unwrap();
+    let mut refused = Client::from_stream(stream);
+    refused.expect_eof().await;
+    assert!(refused.raw.is_empty(), "no banner while down");
+
+    // Booting: the login is served, without FullyBooted, and no calls happen.
+    sim.wait_for_phase(sim::Phase::Booting).await;
+    let booting = sim.stats();
+    assert!(
+        booting.cdrs_while_down > down.cdrs_while_down,
+        "the PBX clock kept running while it was down: {booting:?}"
+    );
+    assert_eq!(booting.cdrs_while_up, down.cdrs_while_up);
+    assert!(booting.refused >= 1);
+    let mut early = Client::connect(&sim).await;
+    early.login(Some("cdr,system")).await;
+    // Up: the broadcast FullyBooted (Uptime counts from the end of the downtime), then calls,
+    // with the counters of a fresh Asterisk.
+    let fb = early.message().await;
+    assert!(fb.is_event("FullyBooted"), "{fb:?}");
+    assert_eq!(fb.get("Uptime"), Some(&b"0"[..]));
+    assert_eq!(sim.phase(), sim::Phase::Up);
+    let first = early.cdrs(1).await;
+    let m = AmiMessage::parse(&first[0]).unwrap();
+    assert_eq!(m.get("Sequence"), Some(&b"0"[..]), "counters restarted");
+    let up = sim.stats();
+    assert_eq!(up.restarts, 1);
+    assert!(up.cdrs_while_up > booting.cdrs_while_up);
+    assert_eq!(
+        up.cdrs_generated,
+        up.cdrs_while_up + up.cdrs_while_down,
+        "{up:?}"
+    );
+    sim.stop().await;
+}
+
+#[tokio::test]
 async fn unauthenticated_sessions_time_out() {
     let sim = start(SimOptions {
         auth_timeout: Duration::from_millis(200),

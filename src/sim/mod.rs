@@ -2,40 +2,46 @@
 //! CDR logger sees from a real one (`tests/fixtures/ami/`), for demos, tests and load tests.
 //!
 //! Layout: [`calls`] is the pure, seeded generator of call scenarios (Cdr event bytes),
-//! [`protocol`] the pure per-connection action handling; this file is the tokio adapter: the
-//! listener, one task per connection, the call generator task, and [`SimHandle`] to control and
-//! observe it all.
+//! [`protocol`] the pure per-connection action handling, `hub` the fan-out of events to
+//! sessions, `serve` the sockets (accept loop, one task per connection); this file is the PBX
+//! itself: its options, its phases (up, down, booting), the call generator task, its counters,
+//! and [`SimHandle`] to control and observe it all.
 //!
-//! Delivery is modelled on `main/manager.c`: every logged-in session whose event mask has `cdr`
-//! gets every Cdr event dispatched *after* it logged in (no replay); each session has its own
-//! bounded queue, so a slow reader never blocks the generator or other sessions; a session
-//! whose queue overflows, or whose socket write stalls longer than `write_timeout` (Asterisk's
-//! `writetimeout`, 100 ms), is dropped, as Asterisk drops it. Must not print: the CLI does.
+//! Calls happen on the PBX's own clock (the injected [`Clock`]), whether or not anyone is logged
+//! in. Delivery is modelled on `main/manager.c`: every logged-in session whose event mask has
+//! `cdr` gets every Cdr event dispatched *after* it logged in (no replay), so a Cdr dispatched
+//! while no session is logged in is lost for good, as `cdr_manager` loses it (counted as
+//! `cdrs_unheard`); each session has its own bounded queue, so a slow reader never blocks the
+//! generator or other sessions; a session whose queue overflows, or whose socket write stalls
+//! longer than `write_timeout` (Asterisk's `writetimeout`, 100 ms), is dropped, as Asterisk
+//! drops it. A restart ([`SimHandle::restart`]) takes the PBX down for a while — calls due then
+//! are counted as produced while down and go nowhere — and it boots with its manager port open
+//! before it takes calls, as Asterisk loads `manager` before the channel drivers. Must not
+//! print: the CLI does.
 
 pub mod calls;
+mod hub;
 pub mod protocol;
+mod serve;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Notify};
+use bytes::Bytes;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tokio::time::Instant;
 
-use crate::ami::{Decoder, Frame, Limits};
+use crate::clock::{Clock, Mono};
+use hub::Hub;
 
 pub use calls::{
     callerid_merge, default_timezone, local_time, CallGenerator, CdrData, GeneratedCall,
     GeneratorOptions, Scenario, UnknownScenario,
 };
-pub use protocol::{class, Account, Clock, Effect, ServerSession};
+pub use protocol::{class, Account, Effect, PbxTime, ServerSession};
 
 /// The greeting of Asterisk 22 (AMI 11.0.0); no blank line follows it.
 pub const BANNER: &[u8] = b"Asterisk Call Manager/11.0.0\r\n";
@@ -66,8 +72,10 @@ pub struct SimOptions {
     /// `SO_SNDBUF` for accepted sockets (None = the OS default); small values make tests of
     /// slow readers fast.
     pub send_buffer: Option<usize>,
-    /// Keep a copy of every Cdr event generated ([`SimHandle::events`]); costs ~0.7 KB each.
+    /// Keep a copy of every Cdr event dispatched ([`SimHandle::events`]); costs ~0.7 KB each.
     pub record_events: bool,
+    /// The PBX's clock: call times, `Timestamp:`, Uptime and every timer of the simulator.
+    pub clock: Clock,
 }
 
 impl Default for SimOptions {
@@ -85,6 +93,7 @@ impl Default for SimOptions {
             session_queue: 8192,
             send_buffer: None,
             record_events: true,
+            clock: Clock::system(),
         }
     }
 }
@@ -104,6 +113,7 @@ impl std::fmt::Debug for SimOptions {
             .field("session_queue", &self.session_queue)
             .field("send_buffer", &self.send_buffer)
             .field("record_events", &self.record_events)
+            .field("clock", &self.clock)
             .finish()
     }
 }
@@ -125,110 +135,73 @@ pub enum SimError {
     ZeroQueue,
 }
 
-/// Counters, for the CLI's summary and for tests.
+/// Counters, for the CLI's summary and for tests (the capture ratio is measured against
+/// `cdrs_while_up`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SimStats {
-    /// Calls generated (automatic and triggered).
+    /// Calls generated (automatic and triggered), including those due while the PBX was down.
     pub calls_generated: u64,
-    /// Cdr events generated (a call gives 1–2).
+    /// Cdr events generated (a call gives 1–2): `cdrs_while_up + cdrs_while_down`.
     pub cdrs_generated: u64,
+    /// Cdr events dispatched while the PBX was up: what a logger could have received.
+    pub cdrs_while_up: u64,
+    /// Cdr events of calls due while the PBX was down or still booting: nobody can have them.
+    pub cdrs_while_down: u64,
+    /// Cdr events dispatched while up that no session was logged in to hear: lost at the PBX.
+    pub cdrs_unheard: u64,
     /// Cdr events written to client sockets, summed over sessions.
     pub cdrs_sent: u64,
-    /// TCP connections accepted.
+    /// TCP connections accepted (and served).
     pub connections: u64,
+    /// Connections reset because the PBX was down.
+    pub refused: u64,
     /// Sessions logged in right now.
     pub logged_in: u64,
     /// Sessions dropped for being too slow (write timeout or queue overflow).
     pub sessions_dropped: u64,
+    /// Restarts with downtime ([`SimHandle::restart`]).
+    pub restarts: u64,
 }
 
-/// What a session task receives from the rest of the simulator.
-#[derive(Debug)]
-enum Outgoing {
-    Event {
-        bytes: Bytes,
-        cdr: bool,
-    },
-    /// Close the connection after `linger` (Asterisk closes ~10 ms after `Event: Shutdown`).
-    Close {
-        linger: Duration,
-    },
-}
-
-#[derive(Debug)]
-struct Slot {
-    logged_in: bool,
-    mask: u32,
-    tx: mpsc::Sender<Outgoing>,
-    kill: Arc<Notify>,
-}
-
-/// Every open connection, for broadcast and shutdown.
-#[derive(Debug, Default)]
-struct Hub {
-    next_id: u64,
-    sessions: HashMap<u64, Slot>,
-}
-
-impl Hub {
-    /// Queues `bytes` for every logged-in session that receives `category`; never waits.
-    fn broadcast(&mut self, category: u32, bytes: &Bytes) {
-        let mut gone = Vec::new();
-        for (id, slot) in &self.sessions {
-            if !slot.logged_in || slot.mask & category == 0 {
-                continue;
-            }
-            let out = Outgoing::Event {
-                bytes: bytes.clone(),
-                cdr: category == class::CDR,
-            };
-            match slot.tx.try_send(out) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    // Cannot keep up: drop it like Asterisk drops a session it cannot write to
-                    // (the session task counts the drop).
-                    slot.kill.notify_one();
-                    gone.push(*id);
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => gone.push(*id),
-            }
-        }
-        for id in gone {
-            self.sessions.remove(&id);
-        }
-    }
-
-    /// Asks every connection to close after what is already queued.
-    fn close_all(&mut self, linger: Duration) {
-        for slot in self.sessions.values() {
-            if slot.tx.try_send(Outgoing::Close { linger }).is_err() {
-                slot.kill.notify_one();
-            }
-        }
-        self.sessions.clear();
-    }
+/// Where the simulated PBX is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Running: serving AMI and taking calls.
+    Up,
+    /// The process is gone (restarting): connections are refused, calls cannot happen.
+    Down,
+    /// Started again: the manager port serves logins (without FullyBooted), but the channel
+    /// drivers are not loaded yet, so calls cannot happen.
+    Booting,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Boot {
-    started: Instant,
-    last_reload: Instant,
+    started: Mono,
+    last_reload: Mono,
 }
 
 struct Shared {
     opts: SimOptions,
+    clock: Clock,
     account: Account,
     hub: Mutex<Hub>,
     generator: Mutex<CallGenerator>,
     events: Mutex<Vec<Bytes>>,
     boot: Mutex<Boot>,
+    phase: watch::Sender<Phase>,
     challenge_rng: Mutex<fastrand::Rng>,
     calls_generated: AtomicU64,
     auto_calls: AtomicU64,
     cdrs_generated: AtomicU64,
+    cdrs_while_up: AtomicU64,
+    cdrs_while_down: AtomicU64,
+    cdrs_unheard: AtomicU64,
     cdrs_sent: AtomicU64,
     connections: AtomicU64,
+    refused: AtomicU64,
     sessions_dropped: AtomicU64,
+    restarts: AtomicU64,
     calls_watch: watch::Sender<u64>,
     /// Stops accepting and generating (shutdown without restart, or stop).
     halt: watch::Sender<bool>,
@@ -243,29 +216,34 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn now_utc() -> (i64, u32) {
-    match SystemTime::now().duration_since(UNIX_EPOCH) {
-        Ok(d) => (d.as_secs() as i64, d.subsec_micros()),
-        Err(_) => (0, 0),
-    }
-}
-
 impl Shared {
-    fn clock(&self) -> Clock {
-        let (now_sec, now_usec) = now_utc();
-        let boot = *lock(&self.boot);
-        Clock {
-            now_sec,
-            now_usec,
-            uptime: boot.started.elapsed().as_secs(),
-            last_reload: boot.last_reload.elapsed().as_secs(),
+    /// Wall-clock now, as Unix seconds and microseconds.
+    fn now_utc(&self) -> (i64, u32) {
+        match self.clock.wall().duration_since(UNIX_EPOCH) {
+            Ok(d) => (d.as_secs() as i64, d.subsec_micros()),
+            Err(_) => (0, 0),
         }
     }
 
-    /// Generates one call, queues its Cdr events to every session and records them.
+    fn pbx_time(&self) -> PbxTime {
+        let (now_sec, now_usec) = self.now_utc();
+        let boot = *lock(&self.boot);
+        let now = self.clock.now();
+        PbxTime {
+            now_sec,
+            now_usec,
+            uptime: (now - boot.started).as_secs(),
+            last_reload: (now - boot.last_reload).as_secs(),
+            fully_booted: *self.phase.borrow() == Phase::Up,
+        }
+    }
+
+    /// Generates one call. While the PBX is up its Cdr events go to every logged-in session
+    /// (and nowhere when none is) and are recorded; while it is down or booting the call could
+    /// not have happened: it is only counted.
     fn emit(&self, scenario: Option<Scenario>, automatic: bool) -> Vec<Bytes> {
         let mut generator = lock(&self.generator);
-        let (now, _) = now_utc();
+        let (now, _) = self.now_utc();
         let events: Vec<Bytes> = match scenario {
             Some(s) => generator.call(s, now).events,
             None => generator.next_call(now),
@@ -273,17 +251,26 @@ impl Shared {
         .into_iter()
         .map(Bytes::from)
         .collect();
-        {
-            let mut hub = lock(&self.hub);
-            for ev in &events {
-                hub.broadcast(class::CDR, ev);
+        let n = events.len() as u64;
+        if *self.phase.borrow() == Phase::Up {
+            let mut unheard = 0;
+            {
+                let mut hub = lock(&self.hub);
+                for ev in &events {
+                    if hub.broadcast(class::CDR, ev) == 0 {
+                        unheard += 1;
+                    }
+                }
             }
+            if self.opts.record_events {
+                lock(&self.events).extend(events.iter().cloned());
+            }
+            self.cdrs_while_up.fetch_add(n, Ordering::Relaxed);
+            self.cdrs_unheard.fetch_add(unheard, Ordering::Relaxed);
+        } else {
+            self.cdrs_while_down.fetch_add(n, Ordering::Relaxed);
         }
-        if self.opts.record_events {
-            lock(&self.events).extend(events.iter().cloned());
-        }
-        self.cdrs_generated
-            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        self.cdrs_generated.fetch_add(n, Ordering::Relaxed);
         if automatic {
             self.auto_calls.fetch_add(1, Ordering::Relaxed);
         }
@@ -298,7 +285,7 @@ impl Shared {
         let g = &self.opts.generator;
         let mut out = format!("Event: {name}\r\nPrivilege: system,all\r\n");
         if g.timestamp_events {
-            let (s, us) = now_utc();
+            let (s, us) = self.now_utc();
             out.push_str(&format!("Timestamp: {s}.{us:06}\r\n"));
         }
         if let Some(sys) = &g.system_name {
@@ -339,11 +326,13 @@ pub async fn start(listener: TcpListener, opts: SimOptions) -> Result<SimHandle,
         return Err(SimError::ZeroQueue);
     }
     let local_addr = listener.local_addr().map_err(SimError::LocalAddr)?;
+    let clock = opts.clock.clone();
     let boot = Boot {
-        started: Instant::now(),
-        last_reload: Instant::now(),
+        started: clock.now(),
+        last_reload: clock.now(),
     };
     let shared = Arc::new(Shared {
+        clock,
         account: Account {
             username: opts.username.clone(),
             secret: opts.secret.clone(),
@@ -358,19 +347,25 @@ pub async fn start(listener: TcpListener, opts: SimOptions) -> Result<SimHandle,
         hub: Mutex::new(Hub::default()),
         events: Mutex::new(Vec::new()),
         boot: Mutex::new(boot),
+        phase: watch::channel(Phase::Up).0,
         calls_generated: AtomicU64::new(0),
         auto_calls: AtomicU64::new(0),
         cdrs_generated: AtomicU64::new(0),
+        cdrs_while_up: AtomicU64::new(0),
+        cdrs_while_down: AtomicU64::new(0),
+        cdrs_unheard: AtomicU64::new(0),
         cdrs_sent: AtomicU64::new(0),
         connections: AtomicU64::new(0),
+        refused: AtomicU64::new(0),
         sessions_dropped: AtomicU64::new(0),
+        restarts: AtomicU64::new(0),
         calls_watch: watch::channel(0).0,
         halt: watch::channel(false).0,
         stop: watch::channel(false).0,
         halted: AtomicBool::new(false),
     });
     let mut tasks = JoinSet::new();
-    tasks.spawn(accept_loop(shared.clone(), listener));
+    tasks.spawn(serve::accept_loop(shared.clone(), listener));
     tasks.spawn(generate(shared.clone()));
     Ok(SimHandle {
         shared,
@@ -405,25 +400,41 @@ impl SimHandle {
 
     /// Sessions logged in right now.
     pub fn logged_in(&self) -> usize {
-        lock(&self.shared.hub)
-            .sessions
-            .values()
-            .filter(|s| s.logged_in)
-            .count()
+        lock(&self.shared.hub).logged_in()
+    }
+
+    /// Where the PBX is in its life (up, down, booting).
+    pub fn phase(&self) -> Phase {
+        *self.shared.phase.borrow()
+    }
+
+    /// Waits until the PBX is in `phase`.
+    pub async fn wait_for_phase(&self, phase: Phase) {
+        let mut rx = self.shared.phase.subscribe();
+        // Err only when the sender is gone, which cannot happen while `self` holds `shared`.
+        let _ = rx.wait_for(|p| *p == phase).await;
     }
 
     pub fn stats(&self) -> SimStats {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let s = &self.shared;
         SimStats {
             calls_generated: self.calls_generated(),
             cdrs_generated: self.cdrs_generated(),
+            cdrs_while_up: load(&s.cdrs_while_up),
+            cdrs_while_down: load(&s.cdrs_while_down),
+            cdrs_unheard: load(&s.cdrs_unheard),
             cdrs_sent: self.cdrs_sent(),
-            connections: self.shared.connections.load(Ordering::Relaxed),
+            connections: load(&s.connections),
+            refused: load(&s.refused),
             logged_in: self.logged_in() as u64,
             sessions_dropped: self.sessions_dropped(),
+            restarts: load(&s.restarts),
         }
     }
 
-    /// Every Cdr event generated so far, in dispatch order (empty unless `record_events`).
+    /// Every Cdr event dispatched so far while up, in dispatch order (empty unless
+    /// `record_events`).
     pub fn events(&self) -> Vec<Bytes> {
         lock(&self.shared.events).clone()
     }
@@ -463,7 +474,7 @@ impl SimHandle {
         let ev = self
             .shared
             .system_event("Reload", &[("Module", "cdr_manager.so"), ("Status", "0")]);
-        lock(&self.shared.boot).last_reload = Instant::now();
+        lock(&self.shared.boot).last_reload = self.shared.clock.now();
         lock(&self.shared.hub).broadcast(class::SYSTEM, &ev);
     }
 
@@ -491,7 +502,7 @@ impl SimHandle {
         }
         if restart {
             generator.restart();
-            let now = Instant::now();
+            let now = self.shared.clock.now();
             *lock(&self.shared.boot) = Boot {
                 started: now,
                 last_reload: now,
@@ -500,6 +511,68 @@ impl SimHandle {
             self.shared.halted.store(true, Ordering::Relaxed);
             self.shared.halt.send_replace(true);
         }
+    }
+
+    /// `core restart now` as it really goes: `Event: Shutdown` (`Restart: True`) and every
+    /// connection closed, then the PBX is **down** for `down` (connections refused, calls due
+    /// then counted in `cdrs_while_down` and sent nowhere), then **booting** for `boot` (logins
+    /// are served, without FullyBooted, but no calls happen yet), then **up**: `Event:
+    /// FullyBooted` to the logged-in system sessions and calls again. Uptime counts from the
+    /// end of `down`; the UniqueID/Sequence counters are fresh when it is up. Returns at once; watch
+    /// [`SimHandle::phase`] or wait with [`SimHandle::wait_for_phase`]. Must run inside the
+    /// tokio runtime. ([`SimHandle::shutdown_event`] with `restart` is the old instant restart.)
+    pub fn restart(&self, down: Duration, boot: Duration) {
+        let ev = self
+            .shared
+            .system_event("Shutdown", &[("Shutdown", "Cleanly"), ("Restart", "True")]);
+        {
+            // Hold the generator lock so no Cdr slips in between the event and the close.
+            let _generator = lock(&self.shared.generator);
+            let mut hub = lock(&self.shared.hub);
+            hub.broadcast(class::SYSTEM, &ev);
+            hub.close_all(Duration::from_millis(10));
+            self.shared.phase.send_replace(Phase::Down);
+        }
+        self.shared.restarts.fetch_add(1, Ordering::Relaxed);
+        let shared = self.shared.clone();
+        let mut stop = shared.stop.subscribe();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = shared.clock.sleep(down) => {}
+                _ = stop.changed() => return,
+            }
+            {
+                let mut generator = lock(&shared.generator);
+                generator.restart();
+                let now = shared.clock.now();
+                *lock(&shared.boot) = Boot {
+                    started: now,
+                    last_reload: now,
+                };
+                shared.phase.send_replace(Phase::Booting);
+            }
+            tokio::select! {
+                _ = shared.clock.sleep(boot) => {}
+                _ = stop.changed() => return,
+            }
+            let mut generator = lock(&shared.generator);
+            // Calls due while booting were only counted, but they used the counters; a fresh
+            // Asterisk's first call after FullyBooted is `.1` / Sequence 0.
+            generator.restart();
+            shared.phase.send_replace(Phase::Up);
+            let t = shared.pbx_time();
+            let (up, reload) = (t.uptime.to_string(), t.last_reload.to_string());
+            let booted = shared.system_event(
+                "FullyBooted",
+                &[
+                    ("Uptime", &up),
+                    ("LastReload", &reload),
+                    ("Status", "Fully Booted"),
+                ],
+            );
+            lock(&shared.hub).broadcast(class::SYSTEM, &booted);
+            drop(generator);
+        });
     }
 
     /// Stops everything (no Shutdown event: like the PBX vanishing) and waits for the tasks.
@@ -520,35 +593,6 @@ impl Drop for SimHandle {
     }
 }
 
-async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
-    let mut halt = shared.halt.subscribe();
-    let mut sessions = JoinSet::new();
-    loop {
-        if *halt.borrow() {
-            break;
-        }
-        tokio::select! {
-            _ = halt.changed() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
-                    shared.connections.fetch_add(1, Ordering::Relaxed);
-                    sessions.spawn(serve(shared.clone(), stream));
-                }
-                // EMFILE and friends: back off instead of spinning; the PBX stays up.
-                Err(e) => {
-                    tracing::warn!(target: "cdrbox::sim", error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
-        }
-    }
-    drop(listener);
-    // Sessions keep running after a halt (they close on their own Close); wait for them so
-    // `stop()` returns only when every socket is closed.
-    while sessions.join_next().await.is_some() {}
-}
-
 async fn generate(shared: Arc<Shared>) {
     let rate = shared.opts.rate_per_sec;
     if rate <= 0.0 {
@@ -556,7 +600,8 @@ async fn generate(shared: Arc<Shared>) {
     }
     let mut halt = shared.halt.subscribe();
     let mut rng = fastrand::Rng::with_seed(shared.opts.generator.seed ^ 0x6172_7269_7661_6c73);
-    let t0 = Instant::now();
+    let clock = shared.clock.clone();
+    let t0 = clock.now();
     let mut due = 0.0f64;
     let mut since_yield = 0u32;
     loop {
@@ -576,10 +621,10 @@ async fn generate(shared: Arc<Shared>) {
         due += gap;
         // Catch up in a tight loop when behind (high rates), yielding now and then.
         let at = t0 + Duration::from_secs_f64(due.min(1.0e9));
-        if at > Instant::now() {
+        if at > clock.now() {
             since_yield = 0;
             tokio::select! {
-                _ = tokio::time::sleep_until(at) => {}
+                _ = clock.sleep_until(at) => {}
                 _ = halt.changed() => return,
             }
         } else {
@@ -590,178 +635,5 @@ async fn generate(shared: Arc<Shared>) {
             }
         }
         shared.emit(None, true);
-    }
-}
-
-/// How a session ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
-    /// The client closed, or the socket failed.
-    PeerGone,
-    /// Logoff, failed login, shutdown.
-    Closed,
-    /// Writes stalled past `write_timeout` or the queue overflowed.
-    TooSlow,
-    /// Unauthenticated past `auth_timeout`.
-    AuthTimeout,
-    /// [`SimHandle::stop`].
-    Stopped,
-}
-
-/// One `send_string`: the whole message within `limit`, or the session is dropped. Also gives up
-/// at once when the broadcaster dropped the session for a full queue while this write stalled.
-async fn write_timed(
-    wr: &mut OwnedWriteHalf,
-    bytes: &[u8],
-    limit: Duration,
-    kill: &Notify,
-) -> Result<(), End> {
-    tokio::select! {
-        written = tokio::time::timeout(limit, wr.write_all(bytes)) => match written {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(End::PeerGone),
-            Err(_) => Err(End::TooSlow),
-        },
-        _ = kill.notified() => Err(End::TooSlow),
-    }
-}
-
-async fn serve(shared: Arc<Shared>, stream: TcpStream) {
-    // Asterisk sets TCP_NODELAY on AMI sockets; failures only cost latency.
-    let _ = stream.set_nodelay(true);
-    if let Some(size) = shared.opts.send_buffer {
-        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(size);
-    }
-    let (tx, rx) = mpsc::channel(shared.opts.session_queue);
-    let kill = Arc::new(Notify::new());
-    let id = {
-        let mut hub = lock(&shared.hub);
-        let id = hub.next_id;
-        hub.next_id += 1;
-        hub.sessions.insert(
-            id,
-            Slot {
-                logged_in: false,
-                mask: 0,
-                tx,
-                kill: kill.clone(),
-            },
-        );
-        id
-    };
-    let (rd, mut wr) = stream.into_split();
-    let end = session(&shared, id, rd, &mut wr, rx, &kill).await;
-    lock(&shared.hub).sessions.remove(&id);
-    if end == End::TooSlow {
-        shared.sessions_dropped.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(target: "cdrbox::sim", session = id, "dropped slow session");
-    }
-    if end != End::PeerGone && end != End::TooSlow {
-        let _ = tokio::time::timeout(shared.opts.write_timeout, wr.shutdown()).await;
-    }
-}
-
-async fn session(
-    shared: &Shared,
-    id: u64,
-    mut rd: tokio::net::tcp::OwnedReadHalf,
-    wr: &mut OwnedWriteHalf,
-    mut rx: mpsc::Receiver<Outgoing>,
-    kill: &Notify,
-) -> End {
-    match session_inner(shared, id, &mut rd, wr, &mut rx, kill).await {
-        Ok(never) => match never {},
-        Err(end) => end,
-    }
-}
-
-/// The session loop; every way out is an `Err(End)` so `?` works on writes.
-async fn session_inner(
-    shared: &Shared,
-    id: u64,
-    rd: &mut tokio::net::tcp::OwnedReadHalf,
-    wr: &mut OwnedWriteHalf,
-    rx: &mut mpsc::Receiver<Outgoing>,
-    kill: &Notify,
-) -> Result<std::convert::Infallible, End> {
-    let limit = shared.opts.write_timeout;
-    let mut stop = shared.stop.subscribe();
-    if *stop.borrow() {
-        return Err(End::Stopped);
-    }
-    write_timed(wr, BANNER, limit, kill).await?;
-    let challenge = lock(&shared.challenge_rng).u32(0..i32::MAX as u32);
-    let mut proto = ServerSession::new(shared.account.clone(), challenge);
-    // Asterisk reads at most 1024 bytes per line and 128 lines per action.
-    let mut decoder = Decoder::new(Limits {
-        max_line: 1026,
-        max_message: 128 * 1026,
-    });
-    let mut buf = BytesMut::with_capacity(4096);
-    let auth_deadline = Instant::now() + shared.opts.auth_timeout;
-    loop {
-        tokio::select! {
-            _ = kill.notified() => {
-                return Err(End::TooSlow);
-            }
-            _ = stop.changed() => return Err(End::Stopped),
-            _ = tokio::time::sleep_until(auth_deadline), if !proto.authenticated() => {
-                return Err(End::AuthTimeout);
-            }
-            out = rx.recv() => match out {
-                Some(Outgoing::Event { bytes, cdr }) => {
-                    write_timed(wr, &bytes, limit, kill).await?;
-                    if cdr {
-                        shared.cdrs_sent.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                Some(Outgoing::Close { linger }) => {
-                    tokio::time::sleep(linger).await;
-                    return Err(End::Closed);
-                }
-                None => return Err(End::Closed),
-            },
-            read = rd.read_buf(&mut buf) => match read {
-                Ok(0) | Err(_) => return Err(End::PeerGone),
-                Ok(_) => {
-                    while let Some(frame) = decoder.decode(&mut buf) {
-                        match frame {
-                            Frame::Message(msg) => {
-                                let clock = shared.clock();
-                                for effect in proto.handle(&msg, &clock) {
-                                    match effect {
-                                        Effect::Send(bytes) => write_timed(wr, &bytes, limit, kill).await?,
-                                        Effect::LoggedIn { mask } | Effect::SetMask(mask) => {
-                                            if let Some(slot) = lock(&shared.hub).sessions.get_mut(&id) {
-                                                slot.logged_in = true;
-                                                slot.mask = mask;
-                                            }
-                                        }
-                                        Effect::AuthFailureDelay => {
-                                            tokio::select! {
-                                                _ = tokio::time::sleep(shared.opts.auth_fail_delay) => {}
-                                                _ = stop.changed() => return Err(End::Stopped),
-                                            }
-                                        }
-                                        Effect::Close => return Err(End::Closed),
-                                    }
-                                }
-                            }
-                            Frame::Discarded { .. } => {
-                                write_timed(
-                                    wr,
-                                    b"Response: Error\r\nMessage: Failed to parse message: line too long\r\n\r\n",
-                                    limit,
-                                    kill,
-                                )
-                                .await?;
-                            }
-                            // A first line without a colon: Asterisk would ignore it too.
-                            Frame::Banner(_) => {}
-                        }
-                    }
-                }
-            },
-        }
     }
 }

@@ -4,7 +4,7 @@
 //! `action_challenge`, `action_ping`, `action_events`, `action_logoff`, `strings_to_mask`)
 //! as seen in `tests/fixtures/ami/` (`banner_and_login_ok`, `login_bad_secret`,
 //! `login_md5_challenge`, `action_before_login`, `ping`, `logoff`, `errors_and_misc_actions`).
-//! No socket and no clock: the adapter in `sim/mod.rs` passes [`Clock`] and carries out the
+//! No socket and no clock: the adapter in `sim/serve.rs` passes [`PbxTime`] and carries out the
 //! returned [`Effect`]s (including the 1 s sleep before `Authentication failed`).
 
 use md5::{Digest, Md5};
@@ -117,9 +117,9 @@ impl std::fmt::Debug for Account {
     }
 }
 
-/// Time as the session needs it, injected by the adapter.
+/// The PBX's time and boot state as the session needs them, injected by the adapter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Clock {
+pub struct PbxTime {
     /// UTC epoch seconds and microseconds (`Ping` → `Timestamp:`).
     pub now_sec: i64,
     pub now_usec: u32,
@@ -127,6 +127,10 @@ pub struct Clock {
     pub uptime: u64,
     /// Seconds since the last reload (`LastReload:`).
     pub last_reload: u64,
+    /// Booted completely. A login while the PBX is still loading modules gets no FullyBooted
+    /// (`action_login` sends it only `if (ast_test_flag(&ast_options, AST_OPT_FLAG_FULLY_BOOTED))`);
+    /// the broadcast one follows when boot completes.
+    pub fully_booted: bool,
 }
 
 /// What the adapter must do, in order.
@@ -195,7 +199,7 @@ impl ServerSession {
     }
 
     /// Handles one client message.
-    pub fn handle(&mut self, msg: &AmiMessage, clock: &Clock) -> Vec<Effect> {
+    pub fn handle(&mut self, msg: &AmiMessage, clock: &PbxTime) -> Vec<Effect> {
         let action = msg
             .get("Action")
             .map(|a| String::from_utf8_lossy(a).trim().to_string())
@@ -244,7 +248,7 @@ impl ServerSession {
         }
     }
 
-    fn login(&mut self, msg: &AmiMessage, clock: &Clock) -> Vec<Effect> {
+    fn login(&mut self, msg: &AmiMessage, clock: &PbxTime) -> Vec<Effect> {
         if self.authenticated {
             return vec![Effect::Send(response(
                 msg,
@@ -274,7 +278,7 @@ impl ServerSession {
                 &[("Message", "Authentication accepted")],
             )),
         ];
-        if mask & class::SYSTEM != 0 {
+        if mask & class::SYSTEM != 0 && clock.fully_booted {
             // astman_append, not manager_event: no Timestamp/SystemName headers here.
             out.push(Effect::Send(
                 format!(
@@ -348,7 +352,7 @@ pub fn md5_key(challenge: &str, secret: &str) -> String {
     let mut h = Md5::new();
     h.update(challenge.as_bytes());
     h.update(secret.as_bytes());
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(&h.finalize())
 }
 
 /// `Response: <kind>\r\n[ActionID: …\r\n]<fields>\r\n` (astman_send_response_full / start_ack).
@@ -389,11 +393,12 @@ mod tests {
         }
     }
 
-    const CLOCK: Clock = Clock {
+    const CLOCK: PbxTime = PbxTime {
         now_sec: 1_795_331_221,
         now_usec: 819_198,
         uptime: 5,
         last_reload: 5,
+        fully_booted: true,
     };
 
     fn msg(text: &str) -> AmiMessage {
@@ -417,6 +422,28 @@ mod tests {
             env!("CARGO_MANIFEST_DIR")
         ))
         .unwrap()
+    }
+
+    #[test]
+    fn login_while_booting_gets_no_fully_booted() {
+        let mut s = ServerSession::new(account(), 1);
+        let booting = PbxTime {
+            fully_booted: false,
+            ..CLOCK
+        };
+        let out = s.handle(
+            &msg("Action: Login\nActionID: b\nUsername: logger\nSecret: s3cret\n\n"),
+            &booting,
+        );
+        let text = String::from_utf8(sent(&out)).unwrap();
+        assert!(text.contains("Authentication accepted"), "{text}");
+        assert!(!text.contains("FullyBooted"), "{text}");
+        assert_eq!(
+            out[0],
+            Effect::LoggedIn {
+                mask: class::CAPTURE_USER_READ
+            }
+        );
     }
 
     #[test]
