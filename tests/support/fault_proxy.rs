@@ -1,6 +1,7 @@
 //! A TCP fault proxy for the fault campaign: sits between a (simulated) PBX and the logger on
 //! 127.0.0.1 and injects delay, reorder-free fragmentation, clean drops (FIN, possibly in the
-//! middle of a message), RSTs, black-holes (both directions silently discarded) on command.
+//! middle of a message), RSTs, closes at an arbitrary instant, black-holes (both directions
+//! silently discarded) on command.
 //!
 //! It also keeps the ground truth of the campaign: every `Event: Cdr` it forwarded to the
 //! logger *whole* (all its bytes written, and, before a RST, acknowledged by the logger's
@@ -39,6 +40,10 @@ pub enum Cut {
     Drop,
     /// Pause, wait until the logger acknowledged everything sent, then RST (SO_LINGER 0).
     Reset,
+    /// Close both sides now, at whatever instant this is (FIN after what was forwarded), as a
+    /// firewall or NAT dropping its state, or a proxy restarting, does: whatever the PBX had
+    /// in flight is lost, as with a real cut. The capture-ratio campaign's cut.
+    Close,
 }
 
 /// Counters and the delivered-whole ledger.
@@ -49,6 +54,7 @@ pub struct Ledger {
     pub connections: AtomicU64,
     pub drops: AtomicU64,
     pub resets: AtomicU64,
+    pub closes: AtomicU64,
     pub bytes_to_logger: AtomicU64,
     pub bytes_discarded: AtomicU64,
 }
@@ -233,6 +239,11 @@ impl Conn {
                             self.ledger.resets.fetch_add(1, Ordering::SeqCst);
                             let _ = socket2::SockRef::from(&down).set_linger(Some(Duration::ZERO));
                             return; // dropping `down` with linger 0 sends the RST
+                        }
+                        Some((_, Cut::Close)) => {
+                            self.ledger.closes.fetch_add(1, Ordering::SeqCst);
+                            let _ = shutdown_down(&down).await;
+                            return;
                         }
                         Some((_, Cut::Drop)) => {
                             // Handled on the next chunk from the PBX; if none comes soon,
