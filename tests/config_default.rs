@@ -77,6 +77,8 @@ fn example_pbx_block_parses_to_the_pbx_defaults() {
     assert_eq!(p.ping_timeout, Duration::from_secs(10));
     assert_eq!(p.connect_timeout, Duration::from_secs(10));
     assert_eq!(p.login_timeout, Duration::from_secs(10));
+    assert_eq!(p.reconnect_quick, Duration::from_secs(1));
+    assert_eq!(p.reconnect_quick_retries, 5);
     assert!(p.enabled);
     // The example's values are the defaults: only the required keys matter.
     let minimal = "[[pbx]]\nname = \"office\"\nhost = \"192.168.1.10\"\nusername = \"cdrbox\"\nsecret = \"change-me\"\n";

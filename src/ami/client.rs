@@ -57,13 +57,18 @@ impl LinkConfig {
         session.ping_timeout = p.ping_timeout;
         session.banner_timeout = p.login_timeout;
         session.login_timeout = p.login_timeout;
+        let backoff = BackoffConfig {
+            quick_interval: p.reconnect_quick,
+            quick_retries: p.reconnect_quick_retries,
+            ..BackoffConfig::default()
+        };
         LinkConfig {
             pbx: p.name.clone(),
             addr,
             session,
             connect_timeout: p.connect_timeout,
             limits: Limits::default(),
-            backoff: BackoffConfig::default(),
+            backoff,
             write_timeout: Duration::from_secs(5),
             logoff_timeout: Duration::from_secs(1),
         }
@@ -452,6 +457,8 @@ mod tests {
             ping_timeout: Duration::from_secs(7),
             connect_timeout: Duration::from_secs(4),
             login_timeout: Duration::from_secs(9),
+            reconnect_quick: Duration::from_millis(700),
+            reconnect_quick_retries: 3,
             enabled: true,
         }
     }
@@ -468,6 +475,8 @@ mod tests {
         assert_eq!(c.session.ping_timeout, Duration::from_secs(7));
         assert_eq!(c.session.login_timeout, Duration::from_secs(9));
         assert_eq!(c.connect_timeout, Duration::from_secs(4));
+        assert_eq!(c.backoff.quick_interval, Duration::from_millis(700));
+        assert_eq!(c.backoff.quick_retries, 3);
         assert!(!format!("{c:?}").contains("s3cret"), "secret redacted");
     }
 

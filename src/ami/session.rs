@@ -556,7 +556,7 @@ impl Session {
                         let mut h = Md5::new();
                         h.update(challenge);
                         h.update(self.cfg.secret.0.as_bytes());
-                        let key = hex(&h.finalize());
+                        let key = crate::hex::encode(&h.finalize());
                         let login_id = self.action_id();
                         out.push(Output::Send(encode_action(&[
                             ("Action", "Login"),
@@ -651,16 +651,6 @@ fn classify_refusal(message: &str) -> Option<CloseReason> {
     } else {
         None
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
 }
 
 #[cfg(test)]

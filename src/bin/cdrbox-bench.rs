@@ -218,6 +218,8 @@ fn pbx_config(port: u16) -> PbxConfig {
             ping_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
             login_timeout: Duration::from_secs(10),
+            reconnect_quick: Duration::from_secs(1),
+            reconnect_quick_retries: 5,
             enabled: true,
         });
     p.name = "bench".into();

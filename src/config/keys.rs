@@ -158,6 +158,17 @@ pub const KEYS: &[Key] = &[
         .group("Timing")
         .advanced()
         .help("Time-out for the banner, challenge and login answer together. Asterisk answers a bad login after about 1 s."),
+    Key::new("pbx", "reconnect_quick_ms", int(100, 10_000), D::Int(1_000))
+        .unit(Unit::Ms)
+        .label("Quick reconnect spacing")
+        .group("Timing")
+        .advanced()
+        .help("When a link that was logged in drops, the box reconnects at once and then retries this often (±10 %) for the quick retries below, before slowing down to at most 10 s apart. The PBX sends a call record only to a logged-in session, so every second without one is calls lost."),
+    Key::new("pbx", "reconnect_quick_retries", int(0, 100), D::Int(5))
+        .label("Quick reconnect retries")
+        .group("Timing")
+        .advanced()
+        .help("How many quick retries follow the immediate one before the spacing grows (2, 4, 8, 10 s). 0: straight to the growing spacing."),
     // ---- [storage] ----------------------------------------------------------------------
     Key::new("storage", "path", Kind::Path, D::Str("/var/lib/cdrbox"))
         .label("Journal location")

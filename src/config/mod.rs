@@ -99,6 +99,11 @@ pub struct PbxConfig {
     /// Time-out for the banner, the challenge and the login response together.
     #[serde(rename = "login_timeout_ms", deserialize_with = "units::millis")]
     pub login_timeout: Duration,
+    /// Spacing of the quick reconnects after a logged-in link dropped (the first is immediate).
+    #[serde(rename = "reconnect_quick_ms", deserialize_with = "units::millis")]
+    pub reconnect_quick: Duration,
+    /// Quick reconnects after the immediate one, before the growing spacing.
+    pub reconnect_quick_retries: u32,
     /// `false` disables this PBX without deleting its settings.
     pub enabled: bool,
 }

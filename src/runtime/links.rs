@@ -183,6 +183,8 @@ mod tests {
             ping_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
             login_timeout: Duration::from_secs(10),
+            reconnect_quick: Duration::from_secs(1),
+            reconnect_quick_retries: 5,
             enabled: true,
         }
     }
