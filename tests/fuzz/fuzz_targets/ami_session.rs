@@ -5,7 +5,7 @@
 //! emitted while closed; timeouts fire by their deadlines.
 #![no_main]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
 use bytes::BytesMut;
@@ -48,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
     cfg.login_timeout = Duration::from_millis(150);
     cfg.boot_grace = Duration::from_millis(50);
     let mut s = Session::new(cfg.clone());
-    let t0 = Instant::now();
+    let t0 = cdrbox::clock::Clock::system().now();
     let mut now = t0;
     let mut connected_at = t0;
     let mut dec = Decoder::default();
