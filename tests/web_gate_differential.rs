@@ -116,3 +116,18 @@ fn the_wedging_request_is_refused_and_plain_ones_agree() {
         b"GET /api/calls?limit=5 HTTP/1.0\r\nX-A: b\r\n\r\n"
     ));
 }
+
+/// The fuzzer's find (CI, 2026-12-01): pipelined raw input leaves a second request ("T / …")
+/// queued in the parsing server, and the next comparison must not take it for its own.
+#[test]
+fn a_pipelined_request_left_queued_is_not_taken_for_the_next_answer() {
+    let peer = differential::TinyHttp::new();
+    let pipelined: &[u8] = b"POST /api/setup HTTP/1.1\r\nHost: 1nLg-et :0h\r\n\r\nT / HTTP/1.1\r\nHost: 1 4\r\n\r\n0\r0\r\n";
+    for _ in 0..3 {
+        differential::check(&peer, pipelined);
+        assert!(differential::check(
+            &peer,
+            b"POST /api/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n\r\nhello"
+        ));
+    }
+}

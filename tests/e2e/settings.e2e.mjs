@@ -46,7 +46,19 @@ async function main() {
     let cancelNext = false;
     page.on('dialog', (d) => { dialogs.push(d.message()); if (cancelNext) { cancelNext = false; d.dismiss(); } else d.accept(); });
 
-    const apiJson = async (path) => { const r = await page.request.get(base + path, { headers: { 'X-Requested-With': 'cdrbox' } }); return r.ok() ? r.json() : null; };
+    // A kept-alive connection the box closed as idle just as the request went out fails with
+    // "socket hang up" (a browser retries such a GET by itself; the API client does not).
+    const apiJson = async (path) => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const r = await page.request.get(base + path, { headers: { 'X-Requested-With': 'cdrbox' } });
+          return r.ok() ? r.json() : null;
+        } catch (e) {
+          if (attempt >= 3 || !/socket hang up|ECONNRESET/.test(String(e))) throw e;
+          await new Promise((r) => setTimeout(r, 300));
+        }
+      }
+    };
     const total = async () => { const d = await apiJson('/api/calls?limit=1'); return d ? d.total : -1; };
     const status = () => apiJson('/api/status');
     async function keepsRecording(what) {

@@ -53,10 +53,21 @@ impl TinyHttp {
     /// no request (refused or waiting for more).
     pub fn parse(&self, bytes: &[u8], wait: Duration) -> Option<Seen> {
         let mut c = TcpStream::connect(self.addr).ok()?;
+        let ours = c.local_addr().ok()?;
         let _ = c.set_write_timeout(Some(Duration::from_secs(2)));
         let _ = c.write_all(bytes);
         let _ = c.shutdown(Shutdown::Write);
-        let mut rq = self.server.recv_timeout(wait).ok()??;
+        // Pipelined input from an earlier call can leave further requests queued in the
+        // server; only one from this connection is an answer for these bytes.
+        let deadline = std::time::Instant::now() + wait;
+        let mut rq = loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let rq = self.server.recv_timeout(left).ok()??;
+            if rq.remote_addr() == Some(&ours) {
+                break rq;
+            }
+            let _ = rq.respond(tiny_http::Response::empty(204));
+        };
         let mut body = Vec::new();
         // A short body ends at EOF; its length is what tiny_http framed.
         let _ = rq.as_reader().take(1 << 20).read_to_end(&mut body);
