@@ -610,6 +610,7 @@ pub fn run(
     stop: Arc<AtomicBool>,
     count: Arc<ConnCount>,
 ) {
+    let refuser = spawn_refuser(wrap.clone());
     for conn in public.incoming() {
         if stop.load(Ordering::SeqCst) {
             break;
@@ -629,10 +630,11 @@ pub fn run(
         let slot = match count.acquire(peer, &limits) {
             Ok(s) => s,
             Err(why) => {
-                // The refusal fits any socket buffer: this write does not block the accept loop.
-                let _ = client.set_write_timeout(Some(Duration::from_millis(200)));
-                let mut c = client;
-                refuse(&mut c, refusal(503, why));
+                // Over HTTPS the 503 needs a handshake first, which must not hold up the accept
+                // loop: one thread does them in turn; beyond its small queue a socket is closed.
+                if let Some(tx) = &refuser {
+                    let _ = tx.try_send((client, why));
+                }
                 continue;
             }
         };
@@ -647,6 +649,37 @@ pub fn run(
             });
         if let Err(e) = spawned {
             tracing::warn!(target: "cdrbox::web", error = %e, "cannot start a connection thread");
+        }
+    }
+}
+
+/// Connections refused for a limit, waiting for their 503.
+const REFUSALS_QUEUED: usize = 8;
+/// How long one refusal may take, handshake included: the refuser serves one at a time.
+const REFUSAL_DEADLINE: Duration = Duration::from_secs(2);
+
+/// The thread that answers connections over a limit with a 503 in their own protocol (a TLS
+/// client would read a plain-text answer as a broken handshake). `None` when no thread could
+/// be started: such connections are then closed unanswered.
+fn spawn_refuser(wrap: Wrap) -> Option<std::sync::mpsc::SyncSender<(TcpStream, &'static str)>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(TcpStream, &'static str)>(REFUSALS_QUEUED);
+    let spawned = std::thread::Builder::new()
+        .name("cdrbox-web-refuse".into())
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            for (tcp, why) in rx {
+                let _ = tcp.set_write_timeout(Some(Duration::from_millis(500)));
+                let deadline = Instant::now() + REFUSAL_DEADLINE;
+                if let Ok(mut client) = wrap(tcp, deadline, Duration::from_millis(500)) {
+                    refuse(&mut *client, refusal(503, why));
+                }
+            }
+        });
+    match spawned {
+        Ok(_) => Some(tx),
+        Err(e) => {
+            tracing::warn!(target: "cdrbox::web", error = %e, "cannot start the refusal thread");
+            None
         }
     }
 }
@@ -667,8 +700,16 @@ fn refuse(client: &mut dyn ClientStream, r: Refusal) {
     let _ = client.tcp().shutdown(Shutdown::Write);
 }
 
-/// Sends the redirect to HTTPS for a plain-HTTP request and closes the sending side.
-fn redirect(client: &mut dyn ClientStream, a: &Admitted, location: &str) {
+/// Sends the redirect to HTTPS for a plain-HTTP request, reads what is left of its body
+/// (`unread` bytes) and closes the sending side. Closing with a body still arriving would make
+/// the kernel reset the connection, and the client could lose the redirect before reading it.
+fn redirect(
+    client: &mut dyn ClientStream,
+    a: &Admitted,
+    location: &str,
+    unread: usize,
+    limits: &Limits,
+) {
     let body = serde_json::json!({
         "error": "this box answers over HTTPS",
         "location": location,
@@ -681,6 +722,19 @@ fn redirect(client: &mut dyn ClientStream, a: &Admitted, location: &str) {
         body.len()
     );
     let _ = client.flush();
+    // A client that sent `Expect: 100-continue` sends no body after a final answer.
+    if !a.expect_continue {
+        let deadline = Instant::now() + limits.body_timeout;
+        let mut left = unread;
+        let mut chunk = [0u8; 4096];
+        while left > 0 {
+            let want = left.min(chunk.len());
+            match read_until(client, &mut chunk[..want], deadline, limits.io_timeout) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left -= n,
+            }
+        }
+    }
     let _ = client.tcp().shutdown(Shutdown::Write);
 }
 
@@ -814,10 +868,15 @@ fn connection(
             .find(|(k, _)| k.eq_ignore_ascii_case("host"))
             .map(|(_, v)| v.as_str());
         let local = local.unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let unread = admitted
+            .content_length
+            .saturating_sub(buf.len().saturating_sub(admitted.head_len));
         redirect(
             &mut *client,
             &admitted,
             &https_location(host, local, port, &admitted.target),
+            unread,
+            limits,
         );
         return Ok(());
     }
