@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use cdrbox::sim::{self, Scenario, SimOptions};
-use cli_support::{http, total, wait, RunningBox};
+use cli_support::{http, total, wait, BoxConfig, RunningBox, PASS};
 
 #[test]
 fn records_without_its_display_and_applies_a_new_pbx_address_live() {
@@ -28,36 +28,22 @@ fn records_without_its_display_and_applies_a_new_pbx_address_live() {
     });
     let dir = tempfile::tempdir().unwrap();
     let web = cli_support::free_port();
-    let config = dir.path().join("cdrbox.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[[pbx]]
-name = "office"
-host = "127.0.0.1"
-port = {}
-username = "cdrbox"
-secret = "live-secret"
-timezone = "Europe/Moscow"
-
-[storage]
-path = "{}"
-
-[web]
-listen = "127.0.0.1:{web}"
-
-[display]
-driver = "ssd1306"
-i2c_bus = "{}"
-"#,
+    let no_bus = format!(
+        "i2c_bus = \"{}\"",
+        dir.path().join("no-such-i2c-bus").display()
+    );
+    let config = BoxConfig::new(dir.path())
+        .pbx(
+            "office",
             a.local_addr().port(),
-            dir.path().join("data").display(),
-            dir.path().join("no-such-i2c-bus").display()
-        ),
-    )
-    .unwrap();
-    let mut child = RunningBox::start(&config);
+            ("cdrbox", "live-secret"),
+            &["timezone = \"Europe/Moscow\""],
+        )
+        .storage(&[])
+        .web(web, &[])
+        .table("[display]", &["driver = \"ssd1306\"", &no_bus])
+        .write();
+    let mut child = RunningBox::start(&config, PASS);
 
     // Recording works although the OLED's bus does not exist.
     wait("login on PBX A", Duration::from_secs(30), || {

@@ -11,7 +11,7 @@ mod settings_support;
 use std::time::Duration;
 
 use cdrbox::sim::{self, SimOptions};
-use cli_support::{free_port, http, http_bytes, http_json, total, wait, RunningBox};
+use cli_support::{free_port, http, http_bytes, http_json, total, wait, RunningBox, PASS};
 use serde_json::{json, Value};
 use settings_support::changed_keys;
 
@@ -153,7 +153,7 @@ fn saves_change_one_key_restart_applies_the_rest_and_switching_off_is_never_sile
         dir.path().join("data").display()
     );
     std::fs::write(&config, &text).unwrap();
-    let mut cdrbox = RunningBox::start(&config);
+    let mut cdrbox = RunningBox::start(&config, PASS);
     let pid = cdrbox.child.id();
     wait("the first records", LONG, || total(web1) > 0);
 

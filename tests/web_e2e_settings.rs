@@ -139,7 +139,7 @@ mount_root = "{d}/media"
         }));
     }
 
-    let mut cdrbox = RunningBox::start(&config);
+    let mut cdrbox = RunningBox::start(&config, PASS);
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/e2e-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     let results = dir.path().join("results.json");

@@ -1,14 +1,19 @@
 //! Helpers for tests that drive the real `cdrbox run` binary over its web API: a minimal HTTP
-//! client with Basic auth, free ports, polling with a deadline, and the box process itself
-//! (password set with `cdrbox passwd`, stopped with SIGTERM when dropped).
+//! client with Basic auth and the journal's total; the box process itself (config builder,
+//! free ports, polling, `RunningBox`) comes from `support/box_process.rs`.
 
 #![allow(dead_code)]
 
+#[path = "../support/box_process.rs"]
+pub mod box_process;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// Each test uses its own part of these.
+#[allow(unused_imports)]
+pub use box_process::{free_port, wait, BoxConfig, RunningBox};
 
 /// The admin password every box of these tests gets.
 pub const PASS: &str = "cli-test-pass-1";
@@ -57,23 +62,6 @@ pub fn http_json(port: u16, method: &str, path: &str, body: &str) -> (u16, serde
     )
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Polls `cond` every 100 ms; fails the test naming `what` after `limit`.
-pub fn wait(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !cond() {
-        assert!(t.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Records the journal holds (the page's total of all calls).
 pub fn total(port: u16) -> u64 {
     let (code, v) = http_json(port, "GET", "/api/calls?limit=1", "");
@@ -81,64 +69,4 @@ pub fn total(port: u16) -> u64 {
         return 0;
     }
     v["total"].as_u64().unwrap_or(0)
-}
-
-/// A running `cdrbox run --config FILE`, stopped with SIGTERM on drop.
-pub struct RunningBox {
-    pub child: Child,
-    pub config: PathBuf,
-}
-
-impl RunningBox {
-    /// Sets the admin password for `config`, then starts the box.
-    pub fn start(config: &Path) -> RunningBox {
-        let bin = env!("CARGO_BIN_EXE_cdrbox");
-        let mut passwd = Command::new(bin)
-            .args(["passwd", "--config"])
-            .arg(config)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        writeln!(passwd.stdin.take().unwrap(), "{PASS}").unwrap();
-        assert!(passwd.wait().unwrap().success());
-        let child = Command::new(bin)
-            .args(["run", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        RunningBox {
-            child,
-            config: config.to_path_buf(),
-        }
-    }
-
-    pub fn still_running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    /// SIGTERM, and the exit status must be success.
-    pub fn stop(mut self) {
-        self.terminate();
-        assert!(self.child.wait().unwrap().success());
-    }
-
-    fn terminate(&mut self) {
-        // SAFETY: kill(2) on our own child.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-    }
-}
-
-impl Drop for RunningBox {
-    fn drop(&mut self) {
-        if self.still_running() {
-            self.terminate();
-            let _ = self.child.wait();
-        }
-    }
 }

@@ -7,8 +7,16 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "../support/box_process.rs"]
+mod box_process;
+
+// Each test uses its own part of these.
+#[allow(unused_imports)]
+pub use box_process::{free_port, status_kib, wait};
+use box_process::{set_password, spawn_run, BoxConfig};
 
 pub const PASS: &str = "hardening-pass-1";
 
@@ -19,22 +27,6 @@ pub struct RealBox {
     pub config: PathBuf,
     /// What the process printed on stderr (the log), filled by a reader thread.
     pub log: std::sync::Arc<std::sync::Mutex<String>>,
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-pub fn wait(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !cond() {
-        assert!(t.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 impl RealBox {
@@ -48,36 +40,21 @@ impl RealBox {
     pub fn start_with_pbx(password: bool, pbx_port: u16, extra: &str) -> RealBox {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let config = dir.path().join("cdrbox.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[[pbx]]\nname = \"office\"\nhost = \"127.0.0.1\"\nport = {pbx_port}\nusername = \"u\"\nsecret = \"s3cret-ami\"\nauth = \"plain\"\n\n[storage]\npath = \"{}\"\n\n[web]\nlisten = \"127.0.0.1:{port}\"\n{extra}\n\n[display]\ndriver = \"none\"\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
-        let bin = env!("CARGO_BIN_EXE_cdrbox");
+        let config = BoxConfig::new(dir.path())
+            .pbx(
+                "office",
+                pbx_port,
+                ("u", "s3cret-ami"),
+                &["auth = \"plain\""],
+            )
+            .storage(&[])
+            .web(port, &[extra])
+            .no_display()
+            .write();
         if password {
-            let mut p = Command::new(bin)
-                .args(["passwd", "--config"])
-                .arg(&config)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap();
-            writeln!(p.stdin.take().unwrap(), "{PASS}").unwrap();
-            assert!(p.wait().unwrap().success());
+            set_password(&config, PASS);
         }
-        let mut child = Command::new(bin)
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_run(&config, "info", Stdio::piped());
         let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         {
             let log = log.clone();
@@ -141,10 +118,7 @@ impl RealBox {
     /// SIGTERM; how long until the process was gone (panics after 30 s).
     pub fn stop(&mut self) -> Duration {
         let t = Instant::now();
-        // SAFETY: kill(2) on our own child.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
+        box_process::sigterm(&self.child);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 assert!(status.success(), "exit status after SIGTERM: {status}");
@@ -284,15 +258,4 @@ pub fn read_reply(s: impl Read) -> Option<Reply> {
         headers,
         body,
     })
-}
-
-/// A `/proc/PID/status` line in KiB.
-pub fn status_kib(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
