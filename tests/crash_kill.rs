@@ -16,12 +16,16 @@ use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+#[path = "support/box_process.rs"]
+mod box_process;
+
+use box_process::{spawn_run, terminate, BoxConfig};
 use cdrbox::filter::{Filter, Sort};
 use cdrbox::journal::{JournalPaths, JournalReader};
 
@@ -96,18 +100,6 @@ fn serve(mut s: TcpStream, next: &AtomicU64, logins: &AtomicU64, stop: &AtomicBo
     }
 }
 
-fn spawn_logger(config: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_cdrbox"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "error")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start cdrbox run")
-}
-
 /// Every record the journal holds (committed or still in the ring), by UniqueID.
 fn journal_contents(paths: &JournalPaths) -> HashMap<String, Vec<u8>> {
     let reader = match JournalReader::open_with_ring(paths) {
@@ -155,38 +147,22 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing_durable() {
         let (next, logins, stop) = (next.clone(), logins.clone(), stop.clone());
         thread::spawn(move || burst_server(listener, next, logins, stop))
     };
-    let data = dir.path().join("data");
-    let config = dir.path().join("cdrbox.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[[pbx]]
-name = "crash"
-host = "127.0.0.1"
-port = {port}
-username = "u"
-secret = "s"
-auth = "plain"
-timezone = "Europe/Moscow"
-connect_timeout_ms = 1000
-login_timeout_ms = 2000
-
-[storage]
-path = "{}"
-flush_interval_ms = 200
-flush_records = 200
-
-[web]
-listen = "127.0.0.1:0"
-
-[display]
-driver = "none"
-"#,
-            data.display()
-        ),
-    )
-    .unwrap();
+    let box_config = BoxConfig::new(dir.path())
+        .pbx(
+            "crash",
+            port,
+            ("u", "s"),
+            &[
+                "auth = \"plain\"",
+                "timezone = \"Europe/Moscow\"",
+                "connect_timeout_ms = 1000",
+                "login_timeout_ms = 2000",
+            ],
+        )
+        .storage(&["flush_interval_ms = 200", "flush_records = 200"])
+        .web(0, &[])
+        .no_display();
+    let (config, data) = (box_config.write(), box_config.data());
     let paths = JournalPaths::from_path(&data);
 
     let mut rng = fastrand::Rng::with_seed(0xC0FFEE);
@@ -194,7 +170,7 @@ driver = "none"
     let mut grew = 0;
     let started = Instant::now();
     for round in 0..kills {
-        let mut child = spawn_logger(&config);
+        let mut child = spawn_run(&config, "error", Stdio::null());
         // Three kills in four land during the burst (after the login, at a random moment);
         // the fourth at a purely random time, which may be during start-up or replay.
         if round % 4 != 3 {
@@ -234,13 +210,9 @@ driver = "none"
         seen = now;
     }
     // A last clean run replays and commits everything; SIGTERM must exit 0.
-    let mut child = spawn_logger(&config);
+    let mut child = spawn_run(&config, "error", Stdio::null());
     thread::sleep(Duration::from_millis(500));
-    // SAFETY: plain kill(2) on our own child's pid.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    let status = child.wait().unwrap();
+    let status = terminate(&mut child);
     assert!(status.success(), "clean stop after SIGTERM: {status:?}");
     let fin = journal_contents(&paths);
     quick_check(&paths.db);

@@ -15,13 +15,17 @@
 //!    produced while it was up — only what it "produced" while down.
 
 // Its own module (not via support/mod.rs, which the AMI tests own).
+#[path = "support/box_process.rs"]
+mod box_process;
 #[path = "support/fault_proxy.rs"]
 mod fault_proxy_support;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
+
+use box_process::{open_fds, spawn_run, status_kib, terminate, BoxConfig};
 
 use cdrbox::ami::{Decoder, Frame};
 use cdrbox::record::{CallRecord, PbxContext};
@@ -33,21 +37,6 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
-fn status_kib(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// Waits until the logger is logged in to the simulator (or `limit` passes).
@@ -102,47 +91,25 @@ impl Rig {
         let sim = cdrbox::sim::start(listener, opts).await.unwrap();
         let proxy = FaultProxy::start(sim.local_addr(), 0xFA17).await;
         let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        let config = dir.path().join("cdrbox.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"
-[[pbx]]
-name = "faulty"
-host = "127.0.0.1"
-port = {port}
-username = "logger"
-secret = "s3cret"
-auth = "md5"
-timezone = "{timezone}"
-{pbx_keys}
-
-[storage]
-path = "{data}"
-flush_interval_ms = 200
-
-[web]
-listen = "127.0.0.1:0"
-
-[display]
-driver = "none"
-"#,
-                port = proxy.addr.port(),
-                data = data.display()
-            ),
-        )
-        .unwrap();
+        let timezone_line = format!("timezone = \"{timezone}\"");
+        let pbx_lines: Vec<&str> = ["auth = \"md5\"", timezone_line.as_str()]
+            .into_iter()
+            .chain(pbx_keys.lines())
+            .collect();
+        let box_config = BoxConfig::new(dir.path())
+            .pbx(
+                "faulty",
+                proxy.addr.port(),
+                ("logger", "s3cret"),
+                &pbx_lines,
+            )
+            .storage(&["flush_interval_ms = 200"])
+            .web(0, &[])
+            .no_display();
+        let (config, data) = (box_config.write(), box_config.data());
         let log = dir.path().join("logger.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_cdrbox"))
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start cdrbox run");
+        // Its log goes to `log` (the tail is printed when the campaign fails).
+        let child = spawn_run(&config, "info", std::fs::File::create(&log).unwrap());
         let rig = Rig {
             sim,
             proxy,
@@ -182,11 +149,7 @@ driver = "none"
 
     /// SIGTERM (everything received is committed at exit), then the export as JSON rows.
     async fn stop_and_export(mut self) -> (Vec<serde_json::Value>, Finished) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        let status = self.child.wait().unwrap();
+        let status = terminate(&mut self.child);
         assert!(
             status.success(),
             "cdrbox run exit after SIGTERM: {status:?}"
@@ -279,7 +242,7 @@ async fn faults_between_pbx_and_logger_lose_or_duplicate_nothing_delivered_whole
     .await;
     let pid = rig.pid();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (fds0, rss0) = (fds(pid), status_kib(pid, "VmRSS:"));
+    let (fds0, rss0) = (open_fds(pid), status_kib(pid, "VmRSS:"));
 
     // The campaign: a non-fatal spell, then one fatal fault, until the time is up.
     let mut counts: HashMap<&str, u32> = HashMap::new();
@@ -330,7 +293,7 @@ async fn faults_between_pbx_and_logger_lose_or_duplicate_nothing_delivered_whole
     rig.proxy.set_mode(Mode::Clean);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (fds1, rss1, hwm) = (
-        fds(pid),
+        open_fds(pid),
         status_kib(pid, "VmRSS:"),
         status_kib(pid, "VmHWM:"),
     );

@@ -3,9 +3,13 @@
 //! kill (exit by signal 15). Open used to run `quick_check` itself; now the check runs in the
 //! background after start, so this also pins that a stop interrupts a check still reading.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+#[path = "support/box_process.rs"]
+mod box_process;
+
+use box_process::{spawn_run, terminate, BoxConfig};
 use cdrbox::config::Config;
 use cdrbox::journal::{Journal, JournalPaths};
 
@@ -28,23 +32,13 @@ fn sigterm_while_the_journal_opens_stops_cleanly() {
     .unwrap();
     drop(conn);
 
-    let config = dir.path().join("cdrbox.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[pbx]]\nname = \"p\"\nhost = \"127.0.0.1\"\nport = 9\nusername = \"u\"\nsecret = \"s\"\n\n[storage]\npath = \"{}\"\n\n[web]\nlisten = \"127.0.0.1:0\"\n\n[display]\ndriver = \"none\"\n",
-            data.display()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cdrbox"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let config = BoxConfig::new(dir.path())
+        .pbx("p", 9, ("u", "s"), &[])
+        .storage(&[])
+        .web(0, &[])
+        .no_display()
+        .write();
+    let mut child = spawn_run(&config, "warn", Stdio::null());
     let pid = child.id();
     // Wait until the process has the database open: the journal open is under way.
     let db_name = db.file_name().unwrap().to_owned();
@@ -64,11 +58,7 @@ fn sigterm_while_the_journal_opens_stops_cleanly() {
         std::thread::sleep(Duration::from_micros(200));
     };
     assert!(opened, "cdrbox run never opened the journal");
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe {
-        libc::kill(pid as i32, libc::SIGTERM);
-    }
-    let status = child.wait().unwrap();
+    let status = terminate(&mut child);
     assert!(
         status.success(),
         "SIGTERM during start-up must stop cleanly, got {status:?}"
