@@ -3,6 +3,8 @@
 //! is then Master.csv row for row (each once), a repeated or overlapping import changes nothing,
 //! stdin works, and malformed lines are reported by number without stopping the import.
 
+#[path = "support/box_process.rs"]
+mod box_process;
 mod import_support;
 
 use std::io::Write;
@@ -10,36 +12,22 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use box_process::BoxConfig;
 use cdrbox::clock::Clock;
 use cdrbox::journal::{Ack, Journal};
 use import_support::{ami_records, master_csv, moscow, storage};
 
 fn write_config(dir: &Path) -> std::path::PathBuf {
-    let config = dir.join("cdrbox.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[[pbx]]
-name = "pbx1"
-host = "127.0.0.1"
-port = 5038
-username = "cdrbox"
-secret = "s3cret"
-timezone = "Europe/Moscow"
-charset = "windows-1251"
-
-[storage]
-path = "{}"
-
-[web]
-listen = "127.0.0.1:0"
-"#,
-            dir.join("data").display()
-        ),
-    )
-    .unwrap();
-    config
+    BoxConfig::new(dir)
+        .pbx(
+            "pbx1",
+            5038,
+            ("cdrbox", "s3cret"),
+            &["timezone = \"Europe/Moscow\"", "charset = \"windows-1251\""],
+        )
+        .storage(&[])
+        .web(0, &[])
+        .write()
 }
 
 fn cdrbox(args: &[&str], config: &Path, stdin: Option<&[u8]>) -> (bool, String, String) {

@@ -4,13 +4,16 @@
 //! may not import; a bad parameter names itself; and `cdrbox import` beside the running box
 //! refuses, saying how to import through it.
 
+#[path = "support/box_process.rs"]
+mod box_process;
 mod import_support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
+use box_process::{free_port, wait_listening, BoxConfig, RunningBox, BIN};
 use import_support::master_csv;
 
 const PASS: &str = "import-web-pass-1";
@@ -42,22 +45,6 @@ fn http(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
     (code, out[at..].to_vec())
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct RunningBox(Child);
-impl Drop for RunningBox {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn sorted_lines(b: &[u8]) -> Vec<String> {
     let mut v: Vec<String> = String::from_utf8_lossy(b)
         .lines()
@@ -75,59 +62,19 @@ fn json(b: &[u8]) -> serde_json::Value {
 fn admin_uploads_master_csv_and_the_export_is_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let web = free_port();
-    let config = dir.path().join("cdrbox.toml");
     // The PBX's AMI port has nobody listening: the link stays down, which is the point.
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[[pbx]]
-name = "pbx1"
-host = "127.0.0.1"
-port = {}
-username = "cdrbox"
-secret = "s3cret"
-timezone = "Europe/Moscow"
-
-[storage]
-path = "{}"
-
-[web]
-listen = "127.0.0.1:{web}"
-"#,
+    let config = BoxConfig::new(dir.path())
+        .pbx(
+            "pbx1",
             free_port(),
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
-    let bin = env!("CARGO_BIN_EXE_cdrbox");
-    let mut passwd = Command::new(bin)
-        .args(["passwd", "--config"])
-        .arg(&config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    writeln!(passwd.stdin.take().unwrap(), "{PASS}").unwrap();
-    assert!(passwd.wait().unwrap().success());
-    let _running = RunningBox(
-        Command::new(bin)
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let t = Instant::now();
-    while TcpStream::connect(("127.0.0.1", web)).is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "web page never came up"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+            ("cdrbox", "s3cret"),
+            &["timezone = \"Europe/Moscow\""],
+        )
+        .storage(&[])
+        .web(web, &[])
+        .write();
+    let _running = RunningBox::start(&config, PASS);
+    wait_listening(web);
 
     let (code, body) = http(web, "POST", "/api/import?pbx=pbx1", &master_csv());
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
@@ -174,7 +121,7 @@ listen = "127.0.0.1:{web}"
     assert!(String::from_utf8_lossy(&body).contains("usegmtime"));
 
     // The CLI beside the running box says how to import through it.
-    let out = Command::new(bin)
+    let out = Command::new(BIN)
         .args(["import", "--pbx", "pbx1", "--config"])
         .arg(&config)
         .arg("Master.csv")

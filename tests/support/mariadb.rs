@@ -6,6 +6,9 @@
 //! Include with `#[path = "support/mariadb.rs"] mod mariadb;`.
 #![allow(dead_code)]
 
+#[path = "box_process.rs"]
+mod box_process;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -129,14 +132,6 @@ fn template() -> &'static Path {
     })
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl MariaDb {
     /// Starts a fresh server with database `asteriskcdrdb` (empty).
     pub fn start() -> MariaDb {
@@ -156,7 +151,7 @@ impl MariaDb {
         let mut db = MariaDb {
             child: None,
             dir,
-            port: free_port(),
+            port: box_process::free_port(),
             extra: Vec::new(),
         };
         db.launch();
