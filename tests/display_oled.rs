@@ -640,6 +640,26 @@ fn bus_ms(transactions: usize, bytes: usize, hz: f64) -> f64 {
     (bytes * 9 + transactions * 2) as f64 / hz * 1000.0
 }
 
+/// The loop [`recorded_loop`] makes: a panel on a [`Recorder`] bus, health reports ignored.
+type RecordedLoop = DisplayLoop<
+    Oled<Recorder>,
+    Box<dyn FnMut() -> Result<Oled<Recorder>, PanelError>>,
+    fn(DisplayHealth),
+>;
+
+/// A healthy panel on a recording bus, pages every 5 s, screensaver after 600 s.
+fn recorded_loop(t0: Mono) -> (Recorder, RecordedLoop) {
+    let bus = Recorder::default();
+    let b = bus.clone();
+    let lp: RecordedLoop = DisplayLoop::new(
+        Box::new(move || Ok(Oled::new(b.clone(), 0x3C, 0))),
+        settings(5 * S, 600 * S),
+        |_| {},
+        t0,
+    );
+    (bus, lp)
+}
+
 #[test]
 fn i2c_budget() {
     let report = |what: &str, log: &[(u8, Vec<u8>)]| {
@@ -654,15 +674,8 @@ fn i2c_budget() {
     println!("(each transaction's address byte counted; page_interval 5 s, screensaver 600 s)");
 
     // One healthy PBX: one still page.
-    let bus = Recorder::default();
-    let b = bus.clone();
     let t0 = Mono::ZERO;
-    let mut lp = DisplayLoop::new(
-        move || Ok(Oled::new(b.clone(), 0x3C, 0)),
-        settings(5 * S, 600 * S),
-        |_| {},
-        t0,
-    );
+    let (bus, mut lp) = recorded_loop(t0);
     let mut v = view();
     lp.step(&v, t0);
     report("start: init + contrast + full frame", &bus.take());
@@ -701,14 +714,7 @@ fn i2c_budget() {
     report("call during screen saver (restore + redraw)", &bus.take());
 
     // Two PBXs: summary + links page rotate every 5 s.
-    let bus = Recorder::default();
-    let b = bus.clone();
-    let mut lp = DisplayLoop::new(
-        move || Ok(Oled::new(b.clone(), 0x3C, 0)),
-        settings(5 * S, 600 * S),
-        |_| {},
-        t0,
-    );
+    let (bus, mut lp) = recorded_loop(t0);
     let mut v = view();
     let mut second = v.links[0].clone();
     second.pbx = "Branch".into();

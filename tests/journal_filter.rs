@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use cdrbox::filter::{Filter, Page, Sort};
 use cdrbox::journal::testdata::{sample_record, BASE_UTC};
-use cdrbox::journal::{Journal, JournalError, JournalReader};
+use cdrbox::journal::{Journal, JournalError, JournalHandle, JournalReader};
 use cdrbox::record::{CallRecord, Direction, Disposition};
 use cdrbox::sink::RecordSink;
 use journal_common::{cfg, clock, paths};
@@ -118,15 +118,21 @@ fn filters() -> Vec<Filter> {
     ]
 }
 
+/// A journal in `dir` handed `recs` (not yet flushed).
+fn journal_with(dir: &std::path::Path, recs: &[CallRecord]) -> JournalHandle {
+    let (c, _) = clock(BASE_UTC);
+    let (j, _) = Journal::open(&cfg(dir), c).unwrap();
+    for r in recs {
+        j.record(r.clone());
+    }
+    j
+}
+
 #[test]
 fn sql_and_matches_select_the_same_records() {
     let dir = tempfile::tempdir().unwrap();
-    let (c, _) = clock(BASE_UTC);
-    let (j, _) = Journal::open(&cfg(dir.path()), c).unwrap();
     let recs = records();
-    for r in &recs {
-        j.record(r.clone());
-    }
+    let j = journal_with(dir.path(), &recs);
     j.flush().unwrap();
     let reader = JournalReader::open(&paths(dir.path())).unwrap();
     for f in filters() {
@@ -179,12 +185,8 @@ fn sql_and_matches_select_the_same_records() {
 #[test]
 fn sorting_and_paging_are_stable() {
     let dir = tempfile::tempdir().unwrap();
-    let (c, _) = clock(BASE_UTC);
-    let (j, _) = Journal::open(&cfg(dir.path()), c).unwrap();
     let recs = records();
-    for r in &recs {
-        j.record(r.clone());
-    }
+    let j = journal_with(dir.path(), &recs);
     j.shutdown();
     let reader = JournalReader::open(&paths(dir.path())).unwrap();
     let all = Filter::default();

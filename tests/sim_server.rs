@@ -48,6 +48,30 @@ impl Client {
         Client::from_stream(TcpStream::connect(sim.local_addr()).await.unwrap())
     }
 
+    /// A cdr-only session that shrinks its receive window to 4 KiB and does not read, so the
+    /// server's writes to it stall.
+    async fn slow(sim: &SimHandle) -> Client {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut slow = Client::from_stream(socket.connect(sim.local_addr()).await.unwrap());
+        slow.login(Some("cdr")).await;
+        slow
+    }
+
+    /// Reads until the server ends the stream (EOF or reset); the bytes read. Fails naming
+    /// `what` when the stream stays open.
+    async fn read_until_closed(&mut self, what: &str) -> usize {
+        let mut total = 0usize;
+        let mut chunk = vec![0u8; 65536];
+        loop {
+            match tokio::time::timeout(WAIT, self.stream.read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return total,
+                Ok(Ok(n)) => total += n,
+                Err(_) => panic!("{what} was not closed"),
+            }
+        }
+    }
+
     fn from_stream(stream: TcpStream) -> Client {
         Client {
             stream,
@@ -610,10 +634,7 @@ async fn a_slow_reader_is_dropped_without_stalling_others() {
     })
     .await;
     // The slow client shrinks its receive window and never reads, so the server's writes stall.
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut slow = Client::from_stream(socket.connect(sim.local_addr()).await.unwrap());
-    slow.login(Some("cdr")).await;
+    let mut slow = Client::slow(&sim).await;
     let mut fast = Client::connect(&sim).await;
     fast.login(Some("cdr")).await;
     assert_eq!(sim.logged_in(), 2);
@@ -652,15 +673,7 @@ async fn a_slow_reader_is_dropped_without_stalling_others() {
     );
 
     // The slow client, once it reads, finds a truncated stream that ends (EOF or reset).
-    let mut total = 0usize;
-    let mut chunk = vec![0u8; 65536];
-    loop {
-        match tokio::time::timeout(WAIT, slow.stream.read(&mut chunk)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => break,
-            Ok(Ok(n)) => total += n,
-            Err(_) => panic!("slow session was not closed"),
-        }
-    }
+    let total = slow.read_until_closed("slow session").await;
     let all: usize = sim.events().iter().map(|e| e.len()).sum();
     assert!(
         total < all,
@@ -679,10 +692,7 @@ async fn a_session_whose_queue_overflows_is_dropped_and_the_generator_never_wait
         ..opts()
     })
     .await;
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut slow = Client::from_stream(socket.connect(sim.local_addr()).await.unwrap());
-    slow.login(Some("cdr")).await;
+    let mut slow = Client::slow(&sim).await;
     // First let the session fill the socket and block inside a write (small batches, so its
     // queue never fills while it is still writing) …
     let mut last_sent = u64::MAX;
@@ -716,14 +726,7 @@ async fn a_session_whose_queue_overflows_is_dropped_and_the_generator_never_wait
     }
     assert_eq!(sim.sessions_dropped(), 1);
     assert_eq!(sim.logged_in(), 0);
-    let mut chunk = vec![0u8; 65536];
-    loop {
-        match tokio::time::timeout(WAIT, slow.stream.read(&mut chunk)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => break,
-            Ok(Ok(_)) => {}
-            Err(_) => panic!("overflowed session was not closed"),
-        }
-    }
+    slow.read_until_closed("overflowed session").await;
     sim.stop().await;
 }
 

@@ -42,6 +42,15 @@ fn run(
     export(src, fs, dir, &opts(mode), &mut |_| {}, &|| true)
 }
 
+/// A first export of `n` records onto a stick with `faults`, which must fail: the stick, the
+/// source and the error.
+fn failed_export(n: i64, faults: Faults) -> (tempfile::TempDir, MemorySource, UsbError) {
+    let stick = tempfile::tempdir().unwrap();
+    let src = source_with(n);
+    let e = run(&src, &FaultyFs::new(faults), stick.path(), UsbMode::New).unwrap_err();
+    (stick, src, e)
+}
+
 #[test]
 fn first_export_is_verified_and_named_after_box_and_dates() {
     let stick = tempfile::tempdir().unwrap();
@@ -163,16 +172,16 @@ fn gaps_in_range_are_listed() {
 
 #[test]
 fn stick_full_is_refused_before_writing_with_the_space_needed() {
-    let stick = tempfile::tempdir().unwrap();
-    let src = source_with(2000);
-    let fs = FaultyFs::new(Faults {
-        free: Some(FreeSpace {
-            available: 1_500_000,
-            block: 4096,
-        }),
-        ..Default::default()
-    });
-    let e = run(&src, &fs, stick.path(), UsbMode::New).unwrap_err();
+    let (stick, src, e) = failed_export(
+        2000,
+        Faults {
+            free: Some(FreeSpace {
+                available: 1_500_000,
+                block: 4096,
+            }),
+            ..Default::default()
+        },
+    );
     let msg = e.to_string();
     assert!(
         msg.starts_with("USB stick full: needs ") && msg.ends_with(" MB more (free 1 MB)"),
@@ -192,14 +201,14 @@ fn stick_full_is_refused_before_writing_with_the_space_needed() {
 
 #[test]
 fn enospc_mid_write_says_full_leaves_nothing_and_resumes() {
-    let stick = tempfile::tempdir().unwrap();
-    let src = source_with(500);
-    let fs = FaultyFs::new(Faults {
-        fail_after_bytes: Some(20_000),
-        write_errno: libc::ENOSPC,
-        ..Default::default()
-    });
-    let e = run(&src, &fs, stick.path(), UsbMode::New).unwrap_err();
+    let (stick, src, e) = failed_export(
+        500,
+        Faults {
+            fail_after_bytes: Some(20_000),
+            write_errno: libc::ENOSPC,
+            ..Default::default()
+        },
+    );
     let msg = e.to_string();
     assert!(msg.starts_with("USB stick full: needs "), "{msg}");
     assert!(msg.contains(" MB more (free "), "{msg}");
@@ -268,13 +277,13 @@ fn presence_check_failing_is_reported_as_removed() {
 
 #[test]
 fn fsync_failure_is_removed_and_watermark_stays() {
-    let stick = tempfile::tempdir().unwrap();
-    let src = source_with(10);
-    let fs = FaultyFs::new(Faults {
-        fsync_errno: Some(libc::EIO),
-        ..Default::default()
-    });
-    let e = run(&src, &fs, stick.path(), UsbMode::New).unwrap_err();
+    let (stick, src, e) = failed_export(
+        10,
+        Faults {
+            fsync_errno: Some(libc::EIO),
+            ..Default::default()
+        },
+    );
     assert!(matches!(e, UsbError::Removed), "{e:?}");
     assert_eq!(src.watermark().unwrap(), 0);
     assert!(tree(stick.path()).is_empty());
@@ -282,13 +291,13 @@ fn fsync_failure_is_removed_and_watermark_stays() {
 
 #[test]
 fn read_only_stick_is_named_and_nothing_changes() {
-    let stick = tempfile::tempdir().unwrap();
-    let src = source_with(10);
-    let fs = FaultyFs::new(Faults {
-        mkdir_errno: Some(libc::EROFS),
-        ..Default::default()
-    });
-    let e = run(&src, &fs, stick.path(), UsbMode::New).unwrap_err();
+    let (stick, src, e) = failed_export(
+        10,
+        Faults {
+            mkdir_errno: Some(libc::EROFS),
+            ..Default::default()
+        },
+    );
     assert_eq!(
         e.to_string(),
         format!(
@@ -301,13 +310,13 @@ fn read_only_stick_is_named_and_nothing_changes() {
 
 #[test]
 fn permission_denied_is_not_writable() {
-    let stick = tempfile::tempdir().unwrap();
-    let src = source_with(3);
-    let fs = FaultyFs::new(Faults {
-        mkdir_errno: Some(libc::EACCES),
-        ..Default::default()
-    });
-    let e = run(&src, &fs, stick.path(), UsbMode::New).unwrap_err();
+    let (stick, _src, e) = failed_export(
+        3,
+        Faults {
+            mkdir_errno: Some(libc::EACCES),
+            ..Default::default()
+        },
+    );
     assert!(
         e.to_string().starts_with(&format!(
             "USB stick {} is not writable by cdrbox",
@@ -320,13 +329,13 @@ fn permission_denied_is_not_writable() {
 #[test]
 fn bad_read_back_fails_verification_without_publishing() {
     for name in ["calls.csv", "calls.json", "MANIFEST.txt"] {
-        let stick = tempfile::tempdir().unwrap();
-        let src = source_with(20);
-        let fs = FaultyFs::new(Faults {
-            corrupt_read_back: Some(name.into()),
-            ..Default::default()
-        });
-        let e = run(&src, &fs, stick.path(), UsbMode::New).unwrap_err();
+        let (stick, src, e) = failed_export(
+            20,
+            Faults {
+                corrupt_read_back: Some(name.into()),
+                ..Default::default()
+            },
+        );
         assert_eq!(
             e.to_string(),
             format!("USB copy failed verification: {name} read back from the stick differs from what was written (faulty stick?); nothing was marked as copied")
@@ -338,14 +347,14 @@ fn bad_read_back_fails_verification_without_publishing() {
 
 #[test]
 fn efbig_says_fat32_limit() {
-    let stick = tempfile::tempdir().unwrap();
-    let src = source_with(50);
-    let fs = FaultyFs::new(Faults {
-        fail_after_bytes: Some(1000),
-        write_errno: libc::EFBIG,
-        ..Default::default()
-    });
-    let e = run(&src, &fs, stick.path(), UsbMode::New).unwrap_err();
+    let (_stick, _src, e) = failed_export(
+        50,
+        Faults {
+            fail_after_bytes: Some(1000),
+            write_errno: libc::EFBIG,
+            ..Default::default()
+        },
+    );
     assert!(e.to_string().contains("FAT32 files stop at 4 GB"), "{e}");
 }
 

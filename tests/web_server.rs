@@ -53,6 +53,11 @@ fn basic() -> String {
     )
 }
 
+/// `GET path` with Basic auth as admin.
+fn get_admin(addr: SocketAddr, path: &str) -> Reply {
+    get(addr, path, &format!("Authorization: {}\n", basic()))
+}
+
 struct Reply {
     status: u16,
     headers: Vec<(String, String)>,
@@ -138,6 +143,18 @@ fn get(addr: SocketAddr, target: &str, auth: &str) -> Reply {
     send(addr, &format!("GET {target} HTTP/1.1\n{auth}"), b"")
 }
 
+/// Opens the live feed (`GET /api/events` as admin), its answer not read yet.
+fn open_feed(addr: SocketAddr) -> BufReader<TcpStream> {
+    let mut c = TcpStream::connect(addr).unwrap();
+    write!(
+        c,
+        "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {}\r\n\r\n",
+        basic()
+    )
+    .unwrap();
+    BufReader::new(c)
+}
+
 fn setup_password(s: &Server) -> String {
     // The one-time setup code is made on the first look at the setup state.
     assert_eq!(get(s.addr, "/api/setup", "").status, 200);
@@ -178,17 +195,9 @@ fn first_setup_then_cookie_and_basic_and_refusals() {
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(v["total"], 20);
     assert_eq!(v["records"].as_array().unwrap().len(), 5);
-    let r = get(
-        s.addr,
-        "/api/status",
-        &format!("Authorization: {}\n", basic()),
-    );
+    let r = get_admin(s.addr, "/api/status");
     assert_eq!(r.status, 200, "{}", r.text());
-    let r = get(
-        s.addr,
-        "/api/calls?limit=abc",
-        &format!("Authorization: {}\n", basic()),
-    );
+    let r = get_admin(s.addr, "/api/calls?limit=abc");
     assert_eq!(r.status, 400);
     assert!(r.text().contains("\"param\":\"limit\""), "{}", r.text());
     let r = get(s.addr, "/", &format!("Cookie: {cookie}\n"));
@@ -200,16 +209,10 @@ fn first_setup_then_cookie_and_basic_and_refusals() {
 fn live_feed_receives_a_pushed_record() {
     let s = start(0, |_| {});
     setup_password(&s);
-    let mut sock = TcpStream::connect(s.addr).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(10)))
+    let mut r = open_feed(s.addr);
+    r.get_ref()
+        .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    write!(
-        sock,
-        "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {}\r\n\r\n",
-        basic()
-    )
-    .unwrap();
-    let mut r = BufReader::new(sock);
     let (status, headers) = read_head(&mut r);
     assert_eq!(status, 200);
     assert!(headers
@@ -217,15 +220,7 @@ fn live_feed_receives_a_pushed_record() {
         .any(|(k, v)| k.eq_ignore_ascii_case("content-type") && v == "text/event-stream"));
     // The live feed holds no worker: ordinary requests still go through with 2 workers.
     for _ in 0..3 {
-        assert_eq!(
-            get(
-                s.addr,
-                "/api/status",
-                &format!("Authorization: {}\n", basic())
-            )
-            .status,
-            200
-        );
+        assert_eq!(get_admin(s.addr, "/api/status").status, 200);
     }
     s.backend.push(record(42 * 60));
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -344,15 +339,7 @@ fn oversized_requests_are_refused() {
     );
     assert_eq!(r.status, 411);
     // The server is still fine.
-    assert_eq!(
-        get(
-            s.addr,
-            "/api/status",
-            &format!("Authorization: {}\n", basic())
-        )
-        .status,
-        200
-    );
+    assert_eq!(get_admin(s.addr, "/api/status").status, 200);
 }
 
 #[test]
@@ -369,11 +356,7 @@ fn idle_clients_do_not_block_others_and_are_dropped() {
         })
         .collect();
     let t = Instant::now();
-    let r = get(
-        s.addr,
-        "/api/calls",
-        &format!("Authorization: {}\n", basic()),
-    );
+    let r = get_admin(s.addr, "/api/calls");
     assert_eq!(r.status, 200);
     assert!(
         t.elapsed() < Duration::from_secs(2),
@@ -399,22 +382,11 @@ fn too_many_live_feeds_get_503() {
     setup_password(&s);
     let mut feeds = Vec::new();
     for _ in 0..2 {
-        let mut c = TcpStream::connect(s.addr).unwrap();
-        write!(
-            c,
-            "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {}\r\n\r\n",
-            basic()
-        )
-        .unwrap();
-        let mut r = BufReader::new(c);
+        let mut r = open_feed(s.addr);
         assert_eq!(read_head(&mut r).0, 200);
         feeds.push(r);
     }
-    let r = get(
-        s.addr,
-        "/api/events",
-        &format!("Authorization: {}\n", basic()),
-    );
+    let r = get_admin(s.addr, "/api/events");
     assert_eq!(r.status, 503);
 }
 
@@ -428,11 +400,7 @@ fn still_serving_after_being_idle_longer_than_the_timeout() {
     keep.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     for round in 0..3 {
         std::thread::sleep(Duration::from_millis(1300));
-        let r = get(
-            s.addr,
-            "/api/status",
-            &format!("Authorization: {}\n", basic()),
-        );
+        let r = get_admin(s.addr, "/api/status");
         assert_eq!(r.status, 200, "round {round}");
     }
     // …was closed for idleness meanwhile.
@@ -533,11 +501,7 @@ fn wedged_page_workers_make_the_probe_unhealthy_and_stop_still_ends() {
     assert_eq!(h.health(), Ok(()));
     // Both page workers get stuck in the journal; the clients get 504 from the gate.
     let clients: Vec<_> = (0..2)
-        .map(|_| {
-            std::thread::spawn(move || {
-                get(addr, "/api/calls", &format!("Authorization: {}\n", basic())).status
-            })
-        })
+        .map(|_| std::thread::spawn(move || get_admin(addr, "/api/calls").status))
         .collect();
     for c in clients {
         assert_eq!(c.join().unwrap(), 504);
