@@ -2,6 +2,7 @@
 //! connection for 5 s, at 1,000 CDR/s. The PBX's writes must never block (Asterisk drops a
 //! client after 100 ms), the link must not drop, and every record must end up committed once.
 
+mod journal_common;
 mod support;
 
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use cdrbox::config::{AuthMethod, Config};
 use cdrbox::journal::{Journal, JournalPaths};
 use cdrbox::record::{CallRecord, PbxContext};
 use cdrbox::sink::RecordSink;
+use journal_common::hold_write_lock;
 use support::fake_ami::{cdr_event, FakeAmi, Pong};
 use support::*;
 
@@ -52,15 +54,7 @@ async fn five_second_journal_stall_at_1000_cdr_per_second_loses_nothing() {
     let db = JournalPaths::from_config(&storage).db;
 
     // Another process-like connection takes the write lock for 5 s as the burst starts.
-    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
-    let locker = std::thread::spawn(move || {
-        let conn = rusqlite::Connection::open(&db).unwrap();
-        conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
-        locked_tx.send(()).unwrap();
-        std::thread::sleep(Duration::from_secs(5));
-        conn.execute_batch("COMMIT").unwrap();
-    });
-    locked_rx.recv().unwrap();
+    let locker = hold_write_lock(db, Duration::from_secs(5));
 
     let fake = FakeAmi::start(|mut c| async move {
         let Some(done) = c.open(Pong::Modern, None).await else {

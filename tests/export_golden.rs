@@ -4,10 +4,12 @@
 //! `UPDATE_GOLDEN=1 cargo test --test export_golden` rewrites `tests/fixtures/export/`; review the
 //! diff before committing it.
 
-use bytes::BytesMut;
-use cdrbox::ami::{Decoder, Frame};
+mod import_support;
+
 use cdrbox::export::{write_all, ExportWriter, Format, Profile};
 use cdrbox::record::{CallRecord, PbxContext, DEFAULT_TRUNK_PATTERN};
+// The captures and the order Master.csv was written in are the import tests' too.
+use import_support::{cdr_events, master_csv, CAPTURES};
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
@@ -22,19 +24,11 @@ fn ctx() -> PbxContext {
 }
 
 fn decode(name: &str) -> Vec<CallRecord> {
-    let bytes = std::fs::read(format!("{DIR}/ami/{name}")).unwrap();
-    let mut buf = BytesMut::from(&bytes[..]);
-    let mut dec = Decoder::default();
     let ctx = ctx();
-    let mut out = Vec::new();
-    while let Some(frame) = dec.decode(&mut buf) {
-        if let Frame::Message(m) = frame {
-            if m.is_event("Cdr") {
-                out.push(CallRecord::from_event(&m, &ctx, 1_795_331_400));
-            }
-        }
-    }
-    out
+    cdr_events(name)
+        .iter()
+        .map(|m| CallRecord::from_event(m, &ctx, 1_795_331_400))
+        .collect()
 }
 
 /// Answered, no answer (+ the Hangup leftover), custom fields, three Cyrillic/escaped caller IDs,
@@ -203,32 +197,14 @@ fn empty_exports_are_well_formed() {
     assert_eq!(v, serde_json::json!([]));
 }
 
-/// Every call fixture in the order `meta/cdr-csv-Master.csv` was written.
-const MASTER_CSV_ORDER: [&str; 14] = [
-    "cdr_answered.bin",
-    "cdr_no_answer.bin",
-    "cdr_busy.bin",
-    "cdr_congestion.bin",
-    "cdr_failed.bin",
-    "cdr_failed_hangup_cause3.bin",
-    "cdr_custom_fields.bin",
-    "cdr_unicode_callerid.bin",
-    "cdr_queue.bin",
-    "cdr_transfer.bin",
-    "cdr_simple_answered_both_legs.bin",
-    "mixed_session_cdr_only.bin",
-    "cdr_answered_timestampevents_systemname.bin",
-    "cel_enabled_cdr_answered.bin",
-];
-
 /// Byte for byte with the formula guard explicitly off (issue 11: the guard is on in every
 /// profile by default; a billing tool that must read `Master.csv` unchanged asks for
 /// `?formulaGuard=off` / `--no-formula-guard`). With the guard on, the only differences are
 /// guarded cells: a `'` before a formula sign, and nothing else.
 #[test]
 fn asterisk_profile_matches_real_master_csv_byte_for_byte() {
-    let records: Vec<CallRecord> = MASTER_CSV_ORDER.iter().flat_map(|f| decode(f)).collect();
-    let master = std::fs::read(format!("{DIR}/ami/meta/cdr-csv-Master.csv")).unwrap();
+    let records: Vec<CallRecord> = CAPTURES.iter().flat_map(|f| decode(f)).collect();
+    let master = master_csv();
     let mut w = cdrbox::export::ExportWriter::unguarded(Format::Csv(Profile::Asterisk), Vec::new())
         .unwrap();
     for r in &records {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use cdrbox::journal::testdata::{sample_record, BASE_UTC};
 use cdrbox::journal::{Ack, Journal};
 use cdrbox::sink::RecordSink;
-use journal_common::{cfg, clock, paths, stays, stored, wait_for};
+use journal_common::{cfg, clock, hold_write_lock, paths, stays, stored, wait_for};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -24,15 +24,7 @@ fn stall_holding_an_exclusive_lock_loses_nothing_and_never_blocks_producers() {
 
     // Another connection takes the write lock for 5 s.
     let db = report.paths.db.clone();
-    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
-    let holder = std::thread::spawn(move || {
-        let conn = rusqlite::Connection::open(&db).unwrap();
-        conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
-        locked_tx.send(()).unwrap();
-        std::thread::sleep(Duration::from_secs(5));
-        conn.execute_batch("COMMIT").unwrap();
-    });
-    locked_rx.recv().unwrap();
+    let holder = hold_write_lock(db, Duration::from_secs(5));
 
     // 1,000 records/s for 5 s from another thread, timing each record() call.
     let producer = {

@@ -74,3 +74,18 @@ pub fn stays(window: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// Another connection takes SQLite's write lock on `db` (`BEGIN EXCLUSIVE`) and holds it for
+/// `hold`; returns once the lock is taken, with the thread that lets it go.
+pub fn hold_write_lock(db: std::path::PathBuf, hold: Duration) -> std::thread::JoinHandle<()> {
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        locked_tx.send(()).unwrap();
+        std::thread::sleep(hold);
+        conn.execute_batch("COMMIT").unwrap();
+    });
+    locked_rx.recv().unwrap();
+    holder
+}
