@@ -22,10 +22,10 @@ mod fault_proxy_support;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-use box_process::{open_fds, spawn_run, status_kib, terminate, BoxConfig};
+use box_process::{export, open_fds, spawn_run, status_kib, terminate, BoxConfig};
 
 use cdrbox::ami::{Decoder, Frame};
 use cdrbox::record::{CallRecord, PbxContext};
@@ -165,17 +165,8 @@ impl Rig {
             _dir: self.dir,
         };
         self.sim.stop().await;
-        let out = Command::new(env!("CARGO_BIN_EXE_cdrbox"))
-            .args(["export", "--format", "json", "--config"])
-            .arg(&self.config)
-            .output()
-            .expect("cdrbox export");
-        assert!(
-            out.status.success(),
-            "export failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (serde_json::from_slice(&out.stdout).unwrap(), finished)
+        let json = export(&self.config, &["--format", "json"]);
+        (serde_json::from_slice(&json).unwrap(), finished)
     }
 }
 

@@ -3,85 +3,48 @@
 //! is re-established at once — the next call is recorded — and a PBX that keeps refusing is
 //! retried about a second apart, not in a hot loop and not after the old 30 s waits.
 
+mod cli_support;
 mod support;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cli_support::box_process::{export, free_port, set_password, spawn_run, terminate, BoxConfig};
+use cli_support::{http, PASS};
 use support::fake_ami::{cdr_event, FakeAmi, Pong};
 
-/// A config for one PBX at `port`, the web page on `web_listen`.
-fn write_config(dir: &Path, port: u16, web_listen: &str) -> std::path::PathBuf {
-    let config = dir.join("cdrbox.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[[pbx]]
-name = "office"
-host = "127.0.0.1"
-port = {port}
-username = "{user}"
-secret = "{secret}"
-auth = "plain"
-timezone = "Europe/Moscow"
-
-[storage]
-path = "{data}"
-flush_interval_ms = 200
-
-[web]
-listen = "{web_listen}"
-
-[display]
-driver = "none"
-"#,
-            user = support::fake_ami::USER,
-            secret = support::fake_ami::SECRET,
-            data = dir.join("data").display()
-        ),
-    )
-    .unwrap();
-    config
+/// A config for one PBX at `port`, the web page on 127.0.0.1:`web` (0: any port).
+fn write_config(dir: &Path, port: u16, web: u16) -> std::path::PathBuf {
+    BoxConfig::new(dir)
+        .pbx(
+            "office",
+            port,
+            (support::fake_ami::USER, support::fake_ami::SECRET),
+            &["auth = \"plain\"", "timezone = \"Europe/Moscow\""],
+        )
+        .storage(&["flush_interval_ms = 200"])
+        .web(web, &[])
+        .no_display()
+        .write()
 }
 
 /// `cdrbox run` on `config`; its log (debug for the links) goes to `dir/box.log`.
-fn spawn_run(dir: &Path, config: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_cdrbox"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "cdrbox::ami=debug,cdrbox::run=debug")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("box.log")).unwrap())
-        .spawn()
-        .expect("start cdrbox run")
+fn spawn_box(dir: &Path, config: &Path) -> Child {
+    let log = std::fs::File::create(dir.join("box.log")).unwrap();
+    spawn_run(config, "cdrbox::ami=debug,cdrbox::run=debug", log)
 }
 
 /// SIGTERM and wait: the box logs off and commits.
 fn stop_box(mut child: Child) {
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    assert!(child.wait().unwrap().success(), "clean exit after SIGTERM");
+    assert!(terminate(&mut child).success(), "clean exit after SIGTERM");
 }
 
 /// UniqueIDs in `cdrbox export --format json`.
 fn exported_ids(config: &Path) -> Vec<String> {
-    let out = Command::new(env!("CARGO_BIN_EXE_cdrbox"))
-        .args(["export", "--format", "json", "--config"])
-        .arg(config)
-        .output()
-        .expect("cdrbox export");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_slice(&export(config, &["--format", "json"])).unwrap();
     rows.iter()
         .filter_map(|r| r["uniqueId"].as_str().map(str::to_string))
         .collect()
@@ -114,8 +77,8 @@ async fn a_cut_session_is_back_at_once_and_refusals_are_retried_about_a_second_a
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), fake.addr.port(), "127.0.0.1:0");
-    let child = spawn_run(dir.path(), &config);
+    let config = write_config(dir.path(), fake.addr.port(), 0);
+    let child = spawn_box(dir.path(), &config);
     support::wait_for("six connections", Duration::from_secs(60), || {
         fake.stats.connections() >= 6
             && fake
@@ -164,44 +127,6 @@ async fn a_cut_session_is_back_at_once_and_refusals_are_retried_about_a_second_a
     }
 }
 
-/// `cdrbox passwd` for the web page's admin user (stdin is not a terminal: first line).
-fn set_password(config: &Path, pass: &str) {
-    use std::io::Write;
-    let mut passwd = Command::new(env!("CARGO_BIN_EXE_cdrbox"))
-        .args(["passwd", "--config"])
-        .arg(config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    writeln!(passwd.stdin.take().unwrap(), "{pass}").unwrap();
-    assert!(passwd.wait().unwrap().success());
-}
-
-/// One HTTP/1.0 request with Basic auth; (status, body).
-fn http(port: u16, pass: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    use base64::Engine;
-    use std::io::{Read, Write};
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("admin:{pass}"));
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("the web page");
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    let code = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string());
-    (code, body.unwrap_or_default())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_change_logs_the_old_session_off_before_the_new_one_logs_in() {
     // A PBX with allowmultiplelogin = no that takes 300 ms to say Goodbye: a login while
@@ -227,14 +152,10 @@ async fn a_config_change_logs_the_old_session_off_before_the_new_one_logs_in() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let web = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = write_config(dir.path(), fake.addr.port(), &format!("127.0.0.1:{web}"));
-    set_password(&config, "handover-pass-1");
-    let child = spawn_run(dir.path(), &config);
+    let web = free_port();
+    let config = write_config(dir.path(), fake.addr.port(), web);
+    set_password(&config, PASS);
+    let child = spawn_box(dir.path(), &config);
     let logins = || {
         fake.stats
             .logins_accepted
@@ -247,11 +168,9 @@ async fn a_config_change_logs_the_old_session_off_before_the_new_one_logs_in() {
     .await;
     // Any [[pbx]] setting restarts that link; the time zone is a harmless one.
     let body = r#"{"pbx":[{"name":"office","timezone":"Europe/Berlin"}]}"#;
-    let pass = "handover-pass-1";
-    let (code, resp) =
-        tokio::task::spawn_blocking(move || http(web, pass, "PUT", "/api/config", body))
-            .await
-            .unwrap();
+    let (code, resp) = tokio::task::spawn_blocking(move || http(web, "PUT", "/api/config", body))
+        .await
+        .unwrap();
     assert_eq!(code, 200, "PUT /api/config: {resp}");
     let logged_in_again = logins() + 1;
     support::wait_for("the new session", Duration::from_secs(30), || {

@@ -171,6 +171,24 @@ pub fn terminate(child: &mut Child) -> ExitStatus {
     child.wait().unwrap()
 }
 
+/// `cdrbox export ARGS --config FILE`: what it wrote to stdout. The command must succeed; its
+/// stderr is shown when it does not.
+pub fn export(config: &Path, args: &[&str]) -> Vec<u8> {
+    let out = Command::new(BIN)
+        .arg("export")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("cdrbox export");
+    assert!(
+        out.status.success(),
+        "cdrbox export {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// A running `cdrbox run --config FILE`, stopped with SIGTERM on drop.
 pub struct RunningBox {
     pub child: Child,
