@@ -7,7 +7,7 @@ mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cdrbox::ami::{AmiMessage, Limits};
 use cdrbox::config::{AuthMethod, Secret};
@@ -98,18 +98,7 @@ async fn cdr_one_byte_per_read() {
 async fn thousand_cdrs_in_one_write() {
     let ids: Vec<String> = (0..1000).map(|i| format!("1795331226.{i}")).collect();
     let sent: Vec<Vec<u8>> = ids.iter().map(|id| cdr_event(id, b"\"\" <>")).collect();
-    let blob = sent.concat();
-    let fake = FakeAmi::start(move |mut c| {
-        let blob = blob.clone();
-        async move {
-            let Some(done) = c.open(Pong::Modern, None).await else {
-                return;
-            };
-            c.send(&blob).await.unwrap();
-            let _ = done.await;
-        }
-    })
-    .await;
+    let fake = FakeAmi::delivering(sent.concat()).await;
     let run = start(link_config(fake.addr, AuthMethod::Md5));
     expect_records(&run.sink, 1000).await;
     assert_eq!(run.sink.raws(), sent, "all 1000, in order, byte-exact");
@@ -150,18 +139,7 @@ async fn latin1_and_cp1251_bytes_are_kept_raw() {
         cdr_event("1.1", b"\"\xc9milie M\xfcller\" <1001>"), // Latin-1
         cdr_event("1.2", b"\"\xcf\xe5\xf2\xf0\xee\xe2\" <1002>"), // CP1251 "Петров"
     ];
-    let to_send = sent.clone();
-    let fake = FakeAmi::start(move |mut c| {
-        let to_send = to_send.concat();
-        async move {
-            let Some(done) = c.open(Pong::Modern, None).await else {
-                return;
-            };
-            c.send(&to_send).await.unwrap();
-            let _ = done.await;
-        }
-    })
-    .await;
+    let fake = FakeAmi::delivering(sent.concat()).await;
     let run = start(link_config(fake.addr, AuthMethod::Plain));
     expect_records(&run.sink, 2).await;
     assert_eq!(run.sink.raws(), sent, "raw bytes unchanged");
@@ -185,18 +163,7 @@ async fn field_cut_mid_character_at_79_bytes() {
     assert_eq!(clid.len(), 79);
     assert!(std::str::from_utf8(&clid).is_err());
     let sent = vec![cdr_event("1.79", &clid), cdr_event("1.80", b"\"ok\" <1>")];
-    let to_send = sent.concat();
-    let fake = FakeAmi::start(move |mut c| {
-        let to_send = to_send.clone();
-        async move {
-            let Some(done) = c.open(Pong::Modern, None).await else {
-                return;
-            };
-            c.send(&to_send).await.unwrap();
-            let _ = done.await;
-        }
-    })
-    .await;
+    let fake = FakeAmi::delivering(sent.concat()).await;
     let run = start(link_config(fake.addr, AuthMethod::Plain));
     expect_records(&run.sink, 2).await;
     assert_eq!(run.sink.raws(), sent);
@@ -582,23 +549,8 @@ impl RecordSink for StalledSink {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_consumer_never_blocks_the_pbx_writes() {
     const TOTAL: usize = 5000;
-    let fake = FakeAmi::start(|mut c| async move {
-        let Some(done) = c.open(Pong::Modern, None).await else {
-            return;
-        };
-        // 1,000 Cdr/s for 5 s, in batches of 10 every 10 ms.
-        let start = Instant::now();
-        for batch in 0..TOTAL / 10 {
-            let blob: Vec<u8> = (0..10)
-                .flat_map(|i| cdr_event(&format!("11.{}", batch * 10 + i), b"\"\" <>"))
-                .collect();
-            c.send(&blob).await.unwrap();
-            let due = start + Duration::from_millis(10 * (batch as u64 + 1));
-            tokio::time::sleep_until(due.into()).await;
-        }
-        let _ = done.await;
-    })
-    .await;
+    // 1,000 Cdr/s for 5 s, in batches of 10 every 10 ms.
+    let fake = FakeAmi::cdr_stream("11", TOTAL, Duration::from_millis(10)).await;
     let (tx, rx) = std::sync::mpsc::channel();
     let sink = Arc::new(StalledSink {
         tx: std::sync::Mutex::new(tx),

@@ -14,7 +14,7 @@ use cdrbox::journal::{Journal, JournalPaths};
 use cdrbox::record::{CallRecord, PbxContext};
 use cdrbox::sink::RecordSink;
 use journal_common::hold_write_lock;
-use support::fake_ami::{cdr_event, FakeAmi, Pong};
+use support::fake_ami::FakeAmi;
 use support::*;
 
 /// The real AMI link from `addr` into `journal`, with the real record derivation (not the
@@ -56,22 +56,7 @@ async fn five_second_journal_stall_at_1000_cdr_per_second_loses_nothing() {
     // Another process-like connection takes the write lock for 5 s as the burst starts.
     let locker = hold_write_lock(db, Duration::from_secs(5));
 
-    let fake = FakeAmi::start(|mut c| async move {
-        let Some(done) = c.open(Pong::Modern, None).await else {
-            return;
-        };
-        let start = Instant::now();
-        for batch in 0..TOTAL / 10 {
-            let blob: Vec<u8> = (0..10)
-                .flat_map(|i| cdr_event(&format!("77.{}", batch * 10 + i), b"\"\" <>"))
-                .collect();
-            c.send(&blob).await.unwrap();
-            let due = start + Duration::from_millis(10 * (batch as u64 + 1));
-            tokio::time::sleep_until(due.into()).await;
-        }
-        let _ = done.await;
-    })
-    .await;
+    let fake = FakeAmi::cdr_stream("77", TOTAL, Duration::from_millis(10)).await;
     let (stop, task) = start_link(&journal, fake.addr);
 
     let j = journal.clone();
@@ -132,19 +117,7 @@ async fn full_storage_never_pauses_the_link_and_counts_what_it_drops() {
         Journal::open(&storage, cdrbox::clock::Clock::fixed_wall(1_795_331_226)).unwrap();
     journal.set_max_page_count(1).unwrap();
 
-    let fake = FakeAmi::start(|mut c| async move {
-        let Some(done) = c.open(Pong::Modern, None).await else {
-            return;
-        };
-        for batch in 0..TOTAL / 10 {
-            let blob: Vec<u8> = (0..10)
-                .flat_map(|i| cdr_event(&format!("88.{}", batch * 10 + i), b"\"\" <>"))
-                .collect();
-            c.send(&blob).await.unwrap();
-        }
-        let _ = done.await;
-    })
-    .await;
+    let fake = FakeAmi::cdr_stream("88", TOTAL, Duration::ZERO).await;
     let (stop, task) = start_link(&journal, fake.addr);
     let j = journal.clone();
     let t = Instant::now();

@@ -104,6 +104,39 @@ pub const USER: &str = "logger";
 pub const SECRET: &str = "s3cret";
 
 impl FakeAmi {
+    /// A PBX that logs every connection in and sends it `bytes` (see [`FakeConn::deliver`]).
+    pub async fn delivering(bytes: Vec<u8>) -> FakeAmi {
+        FakeAmi::start(move |mut c| {
+            let bytes = bytes.clone();
+            async move { c.deliver(&bytes).await }
+        })
+        .await
+    }
+
+    /// A PBX that logs each connection in and sends it Cdrs `PREFIX.0` … `PREFIX.(total-1)` in
+    /// batches of 10, one batch every `every` after the first (`Duration::ZERO`: as fast as the
+    /// client reads), then answers pings until the client leaves.
+    pub async fn cdr_stream(prefix: &'static str, total: usize, every: Duration) -> FakeAmi {
+        FakeAmi::start(move |mut c| async move {
+            let Some(done) = c.open(Pong::Modern, None).await else {
+                return;
+            };
+            let start = Instant::now();
+            for batch in 0..total / 10 {
+                let blob: Vec<u8> = (0..10)
+                    .flat_map(|i| cdr_event(&format!("{prefix}.{}", batch * 10 + i), b"\"\" <>"))
+                    .collect();
+                c.send(&blob).await.unwrap();
+                if !every.is_zero() {
+                    let due = start + every * (batch as u32 + 1);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+            }
+            let _ = done.await;
+        })
+        .await
+    }
+
     pub async fn start<F, Fut>(script: F) -> FakeAmi
     where
         F: Fn(FakeConn) -> Fut + Send + Sync + 'static,
