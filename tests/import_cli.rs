@@ -15,7 +15,7 @@ use std::time::Duration;
 use box_process::BoxConfig;
 use cdrbox::clock::Clock;
 use cdrbox::journal::{Ack, Journal};
-use import_support::{ami_records, master_csv, moscow, storage};
+use import_support::{ami_records, master_csv, moscow, sorted_lines, storage};
 
 fn write_config(dir: &Path) -> std::path::PathBuf {
     BoxConfig::new(dir)
@@ -63,15 +63,6 @@ fn import(config: &Path, file: &Path) -> String {
     );
     assert!(ok, "import failed: {err}");
     out
-}
-
-fn sorted_lines(b: &[u8]) -> Vec<String> {
-    let mut v: Vec<String> = String::from_utf8_lossy(b)
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    v.sort();
-    v
 }
 
 /// The asterisk profile byte for byte as `Master.csv`: the formula guard off, by explicit

@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use box_process::{free_port, wait_listening, BoxConfig, RunningBox, BIN};
-use import_support::master_csv;
+use import_support::{master_csv, sorted_lines};
 
 const PASS: &str = "import-web-pass-1";
 
@@ -43,15 +43,6 @@ fn http(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
         .position(|w| w == b"\r\n\r\n")
         .map_or(out.len(), |i| i + 4);
     (code, out[at..].to_vec())
-}
-
-fn sorted_lines(b: &[u8]) -> Vec<String> {
-    let mut v: Vec<String> = String::from_utf8_lossy(b)
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    v.sort();
-    v
 }
 
 fn json(b: &[u8]) -> serde_json::Value {

@@ -2,6 +2,9 @@
 //! AMI records of the same calls (the `Events: cdr` listener captures, in Master.csv order).
 #![allow(dead_code)]
 
+#[path = "../journal_common/mod.rs"]
+mod journal_common;
+
 use bytes::BytesMut;
 use cdrbox::ami::{Decoder, Frame};
 use cdrbox::record::{CallRecord, PbxContext, DEFAULT_TRUNK_PATTERN};
@@ -82,13 +85,17 @@ pub fn match_keys(records: &[CallRecord]) -> Vec<[u8; 16]> {
 /// A journal in `dir/data` with short commit times.
 pub fn storage(dir: &std::path::Path) -> cdrbox::config::StorageConfig {
     cdrbox::config::StorageConfig {
-        path: dir.join("data"),
         flush_interval: std::time::Duration::from_millis(100),
-        flush_records: 100,
-        retention_days: 0,
-        max_size_mb: 0,
-        ring_kb: 1024,
-        memory_queue_records: 100_000,
-        keep_uncopied: false,
+        ..journal_common::cfg(&dir.join("data"))
     }
+}
+
+/// The lines of `b` sorted: a file compared row for row whatever the order.
+pub fn sorted_lines(b: &[u8]) -> Vec<String> {
+    let mut v: Vec<String> = String::from_utf8_lossy(b)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    v.sort();
+    v
 }
