@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use cli_support::{free_port, http_json, wait, RunningBox};
+use cli_support::{free_port, http_json, wait, RunningBox, PASS};
 
 const USER: &str = "alarm";
 const PASSWORD: &str = "s3cret-pw";
@@ -392,7 +392,7 @@ fn a_stopped_pbx_mails_once_naming_it_and_once_when_it_is_back_and_nothing_else(
         web,
         &alarms_toml(&url, Some(&certs.ca)),
     );
-    let the_box = RunningBox::start(&config);
+    let the_box = RunningBox::start(&config, PASS);
     wait("the link up", Duration::from_secs(60), || {
         link_state(web) == "up"
     });
@@ -458,7 +458,7 @@ fn an_alarm_raised_while_the_mail_server_is_down_survives_a_restart_and_arrives_
         web,
         &alarms_toml(&url, Some(&certs.ca)),
     );
-    let the_box = RunningBox::start(&config);
+    let the_box = RunningBox::start(&config, PASS);
     wait("the link up", Duration::from_secs(60), || {
         link_state(web) == "up"
     });
@@ -481,7 +481,7 @@ fn an_alarm_raised_while_the_mail_server_is_down_survives_a_restart_and_arrives_
     );
 
     let smtp = Smtp::start(&dir.path().join("mail"), smtp_port, Some(&certs));
-    let the_box = RunningBox::start(&config);
+    let the_box = RunningBox::start(&config, PASS);
     wait("the queued mail", Duration::from_secs(90), || {
         !mails(&smtp.dir).is_empty()
     });
