@@ -182,6 +182,48 @@ pub fn link_alarms(links: &[LinkStatus], now: i64, down_after_secs: i64) -> Vec<
     alarms
 }
 
+/// One PBX's CDR database (issue 12): what the status page shows about the pulls that fill
+/// its gaps, and the source of its alarm.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CdrDbStatus {
+    pub pbx: String,
+    /// `host:port` of the database.
+    pub addr: String,
+    /// `ok`, `failing` or `waiting` (nothing pulled yet).
+    pub state: String,
+    /// The last failure's short code (`DB DOWN`, `DB AUTH`, …) and sentence, while failing.
+    pub code: Option<String>,
+    pub message: Option<String>,
+    /// When the last pull succeeded (box clock, Unix seconds).
+    pub last_ok_utc: Option<i64>,
+    /// Rows read and records stored by the last successful pull.
+    pub last_rows: u64,
+    pub last_new: u64,
+    /// Records stored from the database since start.
+    pub total_new: u64,
+    /// Closed gaps waiting for a successful pull.
+    pub waiting_gaps: usize,
+}
+
+impl CdrDbStatus {
+    /// The alarm while failing: the short code for the OLED, the sentence for the page.
+    pub fn alarm(&self) -> Option<Alarm> {
+        if self.state != "failing" {
+            return None;
+        }
+        Some(Alarm::about(
+            self.code.clone().unwrap_or_else(|| "DB DOWN".into()),
+            &self.pbx,
+            format!(
+                "PBX {}: the CDR database cannot fill gaps: {}",
+                self.pbx,
+                self.message.clone().unwrap_or_default()
+            ),
+        ))
+    }
+}
+
 /// The whole snapshot.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct StatusView {
@@ -198,6 +240,8 @@ pub struct StatusView {
     pub storage: StorageStatus,
     pub usb: UsbState,
     pub alarms: Vec<Alarm>,
+    /// The CDR databases that fill gaps (`[[pbx]] cdr_db`), one per PBX that has one.
+    pub cdr_db: Vec<CdrDbStatus>,
     /// The one-time setup code while no admin password is set: the OLED shows it to the owner.
     /// Never sent over the API (`/api/status` is not where a visitor may read it).
     #[serde(skip)]

@@ -460,6 +460,12 @@ mod tests {
             reconnect_quick: Duration::from_millis(700),
             reconnect_quick_retries: 3,
             enabled: true,
+            cdr_db: None,
+            cdr_db_table: "cdr".into(),
+            cdr_db_lookback: Duration::from_secs(6 * 3600),
+            cdr_db_reconcile_every: Duration::from_secs(3600),
+            cdr_db_reconcile_window: Duration::from_secs(24 * 3600),
+            cdr_db_settle: Duration::from_secs(120),
         }
     }
 

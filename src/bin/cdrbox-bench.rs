@@ -221,6 +221,12 @@ fn pbx_config(port: u16) -> PbxConfig {
             reconnect_quick: Duration::from_secs(1),
             reconnect_quick_retries: 5,
             enabled: true,
+            cdr_db: None,
+            cdr_db_table: "cdr".into(),
+            cdr_db_lookback: Duration::from_secs(6 * 3600),
+            cdr_db_reconcile_every: Duration::from_secs(3600),
+            cdr_db_reconcile_window: Duration::from_secs(24 * 3600),
+            cdr_db_settle: Duration::from_secs(120),
         });
     p.name = "bench".into();
     p.host = "127.0.0.1".into();

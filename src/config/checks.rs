@@ -146,6 +146,66 @@ pub fn log_filter(s: &str) -> Result<String, String> {
     }
 }
 
+/// FreePBX's CDR database as `mysql://USER:PASSWORD@HOST[:PORT]/DATABASE[?OPTIONS]`. The text
+/// holds a password, so no message quotes it; the adapter (`import::cdr_db`) parses it fully.
+pub fn cdr_db_url(s: &str) -> Result<String, String> {
+    const FORM: &str = "write it as mysql://USER:PASSWORD@HOST:3306/asteriskcdrdb";
+    let t = s.trim();
+    let Some(rest) = t.strip_prefix("mysql://") else {
+        return Err(format!("must start with mysql:// ({FORM})"));
+    };
+    let Some((user, host_part)) = rest.rsplit_once('@') else {
+        return Err(format!("names no user ({FORM})"));
+    };
+    if user.split(':').next().unwrap_or("").is_empty() {
+        return Err(format!("names no user ({FORM})"));
+    }
+    let (host_port, db) = host_part.split_once('/').unwrap_or((host_part, ""));
+    let (host, port) = match host_port.strip_prefix('[') {
+        // An IPv6 address: [::1]:3306.
+        Some(v6) => match v6.split_once(']') {
+            Some((h, rest)) => (h, rest.strip_prefix(':')),
+            None => ("", None),
+        },
+        None => match host_port.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (host_port, None),
+        },
+    };
+    if port.is_some_and(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
+        return Err(format!("has a port that is not 1–65535 ({FORM})"));
+    }
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(format!("names no host ({FORM})"));
+    }
+    let db = db.split('?').next().unwrap_or("");
+    if db.is_empty() {
+        return Err(format!("names no database ({FORM})"));
+    }
+    Ok(t.to_owned())
+}
+
+/// A table name for SQL: `cdr` or `database.table`, letters, digits, `_` and `$` only (it is
+/// put into a query, so nothing else is accepted).
+pub fn sql_table(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    let parts: Vec<&str> = t.split('.').collect();
+    let ok = (1..=2).contains(&parts.len())
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.len() <= 64
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$')
+        });
+    if ok {
+        Ok(t.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is not a table name (\"cdr\" or database.table; letters, digits and _)"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,5 +227,26 @@ mod tests {
         assert!(name(&"x".repeat(65)).is_err());
         assert_eq!(host(" pbx.lan ").as_deref(), Ok("pbx.lan"));
         assert!(host("pbx .lan").is_err());
+    }
+
+    #[test]
+    fn cdr_db_urls_are_checked_without_quoting_the_password() {
+        let ok = "mysql://cdrbox:pa%40ss@192.168.1.10:3306/asteriskcdrdb";
+        assert_eq!(cdr_db_url(ok).as_deref(), Ok(ok));
+        assert!(cdr_db_url("mysql://u:p@pbx/asteriskcdrdb?require_ssl=true").is_ok());
+        for (bad, why) in [
+            ("postgres://u:hunter2@h/db", "must start with mysql://"),
+            ("mysql://hunter2@/db", "names no host"),
+            ("mysql://:hunter2@h/db", "names no user"),
+            ("mysql://u:hunter2@h:99999/db", "port"),
+            ("mysql://u:hunter2@h:3306", "names no database"),
+        ] {
+            let e = cdr_db_url(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+        assert_eq!(sql_table(" cdr ").as_deref(), Ok("cdr"));
+        assert!(sql_table("asteriskcdrdb.cdr").is_ok());
+        assert!(sql_table("cdr; DROP TABLE x").is_err());
     }
 }

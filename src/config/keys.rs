@@ -169,6 +169,46 @@ pub const KEYS: &[Key] = &[
         .group("Timing")
         .advanced()
         .help("How many quick retries follow the immediate one before the spacing grows (2, 4, 8, 10 s). 0: straight to the growing spacing."),
+    Key::new("pbx", "cdr_db", Kind::Text(checks::cdr_db_url), D::Unset)
+        .secret()
+        .label("CDR database (FreePBX)")
+        .group("CDR database")
+        .restart()
+        .example("\"mysql://cdrbox:change-me@192.168.1.10:3306/asteriskcdrdb\"")
+        .help("Optional: the PBX's own CDR database, as mysql://USER:PASSWORD@HOST:3306/asteriskcdrdb (FreePBX keeps every call there). When set, the box fills the calls it missed while the AMI link was down from it and checks it periodically. Use a read-only user (README: GRANT SELECT ON asteriskcdrdb.cdr TO ...). Encrypted when the server offers TLS. Holds a password: never shown by the web page or the logs; on the page, leave it empty to keep the stored one."),
+    Key::new("pbx", "cdr_db_table", Kind::Text(checks::sql_table), D::Str("cdr"))
+        .label("CDR table")
+        .group("CDR database")
+        .advanced()
+        .restart()
+        .help("Table of the CDRs in that database: \"cdr\" on FreePBX, or database.table."),
+    Key::new("pbx", "cdr_db_lookback_minutes", int(1, 10_080), D::Int(360))
+        .unit(Unit::Minutes)
+        .label("Longest call")
+        .group("CDR database")
+        .advanced()
+        .restart()
+        .help("The database dates a call by its start, so to find every call that ended while the link was down the box also asks for calls that started up to this long before: the longest call you expect."),
+    Key::new("pbx", "cdr_db_reconcile_minutes", int(0, 10_080), D::Int(60))
+        .unit(Unit::Minutes)
+        .label("Check the database every")
+        .group("CDR database")
+        .restart()
+        .help("How often the box compares the recent past in the database with its journal and stores the calls it lacks (also at start). 0 turns the periodic check off; gaps are still filled when a link comes back."),
+    Key::new("pbx", "cdr_db_reconcile_hours", int(1, 720), D::Int(24))
+        .unit(Unit::Hours)
+        .label("Each check covers the last")
+        .group("CDR database")
+        .advanced()
+        .restart()
+        .help("How far back each periodic check looks."),
+    Key::new("pbx", "cdr_db_settle_seconds", int(0, 3_600), D::Int(120))
+        .unit(Unit::Seconds)
+        .label("Ask the database after")
+        .group("CDR database")
+        .advanced()
+        .restart()
+        .help("How long after a call ended (or after a link came back) the box asks the database about it: the PBX writes the row when the call ends, and calls that ended just now are still arriving over the AMI link."),
     // ---- [storage] ----------------------------------------------------------------------
     Key::new("storage", "path", Kind::Path, D::Str("/var/lib/cdrbox"))
         .label("Journal location")

@@ -69,6 +69,9 @@ mod units {
     pub fn minutes<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         u64::deserialize(d).map(|m| Duration::from_secs(m.saturating_mul(60)))
     }
+    pub fn hours<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(|h| Duration::from_secs(h.saturating_mul(3600)))
+    }
 }
 
 /// One `[[pbx]]` table.
@@ -106,6 +109,30 @@ pub struct PbxConfig {
     pub reconnect_quick_retries: u32,
     /// `false` disables this PBX without deleting its settings.
     pub enabled: bool,
+    /// FreePBX's CDR database (`mysql://user:password@host:3306/asteriskcdrdb`), to fill gaps
+    /// from (issue 12). Holds a password: redacted in `Debug`.
+    #[serde(default)]
+    pub cdr_db: Option<Secret>,
+    /// Table of the CDRs in that database (`cdr`, or `database.table`).
+    pub cdr_db_table: String,
+    /// The longest call: how far before a gap a row's `calldate` (the start) may be.
+    #[serde(
+        rename = "cdr_db_lookback_minutes",
+        deserialize_with = "units::minutes"
+    )]
+    pub cdr_db_lookback: Duration,
+    /// How often the database is reconciled with the journal; zero: never.
+    #[serde(
+        rename = "cdr_db_reconcile_minutes",
+        deserialize_with = "units::minutes"
+    )]
+    pub cdr_db_reconcile_every: Duration,
+    /// How far back a reconciliation looks.
+    #[serde(rename = "cdr_db_reconcile_hours", deserialize_with = "units::hours")]
+    pub cdr_db_reconcile_window: Duration,
+    /// How long after a call ended the database is asked about it.
+    #[serde(rename = "cdr_db_settle_seconds", deserialize_with = "units::seconds")]
+    pub cdr_db_settle: Duration,
 }
 
 /// `[storage]`.

@@ -8,8 +8,6 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
-
 use super::cdr_db::{CdrDb, DbRow};
 use super::pull::{window, PullJob, PullSchedule, PullSettings};
 use super::store::{end_utc, Store};
@@ -26,26 +24,7 @@ pub const GAP_POLL: Duration = Duration::from_secs(15);
 pub const MAX_ROWS_PER_PULL: usize = 200_000;
 
 /// What the status page and the alarms show about one PBX's database.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PullStatus {
-    /// `host:port` of the database.
-    pub addr: String,
-    /// `ok`, `failing` or `waiting` (nothing pulled yet).
-    pub state: String,
-    /// The last failure's short code (`DB DOWN`, `DB AUTH`, …) and sentence, while failing.
-    pub code: Option<String>,
-    pub message: Option<String>,
-    /// When the last pull succeeded (box clock, Unix seconds).
-    pub last_ok_utc: Option<i64>,
-    /// Rows read and records stored by the last successful pull.
-    pub last_rows: u64,
-    pub last_new: u64,
-    /// Records stored from the database since start.
-    pub total_new: u64,
-    /// Closed gaps waiting for a successful pull.
-    pub waiting_gaps: usize,
-}
+pub use crate::status::CdrDbStatus as PullStatus;
 
 /// One PBX's puller.
 pub struct Puller {
@@ -73,6 +52,7 @@ impl Puller {
     ) -> Puller {
         let now = clock.unix();
         let status = PullStatus {
+            pbx: ctx.name.clone(),
             addr: db.addr().to_owned(),
             state: "waiting".into(),
             ..PullStatus::default()
@@ -253,14 +233,9 @@ async fn store_rows(
 
 /// An alarm line for a failing database, for the status page and the OLED.
 pub fn alarm(pbx: &str, s: &PullStatus) -> Option<(String, String)> {
-    if s.state != "failing" {
-        return None;
-    }
-    Some((
-        s.code.clone().unwrap_or_else(|| "DB DOWN".into()),
-        format!(
-            "PBX {pbx}: the CDR database cannot fill gaps: {}",
-            s.message.clone().unwrap_or_default()
-        ),
-    ))
+    let s = PullStatus {
+        pbx: pbx.to_owned(),
+        ..s.clone()
+    };
+    s.alarm().map(|a| (a.code, a.message))
 }

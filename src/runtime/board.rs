@@ -81,6 +81,7 @@ impl StatusBoard {
             storage: StorageStatus::default(),
             usb: UsbState::NoStick,
             alarms: Vec::new(),
+            cdr_db: Vec::new(),
             setup_code: None,
             tls_fingerprint: None,
             alarm_channels: Vec::new(),
@@ -249,6 +250,11 @@ impl StatusBoard {
         self.lock().view.tls_fingerprint = fingerprint;
     }
 
+    /// The CDR databases' pull states (their alarms are made at [`publish`](Self::publish)).
+    pub fn set_cdr_db(&self, dbs: Vec<crate::status::CdrDbStatus>) {
+        self.lock().view.cdr_db = dbs;
+    }
+
     /// Replaces the alarms that come from the configuration itself.
     pub fn set_config_alarms(&self, alarms: Vec<Alarm>) {
         self.lock().config_alarms = alarms;
@@ -298,6 +304,7 @@ impl StatusBoard {
         alarms.extend(st.web_alarm.iter().cloned());
         alarms.extend(st.alarm_mail_alarm.iter().cloned());
         alarms.extend(st.config_alarms.iter().cloned());
+        alarms.extend(st.view.cdr_db.iter().filter_map(|d| d.alarm()));
         st.view.alarms = alarms;
         let view = st.view.clone();
         drop(st);

@@ -20,6 +20,7 @@ mod import;
 mod links;
 mod live;
 mod passwd;
+mod pullers;
 mod run;
 mod setup_code;
 mod signals;

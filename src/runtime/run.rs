@@ -20,6 +20,7 @@ use super::board::StatusBoard;
 use super::io_runtime;
 use super::links::Links;
 use super::live::{pbx_off_alarms, removed_after, set_log_level, Outcome};
+use super::pullers::Pullers;
 use super::signals::StopSignals;
 use super::{display_zone, init_logging, load_config, start_of_day, usb_source, web_backend};
 use crate::clock::{Clock, Mono};
@@ -187,11 +188,12 @@ async fn run_once(
     );
     let mut links = Links::new(sink, clock.clone());
     links.reconcile(&cfg);
+    let pullers = Pullers::start(&cfg, &journal, &clock);
     let (stop_tx, stop_rx) = watch::channel(false);
     spawn_status_publisher(
         &cfg,
         crate::web::setup_code::path_for(&crate::web::auth::passwd_path_for(&opts.config_path)),
-        &board,
+        (&board, pullers.status_handles()),
         &journal,
         &clock,
         config_rx.clone(),
@@ -212,6 +214,7 @@ async fn run_once(
         // Whatever is not delivered within the grace stays in the outbox for the next start.
         let _ = tokio::task::spawn_blocking(move || a.stop(Duration::from_secs(3))).await;
     }
+    pullers.stop();
     shut_down(stop_tx, links, web, usb, journal).await?;
     // The display thread ends once the board's status channel closes (the last reference to
     // the board goes with the run): wait for it, so a restart does not open the panel twice.
@@ -469,7 +472,10 @@ fn show_setup_code(passwd: &std::path::Path, board: &Arc<StatusBoard>) {
 fn spawn_status_publisher(
     cfg: &Config,
     setup_path: PathBuf,
-    board: &Arc<StatusBoard>,
+    (board, cdr_db): (
+        &Arc<StatusBoard>,
+        Vec<Arc<std::sync::Mutex<crate::status::CdrDbStatus>>>,
+    ),
     journal: &JournalHandle,
     clock: &Clock,
     mut cfg_watch: watch::Receiver<Config>,
@@ -492,6 +498,14 @@ fn spawn_status_publisher(
                 ip_refresh = None;
             }
             board.set_storage(journal.status(), journal.alarms());
+            if !cdr_db.is_empty() {
+                board.set_cdr_db(
+                    cdr_db
+                        .iter()
+                        .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).clone())
+                        .collect(),
+                );
+            }
             // The setup code disappears once the admin password is set (web page or
             // `cdrbox passwd`); the file is read only while a code is shown.
             if let Some(path) = board.setup_code_shown().then(|| setup_path.clone()) {

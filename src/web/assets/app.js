@@ -100,6 +100,16 @@
     const g = s.recentGaps || [];
     if (!g.length) gaps.textContent = 'No gaps: every link was up.';
     for (const x of g) gaps.append(el('div', { text: x.pbx + ': ' + localTime(x.fromUtc) + ' → ' + (x.toUtc ? localTime(x.toUtc) : 'still down') + ' — ' + x.reason }));
+    // The CDR databases that fill the gaps ([[pbx]] cdr_db): one status line each.
+    const dbs = clear($('cdrdb'));
+    for (const d of s.cdr_db || []) {
+      const cls = d.state === 'ok' ? 'ok' : d.state === 'failing' ? 'bad' : 'warn';
+      const what = d.state === 'failing' ? (d.code || 'DB DOWN') + ': ' + (d.message || '')
+        : d.state === 'ok' ? 'last pull ' + (d.lastOkUtc ? ago(d.lastOkUtc, s.now_utc) : '') + ': ' + d.lastRows + ' rows read, ' + d.lastNew + ' new; ' + d.totalNew + ' filled since start'
+        : 'waiting for the first pull';
+      dbs.append(el('div', { class: 'cdrdb' }, 'CDR database of ' + d.pbx + ' (' + (d.addr || '?') + '): ', el('span', { class: 'pill ' + cls, text: d.state }), ' ' + what +
+        (d.waitingGaps ? ' — ' + d.waitingGaps + ' gap(s) waiting' : '')));
+    }
     $('oled').src = '/display.png?t=' + s.now_utc;
     showFingerprint(s.tls_fingerprint);
     const sel = $('import-pbx');
