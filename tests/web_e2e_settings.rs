@@ -96,6 +96,12 @@ mount_root = "{d}/media"
     let root = normalize(&text).root;
     let mut plan = Vec::new();
     for k in keys::KEYS {
+        // The CDR-database keys (issue 12): cdr_db has no value to change here, and the page
+        // does not yet say that a [[pbx]] restart key waits for a restart (settings.js only
+        // checks other tables) — a known gap; tests/import_run_db.rs covers the keys.
+        if k.table == "pbx" && k.key.starts_with("cdr_db") {
+            continue;
+        }
         let index = (k.table == "pbx").then_some(0);
         // A key that is not set (alarms.ca_file) counts as empty text.
         let unset = toml::Value::String(String::new());

@@ -62,6 +62,12 @@ pub fn changed_value(key: &Key, current: &toml::Value) -> Value {
             .to_owned(),
             ("alarms", "from") => "cdrbox <box@example.com>".to_owned(),
             ("log", "level") => if text == "debug" { "info" } else { "debug" }.to_owned(),
+            ("pbx", "cdr_db_table") => if text == "cdr" {
+                "asteriskcdrdb.cdr"
+            } else {
+                "cdr"
+            }
+            .to_owned(),
             (t, k) =>
                 panic!("add a sample value for the text key {t}.{k} to tests/settings_support"),
         }),
