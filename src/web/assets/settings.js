@@ -300,6 +300,9 @@
     render();
     const touched = [];
     for (const [table, keys] of Object.entries(body)) if (table !== 'pbx') for (const k of Object.keys(keys)) touched.push(table + '.' + k);
+    // A [[pbx]] entry's keys are named by its place in the saved list, as the box's pending
+    // list names them (pbx[0].cdr_db_table).
+    (body.pbx || []).forEach((entry, i) => { for (const k of Object.keys(entry)) if (k !== '_index') touched.push('pbx[' + i + '].' + k); });
     const later = ((cfg.restart && cfg.restart.pending) || []).filter((p) => touched.includes(p.field));
     if (later.length) setMsg('warn', 'Saved. ' + later.map((p) => p.label).join(', ') + ' take' + (later.length === 1 ? 's' : '') + ' effect after a restart (button above).');
     else setMsg('ok', 'Saved and applied.');
