@@ -391,7 +391,9 @@ pub fn apply_pbx_list(doc: &mut DocumentMut, list: &[Value]) -> Result<(), Field
             if keep_secret {
                 continue;
             }
-            secret_given |= spec.secret;
+            // Only the AMI secret answers the re-entry rule: a new cdr_db URL (also secret,
+            // it holds the database's password) says nothing about the AMI login.
+            secret_given |= key == "secret";
             set_key(&mut t, spec, v, &path)?;
         }
         if let Some(base) = base {
@@ -669,6 +671,11 @@ listen = "0.0.0.0:8080"
                 apply_changes(SAMPLE, &json!({"pbx": [entry.clone(), {"_index": 1}]})).unwrap_err();
             assert_eq!(e.field, "pbx[0].secret", "{change}");
             assert!(e.message.starts_with("enter the secret again"), "{e}");
+            // A new CDR-database URL (secret-like too) is not the AMI secret typed again.
+            entry["cdr_db"] = json!("mysql://ro:pw@10.9.9.9:3306/asteriskcdrdb");
+            let e =
+                apply_changes(SAMPLE, &json!({"pbx": [entry.clone(), {"_index": 1}]})).unwrap_err();
+            assert_eq!(e.field, "pbx[0].secret", "{change} with cdr_db");
             // An empty secret box is "keep the stored one": still refused.
             entry["secret"] = json!("");
             assert!(
