@@ -70,11 +70,6 @@ fn form_change(key: &cdrbox::config::spec::Key, value: Value) -> Value {
 fn every_field_changes_its_key_alone() {
     let before = normalized(BASE);
     for key in keys::KEYS {
-        // An optional key the file leaves out (cdr_db) has no value to change here;
-        // tests/import_run_db.rs covers it.
-        if matches!(key.default, cdrbox::config::spec::DefaultValue::Unset) {
-            continue;
-        }
         let path = key.path((key.table == "pbx").then_some(0));
         let unset = toml::Value::String(String::new());
         let new = changed_value(key, value_at(&before, key.table, key.key).unwrap_or(&unset));
@@ -89,9 +84,7 @@ fn every_field_changes_its_key_alone() {
         // And in meaning: every other key is what it was.
         let after = normalized(&out);
         for other in keys::KEYS {
-            if (other.table, other.key) != (key.table, key.key)
-                && !matches!(other.default, cdrbox::config::spec::DefaultValue::Unset)
-            {
+            if (other.table, other.key) != (key.table, key.key) {
                 assert_eq!(
                     value_at(&before, other.table, other.key),
                     value_at(&after, other.table, other.key),
@@ -128,11 +121,6 @@ fn sending_back_what_the_form_shows_changes_nothing() {
     let mut all = Map::new();
     let mut pbx = Map::new();
     for key in keys::KEYS {
-        // An optional key the file leaves out (cdr_db) has no value to change here;
-        // tests/import_run_db.rs covers it.
-        if matches!(key.default, cdrbox::config::spec::DefaultValue::Unset) {
-            continue;
-        }
         if key.secret {
             continue;
         }

@@ -96,12 +96,6 @@ mount_root = "{d}/media"
     let root = normalize(&text).root;
     let mut plan = Vec::new();
     for k in keys::KEYS {
-        // The CDR-database keys (issue 12): cdr_db has no value to change here, and the page
-        // does not yet say that a [[pbx]] restart key waits for a restart (settings.js only
-        // checks other tables) — a known gap; tests/import_run_db.rs covers the keys.
-        if k.table == "pbx" && k.key.starts_with("cdr_db") {
-            continue;
-        }
         let index = (k.table == "pbx").then_some(0);
         // A key that is not set (alarms.ca_file) counts as empty text.
         let unset = toml::Value::String(String::new());
@@ -122,6 +116,17 @@ mount_root = "{d}/media"
             ("display", "i2c_bus") => (json!(format!("{d}/no-i2c-bus")), "records"),
             ("usb", "mount_root") => (json!(format!("{d}/media2")), "records"),
             ("usb", "mounts_file") => (json!("/proc/mounts"), "records"),
+            // FreePBX's database at a closed port: AMI recording goes on, and the page and
+            // /api/status say plainly that the database is down (checked after the restart).
+            ("pbx", "cdr_db") => (
+                json!(format!(
+                    "mysql://cdrbox:db-pass@127.0.0.1:{}/asteriskcdrdb",
+                    free_port()
+                )),
+                "db-down",
+            ),
+            // Asked at once after the restart instead of two minutes later.
+            ("pbx", "cdr_db_settle_seconds") => (json!(0), "records"),
             _ => (changed_value(k, current), "records"),
         };
         // What the form must show before any change: the file's value, or the default for a

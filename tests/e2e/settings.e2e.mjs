@@ -218,6 +218,14 @@ async function main() {
         console.log('ok: ' + f.path + ' = ' + JSON.stringify(f.value) + (f.restart ? ' (restart)' : ''));
       }
       if (restartLabels.length) { await keepsRecording(table + ' saved'); await restart(restartLabels, newBase); }
+      if (plan.some((p) => p.table === table && p.expect === 'db-down')) {
+        // cdr_db points at a closed port: the database problem is plain on the page and in
+        // /api/status (the OLED shows these codes) while AMI recording goes on (checked above).
+        await until('the DB DOWN alarm in /api/status', async () => (await status()).alarms.some((a) => a.code === 'DB DOWN' && (a.subject || '').startsWith('office')), 60000);
+        await page.click('a[data-tab=status]');
+        await until('the database problem on the status page', async () => /CDR database of office .*failing.*DB DOWN/.test((await page.textContent('#cdrdb')) || '') && /DB DOWN/.test((await page.textContent('#alarms')) || ''), 60000);
+        console.log('ok: the unreachable CDR database is DB DOWN on the page and in /api/status');
+      }
     }
 
     // 3. Remove the PBX (confirmed, alarm), then add it back through the form.

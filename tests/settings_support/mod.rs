@@ -62,6 +62,9 @@ pub fn changed_value(key: &Key, current: &toml::Value) -> Value {
             .to_owned(),
             ("alarms", "from") => "cdrbox <box@example.com>".to_owned(),
             ("log", "level") => if text == "debug" { "info" } else { "debug" }.to_owned(),
+            ("pbx", "cdr_db") => {
+                "mysql://cdrbox:db-pass@127.0.0.1:3306/asteriskcdrdb".to_owned()
+            }
             ("pbx", "cdr_db_table") => if text == "cdr" {
                 "asteriskcdrdb.cdr"
             } else {
