@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use cli_support::{free_port, http_json, wait, RunningBox};
+use cli_support::{free_port, http_json, wait, RunningBox, PASS};
 use import_support::{master_csv, moscow};
 use mariadb::{freepbx_cdr, freepbx_insert, MariaDb};
 
@@ -127,7 +127,7 @@ fn run_fills_from_the_database_beside_a_live_ami_link() {
     let dir = tempfile::tempdir().unwrap();
     let web = free_port();
     let config = write_config(dir.path(), web, ami, &db.url("cdrbox", "pw"));
-    let running = RunningBox::start(&config);
+    let running = RunningBox::start(&config, PASS);
     wait("the database's 42 calls", Duration::from_secs(120), || {
         origins(web).get("cdr-db").copied().unwrap_or(0) >= 42
     });
@@ -159,7 +159,7 @@ fn a_refused_login_is_an_alarm_and_the_link_keeps_recording() {
     let web = free_port();
     let secret = "wrong-pass-77";
     let config = write_config(dir.path(), web, ami, &db.url("cdrbox", secret));
-    let running = RunningBox::start(&config);
+    let running = RunningBox::start(&config, PASS);
     wait("the DB AUTH alarm", Duration::from_secs(90), || {
         status(web)["alarms"].to_string().contains("DB AUTH")
     });
