@@ -15,11 +15,13 @@
 //!        display (I2C)  web (tiny_http)        usb (mount table watcher → export)
 //! ```
 //!
-//! Pure modules: `ami::codec`, `ami::session`, `record`, `config`, `filter`, `export`, `status`,
-//! `display::render`. Adapters that own I/O: `ami::client`, `journal`, `display::oled`, `sim`.
+//! Pure modules: `ami::codec`, `ami::session`, `record`, `calls` (CDRs → calls), `config`,
+//! `filter`, `export`, `status`, `display::render`. Adapters that own I/O: `ami::client`,
+//! `journal`, `display::oled`, `sim`.
 
 pub mod alarms;
 pub mod ami;
+pub mod calls;
 pub mod clock;
 pub mod config;
 pub mod display;
