@@ -15,7 +15,7 @@ use rusqlite::{params_from_iter, Connection, OpenFlags};
 use crate::filter::{fold_case, Filter, Page, Sort};
 use crate::record::{CallRecord, Disposition};
 
-use super::store::{self, COLUMNS, CONTAINS_FN};
+use super::store::{self, CALL_KEY_FN, COLUMNS, CONTAINS_FN};
 use super::{payload, ring, Gap, JournalError, JournalPaths};
 
 /// Totals of a filtered set (for the calls page header and simple stats).
@@ -280,6 +280,23 @@ impl JournalReader {
             .prepare_cached(&format!("SELECT count(*) FROM {} WHERE {w}", self.source))
             .and_then(|mut s| s.query_row(params_from_iter(values), |r| r.get(0)))
             .map_err(sql(&self.db, "cannot count records"))?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// How many calls the matching records belong to (`crate::calls::call_key`): a call
+    /// counts once however many of its CDRs match.
+    pub fn count_calls(&self, f: &Filter) -> Result<u64, JournalError> {
+        let (w, values) = where_clause(f);
+        let q = format!(
+            "SELECT count(DISTINCT {CALL_KEY_FN}(pbx, linked_id, unique_id, channel)) \
+             FROM {} WHERE {w}",
+            self.source
+        );
+        let n: i64 = self
+            .conn
+            .prepare_cached(&q)
+            .and_then(|mut s| s.query_row(params_from_iter(values), |r| r.get(0)))
+            .map_err(sql(&self.db, "cannot count calls"))?;
         Ok(n.max(0) as u64)
     }
 

@@ -151,6 +151,9 @@ pub const META_ROWS: &str = "rows";
 
 /// Name of the SQL function used for case-insensitive substring filters (see `filter.rs`).
 pub const CONTAINS_FN: &str = "cdrbox_contains";
+/// SQL name of [`crate::calls::call_key_of`]: the journal counts calls with the same rule the
+/// page, the stats and the status board group them by.
+pub const CALL_KEY_FN: &str = "cdrbox_call_key";
 
 /// How the writer connection waits for a lock held by another process before giving up (the
 /// commit is then retried later while ring writes continue).
@@ -213,7 +216,8 @@ pub fn is_busy(e: &rusqlite::Error) -> bool {
     )
 }
 
-/// Registers [`CONTAINS_FN`]: `cdrbox_contains(haystack, folded_needle)`.
+/// Registers [`CONTAINS_FN`]: `cdrbox_contains(haystack, folded_needle)`, and
+/// [`CALL_KEY_FN`]: `cdrbox_call_key(pbx, linked_id, unique_id, channel)`.
 pub fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
     conn.create_scalar_function(
         CONTAINS_FN,
@@ -223,6 +227,16 @@ pub fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
             let hay = ctx.get_raw(0).as_str().unwrap_or("");
             let needle = ctx.get_raw(1).as_str().unwrap_or("");
             Ok(crate::filter::contains_folded(hay, needle))
+        },
+    )?;
+    conn.create_scalar_function(
+        CALL_KEY_FN,
+        4,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let text = |i| ctx.get_raw(i).as_str().unwrap_or("");
+            let linked = ctx.get_raw(1).as_str().ok();
+            Ok(crate::calls::call_key_of(text(0), linked, text(2), text(3)))
         },
     )
 }

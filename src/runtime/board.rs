@@ -1,7 +1,8 @@
 //! `StatusBoard`: collects what the links, the journal and the USB watcher report and publishes
 //! one [`StatusView`] snapshot on a `watch` channel for the web page and the OLED.
 //!
-//! Counting rule for "today": a *call* is keyed by LinkedID when mapped, else UniqueID, and is
+//! Counting rule for "today": a *call* is [`crate::calls::call_key`] (LinkedID when mapped, else
+//! the Local channel or UniqueID — the same key the calls page and the journal count), and is
 //! answered when any of its CDRs is ANSWERED. Counting CDRs instead would show a queue call with
 //! two members, or a no-answer call with its 0 s leftover CDR, as several missed calls — the
 //! "wrong missed counts" users of CDR viewers complain about.
@@ -132,11 +133,7 @@ impl StatusBoard {
             st.view.last_call_utc = Some(start);
         }
         if local_day(&self.tz, start) == st.day {
-            let key = format!(
-                "{}\u{0}{}",
-                rec.pbx,
-                rec.linked_id.as_deref().unwrap_or(&rec.unique_id)
-            );
+            let key = crate::calls::call_key(rec);
             let answered = rec.disposition == Disposition::Answered;
             let entry = st.calls.entry(key).or_insert(false);
             *entry |= answered;

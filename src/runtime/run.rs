@@ -671,11 +671,7 @@ fn seed_today(journal: &JournalHandle, board: &StatusBoard, tz: &jiff::tz::TimeZ
     let mut calls = Vec::new();
     let result = journal.reader().and_then(|r| {
         r.for_each::<JournalError>(&filter, Sort::StartAsc, |rec| {
-            let key = format!(
-                "{}\u{0}{}",
-                rec.pbx,
-                rec.linked_id.as_deref().unwrap_or(&rec.unique_id)
-            );
+            let key = crate::calls::call_key(&rec);
             calls.push((key, rec.disposition == Disposition::Answered));
             Ok(())
         })

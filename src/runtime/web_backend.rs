@@ -173,6 +173,10 @@ impl Backend for BoxBackend {
         self.with_reader(|r| r.count(f).map_err(unavailable))
     }
 
+    fn count_calls(&self, f: &Filter) -> Result<u64, BackendError> {
+        self.with_reader(|r| r.count_calls(f).map_err(unavailable))
+    }
+
     fn query(&self, f: &Filter, sort: Sort, page: Page) -> Result<Vec<CallRecord>, BackendError> {
         self.with_reader(|r| r.query(f, sort, page).map_err(unavailable))
     }

@@ -75,6 +75,16 @@ pub trait Backend: Send + Sync + 'static {
     fn status(&self) -> StatusView;
     /// How many records match `f` (the whole filtered set, for totals).
     fn count(&self, f: &Filter) -> Result<u64, BackendError>;
+    /// How many calls the matching records belong to ([`crate::calls::call_key`]). The
+    /// default walks the records; the box counts in the journal's SQL.
+    fn count_calls(&self, f: &Filter) -> Result<u64, BackendError> {
+        let mut keys = std::collections::HashSet::new();
+        self.for_each(f, Sort::StartAsc, &mut |r| {
+            keys.insert(crate::calls::call_key(r));
+            Ok(())
+        })?;
+        Ok(keys.len() as u64)
+    }
     /// One page of matching records in `sort` order.
     fn query(&self, f: &Filter, sort: Sort, page: Page) -> Result<Vec<CallRecord>, BackendError>;
     /// One page of matching records in `sort` order, passed to `each` one at a time, so a page

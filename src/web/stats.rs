@@ -2,8 +2,8 @@
 //!
 //! Counted by *call*, not by CDR: Asterisk writes several CDRs per call (queues, ring groups,
 //! transfers), which is why other viewers get missed counts wrong. A call is the set of CDRs
-//! with the same PBX and `linkedId` (else `uniqueId`); it is answered when any of its CDRs is
-//! ANSWERED. Hours are the PBX's local wall-clock hours (the offset stored with each start).
+//! with one [`crate::calls::call_key`] (the rule every page counts by); it is answered when any
+//! of its CDRs is ANSWERED. Hours are the PBX's local wall-clock hours (the offset stored with each start).
 //! Records should come in start order; calls idle for an hour of record time are closed so
 //! memory stays flat over a long range.
 
@@ -27,7 +27,12 @@ pub const OTHER: &str = "(other)";
 
 /// `s` cut to [`NAME_BYTES`] at a character boundary.
 fn bounded(s: &str) -> String {
-    let mut end = s.len().min(NAME_BYTES);
+    bounded_to(s, NAME_BYTES)
+}
+
+/// `s` cut to `max` bytes at a character boundary.
+fn bounded_to(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
         end -= 1;
     }
@@ -127,7 +132,7 @@ struct AgentAcc {
 #[derive(Debug)]
 pub struct StatsBuilder {
     sla: i64,
-    open: HashMap<(String, String), CallAcc>,
+    open: HashMap<String, CallAcc>,
     last_sweep: i64,
     out: Stats,
     talk_total: i64,
@@ -165,15 +170,9 @@ impl StatsBuilder {
         self.out.cdrs += 1;
         let start = r.start.utc.unwrap_or(r.received_utc);
         let answered = r.disposition == Disposition::Answered;
-        let key = (
-            bounded(&r.pbx),
-            bounded(
-                r.linked_id
-                    .as_deref()
-                    .filter(|s| !s.is_empty())
-                    .unwrap_or(&r.unique_id),
-            ),
-        );
+        // One key per call, the rule every page and the journal count by; bounded because a PBX
+        // decides how long ids are (PBX name + NUL + id: twice the name budget).
+        let key = bounded_to(&crate::calls::call_key(r), 2 * NAME_BYTES);
         let hour = ((start + i64::from(r.start.offset_seconds)).rem_euclid(86_400) / 3600) as u8;
         let call = self.open.entry(key).or_insert_with(|| CallAcc {
             hour,
