@@ -116,12 +116,29 @@ fn golden_csv_standard() {
 fn golden_csv_excel_keeps_cyrillic_and_guards_formulas() {
     let out = export(Format::Csv(Profile::Excel));
     check_golden("records_excel.csv", &out);
-    assert!(out.starts_with("\u{FEFF}uniqueId;accountCode;".as_bytes()));
+    // Issue 13, item 6: headers in words, custom fields as columns, the PBX's wall clock and
+    // h:mm:ss durations, and a number a spreadsheet would change (`-1001`) kept as typed
+    // behind an invisible word joiner instead of a visible `'`.
+    assert!(
+        out.starts_with("\u{FEFF}Start;Answered;End;Caller name;Caller number;Dialled;".as_bytes())
+    );
     let text = std::str::from_utf8(&out[3..]).unwrap();
+    assert!(
+        text.lines()
+            .next()
+            .unwrap()
+            .ends_with(";Department;Campaign;Other fields"),
+        "{text}"
+    );
+    assert!(text.contains(
+        "\r\n2026-11-22 10:07:06;2026-11-22 10:07:07;2026-11-22 10:07:10;Alice Smith;1001;2001;"
+    ));
+    assert!(text.contains(";0:00:04;4;0:00:03;3;"));
     assert!(text.contains("Иван Петров"));
     assert!(text.contains("перезвонить"));
     assert!(text.contains("'=HYPERLINK("));
-    assert!(text.contains(";'-1001;"));
+    assert!(text.contains(";\u{2060}-1001;"));
+    assert!(text.contains(";\u{2060}+79161234567;"));
     assert!(text.contains(";'@acc;"));
     assert!(!text.contains(";=HYPERLINK"));
 }
