@@ -412,9 +412,13 @@ fn calls_use_the_product_json_names() {
             "linkedId",
             "sequence",
             "customFields",
-            "origin"
+            "origin",
+            "callerName",
+            "callKey"
         ]
     );
+    // The name without Asterisk's quoting (issue 13, item 2).
+    assert_eq!(recs[0]["callerName"], "Иванов Пётр");
     assert_eq!(recs[0]["uniqueId"], "1795330800.60");
     assert_eq!(recs[0]["startTime"], "2026-11-22T10:01:00+03:00");
     assert_eq!(recs[0]["direction"], "inbound");
@@ -438,6 +442,92 @@ fn calls_use_the_product_json_names() {
         NOW,
     );
     assert_eq!(body_json(&r)["total"], 2);
+}
+
+/// Issue 13, item 1: `total` keeps counting records (scripts rely on it); `calls` counts the
+/// calls they belong to, over the whole filtered set; `groups` is this page as calls, with the
+/// indices of their records.
+#[test]
+fn calls_are_counted_beside_records_and_a_page_is_grouped() {
+    let f = fixture(true);
+    // Record 0's call also rang two queue members who did not answer (same LinkedID).
+    let base = record(0);
+    for (agent, start) in [("1002", 1), ("1003", 2)] {
+        let mut leg = base.clone();
+        leg.destination_channel = format!("PJSIP/{agent}-00000003");
+        leg.agent = Some(agent.into());
+        leg.disposition = cdrbox::record::Disposition::NoAnswer;
+        leg.answer = None;
+        leg.billable_seconds = 0;
+        leg.start.utc = Some(base.start.utc.unwrap() + start);
+        leg.sequence = Some(100 + start);
+        f.backend.push(leg);
+    }
+    let r = f
+        .app
+        .handle(&as_admin(req("GET", "/api/calls?limit=500")), NOW);
+    assert_eq!(r.status, 200);
+    let v = body_json(&r);
+    assert_eq!(v["total"], 12);
+    assert_eq!(v["calls"], 10);
+    let groups = v["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 10);
+    let big: Vec<&Value> = groups
+        .iter()
+        .filter(|g| g["legs"].as_array().unwrap().len() == 3)
+        .collect();
+    assert_eq!(big.len(), 1, "{groups:?}");
+    let g = big[0];
+    // Record 0 is unanswered (i / 60 % 3 == 0), and so are its two extra legs.
+    assert_eq!(g["outcome"], "missed");
+    assert_eq!(g["callerName"], "Иванов Пётр");
+    for i in g["legs"].as_array().unwrap() {
+        let rec = &v["records"][i.as_u64().unwrap() as usize];
+        assert_eq!(rec["linkedId"], "1795330800.0");
+        assert_eq!(rec["callKey"], g["key"]);
+    }
+    // A filter that matches only the extra legs: 2 records, 1 call.
+    let r = f
+        .app
+        .handle(&as_admin(req("GET", "/api/calls?agent=1002")), NOW);
+    let v = body_json(&r);
+    assert_eq!(
+        (v["total"].as_u64(), v["calls"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let answered = f.app.handle(
+        &as_admin(req("GET", "/api/calls?disposition=ANSWERED&limit=1")),
+        NOW,
+    );
+    let v = body_json(&answered);
+    assert_eq!(
+        (v["total"].as_u64(), v["calls"].as_u64()),
+        (Some(6), Some(6))
+    );
+    assert_eq!(v["groups"].as_array().unwrap().len(), 1);
+    assert_eq!(v["groups"][0]["outcome"], "answered");
+    assert_eq!(v["groups"][0]["answeredBy"], "1001");
+    // Search by name, in any case (issue 13, item 2: "a search for Петров finds the calls").
+    let r = f.app.handle(
+        &as_admin(req(
+            "GET",
+            "/api/calls?source=%D0%B8%D0%B2%D0%B0%D0%BD%D0%BE%D0%B2",
+        )),
+        NOW,
+    );
+    let v = body_json(&r);
+    assert_eq!(
+        (v["total"].as_u64(), v["calls"].as_u64()),
+        (Some(12), Some(10))
+    );
+    let r = f.app.handle(
+        &as_admin(req(
+            "GET",
+            "/api/calls?source=%D0%9F%D0%B5%D1%82%D1%80%D0%BE%D0%B2",
+        )),
+        NOW,
+    );
+    assert_eq!(body_json(&r)["total"], 0);
 }
 
 #[test]

@@ -57,12 +57,14 @@ pub trait Exporter: Send + Sync + 'static {
     fn profiles(&self) -> Vec<String>;
     /// A writer for `format` in `profile` over `out`. `profile` was checked against
     /// [`Exporter::profiles`]; the JSON formats ignore it. `formula_guard` is false only when
-    /// the user asked for raw CSV cells (`?formulaGuard=off`).
+    /// the user asked for raw CSV cells (`?formulaGuard=off`). `separator` is the CSV
+    /// separator asked for (`None`: the profile's own).
     fn writer<'a>(
         &self,
         format: ExportFormat,
         profile: &str,
         formula_guard: bool,
+        separator: Option<u8>,
         out: Box<dyn Write + 'a>,
     ) -> Result<Box<dyn RecordWriter + 'a>, BackendError>;
 }
@@ -85,6 +87,7 @@ impl Exporter for CdrExporter {
         format: ExportFormat,
         profile: &str,
         formula_guard: bool,
+        separator: Option<u8>,
         out: Box<dyn Write + 'a>,
     ) -> Result<Box<dyn RecordWriter + 'a>, BackendError> {
         use crate::export::{ExportWriter, Format, Profile};
@@ -103,9 +106,10 @@ impl Exporter for CdrExporter {
                 )
             }
         };
-        Ok(Box::new(Streaming(ExportWriter::with_guard(
+        Ok(Box::new(Streaming(ExportWriter::with_separator(
             format,
             formula_guard,
+            separator,
             out,
         )?)))
     }

@@ -63,6 +63,8 @@ pub enum Body {
         sort: Sort,
         /// CSV cells get the formula guard (off only by `?formulaGuard=off`).
         formula_guard: bool,
+        /// The CSV separator asked for (`?separator=`); `None`: the profile's own.
+        separator: Option<u8>,
     },
     /// Server-Sent Events: one `record` event per new record.
     Events,

@@ -772,6 +772,7 @@ fn handle(mut rq: tiny_http::Request, app: &App, opts: &WebOptions, hub: &Hub, t
             ref filter,
             sort,
             formula_guard,
+            separator,
         } => {
             let mut out = rq.into_writer();
             let result = (|| -> io::Result<u64> {
@@ -788,7 +789,7 @@ fn handle(mut rq: tiny_http::Request, app: &App, opts: &WebOptions, hub: &Hub, t
                     };
                     let mut w = app
                         .exporter()
-                        .writer(format, profile, formula_guard, sink)
+                        .writer(format, profile, formula_guard, separator, sink)
                         .map_err(io::Error::other)?;
                     app.backend()
                         .for_each(filter, sort, &mut |r| {

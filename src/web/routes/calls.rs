@@ -1,0 +1,299 @@
+//! The data routes: `/api/calls` (one page of records, grouped into calls), `/api/stats`
+//! (whole-range call statistics) and `/export.*` (streamed downloads). Checks parameters and
+//! builds answers; the records come from the [`Backend`](super::Backend).
+
+use std::io;
+
+use serde_json::{json, Value};
+
+use super::{backend_error, bad_param, App, Body, Request, Response};
+use crate::calls::{call_key, group, Call};
+use crate::filter::{Filter, Sort};
+use crate::record::CallRecord;
+use crate::web::export::ExportFormat;
+use crate::web::json::{listing_json, listing_record};
+use crate::web::query::{Params, FILTER_PARAMS};
+use crate::web::stats::{StatsBuilder, DEFAULT_SLA_SECONDS};
+use crate::web::BackendError;
+
+/// Most bytes of records in one `/api/calls` answer; a page of huge records ends early.
+pub const CALLS_PAGE_BYTES: usize = 2 * 1024 * 1024;
+
+/// Parameters accepted by the filtered endpoints, per endpoint.
+const PAGE_PARAMS: &[&str] = &["limit", "offset", "sort"];
+const EXPORT_PARAMS: &[&str] = &["profile", "sort", "formulaGuard", "separator"];
+const STATS_PARAMS: &[&str] = &["sla"];
+
+impl App {
+    fn filter_params(&self, req: &Request, extra: &[&str]) -> Result<(Params, Filter), Response> {
+        let params =
+            Params::parse(&req.query, &[FILTER_PARAMS, extra]).map_err(|e| bad_param(&e))?;
+        let filter = params
+            .filter(&self.backend.timezone())
+            .map_err(|e| bad_param(&e))?;
+        Ok((params, filter))
+    }
+
+    pub(super) fn calls(&self, req: &Request) -> Response {
+        let (params, filter) = match self.filter_params(req, PAGE_PARAMS) {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
+        let (sort, page) = match params.sort().and_then(|s| Ok((s, params.page()?))) {
+            Ok(x) => x,
+            Err(e) => return bad_param(&e),
+        };
+        // Bounded by bytes, not rows (issue 11, finding 3): each record in its listing form,
+        // and the page ends early once CALLS_PAGE_BYTES are used; `returned` says how many
+        // came, and the page asks for the next ones from offset + returned.
+        let run = || -> Result<Vec<u8>, BackendError> {
+            // `total` counts records (scripts rely on it); `calls` counts the calls they belong
+            // to, by the rule the status and stats count by (issue 13, item 1).
+            let total = self.backend.count(&filter)?;
+            let calls = self.backend.count_calls(&filter)?;
+            let mut records = Vec::with_capacity(64 * 1024);
+            // The listing copies (bounded, no raw bytes) to group this page into calls.
+            let mut small = Vec::new();
+            let mut full = false;
+            let walked = self.backend.query_each(&filter, sort, page, &mut |r| {
+                if records.len() >= CALLS_PAGE_BYTES {
+                    full = true;
+                    return Err(io::Error::other("page full"));
+                }
+                if !small.is_empty() {
+                    records.push(b',');
+                }
+                let (copy, _) = listing_record(r);
+                let mut j = listing_json(r);
+                j["callerName"] = Value::String(copy.caller_name());
+                j["callKey"] = Value::String(call_key(&copy));
+                serde_json::to_writer(&mut records, &j).map_err(io::Error::other)?;
+                small.push(copy);
+                Ok(())
+            });
+            match walked {
+                Err(BackendError::Write(_)) if full => {}
+                other => other?,
+            }
+            // A call's row shows its first record's start, so order the calls by that too
+            // (records come newest first; a call's later leg would otherwise place it).
+            let mut calls_here = group(&small);
+            match sort {
+                Sort::StartDesc => calls_here.sort_by_key(|c| std::cmp::Reverse(c.start_utc)),
+                Sort::StartAsc => calls_here.sort_by_key(|c| c.start_utc),
+                Sort::DurationDesc | Sort::DurationAsc => {}
+            }
+            let groups: Vec<Value> = calls_here.iter().map(|c| call_json(c, &small)).collect();
+            let mut out = format!(
+                "{{\"total\":{total},\"calls\":{calls},\"limit\":{},\"offset\":{},\"returned\":{},\"bytesLimited\":{full},\"groups\":",
+                page.limit, page.offset, small.len()
+            )
+            .into_bytes();
+            serde_json::to_writer(&mut out, &groups).map_err(io::Error::other)?;
+            out.extend_from_slice(b",\"records\":[");
+            out.extend_from_slice(&records);
+            out.extend_from_slice(b"]}");
+            Ok(out)
+        };
+        match run() {
+            Ok(body) => Response::new(200, "application/json", Body::Bytes(body))
+                .with_header("Cache-Control", "no-store"),
+            Err(e) => backend_error(&e),
+        }
+    }
+
+    pub(super) fn stats(&self, req: &Request) -> Response {
+        let (params, filter) = match self.filter_params(req, STATS_PARAMS) {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
+        let sla = match params.seconds("sla", DEFAULT_SLA_SECONDS, 3600) {
+            Ok(s) => s,
+            Err(e) => return bad_param(&e),
+        };
+        let mut b = StatsBuilder::new(sla);
+        let walked = self.backend.for_each(&filter, Sort::StartAsc, &mut |r| {
+            b.add(r);
+            Ok(())
+        });
+        match walked {
+            Ok(()) => Response::json(
+                200,
+                &serde_json::to_value(b.finish()).unwrap_or(Value::Null),
+            ),
+            Err(e) => backend_error(&e),
+        }
+    }
+
+    pub(super) fn export(&self, req: &Request, ext: &str) -> Response {
+        let Some(format) = ExportFormat::from_ext(ext) else {
+            return Response::error(
+                404,
+                None,
+                "exports are /export.csv, /export.json and /export.ndjson",
+            );
+        };
+        let (params, filter) = match self.filter_params(req, EXPORT_PARAMS) {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
+        let profiles = self.exporter.profiles();
+        let (profile, sort) = match params
+            .profile(&profiles)
+            .and_then(|p| Ok((p, params.get("sort").map(|_| params.sort()).transpose()?)))
+        {
+            Ok(x) => x,
+            Err(e) => return bad_param(&e),
+        };
+        // The formula guard is on unless turned off by name (issue 11, finding 7).
+        let formula_guard = match params.get("formulaGuard") {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(other) => {
+                return Response::error(
+                    400,
+                    Some("formulaGuard"),
+                    &format!("formulaGuard: {other:?} is not on or off (off writes cells a spreadsheet may run as formulas)"),
+                )
+            }
+        };
+        // `;` or `,` for CSV (the page picks by the browser's locale; the profile's own when
+        // absent: `;` for excel).
+        let separator = match params.get("separator") {
+            None | Some("") => None,
+            Some("semicolon" | ";") => Some(b';'),
+            Some("comma" | ",") => Some(b','),
+            Some(other) => {
+                return Response::error(
+                    400,
+                    Some("separator"),
+                    &format!("separator: {other:?} is not semicolon or comma"),
+                )
+            }
+        };
+        let name = download_name(
+            &self.backend.status().box_name,
+            &filter,
+            &self.backend.timezone(),
+            format.ext(),
+        );
+        Response::new(
+            200,
+            format.content_type(),
+            Body::Export {
+                format,
+                profile,
+                filter: Box::new(filter),
+                sort: sort.unwrap_or(Sort::StartAsc),
+                formula_guard,
+                separator,
+            },
+        )
+        .with_header(
+            "Content-Disposition",
+            format!("attachment; filename=\"{name}\""),
+        )
+        .with_header("Cache-Control", "no-store")
+    }
+}
+
+/// One call of a page as `/api/calls` `groups[]`: what a person wants to know, and `legs`
+/// (indices into `records` of the same answer).
+fn call_json(c: &Call, records: &[CallRecord]) -> Value {
+    let first = c.legs.first().map(|&i| &records[i]);
+    json!({
+        "key": c.key,
+        "outcome": c.outcome.as_str(),
+        "answeredBy": c.answered_by,
+        "transferredTo": c.transferred_to,
+        "queue": c.queue,
+        "direction": c.direction.as_str(),
+        "startUtc": c.start_utc,
+        "durationSeconds": c.duration_seconds,
+        "talkSeconds": c.talk_seconds,
+        "waitSeconds": c.wait_seconds,
+        "pbx": first.map(|r| r.pbx.clone()),
+        "source": first.map(|r| r.source.clone()),
+        "callerName": first.map(CallRecord::caller_name),
+        "destination": first.map(|r| r.destination.clone()),
+        "legs": c.legs,
+    })
+}
+
+/// A download's file name: the box's name and the dates the filter covers, in the PBX's zone
+/// (`office-2026-11-01_2026-11-30.csv`; `to` is exclusive, so its day is the second before).
+/// Only `A-Z a-z 0-9 - _ .` survive, so the header needs no quoting rules.
+pub fn download_name(box_name: &str, f: &Filter, tz: &jiff::tz::TimeZone, ext: &str) -> String {
+    let clean: String = box_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let clean = clean.trim_matches(['-', '.']);
+    let name = if clean.is_empty() { "cdrbox" } else { clean };
+    let day = |utc: i64| {
+        jiff::Timestamp::from_second(utc)
+            .map(|t| t.to_zoned(tz.clone()).strftime("%Y-%m-%d").to_string())
+            .ok()
+    };
+    let from = f.from_utc.and_then(day);
+    let to = f.to_utc.and_then(|t| day(t - 1));
+    let range = match (from, to) {
+        (Some(a), Some(b)) if a == b => a,
+        (Some(a), Some(b)) => format!("{a}_{b}"),
+        (Some(a), None) => format!("from-{a}"),
+        (None, Some(b)) => format!("until-{b}"),
+        (None, None) => "all".to_string(),
+    };
+    format!("{name}-{range}.{ext}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn download_names_carry_the_box_and_the_dates() {
+        let tz = jiff::tz::TimeZone::get("Europe/Moscow").unwrap();
+        // 2026-11-01 00:00 and 2026-12-01 00:00 in Moscow (UTC+3).
+        let nov = Filter {
+            from_utc: Some(1_793_480_400),
+            to_utc: Some(1_796_072_400),
+            ..Filter::default()
+        };
+        assert_eq!(
+            download_name("office", &nov, &tz, "csv"),
+            "office-2026-11-01_2026-11-30.csv"
+        );
+        let day = Filter {
+            from_utc: Some(1_793_480_400),
+            to_utc: Some(1_793_480_400 + 86_400),
+            ..Filter::default()
+        };
+        assert_eq!(
+            download_name("office", &day, &tz, "json"),
+            "office-2026-11-01.json"
+        );
+        assert_eq!(
+            download_name("Офис \"Москва\"", &Filter::default(), &tz, "csv"),
+            "cdrbox-all.csv"
+        );
+        assert_eq!(
+            download_name(
+                "pbx 2",
+                &Filter {
+                    to_utc: Some(1_793_480_400),
+                    ..Filter::default()
+                },
+                &tz,
+                "csv"
+            ),
+            "pbx-2-until-2026-10-31.csv"
+        );
+    }
+}
