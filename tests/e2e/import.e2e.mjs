@@ -8,41 +8,16 @@
 //                    sets it: `cdrbox demo` with no simulated calls)
 //   CDRBOX_MASTER_CSV  the file to upload
 //   CHROMIUM         browser path (default /usr/bin/chromium)
-import { spawn } from 'node:child_process';
 import { chromium } from 'playwright-core';
+import { fail, startServer, until } from './lib.mjs';
 
 const cmd = process.env.CDRBOX_E2E_CMD;
 const csv = process.env.CDRBOX_MASTER_CSV;
 const PASS = 'e2e-import-pass-1';
-const fail = (msg) => { throw new Error(msg); };
-async function until(what, cond, ms = 30000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    if (await cond()) return;
-    if (Date.now() > end) fail('timed out waiting for ' + what);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-function startServer() {
-  return new Promise((resolve, reject) => {
-    const child = spawn('sh', ['-c', 'exec ' + cmd], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    const timer = setTimeout(() => reject(new Error('server printed no address: ' + out)), 60000);
-    child.stdout.on('data', (d) => {
-      out += d;
-      // The demo's banner prints the page's address and the one-time setup code.
-      const m = /http:\/\/[^\s/]+/.exec(out);
-      const c = /setup code:\s+([A-Z0-9]{4}-[A-Z0-9]{4})/.exec(out);
-      if (m && c) { clearTimeout(timer); resolve({ child, base: m[0], code: c[1] }); }
-    });
-    child.on('exit', (code) => reject(new Error('server exited ' + code + ': ' + out)));
-  });
-}
 
 async function main() {
   if (!cmd || !csv) fail('CDRBOX_E2E_CMD and CDRBOX_MASTER_CSV must be set');
-  const { child, base, code } = await startServer();
+  const { child, base, code } = await startServer(cmd);
   const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic'] });
   const errors = [];
   try {

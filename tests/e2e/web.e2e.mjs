@@ -8,63 +8,15 @@
 //                    `cargo test --release --test web_e2e_browser` sets it.
 //   CHROMIUM         browser path (default /usr/bin/chromium)
 //   CDRBOX_E2E_CODE_FILE  where the one-time setup code is, when the banner does not print it
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { chromium } from 'playwright-core';
+import { fail, parseCsv, startServer, until } from './lib.mjs';
 
 const cmd = process.env.CDRBOX_E2E_CMD || '../../target/release/cdrbox demo --listen 127.0.0.1:0 --rate 1';
 const PASS = 'e2e-password-1';
-const fail = (msg) => { throw new Error(msg); };
-// Polls from Node (page.waitForFunction evaluates strings, which the page's CSP forbids).
-async function until(what, cond, ms = 30000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    if (await cond()) return;
-    if (Date.now() > end) fail('timed out waiting for ' + what);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-// RFC 4180 with a chosen separator: quoted cells may hold the separator, quotes and newlines.
-function parseCsv(text, sep) {
-  const rows = [];
-  let row = [], cell = '', quoted = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i];
-    if (quoted) {
-      if (c === '"' && text[i + 1] === '"') { cell += '"'; i++; }
-      else if (c === '"') quoted = false;
-      else cell += c;
-    } else if (c === '"') quoted = true;
-    else if (c === sep) { row.push(cell); cell = ''; }
-    else if (c === '\r' && text[i + 1] === '\n') { row.push(cell); rows.push(row); row = []; cell = ''; i++; }
-    else cell += c;
-  }
-  if (cell !== '' || row.length) { row.push(cell); rows.push(row); }
-  return rows;
-}
-
-function startServer() {
-  return new Promise((resolve, reject) => {
-    const child = spawn('sh', ['-c', 'exec ' + cmd], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    const timer = setTimeout(() => reject(new Error('server printed no address: ' + out)), 60000);
-    child.stdout.on('data', (d) => {
-      out += d;
-      // The demo's banner prints the page's address and the one-time setup code.
-      const m = /http:\/\/[^\s/]+/.exec(out);
-      const c = /setup code:\s+([A-Z0-9]{4}-[A-Z0-9]{4})/.exec(out);
-      if (m && (c || process.env.CDRBOX_E2E_CODE_FILE)) {
-        clearTimeout(timer);
-        resolve({ child, base: m[0], code: c ? c[1] : null });
-      }
-    });
-    child.on('exit', (code) => reject(new Error('server exited ' + code + ': ' + out)));
-  });
-}
 
 async function main() {
-  const { child, base, code } = await startServer();
+  const { child, base, code } = await startServer(cmd);
   const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic'] });
   const errors = [];
   try {
@@ -108,7 +60,8 @@ async function main() {
     await page.check('#filters input[name=disposition][value="NO ANSWER"]');
     await page.click('#filters button[type=submit]');
     await until('filtered rows', async () => {
-      const cells = await page.locator('#calls tbody tr td:nth-child(6)').allTextContents();
+      // One row per call; the records that matched are its (collapsed) leg rows.
+      const cells = await page.locator('#calls tbody tr.leg td:nth-child(6)').allTextContents();
       return cells.length > 0 && cells.every((t) => t === 'NO ANSWER');
     });
     const filtered = await total();
@@ -121,9 +74,12 @@ async function main() {
     const [download] = await Promise.all([page.waitForEvent('download'), page.click('#downloads a:text("CSV excel")')]);
     const csv = readFileSync(await download.path(), 'utf8');
     if (!csv.startsWith('\ufeff')) fail('excel CSV has no BOM');
-    const rows = parseCsv(csv.slice(1), ';');
+    // The page picks the separator by the browser's locale (`;` where the decimal mark is a
+    // comma); the excel headers are words (issue 13).
+    const sep = csv.slice(1, csv.indexOf('\r\n')).includes(';') ? ';' : ',';
+    const rows = parseCsv(csv.slice(1), sep);
     const header = rows[0];
-    const disp = header.indexOf('disposition');
+    const disp = header.indexOf('Disposition');
     if (disp < 0) fail('no disposition column: ' + rows[0]);
     if (rows.length - 1 < filtered) fail('CSV has ' + (rows.length - 1) + ' rows, page said ' + filtered);
     const bad = rows.slice(1).filter((r) => r[disp] !== 'NO ANSWER');

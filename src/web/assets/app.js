@@ -47,14 +47,82 @@
 
   // ---- tabs -------------------------------------------------------------------------------
   function showTab() {
-    const tab = (location.hash || '#status').slice(1);
+    // `#calls?from=…&disposition=…`: a filtered view is a link (bookmark it, send it).
+    const [tab, query] = (location.hash || '#status').slice(1).split('?');
     state.tab = ['status', 'calls', 'stats', 'settings', 'setup'].includes(tab) ? tab : 'status';
+    if (query !== undefined) fillForm({ calls: $('filters'), stats: $('stats-form') }[state.tab], new URLSearchParams(query));
     for (const s of document.querySelectorAll('.tab')) s.hidden = s.id !== 'tab-' + state.tab;
     for (const a of document.querySelectorAll('#nav a')) a.classList.toggle('active', a.dataset.tab === state.tab);
     const own = { status: loadStatus, calls: loadCalls, stats: loadStats, setup: loadSetup };
     // Other pages (settings.js) register their loader in window.cdrbox.tabs.
     const load = own[state.tab] || window.cdrbox.tabs[state.tab];
     if (load) load();
+    refreshAlarms();
+  }
+
+  // ---- filters in the URL and quick ranges -------------------------------------------------
+  function fillForm(form, q) {
+    if (!form) return;
+    for (const n of form.elements) {
+      if (!n.name) continue;
+      if (n.type === 'checkbox') n.checked = q.getAll(n.name).includes(n.value);
+      else if (q.has(n.name)) n.value = n.type === 'datetime-local' ? q.get(n.name).replace(' ', 'T') : q.get(n.name);
+      else if (n.tagName !== 'SELECT') n.value = n.defaultValue;
+    }
+  }
+  function keepInUrl(tab, q) {
+    const s = q.toString();
+    history.replaceState(null, '', '#' + tab + (s ? '?' + s : ''));
+  }
+  // [from, to) of a named range in the PBX's local time, as `YYYY-MM-DD` days (to exclusive).
+  function quickRange(name) {
+    const now = new Date(Date.now() + state.tz * 1000);
+    const day = (y, m, d) => new Date(Date.UTC(y, m, d));
+    const y = now.getUTCFullYear(), m = now.getUTCMonth(), d = now.getUTCDate();
+    const today = day(y, m, d);
+    const monday = day(y, m, d - ((now.getUTCDay() + 6) % 7));
+    const add = (t, n) => new Date(t.getTime() + n * 86400e3);
+    const r = {
+      today: [today, add(today, 1)], yesterday: [add(today, -1), today],
+      week: [monday, add(monday, 7)], last7: [add(today, -6), add(today, 1)],
+      month: [day(y, m, 1), day(y, m + 1, 1)], lastmonth: [day(y, m - 1, 1), day(y, m, 1)],
+    }[name];
+    const iso = (t) => t.toISOString().slice(0, 10);
+    return [iso(r[0]), iso(r[1])];
+  }
+  function quickRanges(box, form, inclusiveDays) {
+    for (const [name, label] of [['today', 'Today'], ['yesterday', 'Yesterday'], ['week', 'This week'], ['last7', 'Last 7 days'], ['month', 'This month'], ['lastmonth', 'Last month']]) {
+      const b = el('button', { type: 'button', class: 'secondary', 'data-range': name, text: label });
+      b.addEventListener('click', () => {
+        const [from, to] = quickRange(name);
+        // The stats form takes whole days (its To is inclusive); the calls form takes times.
+        const last = new Date(Date.parse(to) - 86400e3).toISOString().slice(0, 10);
+        form.elements.from.value = inclusiveDays ? from : from + 'T00:00';
+        form.elements.to.value = inclusiveDays ? last : to + 'T00:00';
+        form.requestSubmit();
+      });
+      box.append(b);
+    }
+  }
+
+  // ---- alarms: a strip under the header of every page while any alarm stands ----------------
+  function showAlarms(alarms) {
+    const strip = clear($('alarm-strip'));
+    for (const a of alarms || []) strip.append(el('div', { class: 'alarm' }, el('b', { text: a.code + ' ' }), a.message));
+    strip.hidden = !strip.firstChild;
+  }
+  async function refreshAlarms() {
+    // The status tab refreshes them itself; elsewhere a quiet poll keeps the strip current.
+    if (state.tab === 'status') return;
+    try { showAlarms((await api('/api/status')).alarms); } catch (e) { /* the next poll retries */ }
+  }
+  // Tables marked `cards` become one block per row on a phone; each cell shows its column's
+  // name from the header (CSS reads data-label), so no column is off screen.
+  function labelCells(table) {
+    const names = Array.from(table.tHead.rows[0].cells, (th) => th.textContent);
+    for (const tr of table.tBodies[0].rows) {
+      Array.from(tr.cells).forEach((td, i) => { if (td.colSpan === 1 && names[i]) td.dataset.label = names[i]; });
+    }
   }
 
   // ---- status -----------------------------------------------------------------------------
@@ -64,9 +132,8 @@
     banner('');
     state.tz = s.local_offset_seconds || 0;
     $('box-name').textContent = s.box_name || 'cdrbox';
-    const alarms = clear($('alarms'));
-    for (const a of s.alarms || []) alarms.append(el('div', { class: 'alarm' }, el('b', { text: a.code + ' ' }), a.message));
-    clear($('today')).append(kpi(s.today.total, 'calls'), kpi(s.today.answered, 'answered'), kpi(s.today.missed, 'missed'));
+    showAlarms(s.alarms);
+    clear($('today')).append(kpi(s.today.total, 'calls'), kpi(s.today.answered, 'answered calls'), kpi(s.today.missed, 'missed calls'));
     $('last-call').textContent = s.last_call_utc ? 'Last call ' + localTime(s.last_call_utc) + ' (' + ago(s.last_call_utc, s.now_utc) + ')' : 'No call yet today.';
     const st = s.storage || {};
     const used = st.total_bytes ? 100 - (st.free_bytes * 100 / st.total_bytes) : null;
@@ -90,12 +157,15 @@
     const tb = clear($('links').tBodies[0]);
     for (const l of s.links || []) {
       const cls = l.state === 'up' ? 'ok' : l.state === 'connecting' ? 'warn' : 'bad';
-      const label = l.state === 'down' ? 'down: ' + l.reason : l.state.replace('_', ' ');
-      tb.append(el('tr', {}, el('td', { text: l.pbx }), el('td', { text: l.address }), el('td', {}, el('span', { class: 'pill ' + cls, text: label })),
+      // A short pill; the reason beside it wraps (a whole error in one pill pushed the table
+      // off a phone's screen).
+      const reason = l.state === 'down' && l.reason ? el('span', { class: 'reason', text: l.reason }) : null;
+      tb.append(el('tr', {}, el('td', { text: l.pbx }), el('td', { text: l.address }), el('td', { class: 'state' }, el('span', { class: 'pill ' + cls, text: l.state.replace('_', ' ') }), reason),
         el('td', { text: localTime(l.since_utc) + ' (' + ago(l.since_utc, s.now_utc) + ')' }), el('td', { text: l.last_record_utc ? ago(l.last_record_utc, s.now_utc) : 'never' }),
         el('td', { text: l.records }), el('td', { text: l.reconnects })));
     }
     if (!(s.links || []).length) tb.append(el('tr', {}, el('td', { colspan: 7, class: 'muted', text: 'No PBX configured: see Settings.' })));
+    labelCells($('links'));
     const gaps = clear($('gaps'));
     const g = s.recentGaps || [];
     if (!g.length) gaps.textContent = 'No gaps: every link was up.';
@@ -182,10 +252,26 @@
     for (const [label, fmt, profile] of links) {
       const qq = new URLSearchParams(q);
       if (profile) qq.set('profile', profile);
+      // A spreadsheet splits on `;` where the decimal mark is a comma (most of Europe), else `,`.
+      if (profile === 'excel') qq.set('separator', (1.5).toLocaleString().includes(',') ? 'semicolon' : 'comma');
       box.append(el('a', { href: '/export.' + fmt + (qq.toString() ? '?' + qq : ''), download: true, text: label }));
     }
   }
   let lastIds = new Set();
+  const OUTCOME = { answered: 'answered', missed: 'missed', abandoned: 'abandoned in queue', busy: 'busy', failed: 'failed' };
+  // A caller as a person reads it: the CallerID name without Asterisk's quoting; none at all
+  // ("" <>) says so instead of showing the raw field.
+  function callerCell(name, number) { return name ? name : (number ? '' : 'no caller ID'); }
+  function legRow(r) {
+    const cls = r.disposition === 'ANSWERED' ? 'ok' : 'bad';
+    return el('tr', { class: 'leg', hidden: true },
+      el('td', { text: showTime(r.startTime) }), el('td', { text: r.pbx }), el('td', { text: callerCell(r.callerName, r.source) }),
+      el('td', { text: r.source || '(no number)' }), el('td', { text: r.destination }),
+      el('td', {}, el('span', { class: 'pill ' + cls, text: r.disposition })),
+      el('td', { text: hms(r.billableSeconds) }), el('td', { text: hms(r.ringSeconds) }), el('td', { text: r.queue || '' }),
+      el('td', {}, r.agent || '', r.truncated && r.download ? el('a', { href: r.download, download: true, class: 'muted', title: 'This record is too big to list whole', text: ' [cut: whole record]' }) : ''),
+      el('td', { class: r.origin && r.origin !== 'ami' ? 'warn' : 'muted', text: (r.origin || 'ami') + ' · ' + r.direction }));
+  }
   async function loadCalls(live) {
     state.limit = Number(new FormData($('filters')).get('limit')) || 50;
     const q = filterQuery($('filters'), true);
@@ -195,26 +281,36 @@
     state.total = d.total;
     // A page of huge records ends early (bytesLimited): the next page starts after what came.
     state.returned = d.records.length;
-    $('calls-total').textContent = d.total + ' calls match';
+    // Calls first (what a person counts), records beside them (what the downloads hold).
+    $('calls-total').textContent = d.calls + ' calls match (' + d.total + ' records)';
     const last = Math.min(d.offset + d.records.length, d.total);
-    $('page-info').textContent = d.total ? (d.offset + 1) + '–' + last : '';
+    $('page-info').textContent = d.total ? 'records ' + (d.offset + 1) + '–' + last : '';
     $('prev').disabled = d.offset === 0;
     $('next').disabled = last >= d.total;
     const tb = clear($('calls').tBodies[0]);
     const ids = new Set();
-    for (const r of d.records) {
-      const id = r.pbx + '/' + r.uniqueId + '/' + (r.sequence ?? '') + '/' + r.startTime + '/' + r.destinationChannel;
-      ids.add(id);
-      const cls = r.disposition === 'ANSWERED' ? 'ok' : 'bad';
-      const tr = el('tr', { class: live && !lastIds.has(id) ? 'new' : null, title: r.callerId || null },
-        el('td', { text: showTime(r.startTime) }), el('td', { text: r.pbx }), el('td', { text: r.source || r.callerId || '(anonymous)' }),
-        el('td', { text: r.destination }), el('td', { text: r.direction }), el('td', {}, el('span', { class: 'pill ' + cls, text: r.disposition })),
-        el('td', { text: hms(r.billableSeconds) }), el('td', { text: hms(r.ringSeconds) }), el('td', { text: r.queue || '' }),
-        el('td', {}, r.agent || '', r.truncated && r.download ? el('a', { href: r.download, download: true, class: 'muted', title: 'This record is too big to list whole', text: ' [cut: whole record]' }) : ''),
-        el('td', { class: r.origin && r.origin !== 'ami' ? 'warn' : 'muted', text: r.origin || 'ami' }));
-      tb.append(tr);
+    for (const g of d.groups) {
+      ids.add(g.key);
+      const legs = g.legs.map((i) => legRow(d.records[i]));
+      const cls = g.outcome === 'answered' ? 'ok' : 'bad';
+      const by = (g.answeredBy || '') + (g.transferredTo ? ' → ' + g.transferredTo : '');
+      const toggle = el('button', { type: 'button', class: 'link legs', 'aria-expanded': 'false', title: 'Show the records of this call', text: g.legs.length + (g.legs.length === 1 ? ' record ▸' : ' records ▸') });
+      toggle.addEventListener('click', () => {
+        const open = toggle.getAttribute('aria-expanded') !== 'true';
+        toggle.setAttribute('aria-expanded', String(open));
+        toggle.textContent = g.legs.length + (g.legs.length === 1 ? ' record ' : ' records ') + (open ? '▾' : '▸');
+        for (const l of legs) l.hidden = !open;
+      });
+      const tr = el('tr', { class: 'call' + (live && !lastIds.has(g.key) ? ' new' : '') },
+        el('td', { text: showTime(d.records[g.legs[0]].startTime) }), el('td', { text: g.pbx }), el('td', { class: 'name', text: callerCell(g.callerName, g.source) }),
+        el('td', { text: g.source || '(no number)' }), el('td', { text: g.destination }),
+        el('td', {}, el('span', { class: 'pill ' + cls, text: OUTCOME[g.outcome] || g.outcome })),
+        el('td', { text: hms(g.talkSeconds) }), el('td', { text: hms(g.waitSeconds) }), el('td', { text: g.queue || '' }),
+        el('td', { text: by }), el('td', {}, toggle));
+      tb.append(tr, ...legs);
     }
     if (!d.records.length) tb.append(el('tr', {}, el('td', { colspan: 11, class: 'muted', text: 'No calls match.' })));
+    labelCells($('calls'));
     lastIds = ids;
     downloads();
   }
@@ -236,7 +332,7 @@
     for (const [k, v] of new FormData(f).entries()) if (v !== '') q.append(k, v);
     let s;
     try { s = await api('/api/stats?' + q); } catch (e) { clear($('stats-kpis')).append(el('p', { class: 'error', text: e.message })); return; }
-    clear($('stats-kpis')).append(kpi(s.calls, 'calls'), kpi(s.answered, 'answered'), kpi(s.missed, 'missed'), kpi(pct(s.answerRate), 'answer rate'),
+    clear($('stats-kpis')).append(kpi(s.calls, 'calls'), kpi(s.answered, 'answered calls'), kpi(s.missed, 'missed calls'), kpi(s.cdrs, 'records'), kpi(pct(s.answerRate), 'answer rate'),
       kpi(hms(s.avgTalkSeconds), 'avg talk'), kpi(hms(s.avgRingSeconds), 'avg ring to answer'), kpi(hms(s.avgMissedWaitSeconds), 'avg wait of missed'));
     drawHourly(s.hourly);
     const at = clear($('agents').tBodies[0]);
@@ -250,7 +346,9 @@
   }
   function drawHourly(hours) {
     const NS = 'http://www.w3.org/2000/svg';
-    const W = 720, H = 200, padL = 28, padB = 18, bw = (W - padL) / 24;
+    // Drawn at the box's own width, so labels stay readable on a phone (a 720-wide drawing
+    // shrunk to 360 px made them 5 px).
+    const W = Math.max(300, Math.min(720, $('hourly').clientWidth || 720)), H = 200, padL = 28, padB = 18, bw = (W - padL) / 24;
     const max = Math.max(1, ...hours.map((h) => h.calls));
     const svg = document.createElementNS(NS, 'svg');
     svg.setAttribute('viewBox', '0 0 ' + W + ' ' + H);
@@ -322,14 +420,17 @@
     $('oled').addEventListener('error', () => { $('oled-card').hidden = true; });
     $('logout').addEventListener('click', async () => { try { await api('/api/logout', { method: 'POST', body: {} }); } finally { location.href = '/login'; } });
     if (window.matchMedia('(min-width: 800px)').matches) $('filter-box').open = true;
-    $('filters').addEventListener('submit', (ev) => { ev.preventDefault(); state.offset = 0; loadCalls(); });
+    quickRanges($('calls-ranges'), $('filters'), false);
+    quickRanges($('stats-ranges'), $('stats-form'), true);
+    $('filters').addEventListener('submit', (ev) => { ev.preventDefault(); state.offset = 0; keepInUrl('calls', filterQuery($('filters'), false)); loadCalls(); });
     $('filters').addEventListener('reset', () => setTimeout(() => { state.offset = 0; loadCalls(); }, 0));
     $('prev').addEventListener('click', () => { state.offset = Math.max(0, state.offset - state.limit); loadCalls(); });
     $('next').addEventListener('click', () => { state.offset += state.returned || state.limit; loadCalls(); });
-    $('stats-form').addEventListener('submit', (ev) => { ev.preventDefault(); loadStats(); });
+    $('stats-form').addEventListener('submit', (ev) => { ev.preventDefault(); keepInUrl('stats', new URLSearchParams(Array.from(new FormData($('stats-form'))).filter(([, v]) => v !== ''))); loadStats(); });
     $('import-form').addEventListener('submit', importCsv);
     window.addEventListener('hashchange', showTab);
     setInterval(() => { if (state.tab === 'status' && !document.hidden) loadStatus(); }, 5000);
+    setInterval(() => { if (!document.hidden) refreshAlarms(); }, 5000);
     await loadStatus().catch(() => {});
     showTab();
     startEvents();

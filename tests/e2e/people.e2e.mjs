@@ -1,0 +1,168 @@
+// The page as a supervisor uses it, in headless Chromium at desktop (1366×768) and phone
+// (390×844) widths (issue 13, items 1, 4, 9): no page scrolls sideways, every nav link and every
+// calls-table column is on screen at 390 px, the calls page's totals equal the API's and the
+// API's records equal the export's rows, one row per call with its records expandable, and the
+// alarm strip stands on every page while an alarm does. Saves a screenshot of every page at
+// both widths into $CDRBOX_E2E_SHOTS (look at them).
+//
+//   CDRBOX_E2E_CMD        `cdrbox demo …` (tests/web_e2e_people.rs sets it)
+//   CDRBOX_E2E_CODE_FILE  where the one-time setup code is, when the banner does not print it
+//   CDRBOX_E2E_SHOTS      directory for the screenshots
+//   CHROMIUM              browser path (default /usr/bin/chromium)
+import { mkdirSync, readFileSync } from 'node:fs';
+import { chromium } from 'playwright-core';
+import { fail, parseCsv, startServer, until } from './lib.mjs';
+
+const cmd = process.env.CDRBOX_E2E_CMD || '../../target/release/cdrbox demo --listen 127.0.0.1:0 --rate 2';
+const shots = process.env.CDRBOX_E2E_SHOTS || '/tmp/cdrbox-people-shots';
+const PASS = 'people-password-1';
+const TABS = ['status', 'calls', 'stats', 'settings', 'setup'];
+const WIDTHS = [[1366, 768], [390, 844]];
+
+// GET from inside the page (its session cookie); retried once, since a kept-alive connection
+// the box closed as idle can fail an idempotent GET.
+async function getJson(page, path) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await page.evaluate(async (p) => {
+        const r = await fetch(p, { headers: { 'X-Requested-With': 'cdrbox' }, credentials: 'same-origin' });
+        if (!r.ok) throw new Error(p + ': HTTP ' + r.status);
+        return await r.json();
+      }, path);
+    } catch (e) {
+      if (attempt >= 2) throw e;
+    }
+  }
+}
+
+async function getText(page, path) {
+  return page.evaluate(async (p) => {
+    const r = await fetch(p, { credentials: 'same-origin' });
+    if (!r.ok) throw new Error(p + ': HTTP ' + r.status);
+    return await r.text();
+  }, path);
+}
+
+async function showTab(page, tab) {
+  await page.click('a[data-tab=' + tab + ']');
+  await until(tab + ' shown', async () => !(await page.locator('#tab-' + tab).isHidden()));
+  // The tab's data has come when its own content exists.
+  const ready = { status: '#links tbody tr', calls: '#calls tbody tr', stats: '#stats-kpis .kpi', settings: '#settings-form [data-field]', setup: '#checks li' }[tab];
+  await page.locator(ready).first().waitFor();
+}
+
+async function noSidewaysScroll(page, what) {
+  const [scroll, width] = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+  if (scroll > width) fail(what + ': the page scrolls sideways (' + scroll + ' px wide in a ' + width + ' px window)');
+}
+
+async function main() {
+  mkdirSync(shots, { recursive: true });
+  const { child, base, code } = await startServer(cmd);
+  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic'] });
+  const errors = [];
+  try {
+    const ctx = await browser.newContext({ viewport: { width: 1366, height: 768 } });
+    const page = await ctx.newPage();
+    page.on('pageerror', (e) => errors.push('pageerror: ' + e.message));
+
+    // First setup, as in web.e2e.mjs.
+    await page.goto(base + '/');
+    await page.waitForURL(/\/login$/);
+    await page.locator('#setup').waitFor({ state: 'visible' });
+    await page.fill('#setup-code', code || readFileSync(process.env.CDRBOX_E2E_CODE_FILE, 'utf8').trim());
+    await page.fill('#setup-password', PASS);
+    await page.fill('#setup-again', PASS);
+    await Promise.all([page.waitForURL(base + '/'), page.click('#setup button[type=submit]')]);
+    await page.locator('#links tbody tr').first().waitFor();
+    // Enough calls for several rows, some with more than one record.
+    await until('calls with several records', async () => {
+      const d = await getJson(page, '/api/calls?limit=500');
+      return d.calls >= 6 && d.total > d.calls;
+    }, 90000);
+    console.log('ok: the demo made calls');
+
+    // Calls are calls: a fixed range (up to now), so the page, the API and the export count
+    // the same set while the demo goes on calling.
+    const moscow = new Date(Date.now() + 3 * 3600e3).toISOString().slice(0, 19);
+    await showTab(page, 'calls');
+    if (await page.locator('#filter-box').getAttribute('open') === null) await page.click('#filter-box summary');
+    await page.fill('#filters input[name=to]', moscow);
+    await page.selectOption('#filters select[name=limit]', '500');
+    await page.click('#filters button[type=submit]');
+    const q = 'to=' + encodeURIComponent(moscow.replace('T', ' '));
+    const api = await getJson(page, '/api/calls?limit=500&' + q);
+    await until('the page total for the range', async () =>
+      (await page.textContent('#calls-total')) === api.calls + ' calls match (' + api.total + ' records)');
+    const rows = await page.locator('#calls tbody tr.call').count();
+    if (rows !== api.groups.length) fail('page shows ' + rows + ' call rows, the API ' + api.groups.length + ' calls');
+    const legs = await page.locator('#calls tbody tr.leg').count();
+    if (legs !== api.total) fail('page holds ' + legs + ' record rows, the API ' + api.total);
+    const csv = parseCsv(await getText(page, '/export.csv?profile=standard&' + q), ',');
+    if (csv.length - 1 !== api.total) fail('export has ' + (csv.length - 1) + ' rows, the API ' + api.total + ' records');
+    const stats = await getJson(page, '/api/stats?' + q);
+    if (stats.calls !== api.calls || stats.cdrs !== api.total) fail('stats count ' + stats.calls + ' calls / ' + stats.cdrs + ' records, calls ' + api.calls + ' / ' + api.total);
+    console.log('ok: ' + api.calls + ' calls, ' + api.total + ' records: page = API = stats = export');
+
+    // A call with several records opens to show them, and closes again.
+    const multi = api.groups.findIndex((g) => g.legs.length > 1);
+    if (multi < 0) fail('no call with several records in ' + JSON.stringify(api.groups.map((g) => g.legs.length)));
+    const callRow = page.locator('#calls tbody tr.call').nth(multi);
+    await callRow.locator('button.legs').click();
+    const opened = await page.locator('#calls tbody tr.leg:not([hidden])').count();
+    if (opened !== api.groups[multi].legs.length) fail('opened ' + opened + ' records of ' + api.groups[multi].legs.length);
+    await callRow.locator('button.legs').click();
+    if (await page.locator('#calls tbody tr.leg:not([hidden])').count()) fail('records stay open');
+    console.log('ok: a call opens to its ' + opened + ' records');
+
+    // An alarm: switch logging off for the PBX (PUT /api/config as the settings page does).
+    const session = await getJson(page, '/api/session');
+    const put = await page.evaluate(async (csrf) => {
+      const r = await fetch('/api/config', { method: 'PUT', credentials: 'same-origin',
+        headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf, 'X-Requested-With': 'cdrbox' },
+        body: JSON.stringify({ pbx: [{ _index: 0, enabled: false }] }) });
+      return r.status;
+    }, session.csrf);
+    if (put !== 200) fail('switching the PBX off: HTTP ' + put);
+
+    for (const [w, h] of WIDTHS) {
+      await page.setViewportSize({ width: w, height: h });
+      for (const tab of TABS) {
+        await showTab(page, tab);
+        // The strip stands on every page while the alarm does.
+        await until('the alarm strip on ' + tab, async () => /PBX OFF/.test((await page.textContent('#alarm-strip')) || ''));
+        await noSidewaysScroll(page, tab + ' at ' + w + ' px');
+        if (w < 600) {
+          // Every nav link is on screen (the nav wraps, nothing cut at "Setup h…").
+          for (const a of await page.locator('#nav a').all()) {
+            const b = await a.boundingBox();
+            if (!b || b.x < 0 || b.x + b.width > w) fail('nav link ' + (await a.textContent()) + ' is off screen: ' + JSON.stringify(b));
+          }
+        }
+        if (tab === 'calls' && w < 600) {
+          // Every column of a call row is on screen and says what it is.
+          const cells = page.locator('#calls tbody tr.call').first().locator('td');
+          const n = await cells.count();
+          if (n !== 11) fail('a call row has ' + n + ' cells');
+          for (let i = 0; i < n; i++) {
+            const c = cells.nth(i);
+            const b = await c.boundingBox();
+            const label = await c.getAttribute('data-label');
+            if (!label) fail('calls column ' + i + ' has no label at phone width');
+            if (!b || b.x < 0 || b.x + b.width > w) fail('calls column ' + label + ' is off screen: ' + JSON.stringify(b));
+          }
+        }
+        await page.screenshot({ path: shots + '/' + w + '-' + tab + '.png', fullPage: true });
+        await page.screenshot({ path: shots + '/' + w + '-' + tab + '-top.png' });
+      }
+      console.log('ok: ' + w + ' px: every page fits, alarm strip on each; screenshots in ' + shots);
+    }
+    if (errors.length) fail('page errors:\n' + errors.join('\n'));
+    console.log('e2e: all passed');
+  } finally {
+    await browser.close();
+    child.kill('SIGTERM');
+  }
+}
+
+main().catch((e) => { console.error('e2e FAILED:', e.message); process.exit(1); });
