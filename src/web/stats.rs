@@ -6,12 +6,18 @@
 //! of its CDRs is ANSWERED. Hours are the PBX's local wall-clock hours (the offset stored with each start).
 //! Records should come in start order; calls idle for an hour of record time are closed so
 //! memory stays flat over a long range.
+//!
+//! Missed calls to call back (issue 13, item 3): an inbound call nobody answered is *called
+//! back* when, within the callback window after it started, a call is placed to that number
+//! (outbound or internal, answered or not: someone tried) or a call from it is answered (they
+//! got through). Kept per number in start order, pruned as the range streams by.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::Serialize;
 
-use crate::record::{CallRecord, Disposition};
+use crate::calls::Outcome;
+use crate::record::{CallRecord, Direction, Disposition};
 
 /// Service-level threshold when the request names none (answered within 20 s of ringing).
 pub const DEFAULT_SLA_SECONDS: i64 = 20;
@@ -22,6 +28,12 @@ const CALL_IDLE_SECS: i64 = 3600;
 /// they are, and memory must not (issue 11, finding 3).
 const NAME_BYTES: usize = 128;
 const MAX_NAMES: usize = 1000;
+/// Callback window when the request names none.
+pub const DEFAULT_CALLBACK_SECONDS: i64 = 3600;
+/// Missed calls listed in one answer (the newest); all are counted.
+const MISSED_LISTED: usize = 500;
+/// Missed calls tracked for callbacks over one range; beyond, they are counted only.
+const MISSED_TRACKED: usize = 20_000;
 /// Where agents and queues beyond [`MAX_NAMES`] are counted.
 pub const OTHER: &str = "(other)";
 
@@ -86,6 +98,23 @@ pub struct QueueStats {
     pub avg_wait_seconds: Option<f64>,
 }
 
+/// A missed inbound call and whether its number was called back.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MissedCall {
+    pub start_utc: i64,
+    pub pbx: String,
+    /// The caller's number (`source`), the one to call back.
+    pub number: String,
+    /// The caller's name from CallerID, without Asterisk's quoting.
+    pub name: String,
+    /// `missed`, `abandoned` (in a queue), `busy` or `failed` (see `calls::Outcome`).
+    pub outcome: &'static str,
+    pub queue: Option<String>,
+    /// When the number was called back (the first such call), `None` while not.
+    pub called_back_utc: Option<i64>,
+}
+
 /// The whole answer of `/api/stats`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -107,12 +136,28 @@ pub struct Stats {
     pub hourly: Vec<HourStats>,
     pub agents: Vec<AgentStats>,
     pub queues: Vec<QueueStats>,
+    /// The callback window used, in seconds.
+    pub callback_seconds: i64,
+    /// Inbound calls nobody answered (missed, abandoned, busy, failed), and how many of them
+    /// were called back within the window.
+    pub missed_inbound: u64,
+    pub called_back: u64,
+    /// The newest missed inbound calls ([`MISSED_LISTED`] at most), newest first.
+    pub missed_calls: Vec<MissedCall>,
+    /// True when the range held more missed calls than could be tracked for callbacks.
+    pub missed_truncated: bool,
 }
 
 #[derive(Debug, Default)]
 struct CallAcc {
     hour: u8,
+    first_start: i64,
     last_start: i64,
+    pbx: String,
+    /// Number and name of the first record's caller, when the call came in.
+    inbound: Option<(String, String)>,
+    busy: bool,
+    failed: bool,
     answered: bool,
     talk: i64,
     ring_to_answer: Option<i64>,
@@ -140,6 +185,12 @@ pub struct StatsBuilder {
     missed_wait_total: i64,
     agents: BTreeMap<String, AgentAcc>,
     queues: BTreeMap<String, (QueueStats, i64)>,
+    callback: i64,
+    /// (PBX, number) → starts of the records that called it back, in start order.
+    contacts: HashMap<(String, String), VecDeque<i64>>,
+    /// (PBX, number) → missed calls not yet called back, still inside their window.
+    waiting: HashMap<(String, String), Vec<usize>>,
+    missed: Vec<MissedCall>,
 }
 
 impl StatsBuilder {
@@ -163,7 +214,17 @@ impl StatsBuilder {
             missed_wait_total: 0,
             agents: BTreeMap::new(),
             queues: BTreeMap::new(),
+            callback: DEFAULT_CALLBACK_SECONDS,
+            contacts: HashMap::new(),
+            waiting: HashMap::new(),
+            missed: Vec::new(),
         }
+    }
+
+    /// The callback window (seconds after a missed call's start).
+    pub fn with_callback(mut self, seconds: i64) -> Self {
+        self.callback = seconds.max(0);
+        self
     }
 
     pub fn add(&mut self, r: &CallRecord) {
@@ -174,11 +235,18 @@ impl StatsBuilder {
         // decides how long ids are (PBX name + NUL + id: twice the name budget).
         let key = bounded_to(&crate::calls::call_key(r), 2 * NAME_BYTES);
         let hour = ((start + i64::from(r.start.offset_seconds)).rem_euclid(86_400) / 3600) as u8;
+        self.note_contact(r, start);
         let call = self.open.entry(key).or_insert_with(|| CallAcc {
             hour,
+            first_start: start,
             last_start: start,
+            pbx: bounded(&r.pbx),
+            inbound: (r.direction == Direction::Inbound)
+                .then(|| (bounded(&r.source), bounded(&r.caller_name()))),
             ..Default::default()
         });
+        call.busy |= r.disposition == Disposition::Busy;
+        call.failed |= matches!(r.disposition, Disposition::Failed | Disposition::Congestion);
         call.last_start = call.last_start.max(start);
         call.longest = call.longest.max(r.duration);
         if answered {
@@ -215,6 +283,87 @@ impl StatsBuilder {
                     self.close(c);
                 }
             }
+            self.prune_contacts(start);
+        }
+    }
+
+    /// A record that calls a number back: a call placed to it, or an answered call from it.
+    fn note_contact(&mut self, r: &CallRecord, t: i64) {
+        let mut numbers = Vec::new();
+        if r.direction != Direction::Inbound && !r.destination.is_empty() {
+            numbers.push(&r.destination);
+        }
+        if r.disposition == Disposition::Answered && !r.source.is_empty() {
+            numbers.push(&r.source);
+        }
+        for n in numbers {
+            let key = (bounded(&r.pbx), bounded(n));
+            if let Some(waiting) = self.waiting.get_mut(&key) {
+                let window = self.callback;
+                let missed = &mut self.missed;
+                waiting.retain(|&i| {
+                    let m = &mut missed[i];
+                    if t > m.start_utc && t <= m.start_utc + window {
+                        m.called_back_utc = Some(t);
+                        false
+                    } else {
+                        t <= m.start_utc + window
+                    }
+                });
+                if waiting.is_empty() {
+                    self.waiting.remove(&key);
+                }
+            }
+            self.contacts.entry(key).or_default().push_back(t);
+        }
+    }
+
+    /// Contacts too old to call back any call still open or waiting.
+    fn prune_contacts(&mut self, now: i64) {
+        let keep_from = now - self.callback - CALL_IDLE_SECS - 600;
+        self.contacts.retain(|_, times| {
+            while times.front().is_some_and(|&t| t < keep_from) {
+                times.pop_front();
+            }
+            !times.is_empty()
+        });
+    }
+
+    fn close_missed(&mut self, c: &CallAcc, number: String, name: String) {
+        self.out.missed_inbound += 1;
+        if self.missed.len() >= MISSED_TRACKED {
+            self.out.missed_truncated = true;
+            return;
+        }
+        let outcome = if c.queue.is_some() {
+            Outcome::Abandoned
+        } else if c.busy {
+            Outcome::Busy
+        } else if c.failed {
+            Outcome::Failed
+        } else {
+            Outcome::Missed
+        };
+        let key = (c.pbx.clone(), number.clone());
+        let start = c.first_start;
+        let called_back_utc = self.contacts.get(&key).and_then(|times| {
+            times
+                .iter()
+                .copied()
+                .find(|&t| t > start && t <= start + self.callback)
+        });
+        let i = self.missed.len();
+        self.missed.push(MissedCall {
+            start_utc: start,
+            pbx: c.pbx.clone(),
+            number,
+            name,
+            outcome: outcome.as_str(),
+            queue: c.queue.clone(),
+            called_back_utc,
+        });
+        if called_back_utc.is_none() && !self.missed[i].number.is_empty() {
+            self.waiting.entry(key).or_default().push(i);
         }
     }
 
@@ -232,6 +381,9 @@ impl StatsBuilder {
             o.missed += 1;
             h.missed += 1;
             self.missed_wait_total += c.longest;
+            if let Some((number, name)) = c.inbound.clone() {
+                self.close_missed(&c, number, name);
+            }
         }
         if let Some(q) = c.queue {
             let q = name_key(&self.queues, &q);
@@ -266,7 +418,16 @@ impl StatsBuilder {
         }
         let ratio = |n: u64, d: u64| (d > 0).then(|| n as f64 / d as f64);
         let mean = |n: i64, d: u64| (d > 0).then(|| n as f64 / d as f64);
+        let mut missed = std::mem::take(&mut self.missed);
+        missed.sort_by_key(|m| std::cmp::Reverse(m.start_utc));
         let mut o = self.out;
+        o.callback_seconds = self.callback;
+        o.called_back = missed
+            .iter()
+            .filter(|m| m.called_back_utc.is_some())
+            .count() as u64;
+        missed.truncate(MISSED_LISTED);
+        o.missed_calls = missed;
         o.answer_rate = ratio(o.answered, o.calls);
         o.avg_talk_seconds = mean(self.talk_total, o.answered);
         o.avg_ring_seconds = mean(self.ring_total, o.answered);
@@ -426,6 +587,68 @@ mod tests {
         }
         assert!(b.open.len() < 100, "{} calls still open", b.open.len());
         assert_eq!(b.finish().calls, 1000);
+    }
+
+    /// Issue 13, item 3: a missed inbound call is called back by a call to the number (tried,
+    /// answered or not) or an answered call from it, within the window; not by itself, not
+    /// after the window.
+    #[test]
+    fn missed_calls_know_whether_they_were_called_back() {
+        let t0 = 1_795_330_800;
+        let mut b = StatsBuilder::new(20).with_callback(1800);
+        let missed = |uid: &str, from: &str, at: i64| {
+            let mut c = cdr(uid, None, at, Disposition::NoAnswer, 20, 0);
+            c.source = from.into();
+            c.caller_id = format!("\"Пётр\" <{from}>");
+            c
+        };
+        let call_to = |uid: &str, to: &str, at: i64, d: Disposition| {
+            let mut c = cdr(uid, None, at, d, 30, 0);
+            c.direction = Direction::Outbound;
+            c.source = "1001".into();
+            c.destination = to.into();
+            c
+        };
+        b.add(&missed("1.1", "+74951110001", t0));
+        b.add(&missed("2.1", "+74951110002", t0 + 10));
+        b.add(&missed("3.1", "+74951110003", t0 + 20));
+        let mut busy = missed("4.1", "+74951110004", t0 + 30);
+        busy.disposition = Disposition::Busy;
+        b.add(&busy);
+        // 1: called back 10 min later (nobody answered: it still counts as called back).
+        b.add(&call_to(
+            "5.1",
+            "+74951110001",
+            t0 + 600,
+            Disposition::NoAnswer,
+        ));
+        // 2: the caller tried again and got through.
+        let mut again = missed("6.1", "+74951110002", t0 + 900);
+        again.disposition = Disposition::Answered;
+        again.billable_seconds = 10;
+        b.add(&again);
+        // 3: called back too late (after 30 min).
+        b.add(&call_to(
+            "7.1",
+            "+74951110003",
+            t0 + 20 + 1801,
+            Disposition::Answered,
+        ));
+        let s = b.finish();
+        assert_eq!((s.missed_inbound, s.called_back), (4, 2));
+        assert_eq!(s.callback_seconds, 1800);
+        let by: HashMap<&str, &MissedCall> = s
+            .missed_calls
+            .iter()
+            .map(|m| (m.number.as_str(), m))
+            .collect();
+        assert_eq!(by["+74951110001"].called_back_utc, Some(t0 + 600));
+        assert_eq!(by["+74951110002"].called_back_utc, Some(t0 + 900));
+        assert_eq!(by["+74951110003"].called_back_utc, None);
+        assert_eq!(by["+74951110004"].outcome, "busy");
+        assert_eq!(by["+74951110001"].name, "Пётр");
+        // Newest first.
+        assert_eq!(s.missed_calls[0].number, "+74951110004");
     }
 
     #[test]

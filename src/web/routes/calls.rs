@@ -13,7 +13,7 @@ use crate::record::CallRecord;
 use crate::web::export::ExportFormat;
 use crate::web::json::{listing_json, listing_record};
 use crate::web::query::{Params, FILTER_PARAMS};
-use crate::web::stats::{StatsBuilder, DEFAULT_SLA_SECONDS};
+use crate::web::stats::{StatsBuilder, DEFAULT_CALLBACK_SECONDS, DEFAULT_SLA_SECONDS};
 use crate::web::BackendError;
 
 /// Most bytes of records in one `/api/calls` answer; a page of huge records ends early.
@@ -22,7 +22,7 @@ pub const CALLS_PAGE_BYTES: usize = 2 * 1024 * 1024;
 /// Parameters accepted by the filtered endpoints, per endpoint.
 const PAGE_PARAMS: &[&str] = &["limit", "offset", "sort"];
 const EXPORT_PARAMS: &[&str] = &["profile", "sort", "formulaGuard", "separator"];
-const STATS_PARAMS: &[&str] = &["sla"];
+const STATS_PARAMS: &[&str] = &["sla", "callbackMinutes"];
 
 impl App {
     fn filter_params(&self, req: &Request, extra: &[&str]) -> Result<(Params, Filter), Response> {
@@ -111,7 +111,15 @@ impl App {
             Ok(s) => s,
             Err(e) => return bad_param(&e),
         };
-        let mut b = StatsBuilder::new(sla);
+        let callback = match params.seconds(
+            "callbackMinutes",
+            DEFAULT_CALLBACK_SECONDS / 60,
+            7 * 24 * 60,
+        ) {
+            Ok(m) => m * 60,
+            Err(e) => return bad_param(&e),
+        };
+        let mut b = StatsBuilder::new(sla).with_callback(callback);
         let walked = self.backend.for_each(&filter, Sort::StartAsc, &mut |r| {
             b.add(r);
             Ok(())
