@@ -263,11 +263,19 @@ fn export_is_streamed_chunked_and_complete() {
         "/export.csv?profile=excel&disposition=ANSWERED",
         &auth,
     );
-    assert!(r.body.starts_with("\u{feff}uniqueId;".as_bytes()));
+    // Issue 13: headers in words (changed on purpose from the standard names).
+    assert!(r.body.starts_with("\u{feff}Start;Answered;".as_bytes()));
     assert_eq!(
         r.text().split("\r\n").filter(|l| !l.is_empty()).count(),
         N * 2 / 3 + 1
     );
+    // The separator the page picks by locale.
+    let r = get(
+        s.addr,
+        "/export.csv?profile=excel&separator=comma&disposition=ANSWERED",
+        &auth,
+    );
+    assert!(r.body.starts_with("\u{feff}Start,Answered,".as_bytes()));
     // JSON array parses and holds the filtered set; NDJSON one line per record.
     let r = get(s.addr, "/export.json?maxDuration=65&pbx=main", &auth);
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();

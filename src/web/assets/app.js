@@ -107,7 +107,7 @@
 
   // ---- alarms: a strip under the header of every page while any alarm stands ----------------
   function showAlarms(alarms) {
-    const strip = clear($('alarm-strip'));
+    const strip = clear($('alarms'));
     for (const a of alarms || []) strip.append(el('div', { class: 'alarm' }, el('b', { text: a.code + ' ' }), a.message));
     strip.hidden = !strip.firstChild;
   }
@@ -343,6 +343,15 @@
     for (const x of s.queues) qt.append(el('tr', {}, el('td', { text: x.queue }), el('td', { text: x.calls }), el('td', { text: x.answered }), el('td', { text: x.abandoned }),
       el('td', { text: pct(x.serviceLevel) + ' ≤ ' + s.slaSeconds + ' s' }), el('td', { text: pct(x.abandonRate) }), el('td', { text: hms(x.avgWaitSeconds) })));
     if (!s.queues.length) qt.append(el('tr', {}, el('td', { colspan: 7, class: 'muted', text: 'No queue calls in this range.' })));
+    // Missed inbound calls, newest first, and whether someone called the number back.
+    const todo = s.missedInbound - s.calledBack;
+    $('missed-summary').textContent = s.missedInbound + ' missed inbound calls, ' + s.calledBack + ' called back within ' + Math.round(s.callbackSeconds / 60) + ' min, ' + todo + ' not called back' + (s.missedTruncated ? ' (too many to track them all)' : '') + '.';
+    const mt = clear($('missed').tBodies[0]);
+    for (const m of s.missedCalls) mt.append(el('tr', { class: m.calledBackUtc ? null : 'todo' }, el('td', { text: localTime(m.startUtc) }),
+      el('td', { text: m.number || '(no number)' }), el('td', { text: m.name }), el('td', { text: OUTCOME[m.outcome] || m.outcome }), el('td', { text: m.queue || '' }),
+      el('td', { class: m.calledBackUtc ? 'ok' : 'bad', text: m.calledBackUtc ? localTime(m.calledBackUtc) : 'not yet' })));
+    if (!s.missedCalls.length) mt.append(el('tr', {}, el('td', { colspan: 6, class: 'muted', text: 'No missed inbound calls in this range.' })));
+    for (const t of ['agents', 'queues', 'missed']) labelCells($(t));
   }
   function drawHourly(hours) {
     const NS = 'http://www.w3.org/2000/svg';
