@@ -130,6 +130,18 @@ fn value_messages() {
         ),
         ("[usb]\nmount_root = \"\"\n".to_owned(), "usb.mount_root: must not be empty"),
         (
+            "[alarms]\nbusiness_hours = \"Mon-Fri 18:00-09:00\"\n".to_owned(),
+            "alarms.business_hours: business hours \"Mon-Fri 18:00-09:00\": ends before it starts",
+        ),
+        (
+            "[alarms]\nbusiness_hours = \"Mo-Fr 09:00-18:00\"\n".to_owned(),
+            "alarms.business_hours: business hours \"Mo-Fr 09:00-18:00\": \"Mo-Fr\" is not a day",
+        ),
+        (
+            "[alarms]\nstorage_warning_percent = 90\nstorage_critical_percent = 90\n".to_owned(),
+            "alarms.storage_critical_percent: 90 is not above storage_warning_percent (90)",
+        ),
+        (
             "[log]\nlevel = \"verbose\"\n".to_owned(),
             "log.level: \"verbose\" is not a log filter (allowed: error, warn, info, debug, trace, off, or target=level, comma-separated)",
         ),
@@ -262,6 +274,16 @@ fn accepted_variants() {
     assert_eq!(c.display.address, 0x3D);
     assert_eq!(c.display.driver, cdrbox::config::DisplayDriver::None);
     assert_eq!(c.display.rotation, 180);
+    // Business hours are saved in one spelling, whatever the case and spacing.
+    let c = Config::parse(
+        "[alarms]\nbusiness_hours = \" sat 10:00-13:00 ,mon-fri 09:00-18:00\"\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(
+        c.alarms.business_hours,
+        "Mon-Fri 09:00-18:00, Sat 10:00-13:00"
+    );
     let c = Config::parse("[log]\nlevel = \"warn,cdrbox::ami=trace\"\n", "t").unwrap();
     assert_eq!(c.log.level, "warn,cdrbox::ami=trace");
     let c = Config::parse(

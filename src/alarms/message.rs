@@ -99,6 +99,7 @@ pub fn advice(code: &str) -> &'static str {
         "AUTH" => "The PBX refused the box's AMI login: make [[pbx]] username/secret match a user in the PBX's /etc/asterisk/manager.conf (\"read = cdr,system\"), then \"manager reload\" on the PBX.",
         "PBX QUIET" => "The link is up but no call record arrived during business hours: check cdr_manager on the PBX (\"manager show settings\", /etc/asterisk/cdr_manager.conf \"enabled = yes\") and that calls are being made.",
         "DISK FULL" => "The journal cannot write: free space on the storage, or lower [storage] retention_days / max_size_mb. Records wait in memory meanwhile.",
+        "GAP OPEN" => "Calls made while the box was not recording are not in the journal yet: import the PBX's Master.csv (the gap card on the status page, or cdrbox import) or let the CDR database puller fill them (README, \"Filling the gaps\").",
         "USB ERROR" => "The USB copy failed: check the stick (full, read-only, damaged) and plug it in again; the next copy resumes where this one stopped.",
         "JOURNAL STOPPED" | "RECORDS LOST" => "The journal writer stopped: restart cdrbox (systemctl restart cdrbox) and read its log (journalctl -u cdrbox).",
         "RING FULL" | "RING ERROR" | "JOURNAL ERROR" | "JOURNAL STALL" | "BACKLOG FULL" => "The journal is in trouble: see the status page and the log (journalctl -u cdrbox).",
@@ -117,7 +118,7 @@ pub struct BoxInfo {
     pub tz: jiff::tz::TimeZone,
 }
 
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

@@ -7,6 +7,9 @@
 //!  StatusView.alarms (status board: links, journal, USB, … each Alarm with code + subject)
 //!        │  every second
 //!        ▼
+//!  thresholds (pure): [alarms] thresholds, PBX QUIET (hours), GAP OPEN (gap ledger)
+//!        │
+//!        ▼
 //!  policy (pure): raise / remind / clear, flapping summarised, injected time
 //!        │  notices of one moment
 //!        ▼
@@ -18,15 +21,19 @@
 //!                                                          ──► smtp (lettre) / webhook (ureq)
 //! ```
 //!
-//! Pure: [`policy`], [`message`], [`outbox::Retry`]. Adapters: [`outbox::Outbox`] (files),
+//! Pure: [`hours`], [`thresholds`], [`policy`], [`message`], [`outbox::Retry`]. Adapters: [`outbox::Outbox`] (files),
 //! [`smtp`], [`webhook`], and [`service`], the threads `cdrbox run` starts (plus
 //! `cdrbox test-alarm`'s direct send).
 
+pub mod daily;
+pub mod hours;
 pub mod message;
 pub mod outbox;
 pub mod policy;
+pub mod report;
 pub mod service;
 pub mod smtp;
+pub mod thresholds;
 pub mod webhook;
 
 /// Why a delivery did not happen.

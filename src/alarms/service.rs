@@ -18,16 +18,21 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::daily::{Daily, DailySettings};
+use super::hours::BusinessHours;
 use super::message::{self, BoxInfo, Message};
 use super::outbox::{Channel, Outbox, Retry};
-use super::policy::{AlarmKey, Now, Policy, Rules, SavedIncident, Standing};
+use super::policy::{Now, Policy, Rules, SavedIncident};
+use super::report::parse_time_of_day;
 use super::smtp::SmtpChannel;
+use super::thresholds::{self, Quiet, Thresholds};
 use super::webhook::WebhookChannel;
 use super::Failure;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::fsio::{write_atomic, AtomicOptions};
-use crate::status::{link_alarms, StatusView, LINK_ALARM_CODES};
+use crate::journal::{Gap, JournalPaths, JournalReader};
+use crate::status::StatusView;
 
 /// A configured way of reaching people.
 pub enum Sender {
@@ -66,8 +71,12 @@ pub struct Settings {
     pub dir: PathBuf,
     pub info: BoxInfo,
     pub rules: Rules,
-    /// How long a link must be down before it is an alarm (`link_down_minutes`).
-    pub link_down_after: Duration,
+    /// The per-alarm thresholds (`link_down_minutes`, `quiet_minutes`, …).
+    pub thresholds: Thresholds,
+    /// The journal, for GAP OPEN and the daily report (read-only connections).
+    pub journal: JournalPaths,
+    /// `daily_report`; `None`: no report.
+    pub daily: Option<DailySettings>,
     pub senders: Vec<Sender>,
 }
 
@@ -124,31 +133,70 @@ pub fn settings_from_config(cfg: &Config) -> Result<Option<Settings>, String> {
                 .then(|| Duration::from_secs(u64::from(a.reminder_minutes) * 60)),
             ..Rules::default()
         },
-        link_down_after: Duration::from_secs(u64::from(a.link_down_minutes) * 60),
+        thresholds: thresholds_from_config(cfg)?,
+        journal: crate::journal::JournalPaths::from_path(&cfg.storage.path),
+        daily: daily_from_config(cfg)?,
         senders,
     }))
 }
 
+fn minutes(m: u32) -> Duration {
+    Duration::from_secs(u64::from(m) * 60)
+}
+
+/// `daily_report` and its keys; `None` when it is empty (no report).
+pub fn daily_from_config(cfg: &Config) -> Result<Option<DailySettings>, String> {
+    let a = &cfg.alarms;
+    if a.daily_report.trim().is_empty() {
+        return Ok(None);
+    }
+    let at = parse_time_of_day(&a.daily_report).ok_or_else(|| {
+        format!(
+            "[alarms] daily_report {:?} is not a time of day as HH:MM",
+            a.daily_report
+        )
+    })?;
+    Ok(Some(DailySettings {
+        at,
+        tz: box_info(cfg).tz,
+        profile: a.daily_report_profile.clone(),
+        callback: minutes(a.callback_minutes),
+    }))
+}
+
+/// The per-alarm thresholds of `[alarms]`; each PBX's business hours are in its own zone.
+pub fn thresholds_from_config(cfg: &Config) -> Result<Thresholds, String> {
+    let a = &cfg.alarms;
+    let quiet = if a.quiet_minutes == 0 {
+        None
+    } else {
+        Some(Quiet {
+            after: minutes(a.quiet_minutes),
+            hours: BusinessHours::parse(&a.business_hours)
+                .map_err(|e| format!("[alarms] business_hours: {e}"))?,
+            zones: cfg
+                .pbx
+                .iter()
+                .map(|p| {
+                    let tz =
+                        jiff::tz::TimeZone::get(&p.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+                    (p.name.clone(), tz)
+                })
+                .collect(),
+        })
+    };
+    Ok(Thresholds {
+        link_down_after: minutes(a.link_down_minutes),
+        auth_after: minutes(a.auth_failed_minutes),
+        quiet,
+        usb: a.usb_copy_failed,
+        gap_after: (a.gap_unfilled_hours > 0)
+            .then(|| Duration::from_secs(u64::from(a.gap_unfilled_hours) * 3600)),
+    })
+}
+
 /// What the status page shows per channel.
 pub type DeliveryStatus = crate::status::AlarmChannelStatus;
-
-/// The alarms standing in `view` at `now_utc`, link alarms after `link_down_after`.
-pub fn standing(view: &StatusView, now_utc: i64, link_down_after: Duration) -> Vec<Standing> {
-    let after = i64::try_from(link_down_after.as_secs()).unwrap_or(i64::MAX);
-    view.alarms
-        .iter()
-        .filter(|a| !LINK_ALARM_CODES.contains(&a.code.as_str()))
-        .cloned()
-        .chain(link_alarms(&view.links, now_utc, after))
-        .map(|a| Standing {
-            key: AlarmKey {
-                code: a.code,
-                subject: a.subject,
-            },
-            message: a.message,
-        })
-        .collect()
-}
 
 enum Cmd {
     Queued(Box<Message>),
@@ -167,6 +215,7 @@ pub struct AlarmService {
 
 /// The current snapshot, however the caller keeps it.
 pub type ViewFn = Box<dyn Fn() -> StatusView + Send>;
+
 /// Told each channel's delivery status whenever it changes.
 pub type StatusFn = Arc<dyn Fn(Vec<DeliveryStatus>) + Send + Sync>;
 
@@ -195,6 +244,16 @@ impl AlarmService {
     ) -> std::io::Result<AlarmService> {
         std::fs::create_dir_all(&settings.dir)?;
         let root = settings.dir.join("outbox");
+        // Before any delivery thread runs: a report already queued counts as made.
+        let daily = settings.daily.clone().map(|d| {
+            let dirs: Vec<PathBuf> = settings
+                .senders
+                .iter()
+                .map(|s| root.join(s.channel().as_str()))
+                .collect();
+            let dirs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
+            Daily::new(d, settings.journal.clone(), &settings.dir, &dirs)
+        });
         let status = Arc::new(Mutex::new(
             settings
                 .senders
@@ -232,8 +291,10 @@ impl AlarmService {
             dir: settings.dir.clone(),
             info: settings.info.clone(),
             rules: settings.rules,
-            link_down_after: settings.link_down_after,
+            thresholds: settings.thresholds,
             view,
+            journal: settings.journal.clone(),
+            daily,
             queues: queues
                 .iter()
                 .map(|(_, tx, ob)| (tx.clone(), ob.clone()))
@@ -323,13 +384,100 @@ struct Watcher {
     dir: PathBuf,
     info: BoxInfo,
     rules: Rules,
-    link_down_after: Duration,
+    thresholds: Thresholds,
     view: ViewFn,
+    journal: JournalPaths,
+    daily: Option<Daily>,
     queues: Vec<(mpsc::Sender<Cmd>, Outbox)>,
     clock: Clock,
 }
 
+/// How often the gap ledger is read for GAP OPEN: its threshold is hours, and a read is a
+/// query on the journal's database.
+const GAP_READ_EVERY: Duration = Duration::from_secs(60);
+
+/// A report that could not be made (the journal busy or unreadable) is tried again after this.
+const REPORT_RETRY: Duration = Duration::from_secs(60);
+
 impl Watcher {
+    /// Stores `m` in every outbox; the channels it was stored for.
+    fn put(&self, m: &Message) -> Vec<bool> {
+        self.queues
+            .iter()
+            .map(|(_, ob)| match ob.put(m) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!(target: "cdrbox::alarms", channel = %ob.channel(), id = %m.id, error = %e, "cannot queue the message");
+                    false
+                }
+            })
+            .collect()
+    }
+
+    /// Tells the delivery threads of the channels `m` was stored for.
+    fn notify(&self, m: &Message, stored: &[bool]) {
+        for ((tx, _), ok) in self.queues.iter().zip(stored) {
+            if *ok {
+                let _ = tx.send(Cmd::Queued(Box::new(m.clone())));
+            }
+        }
+    }
+
+    /// Makes and queues the daily report when it is due: queued, then the day saved, then
+    /// the delivery threads told (see `super::daily` for why this order).
+    fn daily_report(
+        &mut self,
+        now: Now,
+        view: &StatusView,
+        failed: &mut Option<crate::clock::Mono>,
+    ) {
+        let Some(daily) = &self.daily else { return };
+        let Some(day) = daily.due(now.unix) else {
+            return;
+        };
+        if failed.is_some_and(|f| now.mono.duration_since(f) < REPORT_RETRY) {
+            return;
+        }
+        let m = match daily.build(day, &self.info, view) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(target: "cdrbox::alarms", error = %e, "daily report not made; trying again in a minute");
+                *failed = Some(now.mono);
+                return;
+            }
+        };
+        let stored = self.put(&m);
+        if !stored.iter().any(|ok| *ok) {
+            *failed = Some(now.mono);
+            return;
+        }
+        if let Some(d) = &mut self.daily {
+            if let Err(e) = d.mark(day) {
+                tracing::warn!(target: "cdrbox::alarms", error = %e, "cannot save the daily report's day; the queued report still counts at the next start");
+            }
+        }
+        tracing::info!(target: "cdrbox::alarms", id = %m.id, day = %day, "daily report queued");
+        *failed = None;
+        self.notify(&m, &stored);
+    }
+
+    fn refresh_gaps(&self, gaps: &mut Vec<Gap>, read: &mut Option<crate::clock::Mono>, now: Now) {
+        if self.thresholds.gap_after.is_none() {
+            return;
+        }
+        if read.is_some_and(|r| now.mono.duration_since(r) < GAP_READ_EVERY) {
+            return;
+        }
+        *read = Some(now.mono);
+        let since = now.unix - i64::try_from(thresholds::GAP_LOOKBACK.as_secs()).unwrap_or(0);
+        match JournalReader::open(&self.journal).and_then(|r| r.gaps(Some(since), None)) {
+            Ok(g) => *gaps = g,
+            Err(e) => {
+                tracing::warn!(target: "cdrbox::alarms", error = %e, "cannot read the gap ledger; GAP OPEN uses the last reading")
+            }
+        }
+    }
+
     fn now(&self) -> Now {
         Now {
             mono: self.clock.now(),
@@ -337,14 +485,27 @@ impl Watcher {
         }
     }
 
-    fn run(self, stop: mpsc::Receiver<()>) {
+    fn run(mut self, stop: mpsc::Receiver<()>) {
         let saved = load_open(&self.dir);
         let mut policy = Policy::restore(self.rules, saved.clone(), self.now());
         let mut last_saved = saved;
+        let watching_since = self.clock.unix();
+        let mut gaps: Vec<Gap> = Vec::new();
+        let mut gaps_read: Option<crate::clock::Mono> = None;
+        let mut report_failed: Option<crate::clock::Mono> = None;
         loop {
             let now = self.now();
             let view = (self.view)();
-            let standing = standing(&view, now.unix, self.link_down_after);
+            self.refresh_gaps(&mut gaps, &mut gaps_read, now);
+            let open_quiet = thresholds::open_quiet(&policy.saved());
+            let standing = thresholds::standing(
+                &view,
+                &gaps,
+                now.unix,
+                watching_since,
+                &self.thresholds,
+                &open_quiet,
+            );
             let notices = policy.observe(now, &standing);
             if !notices.is_empty() {
                 let m = message::from_notices(
@@ -354,17 +515,10 @@ impl Watcher {
                     &notices,
                 );
                 tracing::info!(target: "cdrbox::alarms", id = %m.id, subject = %m.subject, "alarm message queued");
-                for (tx, ob) in &self.queues {
-                    match ob.put(&m) {
-                        Ok(()) => {
-                            let _ = tx.send(Cmd::Queued(Box::new(m.clone())));
-                        }
-                        Err(e) => {
-                            tracing::error!(target: "cdrbox::alarms", channel = %ob.channel(), error = %e, "cannot queue the alarm message")
-                        }
-                    }
-                }
+                let queued = self.put(&m);
+                self.notify(&m, &queued);
             }
+            self.daily_report(now, &view, &mut report_failed);
             let open = policy.saved();
             if open != last_saved {
                 let bytes = serde_json::to_vec_pretty(&open).unwrap_or_default();

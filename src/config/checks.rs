@@ -9,6 +9,27 @@ pub fn any(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
+/// `[alarms] business_hours`: saved in its canonical form ("Mon-Fri 09:00-18:00").
+pub fn business_hours(s: &str) -> Result<String, String> {
+    crate::alarms::hours::BusinessHours::parse(s)
+        .map(|h| h.canonical())
+        .map_err(|e| e.to_string())
+}
+
+/// `[alarms] daily_report`: `HH:MM` (00:00–23:59), or empty for none.
+pub fn time_of_day_or_off(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Ok(String::new());
+    }
+    match crate::alarms::report::parse_time_of_day(t) {
+        Some((h, m)) => Ok(format!("{h:02}:{m:02}")),
+        None => Err(format!(
+            "{s:?} is not a time of day as HH:MM, e.g. \"07:00\" (or \"\" for no report)"
+        )),
+    }
+}
+
 /// An e-mail address (`it@example.com`, `IT <it@example.com>`): one `@`, no spaces in the
 /// address itself. The mailer checks the full syntax when it starts.
 pub fn email(s: &str) -> Result<String, String> {

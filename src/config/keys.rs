@@ -78,6 +78,12 @@ pub const TABLES: &[Table] = &[
     },
 ];
 
+/// The CSV export profiles (USB stick, daily report); a test checks they are the exporter's.
+const CSV_PROFILES: Kind = Kind::Choice {
+    words: &["standard", "excel", "pbxlogger", "asterisk"],
+    what: "a CSV profile",
+};
+
 const fn int(min: i64, max: i64) -> Kind {
     Kind::Int { min, max }
 }
@@ -346,7 +352,7 @@ pub const KEYS: &[Key] = &[
     Key::new(
         "usb",
         "profile",
-        Kind::Choice { words: &["standard", "excel", "pbxlogger", "asterisk"], what: "a CSV profile" },
+        CSV_PROFILES,
         D::Str("excel"),
     )
         .label("CSV profile on the stick")
@@ -398,6 +404,62 @@ pub const KEYS: &[Key] = &[
         .group("When to send")
         .restart()
         .help("How long a PBX link must be down before an alarm is sent; 0 sends at once."),
+    Key::new("alarms", "auth_failed_minutes", int(0, 1440), D::Int(0))
+        .unit(Unit::Minutes)
+        .label("Mail when the PBX refuses the login for")
+        .group("When to send")
+        .restart()
+        .help("How long the PBX must keep refusing the box's AMI login (wrong username or secret) before an alarm is sent; 0 sends at once."),
+    Key::new("alarms", "quiet_minutes", int(0, 1440), D::Int(0))
+        .unit(Unit::Minutes)
+        .label("Mail when no call arrives for")
+        .group("When to send")
+        .restart()
+        .help("During business hours, a PBX whose link is up but which sends no call record for this long raises PBX QUIET: the classic sign that CDR output broke on the PBX side. 0 turns it off; 60 suits a busy office."),
+    Key::new("alarms", "business_hours", Kind::Text(checks::business_hours), D::Str("Mon-Fri 09:00-18:00"))
+        .label("Business hours")
+        .group("When to send")
+        .restart()
+        .help("When calls are expected, in each PBX's own time zone, for quiet_minutes: days and a time range, several separated by commas, e.g. Mon-Fri 09:00-18:00, Sat 10:00-13:00."),
+    Key::new("alarms", "storage_warning_percent", int(1, 99), D::Int(80))
+        .unit(Unit::Percent)
+        .label("Storage warning at")
+        .group("When to send")
+        .restart()
+        .help("The storage holding the journal this full raises a STORAGE warning (page, display and mail)."),
+    Key::new("alarms", "storage_critical_percent", int(2, 100), D::Int(95))
+        .unit(Unit::Percent)
+        .label("Storage critical at")
+        .group("When to send")
+        .restart()
+        .help("This full raises the critical STORAGE alarm instead: recording stops when the storage is full. Must be above storage_warning_percent."),
+    Key::new("alarms", "usb_copy_failed", Kind::Bool, D::Bool(true))
+        .label("Mail when a USB copy fails")
+        .group("When to send")
+        .restart()
+        .help("Send an alarm when copying calls to a USB stick fails (stick full, read-only or pulled out too early)."),
+    Key::new("alarms", "gap_unfilled_hours", int(0, 168), D::Int(0))
+        .unit(Unit::Hours)
+        .label("Mail when a gap is not filled after")
+        .group("When to send")
+        .restart()
+        .help("A time without recording (link down, box off) that no import filled this many hours after it ended raises GAP OPEN for its PBX, until the PBX's Master.csv or CDR database is imported for it. 0 turns it off; use it when a CDR database puller or regular imports are meant to fill every gap."),
+    Key::new("alarms", "daily_report", Kind::Text(checks::time_of_day_or_off), D::Str(""))
+        .label("Daily report at")
+        .group("Daily report")
+        .restart()
+        .help("Every day at this time (HH:MM, e.g. 07:00, in the first PBX's time zone) mail a report of yesterday: totals, answer rate, missed calls not called back, each queue's service level, open gaps and the box's health, with yesterday's calls attached as CSV. Empty: no report."),
+    Key::new("alarms", "daily_report_profile", CSV_PROFILES, D::Str("excel"))
+        .label("CSV profile of the report")
+        .group("Daily report")
+        .restart()
+        .help("The CSV profile of the daily report's attachment, as for the USB stick (usb.profile)."),
+    Key::new("alarms", "callback_minutes", int(1, 1440), D::Int(240))
+        .unit(Unit::Minutes)
+        .label("A missed call is called back within")
+        .group("Daily report")
+        .restart()
+        .help("A missed inbound call counts as called back when a call to that number, or an answered call from it, follows within this time; the report lists the others."),
     Key::new("alarms", "reminder_minutes", int(0, 43_200), D::Int(1440))
         .unit(Unit::Minutes)
         .label("Remind every")
@@ -499,6 +561,14 @@ mod tests {
         else {
             panic!("usb.profile is a choice");
         };
+        let Some(Key {
+            kind: Kind::Choice { words: report, .. },
+            ..
+        }) = find("alarms", "daily_report_profile")
+        else {
+            panic!("alarms.daily_report_profile is a choice");
+        };
+        assert_eq!(report, words);
         let names: Vec<&str> = crate::export::Profile::ALL
             .iter()
             .map(|p| p.as_str())

@@ -247,6 +247,25 @@ pub struct AlarmsConfig {
     pub link_down_minutes: u32,
     /// Reminder period while an alarm stands; 0: never.
     pub reminder_minutes: u32,
+    /// The PBX must refuse the login this long before AUTH is mailed; 0: at once.
+    pub auth_failed_minutes: u32,
+    /// PBX QUIET after this long without a call during `business_hours`; 0: off.
+    pub quiet_minutes: u32,
+    /// Canonical `alarms::hours::BusinessHours` text, in each PBX's zone.
+    pub business_hours: String,
+    /// The journal's STORAGE warning and critical alarms (percent of the filesystem used).
+    pub storage_warning_percent: u8,
+    pub storage_critical_percent: u8,
+    /// Mail USB ERROR.
+    pub usb_copy_failed: bool,
+    /// GAP OPEN for gaps not filled this many hours after they ended; 0: off.
+    pub gap_unfilled_hours: u32,
+    /// `HH:MM` of the daily report in the first PBX's zone; empty: no report.
+    pub daily_report: String,
+    /// The CSV profile attached to the report.
+    pub daily_report_profile: String,
+    /// A missed call is called back when a call follows within this many minutes.
+    pub callback_minutes: u32,
 }
 
 /// `[box]`, read into [`Config::box_name`].
@@ -502,6 +521,19 @@ fn cross_checks(
     lines: &std::collections::HashMap<String, usize>,
     problems: &mut Vec<Problem>,
 ) {
+    let a = &c.alarms;
+    if a.storage_warning_percent >= a.storage_critical_percent {
+        let path = "alarms.storage_critical_percent".to_owned();
+        let line = lines.get(&path).copied();
+        problems.push(Problem::value(
+            path,
+            format!(
+                "{} is not above storage_warning_percent ({}): raise it or lower the warning",
+                a.storage_critical_percent, a.storage_warning_percent
+            ),
+            line,
+        ));
+    }
     for (i, p) in c.pbx.iter().enumerate() {
         if p.name.trim().is_empty() {
             continue;

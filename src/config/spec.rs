@@ -67,6 +67,7 @@ pub enum Unit {
     Hours,
     Days,
     Mb,
+    Percent,
     Kib,
 }
 
@@ -82,6 +83,7 @@ impl Unit {
             Unit::Days => "days",
             Unit::Mb => "MB",
             Unit::Kib => "KiB",
+            Unit::Percent => "%",
         }
     }
 

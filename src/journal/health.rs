@@ -125,17 +125,9 @@ impl JournalHandle {
             });
         }
         if let Some((free, total)) = fs_space(&s.paths.dir) {
-            if total > 0 && (total - free.min(total)) * 100 / total >= 80 {
-                out.push(Alarm {
-                    code: "STORAGE 80%".into(),
-                    subject: None,
-                    message: format!(
-                        "The storage holding {} is {} % full; free space or lower \
-                         [storage] retention_days / max_size_mb.",
-                        s.paths.dir.display(),
-                        (total - free.min(total)) * 100 / total
-                    ),
-                });
+            let (warn, crit) = unpack(s.storage_percents.load(Ordering::Relaxed));
+            if let Some(a) = storage_alarm(&s.paths.dir, free, total, warn, crit) {
+                out.push(a);
             }
         }
         if s.lost.load(Ordering::SeqCst) > 0 {
@@ -149,6 +141,53 @@ impl JournalHandle {
             });
         }
         out
+    }
+}
+
+/// The two thresholds in one atomic word: warning in the high byte, critical in the low.
+pub(crate) fn percents(warning: u8, critical: u8) -> u16 {
+    u16::from(warning) << 8 | u16::from(critical)
+}
+
+fn unpack(p: u16) -> (u8, u8) {
+    ((p >> 8) as u8, (p & 0xff) as u8)
+}
+
+/// STORAGE `warn`% or, at `crit`% and above, the critical STORAGE `crit`% alarm (one code per
+/// threshold, so the mailer treats the step up as a new incident and the warning as over).
+fn storage_alarm(dir: &Path, free: u64, total: u64, warn: u8, crit: u8) -> Option<Alarm> {
+    if total == 0 {
+        return None;
+    }
+    let used = (total - free.min(total)).saturating_mul(100) / total;
+    if used >= u64::from(crit) {
+        Some(Alarm::new(
+            format!("STORAGE {crit}%"),
+            format!(
+                "The storage holding {} is {used} % full (critical at {crit} %, [alarms] storage_critical_percent): recording stops when it is full. Free space now or lower [storage] retention_days / max_size_mb.",
+                dir.display()
+            ),
+        ))
+    } else if used >= u64::from(warn) {
+        Some(Alarm::new(
+            format!("STORAGE {warn}%"),
+            format!(
+                "The storage holding {} is {used} % full (warning at {warn} %, [alarms] storage_warning_percent); free space or lower [storage] retention_days / max_size_mb.",
+                dir.display()
+            ),
+        ))
+    } else {
+        None
+    }
+}
+
+impl JournalHandle {
+    /// The STORAGE alarms' thresholds (`[alarms] storage_warning_percent` /
+    /// `storage_critical_percent`); until called, 80 and 95.
+    pub fn set_storage_alarm_percents(&self, warning: u8, critical: u8) {
+        self.shared()
+            .storage_percents
+            .store(percents(warning, critical), Ordering::Relaxed);
     }
 }
 
@@ -193,6 +232,26 @@ pub fn forecast_days(f: &Forecast) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn storage_alarm_uses_the_configured_percents() {
+        let d = Path::new("/data");
+        let code = |free, w, c| storage_alarm(d, free, 1000, w, c).map(|a| a.code);
+        assert_eq!(code(201, 80, 95), None);
+        assert_eq!(code(200, 80, 95).as_deref(), Some("STORAGE 80%"));
+        assert_eq!(code(51, 80, 95).as_deref(), Some("STORAGE 80%"));
+        assert_eq!(code(50, 80, 95).as_deref(), Some("STORAGE 95%"));
+        assert_eq!(code(300, 70, 90).as_deref(), Some("STORAGE 70%"));
+        assert_eq!(code(0, 70, 90).as_deref(), Some("STORAGE 90%"));
+        assert_eq!(storage_alarm(d, 0, 0, 80, 95), None, "no size known");
+        let a = storage_alarm(d, 50, 1000, 80, 95).unwrap();
+        assert!(
+            a.message.contains("95 % full") && a.message.contains("storage_critical_percent"),
+            "{}",
+            a.message
+        );
+        assert_eq!(unpack(percents(80, 95)), (80, 95));
+    }
 
     #[test]
     fn forecast_needs_history_and_uses_the_tighter_limit() {

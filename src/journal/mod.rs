@@ -369,6 +369,9 @@ pub(crate) struct Shared {
     pub integrity: Mutex<Integrity>,
     /// Stops a running quick_check at shutdown.
     pub check_stop: Mutex<CheckStop>,
+    /// `[alarms] storage_warning_percent` / `storage_critical_percent` for the STORAGE alarms
+    /// (set after open by [`JournalHandle::set_storage_alarm_percents`]; 80 / 95 until then).
+    pub storage_percents: std::sync::atomic::AtomicU16,
 }
 
 /// Between the journal's stop and the background check: whichever comes first, the check never

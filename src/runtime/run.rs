@@ -155,6 +155,10 @@ async fn run_once(
 ) -> Result<Outcome> {
     let clock = opts.clock.clone();
     let journal = open_journal(&cfg, &clock)?;
+    journal.set_storage_alarm_percents(
+        cfg.alarms.storage_warning_percent,
+        cfg.alarms.storage_critical_percent,
+    );
     let board = start_board(&cfg, &journal, &clock);
     let mut alarms = pbx_off_alarms(&cfg, &[]);
     alarms.extend(config_problem.map(|message| crate::status::Alarm::new("CONFIG", message)));

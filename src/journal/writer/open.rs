@@ -209,6 +209,9 @@ pub(crate) fn open(
         paths: paths.clone(),
         clock: clock.clone(),
         memory_queue_records: cfg.memory_queue_records.max(1) as u64,
+        storage_percents: std::sync::atomic::AtomicU16::new(crate::journal::health::percents(
+            80, 95,
+        )),
         max_size_mb: cfg.max_size_mb,
         held: AtomicU64::new(0),
         cached: AtomicU64::new(0),
