@@ -131,3 +131,15 @@ fn a_pipelined_request_left_queued_is_not_taken_for_the_next_answer() {
         ));
     }
 }
+
+/// The fuzzer's second find (CI, 2026-12-01): a bare LF between two header lines. The gate
+/// reads `Content-Length: 16` and frames the 16-byte body; the head it sends upstream (CRLF
+/// only) makes tiny_http frame the same body, so the two still agree where it matters.
+#[test]
+fn a_bare_lf_between_headers_is_framed_the_same_once_the_gate_rebuilds_the_head() {
+    let peer = differential::TinyHttp::new();
+    assert!(differential::check(
+        &peer,
+        b"POST /api/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/jsonk\nContent-Length: 16\r\n\r\n{\"paHTTord\":\"x\"}\n"
+    ));
+}
