@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use cdrbox::runtime::{self, ExportArgs, FilterArgs, SimArgs};
+use cdrbox::filter::FilterInput;
+use cdrbox::runtime::{self, ExportArgs, SimArgs};
 
 #[derive(Parser)]
 #[command(
@@ -49,6 +50,7 @@ enum Command {
     Export(Box<ExportCmd>),
     /// Import Asterisk's Master.csv (cdr_csv): each call once, beside what AMI recorded.
     Import {
+        /// Configuration file (its [storage] journal receives the records).
         #[arg(long, short)]
         config: PathBuf,
         /// The [[pbx]] the file comes from (its time zone and charset read it).
@@ -66,6 +68,7 @@ enum Command {
     },
     /// Validate a configuration file and print what is wrong with it.
     CheckConfig {
+        /// Configuration file to check (every problem is listed, with its line).
         #[arg(long, short)]
         config: PathBuf,
     },
@@ -73,6 +76,7 @@ enum Command {
     SimPbx(SimCmd),
     /// Copy records to a directory exactly as the USB stick copy does (verified, with manifest).
     UsbExport {
+        /// Configuration file ([usb] decides the format and which records are new).
         #[arg(long, short)]
         config: PathBuf,
         /// Target directory (created if missing).
@@ -81,6 +85,7 @@ enum Command {
     },
     /// Set the web page's password (first line of stdin when it is not a terminal).
     Passwd {
+        /// Configuration file (the password file is kept beside it).
         #[arg(long, short)]
         config: PathBuf,
         /// admin (may change settings) or viewer (read-only).
@@ -90,17 +95,20 @@ enum Command {
     /// Print the one-time setup code the first visit to the web page asks for (while no admin
     /// password is set).
     SetupCode {
+        /// Configuration file of the box (the code is kept beside it).
         #[arg(long, short)]
         config: PathBuf,
     },
     /// Send a test alarm on every channel of [alarms] (e-mail, webhook) now and say whether
     /// each server accepted it.
     TestAlarm {
+        /// Configuration file whose [alarms] channels are tried.
         #[arg(long, short)]
         config: PathBuf,
     },
     /// Render the OLED screen for the journal's current state to a PNG file.
     Display {
+        /// Configuration file (its journal and [display] settings are drawn).
         #[arg(long, short)]
         config: PathBuf,
         /// Output PNG file.
@@ -114,6 +122,7 @@ enum Command {
 
 #[derive(Args)]
 struct ExportCmd {
+    /// Configuration file (its [storage] journal is read; times are read in the first PBX's zone).
     #[arg(long, short)]
     config: PathBuf,
     /// json, ndjson or csv.
@@ -141,13 +150,14 @@ struct FilterCmd {
     /// Calls starting before this time; a date alone means the end of that day.
     #[arg(long)]
     to: Option<String>,
-    /// ANSWERED, "NO ANSWER", BUSY, FAILED, CONGESTION, … (repeatable).
+    /// ANSWERED, "NO ANSWER", BUSY, FAILED, CONGESTION, CANCEL or UNKNOWN, any case (repeatable,
+    /// or a comma list).
     #[arg(long)]
     disposition: Vec<String>,
-    /// inbound, outbound, internal or unknown (repeatable).
+    /// inbound (in), outbound (out), internal or unknown (repeatable, or a comma list).
     #[arg(long)]
     direction: Vec<String>,
-    /// PBX name (repeatable).
+    /// PBX name as in [[pbx]] name (repeatable, or a comma list).
     #[arg(long)]
     pbx: Vec<String>,
     /// Substring of the calling number or caller ID.
@@ -156,18 +166,21 @@ struct FilterCmd {
     /// Substring of the dialled number.
     #[arg(long)]
     destination: Option<String>,
+    /// Account code, exactly.
     #[arg(long)]
     account_code: Option<String>,
+    /// Queue name, exactly (calls that went through that queue).
     #[arg(long)]
     queue: Option<String>,
+    /// Agent (the extension or member that answered), exactly.
     #[arg(long)]
     agent: Option<String>,
-    /// Minimum duration in seconds.
+    /// Minimum duration in whole seconds.
     #[arg(long)]
-    min_duration: Option<i64>,
-    /// Maximum duration in seconds.
+    min_duration: Option<String>,
+    /// Maximum duration in whole seconds.
     #[arg(long)]
-    max_duration: Option<i64>,
+    max_duration: Option<String>,
 }
 
 #[derive(Args)]
@@ -175,8 +188,10 @@ struct SimCmd {
     /// Address to listen on, e.g. 127.0.0.1:5038.
     #[arg(long, default_value = "127.0.0.1:5038")]
     listen: String,
+    /// AMI user name the simulated PBX accepts.
     #[arg(long, default_value = "cdrbox")]
     username: String,
+    /// AMI secret the simulated PBX accepts.
     #[arg(long, default_value = "cdrbox")]
     secret: String,
     /// New calls per second (0: none).
@@ -221,7 +236,7 @@ fn main() -> ExitCode {
                 profile: e.profile,
                 output: e.output,
                 formula_guard: !e.no_formula_guard,
-                filter: FilterArgs {
+                filter: FilterInput {
                     from: e.filter.from,
                     to: e.filter.to,
                     dispositions: e.filter.disposition,

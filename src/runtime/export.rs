@@ -10,9 +10,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use super::{display_zone, load_config, FilterArgs};
+use super::{display_zone, load_config};
 use crate::export::{ExportWriter, Format};
-use crate::filter::{Filter, Sort};
+use crate::filter::{Filter, FilterInput, Naming, Sort};
 use crate::fsio::{AtomicFile, AtomicOptions};
 use crate::journal::{JournalError, JournalPaths, JournalReader};
 
@@ -23,7 +23,8 @@ pub struct ExportArgs {
     pub format: String,
     pub profile: Option<String>,
     pub output: Option<PathBuf>,
-    pub filter: FilterArgs,
+    /// `--from`, `--disposition`, … as typed; read by the parser the API uses too.
+    pub filter: FilterInput,
     /// CSV cells get the formula guard (`--no-formula-guard` turns it off).
     pub formula_guard: bool,
 }
@@ -33,7 +34,10 @@ pub struct ExportArgs {
 pub fn export(args: ExportArgs) -> Result<()> {
     let cfg = load_config(&args.config)?;
     let format = Format::parse(&args.format, args.profile.as_deref())?;
-    let filter = args.filter.to_filter(&display_zone(&cfg))?;
+    let filter = args
+        .filter
+        .parse(&display_zone(&cfg))
+        .map_err(|e| anyhow::anyhow!(e.render(Naming::Cli)))?;
     let reader = JournalReader::open_with_ring(&JournalPaths::from_config(&cfg.storage))
         .with_context(|| format!("opening the journal at {}", cfg.storage.path.display()))?;
     match &args.output {

@@ -4,7 +4,8 @@
 //! - [`run`] — `cdrbox run`: journal, AMI links ([`links`]), status board ([`board`]), display,
 //!   USB watcher ([`usb_source`]), web page ([`web_backend`]), signals ([`signals`]);
 //! - [`export`], [`usb_export`], [`display`], [`check_config`], [`passwd`] — one-shot commands
-//!   over a config file and its journal; [`filter_args`] is the shared `--from/--to/…` filter;
+//!   over a config file and its journal (`--from/--to/…` are read by [`crate::filter::input`],
+//!   the parser the web API uses too);
 //! - [`sim_pbx`] and [`demo`] — the simulated PBX alone, and with the logger on loopback.
 //!
 //! The only place that starts threads and tasks. Everything it wires is tested on its own; what
@@ -15,7 +16,6 @@ mod check_config;
 mod demo;
 mod display;
 mod export;
-mod filter_args;
 mod import;
 mod links;
 mod live;
@@ -40,7 +40,6 @@ pub use check_config::check_config;
 pub use demo::{demo, DemoArgs};
 pub use display::display_png;
 pub use export::{export, ExportArgs};
-pub use filter_args::FilterArgs;
 pub use import::{import, import_csv, pbx_context, ImportArgs};
 pub use links::context_of;
 pub use passwd::passwd;

@@ -6,9 +6,7 @@
 
 use jiff::tz::TimeZone;
 
-use crate::filter::{Filter, Page, Sort};
-use crate::record::{Direction, Disposition};
-use crate::timearg::{parse_time, Bound};
+use crate::filter::{Field, Filter, FilterInput, Naming, Page, Sort};
 
 /// A parameter the request got wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,6 +30,7 @@ pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 1000;
 
 /// Parameters every filtered endpoint accepts.
+/// (the same list as [`Field::ALL`]'s names; a test checks they agree).
 pub const FILTER_PARAMS: &[&str] = &[
     "from",
     "to",
@@ -133,37 +132,12 @@ impl Params {
             .map(|(_, v)| v.as_str())
     }
 
-    /// Every value of `name`, commas split, blanks trimmed.
-    fn list(&self, name: &str) -> Result<Vec<String>, ParamError> {
-        let mut out = Vec::new();
-        for (_, v) in self.pairs.iter().filter(|(k, _)| k == name) {
-            if v.trim().is_empty() {
-                return Err(ParamError::new(name, "empty value"));
-            }
-            out.extend(
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(String::from),
-            );
-        }
-        Ok(out)
-    }
-
     /// A value that must not be empty when given.
     fn nonempty(&self, name: &str) -> Result<Option<&str>, ParamError> {
         match self.get(name) {
             Some(v) if v.trim().is_empty() => Err(ParamError::new(name, "empty value")),
             other => Ok(other.map(str::trim)),
         }
-    }
-
-    /// A free-text search value; empty means "no filter" (forms send empty fields).
-    fn text(&self, name: &str) -> Option<String> {
-        self.get(name)
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(String::from)
     }
 
     fn int(&self, name: &str, min: i64, max: i64) -> Result<Option<i64>, ParamError> {
@@ -176,76 +150,45 @@ impl Params {
         if n < min || n > max {
             return Err(ParamError::new(
                 name,
-                format!("{n} is out of range {min}..={max}"),
+                format!("{n} is out of range (allowed {min}–{max})"),
             ));
         }
         Ok(Some(n))
     }
 
-    /// The §3 filter. Times without an offset are read in `tz`.
+    /// The §3 filter, read by the parser the CLI uses too ([`FilterInput`]), so a value means
+    /// the same and a mistake gets the same sentence in both. Times without an offset are read
+    /// in `tz`.
     pub fn filter(&self, tz: &TimeZone) -> Result<Filter, ParamError> {
-        let time = |name: &str, bound| -> Result<Option<i64>, ParamError> {
-            self.nonempty(name)?
-                .map(|v| parse_time(v, tz, bound).map_err(|m| ParamError::new(name, m)))
-                .transpose()
+        self.filter_input()
+            .parse(tz)
+            .map_err(|e| ParamError::new(e.field.param(), e.message(Naming::Api)))
+    }
+
+    /// The filter parameters as typed: lists get every occurrence, single values the last one.
+    fn filter_input(&self) -> FilterInput {
+        let all = |f: Field| -> Vec<String> {
+            self.pairs
+                .iter()
+                .filter(|(k, _)| k == f.param())
+                .map(|(_, v)| v.clone())
+                .collect()
         };
-        let from_utc = time("from", Bound::Lower)?;
-        let to_utc = time("to", Bound::Upper)?;
-        if let (Some(f), Some(t)) = (from_utc, to_utc) {
-            if t <= f {
-                return Err(ParamError::new("to", "must be later than `from`"));
-            }
+        let one = |f: Field| self.get(f.param()).map(String::from);
+        FilterInput {
+            from: one(Field::From),
+            to: one(Field::To),
+            dispositions: all(Field::Disposition),
+            directions: all(Field::Direction),
+            pbx: all(Field::Pbx),
+            source: one(Field::Source),
+            destination: one(Field::Destination),
+            account_code: one(Field::AccountCode),
+            queue: one(Field::Queue),
+            agent: one(Field::Agent),
+            min_duration: one(Field::MinDuration),
+            max_duration: one(Field::MaxDuration),
         }
-        let dispositions = self
-            .list("disposition")?
-            .iter()
-            .map(|d| parse_disposition(d).ok_or_else(|| ParamError::new("disposition", format!("{d:?} is not one of ANSWERED, NO ANSWER, BUSY, FAILED, CONGESTION, CANCEL, UNKNOWN"))))
-            .collect::<Result<Vec<_>, _>>()?;
-        let directions = self
-            .list("direction")?
-            .iter()
-            .map(|d| {
-                parse_direction(d).ok_or_else(|| {
-                    ParamError::new(
-                        "direction",
-                        format!("{d:?} is not one of inbound, outbound, internal, unknown"),
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let pbx = self
-            .pairs
-            .iter()
-            .filter(|(k, _)| k == "pbx")
-            .flat_map(|(_, v)| v.split(','))
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect();
-        let min_duration = self.int("minDuration", 0, i64::from(i32::MAX))?;
-        let max_duration = self.int("maxDuration", 0, i64::from(i32::MAX))?;
-        if let (Some(lo), Some(hi)) = (min_duration, max_duration) {
-            if hi < lo {
-                return Err(ParamError::new(
-                    "maxDuration",
-                    "must not be less than minDuration",
-                ));
-            }
-        }
-        Ok(Filter {
-            from_utc,
-            to_utc,
-            dispositions,
-            directions,
-            pbx,
-            source_contains: self.text("source"),
-            destination_contains: self.text("destination"),
-            account_code: self.text("accountCode"),
-            queue: self.text("queue"),
-            agent: self.text("agent"),
-            min_duration,
-            max_duration,
-        })
     }
 
     /// `sort=start_desc|start_asc|duration_desc|duration_asc` (also `-start`, `start`,
@@ -300,39 +243,16 @@ impl Params {
     }
 }
 
-/// Accepts Asterisk's spelling and forms without the space (`NO ANSWER`, `NO_ANSWER`,
-/// `noanswer`), any case.
-pub fn parse_disposition(s: &str) -> Option<Disposition> {
-    let norm: String = s
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '_' | '-'))
-        .collect::<String>()
-        .to_ascii_uppercase();
-    Some(match norm.as_str() {
-        "ANSWERED" => Disposition::Answered,
-        "NOANSWER" => Disposition::NoAnswer,
-        "BUSY" => Disposition::Busy,
-        "FAILED" => Disposition::Failed,
-        "CONGESTION" => Disposition::Congestion,
-        "CANCEL" => Disposition::Cancel,
-        "UNKNOWN" => Disposition::Unknown,
-        _ => return None,
-    })
-}
-
-pub fn parse_direction(s: &str) -> Option<Direction> {
-    Some(match s.to_ascii_lowercase().as_str() {
-        "inbound" | "in" => Direction::Inbound,
-        "outbound" | "out" => Direction::Outbound,
-        "internal" => Direction::Internal,
-        "unknown" => Direction::Unknown,
-        _ => return None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::{Direction, Disposition};
+
+    #[test]
+    fn filter_params_are_the_filter_fields() {
+        let fields: Vec<&str> = Field::ALL.iter().map(|f| f.param()).collect();
+        assert_eq!(FILTER_PARAMS, fields.as_slice());
+    }
 
     const CALLS: &[&[&str]] = &[FILTER_PARAMS, &["limit", "offset", "sort"]];
 

@@ -1,9 +1,15 @@
 //! Record filters shared by the web API, the CLI export and the USB copy (PRODUCT.md §3). Pure code.
 //!
 //! One `Filter` value means the same set everywhere: the journal turns it into SQL, and
-//! [`Filter::matches`] applies it to records still in memory, so both must agree.
+//! [`Filter::matches`] applies it to records still in memory, so both must agree. The text a
+//! person types for it — `cdrbox export --disposition …` or `/api/calls?disposition=…` — is read
+//! by ONE parser, [`input::FilterInput`], so both accept the same spellings and refuse the same
+//! mistakes with the same sentence.
 
 use crate::record::{CallRecord, Direction, Disposition};
+
+pub mod input;
+pub use input::{Field, FilterError, FilterInput, Naming};
 
 /// Which records to return. Every `Some`/non-empty criterion must hold (AND); within a list any
 /// value may match (OR).
