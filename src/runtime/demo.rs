@@ -31,6 +31,10 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("cdrbox-demo-{}", std::process::id())),
     };
+    // The page is what a demo is for: refuse to start without it (and say how to get one)
+    // rather than log one line and run on without it (issue 13 item 7). Bound once here, before
+    // anything starts, and let go for the run to bind.
+    check_listen(&args.listen)?;
     std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
     let rt = io_runtime("cdrbox-demo")?;
     let sim_listener = rt
@@ -91,7 +95,7 @@ driver = "none"
     println!("  journal:              {}", data.display());
     println!("  config:               {}", config_path.display());
     println!(
-        "  export afterwards:    cargo run --release -- export --config {} --format csv",
+        "  export afterwards:    cdrbox export --config {} --format csv",
         config_path.display()
     );
     println!("  stop with Ctrl-C");
@@ -119,4 +123,21 @@ driver = "none"
     );
     rt.block_on(sim.stop());
     result
+}
+
+/// Err naming the address and what to do when the demo's page could not listen on it.
+fn check_listen(listen: &str) -> Result<()> {
+    match std::net::TcpListener::bind(listen) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let hint = match e.kind() {
+                std::io::ErrorKind::AddrInUse => "another program has that port",
+                std::io::ErrorKind::PermissionDenied => "ports below 1024 need root",
+                _ => "give an address:port of this machine",
+            };
+            anyhow::bail!(
+                "the demo's web page cannot listen on {listen}: {e} — {hint}; pass --listen 127.0.0.1:0 for any free port (the demo prints the one it got)"
+            )
+        }
+    }
 }
