@@ -251,3 +251,92 @@ fn errors_name_what_to_fix() {
     assert!(!ok);
     assert!(err.contains("--columns"), "{err}");
 }
+
+/// Issue 12 item 4: an import marks the closed gaps it covers as filled, with the records it
+/// added inside each, and leaves the others open; a repeat adds nothing and fills nothing new.
+#[test]
+fn an_import_fills_the_gaps_it_covers_and_leaves_the_rest_open() {
+    use cdrbox::journal::{JournalPaths, JournalReader};
+    use cdrbox::sink::{DownKind, LinkEvent, RecordSink};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let ami = ami_records(&moscow());
+    let end = |r: &cdrbox::record::CallRecord| r.end.utc.unwrap();
+    let last_end = ami.iter().map(end).max().unwrap();
+    // The link delivered the first 20 CDRs, then was down until the last call had ended;
+    // a second outage after the file's last call is beyond what Master.csv can say.
+    let down = end(&ami[19]) + 1;
+    let (journal, _) = Journal::open(&storage(dir.path()), Clock::system()).unwrap();
+    for r in ami.iter().take(20) {
+        journal
+            .record_durable(r.clone(), Duration::from_secs(30))
+            .unwrap();
+    }
+    let link_down = LinkEvent::Down {
+        reason: "connection reset by the PBX".into(),
+        kind: DownKind::Transient,
+    };
+    let link_up = LinkEvent::Up {
+        banner: None,
+        pbx_restarted: false,
+    };
+    journal.link_event("pbx1", down, link_down.clone());
+    journal.link_event("pbx1", last_end, link_up.clone());
+    journal.link_event("pbx1", last_end + 600, link_down);
+    journal.link_event("pbx1", last_end + 660, link_up);
+    journal.flush().unwrap();
+    assert_eq!(journal.status().gaps, 2, "two open gaps before the import");
+    journal.shutdown();
+
+    let file = dir.path().join("Master.csv");
+    std::fs::write(&file, master_csv()).unwrap();
+    let out = import(&config, &file);
+    assert!(
+        out.contains("42 lines read: 22 new, 20 already present, 0 rejected; 1 gap filled"),
+        "{out}"
+    );
+    let paths = JournalPaths::from_config(&storage(dir.path()));
+    let gaps = || {
+        JournalReader::open(&paths)
+            .unwrap()
+            .gaps(None, None)
+            .unwrap()
+    };
+    let g = gaps();
+    assert_eq!(g.len(), 2, "{g:?}");
+    // Every record the import stored ended inside the first gap.
+    let inside = ami[20..]
+        .iter()
+        .filter(|r| (down..=last_end).contains(&end(r)))
+        .count() as u64;
+    assert_eq!(
+        inside, 22,
+        "the fixture's calls 21..42 all ended in the gap"
+    );
+    assert_eq!(
+        (
+            g[0].filled_from.as_deref(),
+            g[0].filled_records,
+            g[0].is_open()
+        ),
+        (Some("master-csv"), inside, false),
+        "{g:?}"
+    );
+    assert!(g[1].is_open() && g[1].filled_from.is_none(), "{g:?}");
+    // The status counts open gaps only.
+    let (journal, _) = Journal::open(&storage(dir.path()), Clock::system()).unwrap();
+    assert_eq!(journal.status().gaps, 1, "one open gap after the import");
+    journal.shutdown();
+
+    // A repeat stores nothing and adds nothing to the gap's count.
+    let out = import(&config, &file);
+    assert!(out.contains("0 new, 42 already present"), "{out}");
+    let again = gaps();
+    assert_eq!(again[0].filled_records, inside, "{again:?}");
+    assert_eq!(
+        again[0].filled_utc, g[0].filled_utc,
+        "the first fill stays dated"
+    );
+    assert!(again[1].is_open());
+}

@@ -16,8 +16,8 @@ use crate::record::CallRecord;
 use crate::sink::{LinkEvent, RecordSink};
 
 use super::{
-    Ack, AckTo, Control, Dropped, Integrity, JournalCounters, JournalError, JournalPaths,
-    JournalReader, Msg, RingReport, Shared,
+    Ack, AckTo, Control, Coverage, Dropped, FilledGap, Integrity, JournalCounters, JournalError,
+    JournalPaths, JournalReader, Msg, RingReport, Shared,
 };
 
 /// How long [`JournalHandle::flush`] waits by default.
@@ -208,6 +208,19 @@ impl JournalHandle {
         let (tx, rx) = mpsc::channel();
         self.send(Msg::Control(Control::SetCopyWatermark { id, reply: tx }))?;
         wait_reply(&rx, FLUSH_TIMEOUT, "copy watermark")
+    }
+
+    /// Marks the closed gaps of `coverage.pbx` that lie inside the covered interval as filled
+    /// (from `coverage.origin`, with the records stored inside each) and returns them. Call
+    /// it after the import's records are flushed. A gap filled before stays filled; its count
+    /// grows by what this import added.
+    pub fn fill_gaps(&self, coverage: Coverage) -> Result<Vec<FilledGap>, JournalError> {
+        let (tx, rx) = mpsc::channel();
+        self.send(Msg::Control(Control::FillGaps {
+            coverage,
+            reply: tx,
+        }))?;
+        wait_reply(&rx, FLUSH_TIMEOUT, "gap fill")
     }
 
     /// Sets SQLite's `max_page_count` on the writer connection and returns the value in force:

@@ -180,6 +180,40 @@ pub struct Gap {
     pub filled_utc: Option<i64>,
 }
 
+impl Gap {
+    /// Still open: no import has covered it yet (a gap whose link is still down is open too).
+    /// "Open gaps" on the page, `/api/status`, the USB manifest and the OLED are these.
+    pub fn is_open(&self) -> bool {
+        self.filled_utc.is_none()
+    }
+}
+
+/// What an import covered (issue 12): every call of `pbx` that ended in `[from_utc, to_utc]`
+/// is now in the journal. Master.csv covers from its earliest start to its latest end; a
+/// database pull covers the window it asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Coverage {
+    pub pbx: String,
+    pub origin: crate::record::Origin,
+    pub from_utc: i64,
+    pub to_utc: i64,
+    /// When each record the import stored ended (or started, when the end is unknown): the
+    /// count per gap is how many of them fall inside it.
+    pub stored_at: Vec<i64>,
+}
+
+/// A closed gap an import covered, with the records it added inside the gap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FilledGap {
+    pub id: i64,
+    pub pbx: String,
+    pub down_utc: i64,
+    pub up_utc: i64,
+    /// Records this import stored inside the gap (0: the source had nothing the box lacked).
+    pub records: u64,
+}
+
 /// What [`Journal::open`] found and repaired before returning. The ring's side comes a moment
 /// later from the ring thread ([`JournalHandle::ring_report`]), the whole-file check later
 /// still ([`JournalHandle::integrity`]).
@@ -302,6 +336,10 @@ pub(crate) enum Control {
         reply: mpsc::Sender<Result<(), String>>,
     },
     PendingRecords(mpsc::Sender<Vec<CallRecord>>),
+    FillGaps {
+        coverage: Coverage,
+        reply: mpsc::Sender<Result<Vec<FilledGap>, String>>,
+    },
     #[cfg(any(test, feature = "testing"))]
     SetMaxPageCount {
         pages: u64,

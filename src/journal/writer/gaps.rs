@@ -13,7 +13,7 @@ use rusqlite::Connection;
 
 use crate::sink::LinkEvent;
 
-use super::super::Dropped;
+use super::super::{Coverage, Dropped, FilledGap};
 
 /// Reason written for the interval the box itself was not running.
 pub const BOX_OFF_REASON: &str = "cdrbox was not running";
@@ -176,6 +176,14 @@ impl<T: Copy> GapLedger<T> {
         self.dirty_since.get_or_insert(now);
     }
 
+    /// Entries not yet in the table (they count as open gaps already).
+    pub fn unstored(&self) -> u64 {
+        let open = self.open.values().filter(|g| g.rowid.is_none()).count();
+        let closed = self.closed.iter().filter(|g| g.rowid.is_none()).count();
+        let drops = self.drops.values().filter(|g| g.rowid.is_none()).count();
+        (open + closed + drops) as u64
+    }
+
     /// When the oldest change not yet stored happened.
     pub fn dirty_since(&self) -> Option<T> {
         self.dirty_since
@@ -255,6 +263,73 @@ impl<T: Copy> GapLedger<T> {
 pub(crate) struct Stored {
     open: Vec<(String, i64)>,
     drops: Vec<(String, i64)>,
+}
+
+/// Gaps no import has filled (the status's count).
+pub(crate) fn count_open(conn: &Connection) -> rusqlite::Result<u64> {
+    let n: i64 = conn.query_row(
+        "SELECT count(*) FROM gaps WHERE filled_utc IS NULL",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(n.max(0) as u64)
+}
+
+/// Marks the stored, closed gaps of `c.pbx` inside `[c.from_utc, c.to_utc]` as filled at
+/// `now_utc`, in one transaction. Only a gap wholly inside counts: for part of a gap the
+/// source says nothing about the rest. The first filler stays named; the count adds up.
+pub(crate) fn fill(
+    conn: &mut Connection,
+    c: &Coverage,
+    now_utc: i64,
+) -> rusqlite::Result<Vec<FilledGap>> {
+    let tx = conn.transaction()?;
+    let mut out = Vec::new();
+    {
+        let mut q = tx.prepare_cached(
+            "SELECT id, down_utc, up_utc FROM gaps
+             WHERE pbx = ?1 AND up_utc IS NOT NULL AND down_utc >= ?2 AND up_utc <= ?3
+             ORDER BY down_utc, id",
+        )?;
+        let rows = q.query_map(rusqlite::params![c.pbx, c.from_utc, c.to_utc], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (id, down_utc, up_utc) = row?;
+            let records = c
+                .stored_at
+                .iter()
+                .filter(|t| (down_utc..=up_utc).contains(*t))
+                .count() as u64;
+            out.push(FilledGap {
+                id,
+                pbx: c.pbx.clone(),
+                down_utc,
+                up_utc,
+                records,
+            });
+        }
+    }
+    for g in &out {
+        tx.prepare_cached(
+            "UPDATE gaps SET filled_from = COALESCE(filled_from, ?1),
+                             filled_records = filled_records + ?2,
+                             filled_utc = COALESCE(filled_utc, ?3)
+             WHERE id = ?4",
+        )?
+        .execute(rusqlite::params![
+            c.origin.as_str(),
+            g.records as i64,
+            now_utc,
+            g.id
+        ])?;
+    }
+    tx.commit()?;
+    Ok(out)
 }
 
 /// The gaps a previous run left open (`up_utc` NULL), per PBX, oldest first.

@@ -274,6 +274,14 @@ impl Writer {
             Control::PendingRecords(reply) => {
                 let _ = reply.send(self.pending_records());
             }
+            Control::FillGaps { coverage, reply } => {
+                let r = gaps::fill(&mut self.conn, &coverage, self.clock.unix())
+                    .map_err(|e| format!("cannot mark gaps filled in the ledger: {e}"));
+                if r.is_ok() {
+                    self.recount_open_gaps();
+                }
+                let _ = reply.send(r);
+            }
             #[cfg(any(test, feature = "testing"))]
             Control::SetMaxPageCount { pages, reply } => {
                 let r = self
@@ -300,6 +308,21 @@ impl Writer {
             let _ = w.send(Err("the journal is shutting down".into()));
         }
         tracing::info!(target: "journal", "journal writer stopped");
+    }
+
+    /// The status's gap count is the OPEN gaps (not filled by an import): stored ones from the
+    /// table plus entries the ledger has not stored yet. Recounted after a fill and after
+    /// retention deleted old gaps; between those, new gaps add one each.
+    fn recount_open_gaps(&mut self) {
+        match gaps::count_open(&self.conn) {
+            Ok(n) => {
+                let total = n + self.gaps.unstored();
+                self.shared.gaps.store(total, Ordering::SeqCst);
+            }
+            Err(e) => {
+                tracing::warn!(target: "journal", error = %e, "cannot count the open gaps");
+            }
+        }
     }
 
     /// Records dropped at the memory bound since the last turn go into the gap ledger.
@@ -419,6 +442,8 @@ impl Writer {
             }
             Ok((retention::Step::Done, copied)) => {
                 self.marks.usb_copied_id = self.marks.usb_copied_id.max(copied);
+                // A pass may have deleted old gaps with the old records.
+                self.recount_open_gaps();
                 self.retention_more = false;
                 self.next_retention = self.clock.now() + retention::RETENTION_EVERY;
             }

@@ -155,7 +155,8 @@ pub(crate) fn read_db_state(conn: &Connection) -> rusqlite::Result<DbState> {
         Some(n) => n.max(0) as u64,
         None => store::count_records(conn)?,
     };
-    let gap_rows: i64 = conn.query_row("SELECT count(*) FROM gaps", [], |r| r.get(0))?;
+    // The status counts open gaps only: filled ones are history (issue 12).
+    let gap_rows = gaps::count_open(conn)? as i64;
     Ok(DbState {
         committed_seq: meta(store::META_COMMITTED_SEQ)?.unwrap_or(0).max(0) as u64,
         last_row_seq: last_row_seq.max(0) as u64,
