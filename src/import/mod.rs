@@ -44,6 +44,9 @@ pub struct ImportReport {
     pub rejected: u64,
     /// The first [`MAX_LISTED_REJECTIONS`] rejected lines with their reasons.
     pub rejections: Vec<Rejected>,
+    /// Gaps of the ledger this import covered, now marked filled, with the records it added
+    /// inside each.
+    pub gaps_filled: Vec<crate::journal::FilledGap>,
 }
 
 impl ImportReport {
@@ -57,8 +60,13 @@ impl ImportReport {
 
     /// One line for a terminal or a status page.
     pub fn summary(&self) -> String {
+        let gaps = match self.gaps_filled.len() {
+            0 => String::new(),
+            1 => "; 1 gap filled".to_owned(),
+            n => format!("; {n} gaps filled"),
+        };
         format!(
-            "{} lines read: {} new, {} already present, {} rejected",
+            "{} lines read: {} new, {} already present, {} rejected{gaps}",
             self.lines, self.new, self.already_present, self.rejected
         )
     }

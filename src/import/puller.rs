@@ -100,7 +100,8 @@ impl Puller {
             }
         };
         for g in gaps {
-            if g.pbx != self.pbx {
+            // A gap already filled (by Master.csv, or a pull before a restart) needs no pull.
+            if g.pbx != self.pbx || !g.is_open() {
                 continue;
             }
             if let Some(up) = g.up_utc {
@@ -140,21 +141,27 @@ impl Puller {
         let settings = self.schedule.settings();
         let w = window(job, &settings);
         let mut rows: Vec<DbRow> = Vec::new();
+        let mut truncated = false;
         let fetched = self
             .db
             .fetch(&w, &self.ctx.timezone, |r| {
                 if rows.len() < MAX_ROWS_PER_PULL {
                     rows.push(r);
+                } else {
+                    truncated = true;
                 }
             })
             .await;
         // Rows read before a failure are complete rows: store them either way.
+        // Only a complete answer covers the window (and fills the gaps inside it).
+        let covered = (fetched.is_ok() && !truncated).then_some((job.from_utc, job.to_utc));
         let report = store_rows(
             self.journal.clone(),
             self.ctx.clone(),
             self.clock.unix(),
             job.to_utc,
             rows,
+            covered,
         )
         .await;
         match (&fetched, report) {
@@ -205,6 +212,7 @@ async fn store_rows(
     received: i64,
     newest: i64,
     rows: Vec<DbRow>,
+    covered: Option<(i64, i64)>,
 ) -> Result<ImportReport, String> {
     tokio::task::spawn_blocking(move || {
         let mut store = Store::new(&journal, &ctx.name).map_err(|e| e.to_string())?;
@@ -224,6 +232,11 @@ async fn store_rows(
             }
         }
         store.finish().map_err(|e| e.to_string())?;
+        if let Some((from, to)) = covered {
+            store
+                .cover(crate::record::Origin::CdrDb, from, to)
+                .map_err(|e| e.to_string())?;
+        }
         store.report.lines = n;
         Ok(store.report.clone())
     })

@@ -13,8 +13,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use crate::filter::{Filter, Sort};
-use crate::journal::{Ack, JournalError, JournalHandle, JournalReader};
-use crate::record::{match_key, occurrence_identity, CallRecord};
+use crate::journal::{Ack, Coverage, JournalError, JournalHandle, JournalReader};
+use crate::record::{match_key, occurrence_identity, CallRecord, Origin};
 
 use super::ImportReport;
 
@@ -141,6 +141,26 @@ impl<'a> Store<'a> {
                 Ack::Duplicate => self.report.already_present += 1,
             }
         }
+        Ok(())
+    }
+
+    /// After [`finish`](Self::finish): tells the gap ledger that every call that ended in
+    /// `[from_utc, to_utc]` is now stored (from `origin`), so the gaps inside are filled; the
+    /// report lists them.
+    pub fn cover(
+        &mut self,
+        origin: Origin,
+        from_utc: i64,
+        to_utc: i64,
+    ) -> Result<(), JournalError> {
+        let filled = self.journal.fill_gaps(Coverage {
+            pbx: self.pbx.clone(),
+            origin,
+            from_utc,
+            to_utc,
+            stored_at: std::mem::take(&mut self.stored_at),
+        })?;
+        self.report.gaps_filled.extend(filled);
         Ok(())
     }
 

@@ -13,7 +13,7 @@ use crate::import::master_csv::{Columns, CsvLayout};
 use crate::import::store::Store;
 use crate::import::{CsvImport, ImportReport};
 use crate::journal::{Journal, JournalPaths};
-use crate::record::PbxContext;
+use crate::record::{Origin, PbxContext};
 
 /// What `cdrbox import` was asked to do.
 #[derive(Debug, Clone)]
@@ -75,6 +75,11 @@ pub fn import_csv(
     }
     store.finish()?;
     store.report.lines = imp.lines_read();
+    // Master.csv holds every call from its first to its last line: the gaps in between are
+    // filled (a file that ends before a gap closed proves nothing about the gap's end).
+    if let Some((first_start, last_end)) = store.span {
+        store.cover(Origin::MasterCsv, first_start, last_end)?;
+    }
     Ok(())
 }
 
