@@ -82,7 +82,9 @@ pub struct StorageStatus {
     pub total_bytes: u64,
     /// Forecast from the recent growth rate; `None` while there is too little history.
     pub days_until_full: Option<u32>,
-    /// Link-down intervals recorded (the gap ledger).
+    /// OPEN gaps of the ledger: intervals where calls may be missing (a link down, the box
+    /// off, records dropped) that no import has filled yet. A gap filled from Master.csv or
+    /// the CDR database no longer counts (issue 12; `journal::Gap::is_open`).
     pub gaps: u64,
 }
 

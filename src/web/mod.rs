@@ -65,6 +65,9 @@ pub struct Gap {
     /// Link came back; `None` while still down.
     pub to_utc: Option<i64>,
     pub reason: String,
+    /// Where an import filled it from (`master-csv`, `cdr-db`) and how many records it added
+    /// inside; `None` while the gap is open (issue 12).
+    pub filled: Option<(String, u64)>,
 }
 
 /// What the web layer needs from the rest of the box. Implemented by the runtime over the

@@ -222,6 +222,7 @@ impl Backend for MemBackend {
             from_utc: 1_795_320_000,
             to_utc: Some(1_795_320_060),
             reason: "connection refused".into(),
+            filled: None,
         }]
     }
 

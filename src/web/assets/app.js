@@ -169,7 +169,13 @@
     const gaps = clear($('gaps'));
     const g = s.recentGaps || [];
     if (!g.length) gaps.textContent = 'No gaps: every link was up.';
-    for (const x of g) gaps.append(el('div', { text: x.pbx + ': ' + localTime(x.fromUtc) + ' → ' + (x.toUtc ? localTime(x.toUtc) : 'still down') + ' — ' + x.reason }));
+    // Open = no import has filled it yet: only those count (storage.gaps, all time).
+    const open = (s.storage && s.storage.gaps) || 0;
+    if (g.length) gaps.append(el('div', { class: 'gap-count', text: open + ' open gap' + (open === 1 ? '' : 's') + ' (not filled by an import)' }));
+    for (const x of g) {
+      const state = x.filled ? 'filled from ' + x.filled.from + ' (' + x.filled.records + ' record' + (x.filled.records === 1 ? '' : 's') + ' added)' : 'open';
+      gaps.append(el('div', { class: 'gap ' + (x.filled ? 'filled' : 'open'), text: x.pbx + ': ' + localTime(x.fromUtc) + ' → ' + (x.toUtc ? localTime(x.toUtc) : 'still down') + ' — ' + x.reason + ' — ' + state }));
+    }
     // The CDR databases that fill the gaps ([[pbx]] cdr_db): one status line each.
     const dbs = clear($('cdrdb'));
     for (const d of s.cdr_db || []) {
@@ -202,6 +208,8 @@
     try { d = await r.json(); } catch (e) { d = null; }
     if (!r.ok) { $('import-report').textContent = 'Import failed: ' + ((d && d.error) || ('HTTP ' + r.status)); return; }
     $('import-report').textContent = d.lines + ' lines read: ' + d.new + ' new, ' + d.alreadyPresent + ' already present, ' + d.rejected + ' rejected' +
+      (d.gapsFilled && d.gapsFilled.length ? '; ' + d.gapsFilled.length + ' gap' + (d.gapsFilled.length === 1 ? '' : 's') + ' filled' : '') +
+      (d.gapsFilled || []).map((x) => '\n  gap ' + localTime(x.downUtc) + ' → ' + localTime(x.upUtc) + ': ' + x.records + ' added').join('') +
       d.rejections.map((x) => '\n  line ' + x.line + ': ' + x.reason).join('');
     loadStatus();
   }

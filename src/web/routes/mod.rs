@@ -600,7 +600,13 @@ impl App {
             .backend
             .gaps(week, now + 1)
             .into_iter()
-            .map(|g| json!({"pbx": g.pbx, "fromUtc": g.from_utc, "toUtc": g.to_utc, "reason": g.reason}))
+            .map(|g| {
+                let filled = g
+                    .filled
+                    .map(|(from, records)| json!({"from": from, "records": records}));
+                json!({"pbx": g.pbx, "fromUtc": g.from_utc, "toUtc": g.to_utc, "reason": g.reason,
+                    "open": filled.is_none(), "filled": filled})
+            })
             .collect();
         v["recentGaps"] = Value::Array(gaps);
         Response::json(200, &v)
