@@ -154,18 +154,35 @@ fn gaps_in_range_are_listed() {
         pbx: "office".into(),
         from_utc: t0,
         to_utc: Some(t0 + 30),
+        filled: None,
     });
     src.push_gap(GapInfo {
         pbx: "office".into(),
         from_utc: t0 - 86_400 * 10,
         to_utc: Some(t0 - 86_400 * 9),
+        filled: None,
+    });
+    // Filled from Master.csv (issue 12): listed, but not counted as open.
+    src.push_gap(GapInfo {
+        pbx: "office".into(),
+        from_utc: t0 + 60,
+        to_utc: Some(t0 + 90),
+        filled: Some(("master-csv".into(), 3)),
     });
     let r = run(&src, &RealFs, stick.path(), UsbMode::New).unwrap();
-    assert_eq!(r.gaps, 1);
+    assert_eq!(r.gaps, 1, "open gaps only");
     let m = std::fs::read_to_string(r.folder.unwrap().join("MANIFEST.txt")).unwrap();
-    assert!(m.contains("gaps in range: 1 (a PBX link was down"), "{m}");
     assert!(
-        m.contains("gap: office from 2026-11-20T06:02:00Z to 2026-11-20T06:02:30Z"),
+        m.contains("open gaps in range: 1 (not filled by an import"),
+        "{m}"
+    );
+    assert!(m.contains("filled gaps in range: 1\n"), "{m}");
+    assert!(
+        m.contains("gap: office from 2026-11-20T06:02:00Z to 2026-11-20T06:02:30Z (open)"),
+        "{m}"
+    );
+    assert!(
+        m.contains("to 2026-11-20T06:03:30Z (filled from master-csv, 3 records added)"),
         "{m}"
     );
 }

@@ -63,7 +63,8 @@ pub struct ExportReport {
     pub upto_id: i64,
     /// `calls.csv`, `calls.json`, `MANIFEST.txt` (empty when nothing was copied).
     pub files: Vec<ExportedFile>,
-    /// Gap-ledger intervals listed in the manifest.
+    /// OPEN gap-ledger intervals in the manifest's range (not filled by an import; the
+    /// manifest lists the filled ones too, marked so).
     pub gaps: usize,
 }
 
@@ -600,7 +601,7 @@ fn write_verified(
         after_id: after,
         upto_id: upto,
         files,
-        gaps: gaps.len(),
+        gaps: gaps.iter().filter(|g| g.filled.is_none()).count(),
     })
 }
 
@@ -681,20 +682,27 @@ fn manifest_text(m: &ManifestData) -> String {
     let _ = writeln!(s, "records: {}", m.span.count);
     let _ = writeln!(s, "first call: {}", t(&m.span.first));
     let _ = writeln!(s, "last call: {}", t(&m.span.last));
+    // Only open gaps are "may be missing": a filled one was covered by Master.csv or the
+    // PBX's database (issue 12).
+    let open = m.gaps.iter().filter(|g| g.filled.is_none()).count();
     let _ = writeln!(
         s,
-        "gaps in range: {}{}",
-        m.gaps.len(),
-        if m.gaps.is_empty() {
+        "open gaps in range: {open}{}",
+        if open == 0 {
             ""
         } else {
-            " (a PBX link was down: calls in these intervals may be missing)"
+            " (not filled by an import: calls in these intervals may be missing)"
         }
     );
+    let _ = writeln!(s, "filled gaps in range: {}", m.gaps.len() - open);
     for g in m.gaps {
+        let state = match &g.filled {
+            None => "open".to_owned(),
+            Some((from, n)) => format!("filled from {from}, {n} records added"),
+        };
         let _ = writeln!(
             s,
-            "gap: {} from {} to {}",
+            "gap: {} from {} to {} ({state})",
             g.pbx,
             utc_text(g.from_utc),
             g.to_utc

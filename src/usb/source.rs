@@ -29,6 +29,9 @@ pub struct GapInfo {
     pub from_utc: i64,
     /// Link back (Unix seconds); `None` while it is still down.
     pub to_utc: Option<i64>,
+    /// Filled by an import: from where (`master-csv`, `cdr-db`) and the records it added
+    /// inside; `None` while open (issue 12).
+    pub filled: Option<(String, u64)>,
 }
 
 /// The journal, as the USB export sees it. Row ids grow with arrival order and are never reused.
