@@ -178,6 +178,11 @@ fn states() -> Vec<(&'static str, StatusView)> {
     .collect();
     out.push(("many_alarms", v));
 
+    // Issue 12: gaps no import has filled are counted on the summary.
+    let mut v = base();
+    v.storage.gaps = 2;
+    out.push(("open_gaps", v));
+
     let mut v = base();
     v.ip_address = None;
     v.links.clear();
@@ -324,6 +329,13 @@ fn counts_and_states_change_the_picture() {
     let mut x = v.clone();
     x.usb = UsbState::Copying { percent: 40 };
     assert_ne!(render_frame(&w, 0), render_frame(&x, 0), "copy progress");
+    // Issue 12: the open-gap count is drawn, and a filled gap (count down) changes it.
+    let mut w = v.clone();
+    w.storage.gaps = 3;
+    let mut x = v.clone();
+    x.storage.gaps = 2;
+    assert_ne!(render_frame(&w, 0), render_frame(&x, 0), "open gap count");
+    assert_ne!(render_frame(&x, 0), f, "open gaps shown at all");
     let mut w = v.clone();
     w.now_utc += 59;
     assert_eq!(render_frame(&w, 0), f, "the clock alone draws nothing new");

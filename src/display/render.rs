@@ -374,7 +374,17 @@ where
             line(t, 0, &s, "")?
         }
     }
-    line(t, 1, "Calls today", &view.today.total.to_string())?;
+    // Open gaps (calls may be missing, no import has filled them: issue 12) share the line;
+    // the count goes first on the left so that a cut for width takes letters, not digits.
+    match view.storage.gaps {
+        0 => line(t, 1, "Calls today", &view.today.total.to_string())?,
+        n => line(
+            t,
+            1,
+            &format!("{} calls", view.today.total),
+            &format!("Open gaps {n}"),
+        )?,
+    }
     line(
         t,
         2,
