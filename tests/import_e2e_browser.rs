@@ -1,60 +1,57 @@
-//! The Master.csv upload on the status page in a real browser: runs `tests/e2e/import.e2e.mjs`
+//! The Master.csv uploads in a real browser (issue 12 item 1): runs `tests/e2e/import.e2e.mjs`
 //! (playwright-core driving Debian's headless Chromium) against `cdrbox demo` without simulated
-//! calls, uploading the real Asterisk 22 Master.csv through the gap card's form.
+//! calls. It uploads the real Asterisk 22 Master.csv in the PBX's section of the settings page
+//! at 1366 px (42 new; the export is then Master.csv row for row), again at 390 px (0 new, the
+//! export unchanged), and through the status page's gap card at both widths (0 new).
+//! Screenshots go to `target/e2e-import/` — look at them after a change to either page.
 //!
 //! Needs what `tests/web_e2e_browser.rs` needs (chromium, node, `npm ci --prefix tests/e2e`);
-//! skipped locally without them, a failure under CI (`CI=true`).
+//! says SKIPPED locally without them, a failure under CI (`CI=true`).
 
+mod browser_support;
+
+use std::ffi::OsString;
 use std::path::Path;
-use std::process::Command;
 
 #[test]
-fn master_csv_upload_on_the_status_page() {
-    let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e");
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let node_ok = Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let missing: Vec<&str> = [
-        (!Path::new(&chromium).exists()).then_some("chromium (apt-get install chromium)"),
-        (!node_ok).then_some("node (apt-get install nodejs npm)"),
-        (!e2e.join("node_modules/playwright-core").exists())
-            .then_some("playwright-core (npm ci --prefix tests/e2e)"),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if !missing.is_empty() {
-        let msg = format!("browser test needs: {}", missing.join(", "));
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{msg}");
-        }
-        eprintln!("SKIPPED: {msg}");
+fn master_csv_upload_on_the_settings_and_status_pages() {
+    let Some(browser) = browser_support::browser() else {
         return;
-    }
+    };
     let data = tempfile::tempdir().unwrap();
     let cmd = format!(
         "{} demo --listen 127.0.0.1:0 --rate 0 --data {}",
         env!("CARGO_BIN_EXE_cdrbox"),
         data.path().display()
     );
-    let csv =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ami/meta/cdr-csv-Master.csv");
-    let out = Command::new("node")
-        .arg("import.e2e.mjs")
-        .current_dir(&e2e)
-        .env("CDRBOX_E2E_CMD", cmd)
-        .env("CDRBOX_MASTER_CSV", &csv)
-        .env("CHROMIUM", &chromium)
-        .output()
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("{stdout}{stderr}");
-    assert!(out.status.success(), "browser test failed");
-    assert!(
-        stdout.contains("e2e: all passed"),
-        "the script did not reach its end"
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let csv = root.join("tests/fixtures/ami/meta/cdr-csv-Master.csv");
+    let shots = root.join("target/e2e-import");
+    // Last run's screenshots must not pass for this run's.
+    let _ = std::fs::remove_dir_all(&shots);
+    let out = browser_support::run_script(
+        &browser,
+        "import.e2e.mjs",
+        [
+            ("CDRBOX_E2E_CMD", OsString::from(cmd)),
+            ("CDRBOX_MASTER_CSV", csv.into_os_string()),
+            ("CDRBOX_E2E_SHOTS", shots.clone().into_os_string()),
+        ],
     );
+    // Each step says ok once it has checked what it promises.
+    for step in [
+        "ok: settings page, 42 lines read: 42 new",
+        "ok: phone width, a repeat adds nothing: 42 lines read: 0 new, 42 already present",
+        "ok: the gap card's upload reports the same",
+    ] {
+        assert!(out.contains(step), "missing step {step:?}");
+    }
+    for shot in [
+        "1366-settings-import.png",
+        "390-settings-import.png",
+        "1366-status-import.png",
+        "390-status-import.png",
+    ] {
+        assert!(shots.join(shot).is_file(), "no screenshot {shot}");
+    }
 }

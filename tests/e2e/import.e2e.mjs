@@ -1,56 +1,128 @@
-// The Master.csv upload on the status page, in headless Chromium (playwright-core): set the
-// admin password (with the one-time setup code the demo's banner prints), pick the real
-// Asterisk 22 Master.csv in the gap card's form, import, and check the report the page shows
-// and that the 42 calls are then found on the calls API.
-// A second upload of the same file must add nothing. Any JavaScript error fails the test.
+// The Master.csv uploads in headless Chromium (playwright-core), at desktop and phone width:
+// set the admin password (with the one-time setup code the demo's banner prints); on the
+// settings page, in the PBX's own section, pick the real Asterisk 22 Master.csv and import it;
+// the report must say 42 lines read, 42 new, and the box's asterisk-profile export must then be
+// Master.csv row for row (the demo makes no calls of its own, so the journal holds only the
+// import). Then at phone width, logged in again, the same upload must add nothing (0 new, 42
+// already present) and leave the export as it was; the gap card's upload on the status page
+// must say the same. Screenshots of both pages at both widths go to $CDRBOX_E2E_SHOTS. Any
+// JavaScript error fails the test.
 //
-//   CDRBOX_E2E_CMD   command printing "http://ADDR/" on stdout (tests/import_e2e_browser.rs
-//                    sets it: `cdrbox demo` with no simulated calls)
+//   CDRBOX_E2E_CMD     command printing "http://ADDR/" on stdout (tests/import_e2e_browser.rs
+//                      sets it: `cdrbox demo` with no simulated calls)
 //   CDRBOX_MASTER_CSV  the file to upload
-//   CHROMIUM         browser path (default /usr/bin/chromium)
+//   CDRBOX_E2E_SHOTS   directory for the screenshots
+//   CHROMIUM           browser path (default /usr/bin/chromium)
+import { mkdirSync, readFileSync } from 'node:fs';
 import { chromium } from 'playwright-core';
-import { fail, startServer, until } from './lib.mjs';
+import { fail, pageGet, startServer, until } from './lib.mjs';
 
 const cmd = process.env.CDRBOX_E2E_CMD;
 const csv = process.env.CDRBOX_MASTER_CSV;
+const shots = process.env.CDRBOX_E2E_SHOTS || '/tmp/cdrbox-import-shots';
 const PASS = 'e2e-import-pass-1';
+const PBX = 'demo-pbx';
+
+// The lines of a file, sorted: compared row for row whatever the order (CRLF or LF alike).
+const sortedLines = (text) => text.split(/\r?\n/).filter((l) => l !== '').sort();
 
 async function main() {
   if (!cmd || !csv) fail('CDRBOX_E2E_CMD and CDRBOX_MASTER_CSV must be set');
+  mkdirSync(shots, { recursive: true });
+  const master = sortedLines(readFileSync(csv, 'utf8'));
   const { child, base, code } = await startServer(cmd);
   const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic'] });
   const errors = [];
-  try {
-    const page = await (await browser.newContext()).newPage();
+  const watch = (page) => {
     page.on('pageerror', (e) => errors.push('pageerror: ' + e.message));
     page.on('console', (m) => { if (m.type() === 'error' && !/display\.png|404/.test(m.text())) errors.push('console: ' + m.text()); });
-    await page.goto(base + '/');
-    await page.waitForURL(/\/login$/);
-    await page.locator('#setup').waitFor({ state: 'visible' });
-    await page.fill('#setup-code', code);
-    await page.fill('#setup-password', PASS);
-    await page.fill('#setup-again', PASS);
-    await Promise.all([page.waitForURL(base + '/'), page.click('#setup button[type=submit]')]);
-    await page.locator('#import-form').waitFor({ state: 'visible' });
+  };
+  const callsTotal = async (page) => JSON.parse(await pageGet(page, '/api/calls?limit=1')).total;
+  // The export as the user downloads it, byte-exact cells (the formula guard off on purpose).
+  const exported = async (page) => sortedLines(await pageGet(page, '/export.csv?profile=asterisk&formulaGuard=off'));
+  const sameAsMaster = (rows, when) => {
+    if (rows.length !== master.length) fail(when + ': the export has ' + rows.length + ' rows, Master.csv ' + master.length);
+    const diff = rows.findIndex((r, i) => r !== master[i]);
+    if (diff >= 0) fail(when + ': export row ' + JSON.stringify(rows[diff]) + ' is not Master.csv\'s ' + JSON.stringify(master[diff]));
+  };
+  const showSettings = async (page) => {
+    await page.click('a[data-tab=settings]');
+    await page.locator('[data-import-pbx="' + PBX + '"] input[type=file]').waitFor({ state: 'visible' });
+  };
+  // Uploads through the PBX's section of the settings page; resolves with the report shown.
+  const uploadOnSettings = async (page) => {
+    const box = page.locator('[data-import-pbx="' + PBX + '"]');
+    await box.locator('input[type=file]').setInputFiles(csv);
+    await box.locator('pre').evaluate((n) => { n.textContent = ''; });
+    await box.locator('button.pbx-import-go').click();
+    await until('the import report on the settings page', async () => /lines read/.test((await box.locator('pre').textContent()) || ''));
+    return box.locator('pre').textContent();
+  };
+  try {
+    // ---- desktop: first setup, then the upload on the settings page -----------------------
+    const desk = await (await browser.newContext({ viewport: { width: 1366, height: 768 } })).newPage();
+    watch(desk);
+    await desk.goto(base + '/');
+    await desk.waitForURL(/\/login$/);
+    await desk.locator('#setup').waitFor({ state: 'visible' });
+    await desk.fill('#setup-code', code);
+    await desk.fill('#setup-password', PASS);
+    await desk.fill('#setup-again', PASS);
+    await Promise.all([desk.waitForURL(base + '/'), desk.click('#setup button[type=submit]')]);
+    await desk.locator('#import-form').waitFor({ state: 'visible' });
     console.log('ok: the admin sees the import form on the status page');
+    const before = await callsTotal(desk);
+    if (before !== 0) fail('the demo without calls already holds ' + before + ' records');
 
-    const callsTotal = async () => (await page.evaluate(async () => (await (await fetch('/api/calls?limit=1', { headers: { 'X-Requested-With': 'cdrbox' } })).json()).total));
-    const before = await callsTotal();
-    await page.setInputFiles('#import-file', csv);
-    await page.click('#import-form button[type=submit]');
-    await until('the import report', async () => /lines read/.test((await page.textContent('#import-report')) || ''));
-    const report = await page.textContent('#import-report');
-    if (!report.startsWith('42 lines read: 42 new, 0 already present, 0 rejected')) fail('report: ' + report);
-    const after = await callsTotal();
-    if (after !== before + 42) fail('calls ' + before + ' → ' + after);
-    console.log('ok: ' + report.split('\n')[0]);
+    await showSettings(desk);
+    const first = await uploadOnSettings(desk);
+    if (!first.startsWith('42 lines read: 42 new, 0 already present, 0 rejected')) fail('settings report: ' + first);
+    const after = await callsTotal(desk);
+    if (after !== 42) fail('calls ' + before + ' → ' + after + ' after importing 42 lines');
+    sameAsMaster(await exported(desk), 'after the first upload');
+    // The upload is not a setting: Save after it finds nothing changed.
+    await desk.click('#settings-form .sticky-save button[type=submit]');
+    await until('the save message', async () => /Nothing changed/.test((await desk.textContent('#settings-msg')) || ''));
+    await desk.screenshot({ path: shots + '/1366-settings-import.png', fullPage: true });
+    console.log('ok: settings page, ' + first.split('\n')[0] + '; the export is Master.csv row for row');
 
-    await page.click('#import-form button[type=submit]');
-    await until('the second report', async () => /already present/.test((await page.textContent('#import-report')) || '') && !/42 new/.test((await page.textContent('#import-report')) || ''));
-    const again = await page.textContent('#import-report');
-    if (!again.startsWith('42 lines read: 0 new, 42 already present')) fail('second report: ' + again);
-    if ((await callsTotal()) !== after) fail('the repeat changed the calls');
-    console.log('ok: a repeat adds nothing');
+    // ---- phone: log in again, the same file adds nothing -----------------------------------
+    const phone = await (await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true })).newPage();
+    watch(phone);
+    await phone.goto(base + '/login');
+    await phone.locator('#login').waitFor({ state: 'visible' });
+    await phone.fill('#login-password', PASS);
+    await Promise.all([phone.waitForURL(base + '/'), phone.click('#login button[type=submit]')]);
+    await showSettings(phone);
+    const box = phone.locator('[data-import-pbx="' + PBX + '"]');
+    const b = await box.locator('button.pbx-import-go').boundingBox();
+    if (!b || b.x < 0 || b.x + b.width > 390) fail('the Import button is off a phone screen: ' + JSON.stringify(b));
+    const again = await uploadOnSettings(phone);
+    if (!again.startsWith('42 lines read: 0 new, 42 already present, 0 rejected')) fail('second report: ' + again);
+    if ((await callsTotal(phone)) !== after) fail('the repeat changed the calls');
+    sameAsMaster(await exported(phone), 'after the repeat');
+    const [scroll, width] = await phone.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+    if (scroll > width) fail('the settings page scrolls sideways at 390 px (' + scroll + ' px wide)');
+    await box.scrollIntoViewIfNeeded();
+    await phone.screenshot({ path: shots + '/390-settings-import.png', fullPage: true });
+    await phone.screenshot({ path: shots + '/390-settings-import-view.png' });
+    console.log('ok: phone width, a repeat adds nothing: ' + again.split('\n')[0]);
+
+    // ---- the gap card's upload on the status page, both widths ----------------------------
+    for (const page of [desk, phone]) {
+      await page.click('a[data-tab=status]');
+      await page.locator('#import-form').waitFor({ state: 'visible' });
+      await page.setInputFiles('#import-file', csv);
+      await page.locator('#import-report').evaluate((n) => { n.textContent = ''; });
+      await page.click('#import-form button[type=submit]');
+      await until('the status page report', async () => /lines read/.test((await page.textContent('#import-report')) || ''));
+      const report = await page.textContent('#import-report');
+      if (!report.startsWith('42 lines read: 0 new, 42 already present, 0 rejected')) fail('status page report: ' + report);
+      const w = page.viewportSize().width;
+      await page.screenshot({ path: shots + '/' + w + '-status-import.png', fullPage: true });
+    }
+    if ((await callsTotal(desk)) !== after) fail('the status page uploads changed the calls');
+    console.log('ok: the gap card\'s upload reports the same; screenshots in ' + shots);
 
     if (errors.length) fail(errors.join('\n'));
     console.log('e2e: all passed');

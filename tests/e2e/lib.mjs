@@ -1,4 +1,4 @@
-// Shared by the browser scripts (web, people): start the server command, poll for a condition,
+// Shared by the browser scripts (web, people, import): start the server command, poll for a condition,
 // read a CSV. Polling runs in Node: page.waitForFunction evaluates strings, which the page's
 // CSP forbids.
 import { spawn } from 'node:child_process';
@@ -52,4 +52,21 @@ export function startServer(cmd) {
     });
     child.on('exit', (code) => reject(new Error('server exited ' + code + ': ' + out)));
   });
+}
+
+// An idempotent GET from inside the page (its session cookie), as text. Retried up to three
+// times: a kept-alive connection the box closed as idle can fail a fetch that never reached it.
+export async function pageGet(page, path) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await page.evaluate(async (p) => {
+        const r = await fetch(p, { headers: { 'X-Requested-With': 'cdrbox' }, credentials: 'same-origin' });
+        if (!r.ok) throw new Error(p + ': HTTP ' + r.status);
+        return await r.text();
+      }, path);
+    } catch (e) {
+      if (attempt >= 2) throw e;
+      await new Promise((r) => setTimeout(r, 300));
+    }
+  }
 }

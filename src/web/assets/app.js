@@ -195,22 +195,32 @@
   }
 
   // Master.csv upload (POST /api/import): the file goes as the body, the report comes back.
+  // The status page's gap card and each PBX on the settings page (settings.js, through
+  // window.cdrbox.importMasterCsv) use this one function, so both uploads send the same options
+  // and show the same report. Resolves with the report, or null when the import failed.
+  async function importMasterCsv(file, pbx, gmt, out) {
+    const q = new URLSearchParams({ pbx });
+    if (gmt) q.set('usegmtime', '1');
+    out.textContent = 'Importing ' + file.name + '…';
+    let r;
+    try {
+      r = await fetch('/api/import?' + q, { method: 'POST', body: file, credentials: 'same-origin',
+        headers: { 'X-Requested-With': 'cdrbox', 'X-CSRF-Token': state.csrf || '', 'Content-Type': 'text/csv' } });
+    } catch (e) { out.textContent = 'Import failed: the box did not answer (' + e.message + ')'; return null; }
+    let d = null;
+    try { d = await r.json(); } catch (e) { d = null; }
+    if (!r.ok) { out.textContent = 'Import failed: ' + ((d && d.error) || ('HTTP ' + r.status)); return null; }
+    out.textContent = d.lines + ' lines read: ' + d.new + ' new, ' + d.alreadyPresent + ' already present, ' + d.rejected + ' rejected' +
+      (d.gapsFilled && d.gapsFilled.length ? '; ' + d.gapsFilled.length + ' gap' + (d.gapsFilled.length === 1 ? '' : 's') + ' filled' : '') +
+      (d.gapsFilled || []).map((x) => '\n  gap ' + localTime(x.downUtc) + ' → ' + localTime(x.upUtc) + ': ' + x.records + ' added').join('') +
+      d.rejections.map((x) => '\n  line ' + x.line + ': ' + x.reason).join('');
+    return d;
+  }
   async function importCsv(ev) {
     ev.preventDefault();
     const file = $('import-file').files[0];
     if (!file) return;
-    const q = new URLSearchParams({ pbx: $('import-pbx').value });
-    if ($('import-gmt').checked) q.set('usegmtime', '1');
-    $('import-report').textContent = 'Importing ' + file.name + '…';
-    const r = await fetch('/api/import?' + q, { method: 'POST', body: file, credentials: 'same-origin',
-      headers: { 'X-Requested-With': 'cdrbox', 'X-CSRF-Token': state.csrf || '', 'Content-Type': 'text/csv' } });
-    let d = null;
-    try { d = await r.json(); } catch (e) { d = null; }
-    if (!r.ok) { $('import-report').textContent = 'Import failed: ' + ((d && d.error) || ('HTTP ' + r.status)); return; }
-    $('import-report').textContent = d.lines + ' lines read: ' + d.new + ' new, ' + d.alreadyPresent + ' already present, ' + d.rejected + ' rejected' +
-      (d.gapsFilled && d.gapsFilled.length ? '; ' + d.gapsFilled.length + ' gap' + (d.gapsFilled.length === 1 ? '' : 's') + ' filled' : '') +
-      (d.gapsFilled || []).map((x) => '\n  gap ' + localTime(x.downUtc) + ' → ' + localTime(x.upUtc) + ': ' + x.records + ' added').join('') +
-      d.rejections.map((x) => '\n  line ' + x.line + ': ' + x.reason).join('');
+    await importMasterCsv(file, $('import-pbx').value, $('import-gmt').checked, $('import-report'));
     loadStatus();
   }
 
@@ -421,7 +431,7 @@
   }
   function banner(text) { const b = $('banner'); b.textContent = text; b.hidden = !text; }
   // What the page scripts loaded after this one (settings.js) share.
-  window.cdrbox = { api, el, clear, state, tabs: {} };
+  window.cdrbox = { api, el, clear, state, tabs: {}, importMasterCsv };
 
   // ---- start ------------------------------------------------------------------------------
   async function start() {

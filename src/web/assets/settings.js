@@ -189,7 +189,7 @@
             render();
             setMsg('warn', 'PBX “' + name + '” will be removed when you save.');
           });
-          card.append(el('section', { class: 'pbx' }, head, groups('pbx', entry.values, 'pbx[' + pos + '].', entry), el('p', {}, rm)));
+          card.append(el('section', { class: 'pbx' }, head, groups('pbx', entry.values, 'pbx[' + pos + '].', entry), importBox(entry), el('p', {}, rm)));
         });
         if (!pbxList.length) card.append(el('p', { class: 'muted', text: 'No PBX configured: nothing is recorded until one is added.' }));
         const add = el('button', { type: 'button', class: 'secondary', text: '+ Add a PBX' });
@@ -208,6 +208,32 @@
     const save = el('button', { type: 'submit', text: 'Save' });
     save.disabled = !admin;
     form.append(el('div', { class: 'sticky-save' }, save, el('span', { id: 'settings-msg', class: 'msg' })));
+  }
+
+  // Filling this PBX's gaps from its Master.csv (admin only; the same upload and report as the
+  // status page's gap card, window.cdrbox.importMasterCsv). Only for a PBX already saved under
+  // its name: the box imports for the PBXs it runs. Not a form of its own (forms do not nest):
+  // the button is type=button and the file input has no data-field, so Save never sees them.
+  function importBox(entry) {
+    const name = entry.values.name;
+    if (state.role !== 'admin' || entry.index === null || !name) return null;
+    const id = 'pbx-import-' + (++uid);
+    const file = el('input', { type: 'file', id, class: 'pbx-import-file', accept: '.csv,text/csv' });
+    const gmt = el('input', { type: 'checkbox', class: 'pbx-import-gmt' });
+    const go = el('button', { type: 'button', class: 'secondary pbx-import-go', text: 'Import' });
+    const report = el('pre', { class: 'pbx-import-report muted', 'aria-live': 'polite' });
+    go.addEventListener('click', async () => {
+      const f = file.files[0];
+      if (!f) { report.textContent = 'Choose the Master.csv file first (on the PBX: /var/log/asterisk/cdr-csv/Master.csv).'; return; }
+      go.disabled = true;
+      try { await window.cdrbox.importMasterCsv(f, name, gmt.checked, report); } finally { go.disabled = false; }
+    });
+    return el('fieldset', { class: 'group pbx-import', 'data-import-pbx': name },
+      el('legend', { text: 'Fill the gaps from Master.csv' }),
+      el('p', { class: 'muted', text: 'Calls this PBX logged in its Master.csv (cdr_csv) while the box was off or cut off; calls already recorded are not added twice.' }),
+      el('div', { class: 'filters' }, el('label', { for: id, text: 'Master.csv of ' + name }), file,
+        el('label', { class: 'inline' }, gmt, ' times in GMT (usegmtime=yes)'), go),
+      report);
   }
 
   // Saved changes that wait for a restart, and the button that does it.
