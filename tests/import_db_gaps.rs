@@ -8,7 +8,6 @@ mod import_support;
 #[path = "support/mariadb.rs"]
 mod mariadb;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use cdrbox::clock::Clock;
@@ -21,7 +20,7 @@ use cdrbox::import::read_csv;
 use cdrbox::journal::{Journal, JournalHandle};
 use cdrbox::record::{match_key, CallRecord};
 use cdrbox::sink::{DownKind, LinkEvent, RecordSink};
-use import_support::{ami_records, master_csv, moscow, storage};
+use import_support::{ami_records, key_counts, master_csv, moscow, storage};
 use mariadb::{freepbx_cdr, freepbx_insert, MariaDb};
 
 fn insert(db: &MariaDb, r: &CallRecord, sequence: usize) {
@@ -40,14 +39,6 @@ fn stored(journal: &JournalHandle) -> Vec<CallRecord> {
         })
         .unwrap();
     out
-}
-
-fn key_counts(records: &[CallRecord]) -> HashMap<[u8; 16], usize> {
-    let mut m = HashMap::new();
-    for r in records {
-        *m.entry(match_key(r)).or_default() += 1;
-    }
-    m
 }
 
 #[test]

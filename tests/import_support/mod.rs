@@ -75,6 +75,19 @@ pub fn ami_records(ctx: &PbxContext) -> Vec<CallRecord> {
         .collect()
 }
 
+/// The `[[pbx]]` lines of the captures' PBX (for a box's config file): its zone and charset.
+pub const MOSCOW_PBX_LINES: [&str; 2] =
+    ["timezone = \"Europe/Moscow\"", "charset = \"windows-1251\""];
+
+/// How many records carry each match key (a call stored twice counts 2).
+pub fn key_counts(records: &[CallRecord]) -> std::collections::HashMap<[u8; 16], usize> {
+    let mut m = std::collections::HashMap::new();
+    for r in records {
+        *m.entry(cdrbox::record::match_key(r)).or_default() += 1;
+    }
+    m
+}
+
 /// Sorted match keys.
 pub fn match_keys(records: &[CallRecord]) -> Vec<[u8; 16]> {
     let mut v: Vec<_> = records.iter().map(cdrbox::record::match_key).collect();
