@@ -3,6 +3,11 @@
 //! call the database has that it lacks (start-up reconciliation), each once, with origin
 //! `cdr-db`, and says so on `/api/status`; a database that refuses the login is a status line
 //! and a `DB AUTH` alarm that never quotes the password, while the AMI link keeps recording.
+//! And issue 12's "Done when" for the database: the real Asterisk 22's calls, happening now,
+//! reach FreePBX's table and (while it is up) the AMI link of a fake manager; the link drops
+//! while rows keep arriving, the database goes away before the link comes back (a `DB DOWN`
+//! alarm, the link records on), and once it is back the box fills exactly the missing calls:
+//! every call in the database is in the export exactly once.
 
 mod cli_support;
 mod import_support;
@@ -11,13 +16,23 @@ mod import_support;
 #[allow(clippy::duplicate_mod)]
 #[path = "support/mariadb.rs"]
 mod mariadb;
+// Only the fake manager's login and session handling are used here.
+#[allow(dead_code)]
+#[path = "support/fake_ami.rs"]
+mod fake_ami;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cli_support::{free_port, http_json, wait, RunningBox, PASS};
-use import_support::{master_csv, moscow};
+use bytes::BytesMut;
+use cdrbox::ami::{AmiMessage, Decoder, Frame};
+use cdrbox::record::{CallRecord, PbxContext};
+use cli_support::box_process::export;
+use cli_support::{free_port, http_json, total, wait, BoxConfig, RunningBox, PASS};
+use fake_ami::{FakeAmi, Pong};
+use import_support::{cdr_events, key_counts, master_csv, moscow, CAPTURES, MOSCOW_PBX_LINES};
 use mariadb::{freepbx_cdr, freepbx_insert, MariaDb};
 
 /// `cdrbox sim-pbx` on `port`: a PBX making `rate` calls per second, times in UTC.
@@ -187,4 +202,241 @@ fn a_refused_login_is_an_alarm_and_the_link_keeps_recording() {
     assert_eq!(code, 200);
     assert!(!cfg.to_string().contains(secret), "{cfg}");
     running.stop();
+}
+
+/// What the fake PBX's AMI does next: refuse sessions while `up` is false, send `outbox` on the
+/// open session, and end that session (`cut`: the cable is pulled).
+#[derive(Default)]
+struct Plan {
+    up: bool,
+    outbox: Vec<u8>,
+    cut: bool,
+}
+
+/// A fake Asterisk manager following `plan`.
+fn fake_pbx(rt: &tokio::runtime::Runtime, plan: Arc<Mutex<Plan>>) -> FakeAmi {
+    rt.block_on(FakeAmi::start(move |mut c| {
+        let plan = plan.clone();
+        async move {
+            if !plan.lock().unwrap().up {
+                return; // accepted and closed at once: the link cannot log in
+            }
+            let Some(session) = c.open(Pong::Modern, None).await else {
+                return;
+            };
+            loop {
+                let (bytes, cut) = {
+                    let mut p = plan.lock().unwrap();
+                    (std::mem::take(&mut p.outbox), std::mem::take(&mut p.cut))
+                };
+                if !bytes.is_empty() && c.send(&bytes).await.is_err() {
+                    return;
+                }
+                if cut || session.is_finished() {
+                    c.writer.close().await;
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }))
+}
+
+/// A captured Cdr event with its StartTime / AnswerTime / EndTime moved (the same shift) so
+/// the call ended at `end_utc`, in the PBX's zone (`ctx`): the same call, happening now.
+fn happening_now(m: &AmiMessage, ctx: &PbxContext, end_utc: i64) -> AmiMessage {
+    let tz = ctx.timezone.clone();
+    let parse = |v: &[u8]| {
+        let s = std::str::from_utf8(v).ok()?;
+        let dt = jiff::civil::DateTime::strptime("%Y-%m-%d %H:%M:%S", s).ok()?;
+        dt.to_zoned(tz.clone())
+            .ok()
+            .map(|z| z.timestamp().as_second())
+    };
+    let end = parse(m.get("EndTime").unwrap()).expect("a captured EndTime");
+    let mut raw = Vec::new();
+    for (k, v) in m.fields() {
+        raw.extend_from_slice(k);
+        raw.extend_from_slice(b": ");
+        let time = ["StartTime", "AnswerTime", "EndTime"]
+            .iter()
+            .any(|t| k.eq_ignore_ascii_case(t.as_bytes()));
+        match parse(v).filter(|_| time) {
+            Some(t) => raw.extend_from_slice(
+                jiff::Timestamp::from_second(t + end_utc - end)
+                    .unwrap()
+                    .to_zoned(tz.clone())
+                    .strftime("%Y-%m-%d %H:%M:%S")
+                    .to_string()
+                    .as_bytes(),
+            ),
+            None => raw.extend_from_slice(v),
+        }
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(b"\r\n");
+    match Decoder::default().decode(&mut BytesMut::from(&raw[..])) {
+        Some(Frame::Message(moved)) => moved,
+        other => panic!("the moved event does not decode: {other:?}"),
+    }
+}
+
+/// The PBX makes `calls` now: each gets its row in FreePBX's table (as cdr_adaptive_odbc
+/// inserts it) and, when `over_ami`, its Cdr event on the AMI session. Returns the records.
+fn make_calls(
+    db: &MariaDb,
+    plan: &Mutex<Plan>,
+    ctx: &PbxContext,
+    calls: &[AmiMessage],
+    over_ami: bool,
+    sequence: &mut usize,
+) -> Vec<CallRecord> {
+    let mut made = Vec::new();
+    for m in calls {
+        let now = jiff::Timestamp::now().as_second();
+        let ev = happening_now(m, ctx, now - 1);
+        let r = CallRecord::from_event(&ev, ctx, now);
+        *sequence += 1;
+        db.sql(&freepbx_insert(&r, Some(*sequence)));
+        if over_ami {
+            plan.lock().unwrap().outbox.extend_from_slice(ev.raw());
+        }
+        made.push(r);
+    }
+    made
+}
+
+#[test]
+fn a_link_that_drops_while_rows_keep_arriving_is_filled_from_the_database() {
+    let ctx = moscow();
+    let mut db = MariaDb::start();
+    db.freepbx(&freepbx_cdr());
+    let calls: Vec<AmiMessage> = CAPTURES.iter().flat_map(|f| cdr_events(f)).collect();
+    assert_eq!(calls.len(), 42);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let plan = Arc::new(Mutex::new(Plan {
+        up: true,
+        ..Plan::default()
+    }));
+    let pbx = fake_pbx(&rt, plan.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let web = free_port();
+    // No periodic reconciliation: what gets filled is filled because the gap closed.
+    let config = BoxConfig::new(dir.path())
+        .pbx(
+            "pbx1",
+            pbx.addr.port(),
+            (fake_ami::USER, fake_ami::SECRET),
+            &[
+                &MOSCOW_PBX_LINES[..],
+                &[
+                    &format!("cdr_db = \"{}\"", db.url("cdrbox", "pw")),
+                    "cdr_db_settle_seconds = 0",
+                    "cdr_db_reconcile_minutes = 0",
+                ],
+            ]
+            .concat(),
+        )
+        .storage(&["flush_interval_ms = 200"])
+        .web(web, &[])
+        .no_display()
+        .write();
+    let running = RunningBox::start(&config, PASS);
+    let link = || {
+        status(web)["links"][0]["state"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+    wait("the AMI link", Duration::from_secs(60), || link() == "up");
+    let mut seq = 0;
+    let mut made = make_calls(&db, &plan, &ctx, &calls[..15], true, &mut seq);
+    wait("15 calls over AMI", Duration::from_secs(60), || {
+        total(web) == 15
+    });
+
+    // The cable is pulled; the PBX goes on calling and its table gets every row.
+    {
+        let mut p = plan.lock().unwrap();
+        p.up = false;
+        p.cut = true;
+    }
+    wait("the link down", Duration::from_secs(60), || link() != "up");
+    // The calls of the gap end after it began (the box's clock is in whole seconds).
+    let down = status(web)["links"][0]["since_utc"].as_i64().unwrap();
+    wait("a second into the gap", Duration::from_secs(10), || {
+        jiff::Timestamp::now().as_second() >= down + 2
+    });
+    made.extend(make_calls(
+        &db,
+        &plan,
+        &ctx,
+        &calls[15..30],
+        false,
+        &mut seq,
+    ));
+    // The database goes away before the link is back: the gap's pull fails.
+    db.kill();
+    plan.lock().unwrap().up = true;
+    wait("the link up again", Duration::from_secs(60), || {
+        link() == "up"
+    });
+    wait("the DB DOWN alarm", Duration::from_secs(90), || {
+        status(web)["alarms"].to_string().contains("DB DOWN")
+    });
+    let s = status(web);
+    assert_eq!(s["cdr_db"][0]["state"], "failing", "{s}");
+    assert_eq!(s["cdr_db"][0]["waitingGaps"], 1, "the gap waits: {s}");
+    assert_eq!(s["links"][0]["state"], "up", "the link records on: {s}");
+    assert_eq!(total(web), 15, "nothing was filled without the database");
+
+    // The database is back; calls go on over AMI; the retry fills the gap.
+    db.restart();
+    made.extend(make_calls(&db, &plan, &ctx, &calls[30..], true, &mut seq));
+    wait("12 more calls over AMI", Duration::from_secs(60), || {
+        total(web) >= 27
+    });
+    wait(
+        "the gap filled from the database",
+        Duration::from_secs(180),
+        || total(web) >= 42,
+    );
+    // The status page's snapshot follows within a few seconds.
+    wait("the database's status ok", Duration::from_secs(30), || {
+        let s = status(web);
+        s["cdr_db"][0]["state"] == "ok" && s["storage"]["committed"] == 42
+    });
+    let s = status(web);
+    let d = &s["cdr_db"][0];
+    assert_eq!(d["state"], "ok", "{s}");
+    assert_eq!(d["totalNew"], 15, "exactly the missing calls: {s}");
+    assert_eq!(d["waitingGaps"], 0, "{s}");
+    // The one link-down gap is marked filled, with the records the pull added inside it.
+    let gaps = s["recentGaps"].as_array().cloned().unwrap_or_default();
+    let filled: Vec<_> = gaps.iter().filter(|g| !g["filled"].is_null()).collect();
+    assert_eq!(filled.len(), 1, "{s}");
+    assert_eq!(filled[0]["filled"]["from"], "cdr-db", "{s}");
+    assert_eq!(filled[0]["filled"]["records"], 15, "{s}");
+    assert_eq!(s["storage"]["gaps"], 0, "no gap left open: {s}");
+    assert!(!s["alarms"].to_string().contains("DB "), "{s}");
+    running.stop();
+
+    // Every call in the database is in the export exactly once; 27 came over AMI.
+    let exported: Vec<CallRecord> =
+        String::from_utf8_lossy(&export(&config, &["--format", "ndjson"]))
+            .lines()
+            .map(|l| CallRecord::from_json(&serde_json::from_str(l).unwrap()).unwrap())
+            .collect();
+    let db_rows: u64 = db.sql("SELECT COUNT(*) FROM cdr").trim().parse().unwrap();
+    assert_eq!(db_rows, 42);
+    assert_eq!(exported.len(), 42);
+    assert_eq!(key_counts(&exported), key_counts(&made), "each call once");
+    let mut origins = std::collections::BTreeMap::new();
+    for r in &exported {
+        *origins.entry(r.origin.as_str().to_owned()).or_insert(0) += 1;
+    }
+    assert_eq!(
+        origins,
+        [("ami".to_owned(), 27), ("cdr-db".to_owned(), 15)].into()
+    );
 }
