@@ -2,8 +2,9 @@
 //! on 127.0.0.1 with a throw-away data directory) holding FreePBX's `cdr` table, filled the way
 //! `cdr_adaptive_odbc` fills it from the same calls as the AMI captures: the rows come back as
 //! records with the match keys of their AMI twins; older schemas work; a refused login, a
-//! missing grant, a missing table, a server that is down or dies mid-answer are error values
-//! naming what to fix; TLS is used when the server offers it.
+//! missing grant, a missing table, a server that is down, dies mid-answer, never answers or
+//! freezes mid-answer are error values naming what to fix (a time limit, never a hang); TLS is
+//! used when the server offers it.
 
 mod import_support;
 #[path = "support/mariadb.rs"]
@@ -199,6 +200,78 @@ fn a_server_that_dies_mid_answer_is_an_error_and_a_later_pull_gets_everything() 
     );
     assert!(got < total, "{got} of {total}");
     db.restart();
+    let mut n = 0u64;
+    let read = rt()
+        .block_on(cdr.fetch(&w, &ctx.timezone, |_| n += 1))
+        .unwrap();
+    assert_eq!((read, n), (total, total));
+}
+
+#[test]
+fn a_server_that_stops_answering_is_a_timeout_not_a_hang() {
+    use cdrbox::import::cdr_db::Limits;
+    use std::time::Instant;
+    let ctx = moscow();
+    let w = capture_window();
+    let limits = Limits {
+        connect: Duration::from_secs(1),
+        query: Duration::from_secs(3),
+    };
+    // Something accepts the connection and never says a word (a hung host, a wrong service).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let mut hung = CdrDb::new(
+        &format!("mysql://cdrbox:pw@127.0.0.1:{port}/asteriskcdrdb"),
+        "cdr",
+    )
+    .unwrap();
+    hung.limits = limits;
+    let t = Instant::now();
+    let e = fetch_all(&hung, &w, &ctx).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            CdrDbError::Timeout {
+                what: "connect",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(e.code(), "DB DOWN");
+    assert!(e.to_string().contains("no answer within 1 s"), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    drop(silent);
+
+    // A real server that freezes while its answer streams: the query's limit ends the pull,
+    // the rows read so far are handed over, and once it answers again a pull gets everything.
+    let db = MariaDb::start();
+    db.freepbx(&freepbx_cdr());
+    insert_rows(&db, &csv_records(&ctx), true);
+    for _ in 0..11 {
+        db.sql("INSERT INTO cdr SELECT * FROM cdr");
+    }
+    let total: u64 = db.sql("SELECT COUNT(*) FROM cdr").trim().parse().unwrap();
+    let mut cdr = CdrDb::new(&db.url("cdrbox", "pw"), "cdr").unwrap();
+    cdr.limits = limits;
+    let mut got = 0u64;
+    let t = Instant::now();
+    let r = rt().block_on(cdr.fetch(&w, &ctx.timezone, |_| {
+        got += 1;
+        if got == 1 {
+            db.freeze();
+        }
+    }));
+    db.thaw();
+    let e = r.unwrap_err();
+    assert!(
+        matches!(e, CdrDbError::Timeout { what: "query", .. }),
+        "{e}"
+    );
+    assert_eq!(e.code(), "DB DOWN");
+    assert!(got >= 1 && got < total, "{got} of {total}");
+    assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
+    cdr.limits = Limits::default();
     let mut n = 0u64;
     let read = rt()
         .block_on(cdr.fetch(&w, &ctx.timezone, |_| n += 1))

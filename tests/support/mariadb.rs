@@ -275,6 +275,26 @@ impl MariaDb {
         }
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open and nothing answers — a hung
+    /// database, not a dead one. [`thaw`](Self::thaw) lets it go on.
+    pub fn freeze(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Lets a frozen server go on (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        if let Some(c) = &self.child {
+            // SAFETY: kill(2) on our own child's pid, not yet waited for.
+            unsafe {
+                libc::kill(c.id() as i32, sig);
+            }
+        }
+    }
+
     /// Stops the server cleanly (SIGTERM), SIGKILL after 60 s.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
