@@ -1,12 +1,13 @@
 // The Master.csv uploads in headless Chromium (playwright-core), at desktop and phone width:
 // set the admin password (with the one-time setup code the demo's banner prints); on the
 // settings page, in the PBX's own section, pick the real Asterisk 22 Master.csv and import it;
-// the report must say 42 lines read, 42 new, and the box's asterisk-profile export must then be
+// the report must say 42 lines read, 42 new, the box's asterisk-profile export must then be
 // Master.csv row for row (the demo makes no calls of its own, so the journal holds only the
-// import). Then at phone width, logged in again, the same upload must add nothing (0 new, 42
-// already present) and leave the export as it was; the gap card's upload on the status page
-// must say the same. Screenshots of both pages at both widths go to $CDRBOX_E2E_SHOTS. Any
-// JavaScript error fails the test.
+// import), and the calls page must mark each of the 42 records "master-csv". Then at phone
+// width, logged in again, the same upload must add nothing (0 new, 42 already present) and
+// leave the export as it was; the gap card's upload on the status page must say the same.
+// Screenshots of both pages at both widths go to $CDRBOX_E2E_SHOTS. Any JavaScript error
+// fails the test.
 //
 //   CDRBOX_E2E_CMD     command printing "http://ADDR/" on stdout (tests/import_e2e_browser.rs
 //                      sets it: `cdrbox demo` with no simulated calls)
@@ -80,6 +81,12 @@ async function main() {
     const after = await callsTotal(desk);
     if (after !== 42) fail('calls ' + before + ' → ' + after + ' after importing 42 lines');
     sameAsMaster(await exported(desk), 'after the first upload');
+    // The calls page says where each imported record came from (its origin).
+    await desk.click('a[data-tab=calls]');
+    await until('the imported records on the calls page', async () => (await desk.locator('#calls tbody tr.leg').count()) === 42);
+    const origins = await desk.locator('#calls tbody tr.leg td:last-child').allTextContents();
+    if (!origins.every((t) => t.startsWith('master-csv'))) fail('origins on the calls page: ' + JSON.stringify([...new Set(origins)]));
+    await showSettings(desk);
     // The upload is not a setting: Save after it finds nothing changed.
     await desk.click('#settings-form .sticky-save button[type=submit]');
     await until('the save message', async () => /Nothing changed/.test((await desk.textContent('#settings-msg')) || ''));
