@@ -28,8 +28,18 @@ use import_support::{cdr_events, master_csv, sorted_lines, CAPTURES, MOSCOW_PBX_
 const PASS: &str = "import-web-pass-1";
 
 fn http(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    http_as(("admin", PASS), port, method, path, body)
+}
+
+fn http_as(
+    (user, pass): (&str, &str),
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> (u16, Vec<u8>) {
     use base64::Engine;
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("admin:{PASS}"));
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the web page");
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     write!(
@@ -109,6 +119,23 @@ fn admin_uploads_master_csv_and_the_export_is_the_file() {
     assert_eq!(report["alreadyPresent"], 42);
     assert_eq!(report["rejections"][0]["line"], 43);
     assert_eq!(asterisk_export(web), csv);
+
+    // The read-only account may not import (the page shows it no upload either).
+    let mut passwd = Command::new(BIN)
+        .args(["passwd", "--user", "viewer", "--config"])
+        .arg(&config)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(passwd.stdin.take().unwrap(), "viewer-pass-1").unwrap();
+    assert!(passwd.wait().unwrap().success());
+    let viewer = ("viewer", "viewer-pass-1");
+    let (code, body) = http_as(viewer, web, "POST", "/api/import?pbx=pbx1", &master_csv());
+    assert_eq!(code, 403, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("viewer account cannot import"));
+    let (code, _) = http_as(viewer, web, "GET", "/api/calls?limit=1", b"");
+    assert_eq!(code, 200, "the viewer still reads");
 
     // Bad requests name what is wrong.
     let (code, body) = http(web, "POST", "/api/import?pbx=nope", &master_csv());
