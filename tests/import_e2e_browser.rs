@@ -1,8 +1,9 @@
 //! The Master.csv uploads in a real browser (issue 12 item 1): runs `tests/e2e/import.e2e.mjs`
 //! (playwright-core driving Debian's headless Chromium) against `cdrbox demo` without simulated
 //! calls. It uploads the real Asterisk 22 Master.csv in the PBX's section of the settings page
-//! at 1366 px (42 new; the export is then Master.csv row for row), again at 390 px (0 new, the
-//! export unchanged), and through the status page's gap card at both widths (0 new).
+//! at 1366 px (42 new; the export is then Master.csv row for row; the calls page marks each
+//! record master-csv), again at 390 px (0 new, the export unchanged; a damaged line reported by
+//! number and reason), and through the status page's gap card at both widths (0 new).
 //! Screenshots go to `target/e2e-import/` — look at them after a change to either page.
 //!
 //! Needs what `tests/web_e2e_browser.rs` needs (chromium, node, `npm ci --prefix tests/e2e`);
@@ -42,6 +43,7 @@ fn master_csv_upload_on_the_settings_and_status_pages() {
     for step in [
         "ok: settings page, 42 lines read: 42 new",
         "ok: phone width, a repeat adds nothing: 42 lines read: 0 new, 42 already present",
+        "; a damaged line: line 43: ",
         "ok: the gap card's upload reports the same",
     ] {
         assert!(out.contains(step), "missing step {step:?}");

@@ -5,7 +5,8 @@
 // Master.csv row for row (the demo makes no calls of its own, so the journal holds only the
 // import), and the calls page must mark each of the 42 records "master-csv". Then at phone
 // width, logged in again, the same upload must add nothing (0 new, 42 already present) and
-// leave the export as it was; the gap card's upload on the status page must say the same.
+// leave the export as it was, and a copy with a damaged last line must name that line and its
+// reason; the gap card's upload on the status page must say the same.
 // Screenshots of both pages at both widths go to $CDRBOX_E2E_SHOTS. Any JavaScript error
 // fails the test.
 //
@@ -14,7 +15,9 @@
 //   CDRBOX_MASTER_CSV  the file to upload
 //   CDRBOX_E2E_SHOTS   directory for the screenshots
 //   CHROMIUM           browser path (default /usr/bin/chromium)
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { fail, pageGet, startServer, until } from './lib.mjs';
 
@@ -34,6 +37,7 @@ async function main() {
   const { child, base, code } = await startServer(cmd);
   const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic'] });
   const errors = [];
+  const scratch = mkdtempSync(join(tmpdir(), 'cdrbox-import-e2e-'));
   const watch = (page) => {
     page.on('pageerror', (e) => errors.push('pageerror: ' + e.message));
     page.on('console', (m) => { if (m.type() === 'error' && !/display\.png|404/.test(m.text())) errors.push('console: ' + m.text()); });
@@ -51,9 +55,9 @@ async function main() {
     await page.locator('[data-import-pbx="' + PBX + '"] input[type=file]').waitFor({ state: 'visible' });
   };
   // Uploads through the PBX's section of the settings page; resolves with the report shown.
-  const uploadOnSettings = async (page) => {
+  const uploadOnSettings = async (page, file = csv) => {
     const box = page.locator('[data-import-pbx="' + PBX + '"]');
-    await box.locator('input[type=file]').setInputFiles(csv);
+    await box.locator('input[type=file]').setInputFiles(file);
     await box.locator('pre').evaluate((n) => { n.textContent = ''; });
     await box.locator('button.pbx-import-go').click();
     await until('the import report on the settings page', async () => /lines read/.test((await box.locator('pre').textContent()) || ''));
@@ -108,12 +112,18 @@ async function main() {
     if (!again.startsWith('42 lines read: 0 new, 42 already present, 0 rejected')) fail('second report: ' + again);
     if ((await callsTotal(phone)) !== after) fail('the repeat changed the calls');
     sameAsMaster(await exported(phone), 'after the repeat');
+    // A damaged line is reported by its number and reason; the rest is read.
+    const damaged = join(scratch, 'Master-damaged.csv');
+    writeFileSync(damaged, Buffer.concat([readFileSync(csv), Buffer.from('"half a line\n')]));
+    const bad = await uploadOnSettings(phone, damaged);
+    if (!/^43 lines read: 0 new, 42 already present, 1 rejected\n {2}line 43: \S/.test(bad)) fail('report with a damaged line: ' + JSON.stringify(bad));
+    if ((await callsTotal(phone)) !== after) fail('the damaged file changed the calls');
     const [scroll, width] = await phone.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
     if (scroll > width) fail('the settings page scrolls sideways at 390 px (' + scroll + ' px wide)');
     await box.scrollIntoViewIfNeeded();
     await phone.screenshot({ path: shots + '/390-settings-import.png', fullPage: true });
     await phone.screenshot({ path: shots + '/390-settings-import-view.png' });
-    console.log('ok: phone width, a repeat adds nothing: ' + again.split('\n')[0]);
+    console.log('ok: phone width, a repeat adds nothing: ' + again.split('\n')[0] + '; a damaged line: ' + bad.split('\n')[1].trim());
 
     // ---- the gap card's upload on the status page, both widths ----------------------------
     for (const page of [desk, phone]) {
@@ -136,6 +146,7 @@ async function main() {
   } finally {
     await browser.close();
     child.kill('SIGTERM');
+    rmSync(scratch, { recursive: true, force: true });
   }
 }
 
