@@ -168,3 +168,70 @@ async fn full_storage_never_pauses_the_link_and_counts_what_it_drops() {
     assert_eq!(lost, c.dropped, "the gap ledger holds the count");
     journal.shutdown();
 }
+
+/// Issue 10 item 5: the default ring covers a full database for hours at office rates. SQLite
+/// refuses every commit (a real SQLITE_FULL) while a real AMI link delivers 6,000 CDRs — three
+/// hours at 2,000 an hour — in small writes; every one is made durable in the ring (none held
+/// in memory only, none dropped), the link stays connected, and once the database takes
+/// commits again every record is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_database_for_hours_of_office_calls_is_covered_by_the_default_ring() {
+    const TOTAL: usize = 6000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut storage = Config::default_config().storage;
+    storage.path = dir.path().to_path_buf();
+    let (journal, _) =
+        Journal::open(&storage, cdrbox::clock::Clock::fixed_wall(1_795_331_226)).unwrap();
+    journal.set_max_page_count(1).unwrap();
+
+    let fake = FakeAmi::start(|mut c| async move {
+        let Some(done) = c.open(Pong::Modern, None).await else {
+            return;
+        };
+        for batch in 0..TOTAL / 5 {
+            let blob: Vec<u8> = (0..5)
+                .flat_map(|i| cdr_event(&format!("99.{}", batch * 5 + i), b"\"\" <>"))
+                .collect();
+            c.send(&blob).await.unwrap();
+        }
+        let _ = done.await;
+    })
+    .await;
+    let (stop, task) = start_link(&journal, fake.addr);
+    let j = journal.clone();
+    let t = Instant::now();
+    let seen = |j: &cdrbox::journal::JournalHandle| j.counters().records + j.counters().dropped;
+    while seen(&j) < TOTAL as u64 && t.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let c = j.counters();
+    assert_eq!(c.records, TOTAL as u64, "every CDR accepted: {c:?}");
+    assert_eq!(c.dropped, 0, "{c:?}");
+    assert_eq!(c.memory_only_records, 0, "all durable in the ring: {c:?}");
+    assert_eq!(c.inserted, 0, "the database took nothing meanwhile: {c:?}");
+    assert_eq!(j.status().memory_only, 0);
+    assert!(
+        j.alarms().iter().any(|a| a.code == "DISK FULL"),
+        "the full database is an alarm: {:?}",
+        j.alarms()
+    );
+    assert_eq!(fake.stats.connections(), 1, "the link never dropped");
+
+    let j2 = journal.clone();
+    tokio::task::spawn_blocking(move || {
+        j2.set_max_page_count(1_000_000).unwrap();
+        j2.flush().unwrap();
+    })
+    .await
+    .unwrap();
+    let _ = stop.send(true);
+    task.await.unwrap();
+    let reader = journal.reader().unwrap();
+    assert_eq!(
+        reader.count(&cdrbox::filter::Filter::default()).unwrap(),
+        TOTAL as u64,
+        "everything stored once the database recovered"
+    );
+    assert!(reader.gaps(None, None).unwrap().iter().all(|g| g.lost == 0));
+    journal.shutdown();
+}

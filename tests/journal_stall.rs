@@ -223,6 +223,80 @@ fn full_ring_holds_records_in_memory_then_drops_beyond_the_bound_into_the_gap_le
     );
 }
 
+/// The memory bound is in bytes too (`memory_queue_kb`): with the ring full and SQLite
+/// refusing, huge records are held only while their bytes fit — far below the record-count
+/// bound — and the rest are dropped: counted, alarmed and in the gap ledger with their count.
+#[test]
+fn huge_records_beyond_the_byte_bound_are_dropped_into_the_gap_ledger() {
+    const HUGE: usize = 100_000;
+    const BOUND_KB: u32 = 256;
+    let dir = tempfile::tempdir().unwrap();
+    let (c, _) = clock(BASE_UTC);
+    let mut conf = cfg(dir.path());
+    conf.ring_kb = 64; // 16 blocks; a 100 KB record never fits it
+    conf.memory_queue_records = 100_000;
+    conf.memory_queue_kb = BOUND_KB;
+    conf.flush_interval = Duration::from_secs(3600);
+    conf.flush_records = 10_000;
+    let (j, _) = Journal::open(&conf, c).unwrap();
+    j.set_max_page_count(1).unwrap();
+    let huge = |n: u64| {
+        let mut r = sample_record(n);
+        r.raw.resize(HUGE, b'x');
+        r.raw.shrink_to_fit();
+        r
+    };
+    for n in 0..20 {
+        j.record(huge(n));
+    }
+    // Nothing can leave memory (SQLite is full), so what is held stays held.
+    assert!(
+        wait_for(WAIT, || j.status().memory_only + j.counters().dropped == 20),
+        "{:?} {:?}",
+        j.status(),
+        j.counters()
+    );
+    let held = j.status().memory_only;
+    let dropped = j.counters().dropped;
+    assert!(held >= 1, "one record is always taken");
+    assert!(
+        held * HUGE as u64 <= u64::from(BOUND_KB) * 1024,
+        "{held} records of {HUGE} bytes held under a {BOUND_KB} KiB bound"
+    );
+    assert_eq!(dropped, 20 - held);
+    let codes: Vec<String> = j.alarms().into_iter().map(|a| a.code).collect();
+    assert!(codes.contains(&"RECORDS DROPPED".to_string()), "{codes:?}");
+    let dropped_alarm = j
+        .alarms()
+        .into_iter()
+        .find(|a| a.code == "RECORDS DROPPED")
+        .unwrap();
+    assert!(
+        dropped_alarm.message.contains("memory_queue_kb"),
+        "the alarm names the key to raise: {}",
+        dropped_alarm.message
+    );
+
+    j.set_max_page_count(1_000_000).unwrap();
+    j.flush().unwrap();
+    assert_eq!(j.status().memory_only, 0);
+    assert_eq!(j.status().committed, held);
+    let gaps = j.reader().unwrap().gaps(None, None).unwrap();
+    assert_eq!(
+        gaps.iter().map(|g| g.lost).sum::<u64>(),
+        dropped,
+        "{gaps:?}"
+    );
+    // The memory is given back: a record of the same size is taken again.
+    j.record(huge(100));
+    j.flush().unwrap();
+    assert_eq!(j.counters().dropped, dropped);
+    j.shutdown();
+    let got = stored(dir.path());
+    assert_eq!(got.len() as u64, held + 1);
+    assert!(got.iter().all(|r| r.raw.len() == HUGE), "stored whole");
+}
+
 /// Records waiting for a stalled SQLite are not all kept in memory: past the commit thread's
 /// cache they are read back from the ring when their commit comes.
 #[test]

@@ -79,6 +79,14 @@ impl LinkConfig {
 pub type ToRecord = Arc<dyn Fn(&AmiMessage, i64) -> CallRecord + Send + Sync>;
 
 const READ_CHUNK: usize = 16 * 1024;
+/// While the journal is behind a burst ([`RecordSink::behind`]), how long the link leaves the
+/// PBX's bytes in the socket's kernel buffers before reading on anyway (the journal's memory
+/// bound then decides). Those buffers hold megabytes, and Asterisk's writes block only once
+/// they are full (it drops a client whose writes block for 100 ms, `writetimeout`): the wait is
+/// short, in small steps. Real (tokio) time on purpose: it waits for the journal's threads,
+/// not for a timer of the session's own.
+const STORAGE_WAIT_MAX: Duration = Duration::from_millis(50);
+const STORAGE_WAIT_STEP: Duration = Duration::from_millis(2);
 
 /// How one connection ended.
 enum End {
@@ -255,6 +263,7 @@ impl Link {
         }
 
         loop {
+            self.wait_while_storage_catches_up().await;
             buf.reserve(READ_CHUNK);
             let deadline = self.session.next_deadline();
             let wake = tokio::select! {
@@ -307,6 +316,16 @@ impl Link {
                     }
                 }
             }
+        }
+    }
+
+    /// Gives a journal that is behind a burst a moment before reading more records, so they
+    /// wait in the kernel's socket buffers (not in this process's memory, not dropped).
+    async fn wait_while_storage_catches_up(&self) {
+        let mut waited = Duration::ZERO;
+        while waited < STORAGE_WAIT_MAX && self.sink.behind() {
+            tokio::time::sleep(STORAGE_WAIT_STEP).await;
+            waited += STORAGE_WAIT_STEP;
         }
     }
 

@@ -249,19 +249,26 @@ pub const KEYS: &[Key] = &[
         .group("Retention")
         .restart()
         .help("When on (true), retention never deletes a record that no USB copy has taken yet."),
-    Key::new("storage", "ring_kb", int(16, 1_048_576), D::Int(1024))
+    Key::new("storage", "ring_kb", int(16, 1_048_576), D::Int(32_768))
         .unit(Unit::Kib)
         .label("Ring file size")
         .group("Journal")
         .advanced()
         .restart()
-        .help("Size of the pre-zeroed ring file that holds records until they are in SQLite. 1024 KiB holds 256 records."),
+        .help("Size of the pre-zeroed ring file where every record is made durable on arrival and waits until it is in SQLite. It covers a stalled or full database: at office rates each call takes one 4 KiB block, so 32768 KiB holds 8192 calls — over 4 hours at 2,000 calls an hour (bursts pack several calls per block). Beyond it calls wait in memory (see below)."),
     Key::new("storage", "memory_queue_records", int(1_000, 10_000_000), D::Int(100_000))
         .label("Records held in memory when the disk fails")
         .group("Journal")
         .advanced()
         .restart()
         .help("Records held only in memory while the ring file and the database cannot take them (disk full or failing). Beyond this, new calls are dropped, counted, alarmed and listed in the gap ledger; the PBX links stay connected."),
+    Key::new("storage", "memory_queue_kb", int(256, 1_048_576), D::Int(16_384))
+        .unit(Unit::Kib)
+        .label("Memory for records when the disk fails")
+        .group("Journal")
+        .advanced()
+        .restart()
+        .help("Memory those records may take, whatever their number: a PBX that sends huge records (thousands of custom fields) reaches this long before the record count. Beyond it new calls are dropped, counted, alarmed and listed in the gap ledger, as above. An ordinary call record takes about 2 KiB here, so the default holds some 8,000."),
     // ---- [web] --------------------------------------------------------------------------
     Key::new("web", "listen", Kind::Listen, D::Str("0.0.0.0:80"))
         .label("Web page address and port")

@@ -153,8 +153,10 @@ pub struct StorageConfig {
     pub max_size_mb: u64,
     /// Size of the pre-zeroed ring file in KiB.
     pub ring_kb: u32,
-    /// Records held in memory while the disk is full before links are paused.
+    /// Records held only in memory (ring full or failing) before new ones are dropped.
     pub memory_queue_records: usize,
+    /// Bytes (KiB) those records may take in memory before new ones are dropped.
+    pub memory_queue_kb: u32,
     /// Never let retention delete a record that no USB export has copied yet.
     pub keep_uncopied: bool,
 }
@@ -580,14 +582,14 @@ mod tests {
     fn restart_pending_lists_changed_restart_keys_only() {
         let run = parse::normalize("[web]\nlisten = \"0.0.0.0:80\"\n[box]\nname = \"a\"\n").root;
         let saved = parse::normalize(
-            "[web]\nlisten = \"0.0.0.0:8080\"\n[box]\nname = \"b\"\n[storage]\nring_kb = 1024\nretention_days = 7\n",
+            "[web]\nlisten = \"0.0.0.0:8080\"\n[box]\nname = \"b\"\n[storage]\nring_kb = 32768\nretention_days = 7\n",
         )
         .root;
         let got: Vec<String> = restart_pending(&run, &saved)
             .into_iter()
             .map(|(p, _)| p)
             .collect();
-        // box.name is live; ring_kb = 1024 is its default, so no change.
+        // box.name is live; ring_kb = 32768 is its default, so no change.
         assert_eq!(got, ["storage.retention_days", "web.listen"]);
         assert!(restart_pending(&saved, &saved).is_empty());
     }

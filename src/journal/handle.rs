@@ -1,9 +1,10 @@
 //! [`JournalHandle`]: what producers (the AMI links, imports) and consumers (web, USB, CLI) use.
 //!
 //! `record` never blocks and never grows memory without bound: when
-//! `[storage] memory_queue_records` records are already held only in memory (the ring is full
-//! or failing and SQLite cannot take them, or the ring thread is stuck in a slow `fdatasync`),
-//! the new record is dropped, counted, alarmed and entered in the gap ledger with its count.
+//! `[storage] memory_queue_records` records or `memory_queue_kb` of their bytes are already held
+//! only in memory (the ring is full or failing and SQLite cannot take them, or the ring thread
+//! is stuck in a slow `fdatasync`), the new record is dropped, counted, alarmed and entered in
+//! the gap ledger with its count.
 //! The waiting calls (`record_durable`, `record_batch`, `flush`) apply back-pressure instead:
 //! their caller can wait, so nothing of theirs is dropped.
 
@@ -16,8 +17,8 @@ use crate::record::CallRecord;
 use crate::sink::{LinkEvent, RecordSink};
 
 use super::{
-    Ack, AckTo, Control, Coverage, Dropped, FilledGap, Integrity, JournalCounters, JournalError,
-    JournalPaths, JournalReader, Msg, RingReport, Shared,
+    budget, Ack, AckTo, Control, Coverage, Dropped, FilledGap, Integrity, JournalCounters,
+    JournalError, JournalPaths, JournalReader, Msg, RingReport, Shared,
 };
 
 /// How long [`JournalHandle::flush`] waits by default.
@@ -115,7 +116,8 @@ impl JournalHandle {
     ) -> Result<(), JournalError> {
         let held = &self.shared().held;
         for (index, record) in records.into_iter().enumerate() {
-            held.fetch_add(1, Ordering::SeqCst);
+            let bytes = budget::record_bytes(&record);
+            held.add(bytes);
             let ack = Some(AckTo {
                 tx: tx.clone(),
                 index,
@@ -123,10 +125,9 @@ impl JournalHandle {
             self.send(Msg::Record {
                 record: Box::new(record),
                 ack,
+                bytes,
             })
-            .inspect_err(|_| {
-                held.fetch_sub(1, Ordering::SeqCst);
-            })?;
+            .inspect_err(|_| held.release(bytes))?;
         }
         Ok(())
     }
@@ -313,7 +314,8 @@ impl JournalHandle {
             }
             None => {
                 tracing::error!(target: "journal", pbx = %record.pbx,
-                    bound = s.memory_queue_records,
+                    held_records = s.held.records(), held_bytes = s.held.bytes(),
+                    bound_records = s.held.max_records(), bound_bytes = s.held.max_bytes(),
                     "journal memory bound reached: dropping new records (counted in the gap ledger)");
                 dropped.insert(
                     record.pbx.clone(),
@@ -331,17 +333,18 @@ impl JournalHandle {
 impl RecordSink for JournalHandle {
     fn record(&self, record: CallRecord) {
         let s = self.shared();
-        if s.held.load(Ordering::SeqCst) >= s.memory_queue_records {
+        let bytes = budget::record_bytes(&record);
+        if !s.held.admit(bytes) {
             self.drop_at_bound(&record);
             return;
         }
-        s.held.fetch_add(1, Ordering::SeqCst);
         let sent = self.inner.tx.send(Msg::Record {
             record: Box::new(record),
             ack: None,
+            bytes,
         });
         if sent.is_err() {
-            s.held.fetch_sub(1, Ordering::SeqCst);
+            s.held.release(bytes);
             s.lost.fetch_add(1, Ordering::SeqCst);
             tracing::error!(target: "journal", "record arrived after the journal stopped");
         }
@@ -353,6 +356,17 @@ impl RecordSink for JournalHandle {
             at_utc,
             event,
         });
+    }
+
+    /// The memory queue is three quarters full while the ring and SQLite work: the ring thread
+    /// is behind a burst (a ring full of records waiting for commits), and will catch up.
+    fn behind(&self) -> bool {
+        let s = self.shared();
+        if !s.held.nearly_full() {
+            return false;
+        }
+        let p = s.problems();
+        p.commit.is_none() && p.ring.is_none()
     }
 }
 

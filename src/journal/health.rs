@@ -92,10 +92,11 @@ impl JournalHandle {
                 subject: None,
                 message: format!(
                     "{memory_only} records are held only in memory because the ring file is \
-                     full or unwritable; they would be lost on a power cut. Up to {} are kept \
-                     ([storage] memory_queue_records); beyond that new calls are dropped and \
-                     counted in the gap ledger.",
-                    s.memory_queue_records
+                     full or unwritable; they would be lost on a power cut. Up to {} records \
+                     or {} KiB are kept ([storage] memory_queue_records, memory_queue_kb); \
+                     beyond that new calls are dropped and counted in the gap ledger.",
+                    s.held.max_records(),
+                    s.held.max_bytes() / 1024
                 ),
             });
         }
@@ -105,10 +106,11 @@ impl JournalHandle {
                 subject: None,
                 message: format!(
                     "{dropped} records were dropped since cdrbox started because the journal \
-                     could not keep up (storage too slow or full, and {} records already held \
-                     in memory, [storage] memory_queue_records); the gap ledger lists when and \
-                     how many per PBX.",
-                    s.memory_queue_records
+                     could not keep up (storage too slow or full, and {} records or {} KiB \
+                     already held in memory, [storage] memory_queue_records, memory_queue_kb); \
+                     the gap ledger lists when and how many per PBX.",
+                    s.held.max_records(),
+                    s.held.max_bytes() / 1024
                 ),
             });
         }

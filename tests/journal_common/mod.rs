@@ -20,6 +20,7 @@ pub fn cfg(dir: &Path) -> StorageConfig {
         max_size_mb: 0,
         ring_kb: 1024,
         memory_queue_records: 100_000,
+        memory_queue_kb: 16_384,
         keep_uncopied: false,
     }
 }

@@ -1,4 +1,5 @@
-//! Group commits: the oldest pending records (up to [`COMMIT_CHUNK`]), the gap ledger's changes
+//! Group commits: the oldest pending records (up to [`COMMIT_CHUNK`] of them and
+//! [`budget::COMMIT_BYTES`] of their bytes), the gap ledger's changes
 //! and the meta row in ONE transaction; then the durability state moves, the ring may reuse the
 //! committed blocks, and waiters are answered. A failed commit rolls back, raises the alarm
 //! that names the cause (disk full, locked, other) and is retried with backoff.
@@ -10,7 +11,7 @@ use rusqlite::TransactionBehavior;
 
 use crate::clock::Mono;
 
-use super::super::{store, Ack, FailKind};
+use super::super::{budget, store, Ack, FailKind};
 use super::Writer;
 
 /// Records per SQLite transaction when a backlog drains (keeps the WAL near its steady size).
@@ -49,6 +50,12 @@ impl Writer {
                     break;
                 }
             }
+        }
+        // A drained backlog leaves its freed records in the malloc arenas: give them back, so
+        // RSS after a burst returns near the floor instead of staying at the peak.
+        if self.pending.is_empty() && self.since_trim >= budget::TRIM_AFTER_BYTES {
+            self.since_trim = 0;
+            budget::give_back_freed_memory();
         }
         let committed = self.shared.state().committed();
         let failure = self.shared.problems().commit.as_ref().map(|c| c.1.clone());
@@ -112,15 +119,26 @@ impl Writer {
     /// One transaction: up to COMMIT_CHUNK oldest records, gap changes, meta. Returns whether
     /// records remain pending.
     fn commit_chunk(&mut self) -> rusqlite::Result<bool> {
-        let n = self.pending.len().min(COMMIT_CHUNK);
         // Records not kept in memory are read back from the ring (their blocks stay protected
         // until this commit is done). One that cannot be read is lost: counted, never a stuck
-        // journal.
-        let mut loaded = Vec::with_capacity(n);
+        // journal. The chunk ends at COMMIT_CHUNK records or COMMIT_BYTES of records, whichever
+        // comes first (at least one), so huge records are committed a few at a time.
+        let mut loaded = Vec::new();
         let mut unreadable = 0u64;
-        for it in self.pending.iter().take(n) {
+        let mut bytes = 0u64;
+        for it in self.pending.iter().take(COMMIT_CHUNK) {
+            if !loaded.is_empty() && bytes >= budget::COMMIT_BYTES {
+                break;
+            }
             match self.load(it) {
-                Ok(r) => loaded.push(r),
+                Ok(r) => {
+                    bytes += match (&it.record, &r) {
+                        (Some(_), _) => it.bytes,
+                        (None, Some(read)) => budget::record_bytes(read),
+                        (None, None) => 0,
+                    };
+                    loaded.push(r);
+                }
                 Err(e) => {
                     tracing::error!(target: "journal", seq = it.seq, error = %e,
                         "a pending record cannot be read back from the ring; it is lost");
@@ -129,6 +147,7 @@ impl Writer {
                 }
             }
         }
+        let n = loaded.len();
         // Pending is in seq order and every assigned seq is pending until committed, so the
         // chunk's last seq is a prefix watermark.
         let committed_before = self.shared.state().committed();
@@ -164,16 +183,15 @@ impl Writer {
 
         self.marks.id_high = id_high;
         self.gaps.stored(gap_ids);
+        self.since_trim += bytes;
         let mut acks = Vec::new();
-        let mut freed_cache = 0;
-        let mut freed_memory = 0;
         for _ in 0..n {
             let Some(it) = self.pending.pop_front() else {
                 break;
             };
             match (&it.loc, &it.record) {
-                (Some(_), Some(_)) => freed_cache += 1,
-                (None, _) => freed_memory += 1,
+                (Some(_), Some(_)) => self.shared.cache.release(it.bytes),
+                (None, _) => self.shared.held.release(it.bytes),
                 (Some(_), None) => {}
             }
             if let Some(a) = it.ack {
@@ -182,8 +200,6 @@ impl Writer {
         }
         self.shared.state().committed_upto(new_committed);
         self.shared.committed.notify_all();
-        self.shared.cached.fetch_sub(freed_cache, Ordering::SeqCst);
-        self.shared.held.fetch_sub(freed_memory, Ordering::SeqCst);
         self.shared
             .committed_rows
             .fetch_add(inserted, Ordering::SeqCst);

@@ -52,7 +52,7 @@ struct DropGap {
 pub fn dropped_reason(count: u64) -> String {
     format!(
         "the journal could not keep up (storage too slow or full): {count} records dropped at \
-         the memory bound ([storage] memory_queue_records)"
+         the memory bound ([storage] memory_queue_records, memory_queue_kb)"
     )
 }
 

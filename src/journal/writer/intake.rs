@@ -9,8 +9,9 @@
 //! while the links already connect; records arriving meanwhile wait in its channel.
 //!
 //! Per turn it takes everything available (up to [`MAX_DRAIN`] messages) and writes it as few
-//! batches as the ring allows; what does not fit (ring full or failing) stays in memory only
-//! and is acknowledged once committed. A record repeated within the recent window
+//! batches as the ring allows, encoding at most [`budget::ENCODE_BYTES`] of payloads ahead of
+//! the write (a turn of 512 huge records must not double their memory); what does not fit (ring
+//! full or failing) stays in memory only and is acknowledged once committed. A record repeated within the recent window
 //! ([`RECENT_IDS`] identities) is answered `Duplicate` at once; older repeats are refused by the
 //! UNIQUE key at commit. Messages that are not records are forwarded in order, after the records
 //! that came before them (so a flush covers everything sent before it).
@@ -24,16 +25,13 @@ use crate::record::CallRecord;
 
 use super::super::ring::{self, EntryLoc, Ring};
 use super::super::state::Place;
-use super::super::{payload, Ack, AckTo, Msg, RingReport, Shared};
+use super::super::{budget, payload, Ack, AckTo, Msg, RingReport, Shared};
 use super::{Item, ToCommit};
 
 /// Messages taken off the channel per turn.
 pub const MAX_DRAIN: usize = 512;
 /// Identities remembered for answering repeats at once.
 pub const RECENT_IDS: usize = 8192;
-/// Ring records the commit thread keeps in memory as well; beyond this it reads them back from
-/// the ring when their commit comes (memory stays flat in a burst or a long stall).
-pub const CACHE_RECORDS: u64 = 2048;
 /// Largest single ring write.
 pub const MAX_BATCH_BYTES: usize = 1 << 20;
 /// With the ring full and SQLite working, how long to wait for the commit thread to free blocks
@@ -69,6 +67,16 @@ impl RecentIds {
         true
     }
 }
+
+/// A record taken off the channel: what `Msg::Record` carried.
+struct Arrival {
+    record: Box<CallRecord>,
+    ack: Option<AckTo>,
+    bytes: u64,
+}
+
+/// An arrival with its ring payload, ready to write.
+type Encoded = (Arrival, Vec<u8>);
 
 /// A control message waiting for the records of its turn to be accepted first.
 enum Forward {
@@ -176,8 +184,11 @@ impl Intake {
                 if !state.replayed(r.seq, place) {
                     continue;
                 }
+                // Replayed into memory only: charged like any record held in memory (beyond
+                // the bound, because records already durable once must not be dropped).
+                let bytes = r.record.as_deref().map_or(0, budget::record_bytes);
                 if place == Place::Memory {
-                    self.shared.held.fetch_add(1, Ordering::SeqCst);
+                    self.shared.held.add(bytes);
                 }
                 items.push(Item {
                     seq: r.seq,
@@ -185,6 +196,7 @@ impl Intake {
                     record: r.record,
                     ack: None,
                     arrived: now,
+                    bytes,
                 });
             }
             drop(state);
@@ -224,11 +236,11 @@ impl Intake {
             let mut end = None;
             for m in msgs {
                 match m {
-                    Msg::Record { record, ack } => {
+                    Msg::Record { record, ack, bytes } => {
                         if self.recent.insert(record.identity) {
-                            arrivals.push((record, ack));
+                            arrivals.push(Arrival { record, ack, bytes });
                         } else {
-                            self.shared.held.fetch_sub(1, Ordering::SeqCst);
+                            self.shared.held.release(bytes);
                             self.shared.counters().duplicates += 1;
                             if let Some(a) = ack {
                                 a.send(Ack::Duplicate);
@@ -271,30 +283,36 @@ impl Intake {
 
     /// Durable in the ring (or held in memory), seqs assigned, acknowledged, handed on — batch
     /// by batch, so the commit thread can already commit (and free ring blocks) while the rest
-    /// of a burst is still being written.
-    fn accept(&mut self, arrivals: Vec<(Box<CallRecord>, Option<AckTo>)>) {
+    /// of a burst is still being written. Payloads are encoded [`budget::ENCODE_BYTES`] at a
+    /// time, just ahead of their write.
+    fn accept(&mut self, arrivals: Vec<Arrival>) {
         if arrivals.is_empty() {
             return;
         }
         self.notify(&arrivals);
         let n = arrivals.len() as u64;
-        let mut rest: VecDeque<(Box<CallRecord>, Option<AckTo>, Vec<u8>)> = arrivals
-            .into_iter()
-            .map(|(r, a)| {
-                let p = payload::encode(&r);
-                (r, a, p)
-            })
-            .collect();
-        while !rest.is_empty() {
-            let Some(locs) = self.append_some(&rest) else {
-                break;
-            };
-            let batch: Vec<_> = rest.drain(..locs.len()).collect();
-            self.hand_on(batch.into_iter().zip(locs.into_iter().map(Some)));
+        let mut waiting: VecDeque<Arrival> = arrivals.into();
+        let mut ring_ok = true;
+        while ring_ok && !waiting.is_empty() {
+            let mut rest = encode_some(&mut waiting);
+            while !rest.is_empty() {
+                let Some(locs) = self.append_some(&rest) else {
+                    // Ring absent, failing or full for longer than a commit takes: the rest of
+                    // this turn waits in memory (its payloads are not needed there), in
+                    // arrival order.
+                    ring_ok = false;
+                    let mut unwritten: VecDeque<Arrival> = rest.drain(..).map(|(a, _)| a).collect();
+                    unwritten.append(&mut waiting);
+                    waiting = unwritten;
+                    break;
+                };
+                let batch: Vec<_> = rest.drain(..locs.len()).map(|(a, _)| a).collect();
+                self.hand_on(batch.into_iter().zip(locs.into_iter().map(Some)));
+            }
         }
-        let memory_only = rest.len() as u64;
+        let memory_only = waiting.len() as u64;
         if memory_only > 0 {
-            self.hand_on(rest.into_iter().zip(std::iter::repeat(None)));
+            self.hand_on(waiting.into_iter().zip(std::iter::repeat(None)));
         }
         let mut c = self.shared.counters();
         c.records += n;
@@ -303,18 +321,15 @@ impl Intake {
 
     /// Writes a prefix of `rest` to the ring as one batch, with the next seqs. `None` when the
     /// ring is absent, failing, or full for longer than a commit takes.
-    fn append_some(
-        &mut self,
-        rest: &VecDeque<(Box<CallRecord>, Option<AckTo>, Vec<u8>)>,
-    ) -> Option<Vec<EntryLoc>> {
+    fn append_some(&mut self, rest: &VecDeque<Encoded>) -> Option<Vec<EntryLoc>> {
         let ring = self.ring.as_mut()?;
         let max = ring.max_payload();
         let first_seq = self.shared.state().next_seq();
         let entries: Vec<(u64, &[u8])> = rest
             .iter()
-            .take_while(|(_, _, p)| p.len() <= max)
+            .take_while(|(_, p)| p.len() <= max)
             .enumerate()
-            .map(|(i, (_, _, p))| (first_seq + i as u64, p.as_slice()))
+            .map(|(i, (_, p))| (first_seq + i as u64, p.as_slice()))
             .collect();
         if entries.is_empty() {
             return None;
@@ -358,16 +373,13 @@ impl Intake {
 
     /// Assigns seqs (in order, from the state), acknowledges what is durable and sends the
     /// items to the commit thread. `loc` is `None` for records held in memory only.
-    fn hand_on(
-        &self,
-        records: impl Iterator<Item = ((Box<CallRecord>, Option<AckTo>, Vec<u8>), Option<EntryLoc>)>,
-    ) {
+    fn hand_on(&self, records: impl Iterator<Item = (Arrival, Option<EntryLoc>)>) {
         let now = self.shared.clock.now();
         let mut durable = Vec::new();
         let mut items = Vec::new();
         {
             let mut state = self.shared.state();
-            for ((record, ack, _), loc) in records {
+            for (Arrival { record, ack, bytes }, loc) in records {
                 let place = if loc.is_some() {
                     Place::Ring
                 } else {
@@ -378,14 +390,13 @@ impl Intake {
                 let (record, ack) = match loc {
                     Some(_) => {
                         // Durable now: no longer held only in memory.
-                        self.shared.held.fetch_sub(1, Ordering::SeqCst);
+                        self.shared.held.release(bytes);
                         if let Some(a) = ack {
                             durable.push((a, seq));
                         }
-                        let keep = self.shared.cached.load(Ordering::SeqCst) < CACHE_RECORDS;
-                        if keep {
-                            self.shared.cached.fetch_add(1, Ordering::SeqCst);
-                        }
+                        // A copy for the commit thread while its byte budget allows; the rest
+                        // is read back from the ring when its commit comes.
+                        let keep = self.shared.cache.keep(bytes);
                         (keep.then_some(record), None)
                     }
                     None => (Some(record), ack),
@@ -393,6 +404,7 @@ impl Intake {
                 items.push(Item {
                     seq,
                     loc,
+                    bytes: if record.is_some() { bytes } else { 0 },
                     record,
                     ack,
                     arrived: now,
@@ -405,15 +417,31 @@ impl Intake {
         let _ = self.out.send(ToCommit::Items(items));
     }
 
-    fn notify(&self, arrivals: &[(Box<CallRecord>, Option<AckTo>)]) {
+    fn notify(&self, arrivals: &[Arrival]) {
         let mut subs = self.shared.subscribers();
         if subs.is_empty() {
             return;
         }
-        for (record, _) in arrivals {
-            subs.retain(|s| s.send((**record).clone()).is_ok());
+        for a in arrivals {
+            subs.retain(|s| s.send((*a.record).clone()).is_ok());
         }
     }
+}
+
+/// Encodes the first arrivals of `waiting`, up to [`budget::ENCODE_BYTES`] of payloads (at
+/// least one), and takes them out of it.
+fn encode_some(waiting: &mut VecDeque<Arrival>) -> VecDeque<Encoded> {
+    let mut out = VecDeque::new();
+    let mut bytes = 0u64;
+    while bytes < budget::ENCODE_BYTES {
+        let Some(a) = waiting.pop_front() else {
+            break;
+        };
+        let p = payload::encode(&a.record);
+        bytes += p.len() as u64;
+        out.push_back((a, p));
+    }
+    out
 }
 
 /// A ring entry SQLite does not hold yet: where it is, or (when the ring file had to be

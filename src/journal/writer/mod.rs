@@ -59,6 +59,9 @@ pub(crate) struct Item {
     /// A producer waiting for this memory-only record to be committed.
     pub ack: Option<AckTo>,
     pub arrived: Mono,
+    /// What `record` is charged with ([`super::budget::record_bytes`]) — to the cache when it is a
+    /// copy of a ring record, to the memory queue when it is memory-only; 0 without `record`.
+    pub bytes: u64,
 }
 
 /// From the ring thread to the commit thread.
@@ -122,6 +125,9 @@ pub(crate) struct Writer {
     /// A damaged file was already replaced in this run (a second time means the device is
     /// failing: alarm, do not loop).
     replaced: bool,
+    /// Bytes of records committed since the heap was last trimmed
+    /// ([`super::budget::give_back_freed_memory`]).
+    since_trim: u64,
 }
 
 impl Writer {
@@ -157,6 +163,7 @@ impl Writer {
             retention_more: false,
             next_index_build: (!indexes_built).then_some(now),
             replaced: false,
+            since_trim: 0,
         }
     }
 
@@ -390,14 +397,22 @@ impl Writer {
     }
 
     /// Records are pending and either `flush_records` of them, or the ring is half full (so it
-    /// never fills while SQLite works, whatever `flush_records` is).
+    /// never fills while SQLite works, whatever `flush_records` is), or memory-only records
+    /// fill half the memory bound.
     fn group_full(&self) -> bool {
         if self.pending.is_empty() {
             return false;
         }
         let blocks = self.shared.ring_blocks.load(Ordering::SeqCst);
         let used = self.shared.ring_used_blocks.load(Ordering::SeqCst);
-        self.pending.len() >= self.flush_records || (blocks > 0 && used * 2 >= blocks)
+        // Memory-only records (ring full, or one bigger than the ring) count against the
+        // memory bound until committed: commit them before it refuses new records.
+        let held = &self.shared.held;
+        let memory_half_full = self.shared.state().memory_only() > 0
+            && (held.bytes() * 2 >= held.max_bytes() || held.records() * 2 >= held.max_records());
+        self.pending.len() >= self.flush_records
+            || (blocks > 0 && used * 2 >= blocks)
+            || memory_half_full
     }
 
     /// Arrival time of the oldest uncommitted change (record or gap).

@@ -14,8 +14,8 @@ use rusqlite::{Connection, OptionalExtension};
 use crate::clock::Clock;
 use crate::config::StorageConfig;
 
-use super::super::ring;
 use super::super::state::Durability;
+use super::super::{budget, ring};
 use super::super::{
     store, Integrity, JournalCounters, JournalError, JournalHandle, JournalPaths, OpenReport,
     Problems, Shared,
@@ -209,13 +209,15 @@ pub(crate) fn open(
     let shared = Arc::new(Shared {
         paths: paths.clone(),
         clock: clock.clone(),
-        memory_queue_records: cfg.memory_queue_records.max(1) as u64,
         storage_percents: std::sync::atomic::AtomicU16::new(crate::journal::health::percents(
             80, 95,
         )),
         max_size_mb: cfg.max_size_mb,
-        held: AtomicU64::new(0),
-        cached: AtomicU64::new(0),
+        held: budget::Held::new(
+            cfg.memory_queue_records as u64,
+            u64::from(cfg.memory_queue_kb) * 1024,
+        ),
+        cache: budget::Cache::new(budget::CACHE_BYTES),
         ring_used_blocks: AtomicU64::new(0),
         ring_blocks: AtomicU64::new(0),
         state: Mutex::new(state),
