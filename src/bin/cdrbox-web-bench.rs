@@ -9,10 +9,12 @@
 //! With SERVER_PID, peak RSS is read from /proc/PID/status (VmHWM) after the export. Compare the
 //! export rate with `time sqlite3 -csv journal.sqlite 'select …' > /dev/null` in the same run.
 //!
-//! `memory` mode (issue 11, finding 3) is self-contained: it starts a hostile PBX and
-//! `cdrbox run` (the binary beside this one) twice — records of ~1 KB (the baseline), then of
-//! ~1 MB (60,000 custom fields each) — and reports the box's peak RSS while three clients page
-//! through every record with `/api/calls?limit=1000` and ask `/api/stats`:
+//! `memory` mode (issue 11, finding 3; issue 10 item 5) is self-contained: it starts a hostile
+//! PBX and `cdrbox run` (the binary beside this one) three times — no records (the floor: RSS
+//! logged in, nothing received), records of ~1 KB (the baseline), then of ~1 MB (60,000 custom
+//! fields each) — and reports the box's peak RSS while ingesting, and while three clients page
+//! through every record with `/api/calls?limit=1000` and ask `/api/stats`. Records the journal
+//! dropped at its memory bound (the gap ledger's count) are reported, not waited for:
 //!
 //! ```text
 //! cargo build --release && target/release/cdrbox-web-bench memory [RECORDS=200]
@@ -75,9 +77,34 @@ fn kib(pid: u32, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// One box with `records` records of about `bytes`: (RSS when paging starts, peak RSS while
-/// three clients page, bytes of listings received), KiB / bytes.
-fn memory_run(records: u64, bytes: usize) -> anyhow::Result<(u64, u64, u64)> {
+/// What one box did with `records` records of about `bytes` (KiB, bytes).
+struct MemoryRun {
+    /// Peak RSS from spawn until every record was stored or counted lost.
+    ingest_peak: u64,
+    /// RSS when paging starts.
+    before: u64,
+    /// Peak RSS while three clients page.
+    paging_peak: u64,
+    /// Bytes of listings received.
+    received: u64,
+    stored: u64,
+    dropped: u64,
+}
+
+/// Records the gap ledger counts as dropped at the journal's memory bound.
+fn dropped(db: &std::path::Path) -> u64 {
+    rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|c| {
+            c.query_row("SELECT coalesce(sum(lost), 0) FROM gaps", [], |r| {
+                r.get::<_, i64>(0)
+            })
+        })
+        .map(|n| n.max(0) as u64)
+        .unwrap_or(0)
+}
+
+/// One box with `records` records of about `bytes`.
+fn memory_run(records: u64, bytes: usize) -> anyhow::Result<MemoryRun> {
     use std::process::{Command, Stdio};
     let bin = std::env::current_exe()?.with_file_name("cdrbox");
     let dir = std::env::temp_dir().join(format!("cdrbox-webbench-{}-{bytes}", std::process::id()));
@@ -129,14 +156,41 @@ fn memory_run(records: u64, bytes: usize) -> anyhow::Result<(u64, u64, u64)> {
             .unwrap_or(0)
     };
     let t = Instant::now();
-    while total(&host) < records {
+    let db = dir.join("data").join("journal.sqlite");
+    let web_up = |host: &str| -> bool {
+        let Ok(mut s) = TcpStream::connect(host) else {
+            return false;
+        };
+        let _ = write!(
+            s,
+            "GET /api/calls?limit=1 HTTP/1.0\r\nAuthorization: Basic {auth}\r\n\r\n"
+        );
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200")
+    };
+    while !web_up(&host) {
+        anyhow::ensure!(
+            t.elapsed() < Duration::from_secs(60),
+            "the web page did not answer"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if records == 0 {
+        // The floor: logged in, past start-up, nothing received.
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    let mut stored = total(&host);
+    while stored + dropped(&db) < records {
         anyhow::ensure!(
             t.elapsed() < Duration::from_secs(900),
             "ingest took over 15 min"
         );
         std::thread::sleep(Duration::from_millis(200));
+        stored = total(&host);
     }
     let pid = child.id();
+    let ingest_peak = kib(pid, "VmHWM:");
     // The ingest has its own peak (AMI and journal); reset VmHWM so `after` is the paging's.
     let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), b"5");
     let before = kib(pid, "VmHWM:");
@@ -148,7 +202,7 @@ fn memory_run(records: u64, bytes: usize) -> anyhow::Result<(u64, u64, u64)> {
                 s.spawn(move || -> anyhow::Result<()> {
                     for _ in 0..2 {
                         let mut offset = 0;
-                        while offset < records {
+                        while offset < stored {
                             let mut c = TcpStream::connect(host)?;
                             write!(c, "GET /api/calls?limit=1000&offset={offset} HTTP/1.0\r\nAuthorization: Basic {auth}\r\n\r\n")?;
                             let mut out = Vec::new();
@@ -175,6 +229,7 @@ fn memory_run(records: u64, bytes: usize) -> anyhow::Result<(u64, u64, u64)> {
         Ok(())
     })?;
     let after = kib(pid, "VmHWM:");
+    let dropped = dropped(&db);
     // SAFETY: kill(2) on our own child.
     unsafe {
         libc::kill(pid as i32, libc::SIGTERM);
@@ -182,18 +237,36 @@ fn memory_run(records: u64, bytes: usize) -> anyhow::Result<(u64, u64, u64)> {
     let _ = child.wait();
     drop(pbx);
     let _ = std::fs::remove_dir_all(&dir);
-    Ok((before, after, received.into_inner()))
+    Ok(MemoryRun {
+        ingest_peak,
+        before,
+        paging_peak: after,
+        received: received.into_inner(),
+        stored,
+        dropped,
+    })
 }
 
 fn memory(records: u64) -> anyhow::Result<()> {
-    let (b0, b1, bbytes) = memory_run(records, 1_000)?;
-    println!("baseline: {records} records of ~1 KB: RSS {b0} KiB when paging starts, peak {b1} KiB while 3 clients page (received {} KB)", bbytes / 1000);
-    let (h0, h1, hbytes) = memory_run(records, 1_000_000)?;
-    println!("huge:     {records} records of ~1 MB: RSS {h0} KiB when paging starts, peak {h1} KiB while 3 clients page (received {} KB)", hbytes / 1000);
+    let floor = memory_run(0, 1_000)?;
     println!(
-        "ratio (peak while paging, huge / baseline): {:.2}",
-        h1 as f64 / b1.max(1) as f64
+        "floor:    no records: RSS {} KiB (logged in, nothing received)",
+        floor.before
     );
+    for (name, bytes) in [("baseline", 1_000), ("huge", 1_000_000)] {
+        let r = memory_run(records, bytes)?;
+        println!(
+            "{name:<9} {records} records of ~{} KB: {} stored, {} dropped at the memory bound; ingest peak RSS {} KiB ({:.2}× floor); RSS {} KiB when paging starts, peak {} KiB while 3 clients page (received {} KB)",
+            bytes / 1000,
+            r.stored,
+            r.dropped,
+            r.ingest_peak,
+            r.ingest_peak as f64 / floor.before.max(1) as f64,
+            r.before,
+            r.paging_peak,
+            r.received / 1000
+        );
+    }
     Ok(())
 }
 

@@ -120,10 +120,15 @@ fn cdrbox_bin() -> Result<PathBuf> {
 fn write_config(dir: &Path, port: u16, extra_pbx: &str) -> Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let cfg = dir.join("cdrbox.toml");
+    // `CDRBOX_BENCH_STORAGE="memory_queue_kb = 4096"`: more [storage] lines, to measure what a
+    // bound costs (each `;` starts a new line).
+    let extra_storage = std::env::var("CDRBOX_BENCH_STORAGE")
+        .unwrap_or_default()
+        .replace(';', "\n");
     std::fs::write(
         &cfg,
         format!(
-            "[[pbx]]\nname = \"bench\"\nhost = \"127.0.0.1\"\nport = {port}\nusername = \"bench\"\nsecret = \"bench\"\nauth = \"plain\"\ntimezone = \"Europe/Moscow\"\n{extra_pbx}\n[storage]\npath = \"{}\"\nflush_interval_ms = 1000\n\n[web]\nlisten = \"127.0.0.1:0\"\n\n[display]\ndriver = \"none\"\n",
+            "[[pbx]]\nname = \"bench\"\nhost = \"127.0.0.1\"\nport = {port}\nusername = \"bench\"\nsecret = \"bench\"\nauth = \"plain\"\ntimezone = \"Europe/Moscow\"\n{extra_pbx}\n[storage]\npath = \"{}\"\nflush_interval_ms = 1000\n{extra_storage}\n\n[web]\nlisten = \"127.0.0.1:0\"\n\n[display]\ndriver = \"none\"\n",
             dir.join("data").display()
         ),
     )?;
@@ -230,6 +235,22 @@ struct ProcRun {
     peak_kib: u64,
     steady_kib: u64,
     cpu: f64,
+    /// Records dropped at the journal's memory bound (in the gap ledger's `lost`).
+    dropped: u64,
+}
+
+/// Records the gap ledger counts as dropped at the memory bound.
+fn dropped(db: &Path) -> u64 {
+    let Ok(c) =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return 0;
+    };
+    c.query_row("SELECT coalesce(sum(lost), 0) FROM gaps", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(|n| n as u64)
+    .unwrap_or(0)
 }
 
 /// `cdrbox run` (maybe under a wrapper such as qemu) against a blast server sending `events`:
@@ -251,7 +272,8 @@ fn proc_ingest(
     let mut peak = 0;
     loop {
         peak = peak.max(status_kib(pid, "VmRSS:"));
-        if committed(&db) >= n {
+        // A record dropped at the memory bound is counted, not stored: it ends the run too.
+        if committed(&db) + dropped(&db) >= n {
             break;
         }
         if let Ok(Some(st)) = child.try_wait() {
@@ -275,6 +297,7 @@ fn proc_ingest(
         peak_kib: peak,
         steady_kib: steady,
         cpu,
+        dropped: dropped(&db),
     })
 }
 
@@ -282,6 +305,7 @@ fn proc_ingest(
 pub fn proc_rows(quick: bool) -> Result<()> {
     let n = if quick { 5_000 } else { 50_000 };
     let dir = bench_root()?.join("proc");
+    let floor = floor_kib()?;
     let r = proc_ingest(
         &[],
         &cdrbox_bin()?,
@@ -289,14 +313,37 @@ pub fn proc_rows(quick: bool) -> Result<()> {
         &dir.join("burst"),
     )?;
     println!(
-        "| `cdrbox run` burst ({n} CDRs): CDR/s, peak / steady RSS, CPU per CDR | {:.0} CDR/s; {} / {} KiB; {:.0} µs | — | — | process level, from spawn (start-up included) to the last row committed; VmHWM, VmRSS 2 s after; utime+stime / n |",
+        "| `cdrbox run` burst ({n} CDRs): CDR/s, peak / steady RSS, CPU per CDR | {:.0} CDR/s; {} / {} KiB; {:.0} µs; {} dropped | {floor} KiB (floor: logged in, no calls yet) | {:.2} / {:.2} (peak / steady over floor) | process level, from spawn (start-up included) to the last row committed; VmHWM, VmRSS 2 s after; utime+stime / n |",
         n as f64 / r.secs,
         r.peak_kib,
         r.steady_kib,
-        r.cpu / n as f64 * 1e6
+        r.cpu / n as f64 * 1e6,
+        r.dropped,
+        r.peak_kib as f64 / floor.max(1) as f64,
+        r.steady_kib as f64 / floor.max(1) as f64
     );
 
     idle_row(quick)
+}
+
+/// RSS of `cdrbox run` logged in to a PBX that sends no calls: the floor, measured in the same
+/// run as the burst it is compared with.
+fn floor_kib() -> Result<u64> {
+    let dir = bench_root()?.join("proc");
+    let (rt, sim) = idle_sim()?;
+    let cfg = write_config(&dir.join("floor"), sim.local_addr().port(), "")?;
+    let mut child = spawn_run(&[], &cdrbox_bin()?, &cfg)?;
+    let pid = child.id();
+    let t = Instant::now();
+    while sim.logged_in() == 0 && t.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Past start-up (ring created, background check done).
+    std::thread::sleep(Duration::from_secs(3));
+    let rss = status_kib(pid, "VmRSS:");
+    stop(&mut child);
+    rt.block_on(sim.stop());
+    Ok(rss)
 }
 
 /// Idle CPU and wake-ups per minute, by thread: logged in to a simulated PBX that sends no calls
