@@ -135,7 +135,7 @@ async function main() {
     await keepsRecording('start');
     await openSettings();
     if (!(await input('pbx[0].enabled').isChecked())) fail('enabled (default true) is not shown ticked');
-    if ((await input('storage.ring_kb').inputValue()) !== '1024') fail('ring_kb does not show its default 1024');
+    if ((await input('storage.ring_kb').inputValue()) !== '32768') fail('ring_kb does not show its default 32768');
     // Every field shows what the file means: its value, or the default when the file leaves
     // the key out (a ticked box for a default true, never an empty field).
     for (const f of plan) {
