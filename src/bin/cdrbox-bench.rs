@@ -30,7 +30,6 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,8 +39,7 @@ use bytes::BytesMut;
 use cdrbox::ami::client::{run_link, LinkConfig};
 use cdrbox::ami::{AmiMessage, Decoder, Frame};
 use cdrbox::config::{AuthMethod, Config, PbxConfig, Secret, StorageConfig};
-use cdrbox::journal::measure::{device_stat_for, DeviceStat};
-use cdrbox::journal::{Journal, JournalHandle};
+use cdrbox::journal::Journal;
 use cdrbox::record::CallRecord;
 use cdrbox::runtime::context_of;
 use cdrbox::sim::{CallGenerator, GeneratorOptions};
@@ -49,6 +47,8 @@ use cdrbox::sink::RecordSink;
 
 #[path = "cdrbox-bench/peers.rs"]
 mod peers;
+#[path = "cdrbox-bench/wear.rs"]
+mod wear;
 
 const CAPTURE: &[u8] = include_bytes!("../../tests/fixtures/ami/mixed_session.bin");
 
@@ -75,7 +75,7 @@ fn main() -> Result<()> {
         ingest(quick)?;
     }
     if matches!(section, "wear" | "all") {
-        wear(quick)?;
+        wear::run(quick)?;
     }
     if matches!(section, "peers" | "all") {
         peers::run(quick)?;
@@ -389,7 +389,7 @@ fn ingest(quick: bool) -> Result<()> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// wear
+// shared by the sections
 
 fn bench_root() -> Result<PathBuf> {
     let root = std::env::var_os("CDRBOX_BENCH_DIR")
@@ -397,276 +397,4 @@ fn bench_root() -> Result<PathBuf> {
         .unwrap_or_else(|| PathBuf::from("target/bench"));
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
     Ok(root)
-}
-
-/// A private ext4 on a loop device, so device counters see only this benchmark.
-struct LoopFs {
-    mount: PathBuf,
-    dev: String,
-}
-
-impl LoopFs {
-    fn create(root: &Path, options: &str) -> Option<LoopFs> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            return None;
-        }
-        let img = root.join("wear.img");
-        let mount = root.join("wear-mnt");
-        // A previous run that was interrupted may have left it mounted.
-        let _ = Command::new("umount")
-            .arg(&mount)
-            .stderr(std::process::Stdio::null())
-            .status();
-        let _ = std::fs::remove_file(&img);
-        std::fs::create_dir_all(&mount).ok()?;
-        let f = std::fs::File::create(&img).ok()?;
-        f.set_len(512 << 20).ok()?;
-        drop(f);
-        let ok = |c: &mut Command| {
-            c.stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        if !ok(Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-b", "4096"])
-            .arg(&img))
-        {
-            return None;
-        }
-        let out = Command::new("losetup")
-            .args(["--find", "--show"])
-            .arg(&img)
-            .output()
-            .ok()?;
-        let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        if !out.status.success() || dev.is_empty() {
-            return None;
-        }
-        if !ok(Command::new("mount")
-            .args(["-o", options])
-            .arg(&dev)
-            .arg(&mount))
-        {
-            let _ = Command::new("losetup").args(["-d", &dev]).status();
-            return None;
-        }
-        Some(LoopFs { mount, dev })
-    }
-}
-
-impl Drop for LoopFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.mount).status();
-        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
-    }
-}
-
-fn syncfs(dir: &Path) {
-    use std::os::fd::AsRawFd;
-    if let Ok(f) = std::fs::File::open(dir) {
-        // SAFETY: syncfs(2) on a descriptor we own.
-        unsafe {
-            libc::syncfs(f.as_raw_fd());
-        }
-    }
-}
-
-struct Cost {
-    bytes: f64,
-    flushes: f64,
-}
-
-fn measure(dir: &Path, n: usize, f: impl FnOnce()) -> Option<Cost> {
-    syncfs(dir);
-    let before: DeviceStat = device_stat_for(dir)?;
-    f();
-    syncfs(dir);
-    let after = device_stat_for(dir)?;
-    Some(Cost {
-        bytes: (after.sectors_written - before.sectors_written) as f64 * 512.0 / n as f64,
-        flushes: (after.flushes - before.flushes) as f64 / n as f64,
-    })
-}
-
-fn autocommit_db(path: &Path) -> Result<rusqlite::Connection> {
-    let conn = rusqlite::Connection::open(path)?;
-    // SQLite's defaults (rollback journal, synchronous=FULL), one implicit transaction per row:
-    // what a logger written "the usual way" does.
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS cdr(id INTEGER PRIMARY KEY, uniqueid TEXT, start TEXT, src TEXT, dst TEXT, disposition TEXT, raw BLOB);
-         CREATE INDEX IF NOT EXISTS cdr_start ON cdr(start);",
-    )?;
-    Ok(conn)
-}
-
-fn wear(quick: bool) -> Result<()> {
-    let root = bench_root()?;
-    // The box mounts its data partition `noatime,lazytime` (board/write-budget.md).
-    let loopfs = LoopFs::create(&root, "noatime,lazytime");
-    let (base, where_) = match &loopfs {
-        Some(l) => (l.mount.clone(), "loop ext4 -o noatime,lazytime".to_string()),
-        None => (
-            root.join("wear"),
-            "the data directory's shared device (noisy: other processes write too)".to_string(),
-        ),
-    };
-    let slow_n = if quick { 10 } else { 30 };
-    let commits = if quick { 30 } else { 100 };
-    let burst_n = if quick { 3_000 } else { 10_000 };
-    let ctx = context_of(&pbx_config(5038))?;
-    let records: Vec<CallRecord> = generate_events(500)
-        .iter()
-        .filter_map(|e| AmiMessage::parse(e))
-        .map(|m| CallRecord::from_event(&m, &ctx, 1_795_331_257))
-        .collect();
-    let raw_avg = records.iter().map(|r| r.raw.len()).sum::<usize>() as f64 / records.len() as f64;
-    let clock = cdrbox::clock::Clock::fixed_wall(1_795_331_257);
-    let mut salt = 1u64 << 40;
-    let mut next_salt = || {
-        salt += 1 << 20;
-        salt
-    };
-
-    // A journal warmed past one WAL checkpoint cycle (~3,000 rows): on a box that has run for a
-    // day the WAL is reused from its start instead of growing.
-    let warm = |dir: &Path, salt: &mut dyn FnMut() -> u64| -> Result<JournalHandle> {
-        let _ = std::fs::remove_dir_all(dir);
-        std::fs::create_dir_all(dir)?;
-        let mut st = storage(dir);
-        // Only explicit flushes commit during the measurements.
-        st.flush_interval = Duration::from_secs(3600);
-        st.flush_records = 100_000;
-        let (journal, _) = Journal::open(&st, clock.clone())?;
-        for _ in 0..6 {
-            feed(&journal, &records, Duration::ZERO, salt());
-            journal.flush()?;
-        }
-        Ok(journal)
-    };
-
-    // 1. Office rate, arrival side: one record a second, each made durable by its own ring
-    //    write (no commit falls in this window).
-    let dir = base.join("ring");
-    let journal = warm(&dir, &mut next_salt)?;
-    let s = next_salt();
-    let ring = measure(&dir, slow_n, || {
-        feed(&journal, &records[..slow_n], Duration::from_secs(1), s)
-    });
-    journal.flush()?;
-    journal.shutdown();
-
-    // 2. Office rate, commit side: group commits of 60 rows (the default 60 s interval at
-    //    1 CDR/s), over enough rows to include WAL checkpoints in proportion.
-    let dir = base.join("commit60");
-    let journal = warm(&dir, &mut next_salt)?;
-    let before = journal.counters();
-    let n60 = commits * 60;
-    let commit = measure(&dir, n60, || {
-        for _ in 0..commits {
-            let s = next_salt();
-            feed(&journal, &records[..60], Duration::ZERO, s);
-            let _ = journal.flush();
-        }
-    });
-    let after = journal.counters();
-    let ring_share = (after.ring_bytes - before.ring_bytes) as f64 / n60 as f64;
-    let ring_writes60 = (after.ring_writes - before.ring_writes) as f64 / n60 as f64;
-    journal.shutdown();
-
-    // 3. Burst: back to back, committed every 500 rows (flush_records default).
-    let dir = base.join("burst");
-    let journal = warm(&dir, &mut next_salt)?;
-    let burst = measure(&dir, burst_n, || {
-        for chunk in 0..burst_n / 500 {
-            let s = next_salt() + chunk as u64;
-            feed(&journal, &records, Duration::ZERO, s);
-            let _ = journal.flush();
-        }
-    });
-    journal.shutdown();
-
-    // Baseline: SQLite autocommit per row, at 1/s and back to back.
-    let auto = |n: usize, gap: Duration, name: &str| -> Result<Option<Cost>> {
-        let db_dir = base.join(name);
-        let _ = std::fs::remove_dir_all(&db_dir);
-        std::fs::create_dir_all(&db_dir)?;
-        let conn = autocommit_db(&db_dir.join("cdr.sqlite"))?;
-        Ok(measure(&db_dir, n, || {
-            for r in records.iter().cycle().take(n) {
-                let _ = conn.execute(
-                    "INSERT INTO cdr(uniqueid,start,src,dst,disposition,raw) VALUES (?,?,?,?,?,?)",
-                    rusqlite::params![
-                        r.unique_id,
-                        r.start.raw,
-                        r.source,
-                        r.destination,
-                        r.disposition.as_str(),
-                        r.raw
-                    ],
-                );
-                std::thread::sleep(gap);
-            }
-        }))
-    };
-    let auto_slow = auto(slow_n, Duration::from_secs(1), "auto-slow")?;
-    let auto_burst = auto(2_000, Duration::ZERO, "auto-burst")?;
-
-    let (Some(ring), Some(commit), Some(burst), Some(auto_slow), Some(auto_burst)) =
-        (ring, commit, burst, auto_slow, auto_burst)
-    else {
-        println!(
-            "| device bytes per CDR | n/a | n/a | | no block device statistics for {} |",
-            base.display()
-        );
-        return Ok(());
-    };
-    let office = ring.bytes + (commit.bytes - ring_share).max(0.0);
-    let office_flushes = ring.flushes + commit.flushes;
-    println!(
-        "| device bytes per CDR at 1 CDR/s ({where_}) | {office:.0} B = ring {:.0} + commits {:.0} | {:.0} B (SQLite autocommit per row) | {:.2} | goal ≤ 7000 B; raw record {raw_avg:.0} B (the floor); commits of 60 rows amortized over {n60} rows incl. checkpoints ({ring_writes60:.3} ring writes and {ring_share:.0} ring bytes per CDR subtracted) |",
-        ring.bytes,
-        (commit.bytes - ring_share).max(0.0),
-        auto_slow.bytes,
-        office / auto_slow.bytes
-    );
-    println!(
-        "| device flushes per CDR at 1 CDR/s | {office_flushes:.2} | {:.2} | {:.2} | goal 1; ring {:.2} + commits {:.2} |",
-        auto_slow.flushes,
-        office_flushes / auto_slow.flushes,
-        ring.flushes,
-        commit.flushes
-    );
-    println!(
-        "| device bytes per CDR, burst ({burst_n} CDRs, commits of 500, {where_}) | {:.0} B | {:.0} B (SQLite autocommit per row) | {:.2} | goal ≤ 2500 B |",
-        burst.bytes,
-        auto_burst.bytes,
-        burst.bytes / auto_burst.bytes
-    );
-    println!(
-        "| device flushes per CDR, burst | {:.3} | {:.2} | {:.4} | |",
-        burst.flushes,
-        auto_burst.flushes,
-        burst.flushes / auto_burst.flushes
-    );
-    Ok(())
-}
-
-/// Feeds records (fresh identities each time): one by one with `gap` between them, each waited
-/// for until durable; or, with no gap, all at once as a burst.
-fn feed(journal: &JournalHandle, records: &[CallRecord], gap: Duration, salt: u64) {
-    for (i, r) in records.iter().enumerate() {
-        let mut r = r.clone();
-        // Distinct identities per phase, so warm-up rows are not deduplicated against.
-        // The tail, so the time-ordered prefix (what the index is keyed on first) stays real.
-        r.identity[8..].copy_from_slice(&(salt + i as u64).to_be_bytes());
-        if gap.is_zero() {
-            // A burst: hand everything over at once, as the AMI reader does.
-            journal.record(r);
-        } else {
-            let _ = journal.record_durable(r, Duration::from_secs(30));
-            std::thread::sleep(gap);
-        }
-    }
 }
