@@ -7,9 +7,10 @@
 //! - **ingest**: CDRs/s from a loopback socket to the committed journal vs a plain rusqlite
 //!   insert loop of the same, pre-parsed rows in one transaction (the limit).
 //! - **wear**: bytes written to the block device and flushes per CDR at 1 CDR/s and in a
-//!   burst, vs SQLite autocommit per row (what most loggers do), beside the raw record size.
-//!   When run as root it measures on a private loop-mounted ext4 (clean numbers); otherwise on
-//!   the data directory's device, where other processes add noise (said in the output).
+//!   burst, beside the floor (a bare `pwrite`+`fdatasync` of one 4 KiB block) measured in the
+//!   same run, with fresh records and the image's mount options (`cdrbox-bench/wear.rs`). When
+//!   run as root it measures on a private loop-mounted ext4 (clean numbers); otherwise on the
+//!   data directory's device, where other processes add noise (said in the output).
 //!
 //! - **peers**: the same decode and ingest rows against panoramisk (PyPI), the most used Python
 //!   AMI library: its own parser, and a logger written the usual way (panoramisk + `sqlite3`,
