@@ -161,6 +161,64 @@ fn master_csv_over_an_ami_journal_fills_exactly_the_missing_calls() {
     assert!(out.contains("0 new, 42 already present"), "{out}");
 }
 
+/// `line` (one cdr_csv line) without its `i`-th column (0-based): quotes respected, the other
+/// fields' bytes kept as they are.
+fn without_column(line: &[u8], i: usize) -> Vec<u8> {
+    let body = line.strip_suffix(b"\n").unwrap_or(line);
+    let mut fields: Vec<&[u8]> = Vec::new();
+    let (mut start, mut quoted) = (0, false);
+    for (at, b) in body.iter().enumerate() {
+        match b {
+            b'"' => quoted = !quoted,
+            b',' if !quoted => {
+                fields.push(&body[start..at]);
+                start = at + 1;
+            }
+            _ => {}
+        }
+    }
+    fields.push(&body[start..]);
+    fields.remove(i);
+    let mut out = fields.join(&b","[..]);
+    out.push(b'\n');
+    out
+}
+
+/// cdr_csv's default is `loguniqueid = no`: such a Master.csv has no UniqueID column, and its
+/// lines must still be found again among the calls the AMI link stored (every other field
+/// agrees), not stored a second time.
+#[test]
+fn a_master_csv_without_uniqueids_still_matches_its_ami_twins() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    prefill_from_ami(dir.path(), 20);
+    // The golden file has loguniqueid and loguserfield on: column 17 is the uniqueid.
+    let bare: Vec<u8> = master_csv()
+        .split_inclusive(|b| *b == b'\n')
+        .flat_map(|l| without_column(l, 16))
+        .collect();
+    assert!(!String::from_utf8_lossy(&bare).contains("1795331226.1"));
+    let file = dir.path().join("Master-no-uniqueid.csv");
+    std::fs::write(&file, &bare).unwrap();
+    let out = import(&config, &file);
+    assert!(
+        out.contains("42 lines read: 22 new, 20 already present, 0 rejected"),
+        "{out}"
+    );
+    assert_eq!(
+        origins(&config),
+        [("ami".to_owned(), 20), ("master-csv".to_owned(), 22)].into(),
+        "each call once"
+    );
+    let out = import(&config, &file);
+    assert!(out.contains("0 new, 42 already present"), "{out}");
+    // The file with uniqueids afterwards finds every call too.
+    let full = dir.path().join("Master.csv");
+    std::fs::write(&full, master_csv()).unwrap();
+    let out = import(&config, &full);
+    assert!(out.contains("0 new, 42 already present"), "{out}");
+}
+
 #[test]
 fn overlapping_files_and_malformed_lines() {
     let dir = tempfile::tempdir().unwrap();

@@ -3,7 +3,8 @@
 //! Blocking (journal reads and acks): call it from a thread, never from the AMI task.
 //!
 //! "Already present" is decided by the match key ([`crate::record::match_key`]), counting
-//! multiplicity: an import that brings n records with one key where the journal held m stores
+//! multiplicity (a record without a UniqueID — Master.csv with cdr_csv's default
+//! `loguniqueid = no` — is matched on every other field): an import that brings n records with one key where the journal held m stores
 //! the occurrences m+1 … n, the k-th under [`occurrence_identity`] so that the journal's UNIQUE
 //! identity still refuses a repeat (two imports of the same file at once). The journal's
 //! records are counted per chunk of the import, in the chunk's start-time range (the journal's
@@ -49,6 +50,13 @@ pub fn end_utc(r: &CallRecord) -> Option<i64> {
         .or_else(|| r.start.utc.map(|s| s.saturating_add(r.duration.max(0))))
 }
 
+/// The match key of `r` with its UniqueID left out.
+fn bare_key(r: &CallRecord) -> [u8; 16] {
+    let mut b = r.clone();
+    b.unique_id.clear();
+    match_key(&b)
+}
+
 impl<'a> Store<'a> {
     pub fn new(journal: &'a JournalHandle, pbx: &str) -> Result<Store<'a>, JournalError> {
         Ok(Store {
@@ -87,7 +95,18 @@ impl<'a> Store<'a> {
         self.journal.flush()?;
         let keys: Vec<[u8; 16]> = chunk.iter().map(match_key).collect();
         let wanted: HashSet<[u8; 16]> = keys.iter().copied().collect();
+        // cdr_csv's default is loguniqueid=no: a line without a UniqueID is the stored record
+        // that agrees on every other field, and a stored record without one (imported from
+        // such a file) is the twin of a line that has one. `bare` is a record's key with its
+        // UniqueID left out (for a line that has one; a line without one is its own bare key).
+        let bare: Vec<Option<[u8; 16]>> = chunk
+            .iter()
+            .map(|r| (!r.unique_id.is_empty()).then(|| bare_key(r)))
+            .collect();
+        let wanted_bare: HashSet<[u8; 16]> = bare.iter().flatten().copied().collect();
+        let lines_without_uid = chunk.iter().any(|r| r.unique_id.is_empty());
         let mut held: HashMap<[u8; 16], u64> = HashMap::new();
+        let mut held_without_uid: HashMap<[u8; 16], u64> = HashMap::new();
         let starts = chunk.iter().filter_map(|r| r.start.utc);
         if let (Some(lo), Some(hi)) = (starts.clone().min(), starts.max()) {
             // The twin has the same start wall clock; an hour either side covers any doubt
@@ -98,26 +117,35 @@ impl<'a> Store<'a> {
                 pbx: vec![self.pbx.clone()],
                 ..Filter::default()
             };
-            self.reader.for_each(&f, Sort::StartAsc, |r| {
+            self.reader.for_each(&f, Sort::StartAsc, |mut r| {
                 let k = match_key(&r);
                 if wanted.contains(&k) {
                     *held.entry(k).or_default() += 1;
+                }
+                if r.unique_id.is_empty() {
+                    if wanted_bare.contains(&k) {
+                        *held_without_uid.entry(k).or_default() += 1;
+                    }
+                } else if lines_without_uid {
+                    r.unique_id.clear();
+                    let kb = match_key(&r);
+                    if kb != k && wanted.contains(&kb) {
+                        *held.entry(kb).or_default() += 1;
+                    }
                 }
                 Ok::<(), JournalError>(())
             })?;
         }
         let mut to_store = Vec::new();
         let mut to_store_keys = Vec::new();
-        for (mut r, k) in chunk.into_iter().zip(keys) {
+        for ((mut r, k), b) in chunk.into_iter().zip(keys).zip(bare) {
             let occurrence = {
                 let n = self.seen.entry(k).or_default();
                 *n += 1;
                 *n
             };
-            let theirs = held
-                .get(&k)
-                .copied()
-                .unwrap_or(0)
+            let without_uid = b.and_then(|b| held_without_uid.get(&b)).copied();
+            let theirs = (held.get(&k).copied().unwrap_or(0) + without_uid.unwrap_or(0))
                 .saturating_sub(self.mine.get(&k).copied().unwrap_or(0));
             if occurrence <= theirs {
                 self.report.already_present += 1;
