@@ -3,7 +3,8 @@
 //! calls. It uploads the real Asterisk 22 Master.csv in the PBX's section of the settings page
 //! at 1366 px (42 new; the export is then Master.csv row for row; the calls page marks each
 //! record master-csv), again at 390 px (0 new, the export unchanged; a damaged line reported by
-//! number and reason), and through the status page's gap card at both widths (0 new).
+//! number and reason; the usegmtime = yes form of the file with "times in GMT" ticked finds the
+//! same 42 calls), and through the status page's gap card at both widths (0 new).
 //! Screenshots go to `target/e2e-import/` — look at them after a change to either page.
 //!
 //! Needs what `tests/web_e2e_browser.rs` needs (chromium, node, `npm ci --prefix tests/e2e`);
@@ -44,6 +45,7 @@ fn master_csv_upload_on_the_settings_and_status_pages() {
         "ok: settings page, 42 lines read: 42 new",
         "ok: phone width, a repeat adds nothing: 42 lines read: 0 new, 42 already present",
         "; a damaged line: line 43: ",
+        "; the GMT file with the box ticked: 42 lines read: 0 new, 42 already present",
         "ok: the gap card's upload reports the same",
     ] {
         assert!(out.contains(step), "missing step {step:?}");

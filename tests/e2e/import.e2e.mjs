@@ -5,8 +5,9 @@
 // Master.csv row for row (the demo makes no calls of its own, so the journal holds only the
 // import), and the calls page must mark each of the 42 records "master-csv". Then at phone
 // width, logged in again, the same upload must add nothing (0 new, 42 already present) and
-// leave the export as it was, and a copy with a damaged last line must name that line and its
-// reason; the gap card's upload on the status page must say the same.
+// leave the export as it was, a copy with a damaged last line must name that line and its
+// reason, and the file as usegmtime = yes writes it, with "times in GMT" ticked, must find the
+// same 42 calls; the gap card's upload on the status page must say the same.
 // Screenshots of both pages at both widths go to $CDRBOX_E2E_SHOTS. Any JavaScript error
 // fails the test.
 //
@@ -55,9 +56,10 @@ async function main() {
     await page.locator('[data-import-pbx="' + PBX + '"] input[type=file]').waitFor({ state: 'visible' });
   };
   // Uploads through the PBX's section of the settings page; resolves with the report shown.
-  const uploadOnSettings = async (page, file = csv) => {
+  const uploadOnSettings = async (page, file = csv, gmt = false) => {
     const box = page.locator('[data-import-pbx="' + PBX + '"]');
     await box.locator('input[type=file]').setInputFiles(file);
+    await box.locator('input.pbx-import-gmt').setChecked(gmt);
     await box.locator('pre').evaluate((n) => { n.textContent = ''; });
     await box.locator('button.pbx-import-go').click();
     await until('the import report on the settings page', async () => /lines read/.test((await box.locator('pre').textContent()) || ''));
@@ -118,12 +120,22 @@ async function main() {
     const bad = await uploadOnSettings(phone, damaged);
     if (!/^43 lines read: 0 new, 42 already present, 1 rejected\n {2}line 43: \S/.test(bad)) fail('report with a damaged line: ' + JSON.stringify(bad));
     if ((await callsTotal(phone)) !== after) fail('the damaged file changed the calls');
+    // The same calls as cdr_csv writes them with usegmtime = yes (Moscow is UTC+3): with the
+    // box ticked they are the stored calls again.
+    const gmtFile = join(scratch, 'Master-gmt.csv');
+    let moved = 0;
+    writeFileSync(gmtFile, readFileSync(csv, 'utf8').replace(/"2026-11-22 (\d\d):(\d\d):(\d\d)"/g,
+      (m, h, mi, sec) => { moved++; return '"2026-11-22 ' + String(Number(h) - 3).padStart(2, '0') + ':' + mi + ':' + sec + '"'; }));
+    if (moved < 84) fail('only ' + moved + ' times moved to GMT');
+    const gmt = await uploadOnSettings(phone, gmtFile, true);
+    if (!gmt.startsWith('42 lines read: 0 new, 42 already present, 0 rejected')) fail('GMT file with the box ticked: ' + gmt);
+    if ((await callsTotal(phone)) !== after) fail('the GMT file changed the calls');
     const [scroll, width] = await phone.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
     if (scroll > width) fail('the settings page scrolls sideways at 390 px (' + scroll + ' px wide)');
     await box.scrollIntoViewIfNeeded();
     await phone.screenshot({ path: shots + '/390-settings-import.png', fullPage: true });
     await phone.screenshot({ path: shots + '/390-settings-import-view.png' });
-    console.log('ok: phone width, a repeat adds nothing: ' + again.split('\n')[0] + '; a damaged line: ' + bad.split('\n')[1].trim());
+    console.log('ok: phone width, a repeat adds nothing: ' + again.split('\n')[0] + '; a damaged line: ' + bad.split('\n')[1].trim() + '; the GMT file with the box ticked: ' + gmt.split('\n')[0]);
 
     // ---- the gap card's upload on the status page, both widths ----------------------------
     for (const page of [desk, phone]) {
