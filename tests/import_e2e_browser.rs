@@ -4,7 +4,8 @@
 //! at 1366 px (42 new; the export is then Master.csv row for row; the calls page marks each
 //! record master-csv), again at 390 px (0 new, the export unchanged; a damaged line reported by
 //! number and reason; the usegmtime = yes form of the file with "times in GMT" ticked finds the
-//! same 42 calls), and through the status page's gap card at both widths (0 new).
+//! same 42 calls), and through the status page's gap card at both widths (0 new); the viewer
+//! account sees neither upload.
 //! Screenshots go to `target/e2e-import/` — look at them after a change to either page.
 //!
 //! Needs what `tests/web_e2e_browser.rs` needs (chromium, node, `npm ci --prefix tests/e2e`);
@@ -47,6 +48,7 @@ fn master_csv_upload_on_the_settings_and_status_pages() {
         "; a damaged line: line 43: ",
         "; the GMT file with the box ticked: 42 lines read: 0 new, 42 already present",
         "ok: the gap card's upload reports the same",
+        "ok: the viewer sees no upload",
     ] {
         assert!(out.contains(step), "missing step {step:?}");
     }

@@ -7,7 +7,8 @@
 // width, logged in again, the same upload must add nothing (0 new, 42 already present) and
 // leave the export as it was, a copy with a damaged last line must name that line and its
 // reason, and the file as usegmtime = yes writes it, with "times in GMT" ticked, must find the
-// same 42 calls; the gap card's upload on the status page must say the same.
+// same 42 calls; the gap card's upload on the status page must say the same; the viewer
+// account sees neither upload.
 // Screenshots of both pages at both widths go to $CDRBOX_E2E_SHOTS. Any JavaScript error
 // fails the test.
 //
@@ -152,6 +153,29 @@ async function main() {
     }
     if ((await callsTotal(desk)) !== after) fail('the status page uploads changed the calls');
     console.log('ok: the gap card\'s upload reports the same; screenshots in ' + shots);
+
+    // The read-only account sees no upload on either page (the box refuses it one anyway).
+    await desk.click('a[data-tab=settings]');
+    await desk.locator('#pw-form').waitFor({ state: 'visible' });
+    await desk.selectOption('#pw-form select[name=user]', 'viewer');
+    await desk.fill('#pw-form input[name=password]', 'e2e-viewer-pass-1');
+    await desk.click('#pw-form button[type=submit]');
+    await until('the viewer password set', async () => /Password changed/.test((await desk.textContent('#pw-msg')) || ''));
+    const viewer = await (await browser.newContext({ viewport: { width: 1366, height: 768 } })).newPage();
+    watch(viewer);
+    await viewer.goto(base + '/login');
+    await viewer.locator('#login').waitFor({ state: 'visible' });
+    await viewer.selectOption('#login-user', 'viewer');
+    await viewer.fill('#login-password', 'e2e-viewer-pass-1');
+    await Promise.all([viewer.waitForURL(base + '/'), viewer.click('#login button[type=submit]')]);
+    await viewer.locator('#links tbody tr').first().waitFor();
+    await until('the status page drawn for the viewer', async () => /read-only/.test((await viewer.textContent('#who')) || ''));
+    if (await viewer.locator('#import-form').isVisible()) fail('the viewer sees the gap card\'s upload');
+    await viewer.click('a[data-tab=settings]');
+    await viewer.locator('#settings-form [data-field]').first().waitFor();
+    if ((await viewer.locator('[data-import-pbx]').count()) !== 0) fail('the viewer sees the settings page\'s upload');
+    if (await viewer.locator('#pw-form').isVisible()) fail('the viewer sees the password form');
+    console.log('ok: the viewer sees no upload');
 
     if (errors.length) fail(errors.join('\n'));
     console.log('e2e: all passed');
