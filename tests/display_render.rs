@@ -124,6 +124,20 @@ fn states() -> Vec<(&'static str, StatusView)> {
     )];
     out.push(("long_cyrillic_name", v));
 
+    // Issue 13 item 8: dots (the header's IP, an address), colons, commas, Cyrillic (one
+    // decomposed й) and characters no font has, which must show as `?`, never vanish.
+    let mut v = base();
+    v.ip_address = Some("10.0.0.1".into());
+    v.links = vec![link(
+        "АТС «Центр», к.2",
+        LinkState::Down {
+            reason: "Зои\u{306}: 电📞 10.0.0.5".into(),
+        },
+        20 * MIN,
+    )];
+    v.alarms.push(alarm("LINK DOWN"));
+    out.push(("punctuation", v));
+
     let mut v = base();
     v.usb = UsbState::Copying { percent: 40 };
     out.push(("usb_copying", v));
