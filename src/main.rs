@@ -106,7 +106,7 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Render the OLED screen for the journal's current state to a PNG file.
+    /// Render one page of the OLED screen for the journal's current state to a PNG file.
     Display {
         /// Configuration file (its journal and [display] settings are drawn).
         #[arg(long, short)]
@@ -114,8 +114,11 @@ enum Command {
         /// Output PNG file.
         #[arg(long)]
         png: PathBuf,
+        /// Which page of the rotation (1 = the first; the command lists them all).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        page: u32,
         /// Pixel scale (1-16).
-        #[arg(long, default_value_t = 4)]
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=16))]
         scale: u32,
     },
 }
@@ -271,7 +274,12 @@ fn main() -> ExitCode {
         Command::SetupCode { config } => runtime::setup_code(&config),
         Command::TestAlarm { config } => runtime::test_alarm(&config),
         Command::UsbExport { config, to } => runtime::usb_export(&config, &to),
-        Command::Display { config, png, scale } => runtime::display_png(&config, &png, scale),
+        Command::Display {
+            config,
+            png,
+            page,
+            scale,
+        } => runtime::display_png(&config, &png, page as usize, scale),
         Command::SimPbx(s) => runtime::sim_pbx(SimArgs {
             listen: s.listen,
             username: s.username,

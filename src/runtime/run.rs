@@ -530,7 +530,7 @@ fn spawn_status_publisher(
 }
 
 /// The address whose route names this box's IP on the page: the first enabled PBX.
-fn ip_target(cfg: &Config) -> Option<String> {
+pub(super) fn ip_target(cfg: &Config) -> Option<String> {
     cfg.pbx
         .iter()
         .find(|p| p.enabled)
@@ -660,7 +660,7 @@ pub(super) fn link_names(cfg: &Config) -> Vec<(String, String)> {
 
 /// The address this box uses to reach the PBX (what a person types into a browser). A UDP
 /// `connect` only asks the kernel for a route; no packet is sent.
-fn local_ip_towards(target: &Option<String>) -> Option<String> {
+pub(super) fn local_ip_towards(target: &Option<String>) -> Option<String> {
     let target = target.as_deref()?;
     let sock = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
     sock.connect(target).ok()?;
