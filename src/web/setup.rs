@@ -40,14 +40,20 @@ pub fn pbx_list(config_text: &str) -> Vec<PbxInfo> {
 }
 
 /// The `manager.conf` user for the box: read-only events, an ACL for the box's address, and a
-/// write timeout generous enough that a busy box is not dropped.
+/// write timeout generous enough that a busy box is not dropped. README.md shows this same text
+/// (for `EXAMPLE_PBX` and `EXAMPLE_BOX_IP`); `tests/readme_setup.rs` keeps the two equal.
+///
+/// `write = reporting` is the least that lets a client ask `CoreStatus`; the box itself sends
+/// only Login/Challenge/Ping/Logoff, which need no write permission (research/ami-protocol.md
+/// §1.5). `writetimeout`: Asterisk drops a session whose write waits longer (100 ms by default),
+/// losing the queued CDRs, so give a box on a busy LAN seconds, not milliseconds.
 pub fn manager_conf(p: &PbxInfo, box_ip: Option<&str>) -> String {
     let permit = match box_ip {
         Some(ip) if !ip.is_empty() => format!("permit = {ip}/255.255.255.255"),
         _ => "permit = <this box's IP address>/255.255.255.255".to_string(),
     };
     format!(
-        "; /etc/asterisk/manager.conf — then: asterisk -rx 'manager reload'\n\
+        "; /etc/asterisk/manager.conf (FreePBX: manager_custom.conf) — then: asterisk -rx 'manager reload'\n\
          [general]\n\
          enabled = yes\n\
          port = {port}\n\
@@ -57,8 +63,11 @@ pub fn manager_conf(p: &PbxInfo, box_ip: Option<&str>) -> String {
          secret = <the secret entered in cdrbox Settings for '{name}'>\n\
          deny = 0.0.0.0/0.0.0.0\n\
          {permit}\n\
+         ; CDRs, plus FullyBooted/Shutdown so a PBX restart is told from a network fault:\n\
          read = cdr,system\n\
+         ; the box sends only Login, Ping and Logoff, which need no write permission:\n\
          write = reporting\n\
+         ; ms; with the default 100 Asterisk drops a box that reads slowly, and its CDRs with it:\n\
          writetimeout = 5000\n\
          ; cdrbox reconnects on its own; a ghost session must not lock it out:\n\
          allowmultiplelogin = yes\n",
@@ -68,12 +77,27 @@ pub fn manager_conf(p: &PbxInfo, box_ip: Option<&str>) -> String {
     )
 }
 
+/// The PBX README.md's setup section uses for [`manager_conf`].
+pub fn example_pbx() -> PbxInfo {
+    PbxInfo {
+        name: "office".into(),
+        host: "192.168.1.10".into(),
+        port: 5038,
+        username: "cdrbox".into(),
+    }
+}
+
+/// The box address README.md's setup section uses.
+pub const EXAMPLE_BOX_IP: &str = "192.168.1.50";
+
 /// `cdr_manager.conf`: on, with the mappings that make records unique and calls groupable.
 pub fn cdr_manager_conf() -> String {
     "; /etc/asterisk/cdr_manager.conf — then: asterisk -rx 'module reload cdr_manager.so'\n\
      [general]\n\
      enabled = yes\n\
      \n\
+     ; without these the box falls back to comparing whole records, and cannot group the\n\
+     ; records of one call (transfers, queues) into one call:\n\
      [mappings]\n\
      linkedid => LinkedID\n\
      sequence => Sequence\n\
@@ -86,7 +110,9 @@ pub fn cdr_conf() -> String {
     "; /etc/asterisk/cdr.conf — then: asterisk -rx 'cdr reload' (or restart)\n\
      [general]\n\
      enable = yes\n\
+     ; batch mode holds CDRs in memory and loses them when the PBX crashes:\n\
      batch = no\n\
+     ; missed calls are records too:\n\
      unanswered = yes\n\
      congestion = yes\n"
         .to_string()
