@@ -204,6 +204,30 @@ fn a_refused_login_is_an_alarm_and_the_link_keeps_recording() {
     running.stop();
 }
 
+/// The config of a box whose PBX `pbx1` is the fake manager `pbx` and whose CDR database is
+/// `db` (asked at once: settle 0), its page on `web`, plus the `more` `[[pbx]]` lines.
+fn box_beside(
+    dir: &Path,
+    pbx: &FakeAmi,
+    web: u16,
+    db: &MariaDb,
+    more: &[&str],
+) -> std::path::PathBuf {
+    let url = format!("cdr_db = \"{}\"", db.url("cdrbox", "pw"));
+    let lines = [&[url.as_str(), "cdr_db_settle_seconds = 0"][..], more].concat();
+    BoxConfig::new(dir)
+        .pbx(
+            "pbx1",
+            pbx.addr.port(),
+            (fake_ami::USER, fake_ami::SECRET),
+            &lines,
+        )
+        .storage(&["flush_interval_ms = 200"])
+        .web(web, &[])
+        .no_display()
+        .write()
+}
+
 /// What the fake PBX's AMI does next: refuse sessions while `up` is false, send `outbox` on the
 /// open session, and end that session (`cut`: the cable is pulled).
 #[derive(Default)]
@@ -322,25 +346,13 @@ fn a_link_that_drops_while_rows_keep_arriving_is_filled_from_the_database() {
     let dir = tempfile::tempdir().unwrap();
     let web = free_port();
     // No periodic reconciliation: what gets filled is filled because the gap closed.
-    let config = BoxConfig::new(dir.path())
-        .pbx(
-            "pbx1",
-            pbx.addr.port(),
-            (fake_ami::USER, fake_ami::SECRET),
-            &[
-                &MOSCOW_PBX_LINES[..],
-                &[
-                    &format!("cdr_db = \"{}\"", db.url("cdrbox", "pw")),
-                    "cdr_db_settle_seconds = 0",
-                    "cdr_db_reconcile_minutes = 0",
-                ],
-            ]
-            .concat(),
-        )
-        .storage(&["flush_interval_ms = 200"])
-        .web(web, &[])
-        .no_display()
-        .write();
+    let config = box_beside(
+        dir.path(),
+        &pbx,
+        web,
+        &db,
+        &[&MOSCOW_PBX_LINES[..], &["cdr_db_reconcile_minutes = 0"]].concat(),
+    );
     let running = RunningBox::start(&config, PASS);
     let link = || {
         status(web)["links"][0]["state"]
@@ -439,4 +451,52 @@ fn a_link_that_drops_while_rows_keep_arriving_is_filled_from_the_database() {
         origins,
         [("ami".to_owned(), 27), ("cdr-db".to_owned(), 15)].into()
     );
+}
+
+/// A database that hangs (frozen: it accepts connections and never answers) while the box
+/// pulls from it must not hold up the AMI link: the box starts with the database frozen, so its
+/// start-up reconciliation (due at once: settle 0) waits out the 10 s connect limit, and the 30
+/// calls the PBX sends in the first seconds are all stored before that pull gives up with
+/// `DB DOWN`. (The overlap follows from the schedule; the test prints both times.)
+#[test]
+fn a_hung_database_never_holds_up_the_ami_link() {
+    let db = MariaDb::start();
+    db.freepbx(&freepbx_cdr());
+    db.freeze();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let pbx = rt.block_on(FakeAmi::cdr_stream("55", 30, Duration::from_millis(500)));
+    let dir = tempfile::tempdir().unwrap();
+    let web = free_port();
+    let config = box_beside(dir.path(), &pbx, web, &db, &[]);
+    let started = std::time::Instant::now();
+    let running = RunningBox::start(&config, PASS);
+    wait("the 30 calls over AMI", Duration::from_secs(60), || {
+        total(web) == 30
+    });
+    let stored = started.elapsed();
+    // The pull that started with the box is still waiting on the frozen server.
+    let s = status(web);
+    assert_ne!(s["cdr_db"][0]["state"], "ok", "{s}");
+    assert!(
+        !s["alarms"].to_string().contains("DB DOWN"),
+        "the pull gave up first: {s}"
+    );
+    wait("the pull's time limit", Duration::from_secs(60), || {
+        status(web)["alarms"].to_string().contains("DB DOWN")
+    });
+    eprintln!(
+        "box started → 30 calls stored {stored:?}, → DB DOWN seen {:?}",
+        started.elapsed()
+    );
+    let s = status(web);
+    assert!(
+        s["cdr_db"][0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no answer within 10 s"),
+        "{s}"
+    );
+    assert_eq!(s["links"][0]["state"], "up", "{s}");
+    db.thaw();
+    running.stop();
 }
