@@ -1,0 +1,86 @@
+//! The web server's heartbeat for the systemd watchdog: each thread's last loop, each page
+//! worker's busy-since time, and the threads still running; [`WebProbe::check`] turns them into
+//! "answers" or the sentence saying what is stuck.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Liveness of the server's threads, for the watchdog.
+pub(super) struct Health {
+    /// Unix milliseconds of the last dispatcher / hub loop.
+    pub(super) dispatcher: AtomicI64,
+    pub(super) hub: AtomicI64,
+    /// Per page worker: Unix milliseconds since it is busy with one request, 0 when idle.
+    pub(super) busy_since: Vec<AtomicI64>,
+    /// Longest a page worker may legitimately be busy.
+    pub(super) stuck_after: Duration,
+    /// Longest the hub may legitimately go without a loop.
+    pub(super) hub_late: Duration,
+    /// Threads started and still running; a thread that ends (or panics) before `stop` is a
+    /// dead server.
+    pub(super) started: AtomicUsize,
+    pub(super) running: AtomicUsize,
+    pub(super) stopping: AtomicBool,
+}
+
+/// Counts a server thread as running until it ends, however it ends.
+pub(super) struct Running(pub(super) Arc<Health>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A cheap, clonable view of the server's health for the watchdog (see [`WebHandle::probe`]).
+#[derive(Clone)]
+pub struct WebProbe(pub(super) Arc<Health>);
+
+impl WebProbe {
+    /// `Ok` while the server answers: its threads run and at least one page worker is not
+    /// wedged. `Err` says what is wrong (the watchdog logs it and stops feeding systemd, which
+    /// then restarts the service).
+    pub fn check(&self) -> Result<(), String> {
+        let h = &self.0;
+        if h.stopping.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let (started, running) = (
+            h.started.load(Ordering::SeqCst),
+            h.running.load(Ordering::SeqCst),
+        );
+        if running < started {
+            return Err(format!("{} web thread(s) ended", started - running));
+        }
+        let now = now_ms();
+        let late = |at: &AtomicI64, ms: i64| now - at.load(Ordering::SeqCst) > ms;
+        if late(&h.dispatcher, 10_000) {
+            return Err("the web dispatcher is stuck".into());
+        }
+        // The hub may wait on one stalled client until the gate drops it.
+        if late(&h.hub, h.hub_late.as_millis() as i64) {
+            return Err("the live-feed hub is stuck".into());
+        }
+        let stuck = h.stuck_after.as_millis() as i64;
+        let wedged = h.busy_since.iter().all(|b| {
+            let since = b.load(Ordering::SeqCst);
+            since != 0 && now - since > stuck
+        });
+        if wedged {
+            return Err(format!(
+                "every web page worker has been busy for over {} s",
+                stuck / 1000
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Wall-clock Unix milliseconds (a heartbeat only: compared with itself, never stored).
+pub(super) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
