@@ -6,7 +6,8 @@
 //! - [`source`]: [`UsbSource`], what the export needs from the journal (`runtime::usb_source`
 //!   implements it over the real journal); `memory::MemorySource` for tests (feature `testing`).
 //! - [`fs`]: [`StickFs`], the file operations, injectable so tests can fake full/removed media.
-//! - [`export`]: the verified copy ([`export::export`], [`export_to_dir`] for `cdrbox usb-export`).
+//! - [`export`]: the verified copy ([`export::export`], [`export_to_dir`] for `cdrbox usb-export`);
+//!   `manifest.rs` the folder name, the span of the copy and `MANIFEST.txt` it writes.
 //! - [`watcher`]: the thread that polls the mount table and runs the export once per new stick,
 //!   reporting [`crate::status::UsbState`]; [`watcher::eject`] for the web page's Eject button.
 //!
@@ -16,6 +17,7 @@
 
 pub mod export;
 pub mod fs;
+mod manifest;
 #[cfg(any(test, feature = "testing"))]
 pub mod memory;
 pub mod mounts;
