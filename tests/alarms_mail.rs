@@ -41,16 +41,7 @@ fn test_alarm(dir: &Path, name: &str, alarms: &str) -> (bool, String, String) {
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_cdrbox"))
-        .args(["test-alarm", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    cli_support::box_process::command("test-alarm", &config)
 }
 
 #[test]

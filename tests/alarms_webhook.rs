@@ -2,9 +2,11 @@
 //! test-alarm` POSTs the message's JSON with `Idempotency-Key` = its id and the bearer token;
 //! a receiver answering 500 is a failure that names the address without its secret path.
 
+#[path = "support/box_process.rs"]
+mod box_process;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -61,16 +63,7 @@ fn test_alarm(dir: &std::path::Path, url: &str) -> (bool, String, String) {
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_cdrbox"))
-        .args(["test-alarm", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    box_process::command("test-alarm", &config)
 }
 
 #[test]

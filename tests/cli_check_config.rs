@@ -1,19 +1,11 @@
 //! `cdrbox check-config` on the real binary (issue 13 item 7): every problem of a file in one
 //! run, each once, with its line; error chains that say each thing once.
 
-use std::process::Command;
+#[path = "support/box_process.rs"]
+mod box_process;
 
 fn check(path: &std::path::Path) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cdrbox"))
-        .args(["check-config", "--config"])
-        .arg(path)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    box_process::command("check-config", path)
 }
 
 #[test]

@@ -189,6 +189,21 @@ pub fn export(config: &Path, args: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
+/// `cdrbox COMMAND --config FILE` (`check-config`, `test-alarm`): whether it exited 0, its
+/// stdout and its stderr.
+pub fn command(command: &str, config: &Path) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args([command, "--config"])
+        .arg(config)
+        .output()
+        .expect("run cdrbox");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A running `cdrbox run --config FILE`, stopped with SIGTERM on drop.
 pub struct RunningBox {
     pub child: Child,
