@@ -67,7 +67,20 @@ async function main() {
     }
     async function login(navigate = true) {
       if (navigate) await page.goto(base + '/');
-      await page.waitForURL(/\/login(#.*)?$/, { timeout: 90000 });
+      try {
+        await page.waitForURL(/\/login(#.*)?$/, { timeout: 90000 });
+      } catch (e) {
+        // The page's own reload can race the box's restart (net::ERR_ABORTED, a detached
+        // frame): wait until the box answers again, then load the page as a user would.
+        if (!/ERR_ABORTED|detached|ERR_CONNECTION|ERR_EMPTY_RESPONSE/.test(String(e))) throw e;
+        console.log('note: reload raced the restart (' + String(e).split('\n')[0] + '); loading again');
+        await until('the box answering after the restart', async () => {
+          const r = await page.request.get(base + '/api/session', { headers: { 'X-Requested-With': 'cdrbox' } }).catch(() => null);
+          return r && r.status() === 401;
+        }, 90000);
+        await page.goto(base + '/');
+        await page.waitForURL(/\/login(#.*)?$/, { timeout: 90000 });
+      }
       await page.locator('#login').waitFor({ state: 'visible' });
       await page.fill('#login-password', PASS);
       await Promise.all([page.waitForURL(base + '/'), page.click('#login button[type=submit]')]);
