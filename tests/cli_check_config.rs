@@ -61,3 +61,29 @@ fn every_problem_in_one_run_and_nothing_said_twice() {
     assert!(ok, "{stdout}{stderr}");
     assert!(stdout.contains(": OK — 1 PBX link(s)"), "{stdout}");
 }
+
+/// Issue 13 item 7: a broken table header (`[[pbx]`) is one problem; the keys under it are not
+/// blamed on another table, and the rest of the file is still checked.
+#[test]
+fn a_broken_header_is_one_problem_and_the_rest_is_still_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[pbx]\nname = \"x\"\nport = 99999\n[web]\nworkerz = 3\n[storag\npath = 5\n[box]\nnme = \"a\"\n",
+    )
+    .unwrap();
+    let (ok, _, stderr) = check(&bad);
+    assert!(!ok);
+    let lines: Vec<&str> = stderr.lines().skip(1).map(str::trim).collect();
+    assert_eq!(
+        lines,
+        [
+            "- invalid TOML: unclosed array table, expected `]`; the keys below it are checked once this line is fixed at line 1, column 7",
+            "- unknown key \"workerz\" in [web] (did you mean \"workers\"?) at line 5",
+            "- invalid TOML: unclosed table, expected `]`; the keys below it are checked once this line is fixed at line 6, column 8",
+            "- unknown key \"nme\" in [box] (did you mean \"name\"?) at line 9",
+        ],
+        "{stderr}"
+    );
+}

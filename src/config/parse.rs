@@ -322,6 +322,21 @@ impl Walk<'_> {
         (span.end > span.start || span.start > 0).then(|| line_col(self.text, span.start).0)
     }
 
+    /// True when `line` is below a table header with a syntax error (`[[pbx]`) and above the
+    /// next header: the parser puts such keys at the top level, but they belong to that table,
+    /// and the header's own error already covers them (`unknown table [port]` would mislead).
+    fn under_broken_header(&self, line: usize) -> bool {
+        let lines: Vec<&str> = self.text.lines().collect();
+        (1..line)
+            .rev()
+            .find(|&l| {
+                lines
+                    .get(l - 1)
+                    .is_some_and(|t| t.trim_start().starts_with('['))
+            })
+            .is_some_and(|header| self.error_lines.contains(&header))
+    }
+
     /// Recovered placeholders sit on a line with a syntax error or have an empty span: they
     /// are reported as the syntax error, not again as a value.
     fn damaged(&self, span: &Range<usize>) -> bool {
@@ -453,7 +468,38 @@ impl Walk<'_> {
 
 /// Reads `text` against the key table. Never fails: problems are collected in the result.
 pub fn normalize(text: &str) -> Normalized {
-    let (doc, errors) = DeTable::parse_recoverable(text);
+    let (_, errors) = DeTable::parse_recoverable(text);
+    // A table header the parser cannot read (`[[pbx]`) makes its recovery misread the rest of
+    // the file (`[web]` became a list, its keys went unchecked). The tree is read from the text
+    // with such header lines blanked (same length, so every span and line stays where it was):
+    // the rest of the file is checked as written, and the keys under the broken header are left
+    // to its own error (`Walk::under_broken_header`).
+    let broken_headers: BTreeSet<usize> = errors
+        .iter()
+        .filter_map(|e| e.span())
+        .map(|span| line_col(text, span.start).0)
+        .filter(|&l| {
+            text.lines()
+                .nth(l - 1)
+                .is_some_and(|t| t.trim_start().starts_with('['))
+        })
+        .collect();
+    let readable: String = if broken_headers.is_empty() {
+        text.to_owned()
+    } else {
+        text.split_inclusive('\n')
+            .enumerate()
+            .map(|(i, line)| {
+                if broken_headers.contains(&(i + 1)) {
+                    let body = line.trim_end_matches(['\r', '\n']);
+                    format!("{}{}", " ".repeat(body.len()), &line[body.len()..])
+                } else {
+                    line.to_owned()
+                }
+            })
+            .collect()
+    };
+    let (doc, _) = DeTable::parse_recoverable(&readable);
     let mut walk = Walk {
         text,
         error_lines: BTreeSet::new(),
@@ -554,6 +600,23 @@ pub fn normalize(text: &str) -> Normalized {
         };
         walk.out.root.insert(t.name.to_owned(), value);
     }
+    // Keys under a broken header were read into the table above it (or the top level): a
+    // problem found there would name the wrong table. The header's error stands for them.
+    let problems = std::mem::take(&mut walk.out.problems);
+    walk.out.problems = problems
+        .into_iter()
+        .filter(|p| {
+            p.kind == ProblemKind::Syntax || !p.line.is_some_and(|l| walk.under_broken_header(l))
+        })
+        .map(|mut p| {
+            if p.line.is_some_and(|l| broken_headers.contains(&l)) {
+                let more = "; the keys below it are checked once this line is fixed";
+                p.message.push_str(more);
+                p.detail.push_str(more);
+            }
+            p
+        })
+        .collect();
     walk.out
         .problems
         .sort_by_key(|p| (p.line.unwrap_or(usize::MAX), p.column.unwrap_or(0)));
@@ -563,6 +626,32 @@ pub fn normalize(text: &str) -> Normalized {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 13 item 7: `[[pbx]` also gave "unknown table [port]" for the key below it.
+    #[test]
+    fn keys_under_a_broken_header_are_not_reported_again() {
+        let n = normalize(
+            "[[pbx]\nname = \"x\"\nport = 99999\n[web]\nworkerz = 3\n[storag\npath = 5\n[box]\nnme = \"a\"\n",
+        );
+        let got: Vec<String> = n.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(got.len(), 4, "{got:#?}");
+        assert!(
+            got[0].starts_with("invalid TOML: unclosed array table")
+                && got[0].ends_with(
+                    "; the keys below it are checked once this line is fixed at line 1, column 7"
+                ),
+            "{got:#?}"
+        );
+        assert_eq!(
+            got[1], "unknown key \"workerz\" in [web] (did you mean \"workers\"?) at line 5",
+            "checking goes on after the next good header"
+        );
+        assert!(got[2].contains("at line 6"), "{got:#?}");
+        assert_eq!(
+            got[3], "unknown key \"nme\" in [box] (did you mean \"name\"?) at line 9",
+            "`path = 5` under [storag is not blamed on [web]"
+        );
+    }
 
     #[test]
     fn every_problem_of_a_file_in_one_pass() {
