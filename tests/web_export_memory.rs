@@ -41,8 +41,8 @@ impl Backend for Generated {
         }
         Ok(())
     }
-    fn subscribe(&self) -> Receiver<CallRecord> {
-        channel().1
+    fn subscribe(&self) -> cdrbox::journal::Subscription {
+        channel().1.into()
     }
     fn config_text(&self) -> String {
         String::new()

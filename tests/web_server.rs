@@ -483,7 +483,7 @@ fn wedged_page_workers_make_the_probe_unhealthy_and_stop_still_ends() {
         ) -> Result<(), BackendError> {
             self.0.for_each(f, s, each)
         }
-        fn subscribe(&self) -> std::sync::mpsc::Receiver<cdrbox::record::CallRecord> {
+        fn subscribe(&self) -> cdrbox::journal::Subscription {
             self.0.subscribe()
         }
         fn config_text(&self) -> String {

@@ -246,10 +246,13 @@ impl JournalHandle {
         self.inner.stop(Msg::Shutdown);
     }
 
-    /// Receives every new record once it is durable (for the web's Server-Sent Events).
-    /// Repeats recognised on arrival are not sent. Drop the receiver to unsubscribe.
-    pub fn subscribe(&self) -> mpsc::Receiver<CallRecord> {
-        let (tx, rx) = mpsc::channel();
+    /// Receives every new record as it arrives (for the web's Server-Sent Events). Repeats
+    /// recognised on arrival are not sent. A subscriber that has [`super::FEED_BYTES`] of
+    /// copies waiting misses the next ones and is told how many
+    /// ([`super::Subscription::take_skipped`]): a slow reader must not hold a burst in memory.
+    /// Drop it to unsubscribe.
+    pub fn subscribe(&self) -> super::Subscription {
+        let (tx, rx) = super::feed::subscription();
         self.shared().subscribers().push(tx);
         rx
     }

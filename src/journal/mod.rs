@@ -26,6 +26,7 @@
 //! This module must not parse AMI, render anything or know about HTTP.
 
 mod budget;
+mod feed;
 mod handle;
 mod health;
 pub mod measure;
@@ -54,6 +55,7 @@ use crate::config::StorageConfig;
 use crate::record::CallRecord;
 use crate::sink::LinkEvent;
 
+pub use feed::{Subscription, FEED_BYTES};
 pub use handle::{JournalHandle, FLUSH_TIMEOUT};
 pub use health::{forecast_days, Forecast};
 pub use query::{JournalReader, Totals};
@@ -405,7 +407,7 @@ pub(crate) struct Shared {
     pub started_utc: i64,
     pub counters: Mutex<JournalCounters>,
     pub problems: Mutex<Problems>,
-    pub subscribers: Mutex<Vec<mpsc::Sender<CallRecord>>>,
+    pub subscribers: Mutex<Vec<feed::Subscriber>>,
     /// Set by the ring thread once its start-up scan is done (`ring_ready` signalled).
     pub ring_report: Mutex<Option<RingReport>>,
     pub ring_ready: std::sync::Condvar,
@@ -444,7 +446,7 @@ impl Shared {
     pub(crate) fn dropped(&self) -> std::sync::MutexGuard<'_, HashMap<String, Dropped>> {
         lock(&self.dropped)
     }
-    pub(crate) fn subscribers(&self) -> std::sync::MutexGuard<'_, Vec<mpsc::Sender<CallRecord>>> {
+    pub(crate) fn subscribers(&self) -> std::sync::MutexGuard<'_, Vec<feed::Subscriber>> {
         lock(&self.subscribers)
     }
     pub(crate) fn check_stop(&self) -> std::sync::MutexGuard<'_, CheckStop> {

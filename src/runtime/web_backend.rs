@@ -213,7 +213,7 @@ impl Backend for BoxBackend {
         }
     }
 
-    fn subscribe(&self) -> std::sync::mpsc::Receiver<CallRecord> {
+    fn subscribe(&self) -> crate::journal::Subscription {
         self.journal.subscribe()
     }
 

@@ -30,7 +30,6 @@ pub mod stats;
 pub mod tls;
 
 use std::io;
-use std::sync::mpsc::Receiver;
 
 use crate::filter::{Filter, Page, Sort};
 use crate::record::CallRecord;
@@ -114,9 +113,11 @@ pub trait Backend: Send + Sync + 'static {
         sort: Sort,
         each: &mut dyn FnMut(&CallRecord) -> io::Result<()>,
     ) -> Result<(), BackendError>;
-    /// A new receiver of every record committed from now on (Server-Sent Events). Dropping the
-    /// receiver unsubscribes; the sender side must never block on it.
-    fn subscribe(&self) -> Receiver<CallRecord>;
+    /// A new receiver of every record from now on (Server-Sent Events), bounded by bytes on the
+    /// sender side (a lagging receiver is told what it missed). Dropping it unsubscribes; the
+    /// sender side must never block on it. A backend without a journal can hand over a plain
+    /// channel: `rx.into()`.
+    fn subscribe(&self) -> crate::journal::Subscription;
     /// The configuration file's current text (comments included; secrets are redacted by the
     /// web layer, not here).
     fn config_text(&self) -> String;

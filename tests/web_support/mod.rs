@@ -179,10 +179,10 @@ impl Backend for MemBackend {
         Ok(())
     }
 
-    fn subscribe(&self) -> Receiver<CallRecord> {
+    fn subscribe(&self) -> cdrbox::journal::Subscription {
         let (tx, rx) = channel();
         self.subscribers.lock().unwrap().push(tx);
-        rx
+        rx.into()
     }
 
     fn config_text(&self) -> String {

@@ -306,8 +306,12 @@ pub fn proc_rows(quick: bool) -> Result<()> {
     let n = if quick { 5_000 } else { 50_000 };
     let dir = bench_root()?.join("proc");
     let floor = floor_kib()?;
+    // `CDRBOX_BENCH_WRAPPER="heaptrack -o /tmp/x"`: runs the burst's box under a profiler (the
+    // RSS columns are then the wrapper's, not the box's; its own report is what counts).
+    let wrapper = std::env::var("CDRBOX_BENCH_WRAPPER").unwrap_or_default();
+    let wrapper: Vec<&str> = wrapper.split_whitespace().collect();
     let r = proc_ingest(
-        &[],
+        &wrapper,
         &cdrbox_bin()?,
         Arc::new(generate_events(n)),
         &dir.join("burst"),

@@ -423,7 +423,7 @@ impl Intake {
             return;
         }
         for a in arrivals {
-            subs.retain(|s| s.send((*a.record).clone()).is_ok());
+            subs.retain(|s| s.offer(&a.record, a.bytes));
         }
     }
 }

@@ -5,12 +5,11 @@
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::health::{now_ms, Health};
-use crate::record::CallRecord;
 use crate::web::json::listing_json;
 
 /// The live-feed side shared by the workers (which add clients) and the hub.
@@ -72,6 +71,13 @@ impl Feed {
         self.ready.notify_one();
     }
 
+    /// Records that never reached this queue (the journal's feed bound): announced like drops.
+    fn lagged(&self, n: u64) {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        q.dropped += n;
+        self.ready.notify_one();
+    }
+
     /// The next event (or a `lagged` notice after drops), waiting up to `wait`.
     fn pop(&self, wait: Duration) -> Option<String> {
         let q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
@@ -91,8 +97,14 @@ impl Feed {
 
 /// Turns each new record into its event at once (the listing form, bounded in bytes), so the
 /// full record is freed immediately whatever the hub is doing.
-pub(super) fn drain(records: Receiver<CallRecord>, feed: &Feed, stop: &AtomicBool) {
+pub(super) fn drain(records: crate::journal::Subscription, feed: &Feed, stop: &AtomicBool) {
     while !stop.load(Ordering::SeqCst) {
+        // Records the journal did not copy to this lagging feed: the clients hear they lagged
+        // (as for events this queue drops itself) and reload.
+        let skipped = records.take_skipped();
+        if skipped > 0 {
+            feed.lagged(skipped);
+        }
         match records.recv_timeout(Duration::from_millis(500)) {
             Ok(r) => feed.push(format!("event: record\ndata: {}\n\n", listing_json(&r))),
             Err(RecvTimeoutError::Timeout) => {}
