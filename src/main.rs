@@ -215,6 +215,8 @@ struct SimCmd {
 }
 
 fn main() -> ExitCode {
+    // Before any thread exists: bounds the box's RSS in bursts (see the function).
+    cdrbox::journal::limit_malloc_arenas();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config } => runtime::run_from_file(&config),

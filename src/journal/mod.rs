@@ -55,6 +55,7 @@ use crate::config::StorageConfig;
 use crate::record::CallRecord;
 use crate::sink::LinkEvent;
 
+pub use budget::limit_malloc_arenas;
 pub use feed::{Subscription, FEED_BYTES};
 pub use handle::{JournalHandle, FLUSH_TIMEOUT};
 pub use health::{forecast_days, Forecast};

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::io;
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex};
 
 use cdrbox::filter::{Filter, Page, Sort};

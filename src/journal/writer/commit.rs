@@ -55,6 +55,9 @@ impl Writer {
         // RSS after a burst returns near the floor instead of staying at the peak.
         if self.pending.is_empty() && self.since_trim >= budget::TRIM_AFTER_BYTES {
             self.since_trim = 0;
+            // The pending list never shrinks by itself: after a burst that filled the ring
+            // (~30,000 items of ~100 bytes) it would keep ~3.4 MB for good (heaptrack).
+            self.pending.shrink_to_fit();
             budget::give_back_freed_memory();
         }
         let committed = self.shared.state().committed();
