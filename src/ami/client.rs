@@ -85,6 +85,14 @@ const READ_CHUNK: usize = 16 * 1024;
 /// they are full (it drops a client whose writes block for 100 ms, `writetimeout`): the wait is
 /// short, in small steps. Real (tokio) time on purpose: it waits for the journal's threads,
 /// not for a timer of the session's own.
+///
+/// Known weak point (measured, README "The link's wait"): Asterisk must finish each event's
+/// write within `writetimeout` (100 ms) from its start, and after a pause Linux keeps the
+/// window closed until ~1/16 of the receive buffer is free — one small read does not let the
+/// PBX go on, so in a burst the journal stays behind on, consecutive pauses can block a PBX
+/// write well past 100 ms (760 ms seen with 16 KiB reads). Safe while a burst fits the socket
+/// buffers; `writetimeout = 1000` on the PBX covers the rest until the wait drains the socket
+/// after each pause.
 const STORAGE_WAIT_MAX: Duration = Duration::from_millis(50);
 const STORAGE_WAIT_STEP: Duration = Duration::from_millis(2);
 
