@@ -482,6 +482,33 @@ impl JournalReader {
             .unwrap_or(0))
     }
 
+    /// Stores the uplink watermark after the central server committed every row up to `id`
+    /// (`crate::uplink`); like the USB one it only ever moves forward.
+    pub fn set_uplink_watermark(&self, id: i64) -> Result<(), JournalError> {
+        store::advance_uplink_watermark(&self.conn, id)
+            .map_err(sql(&self.db, "cannot store the uplink watermark"))
+    }
+
+    /// The uplink watermark (0 when nothing was forwarded yet).
+    pub fn uplink_watermark(&self) -> Result<i64, JournalError> {
+        Ok(store::meta_get(&self.conn, store::META_UPLINK_SENT_ID)
+            .map_err(sql(&self.db, "cannot read meta"))?
+            .unwrap_or(0))
+    }
+
+    /// How many stored records have `id > after_id` (the uplink's lag in records).
+    pub fn count_after_id(&self, after_id: i64) -> Result<u64, JournalError> {
+        let n: i64 = self
+            .conn
+            .query_row(
+                &format!("SELECT count(*) FROM {} WHERE id > ?1", self.source),
+                [after_id],
+                |r| r.get(0),
+            )
+            .map_err(sql(&self.db, "cannot count unsent records"))?;
+        Ok(n.max(0) as u64)
+    }
+
     /// How many stored records of `pbx` have this cross-source match key (`record::match_key`;
     /// rows stored before schema v2 have none). Uses the match_key index.
     pub fn count_match_key(&self, pbx: &str, key: &[u8; 16]) -> Result<u64, JournalError> {

@@ -143,6 +143,10 @@ pub const META_LAST_ALIVE: &str = "last_alive_utc";
 /// never reused, so a row arriving later always has a higher id). Written only through
 /// [`advance_copy_watermark`].
 pub const META_USB_COPIED_ID: &str = "usb_copied_id";
+
+/// The uplink watermark: every row with `id` ≤ it is committed on the central PostgreSQL
+/// (`crate::uplink`). Moved only by [`advance_uplink_watermark`], after the server's COMMIT.
+pub const META_UPLINK_SENT_ID: &str = "uplink_sent_id";
 /// The highest `cdr.id` ever given, kept so ids are never reused even after retention deleted
 /// the newest rows (what AUTOINCREMENT does, without rewriting the table to add it).
 pub const META_ID_HIGH: &str = "id_high";
@@ -543,11 +547,21 @@ pub fn next_id(seq: u64, id_high: i64) -> i64 {
 /// own copies and by `cdrbox usb-export` beside a running box — as one statement, which SQLite
 /// serialises with the writer's transactions.
 pub fn advance_copy_watermark(conn: &Connection, id: i64) -> rusqlite::Result<()> {
+    advance_watermark(conn, META_USB_COPIED_ID, id)
+}
+
+/// Moves the uplink watermark forward to `id` (never back), by the uplink's own connection —
+/// the same single statement as the USB one, so SQLite serialises it with the writer.
+pub fn advance_uplink_watermark(conn: &Connection, id: i64) -> rusqlite::Result<()> {
+    advance_watermark(conn, META_UPLINK_SENT_ID, id)
+}
+
+fn advance_watermark(conn: &Connection, key: &str, id: i64) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO meta (key, value) VALUES (?1, ?2)
          ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
     )?
-    .execute(params![META_USB_COPIED_ID, id])?;
+    .execute(params![key, id])?;
     Ok(())
 }
 
