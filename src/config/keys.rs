@@ -76,6 +76,14 @@ pub const TABLES: &[Table] = &[
               a reminder while it stands. Nothing is sent until smtp_url (with from and to) or \
               webhook_url is set. Try it with: cdrbox test-alarm --config FILE",
     },
+    Table {
+        name: "uplink",
+        array: false,
+        title: "Central PostgreSQL (uplink)",
+        doc:
+            "Every record forwarded once to a central PostgreSQL (README: Central PostgreSQL). \
+              Nothing is sent until url is set. Print the central schema with: cdrbox uplink-schema",
+    },
 ];
 
 /// The CSV export profiles (USB stick, daily report); a test checks they are the exporter's.
@@ -473,6 +481,36 @@ pub const KEYS: &[Key] = &[
         .group("When to send")
         .restart()
         .help("While an alarm stands, send a reminder this often; 0 never reminds."),
+    // ---- [uplink] -----------------------------------------------------------------------
+    Key::new("uplink", "url", Kind::Secret, D::Str(""))
+        .label("Central database")
+        .group("Central PostgreSQL")
+        .restart()
+        .help("The central PostgreSQL, e.g. postgres://cdrbox:password@db.example.com:5432/cdr?sslmode=verify-full. sslmode: verify-full (encrypted, certificate and name checked), require (encrypted, certificate not checked) or disable (plain text). Write @ in the password as %40. Empty: nothing is forwarded."),
+    Key::new("uplink", "box_id", Kind::Text(checks::any), D::Str(""))
+        .label("Box id")
+        .group("Central PostgreSQL")
+        .restart()
+        .help("How this box is named in the central tables (column box_id); empty: the box name. Change it only before the first record is sent."),
+    Key::new("uplink", "batch_records", int(1, 10_000), D::Int(500))
+        .label("Records per batch")
+        .group("Central PostgreSQL")
+        .advanced()
+        .restart()
+        .help("At most this many records go in one transaction."),
+    Key::new("uplink", "interval_ms", int(100, 3_600_000), D::Int(1000))
+        .label("Look for new records every")
+        .group("Central PostgreSQL")
+        .advanced()
+        .restart()
+        .help("How long the uplink waits, in milliseconds, when everything is sent (also the first retry delay after an error)."),
+    Key::new("uplink", "ca_file", Kind::Path, D::Unset)
+        .example("\"/etc/cdrbox/company-ca.pem\"")
+        .label("Trusted certificate authorities")
+        .group("Central PostgreSQL")
+        .advanced()
+        .restart()
+        .help("A PEM file of certificate authorities to trust for the central server (a company CA, a self-signed server); without it the system's list."),
 ];
 
 /// The entry for `table.key`.

@@ -270,6 +270,20 @@ pub struct AlarmsConfig {
     pub callback_minutes: u32,
 }
 
+/// `[uplink]`: the central PostgreSQL every record is forwarded to (`crate::uplink`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UplinkConfig {
+    /// `postgres://user:password@host:5432/db?sslmode=…`; empty: the uplink is off.
+    pub url: Secret,
+    /// Empty: the box name.
+    pub box_id: String,
+    pub batch_records: u32,
+    pub interval_ms: u32,
+    /// Extra trusted CAs (PEM) for the central server.
+    pub ca_file: Option<PathBuf>,
+}
+
 /// `[box]`, read into [`Config::box_name`].
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -289,6 +303,7 @@ pub struct Config {
     pub usb: UsbConfig,
     pub log: LogConfig,
     pub alarms: AlarmsConfig,
+    pub uplink: UplinkConfig,
 }
 
 /// Every table of the file with its allowed keys: `("storage", ["path", …])`. `pbx` is an
@@ -418,6 +433,7 @@ impl Config {
             usb: section(root.get("usb"))?,
             log: section(root.get("log"))?,
             alarms: section(root.get("alarms"))?,
+            uplink: section(root.get("uplink"))?,
         })
     }
 

@@ -63,6 +63,7 @@ pub fn changed_value(key: &Key, current: &toml::Value) -> Value {
             ("alarms", "from") => "cdrbox <box@example.com>".to_owned(),
             ("alarms", "business_hours") => "Mon-Sat 08:00-17:00".to_owned(),
             ("alarms", "daily_report") => "07:30".to_owned(),
+            ("uplink", "box_id") => "branch-7".to_owned(),
             ("log", "level") => if text == "debug" { "info" } else { "debug" }.to_owned(),
             ("pbx", "cdr_db") => {
                 "mysql://cdrbox:db-pass@127.0.0.1:3306/asteriskcdrdb".to_owned()
