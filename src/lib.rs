@@ -37,5 +37,6 @@ pub mod sim;
 pub mod sink;
 pub mod status;
 pub mod timearg;
+pub mod uplink;
 pub mod usb;
 pub mod web;

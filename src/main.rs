@@ -106,6 +106,9 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Print the central PostgreSQL schema of [uplink] (tables, views, version, the monthly
+    /// partitions around today) for a DBA to run with psql; the box creates it itself too.
+    UplinkSchema,
     /// Render one page of the OLED screen for the journal's current state to a PNG file.
     Display {
         /// Configuration file (its journal and [display] settings are drawn).
@@ -275,6 +278,13 @@ fn main() -> ExitCode {
         Command::Passwd { config, user } => runtime::passwd(&config, &user),
         Command::SetupCode { config } => runtime::setup_code(&config),
         Command::TestAlarm { config } => runtime::test_alarm(&config),
+        Command::UplinkSchema => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            print!("{}", cdrbox::uplink::schema::script(now));
+            Ok(())
+        }
         Command::UsbExport { config, to } => runtime::usb_export(&config, &to),
         Command::Display {
             config,

@@ -253,6 +253,26 @@ pub struct StatusView {
     pub tls_fingerprint: Option<String>,
     /// The alarm channels (e-mail, webhook) and their last delivery, when `[alarms]` has any.
     pub alarm_channels: Vec<AlarmChannelStatus>,
+    /// The central PostgreSQL uplink, when `[uplink] url` is set.
+    pub uplink: Option<UplinkStatus>,
+}
+
+/// The uplink on the status page and `/api/status` (`crate::uplink`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct UplinkStatus {
+    /// `connecting`, `sending`, `up to date` or `retrying`.
+    pub state: String,
+    /// The server (URL with the password as `***`).
+    pub target: String,
+    /// Records stored on the box and not yet committed on the server.
+    pub lag_records: u64,
+    /// Age of the oldest record not yet sent (seconds; `None` when nothing waits).
+    pub lag_seconds: Option<i64>,
+    /// Records committed on the server since the box started.
+    pub sent_records: u64,
+    pub last_ok_utc: Option<i64>,
+    /// Why the last attempt failed; `None` after a success.
+    pub last_error: Option<String>,
 }
 
 /// One alarm channel on the status page and `/api/status`.

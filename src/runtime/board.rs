@@ -16,7 +16,7 @@ use crate::record::{CallRecord, Disposition};
 use crate::sink::{DownKind, LinkEvent};
 use crate::status::{
     link_alarms, Alarm, AlarmChannelStatus, DayTotals, LinkState, LinkStatus, StatusView,
-    StorageStatus, UsbState,
+    StorageStatus, UplinkStatus, UsbState,
 };
 
 /// A link that stays down longer than this raises an alarm (shorter blips are normal restarts).
@@ -33,6 +33,7 @@ struct State {
     usb_alarm: Option<Alarm>,
     display_alarm: Option<Alarm>,
     web_alarm: Option<Alarm>,
+    uplink_alarm: Option<Alarm>,
     alarm_mail_alarm: Option<Alarm>,
     /// Standing alarms from the configuration (a PBX switched off or removed, a saved file that
     /// could not be read at restart).
@@ -86,6 +87,7 @@ impl StatusBoard {
             setup_code: None,
             tls_fingerprint: None,
             alarm_channels: Vec::new(),
+            uplink: None,
         };
         let (tx, _rx) = watch::channel(view.clone());
         StatusBoard {
@@ -97,6 +99,7 @@ impl StatusBoard {
                 usb_alarm: None,
                 display_alarm: None,
                 web_alarm: None,
+                uplink_alarm: None,
                 alarm_mail_alarm: None,
                 config_alarms: Vec::new(),
             }),
@@ -232,6 +235,22 @@ impl StatusBoard {
         self.lock().web_alarm = problem.map(|message| Alarm::new("WEB", message));
     }
 
+    /// The uplink's state; its last error stands as the UPLINK alarm until a batch commits
+    /// (records are kept meanwhile, so it is a warning about lag, not about loss).
+    pub fn set_uplink(&self, uplink: UplinkStatus) {
+        let mut st = self.lock();
+        st.uplink_alarm = uplink.last_error.as_ref().map(|e| {
+            Alarm::new(
+                "UPLINK",
+                format!(
+                    "central database {}: {e} — {} records wait on the box",
+                    uplink.target, uplink.lag_records
+                ),
+            )
+        });
+        st.view.uplink = Some(uplink);
+    }
+
     /// The one-time setup code shown on the OLED (`None` once the admin password is set).
     pub fn set_setup_code(&self, code: Option<String>) {
         self.lock().view.setup_code = code;
@@ -299,6 +318,7 @@ impl StatusBoard {
         alarms.extend(st.usb_alarm.iter().cloned());
         alarms.extend(st.display_alarm.iter().cloned());
         alarms.extend(st.web_alarm.iter().cloned());
+        alarms.extend(st.uplink_alarm.iter().cloned());
         alarms.extend(st.alarm_mail_alarm.iter().cloned());
         alarms.extend(st.config_alarms.iter().cloned());
         alarms.extend(st.view.cdr_db.iter().filter_map(|d| d.alarm()));

@@ -168,6 +168,7 @@ async fn run_once(
     alarms.extend(config_problem.map(|message| crate::status::Alarm::new("CONFIG", message)));
     board.set_config_alarms(alarms);
     let alarm_service = start_alarms(&cfg, &board, &clock);
+    let uplink = start_uplink(&cfg, &journal, &board, &clock);
     let sink: Arc<dyn RecordSink> = Arc::new(LoggerSink {
         journal: journal.clone(),
         board: board.clone(),
@@ -223,6 +224,10 @@ async fn run_once(
         let _ = tokio::task::spawn_blocking(move || a.stop(Duration::from_secs(3))).await;
     }
     pullers.stop();
+    if let Some(u) = uplink {
+        // A batch not yet committed on the server is dropped here and re-sent next start.
+        let _ = tokio::task::spawn_blocking(move || u.stop()).await;
+    }
     shut_down(stop_tx, links, web, usb, journal).await?;
     // The display thread ends once the board's status channel closes (the last reference to
     // the board goes with the run): wait for it, so a restart does not open the panel twice.
@@ -298,6 +303,47 @@ fn start_alarms(
             board.set_alarm_mail_problem(Some(format!(
                 "alarm messages are not sent: cannot use the alarm outbox ({e}) — check [storage] path"
             )));
+            None
+        }
+    }
+}
+
+/// The central PostgreSQL uplink (`[uplink] url`), on its own thread. Like the alarm mailer it
+/// holds the board weakly. A URL that cannot be used is an alarm, and recording goes on.
+fn start_uplink(
+    cfg: &Config,
+    journal: &JournalHandle,
+    board: &Arc<StatusBoard>,
+    clock: &Clock,
+) -> Option<crate::uplink::Uplink> {
+    use crate::uplink::{forward::StatusFn, Settings, Uplink};
+    let problem = |e: &dyn std::fmt::Display| {
+        tracing::error!(target: "cdrbox::run", error = %e, "uplink is off");
+        board.set_uplink(crate::status::UplinkStatus {
+            state: "off".into(),
+            target: crate::uplink::url::redact(&cfg.uplink.url.0),
+            last_error: Some(format!("{e} — fix [uplink] in Settings or the config file")),
+            ..Default::default()
+        });
+    };
+    let settings = match Settings::from_config(cfg) {
+        Ok(Some(s)) => s,
+        Ok(None) => return None,
+        Err(e) => {
+            problem(&e);
+            return None;
+        }
+    };
+    let b = Arc::downgrade(board);
+    let on_status: StatusFn = Arc::new(move |st| {
+        if let Some(b) = b.upgrade() {
+            b.set_uplink(st);
+        }
+    });
+    match Uplink::spawn(settings, journal.paths().clone(), on_status, clock.clone()) {
+        Ok(u) => Some(u),
+        Err(e) => {
+            problem(&e);
             None
         }
     }
