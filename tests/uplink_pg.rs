@@ -1,0 +1,260 @@
+//! Issue 16 against a REAL PostgreSQL 15 (tests/support/postgres.rs): the real `cdrbox run`,
+//! fed by a real `cdrbox sim-pbx`, forwards to a throw-away cluster over TCP with a password;
+//! the server is restarted in the middle of the stream; at the end `cdrbox_cdr` holds exactly
+//! the box's export, record for record, each once. Also: `cdrbox uplink-schema` is the SQL a
+//! DBA runs, and a box then writes into that schema.
+
+#[path = "support/box_process.rs"]
+mod box_process;
+#[path = "support/postgres.rs"]
+mod postgres;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use box_process::{free_port, spawn_run, terminate, wait, BoxConfig};
+use postgres::Postgres;
+
+const ROLE_PASSWORD: &str = "upl1nk-s3cret";
+const CALLS: u64 = 240;
+
+/// `cdrbox sim-pbx` on `port`; killed on drop.
+struct SimPbx(Child);
+
+impl SimPbx {
+    fn start(port: u16, rate: &str, calls: u64) -> SimPbx {
+        SimPbx(
+            Command::new(env!("CARGO_BIN_EXE_cdrbox"))
+                .args(["sim-pbx", "--listen", &format!("127.0.0.1:{port}")])
+                .args(["--secret", "sim-secret", "--rate", rate])
+                .args(["--calls", &calls.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+}
+
+impl Drop for SimPbx {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A role `cdrbox` with a password, owning database `cdr`.
+fn central(pg: &Postgres) {
+    pg.psql(
+        "postgres",
+        &format!("CREATE ROLE cdrbox LOGIN PASSWORD '{ROLE_PASSWORD}'"),
+    );
+    pg.psql("postgres", "CREATE DATABASE cdr OWNER cdrbox");
+}
+
+fn box_config(dir: &Path, sim_port: u16, pg: &Postgres) -> std::path::PathBuf {
+    let url = format!(
+        "url = \"postgres://cdrbox:{ROLE_PASSWORD}@127.0.0.1:{}/cdr?sslmode=disable\"",
+        pg.port
+    );
+    BoxConfig::new(dir)
+        .pbx("office", sim_port, ("cdrbox", "sim-secret"), &[])
+        .storage(&[])
+        .web(0, &[])
+        .no_display()
+        .table(
+            "[uplink]",
+            &[
+                &url,
+                "box_id = \"branch-1\"",
+                "batch_records = 25",
+                "interval_ms = 100",
+            ],
+        )
+        .write()
+}
+
+/// A record's JSON with object keys sorted (jsonb keeps its own key order), as text.
+fn canonical(v: &serde_json::Value) -> String {
+    fn sort(v: &serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(m) => {
+                let sorted: BTreeMap<&String, serde_json::Value> =
+                    m.iter().map(|(k, v)| (k, sort(v))).collect();
+                serde_json::to_value(sorted).unwrap()
+            }
+            serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(sort).collect()),
+            other => other.clone(),
+        }
+    }
+    sort(v).to_string()
+}
+
+/// The box's records as the NDJSON export writes them, canonical and sorted.
+fn box_export(config: &Path) -> Vec<String> {
+    let run = Command::new(env!("CARGO_BIN_EXE_cdrbox"))
+        .args(["export", "--format", "ndjson", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    if !run.status.success() {
+        // Polled while the box is still creating its journal: nothing stored yet.
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(
+            err.contains("nothing has been recorded") || err.contains("start `cdrbox run` once"),
+            "cdrbox export failed: {err}"
+        );
+        return Vec::new();
+    }
+    let out = run.stdout;
+    let mut rows: Vec<String> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| canonical(&serde_json::from_str(l).unwrap()))
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// The `record` column of every central row of `box_id`, canonical and sorted (a duplicate
+/// would show up twice).
+fn central_rows(pg: &Postgres, box_id: &str) -> Vec<String> {
+    let out = pg.psql(
+        "cdr",
+        &format!("SELECT record::text FROM cdrbox_cdr WHERE box_id = '{box_id}'"),
+    );
+    let mut rows: Vec<String> = out
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| canonical(&serde_json::from_str(l).unwrap()))
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// Rows in `cdrbox_cdr`; 0 before the box created it.
+fn count(pg: &Postgres) -> u64 {
+    pg.try_psql("cdr", "SELECT count(*) FROM cdrbox_cdr")
+        .map_or(0, |out| out.trim().parse().unwrap_or(0))
+}
+
+#[test]
+fn every_record_reaches_postgres_once_through_a_server_restart() {
+    let pg = Postgres::start();
+    central(&pg);
+    let dir = tempfile::tempdir().unwrap();
+    let sim_port = free_port();
+    let _sim = SimPbx::start(sim_port, "20", CALLS);
+    let config = box_config(dir.path(), sim_port, &pg);
+    let log = std::fs::File::create(dir.path().join("run.log")).unwrap();
+    let mut run = spawn_run(&config, "cdrbox=info", log);
+
+    // Records arrive on the server while the PBX is still producing.
+    wait("first rows on the server", Duration::from_secs(120), || {
+        count(&pg) > 0
+    });
+    // The server goes away mid-stream; the box keeps recording meanwhile.
+    pg.stop_server();
+    let during = box_export(&config).len();
+    wait(
+        "calls recorded while the server is down",
+        Duration::from_secs(120),
+        || box_export(&config).len() >= during + 20,
+    );
+    pg.start_server();
+
+    // Every call of the PBX on the box, and every record of the box on the server.
+    wait("every call on the box", Duration::from_secs(180), || {
+        box_export(&config).len() as u64 >= CALLS
+    });
+    wait(
+        "every record on the server",
+        Duration::from_secs(180),
+        || count(&pg) == box_export(&config).len() as u64,
+    );
+    let status = terminate(&mut run);
+    assert!(
+        status.success(),
+        "cdrbox run exit after SIGTERM: {status:?}"
+    );
+
+    let on_box = box_export(&config);
+    assert!(
+        on_box.len() as u64 >= CALLS,
+        "{} records on the box",
+        on_box.len()
+    );
+    let on_server = central_rows(&pg, "branch-1");
+    assert_eq!(
+        on_server.len(),
+        on_box.len(),
+        "each record once on the server"
+    );
+    assert!(
+        on_server == on_box,
+        "the server's records differ from the box's export"
+    );
+    // The box's row in cdrbox_boxes counts what it added, and its last seq is the newest.
+    let boxes = pg.psql(
+        "cdr",
+        "SELECT records, version FROM cdrbox_boxes WHERE box_id = 'branch-1'",
+    );
+    assert_eq!(
+        boxes.trim(),
+        format!("{}|{}", on_box.len(), env!("CARGO_PKG_VERSION")),
+        "cdrbox_boxes row"
+    );
+    let schema = pg.psql("cdr", "SELECT version, min_writer FROM cdrbox_schema");
+    assert_eq!(schema.trim(), "1|1");
+}
+
+#[test]
+fn uplink_schema_is_what_the_box_writes_into() {
+    let pg = Postgres::start();
+    central(&pg);
+    let out = Command::new(env!("CARGO_BIN_EXE_cdrbox"))
+        .arg("uplink-schema")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let sql = String::from_utf8(out.stdout).unwrap();
+    assert!(sql.contains("PRIMARY KEY (box_id, pbx, identity)"), "{sql}");
+    // The DBA creates the schema as the owner role; the box then finds it current.
+    pg.psql("cdr", &format!("SET ROLE cdrbox;\n{sql}"));
+    assert_eq!(
+        pg.psql("cdr", "SELECT version FROM cdrbox_schema").trim(),
+        "1"
+    );
+    let months = pg.psql(
+        "cdr",
+        "SELECT count(*) FROM pg_inherits WHERE inhparent = 'cdrbox_cdr'::regclass",
+    );
+    // Default partition + the four months around today.
+    assert_eq!(months.trim(), "5", "partitions");
+
+    let dir = tempfile::tempdir().unwrap();
+    let sim_port = free_port();
+    let _sim = SimPbx::start(sim_port, "50", 30);
+    let config = box_config(dir.path(), sim_port, &pg);
+    let log = std::fs::File::create(dir.path().join("run.log")).unwrap();
+    let mut run = spawn_run(&config, "cdrbox=info", log);
+    wait("every call on the box", Duration::from_secs(120), || {
+        box_export(&config).len() >= 30
+    });
+    wait(
+        "every record on the server",
+        Duration::from_secs(120),
+        || count(&pg) == box_export(&config).len() as u64,
+    );
+    assert!(terminate(&mut run).success());
+    let on_server = central_rows(&pg, "branch-1");
+    let on_box = box_export(&config);
+    assert_eq!(on_server.len(), on_box.len());
+    assert!(
+        on_server == on_box,
+        "the server's records differ from the box's export"
+    );
+}
