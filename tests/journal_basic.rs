@@ -524,6 +524,54 @@ fn retention_by_age_respects_the_copy_watermark() {
 }
 
 #[test]
+fn retention_by_age_respects_the_uplink_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let day = 86_400;
+    let (c, _now) = clock(BASE_UTC + 10 * day);
+    let (j, _) = Journal::open(&cfg(dir.path()), c.clone()).unwrap();
+    // 100 records, 10 per day over the 10 days before "now".
+    for n in 0..100u64 {
+        let mut r = sample_record(n);
+        r.start.utc = Some(BASE_UTC + n as i64 * day / 10);
+        j.record(r);
+    }
+    j.flush().unwrap();
+    j.shutdown();
+    let reader = || JournalReader::open(&paths(dir.path())).unwrap();
+    // The uplink confirmed ids 1..=30; the USB copy took 1..=40.
+    reader().set_uplink_watermark(30).unwrap();
+    reader().set_copy_watermark(40).unwrap();
+    let count = || reader().count(&Filter::default()).unwrap();
+
+    // keep_unsent alone: 50 are older than 5 days, only the 30 sent ones may go.
+    let mut conf = cfg(dir.path());
+    conf.retention_days = 5;
+    conf.keep_unsent = true;
+    let (j, _) = Journal::open(&conf, c.clone()).unwrap();
+    assert!(wait_for(WAIT, || count() == 70), "count {}", count());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(count(), 70, "nothing unsent deleted");
+    j.shutdown();
+
+    // Both guards: the lower watermark (the uplink's) holds; once the uplink catches up to 45,
+    // the USB one (40) holds.
+    conf.keep_uncopied = true;
+    reader().set_uplink_watermark(45).unwrap();
+    let (j, _) = Journal::open(&conf, c.clone()).unwrap();
+    assert!(wait_for(WAIT, || count() == 60), "count {}", count());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(count(), 60, "nothing uncopied deleted");
+    j.shutdown();
+
+    // The user chose to let retention run (keep_unsent off, keep_uncopied off): age alone.
+    conf.keep_uncopied = false;
+    conf.keep_unsent = false;
+    let (j, _) = Journal::open(&conf, c).unwrap();
+    assert!(wait_for(WAIT, || count() == 50), "count {}", count());
+    j.shutdown();
+}
+
+#[test]
 fn retention_by_size_deletes_oldest_first() {
     let dir = tempfile::tempdir().unwrap();
     let (c, _) = clock(BASE_UTC);

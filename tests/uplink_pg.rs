@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use box_process::{free_port, spawn_run, terminate, wait, BoxConfig};
+use box_process::{free_port, spawn_run, terminate, wait, BoxConfig, RunningBox};
 use postgres::Postgres;
 
 const ROLE_PASSWORD: &str = "upl1nk-s3cret";
@@ -150,7 +150,11 @@ fn every_record_reaches_postgres_once_through_a_server_restart() {
     let _sim = SimPbx::start(sim_port, "20", CALLS);
     let config = box_config(dir.path(), sim_port, &pg);
     let log = std::fs::File::create(dir.path().join("run.log")).unwrap();
-    let mut run = spawn_run(&config, "cdrbox=info", log);
+    // Stopped on drop, so a failed assertion does not leave the box running.
+    let mut run = RunningBox {
+        child: spawn_run(&config, "cdrbox=info", log),
+        config: config.clone(),
+    };
 
     // Records arrive on the server while the PBX is still producing.
     wait("first rows on the server", Duration::from_secs(120), || {
@@ -175,7 +179,7 @@ fn every_record_reaches_postgres_once_through_a_server_restart() {
         Duration::from_secs(180),
         || count(&pg) == box_export(&config).len() as u64,
     );
-    let status = terminate(&mut run);
+    let status = terminate(&mut run.child);
     assert!(
         status.success(),
         "cdrbox run exit after SIGTERM: {status:?}"
@@ -240,7 +244,11 @@ fn uplink_schema_is_what_the_box_writes_into() {
     let _sim = SimPbx::start(sim_port, "50", 30);
     let config = box_config(dir.path(), sim_port, &pg);
     let log = std::fs::File::create(dir.path().join("run.log")).unwrap();
-    let mut run = spawn_run(&config, "cdrbox=info", log);
+    // Stopped on drop, so a failed assertion does not leave the box running.
+    let mut run = RunningBox {
+        child: spawn_run(&config, "cdrbox=info", log),
+        config: config.clone(),
+    };
     wait("every call on the box", Duration::from_secs(120), || {
         box_export(&config).len() >= 30
     });
@@ -249,7 +257,7 @@ fn uplink_schema_is_what_the_box_writes_into() {
         Duration::from_secs(120),
         || count(&pg) == box_export(&config).len() as u64,
     );
-    assert!(terminate(&mut run).success());
+    assert!(terminate(&mut run.child).success());
     let on_server = central_rows(&pg, "branch-1");
     let on_box = box_export(&config);
     assert_eq!(on_server.len(), on_box.len());

@@ -511,6 +511,11 @@ pub const KEYS: &[Key] = &[
         .advanced()
         .restart()
         .help("A PEM file of certificate authorities to trust for the central server (a company CA, a self-signed server); without it the system's list."),
+    Key::new("uplink", "keep_unsent", Kind::Bool, D::Bool(true))
+        .label("Keep records not yet sent")
+        .group("Central PostgreSQL")
+        .restart()
+        .help("While the central database is set, retention (age and size) never deletes a record the server has not confirmed; the journal then grows while the server is unreachable. Off (false): retention deletes by age and size whatever was sent."),
 ];
 
 /// The entry for `table.key`.

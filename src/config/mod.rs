@@ -159,6 +159,10 @@ pub struct StorageConfig {
     pub memory_queue_kb: u32,
     /// Never let retention delete a record that no USB export has copied yet.
     pub keep_uncopied: bool,
+    /// Never let retention delete a record the uplink has not sent. Not a `[storage]` key: set
+    /// from `[uplink]` (url not empty and `keep_unsent`) when the config is read.
+    #[serde(skip)]
+    pub keep_unsent: bool,
 }
 
 /// `[web]`.
@@ -282,6 +286,8 @@ pub struct UplinkConfig {
     pub interval_ms: u32,
     /// Extra trusted CAs (PEM) for the central server.
     pub ca_file: Option<PathBuf>,
+    /// Retention keeps what the central server has not confirmed.
+    pub keep_unsent: bool,
 }
 
 /// `[box]`, read into [`Config::box_name`].
@@ -424,16 +430,19 @@ impl Config {
                 .collect::<Result<Vec<_>, _>>()?,
             _ => Vec::new(),
         };
+        let uplink: UplinkConfig = section(root.get("uplink"))?;
+        let mut storage: StorageConfig = section(root.get("storage"))?;
+        storage.keep_unsent = !uplink.url.0.is_empty() && uplink.keep_unsent;
         Ok(Config {
             box_name: b.name,
             pbx,
-            storage: section(root.get("storage"))?,
+            storage,
             web: section(root.get("web"))?,
             display: section(root.get("display"))?,
             usb: section(root.get("usb"))?,
             log: section(root.get("log"))?,
             alarms: section(root.get("alarms"))?,
-            uplink: section(root.get("uplink"))?,
+            uplink,
         })
     }
 
@@ -592,6 +601,22 @@ mod tests {
             t.insert("no_such_field".into(), toml::Value::Integer(1));
         }
         assert!(Config::from_normalized(&root).is_err());
+    }
+
+    #[test]
+    fn retention_keeps_unsent_records_only_while_the_uplink_is_set() {
+        let keep = |extra: &str| {
+            let n = parse::normalize(&format!(
+                "[[pbx]]\nname = \"a\"\nhost = \"h\"\nusername = \"u\"\n{extra}"
+            ));
+            assert!(n.problems.is_empty(), "{:?}", n.problems);
+            Config::from_normalized(&n.root).unwrap().storage.keep_unsent
+        };
+        assert!(!keep(""), "no uplink: nothing to wait for");
+        assert!(keep("[uplink]\nurl = \"postgres://u:p@db:5432/cdr\"\n"));
+        assert!(!keep(
+            "[uplink]\nurl = \"postgres://u:p@db:5432/cdr\"\nkeep_unsent = false\n"
+        ));
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub fn cfg(dir: &Path) -> StorageConfig {
         memory_queue_records: 100_000,
         memory_queue_kb: 16_384,
         keep_uncopied: false,
+        keep_unsent: false,
     }
 }
 

@@ -271,6 +271,7 @@ pub(crate) fn open(
             retention_days: cfg.retention_days,
             max_size_mb: cfg.max_size_mb,
             keep_uncopied: cfg.keep_uncopied,
+            keep_unsent: cfg.keep_unsent,
         },
         Marks {
             usb_copied_id: db.usb_copied_id,

@@ -1,6 +1,7 @@
 //! Retention on the writer thread: by age (`retention_days`) and by size (`max_size_mb`), oldest
 //! first, in small batches so commits never wait long behind a delete; with `keep_uncopied`,
-//! never a record the USB copy has not taken.
+//! never a record the USB copy has not taken; with `keep_unsent` (the uplink is on), never one
+//! the central server has not confirmed.
 //!
 //! Runs only while commits work (a failing database is left alone) and reschedules itself:
 //! again at once while a batch deleted something, else after [`RETENTION_EVERY`].
@@ -20,6 +21,7 @@ pub(crate) struct Policy {
     pub retention_days: u32,
     pub max_size_mb: u64,
     pub keep_uncopied: bool,
+    pub keep_unsent: bool,
 }
 
 /// What one step did.
@@ -33,8 +35,9 @@ pub(crate) enum Step {
 
 /// One retention batch at box time `now_utc`, in one transaction that also updates the row
 /// count in meta (`rows` before the step). With `keep_uncopied`, rows above the USB watermark
-/// are kept: it is read inside the transaction, so a copy by `cdrbox usb-export` beside the box
-/// counts at once. Returns the step and the watermark it saw.
+/// are kept, with `keep_unsent` rows above the uplink's: both are read inside the transaction,
+/// so a copy by `cdrbox usb-export` beside the box counts at once. Returns the step and the USB
+/// watermark it saw.
 pub(crate) fn step(
     conn: &Connection,
     policy: &Policy,
@@ -43,7 +46,8 @@ pub(crate) fn step(
 ) -> rusqlite::Result<(Step, i64)> {
     let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
     let copied_upto = store::meta_get(&tx, store::META_USB_COPIED_ID)?.unwrap_or(0);
-    let step = delete_batch(&tx, policy, now_utc, copied_upto)?;
+    let sent_upto = store::meta_get(&tx, store::META_UPLINK_SENT_ID)?.unwrap_or(0);
+    let step = delete_batch(&tx, policy, now_utc, keep_upto(policy, copied_upto, sent_upto))?;
     if let Step::Deleted(n) = step {
         store::meta_set(&tx, store::META_ROWS, rows.saturating_sub(n as u64) as i64)?;
     }
@@ -51,13 +55,22 @@ pub(crate) fn step(
     Ok((step, copied_upto))
 }
 
+/// The highest id retention may delete (`None`: any), the lower of the watermarks it must keep.
+fn keep_upto(policy: &Policy, copied_upto: i64, sent_upto: i64) -> Option<i64> {
+    let usb = policy.keep_uncopied.then_some(copied_upto);
+    let uplink = policy.keep_unsent.then_some(sent_upto);
+    match (usb, uplink) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 fn delete_batch(
     conn: &Connection,
     policy: &Policy,
     now_utc: i64,
-    copied_upto: i64,
+    max_id: Option<i64>,
 ) -> rusqlite::Result<Step> {
-    let max_id = policy.keep_uncopied.then_some(copied_upto);
     if policy.retention_days > 0 {
         let cutoff = now_utc - i64::from(policy.retention_days) * 86_400;
         let n = store::delete_older_than(conn, cutoff, max_id)?;
@@ -76,4 +89,29 @@ fn delete_batch(
         }
     }
     Ok(Step::Done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(keep_uncopied: bool, keep_unsent: bool) -> Policy {
+        Policy {
+            retention_days: 1,
+            max_size_mb: 0,
+            keep_uncopied,
+            keep_unsent,
+        }
+    }
+
+    #[test]
+    fn retention_keeps_above_the_lower_watermark_it_must_respect() {
+        assert_eq!(keep_upto(&policy(false, false), 20, 30), None);
+        assert_eq!(keep_upto(&policy(true, false), 20, 30), Some(20));
+        assert_eq!(keep_upto(&policy(false, true), 20, 30), Some(30));
+        assert_eq!(keep_upto(&policy(true, true), 20, 30), Some(20));
+        assert_eq!(keep_upto(&policy(true, true), 40, 30), Some(30));
+        // Nothing sent yet: nothing may go.
+        assert_eq!(keep_upto(&policy(false, true), 20, 0), Some(0));
+    }
 }
