@@ -610,7 +610,10 @@ mod tests {
                 "[[pbx]]\nname = \"a\"\nhost = \"h\"\nusername = \"u\"\n{extra}"
             ));
             assert!(n.problems.is_empty(), "{:?}", n.problems);
-            Config::from_normalized(&n.root).unwrap().storage.keep_unsent
+            Config::from_normalized(&n.root)
+                .unwrap()
+                .storage
+                .keep_unsent
         };
         assert!(!keep(""), "no uplink: nothing to wait for");
         assert!(keep("[uplink]\nurl = \"postgres://u:p@db:5432/cdr\"\n"));

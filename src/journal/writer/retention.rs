@@ -47,7 +47,12 @@ pub(crate) fn step(
     let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
     let copied_upto = store::meta_get(&tx, store::META_USB_COPIED_ID)?.unwrap_or(0);
     let sent_upto = store::meta_get(&tx, store::META_UPLINK_SENT_ID)?.unwrap_or(0);
-    let step = delete_batch(&tx, policy, now_utc, keep_upto(policy, copied_upto, sent_upto))?;
+    let step = delete_batch(
+        &tx,
+        policy,
+        now_utc,
+        keep_upto(policy, copied_upto, sent_upto),
+    )?;
     if let Step::Deleted(n) = step {
         store::meta_set(&tx, store::META_ROWS, rows.saturating_sub(n as u64) as i64)?;
     }
