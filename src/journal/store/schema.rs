@@ -1,0 +1,212 @@
+//! The schema of the journal database: its version, the migrations that bring an older file
+//! forward one `user_version` at a time, and the indexes built in the background after start.
+
+use rusqlite::Connection;
+
+/// The schema this code writes. Older files are migrated forward; newer ones are refused.
+pub const SCHEMA_VERSION: i32 = 2;
+
+/// Migration `i` brings a file from `user_version` i to i + 1.
+const MIGRATIONS: &[&str] = &[
+    // 0 → 1: the first schema.
+    "CREATE TABLE cdr (
+        id INTEGER PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        identity BLOB NOT NULL UNIQUE,
+        pbx TEXT NOT NULL,
+        unique_id TEXT NOT NULL,
+        account_code TEXT NOT NULL,
+        source TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        destination_context TEXT NOT NULL,
+        caller_id TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        destination_channel TEXT NOT NULL,
+        last_application TEXT NOT NULL,
+        last_data TEXT NOT NULL,
+        start_raw TEXT NOT NULL,
+        start_utc INTEGER,
+        start_offset INTEGER NOT NULL,
+        answer_raw TEXT,
+        answer_utc INTEGER,
+        answer_offset INTEGER,
+        end_raw TEXT NOT NULL,
+        end_utc INTEGER,
+        end_offset INTEGER NOT NULL,
+        duration INTEGER NOT NULL,
+        billable_seconds INTEGER NOT NULL,
+        disposition TEXT NOT NULL,
+        ama_flags TEXT NOT NULL,
+        user_field TEXT NOT NULL,
+        direction TEXT NOT NULL,
+        ring_seconds INTEGER NOT NULL,
+        queue TEXT,
+        agent TEXT,
+        linked_id TEXT,
+        sequence INTEGER,
+        custom_fields TEXT NOT NULL,
+        raw BLOB NOT NULL,
+        received_utc INTEGER NOT NULL
+    );
+    CREATE INDEX cdr_start_utc ON cdr(start_utc);
+    CREATE TABLE gaps (
+        id INTEGER PRIMARY KEY,
+        pbx TEXT NOT NULL,
+        down_utc INTEGER NOT NULL,
+        up_utc INTEGER,
+        reason TEXT NOT NULL
+    );
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;",
+    // 1 → 2: where a record came from (AMI, or an import: 'master-csv', 'cdr-db') and its
+    // cross-source match key (`record::match_key`; NULL for rows stored before v2, which the
+    // importer matches by start time instead); the count of records a gap is known to have lost
+    // (drops at the memory bound) and how an import filled it; the row count kept in meta so
+    // start-up never counts a big table. ADD COLUMN with a constant default rewrites nothing;
+    // the count runs once. The match_key index is built by the writer after start
+    // ([`BACKGROUND_INDEXES`]): on a big old journal it scans the whole table.
+    "ALTER TABLE cdr ADD COLUMN origin TEXT NOT NULL DEFAULT 'ami';
+    ALTER TABLE cdr ADD COLUMN match_key BLOB;
+    ALTER TABLE gaps ADD COLUMN lost INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE gaps ADD COLUMN filled_from TEXT;
+    ALTER TABLE gaps ADD COLUMN filled_records INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE gaps ADD COLUMN filled_utc INTEGER;
+    INSERT OR REPLACE INTO meta (key, value) SELECT 'rows', count(*) FROM cdr;",
+];
+
+/// Indexes the writer creates after start, when it first has nothing to commit (at once for a
+/// new, empty journal): building one on a big old journal scans the whole table, which must not
+/// delay the links at start-up. Partial, so rows without a match key cost nothing.
+pub const BACKGROUND_INDEXES: &[&str] = &["CREATE INDEX IF NOT EXISTS cdr_match_key \
+     ON cdr(match_key) WHERE match_key IS NOT NULL"];
+
+/// Creates the [`BACKGROUND_INDEXES`] that do not exist yet.
+pub fn create_background_indexes(conn: &Connection) -> rusqlite::Result<()> {
+    for sql in BACKGROUND_INDEXES {
+        conn.execute_batch(sql)?;
+    }
+    Ok(())
+}
+
+pub enum MigrateError {
+    Sqlite(rusqlite::Error),
+    Future(i32),
+    Foreign,
+}
+
+impl From<rusqlite::Error> for MigrateError {
+    fn from(e: rusqlite::Error) -> Self {
+        MigrateError::Sqlite(e)
+    }
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`], one transaction per step. Returns the version it
+/// started from when anything ran.
+pub fn migrate(conn: &Connection) -> Result<Option<i32>, MigrateError> {
+    let version: i32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(MigrateError::Future(version));
+    }
+    if version == SCHEMA_VERSION {
+        return Ok(None);
+    }
+    if version == 0 {
+        // Version 0 is an empty file; a file with tables but no version is someone else's.
+        let tables: i64 = conn.query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'table'",
+            [],
+            |r| r.get(0),
+        )?;
+        if tables > 0 {
+            return Err(MigrateError::Foreign);
+        }
+    }
+    for v in version..SCHEMA_VERSION {
+        let step = MIGRATIONS[v as usize];
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {step}; PRAGMA user_version = {}; COMMIT;",
+            v + 1
+        ))
+        .inspect_err(|_| {
+            let _ = conn.execute_batch("ROLLBACK");
+        })?;
+    }
+    Ok(Some(version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::params_from_iter;
+
+    use crate::journal::store::rows::{record_values, INSERT_COLUMNS};
+    use crate::journal::store::{meta_get, open_writer, META_ROWS};
+    use crate::journal::testdata::sample_record;
+    use crate::journal::JournalError;
+
+    #[test]
+    fn version_1_files_migrate_keeping_rows_and_counting_them_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("v1.sqlite");
+        let c = Connection::open(&db).unwrap();
+        c.execute_batch(&format!("{}; PRAGMA user_version = 1;", MIGRATIONS[0]))
+            .unwrap();
+        let v1_columns = INSERT_COLUMNS.replace(", origin, match_key", "");
+        for n in 0..3u64 {
+            let mut values = record_values(n + 1, &sample_record(n));
+            values.truncate(values.len() - 2);
+            let marks = (1..=values.len())
+                .map(|i| format!("?{i}"))
+                .collect::<Vec<_>>();
+            c.execute(
+                &format!(
+                    "INSERT INTO cdr ({v1_columns}) VALUES ({})",
+                    marks.join(", ")
+                ),
+                params_from_iter(values),
+            )
+            .unwrap();
+        }
+        drop(c);
+        let (opened, ()) = open_writer(&db, 0, &|_| Ok(())).unwrap();
+        assert_eq!(opened.migrated_from, Some(1));
+        let conn = opened.conn;
+        assert_eq!(meta_get(&conn, META_ROWS).unwrap(), Some(3));
+        let origins: Vec<String> = conn
+            .prepare("SELECT origin FROM cdr")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(origins, vec!["ami"; 3]);
+        let lost: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('gaps') WHERE name = 'lost'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(lost, 1);
+    }
+
+    #[test]
+    fn foreign_and_future_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("f.sqlite");
+        let c = Connection::open(&db).unwrap();
+        c.execute_batch("CREATE TABLE t(x)").unwrap();
+        drop(c);
+        assert!(matches!(
+            open_writer(&db, 0, &|_| Ok(())).map(|_| ()),
+            Err(JournalError::ForeignDatabase { .. })
+        ));
+        let db2 = dir.path().join("g.sqlite");
+        let c = Connection::open(&db2).unwrap();
+        c.execute_batch("PRAGMA user_version = 99").unwrap();
+        drop(c);
+        assert!(matches!(
+            open_writer(&db2, 0, &|_| Ok(())).map(|_| ()),
+            Err(JournalError::FutureSchema { found: 99, .. })
+        ));
+    }
+}
