@@ -28,6 +28,7 @@ pub mod display;
 pub mod export;
 pub mod filter;
 pub mod fsio;
+pub mod health;
 pub mod hex;
 pub mod import;
 pub mod journal;

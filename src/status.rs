@@ -255,6 +255,70 @@ pub struct StatusView {
     pub alarm_channels: Vec<AlarmChannelStatus>,
     /// The central PostgreSQL uplink, when `[uplink] url` is set.
     pub uplink: Option<UplinkStatus>,
+    /// Version, uptime, temperature, memory, clock (issue 13 item 4; `crate::health`).
+    pub health: BoxHealth,
+    /// Conditions a person should look at that lose no call (the clock not synchronised, a
+    /// PBX's clock far from the box's): shown in the page's alarm strip as warnings, but not
+    /// mailed and not on the OLED's alarm page — a Pi that boots without network would
+    /// otherwise mail an alarm on every start.
+    pub warnings: Vec<Alarm>,
+}
+
+/// The box's own health (issue 13 item 4). `None` = the box could not read it (no thermal zone
+/// on a VM, procfs not readable): the page says "not available", never a guessed number.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BoxHealth {
+    /// `CARGO_PKG_VERSION` of the running binary.
+    pub version: String,
+    /// When this box process started (Unix seconds) and for how long it has run.
+    pub started_utc: i64,
+    pub uptime_seconds: i64,
+    /// Since the machine booted (`/proc/uptime`).
+    pub system_uptime_seconds: Option<u64>,
+    /// CPU temperature in millidegrees Celsius, as the kernel gives it, and the thermal zone's
+    /// type it came from (`cpu-thermal` on a Pi).
+    pub cpu_temp_millicelsius: Option<i64>,
+    pub cpu_temp_zone: Option<String>,
+    /// Resident memory of the box process (`VmRSS`).
+    pub rss_bytes: Option<u64>,
+    /// The machine's memory (`MemTotal`, `MemAvailable` of `/proc/meminfo`).
+    pub mem_total_bytes: Option<u64>,
+    pub mem_available_bytes: Option<u64>,
+    /// Whether the kernel considers the clock synchronised (NTP); a Pi has no real-time clock.
+    pub clock: ClockSync,
+}
+
+/// The kernel's clock state from `adjtimex(2)` (`crate::health::clock_sync`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ClockSync {
+    /// NTP (or another daemon) disciplines the clock; the kernel bounds its error.
+    Synchronised { max_error_ms: i64 },
+    /// Nothing has set the clock since boot (or the daemon lost its servers).
+    NotSynchronised { max_error_ms: i64 },
+    /// Not measured (yet), or the kernel refused the read.
+    Unknown { reason: String },
+}
+
+impl Default for ClockSync {
+    fn default() -> Self {
+        ClockSync::Unknown {
+            reason: "not measured yet".into(),
+        }
+    }
+}
+
+impl ClockSync {
+    /// The warning while the clock is not synchronised.
+    pub fn warning(&self) -> Option<Alarm> {
+        match self {
+            ClockSync::NotSynchronised { .. } => Some(Alarm::new(
+                "CLOCK",
+                "the box's clock is not synchronised (no NTP server has answered; a Raspberry Pi has no battery clock): times of calls received now may be wrong — let the box reach an NTP server (network, DNS, firewall UDP 123)",
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// The uplink on the status page and `/api/status` (`crate::uplink`).

@@ -15,8 +15,8 @@ use tokio::sync::watch;
 use crate::record::{CallRecord, Disposition};
 use crate::sink::{DownKind, LinkEvent};
 use crate::status::{
-    link_alarms, Alarm, AlarmChannelStatus, DayTotals, LinkState, LinkStatus, StatusView,
-    StorageStatus, UplinkStatus, UsbState,
+    link_alarms, Alarm, AlarmChannelStatus, BoxHealth, DayTotals, LinkState, LinkStatus,
+    StatusView, StorageStatus, UplinkStatus, UsbState,
 };
 
 /// A link that stays down longer than this raises an alarm (shorter blips are normal restarts).
@@ -88,6 +88,8 @@ impl StatusBoard {
             tls_fingerprint: None,
             alarm_channels: Vec::new(),
             uplink: None,
+            health: BoxHealth::default(),
+            warnings: Vec::new(),
         };
         let (tx, _rx) = watch::channel(view.clone());
         StatusBoard {
@@ -297,6 +299,11 @@ impl StatusBoard {
             .collect();
     }
 
+    /// A new health sample (`crate::health::sample`); its warnings stand from the next publish.
+    pub fn set_health(&self, health: BoxHealth) {
+        self.lock().view.health = health;
+    }
+
     /// Sets the address shown on the OLED.
     pub fn set_ip(&self, ip: Option<String>) {
         self.lock().view.ip_address = ip;
@@ -323,6 +330,7 @@ impl StatusBoard {
         alarms.extend(st.config_alarms.iter().cloned());
         alarms.extend(st.view.cdr_db.iter().filter_map(|d| d.alarm()));
         st.view.alarms = alarms;
+        st.view.warnings = st.view.health.clock.warning().into_iter().collect();
         let view = st.view.clone();
         drop(st);
         self.tx.send_if_modified(|old| {

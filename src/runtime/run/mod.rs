@@ -272,6 +272,9 @@ fn spawn_status_publisher(
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut ip_refresh: Option<Mono> = None;
+        let mut health_refresh: Option<Mono> = None;
+        let health_paths = crate::health::HealthPaths::default();
+        let started_utc = *process_started_utc(&clock);
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -300,9 +303,29 @@ fn spawn_status_publisher(
                 board.set_ip(local_ip_towards(&target));
                 ip_refresh = Some(now);
             }
+            // A few small procfs/sysfs reads and one syscall, all answered from kernel memory:
+            // cheap enough for this task every 10 s (the OLED would redraw for every RSS
+            // change if sampled each second).
+            if health_refresh.is_none_or(|t| now - t >= Duration::from_secs(10)) {
+                let clock_sync = crate::health::read_clock_sync();
+                board.set_health(crate::health::sample(
+                    &health_paths,
+                    started_utc,
+                    clock.unix(),
+                    clock_sync,
+                ));
+                health_refresh = Some(now);
+            }
             board.publish(clock.unix());
         }
     });
+}
+
+/// When this process's first run started: the box's uptime survives a restart for a saved
+/// configuration, which only starts a new run.
+fn process_started_utc(clock: &Clock) -> &'static i64 {
+    static STARTED: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    STARTED.get_or_init(|| clock.unix())
 }
 
 /// The address whose route names this box's IP on the page: the first enabled PBX.
