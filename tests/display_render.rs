@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use cdrbox::display::{page_list, pages, render_frame, render_png, Frame, Page};
 use cdrbox::status::{
-    Alarm, DayTotals, LinkState, LinkStatus, StatusView, StorageStatus, UsbState,
+    Alarm, ClockSync, DayTotals, LinkState, LinkStatus, StatusView, StorageStatus, UsbState,
 };
 
 /// 2026-11-28 10:00:00 UTC = 13:00 in Moscow (+03:00).
@@ -197,6 +197,17 @@ fn states() -> Vec<(&'static str, StatusView)> {
     v.storage.gaps = 2;
     out.push(("open_gaps", v));
 
+    // Issue 13 item 4: the clock not synchronised and the CPU temperature beside the address
+    // where they fit; with the widest address and a page counter only the clock tag fits.
+    let mut v = base();
+    v.health.clock = ClockSync::NotSynchronised {
+        max_error_ms: 16_000,
+    };
+    v.health.cpu_temp_millicelsius = Some(51_499);
+    out.push(("health_in_header", v.clone()));
+    v.links.push(link("Second", LinkState::Up, HOUR));
+    out.push(("health_beside_page_counter", v));
+
     let mut v = base();
     v.ip_address = None;
     v.links.clear();
@@ -350,6 +361,22 @@ fn counts_and_states_change_the_picture() {
     x.storage.gaps = 2;
     assert_ne!(render_frame(&w, 0), render_frame(&x, 0), "open gap count");
     assert_ne!(render_frame(&x, 0), f, "open gaps shown at all");
+    // Issue 13 item 4: the temperature and the clock's state are drawn.
+    let mut w = v.clone();
+    w.health.cpu_temp_millicelsius = Some(51_000);
+    let mut x = v.clone();
+    x.health.cpu_temp_millicelsius = Some(52_000);
+    assert_ne!(render_frame(&w, 0), f, "temperature shown");
+    assert_ne!(
+        render_frame(&w, 0),
+        render_frame(&x, 0),
+        "temperature value"
+    );
+    let mut w = v.clone();
+    w.health.clock = ClockSync::NotSynchronised {
+        max_error_ms: 16_000,
+    };
+    assert_ne!(render_frame(&w, 0), f, "clock not synchronised");
     let mut w = v.clone();
     w.now_utc += 59;
     assert_eq!(render_frame(&w, 0), f, "the clock alone draws nothing new");

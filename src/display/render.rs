@@ -19,7 +19,7 @@ use embedded_graphics::Drawable;
 
 use super::frame::{Frame, WIDTH};
 use super::text::{self, FontSize};
-use crate::status::{LinkState, LinkStatus, StatusView, UsbState};
+use crate::status::{ClockSync, LinkState, LinkStatus, StatusView, UsbState};
 
 /// Baselines of the four body lines.
 const BODY: [i32; 4] = [21, 34, 47, 60];
@@ -158,7 +158,8 @@ where
     };
     let right = match which {
         Page::Tls => "HTTPS SHA-256".to_string(),
-        _ => right,
+        Page::Alarms { .. } => right,
+        _ => with_health(view, right, cols),
     };
     let (fg, left) = if matches!(which, Page::Alarms { .. }) {
         // The alarm page's header is inverted so it reads as an alarm from across the room.
@@ -194,6 +195,44 @@ where
     Line::new(Point::new(0, RULE_Y), Point::new(WIDTH as i32 - 1, RULE_Y))
         .into_styled(PrimitiveStyle::with_stroke(BinaryColor::On, 1))
         .draw(t)
+}
+
+/// The header's right side with the box's health where it fits beside the address (issue 13
+/// item 4): `CLK?` while the clock is not synchronised, then the CPU temperature (`51C`).
+/// The address is never cut for them; a value the box could not read is not drawn.
+fn with_health(view: &StatusView, right: String, cols: usize) -> String {
+    let ip_cols = match view.ip_address.as_deref() {
+        Some(ip) if !ip.is_empty() => text::width_in_cells(ip, FontSize::Small),
+        _ => "NO NETWORK".len(),
+    };
+    let mut tags = Vec::new();
+    if matches!(view.health.clock, ClockSync::NotSynchronised { .. }) {
+        tags.push("CLK?".to_string());
+    }
+    if let Some(milli) = view.health.cpu_temp_millicelsius {
+        tags.push(format!("{}C", (milli + 500).div_euclid(1000)));
+    }
+    let mut out = right;
+    // Most important first: a tag that does not fit is dropped with the ones after it.
+    let mut shown: Vec<String> = Vec::new();
+    for tag in tags {
+        shown.push(tag);
+        let candidate = shown
+            .iter()
+            .cloned()
+            .chain((!out.is_empty()).then(|| out.clone()))
+            .collect::<Vec<_>>()
+            .join(" ");
+        if ip_cols + 1 + text::width_in_cells(&candidate, FontSize::Small) > cols {
+            shown.pop();
+            break;
+        }
+    }
+    if !shown.is_empty() {
+        shown.extend((!out.is_empty()).then(|| std::mem::take(&mut out)));
+        out = shown.join(" ");
+    }
+    out
 }
 
 fn plural(n: usize) -> String {

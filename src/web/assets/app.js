@@ -106,15 +106,47 @@
   }
 
   // ---- alarms: a strip under the header of every page while any alarm stands ----------------
-  function showAlarms(alarms) {
+  // Warnings (the clock not synchronised, a PBX's clock off) stand in the same strip, amber:
+  // they lose no call, so they are not mailed, but a person should see them on every page.
+  function showAlarms(alarms, warnings) {
     const strip = clear($('alarms'));
     for (const a of alarms || []) strip.append(el('div', { class: 'alarm' }, el('b', { text: a.code + ' ' }), a.message));
+    for (const a of warnings || []) strip.append(el('div', { class: 'alarm warning' }, el('b', { text: a.code + ' ' }), a.message));
     strip.hidden = !strip.firstChild;
   }
   async function refreshAlarms() {
     // The status tab refreshes them itself; elsewhere a quiet poll keeps the strip current.
     if (state.tab === 'status') return;
-    try { showAlarms((await api('/api/status')).alarms); } catch (e) { /* the next poll retries */ }
+    try { const s = await api('/api/status'); showAlarms(s.alarms, s.warnings); } catch (e) { /* the next poll retries */ }
+  }
+
+  // ---- box health (issue 13 item 4): what the box could not read says so, never a guess --------
+  function duration(s) {
+    if (s === null || s === undefined) return 'not available';
+    const d = Math.floor(s / 86400), h = Math.floor(s / 3600) % 24, m = Math.floor(s / 60) % 60;
+    return d ? d + ' d ' + h + ' h' : h ? h + ' h ' + m + ' min' : m + ' min ' + (s % 60) + ' s';
+  }
+  function showHealth(s) {
+    const h = s.health || {};
+    const st = s.storage || {};
+    const na = 'not available';
+    const clock = h.clock || { state: 'unknown' };
+    const clockText = clock.state === 'synchronised' ? 'synchronised (error ≤ ' + clock.max_error_ms + ' ms)'
+      : clock.state === 'not_synchronised' ? 'NOT synchronised — call times may be wrong'
+      : 'unknown' + (clock.reason ? ' (' + clock.reason + ')' : '');
+    const rows = [
+      ['Version', h.version || na, ''],
+      ['Uptime', duration(h.uptime_seconds) + (h.system_uptime_seconds !== null && h.system_uptime_seconds !== undefined ? ' (system ' + duration(h.system_uptime_seconds) + ')' : ''), ''],
+      ['CPU temperature', h.cpu_temp_millicelsius === null || h.cpu_temp_millicelsius === undefined ? na : (h.cpu_temp_millicelsius / 1000).toFixed(1) + ' °C', h.cpu_temp_millicelsius >= 80000 ? 'bad' : ''],
+      ['Memory', (h.rss_bytes ? bytes(h.rss_bytes) + ' used by the box' : na) + '; ' + (h.mem_available_bytes ? bytes(h.mem_available_bytes) + ' available' + (h.mem_total_bytes ? ' of ' + bytes(h.mem_total_bytes) : '') : 'available ' + na), ''],
+      ['Disk', st.total_bytes ? bytes(st.free_bytes) + ' free of ' + bytes(st.total_bytes) : na, ''],
+      ['Clock', clockText, clock.state === 'synchronised' ? 'ok' : clock.state === 'not_synchronised' ? 'warn' : 'muted'],
+    ];
+    for (const c of h.pbx_clocks || []) {
+      rows.push(['Clock of ' + c.pbx, (c.skew_seconds > 0 ? '+' : '') + c.skew_seconds + ' s against the box' + (c.measured_utc ? ' (' + ago(c.measured_utc, s.now_utc) + ')' : ''), c.alarm ? 'warn' : '']);
+    }
+    const dl = clear($('health'));
+    for (const [k, v, cls] of rows) dl.append(el('dt', { text: k }), el('dd', { class: cls || null, text: v }));
   }
   // Tables marked `cards` become one block per row on a phone; each cell shows its column's
   // name from the header (CSS reads data-label), so no column is off screen.
@@ -132,7 +164,8 @@
     banner('');
     state.tz = s.local_offset_seconds || 0;
     $('box-name').textContent = s.box_name || 'cdrbox';
-    showAlarms(s.alarms);
+    showAlarms(s.alarms, s.warnings);
+    showHealth(s);
     clear($('today')).append(kpi(s.today.total, 'calls'), kpi(s.today.answered, 'answered calls'), kpi(s.today.missed, 'missed calls'));
     $('last-call').textContent = s.last_call_utc ? 'Last call ' + localTime(s.last_call_utc) + ' (' + ago(s.last_call_utc, s.now_utc) + ')' : 'No call yet today.';
     const st = s.storage || {};
