@@ -279,9 +279,7 @@ fn main() -> ExitCode {
         Command::SetupCode { config } => runtime::setup_code(&config),
         Command::TestAlarm { config } => runtime::test_alarm(&config),
         Command::UplinkSchema => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
+            let now = cdrbox::clock::Clock::system().unix();
             print!("{}", cdrbox::uplink::schema::script(now));
             Ok(())
         }

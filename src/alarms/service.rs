@@ -344,6 +344,8 @@ impl AlarmService {
         for (_, tx, _) in &self.queues {
             let _ = tx.send(Cmd::Stop);
         }
+        // Instant, not the Clock: the grace waits on real OS threads (a delivery on a real
+        // socket), which a paused test clock would never let finish.
         let until = std::time::Instant::now() + grace;
         for t in self.threads {
             while !t.is_finished() && std::time::Instant::now() < until {

@@ -11,6 +11,8 @@
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
+// Instant, not the box Clock: the caller's wait for the writer's acks is a guard against a
+// writer that never answers, so it must end in real time even on a paused test clock.
 use std::time::{Duration, Instant};
 
 use crate::record::CallRecord;

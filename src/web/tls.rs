@@ -19,6 +19,8 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
+// Instant, not the box Clock: the handshake and record deadlines bound real sockets (a peer
+// trickling bytes in real time); a paused test clock must not let one hang.
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::pem::PemObject;

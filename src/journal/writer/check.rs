@@ -31,6 +31,7 @@ pub(crate) fn spawn(
         .spawn(move || {
             let _ = shared.wait_ring_report(WAIT_FOR_RING);
             lower_priority();
+            // Instant, not the Clock: it only measures the real work for the log.
             let started = std::time::Instant::now();
             let result = run(&shared);
             tracing::info!(target: "journal", took = ?started.elapsed(), ?result,

@@ -255,6 +255,8 @@ impl Writer {
         if self.next_index_build.is_none_or(|t| now < t) {
             return;
         }
+        // Instant, not the Clock: it only measures the real work for the log (the build's
+        // schedule above is on the Clock).
         let started = std::time::Instant::now();
         match store::create_background_indexes(&self.conn) {
             Ok(()) => {

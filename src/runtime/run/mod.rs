@@ -239,6 +239,8 @@ async fn run_once(
     drop(board);
     if let Some(d) = display {
         let finished = tokio::task::spawn_blocking(move || {
+            // Instant, not the Clock: this waits on a real OS thread (the panel's), which a
+            // paused test clock would never let finish.
             let until = std::time::Instant::now() + Duration::from_secs(3);
             while !d.is_finished() && std::time::Instant::now() < until {
                 std::thread::sleep(Duration::from_millis(20));

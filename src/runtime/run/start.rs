@@ -213,6 +213,7 @@ pub(super) fn start_web(
     web_opts.workers = cfg.web.workers;
     web_opts.hosts = crate::web::gate::HostPolicy::for_box(&cfg.web.hostnames);
     web_opts.https = https;
+    web_opts.clock = clock.clone();
     match crate::web::serve(
         cfg.web.listen,
         backend,

@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+// Instant, not the box Clock: when a connection's head started is compared with socket
+// time-outs, which the kernel and the peer measure in real time.
 use std::time::{Duration, Instant};
 
 use super::Limits;

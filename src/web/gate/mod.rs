@@ -41,6 +41,8 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+// Instant, not the box Clock: every deadline here bounds a real socket (head, body, answer,
+// refusal) that a peer holds open in real time; a paused test clock must not let one hang.
 use std::time::{Duration, Instant};
 
 pub use conn::ConnCount;

@@ -7,9 +7,11 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Condvar, Mutex};
+// Instant, not the box Clock: the keep-alive is for real proxies and phones that drop an idle
+// socket in real time, and the hub waits on a Condvar that a fake clock would not wake.
 use std::time::{Duration, Instant};
 
-use super::health::{now_ms, Health};
+use super::health::Health;
 use crate::web::json::listing_json;
 
 /// The live-feed side shared by the workers (which add clients) and the hub.
@@ -123,7 +125,7 @@ pub(super) fn event_hub(hub: &Hub, keepalive: Duration, stop: &AtomicBool, healt
     let mut last_write = Instant::now();
     let tick = keepalive.min(Duration::from_millis(500));
     while !stop.load(Ordering::SeqCst) {
-        health.hub.store(now_ms(), Ordering::SeqCst);
+        health.hub.store(health.now_ms(), Ordering::SeqCst);
         clients.append(&mut hub.new_clients.lock().unwrap_or_else(|p| p.into_inner()));
         let msg = match hub.feed.pop(tick) {
             Some(m) => Some(m),

@@ -6,12 +6,18 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Liveness of the server's threads, for the watchdog.
+use crate::clock::Clock;
+
+/// Liveness of the server's threads, for the watchdog. Times are [`Health::now_ms`] readings.
 pub(super) struct Health {
-    /// Unix milliseconds of the last dispatcher / hub loop.
+    /// The box clock's monotonic time: a wall clock stepped by NTP (a Pi boots at its last
+    /// shutdown's time) would make every thread look stuck for hours and the watchdog restart
+    /// a healthy server.
+    pub(super) clock: Clock,
+    /// When the dispatcher / hub last looped.
     pub(super) dispatcher: AtomicI64,
     pub(super) hub: AtomicI64,
-    /// Per page worker: Unix milliseconds since it is busy with one request, 0 when idle.
+    /// Per page worker: since when it is busy with one request, 0 when idle.
     pub(super) busy_since: Vec<AtomicI64>,
     /// Longest a page worker may legitimately be busy.
     pub(super) stuck_after: Duration,
@@ -53,7 +59,7 @@ impl WebProbe {
         if running < started {
             return Err(format!("{} web thread(s) ended", started - running));
         }
-        let now = now_ms();
+        let now = h.now_ms();
         let late = |at: &AtomicI64, ms: i64| now - at.load(Ordering::SeqCst) > ms;
         if late(&h.dispatcher, 10_000) {
             return Err("the web dispatcher is stuck".into());
@@ -77,10 +83,10 @@ impl WebProbe {
     }
 }
 
-/// Wall-clock Unix milliseconds (a heartbeat only: compared with itself, never stored).
-pub(super) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+impl Health {
+    /// Milliseconds on the clock's monotonic timeline, plus one so that a reading is never the
+    /// 0 that means "idle" in `busy_since` (a heartbeat only: compared with itself, never stored).
+    pub(super) fn now_ms(&self) -> i64 {
+        self.clock.now().since_start().as_millis() as i64 + 1
+    }
 }

@@ -34,18 +34,21 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+// Instant, not the box Clock: the replaced accept loops drain real sockets and the shutdown
+// grace waits on real OS threads; the watchdog heartbeat (health.rs) is on the Clock.
 use std::time::{Duration, Instant};
 
 use super::export::Exporter;
 use super::gate;
 use super::routes::{App, Random};
 use super::Backend;
+use crate::clock::Clock;
 
 use answer::{handle, header};
 pub use feed::FEED_MAX_BYTES;
 use feed::{drain, event_hub, Feed, Hub};
 pub use health::WebProbe;
-use health::{now_ms, Health, Running};
+use health::{Health, Running};
 
 /// Why the web server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -100,8 +103,9 @@ pub struct WebOptions {
     pub event_keepalive: Duration,
     /// Accepted `Host` header values (DNS rebinding).
     pub hosts: gate::HostPolicy,
-    /// The box clock (Unix seconds).
-    pub clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+    /// The box clock: wall time for the pages (Unix seconds), monotonic time for the workers'
+    /// heartbeats.
+    pub clock: Clock,
     /// Random bytes for salts and tokens.
     pub random: Random,
     /// HTTPS (`[web] https`): its own listener; the plain one then only redirects to it.
@@ -138,12 +142,7 @@ impl WebOptions {
             max_event_clients: 32,
             event_keepalive: Duration::from_secs(15),
             hosts: gate::HostPolicy::for_box(&[]),
-            clock: Arc::new(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs() as i64)
-                    .unwrap_or(0)
-            }),
+            clock: Clock::system(),
             random: Arc::new(super::auth::os_random),
             https: None,
         }
@@ -290,8 +289,9 @@ pub fn serve_listener(
     let opts = Arc::new(opts);
     let workers = opts.workers.max(1);
     let health = Arc::new(Health {
-        dispatcher: AtomicI64::new(now_ms()),
-        hub: AtomicI64::new(now_ms()),
+        clock: opts.clock.clone(),
+        dispatcher: AtomicI64::new(0),
+        hub: AtomicI64::new(0),
         busy_since: (0..workers).map(|_| AtomicI64::new(0)).collect(),
         stuck_after: opts.response_timeout * 3 + opts.io_timeout,
         hub_late: opts.io_timeout * 3 + Duration::from_secs(10),
@@ -299,6 +299,9 @@ pub fn serve_listener(
         running: AtomicUsize::new(0),
         stopping: AtomicBool::new(false),
     });
+    // Both loops count as having just looped: the watchdog may ask before they start.
+    health.dispatcher.store(health.now_ms(), Ordering::SeqCst);
+    health.hub.store(health.now_ms(), Ordering::SeqCst);
     let connections = Arc::new(gate::ConnCount::default());
     let mut threads = Vec::new();
     {
@@ -390,7 +393,7 @@ pub fn serve_listener(
             let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
             let Ok(rq) = next else { break };
             if let Some(i) = slot {
-                h.busy_since[i].store(now_ms(), Ordering::SeqCst);
+                h.busy_since[i].store(h.now_ms(), Ordering::SeqCst);
             }
             handle(rq, &app, &opts, &hub, &token);
             if let Some(i) = slot {
@@ -471,7 +474,7 @@ fn dispatch(
     let mut current = first;
     let mut old: Vec<(tiny_http::Server, Instant)> = Vec::new();
     while !stop.load(Ordering::SeqCst) {
-        health.dispatcher.store(now_ms(), Ordering::SeqCst);
+        health.dispatcher.store(health.now_ms(), Ordering::SeqCst);
         let mut got = Vec::new();
         match current.recv_timeout(Duration::from_millis(100)) {
             Ok(Some(rq)) => got.push(rq),
