@@ -11,7 +11,6 @@ mod cli_support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -174,28 +173,29 @@ fn the_daily_report_equals_the_export_of_its_day_and_comes_once_a_day() {
         mail.subject
     );
 
-    let export = Command::new(env!("CARGO_BIN_EXE_cdrbox"))
-        .args(["export", "--config"])
-        .arg(&config)
-        .args(["--format", "csv", "--profile", "standard"])
-        .args(["--from", "2026-11-30", "--to", "2026-11-30"])
-        .output()
-        .unwrap();
-    assert!(
-        export.status.success(),
-        "{}",
-        String::from_utf8_lossy(&export.stderr)
+    let export = cli_support::box_process::export(
+        &config,
+        &[
+            "--format",
+            "csv",
+            "--profile",
+            "standard",
+            "--from",
+            "2026-11-30",
+            "--to",
+            "2026-11-30",
+        ],
     );
     assert_eq!(mail.attachments.len(), 1, "{}", mail.text);
     let (name, csv) = &mail.attachments[0];
     assert_eq!(name, "front-desk-calls-2026-11-30.csv");
     assert!(
-        csv == &export.stdout,
+        csv == &export,
         "the attachment is the export of the day ({} vs {} bytes)",
         csv.len(),
-        export.stdout.len()
+        export.len()
     );
-    let (rows, calls, answered) = counted_from_export(&export.stdout);
+    let (rows, calls, answered) = counted_from_export(&export);
     assert_eq!(rows, 300, "the day's records only");
     assert_eq!(number(&mail.text, "Call records"), rows, "{}", mail.text);
     assert_eq!(number(&mail.text, "Calls"), calls, "{}", mail.text);

@@ -5,56 +5,26 @@
 mod cli_support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use cli_support::box_process::{self, wait_listening, BIN};
+use cli_support::box_process::{self, wait_listening};
 use cli_support::{free_port, http, BoxConfig, RunningBox, PASS};
 
 /// A box whose journal holds the real Asterisk 22 Master.csv, and its web port.
 fn box_with_records(dir: &Path) -> (PathBuf, u16) {
     let port = free_port();
-    let config = BoxConfig::new(dir)
-        .pbx(
-            "pbx1",
-            free_port(),
-            ("cdrbox", "s3cret"),
-            &["timezone = \"Europe/Moscow\""],
-        )
-        .storage(&[])
-        .web(port, &[])
-        .no_display()
-        .write();
+    let config = BoxConfig::imports_only(dir, port).no_display().write();
     let csv = format!(
         "{}/tests/fixtures/ami/meta/cdr-csv-Master.csv",
         env!("CARGO_MANIFEST_DIR")
     );
-    let out = Command::new(BIN)
-        .args(["import", "--pbx", "pbx1", &csv, "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "import: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, _, err) = box_process::cli(&["import", "--pbx", "pbx1", &csv], &config);
+    assert!(ok, "import: {err}");
     (config, port)
 }
 
-/// `cdrbox export --config C ARGS`: (exit success, stdout, stderr).
+/// `cdrbox export ARGS --config C`: (exit success, stdout, stderr).
 fn export(config: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN)
-        .arg("export")
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    box_process::cli(&[&["export"], args].concat(), config)
 }
 
 /// Each bad value on both surfaces, and the exact line the CLI prints.

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cdrbox::ami::AmiMessage;
-use cdrbox::config::{AuthMethod, Config};
-use cdrbox::journal::{Journal, JournalPaths};
+use cdrbox::config::{AuthMethod, Config, StorageConfig};
+use cdrbox::journal::{Journal, JournalCounters, JournalHandle, JournalPaths, JournalReader};
 use cdrbox::record::{CallRecord, PbxContext};
 use cdrbox::sink::RecordSink;
 use journal_common::hold_write_lock;
@@ -41,12 +41,76 @@ fn start_link(
     (stop, task)
 }
 
+/// The shipped `[storage]` defaults, the journal in `dir`.
+fn storage_in(dir: &std::path::Path) -> StorageConfig {
+    StorageConfig {
+        path: dir.to_path_buf(),
+        ..Config::default_config().storage
+    }
+}
+
+/// A journal on `storage` whose database refuses every commit (max_page_count 1, a real
+/// SQLITE_FULL), fed by a real link from a fake PBX, and what it counted once the link had
+/// delivered everything.
+struct FullDatabaseRun {
+    journal: JournalHandle,
+    fake: FakeAmi,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    counters: JournalCounters,
+}
+
+/// Feeds `total` CDRs (no pause between them; ids start with `prefix`) into a full database and
+/// waits until each is accepted or dropped, or `deadline` passes (the test's asserts say which).
+async fn feed_a_full_database(
+    storage: &StorageConfig,
+    prefix: &'static str,
+    total: usize,
+    deadline: Duration,
+) -> FullDatabaseRun {
+    let (journal, _) =
+        Journal::open(storage, cdrbox::clock::Clock::fixed_wall(1_795_331_226)).unwrap();
+    journal.set_max_page_count(1).unwrap();
+    let fake = FakeAmi::cdr_stream(prefix, total, Duration::ZERO).await;
+    let (stop, task) = start_link(&journal, fake.addr);
+    let t = Instant::now();
+    let seen = |j: &JournalHandle| j.counters().records + j.counters().dropped;
+    while seen(&journal) < total as u64 && t.elapsed() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let counters = journal.counters();
+    FullDatabaseRun {
+        journal,
+        fake,
+        stop,
+        task,
+        counters,
+    }
+}
+
+impl FullDatabaseRun {
+    /// Gives the database its space back, flushes and stops the link: the journal and a reader
+    /// of what ended up stored.
+    async fn recover(self) -> (JournalHandle, JournalReader) {
+        let j = self.journal.clone();
+        tokio::task::spawn_blocking(move || {
+            j.set_max_page_count(1_000_000).unwrap();
+            j.flush().unwrap();
+        })
+        .await
+        .unwrap();
+        let _ = self.stop.send(true);
+        self.task.await.unwrap();
+        let reader = self.journal.reader().unwrap();
+        (self.journal, reader)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_second_journal_stall_at_1000_cdr_per_second_loses_nothing() {
     const TOTAL: usize = 5000;
     let dir = tempfile::tempdir().unwrap();
-    let mut storage = Config::default_config().storage;
-    storage.path = dir.path().to_path_buf();
+    let mut storage = storage_in(dir.path());
     storage.flush_interval = Duration::from_millis(200);
     storage.flush_records = 200;
     let (journal, _) =
@@ -109,23 +173,11 @@ async fn five_second_journal_stall_at_1000_cdr_per_second_loses_nothing() {
 async fn full_storage_never_pauses_the_link_and_counts_what_it_drops() {
     const TOTAL: usize = 3000;
     let dir = tempfile::tempdir().unwrap();
-    let mut storage = Config::default_config().storage;
-    storage.path = dir.path().to_path_buf();
+    let mut storage = storage_in(dir.path());
     storage.ring_kb = 64;
     storage.memory_queue_records = 200;
-    let (journal, _) =
-        Journal::open(&storage, cdrbox::clock::Clock::fixed_wall(1_795_331_226)).unwrap();
-    journal.set_max_page_count(1).unwrap();
-
-    let fake = FakeAmi::cdr_stream("88", TOTAL, Duration::ZERO).await;
-    let (stop, task) = start_link(&journal, fake.addr);
-    let j = journal.clone();
-    let t = Instant::now();
-    let seen = |j: &cdrbox::journal::JournalHandle| j.counters().records + j.counters().dropped;
-    while seen(&j) < TOTAL as u64 && t.elapsed() < Duration::from_secs(30) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let c = j.counters();
+    let run = feed_a_full_database(&storage, "88", TOTAL, Duration::from_secs(30)).await;
+    let (j, fake, c) = (&run.journal, &run.fake, run.counters);
     assert_eq!(
         c.records + c.dropped,
         TOTAL as u64,
@@ -144,16 +196,7 @@ async fn full_storage_never_pauses_the_link_and_counts_what_it_drops() {
         "a PBX write blocked for {max:?}"
     );
 
-    let j2 = journal.clone();
-    tokio::task::spawn_blocking(move || {
-        j2.set_max_page_count(1_000_000).unwrap();
-        j2.flush().unwrap();
-    })
-    .await
-    .unwrap();
-    let _ = stop.send(true);
-    task.await.unwrap();
-    let reader = journal.reader().unwrap();
+    let (journal, reader) = run.recover().await;
     assert_eq!(
         reader.count(&cdrbox::filter::Filter::default()).unwrap(),
         c.records,
@@ -178,21 +221,9 @@ async fn full_storage_never_pauses_the_link_and_counts_what_it_drops() {
 async fn full_database_for_hours_of_office_calls_is_covered_by_the_default_ring() {
     const TOTAL: usize = 6000;
     let dir = tempfile::tempdir().unwrap();
-    let mut storage = Config::default_config().storage;
-    storage.path = dir.path().to_path_buf();
-    let (journal, _) =
-        Journal::open(&storage, cdrbox::clock::Clock::fixed_wall(1_795_331_226)).unwrap();
-    journal.set_max_page_count(1).unwrap();
-
-    let fake = FakeAmi::cdr_stream("99", TOTAL, Duration::ZERO).await;
-    let (stop, task) = start_link(&journal, fake.addr);
-    let j = journal.clone();
-    let t = Instant::now();
-    let seen = |j: &cdrbox::journal::JournalHandle| j.counters().records + j.counters().dropped;
-    while seen(&j) < TOTAL as u64 && t.elapsed() < Duration::from_secs(120) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let c = j.counters();
+    let storage = storage_in(dir.path());
+    let run = feed_a_full_database(&storage, "99", TOTAL, Duration::from_secs(120)).await;
+    let (j, fake, c) = (&run.journal, &run.fake, run.counters);
     assert_eq!(c.records, TOTAL as u64, "every CDR accepted: {c:?}");
     assert_eq!(c.dropped, 0, "{c:?}");
     assert_eq!(c.memory_only_records, 0, "all durable in the ring: {c:?}");
@@ -205,16 +236,7 @@ async fn full_database_for_hours_of_office_calls_is_covered_by_the_default_ring(
     );
     assert_eq!(fake.stats.connections(), 1, "the link never dropped");
 
-    let j2 = journal.clone();
-    tokio::task::spawn_blocking(move || {
-        j2.set_max_page_count(1_000_000).unwrap();
-        j2.flush().unwrap();
-    })
-    .await
-    .unwrap();
-    let _ = stop.send(true);
-    task.await.unwrap();
-    let reader = journal.reader().unwrap();
+    let (journal, reader) = run.recover().await;
     assert_eq!(
         reader.count(&cdrbox::filter::Filter::default()).unwrap(),
         TOTAL as u64,

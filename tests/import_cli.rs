@@ -68,41 +68,23 @@ fn import(config: &Path, file: &Path) -> String {
 /// The asterisk profile byte for byte as `Master.csv`: the formula guard off, by explicit
 /// choice (issue 11: it is on in every CSV profile by default).
 fn export_asterisk(config: &Path) -> Vec<u8> {
-    let out = Command::new(env!("CARGO_BIN_EXE_cdrbox"))
-        .args([
-            "export",
+    box_process::export(
+        config,
+        &[
             "--format",
             "csv",
             "--profile",
             "asterisk",
             "--no-formula-guard",
-            "--config",
-        ])
-        .arg(config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+        ],
+    )
 }
 
 /// How many exported records carry each origin (`cdrbox export --format ndjson`).
 fn origins(config: &Path) -> std::collections::BTreeMap<String, usize> {
-    let out = Command::new(env!("CARGO_BIN_EXE_cdrbox"))
-        .args(["export", "--format", "ndjson", "--config"])
-        .arg(config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = box_process::export(config, &["--format", "ndjson"]);
     let mut counts = std::collections::BTreeMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
+    for line in String::from_utf8_lossy(&out).lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         let origin = v["origin"].as_str().unwrap_or("(none)").to_owned();
         *counts.entry(origin).or_insert(0) += 1;

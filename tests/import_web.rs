@@ -86,16 +86,7 @@ fn admin_uploads_master_csv_and_the_export_is_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let web = free_port();
     // The PBX's AMI port has nobody listening: the link stays down, which is the point.
-    let config = BoxConfig::new(dir.path())
-        .pbx(
-            "pbx1",
-            free_port(),
-            ("cdrbox", "s3cret"),
-            &["timezone = \"Europe/Moscow\""],
-        )
-        .storage(&[])
-        .web(web, &[])
-        .write();
+    let config = BoxConfig::imports_only(dir.path(), web).write();
     let _running = RunningBox::start(&config, PASS);
     wait_listening(web);
 

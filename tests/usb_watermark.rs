@@ -5,10 +5,11 @@
 //! Drives the real binary for the copies (`cdrbox usb-export`, which finds the journal held by
 //! this test's writer and copies read-only) and the journal API for the box.
 
+#[path = "support/box_process.rs"]
+mod box_process;
 mod journal_common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use cdrbox::journal::testdata::{sample_record, BASE_UTC};
@@ -36,19 +37,12 @@ fn write_config(dir: &Path) -> std::path::PathBuf {
 
 /// `cdrbox usb-export --to STICK`; returns its stdout.
 fn usb_export(config: &Path, stick: &Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_cdrbox"))
-        .args(["usb-export", "--config"])
-        .arg(config)
-        .arg("--to")
-        .arg(stick)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "usb-export failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let stick = stick
+        .to_str()
+        .expect("the test's temporary directory is UTF-8");
+    let (ok, out, err) = box_process::cli(&["usb-export", "--to", stick], config);
+    assert!(ok, "usb-export failed: {err}");
+    out
 }
 
 /// Every file's text under `dir`, concatenated.

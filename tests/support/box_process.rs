@@ -57,6 +57,21 @@ impl BoxConfig {
         }
     }
 
+    /// The box the import and CLI tests fill by import: `[[pbx]] pbx1` in Moscow (the real
+    /// Master.csv fixture's zone) on a port nobody listens on, so the AMI link stays down and
+    /// every record comes from the import; `[storage]` and `[web]` on `web` with defaults.
+    pub fn imports_only(dir: &Path, web: u16) -> BoxConfig {
+        BoxConfig::new(dir)
+            .pbx(
+                "pbx1",
+                free_port(),
+                ("cdrbox", "s3cret"),
+                &["timezone = \"Europe/Moscow\""],
+            )
+            .storage(&[])
+            .web(web, &[])
+    }
+
     /// A `[[pbx]]` on 127.0.0.1:`port`, then the `more` lines (timezone, auth, time-outs).
     pub fn pbx(self, name: &str, port: u16, login: (&str, &str), more: &[&str]) -> BoxConfig {
         let (username, secret) = login;
@@ -192,8 +207,15 @@ pub fn export(config: &Path, args: &[&str]) -> Vec<u8> {
 /// `cdrbox COMMAND --config FILE` (`check-config`, `test-alarm`): whether it exited 0, its
 /// stdout and its stderr.
 pub fn command(command: &str, config: &Path) -> (bool, String, String) {
+    cli(&[command], config)
+}
+
+/// `cdrbox ARGS --config FILE` (`["import", "--pbx", "pbx1", "Master.csv"]`): whether it exited
+/// 0, its stdout and its stderr.
+pub fn cli(args: &[&str], config: &Path) -> (bool, String, String) {
     let out = Command::new(BIN)
-        .args([command, "--config"])
+        .args(args)
+        .arg("--config")
         .arg(config)
         .output()
         .expect("run cdrbox");
