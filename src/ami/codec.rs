@@ -501,7 +501,8 @@ fn has_no_body(body: &[Range<u32>]) -> bool {
     body.is_empty()
 }
 
-/// Encodes an action as the server expects it: `Key: value\r\n` lines and a blank line.
+/// Encodes an action as the server expects it: `Key: value\r\n` lines and a blank line (the
+/// simulator's events are framed the same way and use it too).
 ///
 /// Values must not contain CR or LF (AMI has no escaping); such bytes are replaced by spaces so a
 /// hostile config value cannot inject a second action.

@@ -60,20 +60,10 @@ impl CallGenerator {
     /// The exact event bytes: `Key: value\r\n` lines (empty values keep the space) and a blank line.
     pub fn render(&self, cdr: &CdrData) -> Vec<u8> {
         let headers = self.headers(cdr);
-        let mut out = Vec::with_capacity(720);
-        for (k, v) in &headers {
-            out.extend_from_slice(k.as_bytes());
-            out.extend_from_slice(b": ");
-            // AMI has no escaping: a CR or LF would split the event. Generated values never
-            // contain them; this keeps a configured system name from doing so.
-            out.extend(
-                v.bytes()
-                    .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
-            );
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(b"\r\n");
-        out
+        let fields: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        // The client's encoder: AMI has no escaping, so it turns a CR or LF into a space (a
+        // configured system name must not split the event; generated values never hold one).
+        crate::ami::encode_action(&fields)
     }
 }
 
