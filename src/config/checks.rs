@@ -210,21 +210,26 @@ pub fn cdr_db_url(s: &str) -> Result<String, String> {
 /// put into a query, so nothing else is accepted).
 pub fn sql_table(s: &str) -> Result<String, String> {
     let t = s.trim();
-    let parts: Vec<&str> = t.split('.').collect();
-    let ok = (1..=2).contains(&parts.len())
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && p.len() <= 64
-                && p.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$')
-        });
-    if ok {
+    if is_sql_table(t) {
         Ok(t.to_owned())
     } else {
         Err(format!(
             "{s:?} is not a table name (\"cdr\" or database.table; letters, digits and _)"
         ))
     }
+}
+
+/// `t` is `table` or `database.table`, each part 1 to 64 of letters, digits, `_` and `$`: the
+/// one rule for the config check above and the importer that quotes the name into its query.
+pub fn is_sql_table(t: &str) -> bool {
+    let parts: Vec<&str> = t.split('.').collect();
+    (1..=2).contains(&parts.len())
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.len() <= 64
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$')
+        })
 }
 
 #[cfg(test)]

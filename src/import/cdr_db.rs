@@ -252,19 +252,11 @@ impl CdrDbError {
 
 /// Validates `cdr_db_table` and quotes it for SQL (`db.table` → `` `db`.`table` ``).
 pub fn quote_table(table: &str) -> Result<String, CdrDbError> {
-    let parts: Vec<&str> = table.split('.').collect();
-    let ok = (1..=2).contains(&parts.len())
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && p.len() <= 64
-                && p.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$')
-        });
-    if !ok {
+    if !crate::config::checks::is_sql_table(table) {
         return Err(CdrDbError::Table(table.to_owned()));
     }
-    Ok(parts
-        .iter()
+    Ok(table
+        .split('.')
         .map(|p| format!("`{p}`"))
         .collect::<Vec<_>>()
         .join("."))
