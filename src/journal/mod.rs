@@ -191,6 +191,15 @@ impl Gap {
     pub fn is_open(&self) -> bool {
         self.filled_utc.is_none()
     }
+
+    /// Where a closed gap was filled from and how many records that added; `None` while it is
+    /// open (the page and the USB manifest show the two the same way).
+    pub fn fill(&self) -> Option<(String, u64)> {
+        self.filled_from
+            .clone()
+            .filter(|_| !self.is_open())
+            .map(|from| (from, self.filled_records))
+    }
 }
 
 /// What an import covered (issue 12): every call of `pbx` that ended in `[from_utc, to_utc]`

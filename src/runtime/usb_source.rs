@@ -106,11 +106,7 @@ impl UsbSource for JournalUsbSource {
             .unwrap_or_default()
             .into_iter()
             .map(|g| GapInfo {
-                filled: g
-                    .filled_from
-                    .clone()
-                    .filter(|_| !g.is_open())
-                    .map(|from| (from, g.filled_records)),
+                filled: g.fill(),
                 pbx: g.pbx,
                 from_utc: g.down_utc,
                 to_utc: g.up_utc,

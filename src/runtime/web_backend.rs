@@ -279,11 +279,7 @@ impl Backend for BoxBackend {
             .unwrap_or_default()
             .into_iter()
             .map(|g| Gap {
-                filled: g
-                    .filled_from
-                    .clone()
-                    .filter(|_| !g.is_open())
-                    .map(|from| (from, g.filled_records)),
+                filled: g.fill(),
                 pbx: g.pbx,
                 from_utc: g.down_utc,
                 to_utc: g.up_utc,
