@@ -290,43 +290,24 @@ pub fn usable_size(bytes: u64) -> bool {
 }
 
 /// Writes a zeroed ring of `bytes` to a temporary file (mode 0600), syncs it and renames it over
-/// `path`, so a crash during creation leaves the old ring (or none) in place, never a half one.
+/// `path` (the box's one atomic write, [`crate::fsio::AtomicFile`]), so a crash during creation
+/// leaves the old ring (or none) in place, never a half one.
 pub fn create_file(path: &Path, bytes: u64) -> io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        let zeros = vec![0u8; 64 * 1024];
-        let mut left = bytes;
-        while left > 0 {
-            let n = left.min(zeros.len() as u64) as usize;
-            f.write_all(&zeros[..n])?;
-            left -= n as u64;
-        }
-        f.sync_all()?;
+    let mut f = crate::fsio::AtomicFile::create(
+        path,
+        crate::fsio::AtomicOptions {
+            mode: Some(0o600),
+            backup: false,
+        },
+    )?;
+    let zeros = vec![0u8; 64 * 1024];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(zeros.len() as u64) as usize;
+        f.write_all(&zeros[..n])?;
+        left -= n as u64;
     }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        sync_dir(dir)?;
-    }
-    Ok(())
-}
-
-/// fsyncs a directory so a rename or new file in it survives power loss.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    File::open(dir)?.sync_all()
+    f.commit()
 }
 
 /// Opens a ring file for writing.

@@ -18,8 +18,6 @@ use std::time::Duration;
 use rusqlite::functions::FunctionFlags;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 
-// `open` reaches the ring's `sync_dir` as `super::ring`, the path it had in one file.
-use super::ring;
 use super::JournalError;
 
 mod open;

@@ -93,9 +93,7 @@ pub fn set_aside(db: &Path, now_utc: i64) -> Result<PathBuf, JournalError> {
                 .map_err(|e| io("cannot move the damaged journal's side file aside", e))?;
         }
     }
-    if let Some(dir) = db.parent() {
-        let _ = super::ring::sync_dir(dir);
-    }
+    let _ = crate::fsio::sync_dir_of(db);
     Ok(target)
 }
 
