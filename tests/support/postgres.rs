@@ -138,6 +138,19 @@ impl Postgres {
         assert!(out.status.success(), "pg_ctl stop: {}", text(&out));
     }
 
+    /// The server's log so far (its own account of what clients did, e.g. "unexpected EOF on
+    /// client connection with an open transaction" when a client vanished mid-batch).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// How often the server logged that a client vanished inside a transaction.
+    pub fn cut_transactions(&self) -> usize {
+        self.log()
+            .matches("unexpected EOF on client connection with an open transaction")
+            .count()
+    }
+
     /// Runs SQL as the superuser in `db`; returns psql's unaligned, tuples-only output.
     pub fn psql(&self, db: &str, sql: &str) -> String {
         match self.try_psql(db, sql) {
