@@ -115,6 +115,8 @@ enum Source {
         start: std::time::Instant,
         /// `Some`: the wall clock always reads this.
         fixed_wall: Option<SystemTime>,
+        /// Added to the system's wall clock (a PBX whose clock is wrong, in the simulator).
+        wall_offset: Offset,
     },
     #[cfg(any(test, feature = "testing"))]
     Tokio {
@@ -154,9 +156,17 @@ impl Default for Clock {
 impl Clock {
     /// The real clocks: `SystemTime::now()` and `Instant::now()`.
     pub fn system() -> Clock {
+        Clock::system_offset(0)
+    }
+
+    /// The real clocks, with the wall clock reading `offset_ms` ahead (negative: behind). The
+    /// simulated PBX uses it to play an Asterisk whose clock is wrong (`sim-pbx
+    /// --clock-offset`); the box itself always runs [`Clock::system`].
+    pub fn system_offset(offset_ms: i64) -> Clock {
         Clock(Arc::new(Source::System {
             start: std::time::Instant::now(),
             fixed_wall: None,
+            wall_offset: Offset(offset_ms),
         }))
     }
 
@@ -166,6 +176,7 @@ impl Clock {
         Clock(Arc::new(Source::System {
             start: std::time::Instant::now(),
             fixed_wall: Some(from_unix(unix)),
+            wall_offset: Offset(0),
         }))
     }
 
@@ -196,8 +207,10 @@ impl Clock {
     pub fn wall(&self) -> SystemTime {
         match &*self.0 {
             Source::System {
-                fixed_wall: None, ..
-            } => SystemTime::now(),
+                fixed_wall: None,
+                wall_offset,
+                ..
+            } => wall_offset.apply(SystemTime::now()),
             Source::System {
                 fixed_wall: Some(w),
                 ..
@@ -313,6 +326,30 @@ impl Drop for Waker {
         if let Some((m, id)) = self.0.take() {
             m.unregister(id);
         }
+    }
+}
+
+/// Milliseconds added to a wall-clock reading.
+#[derive(Clone, Copy)]
+struct Offset(i64);
+
+impl Offset {
+    fn apply(self, t: SystemTime) -> SystemTime {
+        let d = Duration::from_millis(self.0.unsigned_abs());
+        let moved = if self.0 >= 0 {
+            t.checked_add(d)
+        } else {
+            t.checked_sub(d)
+        };
+        moved.unwrap_or(t)
+    }
+}
+
+/// Milliseconds from the Unix epoch to `t` (negative before 1970).
+pub fn unix_millis(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_millis()).map_or(i64::MIN, |m| -m),
     }
 }
 
@@ -516,6 +553,18 @@ mod tests {
         b += S;
         b -= 3 * S;
         assert_eq!(b, Mono::ZERO + 3 * S);
+    }
+
+    #[test]
+    fn an_offset_clock_reads_ahead_or_behind_the_system_wall_clock() {
+        let real = unix_millis(SystemTime::now());
+        let ahead = unix_millis(Clock::system_offset(42_000).wall()) - real;
+        let behind = unix_millis(Clock::system_offset(-90_500).wall()) - real;
+        // The reads are microseconds apart; a second of slack is only for a descheduled test.
+        assert!((42_000..43_000).contains(&ahead), "{ahead}");
+        assert!((-90_500..-89_500).contains(&behind), "{behind}");
+        assert_eq!(unix_millis(from_unix(-2)), -2_000);
+        assert_eq!(unix_millis(UNIX_EPOCH + Duration::from_micros(1_500)), 1);
     }
 
     #[test]

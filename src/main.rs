@@ -215,6 +215,10 @@ struct SimCmd {
     /// Leave out the LinkedID/Sequence mappings (as a PBX without our cdr_manager.conf advice).
     #[arg(long)]
     no_mappings: bool,
+    /// Run the simulated PBX's clock this many seconds ahead (negative: behind), as a PBX
+    /// without NTP; the box shows the skew and warns past 10 s.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    clock_offset: f64,
 }
 
 fn main() -> ExitCode {
@@ -299,6 +303,7 @@ fn main() -> ExitCode {
             seed: s.seed,
             timezone: s.timezone,
             mappings: !s.no_mappings,
+            clock_offset: s.clock_offset,
         }),
     };
     match result {

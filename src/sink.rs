@@ -22,6 +22,10 @@ pub enum LinkEvent {
     Down { reason: String, kind: DownKind },
     /// Bytes thrown away while resynchronising after a malformed or oversized frame.
     Discarded { bytes: usize },
+    /// The PBX's clock minus the box's, from a pong's `Timestamp:` (positive: the PBX is
+    /// ahead). Asterisk stamps call times with its own clock, so a large skew makes the box's
+    /// receive times and the records' times disagree.
+    PbxClock { skew_ms: i64 },
 }
 
 /// Why a link is down, for alarms and retry pacing.

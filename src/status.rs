@@ -40,6 +40,9 @@ pub struct LinkStatus {
     pub reconnects: u64,
     /// Malformed or oversized frames discarded since the box started.
     pub discarded_frames: u64,
+    /// The PBX's clock minus the box's in milliseconds (positive: the PBX is ahead), from the
+    /// last pong's `Timestamp:`; `None` until one arrived (Asterisk 1.4 sends none).
+    pub pbx_clock_skew_ms: Option<i64>,
 }
 
 impl LinkStatus {
@@ -55,6 +58,7 @@ impl LinkStatus {
             records: 0,
             reconnects: 0,
             discarded_frames: 0,
+            pbx_clock_skew_ms: None,
         }
     }
 }
@@ -141,6 +145,35 @@ impl Alarm {
             message: message.into(),
         }
     }
+}
+
+/// A PBX clock further than this from the box's is a warning (`PBX CLOCK`): beyond a network
+/// round trip and NTP's usual error by far, and enough to move a call into another minute.
+pub const PBX_CLOCK_WARN_MS: i64 = 10_000;
+
+/// The `PBX CLOCK` warnings: a PBX whose last pong showed its clock more than
+/// [`PBX_CLOCK_WARN_MS`] from the box's. A warning, not an alarm: no call is lost, but call
+/// times (the PBX's) and receive times (the box's) disagree, and one of the clocks is wrong.
+pub fn pbx_clock_warnings(links: &[LinkStatus]) -> Vec<Alarm> {
+    links
+        .iter()
+        .filter_map(|l| {
+            let skew = l.pbx_clock_skew_ms?;
+            if skew.abs() <= PBX_CLOCK_WARN_MS {
+                return None;
+            }
+            let secs = skew.unsigned_abs().div_ceil(1000);
+            let way = if skew > 0 { "ahead of" } else { "behind" };
+            Some(Alarm::about(
+                "PBX CLOCK",
+                l.pbx.clone(),
+                format!(
+                    "the clock of PBX {} is {secs} s {way} the box's: call times come from the PBX's clock — point both at the same NTP server (FreePBX: System Admin → Time; the box: see Status → Box health)",
+                    l.pbx
+                ),
+            ))
+        })
+        .collect()
 }
 
 /// The codes of the alarms [`link_alarms`] makes.

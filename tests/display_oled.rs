@@ -98,6 +98,7 @@ fn view() -> StatusView {
             records: 10,
             reconnects: 0,
             discarded_frames: 0,
+            pbx_clock_skew_ms: None,
         }],
         today: DayTotals {
             total: 41,

@@ -29,6 +29,7 @@ fn link(name: &str, state: LinkState, since_ago: i64) -> LinkStatus {
         records: 1234,
         reconnects: 2,
         discarded_frames: 0,
+        pbx_clock_skew_ms: None,
     }
 }
 

@@ -406,6 +406,16 @@ impl Link {
                     tracing::warn!(target: "cdrbox::ami", pbx = %self.cfg.pbx, bytes, "discarded malformed or oversized AMI data");
                     self.event(LinkEvent::Discarded { bytes });
                 }
+                Output::PbxClock {
+                    pbx_unix_us,
+                    round_trip,
+                } => {
+                    // The PBX read its clock about half the round trip before the pong arrived.
+                    let half = i64::try_from(round_trip.as_micros() / 2).unwrap_or(i64::MAX);
+                    let box_us = crate::clock::unix_millis(self.clock.wall()).saturating_mul(1000);
+                    let skew_ms = pbx_unix_us.saturating_add(half).saturating_sub(box_us) / 1000;
+                    self.event(LinkEvent::PbxClock { skew_ms });
+                }
                 Output::Close(reason) => {
                     return Some(End::Down {
                         reason: reason.describe(&self.cfg.addr, &self.session.config().username),

@@ -107,6 +107,13 @@ pub enum Output {
     Cdr(AmiMessage),
     /// The codec threw bytes away while resynchronising; count them, carry on.
     Discarded { bytes: usize },
+    /// A pong carried the PBX's wall clock (`Timestamp: 1795331221.819198`, Asterisk ≥ 1.6):
+    /// its reading in microseconds since the Unix epoch and the Ping's round trip, so the
+    /// adapter can compare it with the box's clock (half the round trip after the reading).
+    PbxClock {
+        pbx_unix_us: i64,
+        round_trip: Duration,
+    },
     /// The link is over: drop the socket and reconnect after the backoff.
     Close(CloseReason),
 }
@@ -603,9 +610,17 @@ impl Session {
             Pending::Ping => {
                 // Any Response with our ActionID is a pong: `Success` + `Ping: Pong`, the legacy
                 // `Response: Pong`, or even an error — the PBX is alive and reading.
-                if self.ping_in_flight.as_ref().is_some_and(|(p, _)| *p == id) {
-                    self.ping_in_flight = None;
+                if let Some((_, deadline)) = self.ping_in_flight.take_if(|(p, _)| *p == id) {
                     self.next_ping = Some(now + self.cfg.ping_interval);
+                    let sent = deadline - self.cfg.ping_timeout;
+                    if let Some(pbx_unix_us) =
+                        m.get_str("Timestamp").and_then(|t| parse_timestamp(&t))
+                    {
+                        out.push(Output::PbxClock {
+                            pbx_unix_us,
+                            round_trip: now - sent,
+                        });
+                    }
                 }
             }
             Pending::Logoff => out.push(Output::LoggedOff),
@@ -651,6 +666,25 @@ fn classify_refusal(message: &str) -> Option<CloseReason> {
     } else {
         None
     }
+}
+
+/// `Timestamp:` of a pong — Unix seconds with up to six decimals, as Asterisk's `ast_tvnow`
+/// prints it — in microseconds; `None` for anything else (a hostile or broken PBX is simply
+/// not measured).
+fn parse_timestamp(t: &str) -> Option<i64> {
+    let (secs, frac) = t.trim().split_once('.').unwrap_or((t.trim(), ""));
+    if secs.is_empty() || secs.len() > 12 || frac.len() > 9 {
+        return None;
+    }
+    if !secs.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let secs: i64 = secs.parse().ok()?;
+    let mut us = 0i64;
+    for (i, d) in frac.bytes().take(6).enumerate() {
+        us += i64::from(d - b'0') * 10i64.pow(5 - i as u32);
+    }
+    secs.checked_mul(1_000_000)?.checked_add(us)
 }
 
 #[cfg(test)]
@@ -937,7 +971,8 @@ mod tests {
         assert_eq!(ping.get_str("Action").unwrap(), "Ping");
         // Only one ping in flight.
         assert!(sent(&s.on_tick(t0 + ms(21_000))).is_empty());
-        // Modern pong; never surfaces as anything.
+        // Modern pong: only its clock reading surfaces (for the PBX-vs-box skew), with the
+        // round trip from the Ping.
         let out = s.on_frame(
             frame(&format!(
                 "Response: Success\nActionID: {}\nPing: Pong\nTimestamp: 1.0\n\n",
@@ -945,7 +980,13 @@ mod tests {
             )),
             t0 + ms(21_000),
         );
-        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(
+            out,
+            vec![Output::PbxClock {
+                pbx_unix_us: 1_000_000,
+                round_trip: ms(1_000)
+            }]
+        );
         // Next ping an interval after the pong; answered in the legacy 1.4 form.
         assert!(sent(&s.on_tick(t0 + ms(40_999))).is_empty());
         let out = s.on_tick(t0 + ms(41_000));
@@ -973,6 +1014,32 @@ mod tests {
             vec![CloseReason::PingTimeout(Duration::from_secs(5))]
         );
         let _ = ping3;
+    }
+
+    #[test]
+    fn pong_timestamps_parse_as_asterisk_prints_them_and_nothing_else() {
+        assert_eq!(
+            parse_timestamp("1795331221.819198"),
+            Some(1_795_331_221_819_198)
+        );
+        assert_eq!(
+            parse_timestamp(" 1795331221.8 "),
+            Some(1_795_331_221_800_000)
+        );
+        assert_eq!(parse_timestamp("1795331221"), Some(1_795_331_221_000_000));
+        assert_eq!(parse_timestamp("1.123456789"), Some(1_123_456));
+        for bad in [
+            "",
+            ".5",
+            "-1.0",
+            "1e9",
+            "12a.0",
+            "1.2.3",
+            "1.-5",
+            "9999999999999.0",
+        ] {
+            assert_eq!(parse_timestamp(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -188,6 +188,10 @@ impl StatusBoard {
                 link.discarded_frames += 1;
                 None
             }
+            LinkEvent::PbxClock { skew_ms } => {
+                link.pbx_clock_skew_ms = Some(*skew_ms);
+                None
+            }
         };
         if let Some(s) = new_state {
             let same_kind = std::mem::discriminant(&s) == std::mem::discriminant(&link.state);
@@ -330,7 +334,9 @@ impl StatusBoard {
         alarms.extend(st.config_alarms.iter().cloned());
         alarms.extend(st.view.cdr_db.iter().filter_map(|d| d.alarm()));
         st.view.alarms = alarms;
-        st.view.warnings = st.view.health.clock.warning().into_iter().collect();
+        let mut warnings: Vec<Alarm> = st.view.health.clock.warning().into_iter().collect();
+        warnings.extend(crate::status::pbx_clock_warnings(&st.view.links));
+        st.view.warnings = warnings;
         let view = st.view.clone();
         drop(st);
         self.tx.send_if_modified(|old| {

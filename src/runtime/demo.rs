@@ -49,6 +49,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         seed: Clock::system().unix() as u64,
         timezone: "Europe/Moscow".into(),
         mappings: true,
+        clock_offset: 0.0,
     };
     let sim = rt.block_on(crate::sim::start(sim_listener, sim_options(&sim_args)?))?;
     let addr = sim.local_addr();

@@ -17,6 +17,8 @@ pub struct SimArgs {
     pub seed: u64,
     pub timezone: String,
     pub mappings: bool,
+    /// Seconds the simulated PBX's clock runs ahead of the real one (negative: behind).
+    pub clock_offset: f64,
 }
 
 /// `cdrbox sim-pbx`.
@@ -53,7 +55,14 @@ pub(super) fn sim_options(args: &SimArgs) -> Result<crate::sim::SimOptions> {
             args.timezone
         )
     })?;
+    if !(args.clock_offset.is_finite() && args.clock_offset.abs() <= 1e9) {
+        bail!(
+            "--clock-offset: {} is not a number of seconds (e.g. 42 or -3.5)",
+            args.clock_offset
+        );
+    }
     Ok(crate::sim::SimOptions {
+        clock: crate::clock::Clock::system_offset((args.clock_offset * 1000.0).round() as i64),
         username: args.username.clone(),
         secret: args.secret.clone(),
         rate_per_sec: args.rate,

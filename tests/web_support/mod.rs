@@ -124,6 +124,7 @@ impl Backend for MemBackend {
                         records: self.records.lock().unwrap().len() as u64,
                         reconnects: 0,
                         discarded_frames: 0,
+                        pbx_clock_skew_ms: None,
                     })
                     .collect()
             })

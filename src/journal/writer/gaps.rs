@@ -128,7 +128,9 @@ impl<T: Copy> GapLedger<T> {
                     self.dirty_since.get_or_insert(now);
                 }
             }
-            LinkEvent::Connecting { .. } | LinkEvent::Discarded { .. } => {}
+            LinkEvent::Connecting { .. }
+            | LinkEvent::Discarded { .. }
+            | LinkEvent::PbxClock { .. } => {}
         }
         opened
     }

@@ -68,7 +68,11 @@ impl RecordSink for LoggerSink {
             }
         }
         self.board.on_link_event(pbx, at_utc, &event);
-        self.journal.link_event(pbx, at_utc, event);
+        // The clock reading is for the board only: the gap ledger has no use for it, and
+        // sending it would wake the journal's threads at every ping.
+        if !matches!(event, LinkEvent::PbxClock { .. }) {
+            self.journal.link_event(pbx, at_utc, event);
+        }
     }
 
     fn behind(&self) -> bool {

@@ -142,8 +142,14 @@
       ['Disk', st.total_bytes ? bytes(st.free_bytes) + ' free of ' + bytes(st.total_bytes) : na, ''],
       ['Clock', clockText, clock.state === 'synchronised' ? 'ok' : clock.state === 'not_synchronised' ? 'warn' : 'muted'],
     ];
-    for (const c of h.pbx_clocks || []) {
-      rows.push(['Clock of ' + c.pbx, (c.skew_seconds > 0 ? '+' : '') + c.skew_seconds + ' s against the box' + (c.measured_utc ? ' (' + ago(c.measured_utc, s.now_utc) + ')' : ''), c.alarm ? 'warn' : '']);
+    // Each PBX's clock against the box's, from its last pong (links[].pbx_clock_skew_ms); the
+    // box warns past 10 s (PBX CLOCK in the alarm strip).
+    for (const l of s.links || []) {
+      const ms = l.pbx_clock_skew_ms;
+      if (ms === null || ms === undefined) continue;
+      const secs = Math.abs(ms) / 1000;
+      const text = secs < 1 ? 'within 1 s of the box' : (secs < 10 ? secs.toFixed(1) : Math.round(secs)) + ' s ' + (ms > 0 ? 'ahead of' : 'behind') + ' the box';
+      rows.push(['Clock of PBX ' + l.pbx, text, Math.abs(ms) > 10000 ? 'warn' : 'ok']);
     }
     const dl = clear($('health'));
     for (const [k, v, cls] of rows) dl.append(el('dt', { text: k }), el('dd', { class: cls || null, text: v }));
