@@ -77,3 +77,49 @@ fn display_png_names_the_page_it_wrote_and_refuses_what_it_cannot_draw() {
     assert_eq!(code, 2, "clap refuses it: {err}");
     assert!(err.contains("99 is not in 1..=16"), "{err}");
 }
+
+/// Issue 16 item 4: with `[uplink] url` set the rotation has an uplink page, drawn as offline
+/// (the command does not connect), and nothing it prints holds the URL's password.
+#[test]
+fn display_png_draws_the_uplink_page_when_an_uplink_is_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = BoxConfig::new(dir.path())
+        .pbx(
+            "office",
+            box_process::free_port(),
+            ("u", "s"),
+            &["timezone = \"UTC\""],
+        )
+        .storage(&[])
+        .web(0, &[])
+        .no_display()
+        .table(
+            "[uplink]",
+            &["url = \"postgres://cdrbox:pa55word-xyz@127.0.0.1:1/cdr?sslmode=disable\""],
+        )
+        .write();
+    let png = dir.path().join("oled.png");
+    let (code, out, err) = display(&config, &png, &["--page", "3"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with(&format!(
+            "wrote {}: page 3 of 3 (uplink); all pages: --page 1 summary, --page 2 PBX link, --page 3 uplink\n",
+            png.display()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "the uplink is drawn as offline: this command does not connect to the central server"
+        ),
+        "{out}"
+    );
+    assert!(
+        !out.contains("pa55word") && !err.contains("pa55word"),
+        "{out}{err}"
+    );
+    let uplink_page = std::fs::read(&png).unwrap();
+    let (code, _, err) = display(&config, &png, &["--page", "1"]);
+    assert_eq!(code, 0, "{err}");
+    assert_ne!(std::fs::read(&png).unwrap(), uplink_page, "its own picture");
+}

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 
 use cdrbox::display::{page_list, pages, render_frame, render_png, Frame, Page};
 use cdrbox::status::{
-    Alarm, ClockSync, DayTotals, LinkState, LinkStatus, StatusView, StorageStatus, UsbState,
+    Alarm, ClockSync, DayTotals, LinkState, LinkStatus, StatusView, StorageStatus, UplinkStatus,
+    UsbState,
 };
 
 /// 2026-11-28 10:00:00 UTC = 13:00 in Moscow (+03:00).
@@ -30,6 +31,18 @@ fn link(name: &str, state: LinkState, since_ago: i64) -> LinkStatus {
         reconnects: 2,
         discarded_frames: 0,
         pbx_clock_skew_ms: None,
+    }
+}
+
+fn uplink(state: &str, lag: u64, lag_secs: Option<i64>, error: Option<&str>) -> UplinkStatus {
+    UplinkStatus {
+        state: state.into(),
+        target: "postgres://cdrbox:***@db.example.com:5432/cdr".into(),
+        lag_records: lag,
+        lag_seconds: lag_secs,
+        sent_records: 48_210,
+        last_ok_utc: Some(NOW - 2 * MIN - 3 * HOUR * i64::from(error.is_some())),
+        last_error: error.map(str::to_string),
     }
 }
 
@@ -209,6 +222,24 @@ fn states() -> Vec<(&'static str, StatusView)> {
     v.links.push(link("Second", LinkState::Up, HOUR));
     out.push(("health_beside_page_counter", v));
 
+    // Issue 16 item 4: the uplink's page while all is sent, while it catches up, and while the
+    // server cannot be reached (the error wraps onto two lines).
+    let mut v = base();
+    v.uplink = Some(uplink("up to date", 0, None, None));
+    out.push(("uplink_up_to_date", v));
+    let mut v = base();
+    v.uplink = Some(uplink("sending", 312, Some(4 * MIN + 10), None));
+    out.push(("uplink_sending", v));
+    let mut v = base();
+    v.uplink = Some(uplink(
+        "retrying",
+        10_000,
+        Some(3 * HOUR),
+        Some("cannot connect: error connecting to server: Connection refused (os error 111)"),
+    ));
+    v.alarms.push(alarm("UPLINK"));
+    out.push(("uplink_unreachable", v));
+
     let mut v = base();
     v.ip_address = None;
     v.links.clear();
@@ -381,6 +412,24 @@ fn counts_and_states_change_the_picture() {
     let mut w = v.clone();
     w.now_utc += 59;
     assert_eq!(render_frame(&w, 0), f, "the clock alone draws nothing new");
+    // Issue 16 item 4: the uplink's lag (count and age) and its state are drawn.
+    let mut w = v.clone();
+    w.uplink = Some(uplink("sending", 312, Some(4 * MIN), None));
+    let at = page_list(&w)
+        .iter()
+        .position(|p| *p == Page::Uplink)
+        .expect("an uplink page");
+    let mut x = w.clone();
+    x.uplink = Some(uplink("sending", 313, Some(4 * MIN), None));
+    assert_ne!(render_frame(&w, at), render_frame(&x, at), "unsent count");
+    x.uplink = Some(uplink("sending", 312, Some(9 * MIN), None));
+    assert_ne!(render_frame(&w, at), render_frame(&x, at), "unsent age");
+    x.uplink = Some(uplink("up to date", 312, Some(4 * MIN), None));
+    assert_ne!(render_frame(&w, at), render_frame(&x, at), "uplink state");
+    assert!(
+        !page_list(&v).contains(&Page::Uplink),
+        "no uplink page without [uplink] url"
+    );
     // Issue 11: the setup code is the first page, and every letter of it is drawn.
     let mut w = v.clone();
     w.setup_code = Some("K7QM-3XWP".into());

@@ -9,6 +9,9 @@
 //!  y 11..62 four body lines, 6×12 font (21 columns), baselines 21, 34, 47, 60
 //! ```
 //!
+//! The uplink page (when `[uplink] url` is set): `Uplink  UP TO DATE` / `Not sent  312 4min` /
+//! then the last error on two lines, or `Sent N` and `Last sent HH:MM` while there is none.
+//!
 //! Times are shown as local `HH:MM` (`now_utc + local_offset_seconds`); a time on an earlier
 //! day shows as `DD.MM` instead, so "DOWN 14:05" never means yesterday's 14:05.
 
@@ -53,9 +56,12 @@ pub enum Page {
     Links { first: usize },
     /// The only PBX link in detail (when there is exactly one and it is not up).
     Link,
+    /// The central PostgreSQL uplink (issue 16 item 4), whenever `[uplink] url` is set: its
+    /// state, the records not yet sent and for how long, the last error.
+    Uplink,
 }
 
-/// The pages `view` needs, in display order: alarms, USB, summary, links.
+/// The pages `view` needs, in display order: alarms, USB, summary, links, uplink.
 pub fn page_list(view: &StatusView) -> Vec<Page> {
     let mut pages = Vec::with_capacity(4);
     if view.setup_code.is_some() {
@@ -81,6 +87,11 @@ pub fn page_list(view: &StatusView) -> Vec<Page> {
                 .step_by(LINKS_PER_PAGE)
                 .map(|first| Page::Links { first }),
         ),
+    }
+    // Always shown while an uplink is configured, healthy or not: "up to date, 0 waiting" is
+    // what the office checks before it trusts the central reports.
+    if view.uplink.is_some() {
+        pages.push(Page::Uplink);
     }
     if view.tls_fingerprint.is_some() {
         pages.push(Page::Tls);
@@ -119,6 +130,7 @@ where
         Page::Summary => summary_page(view, target),
         Page::Links { first } => links_page(view, first, target),
         Page::Link => link_page(view, target),
+        Page::Uplink => uplink_page(view, target),
     }
 }
 
@@ -485,6 +497,75 @@ where
     }
 }
 
+fn uplink_page<D>(view: &StatusView, t: &mut D) -> Result<(), D::Error>
+where
+    D: DrawTarget<Color = BinaryColor>,
+{
+    let Some(u) = view.uplink.as_ref() else {
+        return Ok(());
+    };
+    line(t, 0, "Uplink", &uplink_short_state(u))?;
+    // The count first, then the age: a cut for width takes the age, never digits of the count.
+    let lag = match (u.lag_records, u.lag_seconds) {
+        (0, _) => "none".to_string(),
+        (n, Some(secs)) => format!("{n} {}", short_span(secs)),
+        (n, None) => n.to_string(),
+    };
+    line(t, 1, "Not sent", &lag)?;
+    match u.last_error.as_deref() {
+        Some(err) => {
+            let (a, b) = wrap2(root_cause(err, 2 * COLS), COLS);
+            line(t, 2, &a, "")?;
+            line(t, 3, &b, "")
+        }
+        None => {
+            line(t, 2, "Sent", &u.sent_records.to_string())?;
+            let last = u
+                .last_ok_utc
+                .map_or_else(|| "--:--".to_string(), |at| local_time_or_date(at, view));
+            line(t, 3, "Last sent", &last)
+        }
+    }
+}
+
+/// An error chain ("cannot connect: error connecting to server: Connection refused") that does
+/// not fit in `cols` cells, cut to its last link: the root cause is what a person can act on,
+/// and the state beside it already says what failed.
+fn root_cause(err: &str, cols: usize) -> &str {
+    if err.chars().count() <= cols {
+        return err;
+    }
+    err.rsplit_once(": ").map_or(err, |(_, cause)| cause)
+}
+
+/// The uplink's state in the panel's few columns. `retrying` covers every failure; the error's
+/// own words (`crate::uplink::forward`: "cannot connect: …", "no answer from the server …")
+/// tell an unreachable server from one that refused the records.
+fn uplink_short_state(u: &crate::status::UplinkStatus) -> String {
+    let err = u.last_error.as_deref().unwrap_or("");
+    match u.state.as_str() {
+        "up to date" => "UP TO DATE".to_string(),
+        "retrying" if err.starts_with("cannot connect") || err.starts_with("no answer") => {
+            "NO SERVER".to_string()
+        }
+        other => other.to_uppercase(),
+    }
+}
+
+/// `40s`, `4min`, `3h`, `2d`: how long the oldest unsent record has waited.
+fn short_span(secs: i64) -> String {
+    let s = secs.max(0);
+    if s < 90 {
+        format!("{s}s")
+    } else if s < 90 * 60 {
+        format!("{}min", (s + 30) / 60)
+    } else if s < 48 * 3600 {
+        format!("{}h", (s + 1800) / 3600)
+    } else {
+        format!("{}d", (s + 43_200) / 86_400)
+    }
+}
+
 /// The few characters after a PBX name on a one-line link entry.
 fn short_state(link: &LinkStatus, view: &StatusView) -> String {
     match link.state {
@@ -639,6 +720,39 @@ mod tests {
         assert_eq!(human_bytes(3_435_973_837), "3.2G");
         assert_eq!(human_bytes(15 * 1024 * 1024 * 1024), "15G");
         assert_eq!(human_bytes(u64::MAX), "16384P");
+    }
+
+    #[test]
+    fn uplink_spans_and_states_are_short() {
+        assert_eq!(short_span(-5), "0s");
+        assert_eq!(short_span(89), "89s");
+        assert_eq!(short_span(90), "2min");
+        assert_eq!(short_span(4 * 60 + 10), "4min");
+        assert_eq!(short_span(3 * 3600), "3h");
+        assert_eq!(short_span(3 * 86_400), "3d");
+        let mut u = crate::status::UplinkStatus {
+            state: "retrying".into(),
+            last_error: Some("cannot connect: error connecting to server".into()),
+            ..Default::default()
+        };
+        assert_eq!(uplink_short_state(&u), "NO SERVER");
+        u.last_error = Some("cannot insert a record: permission denied (SQLSTATE 42501)".into());
+        assert_eq!(uplink_short_state(&u), "RETRYING");
+        u.state = "up to date".into();
+        assert_eq!(uplink_short_state(&u), "UP TO DATE");
+        assert_eq!(
+            root_cause(
+                "cannot connect: error connecting to server: Connection refused (os error 111)",
+                42
+            ),
+            "Connection refused (os error 111)"
+        );
+        assert_eq!(root_cause("no answer in 60 s", 42), "no answer in 60 s");
+        let v = StatusView {
+            uplink: Some(u),
+            ..Default::default()
+        };
+        assert_eq!(page_list(&v), vec![Page::Summary, Page::Uplink]);
     }
 
     #[test]

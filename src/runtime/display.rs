@@ -50,6 +50,11 @@ pub fn display_png(config: &Path, out: &Path, page: usize, scale: u32) -> Result
     if !view.links.is_empty() {
         println!("links are drawn as not connected: this command reads the journal and does not connect to a PBX");
     }
+    if view.uplink.is_some() {
+        println!(
+            "the uplink is drawn as offline: this command does not connect to the central server"
+        );
+    }
     if let Some(addr) = running_page(&cfg) {
         println!("a box answers on {addr}: its own screen, with live links, is http://{addr}/display.png");
     }
@@ -80,6 +85,7 @@ fn page_name(page: &Page) -> &'static str {
         Page::Summary => "summary",
         Page::Links { .. } => "PBX links",
         Page::Link => "PBX link",
+        Page::Uplink => "uplink",
     }
 }
 
@@ -119,6 +125,10 @@ fn offline_status(cfg: &Config, now: i64) -> Result<crate::status::StatusView> {
         };
         board.set_storage(storage, Vec::new());
     }
+    if !cfg.uplink.url.0.trim().is_empty() {
+        let reader = JournalReader::open_with_ring(&paths).ok();
+        board.set_uplink(offline_uplink(cfg, reader.as_ref(), now));
+    }
     for (pbx, _) in &links {
         board.on_link_event(
             pbx,
@@ -134,6 +144,30 @@ fn offline_status(cfg: &Config, now: i64) -> Result<crate::status::StatusView> {
     board.set_ip(super::run::local_ip_towards(&super::run::ip_target(cfg)));
     board.publish(now);
     Ok(board.snapshot())
+}
+
+/// The uplink as the journal knows it: what waits above the watermark and since when. The
+/// state says "offline": this command never connects to the server.
+/// No journal yet: nothing waits.
+fn offline_uplink(
+    cfg: &Config,
+    reader: Option<&JournalReader>,
+    now: i64,
+) -> crate::status::UplinkStatus {
+    let mut st = crate::status::UplinkStatus {
+        state: "offline".into(),
+        target: crate::uplink::url::redact(&cfg.uplink.url.0),
+        ..Default::default()
+    };
+    if let Some(reader) = reader {
+        let wm = reader.uplink_watermark().unwrap_or(0);
+        st.lag_records = reader.count_after_id(wm).unwrap_or(0);
+        st.lag_seconds = reader
+            .records_after_id(wm, 1)
+            .ok()
+            .and_then(|b| b.first().map(|(_, r)| (now - r.received_utc).max(0)));
+    }
+    st
 }
 
 #[cfg(test)]
