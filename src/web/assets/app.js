@@ -154,6 +154,41 @@
     const dl = clear($('health'));
     for (const [k, v, cls] of rows) dl.append(el('dt', { text: k }), el('dd', { class: cls || null, text: v }));
   }
+  // ---- the central PostgreSQL uplink (issue 16 item 4): in words, not the API's state codes ------
+  // A span of time as a person says it: "40 s", "4 min", "3 h", "2 d".
+  function span(s) { s = Math.max(0, Math.round(s)); return s < 90 ? s + ' s' : s < 5400 ? Math.round(s / 60) + ' min' : s < 172800 ? Math.round(s / 3600) + ' h' : Math.round(s / 86400) + ' d'; }
+  // The state sentence and its colour. `retrying` covers every failure: the error's own words
+  // (src/uplink/forward.rs: "cannot connect: …", "no answer from the server …") tell an
+  // unreachable server from one that refused the records.
+  function uplinkState(u) {
+    const err = u.last_error || '';
+    if (u.state === 'up to date') return ['up to date', 'ok'];
+    if (u.state === 'sending') return ['sending', 'ok'];
+    if (u.state === 'connecting') return ['connecting to the server', 'warn'];
+    if (u.state === 'off') return ['off: the [uplink] settings cannot be used', 'bad'];
+    if (u.state === 'retrying') {
+      return [/^(cannot connect|no answer from the server)/.test(err) ? 'server unreachable — retrying' : 'the server refused the records — retrying', 'bad'];
+    }
+    return [u.state, 'warn'];
+  }
+  function uplinkLag(u) {
+    if (!u.lag_records) return 'nothing waiting: every stored record is on the server';
+    return u.lag_records + ' record' + (u.lag_records === 1 ? '' : 's') +
+      (u.lag_seconds === null || u.lag_seconds === undefined ? '' : ', ' + span(u.lag_seconds)) + ' not yet sent';
+  }
+  function showUplink(s) {
+    const u = s.uplink;
+    $('uplink-card').hidden = !u;
+    if (!u) return;
+    const [words, cls] = uplinkState(u);
+    const dl = clear($('uplink'));
+    const row = (k, v, c) => dl.append(el('dt', { text: k }), el('dd', { class: c || null, 'data-uplink': k.toLowerCase() }, v));
+    row('State', el('span', { class: 'pill ' + cls, text: words }));
+    row('Not yet sent', uplinkLag(u), u.lag_records ? 'warn' : '');
+    row('Sent', u.sent_records + ' since the box started' + (u.last_ok_utc ? '; last at ' + localTime(u.last_ok_utc) + ' (' + ago(u.last_ok_utc, s.now_utc) + ')' : ''));
+    row('Server', u.target);
+    if (u.last_error) row('Last error', u.last_error, 'bad');
+  }
   // Tables marked `cards` become one block per row on a phone; each cell shows its column's
   // name from the header (CSS reads data-label), so no column is off screen.
   function labelCells(table) {
@@ -226,6 +261,7 @@
         (d.waitingGaps ? ' — ' + d.waitingGaps + ' gap(s) waiting' : '')));
     }
     $('oled').src = '/display.png?t=' + s.now_utc;
+    showUplink(s);
     showFingerprint(s.tls_fingerprint);
     const sel = $('import-pbx');
     const names = (s.links || []).map((l) => l.pbx);
