@@ -26,10 +26,9 @@ fn display(config: &Path, png: &Path, more: &[&str]) -> (i32, String, String) {
     )
 }
 
-#[test]
-fn display_png_names_the_page_it_wrote_and_refuses_what_it_cannot_draw() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = BoxConfig::new(dir.path())
+/// One PBX nobody answers for, the journal in `dir`, no display.
+fn one_pbx(dir: &Path) -> BoxConfig {
+    BoxConfig::new(dir)
         .pbx(
             "office",
             box_process::free_port(),
@@ -39,7 +38,12 @@ fn display_png_names_the_page_it_wrote_and_refuses_what_it_cannot_draw() {
         .storage(&[])
         .web(0, &[])
         .no_display()
-        .write();
+}
+
+#[test]
+fn display_png_names_the_page_it_wrote_and_refuses_what_it_cannot_draw() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = one_pbx(dir.path()).write();
     let png = dir.path().join("oled.png");
 
     let (code, out, err) = display(&config, &png, &[]);
@@ -83,16 +87,7 @@ fn display_png_names_the_page_it_wrote_and_refuses_what_it_cannot_draw() {
 #[test]
 fn display_png_draws_the_uplink_page_when_an_uplink_is_configured() {
     let dir = tempfile::tempdir().unwrap();
-    let config = BoxConfig::new(dir.path())
-        .pbx(
-            "office",
-            box_process::free_port(),
-            ("u", "s"),
-            &["timezone = \"UTC\""],
-        )
-        .storage(&[])
-        .web(0, &[])
-        .no_display()
+    let config = one_pbx(dir.path())
         .table(
             "[uplink]",
             &["url = \"postgres://cdrbox:pa55word-xyz@127.0.0.1:1/cdr?sslmode=disable\""],
