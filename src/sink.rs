@@ -47,12 +47,4 @@ pub trait RecordSink: Send + Sync + 'static {
     fn record(&self, record: CallRecord);
     /// A change of link state, at box time `at_utc` (Unix seconds).
     fn link_event(&self, pbx: &str, at_utc: i64, event: LinkEvent);
-    /// True while the sink is behind: records it holds in memory near its bound while its
-    /// storage works (it is catching up, not failing). A producer that can wait without loss —
-    /// leave the bytes in its socket's kernel buffers for a moment — should, briefly, rather
-    /// than hand over records the sink would have to drop. Never true for storage that fails:
-    /// waiting would not help there, and the link must keep reading.
-    fn behind(&self) -> bool {
-        false
-    }
 }

@@ -79,22 +79,10 @@ impl LinkConfig {
 pub type ToRecord = Arc<dyn Fn(&AmiMessage, i64) -> CallRecord + Send + Sync>;
 
 const READ_CHUNK: usize = 16 * 1024;
-/// While the journal is behind a burst ([`RecordSink::behind`]), how long the link leaves the
-/// PBX's bytes in the socket's kernel buffers before reading on anyway (the journal's memory
-/// bound then decides). Those buffers hold megabytes, and Asterisk's writes block only once
-/// they are full (it drops a client whose writes block for 100 ms, `writetimeout`): the wait is
-/// short, in small steps. Real (tokio) time on purpose: it waits for the journal's threads,
-/// not for a timer of the session's own.
-///
-/// Known weak point (measured, README "The link's wait"): Asterisk must finish each event's
-/// write within `writetimeout` (100 ms) from its start, and after a pause Linux keeps the
-/// window closed until ~1/16 of the receive buffer is free — one small read does not let the
-/// PBX go on, so in a burst the journal stays behind on, consecutive pauses can block a PBX
-/// write well past 100 ms (760 ms seen with 16 KiB reads). Safe while a burst fits the socket
-/// buffers; `writetimeout = 1000` on the PBX covers the rest until the wait drains the socket
-/// after each pause.
-const STORAGE_WAIT_MAX: Duration = Duration::from_millis(50);
-const STORAGE_WAIT_STEP: Duration = Duration::from_millis(2);
+// The link never waits for the journal (issue 10 item 5): Asterisk drops a manager session
+// whose write blocks longer than `writetimeout` (100 ms by default), and a paused reader lets
+// the kernel's window close on it. The journal makes each record durable in its ring on
+// arrival; what it cannot hold is counted and ledgered there, never pushed back onto the PBX.
 
 /// How one connection ended.
 enum End {
@@ -271,7 +259,6 @@ impl Link {
         }
 
         loop {
-            self.wait_while_storage_catches_up().await;
             buf.reserve(READ_CHUNK);
             let deadline = self.session.next_deadline();
             let wake = tokio::select! {
@@ -324,16 +311,6 @@ impl Link {
                     }
                 }
             }
-        }
-    }
-
-    /// Gives a journal that is behind a burst a moment before reading more records, so they
-    /// wait in the kernel's socket buffers (not in this process's memory, not dropped).
-    async fn wait_while_storage_catches_up(&self) {
-        let mut waited = Duration::ZERO;
-        while waited < STORAGE_WAIT_MAX && self.sink.behind() {
-            tokio::time::sleep(STORAGE_WAIT_STEP).await;
-            waited += STORAGE_WAIT_STEP;
         }
     }
 

@@ -306,6 +306,20 @@ impl JournalHandle {
         JournalReader::open(&self.shared().paths)
     }
 
+    /// The memory queue is three quarters full while the ring and SQLite work: the ring thread
+    /// is behind a burst (a ring full of records waiting for commits), and will catch up. The
+    /// AMI link does NOT ask this (it never stops reading: a paused reader can block the PBX's
+    /// write past Asterisk's `writetimeout`); producers that may wait, such as the wear
+    /// benchmark, can.
+    pub fn behind(&self) -> bool {
+        let s = self.shared();
+        if !s.held.nearly_full() {
+            return false;
+        }
+        let p = s.problems();
+        p.commit.is_none() && p.ring.is_none()
+    }
+
     /// The memory bound was reached: count the record and note it for the gap ledger.
     fn drop_at_bound(&self, record: &CallRecord) {
         let s = self.shared();
@@ -361,17 +375,6 @@ impl RecordSink for JournalHandle {
             at_utc,
             event,
         });
-    }
-
-    /// The memory queue is three quarters full while the ring and SQLite work: the ring thread
-    /// is behind a burst (a ring full of records waiting for commits), and will catch up.
-    fn behind(&self) -> bool {
-        let s = self.shared();
-        if !s.held.nearly_full() {
-            return false;
-        }
-        let p = s.problems();
-        p.commit.is_none() && p.ring.is_none()
     }
 }
 
