@@ -18,7 +18,7 @@ use cdrbox::journal::{JournalPaths, JournalReader};
 /// commit, whatever their size.
 const N: usize = 40;
 /// The bound asserted: the floor (~10 MB), the memory queue (`memory_queue_kb` default 16 MiB),
-/// the commit thread's cache and one commit's read-back (2 + 4 MiB), one record being parsed,
+/// the commit thread's cache and one commit's read-back (1 + 2 MiB), one record being parsed,
 /// encoded and written (~7 + 3 + 3 MB) — with room for the allocator's slack.
 const PEAK_LIMIT_KIB: u64 = 160 * 1024;
 

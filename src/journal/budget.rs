@@ -19,12 +19,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::record::CallRecord;
 
 /// Copies of ring records the commit thread keeps in memory beside the ring: beyond this it
-/// reads them back when their commit comes. ~700 ordinary records; one hostile record of 1 MB
-/// on the wire (~7 MB here) is over it alone, so such records are always read back.
-pub const CACHE_BYTES: u64 = 2 << 20;
+/// reads them back when their commit comes. ~500 ordinary records; one hostile record of 1 MB
+/// on the wire (~7 MB here) is over it alone, so such records are always read back. Small on
+/// purpose: reading back is one `pread` and a binary decode (`payload.rs`), and in a burst
+/// every byte kept here is RSS (the 32 MB goal of the 50,000-CDR row in BENCHMARKS.md).
+pub const CACHE_BYTES: u64 = 1 << 20;
 /// One commit reads back (and holds) at most this many bytes of records, whatever
-/// `COMMIT_CHUNK` allows (always at least one record: a single huge one still commits).
-pub const COMMIT_BYTES: u64 = 4 << 20;
+/// `COMMIT_CHUNK` allows (always at least one record: a single huge one still commits). About
+/// `COMMIT_CHUNK` ordinary records.
+pub const COMMIT_BYTES: u64 = 2 << 20;
 /// One ring turn encodes at most this many bytes of payloads before writing them.
 pub const ENCODE_BYTES: u64 = 1 << 20;
 

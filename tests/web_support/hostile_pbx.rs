@@ -42,8 +42,18 @@ impl HostilePbx {
         Self::with_events(count, Arc::new(move |n| big_cdr(n, bytes)))
     }
 
+    /// `count` events of about `bytes` each, one every `gap` (see [`big_cdr`]).
+    pub fn start_paced(count: usize, bytes: usize, gap: Duration) -> HostilePbx {
+        Self::with_events_paced(count, Arc::new(move |n| big_cdr(n, bytes)), gap)
+    }
+
     /// `count` events made by `make`, sent once per login.
     pub fn with_events(count: usize, make: MakeEvent) -> HostilePbx {
+        Self::with_events_paced(count, make, Duration::ZERO)
+    }
+
+    /// `count` events made by `make`, one every `gap` (back to back for zero), once per login.
+    pub fn with_events_paced(count: usize, make: MakeEvent, gap: Duration) -> HostilePbx {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
@@ -55,7 +65,7 @@ impl HostilePbx {
                     Ok((s, _)) => {
                         let (stop, make) = (stop2.clone(), make.clone());
                         std::thread::spawn(move || {
-                            let _ = session(s, count, &*make, &stop);
+                            let _ = session(s, count, &*make, gap, &stop);
                         });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(20)),
@@ -98,6 +108,7 @@ fn session(
     s: TcpStream,
     count: usize,
     make: &(dyn Fn(usize) -> Vec<u8> + Send + Sync),
+    gap: Duration,
     stop: &AtomicBool,
 ) -> std::io::Result<()> {
     let mut w = s.try_clone()?;
@@ -141,6 +152,9 @@ fn session(
         }
         let event = make(n);
         w.lock().unwrap().write_all(&event)?;
+        if !gap.is_zero() {
+            std::thread::sleep(gap);
+        }
     }
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(100));

@@ -149,7 +149,11 @@ fn spawn_run(wrapper: &[&str], bin: &Path, cfg: &Path) -> Result<Child> {
         .env("RUST_LOG", "error")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(if std::env::var_os("CDRBOX_BENCH_STDERR").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
         .spawn()
         .with_context(|| format!("spawning {}", bin.display()))
 }

@@ -41,6 +41,11 @@ use retention::Policy;
 
 /// Without calls, `last_alive_utc` is still refreshed this often (it dates "box was off" gaps).
 const HEARTBEAT: Duration = Duration::from_secs(15 * 60);
+/// Records waiting for the ring thread from which commits give way to it ([`Writer::yield_to_ring`]):
+/// a burst, not the few records of ordinary traffic.
+const YIELD_BACKLOG: u64 = 256;
+/// How often a commit that gave way looks again (the ring thread's messages wake it sooner).
+const YIELD_POLL: Duration = Duration::from_millis(5);
 
 pub(crate) fn io_err(what: &str, path: &std::path::Path, source: std::io::Error) -> JournalError {
     JournalError::Io {
@@ -389,13 +394,32 @@ impl Writer {
         consider(self.next_retention);
         consider(self.last_commit + HEARTBEAT);
         if let Some(o) = self.oldest_change() {
-            if self.group_full() {
+            if self.yield_to_ring() {
+                consider(now + YIELD_POLL);
+            } else if self.group_full() {
                 consider(now);
             } else {
                 consider(o + self.flush_interval);
             }
         }
         d
+    }
+
+    /// The ring thread has a backlog (records handed over and not yet durable) and the ring
+    /// has room: commits wait, so the ring thread has the CPU and the device to itself. In a
+    /// burst both compete for the same two cores and the same `fsync`s, and the one that makes
+    /// records durable must win — SQLite can catch up from the ring afterwards (measured with
+    /// `cdrbox-bench proc`: commits running beside the ring thread during a 50,000-CDR blast
+    /// took 3.6 s of its 3.7 s; BENCHMARKS.md "RSS in a burst"). Never while memory-only records
+    /// wait (only a commit frees those), once the ring is half full, or while commits fail.
+    fn yield_to_ring(&self) -> bool {
+        let blocks = self.shared.ring_blocks.load(Ordering::SeqCst);
+        let used = self.shared.ring_used_blocks.load(Ordering::SeqCst);
+        self.failing.is_none()
+            && blocks > 0
+            && used * 2 < blocks
+            && self.shared.held.records() >= YIELD_BACKLOG
+            && self.shared.state().memory_only() == 0
     }
 
     /// Records are pending and either `flush_records` of them, or the ring is half full (so it
@@ -431,6 +455,9 @@ impl Writer {
             // Retry even with nothing pending: a successful (meta-only) commit is what clears
             // the alarm.
             return now >= f.next_retry;
+        }
+        if self.yield_to_ring() {
+            return false;
         }
         if self.group_full() {
             return true;
