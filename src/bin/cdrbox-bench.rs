@@ -24,9 +24,13 @@
 //!   records in the journal vs an empty one.
 //! - **qemu**: the `proc` ingest of the aarch64 binary under `qemu-aarch64-static` (emulated),
 //!   if `target/aarch64-unknown-linux-gnu/release/cdrbox` exists.
+//! - **uplink**: the central PostgreSQL uplink (issue 16 item 6) against a throw-away local
+//!   PostgreSQL: one box's records/s, lag at 1 record/s and 100 boxes into one server, each with
+//!   the server's CPU, WAL and table bytes per record beside `psql \copy` of the same rows
+//!   (`cdrbox-bench/uplink.rs`). Needs Debian's `postgresql`; only when asked for by name.
 //!
 //! Usage: `cargo run --release --bin cdrbox-bench -- [--quick]
-//! [decode|ingest|wear|peers|proc|idle|export1m|startup1m|qemu|all]`.
+//! [decode|ingest|wear|peers|proc|idle|export1m|startup1m|qemu|uplink|all]`.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -48,6 +52,8 @@ use cdrbox::sink::RecordSink;
 
 #[path = "cdrbox-bench/peers.rs"]
 mod peers;
+#[path = "cdrbox-bench/uplink.rs"]
+mod uplink;
 #[path = "cdrbox-bench/wear.rs"]
 mod wear;
 
@@ -92,6 +98,9 @@ fn main() -> Result<()> {
     }
     if matches!(section, "qemu" | "all") {
         peers::qemu(quick)?;
+    }
+    if section == "uplink" {
+        uplink::run(quick)?;
     }
     Ok(())
 }
