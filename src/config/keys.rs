@@ -504,6 +504,13 @@ pub const KEYS: &[Key] = &[
         .advanced()
         .restart()
         .help("How long the uplink waits, in milliseconds, when everything is sent (also the first retry delay after an error)."),
+    Key::new("uplink", "batch_timeout_ms", int(1_000, 3_600_000), D::Int(60_000))
+        .unit(Unit::Ms)
+        .label("Give up a batch after")
+        .group("Central PostgreSQL")
+        .advanced()
+        .restart()
+        .help("A connection attempt or one batch that gets no answer from the server for this long is given up and retried (nothing is lost: the batch is sent again). Keeps a link that went silent without a reset from holding the uplink until TCP gives up, minutes later. Raise it for a slow WAN with big batches."),
     Key::new("uplink", "ca_file", Kind::Path, D::Unset)
         .example("\"/etc/cdrbox/company-ca.pem\"")
         .label("Trusted certificate authorities")

@@ -284,6 +284,8 @@ pub struct UplinkConfig {
     pub box_id: String,
     pub batch_records: u32,
     pub interval_ms: u32,
+    /// A connect or batch without an answer for this long is given up and retried.
+    pub batch_timeout_ms: u32,
     /// Extra trusted CAs (PEM) for the central server.
     pub ca_file: Option<PathBuf>,
     /// Retention keeps what the central server has not confirmed.
