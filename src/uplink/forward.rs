@@ -1,23 +1,31 @@
 //! The uplink thread: reads the journal in id order after the uplink watermark, sends each
-//! batch to the central PostgreSQL in ONE transaction of idempotent inserts
-//! (`ON CONFLICT (box_id, pbx, identity) DO NOTHING`), and moves the watermark only after the
+//! batch to the central PostgreSQL in ONE transaction holding ONE multi-row insert (the
+//! batch's columns as arrays, `INSERT … SELECT … FROM unnest(…) ON CONFLICT (box_id, pbx,
+//! identity) DO NOTHING`, explicit column list), and moves the watermark only after the
 //! server's COMMIT returned. So a cut, a crash or a restart of either side at any moment
 //! re-sends at most the unconfirmed batch, and the server keeps each record once.
+//!
+//! The gap ledger travels beside the records: whenever the box's ledger differs from what
+//! this connection last sent, its rows are upserted into `cdrbox_gaps` keyed by (box_id, pbx,
+//! down_at), so a gap that closes (or is filled by an import) later updates its row and a
+//! re-send changes nothing.
 //!
 //! It must not block the links or the journal writer: it runs on its own thread with its own
 //! single-threaded tokio runtime and its own read connection to the journal (the watermark is
 //! one `meta` statement SQLite serialises with the writer's transactions).
 //!
-//! Known limits of this first slice (README: Central PostgreSQL): local retention does not yet
-//! wait for the uplink; a replaced journal file starts its watermark at 0 (the re-send is
-//! harmless: the server ignores rows it has); the gap ledger is not forwarded yet.
+//! Known limits (README: Central PostgreSQL): a replaced journal file starts its watermark at 0
+//! (the re-send is harmless: the server ignores rows it has); two ledger entries of one PBX
+//! that start in the same second share one central row (the newer wins).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Client;
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -27,16 +35,14 @@ use super::tls::{self, TlsError};
 use super::url::{UplinkUrl, UrlError};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::journal::{JournalError, JournalPaths, JournalReader};
+use crate::journal::{Gap, JournalError, JournalPaths, JournalReader};
 use crate::record::CallRecord;
 use crate::status::UplinkStatus;
 
 /// Longest wait between retries after errors (the first retry waits `interval`).
 const MAX_RETRY: Duration = Duration::from_secs(30);
-/// A batch (or the connect + schema check) that takes longer is given up and retried: a link
-/// cut without a reset would otherwise hang the uplink until TCP gives up (minutes).
-const BATCH_TIMEOUT: Duration = Duration::from_secs(60);
-
+/// How often the lag on the status is recounted while waiting to retry.
+const LAG_REFRESH: Duration = Duration::from_secs(1);
 /// `[uplink]`, checked.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -44,6 +50,10 @@ pub struct Settings {
     pub box_id: String,
     pub batch_records: usize,
     pub interval: Duration,
+    /// A batch (or the connect + schema check) that takes longer is given up and retried
+    /// (`[uplink] batch_timeout_ms`): a link cut without a reset would otherwise hang the
+    /// uplink until TCP gives up (minutes).
+    pub batch_timeout: Duration,
     pub ca_file: Option<PathBuf>,
 }
 
@@ -67,6 +77,7 @@ impl Settings {
             box_id,
             batch_records: u.batch_records.max(1) as usize,
             interval: Duration::from_millis(u64::from(u.interval_ms.max(1))),
+            batch_timeout: Duration::from_millis(u64::from(u.batch_timeout_ms.max(1))),
         }))
     }
 }
@@ -94,8 +105,8 @@ enum SendError {
          writes version {SCHEMA_VERSION}): update this box; its records are kept meanwhile"
     )]
     SchemaTooNew { min_writer: i32 },
-    #[error("no answer from the server within {} s", BATCH_TIMEOUT.as_secs())]
-    Timeout,
+    #[error("no answer from the server within {0:?} ([uplink] batch_timeout_ms); retrying")]
+    Timeout(Duration),
 }
 
 /// The server's own words when it sent some (SQLSTATE + message), else the client's chain —
@@ -103,6 +114,20 @@ enum SendError {
 fn server(what: &str) -> impl Fn(tokio_postgres::Error) -> SendError + '_ {
     move |e| {
         let text = match e.as_db_error() {
+            // The server's words are for a DBA; say first what it means for the office.
+            Some(db) if *db.code() == SqlState::DISK_FULL => format!(
+                "the central server's disk is full — its DBA must free space or grow the \
+                 volume; this box keeps every record and sends them once there is room \
+                 (server: {}, SQLSTATE {})",
+                db.message(),
+                db.code().code()
+            ),
+            Some(db) if *db.code() == SqlState::TOO_MANY_CONNECTIONS => format!(
+                "the central server has no free connection (max_connections) — its DBA must \
+                 raise the limit; this box keeps every record (server: {}, SQLSTATE {})",
+                db.message(),
+                db.code().code()
+            ),
             Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
             None => {
                 let mut t = e.to_string();
@@ -213,13 +238,23 @@ async fn run(
         tracing::warn!(target: "cdrbox::uplink", target_url = %st.target, error = %err, "uplink attempt failed");
         st.state = "retrying".into();
         st.last_error = Some(err.to_string());
-        if let Ok(reader) = JournalReader::open(&paths) {
-            let _ = refresh_lag(&reader, &mut st, &clock);
-        }
-        on_status(st.clone());
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = stop.changed() => return,
+        // While waiting (up to 30 s), the lag on the page keeps counting what queues up.
+        let reader = JournalReader::open(&paths).ok();
+        let retry_at = tokio::time::Instant::now() + delay;
+        loop {
+            if let Some(reader) = &reader {
+                let _ = refresh_lag(reader, &mut st, &clock);
+            }
+            on_status(st.clone());
+            let now = tokio::time::Instant::now();
+            if now >= retry_at {
+                break;
+            }
+            let tick = (retry_at - now).min(LAG_REFRESH.max(s.interval));
+            tokio::select! {
+                _ = tokio::time::sleep(tick) => {}
+                _ = stop.changed() => return,
+            }
         }
         delay = (delay * 2).min(MAX_RETRY.max(s.interval));
     }
@@ -252,27 +287,41 @@ async fn session(
             }
         });
         ensure_schema(&mut client, clock.unix()).await?;
-        Ok::<_, SendError>(client)
+        let stmts = Statements::prepare(&client).await?;
+        Ok::<_, SendError>((client, stmts))
     };
-    let mut client = tokio::time::timeout(BATCH_TIMEOUT, connect)
+    let limit = s.batch_timeout;
+    let (mut client, stmts) = tokio::time::timeout(limit, connect)
         .await
-        .map_err(|_| SendError::Timeout)??;
+        .map_err(|_| SendError::Timeout(limit))??;
     let reader = JournalReader::open(paths)?;
+    // The ledger as this connection last had it committed; a new connection sends it all once.
+    let mut gaps_sent: Option<Vec<Gap>> = None;
     loop {
+        let gaps = reader.gaps(None, None)?;
+        if gaps_sent.as_ref() != Some(&gaps) {
+            tokio::time::timeout(limit, send_gaps(&mut client, &s.box_id, &gaps))
+                .await
+                .map_err(|_| SendError::Timeout(limit))??;
+            gaps_sent = Some(gaps);
+        }
         let wm = reader.uplink_watermark()?;
         let batch = reader.records_after_id(wm, s.batch_records)?;
         let Some(&(last, _)) = batch.last() else {
+            // Connected, schema accepted, nothing waiting: an earlier error is over.
             st.state = "up to date".into();
             st.lag_records = 0;
             st.lag_seconds = None;
+            st.last_error = None;
+            *delay = s.interval;
             on_status(st.clone());
             tokio::time::sleep(s.interval).await;
             continue;
         };
         st.state = "sending".into();
-        tokio::time::timeout(BATCH_TIMEOUT, send_batch(&mut client, &s.box_id, &batch))
+        tokio::time::timeout(limit, send_batch(&mut client, &stmts, &s.box_id, &batch))
             .await
-            .map_err(|_| SendError::Timeout)??;
+            .map_err(|_| SendError::Timeout(limit))??;
         // Only now is the batch the server's: the watermark may pass it.
         reader.set_uplink_watermark(last)?;
         st.sent_records += batch.len() as u64;
@@ -364,16 +413,87 @@ async fn ensure_schema(client: &mut Client, now_utc: i64) -> Result<(), SendErro
     Ok(())
 }
 
-const INSERT_CDR: &str = "INSERT INTO cdrbox_cdr (box_id, pbx, identity, seq, unique_id, \
-    linked_id, sequence, account_code, source, destination, destination_context, caller_id, \
-    channel, destination_channel, last_application, last_data, start_time, answer_time, \
-    end_time, start_raw, answer_raw, end_raw, duration, billable_seconds, ring_seconds, \
-    disposition, ama_flags, user_field, direction, queue, agent, custom_fields, record, raw, \
-    origin, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-    $15, $16, to_timestamp($17::bigint), to_timestamp($18::bigint), to_timestamp($19::bigint), \
-    $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32::text::jsonb, \
-    $33::text::jsonb, $34, $35, to_timestamp($36::bigint)) \
-    ON CONFLICT (box_id, pbx, identity) DO NOTHING";
+/// How one `cdrbox_cdr` column is filled from its array in the multi-row insert.
+#[derive(Clone, Copy)]
+enum Cast {
+    /// As sent.
+    Plain,
+    /// Unix seconds → `timestamptz`.
+    Time,
+    /// JSON text → `jsonb`.
+    Json,
+}
+
+/// Every column the box writes, with the array type its values travel in, in the order of
+/// [`Columns::params`]. `box_id` is the statement's first parameter, a scalar; the rest come
+/// one array per column. The list is explicit (the compatibility rule): columns a newer
+/// schema adds get their defaults.
+const CDR_COLUMNS: &[(&str, &str, Cast)] = &[
+    ("pbx", "text", Cast::Plain),
+    ("identity", "bytea", Cast::Plain),
+    ("seq", "int8", Cast::Plain),
+    ("unique_id", "text", Cast::Plain),
+    ("linked_id", "text", Cast::Plain),
+    ("sequence", "int8", Cast::Plain),
+    ("account_code", "text", Cast::Plain),
+    ("source", "text", Cast::Plain),
+    ("destination", "text", Cast::Plain),
+    ("destination_context", "text", Cast::Plain),
+    ("caller_id", "text", Cast::Plain),
+    ("channel", "text", Cast::Plain),
+    ("destination_channel", "text", Cast::Plain),
+    ("last_application", "text", Cast::Plain),
+    ("last_data", "text", Cast::Plain),
+    ("start_time", "int8", Cast::Time),
+    ("answer_time", "int8", Cast::Time),
+    ("end_time", "int8", Cast::Time),
+    ("start_raw", "text", Cast::Plain),
+    ("answer_raw", "text", Cast::Plain),
+    ("end_raw", "text", Cast::Plain),
+    ("duration", "int8", Cast::Plain),
+    ("billable_seconds", "int8", Cast::Plain),
+    ("ring_seconds", "int8", Cast::Plain),
+    ("disposition", "text", Cast::Plain),
+    ("ama_flags", "text", Cast::Plain),
+    ("user_field", "text", Cast::Plain),
+    ("direction", "text", Cast::Plain),
+    ("queue", "text", Cast::Plain),
+    ("agent", "text", Cast::Plain),
+    ("custom_fields", "text", Cast::Json),
+    ("record", "text", Cast::Json),
+    ("raw", "bytea", Cast::Plain),
+    ("origin", "text", Cast::Plain),
+    ("received_at", "int8", Cast::Time),
+];
+
+/// `INSERT INTO cdrbox_cdr (box_id, …) SELECT $1, … FROM unnest($2::text[], …) AS u(…)
+/// ON CONFLICT (box_id, pbx, identity) DO NOTHING`: a whole batch in one statement, one
+/// round trip, whatever its size (a multi-row `VALUES` would hit the 65,535-parameter limit
+/// at 1,820 rows; `batch_records` goes to 10,000).
+fn insert_cdr_sql() -> String {
+    let names: Vec<&str> = CDR_COLUMNS.iter().map(|c| c.0).collect();
+    let arrays: Vec<String> = CDR_COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("${}::{}[]", i + 2, c.1))
+        .collect();
+    let exprs: Vec<String> = CDR_COLUMNS
+        .iter()
+        .map(|(name, _, cast)| match cast {
+            Cast::Plain => format!("u.{name}"),
+            Cast::Time => format!("to_timestamp(u.{name})"),
+            Cast::Json => format!("u.{name}::jsonb"),
+        })
+        .collect();
+    format!(
+        "INSERT INTO cdrbox_cdr (box_id, {}) SELECT $1, {} FROM unnest({}) AS u({}) \
+         ON CONFLICT (box_id, pbx, identity) DO NOTHING",
+        names.join(", "),
+        exprs.join(", "),
+        arrays.join(", "),
+        names.join(", ")
+    )
+}
 
 const UPSERT_BOX: &str = "INSERT INTO cdrbox_boxes (box_id, version, schema_version, \
     last_contact, last_seq, records) VALUES ($1, $2, $3, now(), $4, $5) \
@@ -382,9 +502,36 @@ const UPSERT_BOX: &str = "INSERT INTO cdrbox_boxes (box_id, version, schema_vers
     last_seq = GREATEST(cdrbox_boxes.last_seq, excluded.last_seq), \
     records = cdrbox_boxes.records + excluded.records";
 
+/// Read inside every batch: a DBA who raises `min_writer` stops this box at its next batch,
+/// not at its next reconnect.
+const MIN_WRITER_SQL: &str = "SELECT min_writer FROM cdrbox_schema WHERE component = 'cdrbox'";
+
+/// The batch statements, prepared once per connection (a batch is then BEGIN, three
+/// executes and COMMIT — five round trips whatever its size).
+struct Statements {
+    insert: tokio_postgres::Statement,
+    upsert_box: tokio_postgres::Statement,
+    min_writer: tokio_postgres::Statement,
+}
+
+impl Statements {
+    async fn prepare(client: &Client) -> Result<Statements, SendError> {
+        let what = "cannot prepare the insert (is the central schema current?)";
+        Ok(Statements {
+            insert: client
+                .prepare(&insert_cdr_sql())
+                .await
+                .map_err(server(what))?,
+            upsert_box: client.prepare(UPSERT_BOX).await.map_err(server(what))?,
+            min_writer: client.prepare(MIN_WRITER_SQL).await.map_err(server(what))?,
+        })
+    }
+}
+
 /// One batch in one transaction; returns how many rows were new on the server.
 async fn send_batch(
     client: &mut Client,
+    stmts: &Statements,
     box_id: &str,
     batch: &[(i64, CallRecord)],
 ) -> Result<u64, SendError> {
@@ -392,24 +539,27 @@ async fn send_batch(
         .transaction()
         .await
         .map_err(server("cannot begin a batch"))?;
-    let stmt = tx.prepare(INSERT_CDR).await.map_err(server(
-        "cannot prepare the insert (is the central schema current?)",
-    ))?;
-    let mut added = 0u64;
-    let mut last = 0i64;
-    for (id, r) in batch {
-        let row = Row::of(*id, box_id, r);
-        let params = row.params(r);
-        added += tx
-            .execute(&stmt, &params)
-            .await
-            .map_err(server("cannot insert a record"))?;
-        last = *id;
+    let min_writer: Option<i32> = tx
+        .query_opt(&stmts.min_writer, &[])
+        .await
+        .map_err(server("cannot read the schema version"))?
+        .map(|r| r.get(0));
+    if let Some(min_writer) = min_writer.filter(|m| *m > SCHEMA_VERSION) {
+        // Dropping the transaction rolls it back: nothing of this batch is written.
+        return Err(SendError::SchemaTooNew { min_writer });
     }
+    let cols = Columns::of(batch);
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&box_id];
+    params.extend(cols.params());
+    let added = tx
+        .execute(&stmts.insert, &params)
+        .await
+        .map_err(server("cannot insert the batch"))?;
+    let last = batch.last().map_or(0, |(id, _)| *id);
     let version = env!("CARGO_PKG_VERSION");
     let added_i = i64::try_from(added).unwrap_or(i64::MAX);
     tx.execute(
-        UPSERT_BOX,
+        &stmts.upsert_box,
         &[&box_id, &version, &SCHEMA_VERSION, &last, &added_i],
     )
     .await
@@ -418,85 +568,239 @@ async fn send_batch(
     Ok(added)
 }
 
-/// The values of one `cdrbox_cdr` row that are not plain fields of the record, in the types
-/// the statement binds (`&[u8]` as bytea, text for the jsonb casts).
-struct Row<'a> {
-    box_id: &'a str,
-    seq: i64,
-    identity: &'a [u8],
-    raw: &'a [u8],
-    disposition: &'a str,
-    direction: &'static str,
-    origin: &'static str,
-    start_utc: Option<i64>,
-    answer_utc: Option<i64>,
-    end_utc: Option<i64>,
-    answer_raw: Option<&'a str>,
-    custom: String,
-    record: String,
+/// A batch as one array per column, in the types the statement binds (`&[u8]` as bytea,
+/// `Option` as NULL, text for the jsonb casts).
+struct Columns<'a> {
+    pbx: Vec<&'a str>,
+    identity: Vec<&'a [u8]>,
+    seq: Vec<i64>,
+    unique_id: Vec<&'a str>,
+    linked_id: Vec<Option<&'a str>>,
+    sequence: Vec<Option<i64>>,
+    account_code: Vec<&'a str>,
+    source: Vec<&'a str>,
+    destination: Vec<&'a str>,
+    destination_context: Vec<&'a str>,
+    caller_id: Vec<&'a str>,
+    channel: Vec<&'a str>,
+    destination_channel: Vec<&'a str>,
+    last_application: Vec<&'a str>,
+    last_data: Vec<&'a str>,
+    start_utc: Vec<Option<i64>>,
+    answer_utc: Vec<Option<i64>>,
+    end_utc: Vec<Option<i64>>,
+    start_raw: Vec<&'a str>,
+    answer_raw: Vec<Option<&'a str>>,
+    end_raw: Vec<&'a str>,
+    duration: Vec<i64>,
+    billable_seconds: Vec<i64>,
+    ring_seconds: Vec<i64>,
+    disposition: Vec<&'a str>,
+    ama_flags: Vec<&'a str>,
+    user_field: Vec<&'a str>,
+    direction: Vec<&'static str>,
+    queue: Vec<Option<&'a str>>,
+    agent: Vec<Option<&'a str>>,
+    custom: Vec<String>,
+    record: Vec<String>,
+    raw: Vec<&'a [u8]>,
+    origin: Vec<&'static str>,
+    received_utc: Vec<i64>,
 }
 
-impl<'a> Row<'a> {
-    fn of(id: i64, box_id: &'a str, r: &'a CallRecord) -> Row<'a> {
-        let json = r.to_json();
-        let custom = json
-            .get("customFields")
-            .map_or_else(|| "[]".to_string(), |c| c.to_string());
-        Row {
-            box_id,
-            seq: id,
-            identity: &r.identity[..],
-            raw: &r.raw[..],
-            disposition: r.disposition.as_str(),
-            direction: r.direction.as_str(),
-            origin: r.origin.as_str(),
-            start_utc: r.start.utc,
-            answer_utc: r.answer.as_ref().and_then(|a| a.utc),
-            end_utc: r.end.utc,
-            answer_raw: r.answer.as_ref().map(|a| a.raw.as_str()),
+impl<'a> Columns<'a> {
+    fn of(batch: &'a [(i64, CallRecord)]) -> Columns<'a> {
+        let col = |f: &dyn Fn(&'a CallRecord) -> &'a str| -> Vec<&'a str> {
+            batch.iter().map(|(_, r)| f(r)).collect()
+        };
+        let mut custom = Vec::with_capacity(batch.len());
+        let mut record = Vec::with_capacity(batch.len());
+        for (_, r) in batch {
+            let json = r.to_json();
+            custom.push(
+                json.get("customFields")
+                    .map_or_else(|| "[]".to_string(), |c| c.to_string()),
+            );
+            record.push(json.to_string());
+        }
+        Columns {
+            pbx: col(&|r| &r.pbx),
+            identity: batch.iter().map(|(_, r)| &r.identity[..]).collect(),
+            seq: batch.iter().map(|(id, _)| *id).collect(),
+            unique_id: col(&|r| &r.unique_id),
+            linked_id: batch.iter().map(|(_, r)| r.linked_id.as_deref()).collect(),
+            sequence: batch.iter().map(|(_, r)| r.sequence).collect(),
+            account_code: col(&|r| &r.account_code),
+            source: col(&|r| &r.source),
+            destination: col(&|r| &r.destination),
+            destination_context: col(&|r| &r.destination_context),
+            caller_id: col(&|r| &r.caller_id),
+            channel: col(&|r| &r.channel),
+            destination_channel: col(&|r| &r.destination_channel),
+            last_application: col(&|r| &r.last_application),
+            last_data: col(&|r| &r.last_data),
+            start_utc: batch.iter().map(|(_, r)| r.start.utc).collect(),
+            answer_utc: batch
+                .iter()
+                .map(|(_, r)| r.answer.as_ref().and_then(|a| a.utc))
+                .collect(),
+            end_utc: batch.iter().map(|(_, r)| r.end.utc).collect(),
+            start_raw: col(&|r| &r.start.raw),
+            answer_raw: batch
+                .iter()
+                .map(|(_, r)| r.answer.as_ref().map(|a| a.raw.as_str()))
+                .collect(),
+            end_raw: col(&|r| &r.end.raw),
+            duration: batch.iter().map(|(_, r)| r.duration).collect(),
+            billable_seconds: batch.iter().map(|(_, r)| r.billable_seconds).collect(),
+            ring_seconds: batch.iter().map(|(_, r)| r.ring_seconds).collect(),
+            disposition: col(&|r| r.disposition.as_str()),
+            ama_flags: col(&|r| &r.ama_flags),
+            user_field: col(&|r| &r.user_field),
+            direction: batch.iter().map(|(_, r)| r.direction.as_str()).collect(),
+            queue: batch.iter().map(|(_, r)| r.queue.as_deref()).collect(),
+            agent: batch.iter().map(|(_, r)| r.agent.as_deref()).collect(),
             custom,
-            record: json.to_string(),
+            record,
+            raw: batch.iter().map(|(_, r)| &r.raw[..]).collect(),
+            origin: batch.iter().map(|(_, r)| r.origin.as_str()).collect(),
+            received_utc: batch.iter().map(|(_, r)| r.received_utc).collect(),
         }
     }
 
-    fn params<'b>(&'b self, r: &'b CallRecord) -> Vec<&'b (dyn ToSql + Sync)> {
+    /// `$2 …`, in the order of [`CDR_COLUMNS`].
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
         vec![
-            &self.box_id as &(dyn ToSql + Sync),
-            &r.pbx,
+            &self.pbx,
             &self.identity,
             &self.seq,
-            &r.unique_id,
-            &r.linked_id,
-            &r.sequence,
-            &r.account_code,
-            &r.source,
-            &r.destination,
-            &r.destination_context,
-            &r.caller_id,
-            &r.channel,
-            &r.destination_channel,
-            &r.last_application,
-            &r.last_data,
+            &self.unique_id,
+            &self.linked_id,
+            &self.sequence,
+            &self.account_code,
+            &self.source,
+            &self.destination,
+            &self.destination_context,
+            &self.caller_id,
+            &self.channel,
+            &self.destination_channel,
+            &self.last_application,
+            &self.last_data,
             &self.start_utc,
             &self.answer_utc,
             &self.end_utc,
-            &r.start.raw,
+            &self.start_raw,
             &self.answer_raw,
-            &r.end.raw,
-            &r.duration,
-            &r.billable_seconds,
-            &r.ring_seconds,
+            &self.end_raw,
+            &self.duration,
+            &self.billable_seconds,
+            &self.ring_seconds,
             &self.disposition,
-            &r.ama_flags,
-            &r.user_field,
+            &self.ama_flags,
+            &self.user_field,
             &self.direction,
-            &r.queue,
-            &r.agent,
+            &self.queue,
+            &self.agent,
             &self.custom,
             &self.record,
             &self.raw,
             &self.origin,
-            &r.received_utc,
+            &self.received_utc,
         ]
+    }
+}
+
+/// The whole ledger in one statement, keyed by (box_id, pbx, down_at): a gap that closed or
+/// was filled since updates its row (and `updated_at` moves only when something changed); a
+/// re-send changes nothing. Two entries of one PBX starting in the same second would be one
+/// key: the newer entry is sent (else PostgreSQL refuses to update a row twice).
+const UPSERT_GAPS: &str = "INSERT INTO cdrbox_gaps (box_id, pbx, down_at, up_at, reason, lost, \
+    filled_from, filled_records, filled_at, box_gap_id, updated_at) \
+    SELECT $1, u.pbx, to_timestamp(u.down_utc), to_timestamp(u.up_utc), u.reason, u.lost, \
+    u.filled_from, u.filled_records, to_timestamp(u.filled_utc), u.id, now() \
+    FROM unnest($2::text[], $3::int8[], $4::int8[], $5::text[], $6::int8[], $7::text[], \
+    $8::int8[], $9::int8[], $10::int8[]) \
+    AS u(pbx, down_utc, up_utc, reason, lost, filled_from, filled_records, filled_utc, id) \
+    ON CONFLICT (box_id, pbx, down_at) DO UPDATE SET up_at = excluded.up_at, \
+    reason = excluded.reason, lost = excluded.lost, filled_from = excluded.filled_from, \
+    filled_records = excluded.filled_records, filled_at = excluded.filled_at, \
+    box_gap_id = excluded.box_gap_id, updated_at = now() \
+    WHERE (cdrbox_gaps.up_at, cdrbox_gaps.reason, cdrbox_gaps.lost, cdrbox_gaps.filled_from, \
+    cdrbox_gaps.filled_records, cdrbox_gaps.filled_at, cdrbox_gaps.box_gap_id) \
+    IS DISTINCT FROM (excluded.up_at, excluded.reason, excluded.lost, excluded.filled_from, \
+    excluded.filled_records, excluded.filled_at, excluded.box_gap_id)";
+
+/// Upserts the box's gap ledger (one statement, so all of it or nothing).
+async fn send_gaps(client: &mut Client, box_id: &str, gaps: &[Gap]) -> Result<(), SendError> {
+    let mut by_key: HashMap<(&str, i64), &Gap> = HashMap::new();
+    for g in gaps {
+        let newer = by_key
+            .get(&(g.pbx.as_str(), g.down_utc))
+            .is_none_or(|had| had.id < g.id);
+        if newer {
+            by_key.insert((g.pbx.as_str(), g.down_utc), g);
+        }
+    }
+    if by_key.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<&Gap> = by_key.into_values().collect();
+    let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let pbx: Vec<&str> = rows.iter().map(|g| g.pbx.as_str()).collect();
+    let down: Vec<i64> = rows.iter().map(|g| g.down_utc).collect();
+    let up: Vec<Option<i64>> = rows.iter().map(|g| g.up_utc).collect();
+    let reason: Vec<&str> = rows.iter().map(|g| g.reason.as_str()).collect();
+    let lost: Vec<i64> = rows.iter().map(|g| int(g.lost)).collect();
+    let filled_from: Vec<Option<&str>> = rows.iter().map(|g| g.filled_from.as_deref()).collect();
+    let filled_records: Vec<i64> = rows.iter().map(|g| int(g.filled_records)).collect();
+    let filled_utc: Vec<Option<i64>> = rows.iter().map(|g| g.filled_utc).collect();
+    let id: Vec<i64> = rows.iter().map(|g| g.id).collect();
+    client
+        .execute(
+            UPSERT_GAPS,
+            &[
+                &box_id,
+                &pbx,
+                &down,
+                &up,
+                &reason,
+                &lost,
+                &filled_from,
+                &filled_records,
+                &filled_utc,
+                &id,
+            ],
+        )
+        .await
+        .map_err(server("cannot store the gap ledger in cdrbox_gaps"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_insert_names_every_column_once_and_binds_one_array_per_column() {
+        let sql = insert_cdr_sql();
+        let cols = Columns::of(&[]);
+        // $1 is box_id; one array parameter per remaining column.
+        assert_eq!(cols.params().len(), CDR_COLUMNS.len());
+        assert!(sql.contains(&format!("${}::int8[]", CDR_COLUMNS.len() + 1)));
+        assert!(!sql.contains(&format!("${}", CDR_COLUMNS.len() + 2)));
+        let list = sql
+            .split_once('(')
+            .and_then(|(_, rest)| rest.split_once(')'))
+            .map(|(l, _)| l)
+            .unwrap_or_default();
+        let names: Vec<&str> = list.split(", ").collect();
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "a column twice in {list}");
+        for must in ["box_id", "identity", "record", "raw", "received_at"] {
+            assert!(names.contains(&must), "{must} missing from {list}");
+        }
+        assert!(sql.ends_with("ON CONFLICT (box_id, pbx, identity) DO NOTHING"));
     }
 }

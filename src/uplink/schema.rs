@@ -21,9 +21,12 @@
 //! identities. Months are PBX-local (the office's month, whatever the server's zone). Records
 //! whose StartTime did not parse (time key 0), and any month whose partition does not exist
 //! yet, land in `cdrbox_cdr_default`: nothing is ever refused.
+//!
+//! Versions: 1 — the tables and views; 2 — `cdrbox_gaps` gets the ledger's lost count and
+//! fill (the boxes forward their gap ledger from version 2 on).
 
 /// The schema version this cdrbox writes (and creates).
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// The oldest schema version whose boxes may write to a database of [`SCHEMA_VERSION`].
 pub const MIN_WRITER: i32 = 1;
@@ -34,7 +37,7 @@ pub const ADVISORY_LOCK: i64 = 0x6364_7262_6f78;
 
 /// Migration `i` brings a database from schema version i to i + 1 (0 = nothing there yet).
 /// Each runs in one transaction together with the version update.
-pub const MIGRATIONS: &[&str] = &[MIGRATION_1];
+pub const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
 
 const MIGRATION_1: &str = r#"
 CREATE TABLE IF NOT EXISTS cdrbox_schema (
@@ -149,6 +152,21 @@ SELECT b.box_id,
        b.records,
        (SELECT count(*) FROM cdrbox_gaps g WHERE g.box_id = b.box_id AND g.up_at IS NULL) AS open_gaps
 FROM cdrbox_boxes b;
+"#;
+
+/// Version 2 (only adds, like every version): what `cdrbox_gaps` needs to hold a box's gap
+/// ledger entry whole — the records known lost, and where an import filled the interval from.
+const MIGRATION_2: &str = r#"
+ALTER TABLE cdrbox_gaps ADD COLUMN IF NOT EXISTS lost bigint NOT NULL DEFAULT 0;
+ALTER TABLE cdrbox_gaps ADD COLUMN IF NOT EXISTS filled_from text;
+ALTER TABLE cdrbox_gaps ADD COLUMN IF NOT EXISTS filled_records bigint NOT NULL DEFAULT 0;
+ALTER TABLE cdrbox_gaps ADD COLUMN IF NOT EXISTS filled_at timestamptz;
+ALTER TABLE cdrbox_gaps ADD COLUMN IF NOT EXISTS box_gap_id bigint;
+COMMENT ON COLUMN cdrbox_gaps.down_at IS 'start of the interval (box clock); with box_id and pbx the key';
+COMMENT ON COLUMN cdrbox_gaps.lost IS 'records the box knows it dropped in the interval (memory bound); 0 for a link that was down';
+COMMENT ON COLUMN cdrbox_gaps.filled_from IS 'master-csv | cdr-db when an import covered the interval; NULL while open';
+COMMENT ON COLUMN cdrbox_gaps.filled_records IS 'records that import added inside the interval';
+COMMENT ON COLUMN cdrbox_gaps.box_gap_id IS 'the row id in the box''s own ledger (for support; restarts with a new journal file)';
 "#;
 
 /// The SQL that records a schema version (run in the same transaction as its migration).
