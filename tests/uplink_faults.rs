@@ -11,7 +11,6 @@
 mod fault_proxy;
 mod uplink_support;
 
-use std::process::Child;
 use std::time::Duration;
 
 use fault_proxy::{Cut, FaultProxy, Mode};
@@ -19,19 +18,9 @@ use uplink_support::cli_support::box_process::{terminate, RunningBox};
 use uplink_support::cli_support::free_port;
 use uplink_support::postgres::Postgres;
 use uplink_support::{
-    assert_central_is_union, box_export, central, count, poll, url, SimPbx, UplinkBox,
-    ROLE_PASSWORD,
+    box_export, central, count, has_alarm, last_error, poll, running, settle, url, SimPbx,
+    UplinkBox, LONG, ROLE_PASSWORD,
 };
-
-const LONG: Duration = Duration::from_secs(240);
-
-/// Stopped with SIGTERM on drop, so a failed assertion leaves no box running.
-fn running(b: &UplinkBox, child: Child) -> RunningBox {
-    RunningBox {
-        child,
-        config: b.config.clone(),
-    }
-}
 
 /// A proxy in front of the server; its runtime lives as long as the test holds it.
 fn proxy_to(pg: &Postgres) -> (tokio::runtime::Runtime, FaultProxy) {
@@ -42,58 +31,6 @@ fn proxy_to(pg: &Postgres) -> (tokio::runtime::Runtime, FaultProxy) {
         .unwrap();
     let proxy = rt.block_on(FaultProxy::start(([127, 0, 0, 1], pg.port).into(), 16));
     (rt, proxy)
-}
-
-fn count_of(pg: &Postgres, box_id: &str) -> u64 {
-    pg.try_psql(
-        "cdr",
-        &format!("SELECT count(*) FROM cdrbox_cdr WHERE box_id = '{box_id}'"),
-    )
-    .map_or(0, |out| out.trim().parse().unwrap_or(0))
-}
-
-/// The end of every test. A PBX of `cdrbox sim-pbx --calls N` makes more than N records
-/// (transfers, queues) and never says it is done, so: the PBXs stop, each box stops cleanly
-/// (its journal is then final: the export is the truth), then runs once more without calls
-/// until the server holds all of it; the central table must be the union of the exports.
-fn settle(pg: &Postgres, sims: Vec<SimPbx>, runs: Vec<(&UplinkBox, RunningBox)>) {
-    drop(sims);
-    let mut last = Vec::new();
-    for (b, mut run) in runs {
-        let exit = terminate(&mut run.child);
-        assert!(exit.success(), "SIGTERM exit {exit:?}: {}", b.log_tail());
-        let on_box = box_export(&b.config).len() as u64;
-        last.push((b, on_box, running(b, b.start())));
-    }
-    for (b, on_box, _) in &last {
-        poll("every record of the box on the server", LONG, || {
-            count_of(pg, &b.box_id) == *on_box
-        });
-        poll("up to date on /api/status", LONG, || {
-            let st = b.status();
-            st["uplink"]["lag_records"] == 0 && st["uplink"]["state"] == "up to date"
-        });
-    }
-    let boxes: Vec<&UplinkBox> = last.iter().map(|(b, _, _)| *b).collect();
-    for (b, _, mut run) in last {
-        let exit = terminate(&mut run.child);
-        assert!(exit.success(), "SIGTERM exit {exit:?}: {}", b.log_tail());
-    }
-    assert_central_is_union(pg, &boxes);
-}
-
-/// The uplink's `last_error` on `/api/status` (empty when none).
-fn last_error(b: &UplinkBox) -> String {
-    b.status()["uplink"]["last_error"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn has_alarm(b: &UplinkBox, code: &str) -> bool {
-    b.status()["alarms"]
-        .as_array()
-        .is_some_and(|a| a.iter().any(|x| x["code"] == code))
 }
 
 /// A box whose every answer from the server is held back up to 150 ms by the fault proxy: a

@@ -15,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use box_process::{free_port, spawn_run, terminate, wait, BoxConfig, RunningBox};
+use cdrbox::uplink::schema::{MIN_WRITER, SCHEMA_VERSION};
 use postgres::Postgres;
 
 const ROLE_PASSWORD: &str = "upl1nk-s3cret";
@@ -240,7 +241,7 @@ fn every_record_reaches_postgres_once_through_a_server_restart() {
         "cdrbox_boxes row"
     );
     let schema = pg.psql("cdr", "SELECT version, min_writer FROM cdrbox_schema");
-    assert_eq!(schema.trim(), "1|1");
+    assert_eq!(schema.trim(), format!("{SCHEMA_VERSION}|{MIN_WRITER}"));
 }
 
 #[test]
@@ -258,7 +259,7 @@ fn uplink_schema_is_what_the_box_writes_into() {
     pg.psql("cdr", &format!("SET ROLE cdrbox;\n{sql}"));
     assert_eq!(
         pg.psql("cdr", "SELECT version FROM cdrbox_schema").trim(),
-        "1"
+        SCHEMA_VERSION.to_string()
     );
     let months = pg.psql(
         "cdr",

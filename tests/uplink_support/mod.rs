@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cli_support::box_process::{set_password, spawn_run, BoxConfig};
+use cli_support::box_process::{set_password, spawn_run, terminate, BoxConfig, RunningBox};
 use cli_support::PASS;
 use postgres::Postgres;
 
@@ -143,6 +143,21 @@ impl UplinkBox {
     }
 }
 
+/// A box `box_id` in `dir` on its own PBX (`rate` calls/s, calls of `seed`, far more than a
+/// test waits for), writing to `pg` in batches of 25: (the PBX's port, the PBX, the box).
+pub fn office(
+    pg: &Postgres,
+    dir: &Path,
+    box_id: &str,
+    rate: &str,
+    seed: u64,
+) -> (u16, SimPbx, UplinkBox) {
+    let sim_port = cli_support::free_port();
+    let sim = SimPbx::seeded(sim_port, rate, 100_000, seed);
+    let b = UplinkBox::new(dir, sim_port, &url(pg.port, ROLE_PASSWORD), box_id, 25);
+    (sim_port, sim, b)
+}
+
 /// Polls `cond` every 250 ms (psql and the export are processes: a tighter poll would eat the
 /// shared machine); fails naming `what` after `limit`.
 pub fn poll(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
@@ -243,4 +258,69 @@ pub fn assert_central_is_union(pg: &Postgres, boxes: &[&UplinkBox]) {
         first_diff.is_none(),
         "the server's records differ from the boxes' exports at {first_diff:?}"
     );
+}
+
+/// How long a poll of the uplink tests waits (a shared, loaded machine).
+pub const LONG: Duration = Duration::from_secs(240);
+
+/// Stopped with SIGTERM on drop, so a failed assertion leaves no box running.
+pub fn running(b: &UplinkBox, child: Child) -> RunningBox {
+    RunningBox {
+        child,
+        config: b.config.clone(),
+    }
+}
+
+/// Rows of `box_id` in `cdrbox_cdr`; 0 before the box created it.
+pub fn count_of(pg: &Postgres, box_id: &str) -> u64 {
+    pg.try_psql(
+        "cdr",
+        &format!("SELECT count(*) FROM cdrbox_cdr WHERE box_id = '{box_id}'"),
+    )
+    .map_or(0, |out| out.trim().parse().unwrap_or(0))
+}
+
+/// The end of every test. A PBX of `cdrbox sim-pbx --calls N` makes more than N records
+/// (transfers, queues) and never says it is done, so: the PBXs stop, each box stops cleanly
+/// (its journal is then final: the export is the truth), then runs once more without calls
+/// until the server holds all of it; the central table must be the union of the exports.
+pub fn settle(pg: &Postgres, sims: Vec<SimPbx>, runs: Vec<(&UplinkBox, RunningBox)>) {
+    drop(sims);
+    let mut last = Vec::new();
+    for (b, mut run) in runs {
+        let exit = terminate(&mut run.child);
+        assert!(exit.success(), "SIGTERM exit {exit:?}: {}", b.log_tail());
+        let on_box = box_export(&b.config).len() as u64;
+        last.push((b, on_box, running(b, b.start())));
+    }
+    for (b, on_box, _) in &last {
+        poll("every record of the box on the server", LONG, || {
+            count_of(pg, &b.box_id) == *on_box
+        });
+        poll("up to date on /api/status", LONG, || {
+            let st = b.status();
+            st["uplink"]["lag_records"] == 0 && st["uplink"]["state"] == "up to date"
+        });
+    }
+    let boxes: Vec<&UplinkBox> = last.iter().map(|(b, _, _)| *b).collect();
+    for (b, _, mut run) in last {
+        let exit = terminate(&mut run.child);
+        assert!(exit.success(), "SIGTERM exit {exit:?}: {}", b.log_tail());
+    }
+    assert_central_is_union(pg, &boxes);
+}
+
+/// The uplink's `last_error` on `/api/status` (empty when none).
+pub fn last_error(b: &UplinkBox) -> String {
+    b.status()["uplink"]["last_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Whether `/api/status` lists the alarm `code`.
+pub fn has_alarm(b: &UplinkBox, code: &str) -> bool {
+    b.status()["alarms"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|x| x["code"] == code))
 }
