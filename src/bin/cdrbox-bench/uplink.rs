@@ -353,6 +353,7 @@ fn uplink(server: &Server, paths: JournalPaths, box_id: &str) -> Result<(Uplink,
         box_id: box_id.to_string(),
         batch_records: BATCH,
         interval: INTERVAL,
+        batch_timeout: Duration::from_secs(60),
         ca_file: None,
     };
     let u = Uplink::spawn(settings, paths, on_status, Clock::system())?;
