@@ -346,6 +346,7 @@ fn bad_parameters_get_400_naming_the_parameter() {
         ("/api/calls?colour=red", "colour"),
         ("/api/stats?sla=forever", "sla"),
         ("/api/stats?from=tomorrow", "from"),
+        ("/api/stats?trend=fortnight", "trend"),
         ("/export.csv?profile=lotus123", "profile"),
         ("/export.csv?limit=5", "limit"),
         ("/export.ndjson?maxDuration=x", "maxDuration"),
@@ -730,6 +731,31 @@ fn stats_status_setup_help_and_display() {
     assert_eq!(s["hourly"].as_array().unwrap().len(), 24);
     assert_eq!(s["hourly"][10]["calls"], 10);
     assert_eq!(s["slaSeconds"], 20);
+    // Issue 13 item 3: one day's range is a trend by hour unless the request says otherwise,
+    // and the trend counts every call of the range once.
+    assert_eq!(s["trendBucket"], "hour");
+    let trend_calls = |s: &serde_json::Value| -> u64 {
+        s["trend"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["calls"].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(trend_calls(&s), 10);
+    let by_day = body_json(&f.app.handle(
+        &as_admin(req(
+            "GET",
+            "/api/stats?from=2026-11-22&to=2026-11-22&trend=day",
+        )),
+        NOW,
+    ));
+    assert_eq!(by_day["trendBucket"], "day");
+    assert_eq!(by_day["trend"][0]["start"], "2026-11-22");
+    assert_eq!(trend_calls(&by_day), 10);
+    for list in ["topCallers", "topDestinations"] {
+        assert!(s[list].is_array(), "{list}: {s}");
+    }
     let st = body_json(&f.app.handle(&as_admin(req("GET", "/api/status")), NOW));
     assert_eq!(st["box_name"], "test-box");
     assert_eq!(st["recentGaps"][0]["reason"], "connection refused");

@@ -11,6 +11,14 @@
 //! back* when, within the callback window after it started, a call is placed to that number
 //! (outbound or internal, answered or not: someone tried) or a call from it is answered (they
 //! got through). Kept per number in start order, pruned as the range streams by.
+//!
+//! Supervisor views (issue 13, item 3), all by call and over the whole range: a trend in
+//! hour/day/week/month buckets of the PBX's local time (a call in the bucket of its first CDR's
+//! start); the top inbound callers and outbound destinations by number; per queue, abandoned
+//! calls by how long the caller waited; per agent, calls offered and answered (one call ringing
+//! an agent twice is one offer) and so an answer rate. Memory stays bounded as for names: at most
+//! [`MAX_NUMBERS`] numbers per list (the rest under [`OTHER`]) and [`MAX_TREND_BUCKETS`] trend
+//! buckets (beyond, the buckets coarsen: hours to days, days to months, and the answer says so).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -34,8 +42,22 @@ pub const DEFAULT_CALLBACK_SECONDS: i64 = 3600;
 const MISSED_LISTED: usize = 500;
 /// Missed calls tracked for callbacks over one range; beyond, they are counted only.
 const MISSED_TRACKED: usize = 20_000;
-/// Where agents and queues beyond [`MAX_NAMES`] are counted.
+/// Where agents, queues and numbers beyond their bound are counted.
 pub const OTHER: &str = "(other)";
+/// Distinct numbers counted for the top callers and, apart, the top destinations: an office's
+/// regular callers fit many times over, a flood of one-off numbers cannot grow memory.
+pub const MAX_NUMBERS: usize = 5000;
+/// Numbers listed in `topCallers` and `topDestinations`.
+const TOP_LISTED: usize = 10;
+/// Trend buckets kept while the range streams by (and points filled in between at the end):
+/// 5000 hours are 208 days, 5000 days 13 years.
+pub const MAX_TREND_BUCKETS: usize = 5000;
+/// Distinct agents remembered per call to count offers by call; a call ringing more agents
+/// than this (a huge ring-all) counts each further agent's CDRs as offers of their own.
+const AGENTS_PER_CALL: usize = 64;
+/// Upper bounds (exclusive, seconds) of the abandoned-by-wait buckets; the last bucket is
+/// open: < 10 s, 10–30 s, 30–60 s, 1–2 min, ≥ 2 min.
+pub const ABANDON_WAIT_LIMITS: [i64; 4] = [10, 30, 60, 120];
 
 /// `s` cut to [`NAME_BYTES`] at a character boundary.
 fn bounded(s: &str) -> String {
@@ -51,10 +73,15 @@ fn bounded_to(s: &str, max: usize) -> String {
     s[..end].to_string()
 }
 
-/// The map key for `name`: itself (bounded), or [`OTHER`] once the map is full.
+/// The map key for `name`: itself (bounded), or [`OTHER`] once the map holds [`MAX_NAMES`].
 fn name_key<V>(map: &BTreeMap<String, V>, name: &str) -> String {
+    key_within(map, name, MAX_NAMES)
+}
+
+/// The map key for `name`: itself (bounded), or [`OTHER`] once the map holds `max` keys.
+fn key_within<V>(map: &BTreeMap<String, V>, name: &str, max: usize) -> String {
     let name = bounded(name);
-    if map.len() >= MAX_NAMES && !map.contains_key(&name) {
+    if map.len() >= max && !map.contains_key(&name) {
         OTHER.to_string()
     } else {
         name
@@ -80,6 +107,109 @@ pub struct AgentStats {
     pub talk_seconds: i64,
     pub avg_talk_seconds: Option<f64>,
     pub avg_ring_seconds: Option<f64>,
+    /// Calls that rang this agent (a call ringing the agent twice counts once).
+    pub offered_calls: u64,
+    /// Of those, the calls this agent answered.
+    pub answered_calls: u64,
+    /// `answered_calls ÷ offered_calls`.
+    pub answer_rate: Option<f64>,
+}
+
+/// Abandoned queue calls whose wait was `min_seconds ≤ wait < max_seconds` (no upper bound for
+/// the last bucket).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitBucket {
+    pub min_seconds: i64,
+    pub max_seconds: Option<i64>,
+    pub abandoned: u64,
+}
+
+/// The wait buckets of [`ABANDON_WAIT_LIMITS`], all empty.
+fn wait_buckets() -> Vec<WaitBucket> {
+    let mut lower = 0;
+    let mut out = Vec::with_capacity(ABANDON_WAIT_LIMITS.len() + 1);
+    for &upper in &ABANDON_WAIT_LIMITS {
+        out.push(WaitBucket {
+            min_seconds: lower,
+            max_seconds: Some(upper),
+            abandoned: 0,
+        });
+        lower = upper;
+    }
+    out.push(WaitBucket {
+        min_seconds: lower,
+        max_seconds: None,
+        abandoned: 0,
+    });
+    out
+}
+
+/// The size of a trend bucket, in the PBX's local calendar (weeks start on Monday).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Bucket {
+    Hour,
+    #[default]
+    Day,
+    Week,
+    Month,
+}
+
+impl Bucket {
+    /// The request's spelling (`trend=`); `None` for `auto` or anything else.
+    pub fn parse(s: &str) -> Option<Bucket> {
+        match s {
+            "hour" => Some(Bucket::Hour),
+            "day" => Some(Bucket::Day),
+            "week" => Some(Bucket::Week),
+            "month" => Some(Bucket::Month),
+            _ => None,
+        }
+    }
+
+    /// The bucket a range of `seconds` reads best in: up to 2 days by hour, up to 62 days by
+    /// day, up to a year by week, then by month (a chart of 24–60 bars, never thousands).
+    pub fn for_span(seconds: i64) -> Bucket {
+        const DAY: i64 = 86_400;
+        if seconds <= 2 * DAY {
+            Bucket::Hour
+        } else if seconds <= 62 * DAY {
+            Bucket::Day
+        } else if seconds <= 366 * DAY {
+            Bucket::Week
+        } else {
+            Bucket::Month
+        }
+    }
+}
+
+/// One bucket of the trend.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrendPoint {
+    /// The bucket's first local hour or day: `2026-12-01 10:00` (hour), `2026-12-01` (day;
+    /// week: its Monday), `2026-12` (month).
+    pub start: String,
+    pub calls: u64,
+    pub answered: u64,
+    pub missed: u64,
+    pub talk_seconds: i64,
+}
+
+/// Calls from (top callers) or to (top destinations) one number.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NumberStats {
+    /// The number, or [`OTHER`] for the numbers beyond [`MAX_NUMBERS`]; empty when the PBX
+    /// gave none.
+    pub number: String,
+    /// The caller's name from CallerID (its first call's), for callers only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub calls: u64,
+    pub answered: u64,
+    pub talk_seconds: i64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -96,6 +226,9 @@ pub struct QueueStats {
     pub abandon_rate: Option<f64>,
     /// Mean wait before answer or hang-up.
     pub avg_wait_seconds: Option<f64>,
+    /// Abandoned calls by how long the caller waited (the longest CDR of the call), in the
+    /// buckets of [`ABANDON_WAIT_LIMITS`]; they sum to `abandoned`.
+    pub abandoned_by_wait: Vec<WaitBucket>,
 }
 
 /// A missed inbound call and whether its number was called back.
@@ -146,16 +279,34 @@ pub struct Stats {
     pub missed_calls: Vec<MissedCall>,
     /// True when the range held more missed calls than could be tracked for callbacks.
     pub missed_truncated: bool,
+    /// The bucket size of `trend`: the request's, else chosen from the range's length (see
+    /// [`Bucket::for_span`]), coarser when the range held more than [`MAX_TREND_BUCKETS`].
+    pub trend_bucket: Bucket,
+    /// Calls per bucket, oldest first, from the first call's bucket to the last's (empty
+    /// buckets included while at most [`MAX_TREND_BUCKETS`]).
+    pub trend: Vec<TrendPoint>,
+    /// Inbound calls by the caller's number, most calls first ([`TOP_LISTED`] at most).
+    pub top_callers: Vec<NumberStats>,
+    /// Outbound calls by the number dialled, most calls first ([`TOP_LISTED`] at most).
+    pub top_destinations: Vec<NumberStats>,
+    /// True when a list met more than [`MAX_NUMBERS`] numbers: the rest count as [`OTHER`].
+    pub numbers_truncated: bool,
 }
 
 #[derive(Debug, Default)]
 struct CallAcc {
     hour: u8,
+    /// The first record's start as local wall-clock seconds (for the trend).
+    local_start: i64,
     first_start: i64,
     last_start: i64,
     pbx: String,
     /// Number and name of the first record's caller, when the call came in.
     inbound: Option<(String, String)>,
+    /// The number the first record dialled, when the call went out.
+    outbound: Option<String>,
+    /// Agents rung by this call so far, and whether each answered (offers counted by call).
+    agents: Vec<(String, bool)>,
     busy: bool,
     failed: bool,
     answered: bool,
@@ -171,6 +322,87 @@ struct AgentAcc {
     answered: u64,
     talk: i64,
     ring: i64,
+    offered_calls: u64,
+    answered_calls: u64,
+}
+
+#[derive(Debug, Default)]
+struct TrendAcc {
+    calls: u64,
+    answered: u64,
+    missed: u64,
+    talk: i64,
+}
+
+#[derive(Debug, Default)]
+struct NumberAcc {
+    name: Option<String>,
+    calls: u64,
+    answered: u64,
+    talk: i64,
+}
+
+/// Days since 1970-01-01 → (year, month 1–12, day 1–31), proleptic Gregorian (Howard
+/// Hinnant's `civil_from_days`: exact for every day an `i64` of seconds can name).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Trend buckets are numbered per size: hours and days since the epoch (local), weeks by their
+/// Monday's day number, months as `year × 12 + month − 1`.
+fn day_to(bucket: Bucket, day: i64) -> i64 {
+    match bucket {
+        Bucket::Hour | Bucket::Day => day,
+        // 1970-01-01 was a Thursday: three days after a Monday.
+        Bucket::Week => day - (day + 3).rem_euclid(7),
+        Bucket::Month => {
+            let (y, m, _) = civil_from_days(day);
+            y * 12 + m - 1
+        }
+    }
+}
+
+/// Bucket `key` of size `from` as the bucket of size `to` holding it (`to` no finer than
+/// `from`; weeks are only made from days and hours).
+fn coarser(key: i64, from: Bucket, to: Bucket) -> i64 {
+    if from == to {
+        return key;
+    }
+    let day = match from {
+        Bucket::Hour => key.div_euclid(24),
+        _ => key,
+    };
+    day_to(to, day)
+}
+
+/// The next bucket's number.
+fn next_bucket(bucket: Bucket, key: i64) -> i64 {
+    if bucket == Bucket::Week {
+        key + 7
+    } else {
+        key + 1
+    }
+}
+
+/// How a bucket is shown: see [`TrendPoint::start`].
+fn bucket_label(bucket: Bucket, key: i64) -> String {
+    let ymd = |day: i64| {
+        let (y, m, d) = civil_from_days(day);
+        format!("{y:04}-{m:02}-{d:02}")
+    };
+    match bucket {
+        Bucket::Hour => format!("{} {:02}:00", ymd(key.div_euclid(24)), key.rem_euclid(24)),
+        Bucket::Day | Bucket::Week => ymd(key),
+        Bucket::Month => format!("{:04}-{:02}", key.div_euclid(12), key.rem_euclid(12) + 1),
+    }
 }
 
 /// Feeds records in, [`StatsBuilder::finish`] gives [`Stats`].
@@ -191,6 +423,14 @@ pub struct StatsBuilder {
     /// (PBX, number) → missed calls not yet called back, still inside their window.
     waiting: HashMap<(String, String), Vec<usize>>,
     missed: Vec<MissedCall>,
+    /// The bucket size asked for; `None`: chosen at the end from the calls' span.
+    trend_want: Option<Bucket>,
+    /// The size `trend` is kept in: hours while hours may be wanted, else days; coarser once
+    /// [`MAX_TREND_BUCKETS`] are met.
+    trend_kept: Bucket,
+    trend: BTreeMap<i64, TrendAcc>,
+    callers: BTreeMap<String, NumberAcc>,
+    destinations: BTreeMap<String, NumberAcc>,
 }
 
 impl StatsBuilder {
@@ -218,7 +458,24 @@ impl StatsBuilder {
             contacts: HashMap::new(),
             waiting: HashMap::new(),
             missed: Vec::new(),
+            trend_want: None,
+            trend_kept: Bucket::Hour,
+            trend: BTreeMap::new(),
+            callers: BTreeMap::new(),
+            destinations: BTreeMap::new(),
         }
+    }
+
+    /// The trend's bucket size; `None` chooses from the span of the calls seen (the route
+    /// chooses from the filter's range when it has both ends).
+    pub fn with_trend(mut self, bucket: Option<Bucket>) -> Self {
+        self.trend_want = bucket;
+        // Weeks and months are folded from days at the end; hours only if they may be wanted.
+        self.trend_kept = match bucket {
+            None | Some(Bucket::Hour) => Bucket::Hour,
+            Some(_) => Bucket::Day,
+        };
+        self
     }
 
     /// The callback window (seconds after a missed call's start).
@@ -238,11 +495,13 @@ impl StatsBuilder {
         self.note_contact(r, start);
         let call = self.open.entry(key).or_insert_with(|| CallAcc {
             hour,
+            local_start: start.saturating_add(i64::from(r.start.offset_seconds)),
             first_start: start,
             last_start: start,
             pbx: bounded(&r.pbx),
             inbound: (r.direction == Direction::Inbound)
                 .then(|| (bounded(&r.source), bounded(&r.caller_name()))),
+            outbound: (r.direction == Direction::Outbound).then(|| bounded(&r.destination)),
             ..Default::default()
         });
         call.busy |= r.disposition == Disposition::Busy;
@@ -261,12 +520,29 @@ impl StatsBuilder {
         }
         if let Some(agent) = r.agent.as_deref().filter(|a| !a.is_empty()) {
             let key = name_key(&self.agents, agent);
-            let a = self.agents.entry(key).or_default();
+            let a = self.agents.entry(key.clone()).or_default();
             a.offered += 1;
             if answered {
                 a.answered += 1;
                 a.talk += r.billable_seconds;
                 a.ring += r.ring_seconds;
+            }
+            // By call: a queue ringing the agent again (retry) is the same offer, and the
+            // agent answering it once is one answered call.
+            match call.agents.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, took)) => {
+                    if answered && !*took {
+                        *took = true;
+                        a.answered_calls += 1;
+                    }
+                }
+                None => {
+                    a.offered_calls += 1;
+                    a.answered_calls += u64::from(answered);
+                    if call.agents.len() < AGENTS_PER_CALL {
+                        call.agents.push((key, answered));
+                    }
+                }
             }
         }
         if start.saturating_sub(self.last_sweep) > 600 {
@@ -367,7 +643,67 @@ impl StatsBuilder {
         }
     }
 
+    /// Counts a closed call in its trend bucket, coarsening the kept buckets once there are
+    /// too many.
+    fn count_trend(&mut self, c: &CallAcc) {
+        let key = match self.trend_kept {
+            Bucket::Hour => c.local_start.div_euclid(3600),
+            kept => day_to(kept, c.local_start.div_euclid(86_400)),
+        };
+        let t = self.trend.entry(key).or_default();
+        t.calls += 1;
+        if c.answered {
+            t.answered += 1;
+            t.talk += c.talk;
+        } else {
+            t.missed += 1;
+        }
+        while self.trend.len() > MAX_TREND_BUCKETS && self.trend_kept != Bucket::Month {
+            let from = self.trend_kept;
+            let to = if from == Bucket::Hour {
+                Bucket::Day
+            } else {
+                Bucket::Month
+            };
+            let mut merged: BTreeMap<i64, TrendAcc> = BTreeMap::new();
+            for (k, t) in std::mem::take(&mut self.trend) {
+                let m = merged.entry(coarser(k, from, to)).or_default();
+                m.calls += t.calls;
+                m.answered += t.answered;
+                m.missed += t.missed;
+                m.talk += t.talk;
+            }
+            self.trend = merged;
+            self.trend_kept = to;
+        }
+    }
+
+    /// Counts a closed call for its number (the caller's when it came in, the dialled one when
+    /// it went out).
+    fn count_number(&mut self, c: &CallAcc) {
+        let (map, number, name) = match (&c.inbound, &c.outbound) {
+            (Some((number, name)), _) => (&mut self.callers, number, Some(name)),
+            (None, Some(number)) => (&mut self.destinations, number, None),
+            (None, None) => return,
+        };
+        let key = key_within(map, number, MAX_NUMBERS);
+        if key == OTHER && number != OTHER {
+            self.out.numbers_truncated = true;
+        }
+        let n = map.entry(key).or_insert_with(|| NumberAcc {
+            name: name.cloned(),
+            ..Default::default()
+        });
+        n.calls += 1;
+        if c.answered {
+            n.answered += 1;
+            n.talk += c.talk;
+        }
+    }
+
     fn close(&mut self, c: CallAcc) {
+        self.count_trend(&c);
+        self.count_number(&c);
         let o = &mut self.out;
         o.calls += 1;
         let h = &mut o.hourly[usize::from(c.hour)];
@@ -391,6 +727,7 @@ impl StatsBuilder {
                 (
                     QueueStats {
                         queue: q,
+                        abandoned_by_wait: wait_buckets(),
                         ..Default::default()
                     },
                     0,
@@ -407,6 +744,10 @@ impl StatsBuilder {
             } else {
                 qs.abandoned += 1;
                 *wait += c.longest;
+                let i = ABANDON_WAIT_LIMITS.partition_point(|&upper| upper <= c.longest);
+                if let Some(b) = qs.abandoned_by_wait.get_mut(i) {
+                    b.abandoned += 1;
+                }
             }
         }
     }
@@ -442,8 +783,14 @@ impl StatsBuilder {
                 talk_seconds: a.talk,
                 avg_talk_seconds: mean(a.talk, a.answered),
                 avg_ring_seconds: mean(a.ring, a.answered),
+                offered_calls: a.offered_calls,
+                answered_calls: a.answered_calls,
+                answer_rate: ratio(a.answered_calls, a.offered_calls),
             })
             .collect();
+        (o.trend_bucket, o.trend) = trend_points(self.trend_want, self.trend_kept, self.trend);
+        o.top_callers = top_numbers(self.callers);
+        o.top_destinations = top_numbers(self.destinations);
         o.queues = self
             .queues
             .into_values()
@@ -456,6 +803,77 @@ impl StatsBuilder {
             .collect();
         o
     }
+}
+
+/// The kept buckets as the answer's points in the wanted size (or the kept one, when coarser),
+/// with the empty buckets between filled in while there are not too many.
+fn trend_points(
+    want: Option<Bucket>,
+    kept: Bucket,
+    buckets: BTreeMap<i64, TrendAcc>,
+) -> (Bucket, Vec<TrendPoint>) {
+    let span = match (buckets.keys().next(), buckets.keys().next_back()) {
+        (Some(&first), Some(&last)) => match kept {
+            Bucket::Hour => (last - first + 1).saturating_mul(3600),
+            // Kept in days or months: never finer than days, so the span need not be exact.
+            _ => (last - first + 1).saturating_mul(86_400),
+        },
+        _ => 86_400,
+    };
+    let bucket = want.unwrap_or_else(|| Bucket::for_span(span)).max(kept);
+    let mut folded: BTreeMap<i64, TrendAcc> = BTreeMap::new();
+    for (k, t) in buckets {
+        let f = folded.entry(coarser(k, kept, bucket)).or_default();
+        f.calls += t.calls;
+        f.answered += t.answered;
+        f.missed += t.missed;
+        f.talk += t.talk;
+    }
+    let point = |k: i64, t: &TrendAcc| TrendPoint {
+        start: bucket_label(bucket, k),
+        calls: t.calls,
+        answered: t.answered,
+        missed: t.missed,
+        talk_seconds: t.talk,
+    };
+    let (Some(&first), Some(&last)) = (folded.keys().next(), folded.keys().next_back()) else {
+        return (bucket, Vec::new());
+    };
+    let step = if bucket == Bucket::Week { 7 } else { 1 };
+    let filled = (last - first) / step + 1;
+    if filled > MAX_TREND_BUCKETS as i64 {
+        return (bucket, folded.iter().map(|(&k, t)| point(k, t)).collect());
+    }
+    let empty = TrendAcc::default();
+    let mut out = Vec::with_capacity(filled as usize);
+    let mut k = first;
+    while k <= last {
+        out.push(point(k, folded.get(&k).unwrap_or(&empty)));
+        k = next_bucket(bucket, k);
+    }
+    (bucket, out)
+}
+
+/// The [`TOP_LISTED`] numbers with the most calls (ties: more talk, then by number).
+fn top_numbers(numbers: BTreeMap<String, NumberAcc>) -> Vec<NumberStats> {
+    let mut all: Vec<NumberStats> = numbers
+        .into_iter()
+        .map(|(number, n)| NumberStats {
+            number,
+            name: n.name,
+            calls: n.calls,
+            answered: n.answered,
+            talk_seconds: n.talk,
+        })
+        .collect();
+    all.sort_by(|a, b| {
+        b.calls
+            .cmp(&a.calls)
+            .then(b.talk_seconds.cmp(&a.talk_seconds))
+            .then_with(|| a.number.cmp(&b.number))
+    });
+    all.truncate(TOP_LISTED);
+    all
 }
 
 #[cfg(test)]
@@ -649,6 +1067,340 @@ mod tests {
         assert_eq!(by["+74951110001"].name, "Пётр");
         // Newest first.
         assert_eq!(s.missed_calls[0].number, "+74951110004");
+    }
+
+    /// Issue 13, item 3: a call of several CDRs (a queue ringing two agents, one of them
+    /// twice) is one call in the trend, one for its caller and one offer per agent rung.
+    #[test]
+    fn a_call_of_several_cdrs_counts_once_everywhere() {
+        // 2026-11-22 07:00 UTC = 10:00 Moscow, a Sunday.
+        let t0 = 1_795_330_800;
+        let mut b = StatsBuilder::new(20).with_trend(Some(Bucket::Hour));
+        let leg = |uid: &str, agent: &str, d: Disposition, billable: i64| {
+            let mut c = cdr(uid, Some("1.0"), t0, d, 60, billable);
+            c.source = "+74951110001".into();
+            c.caller_id = "\"Пётр\" <+74951110001>".into();
+            c.queue = Some("sales".into());
+            c.agent = Some(agent.into());
+            c
+        };
+        b.add(&leg("1.1", "1001", Disposition::NoAnswer, 0));
+        b.add(&leg("1.2", "1002", Disposition::NoAnswer, 0));
+        // The queue rings 1001 again (retry), who answers this time.
+        b.add(&leg("1.3", "1001", Disposition::Answered, 40));
+        let s = b.finish();
+        assert_eq!((s.cdrs, s.calls, s.answered), (3, 1, 1));
+        assert_eq!(s.trend_bucket, Bucket::Hour);
+        assert_eq!(
+            s.trend,
+            vec![TrendPoint {
+                start: "2026-11-22 10:00".into(),
+                calls: 1,
+                answered: 1,
+                missed: 0,
+                talk_seconds: 40,
+            }]
+        );
+        assert_eq!(
+            s.top_callers,
+            vec![NumberStats {
+                number: "+74951110001".into(),
+                name: Some("Пётр".into()),
+                calls: 1,
+                answered: 1,
+                talk_seconds: 40,
+            }]
+        );
+        assert!(s.top_destinations.is_empty());
+        let a1001 = &s.agents[0];
+        assert_eq!(a1001.agent, "1001");
+        // By CDR (the old fields, unchanged): rung twice, answered once.
+        assert_eq!((a1001.offered, a1001.answered), (2, 1));
+        // By call: offered one call, answered it.
+        assert_eq!((a1001.offered_calls, a1001.answered_calls), (1, 1));
+        assert_eq!(a1001.answer_rate, Some(1.0));
+        assert_eq!(
+            (s.agents[1].offered_calls, s.agents[1].answered_calls),
+            (1, 0)
+        );
+        assert_eq!(s.agents[1].answer_rate, Some(0.0));
+    }
+
+    /// Issue 13, item 3: answer rate per agent = calls answered ÷ calls offered to the agent.
+    #[test]
+    fn answer_rate_per_agent() {
+        let mut b = StatsBuilder::new(20);
+        let offer = |uid: &str, call: &str, at: i64, agent: &str, d: Disposition| {
+            let billable = if d == Disposition::Answered { 20 } else { 0 };
+            let mut c = cdr(uid, Some(call), at, d, 30, billable);
+            c.queue = Some("support".into());
+            c.agent = Some(agent.into());
+            c
+        };
+        // Four calls ring 1001; it answers three. 1002 is rung by two and answers one.
+        b.add(&offer("1.1", "1", 0, "1001", Disposition::Answered));
+        b.add(&offer("2.1", "2", 100, "1001", Disposition::NoAnswer));
+        b.add(&offer("2.2", "2", 100, "1002", Disposition::Answered));
+        b.add(&offer("3.1", "3", 200, "1001", Disposition::Answered));
+        b.add(&offer("4.1", "4", 300, "1001", Disposition::Answered));
+        b.add(&offer("4.2", "4", 300, "1002", Disposition::NoAnswer));
+        let s = b.finish();
+        let by: HashMap<&str, &AgentStats> =
+            s.agents.iter().map(|a| (a.agent.as_str(), a)).collect();
+        assert_eq!(
+            (by["1001"].offered_calls, by["1001"].answered_calls),
+            (4, 3)
+        );
+        assert_eq!(by["1001"].answer_rate, Some(0.75));
+        assert_eq!(by["1001"].talk_seconds, 60);
+        assert_eq!(
+            (by["1002"].offered_calls, by["1002"].answered_calls),
+            (2, 1)
+        );
+        assert_eq!(by["1002"].answer_rate, Some(0.5));
+    }
+
+    /// Issue 13, item 3: an abandoned queue call lands in the bucket of its wait, lower bound
+    /// inclusive; answered calls land in none.
+    #[test]
+    fn abandoned_calls_by_wait() {
+        let mut b = StatsBuilder::new(20);
+        let waits = [0, 9, 10, 29, 30, 59, 60, 119, 120, 3600];
+        for (i, w) in waits.iter().enumerate() {
+            let mut c = cdr(
+                &format!("{i}.1"),
+                None,
+                i as i64 * 10,
+                Disposition::NoAnswer,
+                *w,
+                0,
+            );
+            c.queue = Some("sales".into());
+            b.add(&c);
+        }
+        let mut answered = cdr("99.1", None, 200, Disposition::Answered, 300, 250);
+        answered.queue = Some("sales".into());
+        b.add(&answered);
+        let s = b.finish();
+        let q = &s.queues[0];
+        assert_eq!((q.calls, q.abandoned), (11, 10));
+        let got: Vec<(i64, Option<i64>, u64)> = q
+            .abandoned_by_wait
+            .iter()
+            .map(|w| (w.min_seconds, w.max_seconds, w.abandoned))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, Some(10), 2),
+                (10, Some(30), 2),
+                (30, Some(60), 2),
+                (60, Some(120), 2),
+                (120, None, 2)
+            ]
+        );
+        // The service level beside it is unchanged.
+        assert_eq!(q.service_level, Some(0.0));
+    }
+
+    /// A one-CDR call; answered ones talk 20 s.
+    fn call_at(uid: &str, at: i64, d: Disposition) -> CallRecord {
+        let billable = if d == Disposition::Answered { 20 } else { 0 };
+        cdr(uid, None, at, d, 30, billable)
+    }
+
+    /// Days, weeks (Monday first) and months of the PBX's local calendar; empty buckets in
+    /// between are shown, not skipped.
+    #[test]
+    fn trend_buckets_follow_the_local_calendar() {
+        // 2026-11-29 22:30 UTC = Monday 2026-11-30 01:30 Moscow.
+        let mon = 1_795_991_400;
+        let calls = [
+            (mon, Disposition::Answered),
+            (mon + 3600, Disposition::NoAnswer),
+            // Wednesday: Tuesday stays empty.
+            (mon + 2 * 86_400, Disposition::Answered),
+            // Tuesday 2026-12-08, the next week and the next month.
+            (mon + 8 * 86_400, Disposition::Answered),
+        ];
+        let run = |bucket: Option<Bucket>| {
+            let mut b = StatsBuilder::new(20).with_trend(bucket);
+            for (i, (at, d)) in calls.iter().enumerate() {
+                b.add(&call_at(&i.to_string(), *at, d.clone()));
+            }
+            b.finish()
+        };
+        let points = |s: &Stats| -> Vec<(String, u64, u64)> {
+            s.trend
+                .iter()
+                .map(|p| (p.start.clone(), p.calls, p.missed))
+                .collect()
+        };
+        let day = run(Some(Bucket::Day));
+        assert_eq!(day.trend.len(), 9);
+        assert_eq!(
+            points(&day)[..3],
+            [
+                ("2026-11-30".to_string(), 2, 1),
+                ("2026-12-01".to_string(), 0, 0),
+                ("2026-12-02".to_string(), 1, 0)
+            ]
+        );
+        assert_eq!(day.trend[8].start, "2026-12-08");
+        let week = run(Some(Bucket::Week));
+        assert_eq!(
+            points(&week),
+            [
+                ("2026-11-30".to_string(), 3, 1),
+                ("2026-12-07".to_string(), 1, 0)
+            ]
+        );
+        let month = run(Some(Bucket::Month));
+        assert_eq!(
+            points(&month),
+            [("2026-11".to_string(), 2, 1), ("2026-12".to_string(), 2, 0)]
+        );
+        assert_eq!(month.trend[1].talk_seconds, 40);
+        // Nine days of calls and no bucket asked for: by day.
+        assert_eq!(run(None).trend_bucket, Bucket::Day);
+        let total: u64 = day.trend.iter().map(|p| p.calls).sum();
+        assert_eq!(total, day.calls);
+    }
+
+    #[test]
+    fn trend_bucket_from_the_range_length() {
+        assert_eq!(Bucket::for_span(86_400), Bucket::Hour);
+        assert_eq!(Bucket::for_span(7 * 86_400), Bucket::Day);
+        assert_eq!(Bucket::for_span(31 * 86_400), Bucket::Day);
+        assert_eq!(Bucket::for_span(92 * 86_400), Bucket::Week);
+        assert_eq!(Bucket::for_span(2 * 365 * 86_400), Bucket::Month);
+        assert_eq!(Bucket::parse("week"), Some(Bucket::Week));
+        assert_eq!(Bucket::parse("auto"), None);
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        assert_eq!(civil_from_days(20_513), (2026, 3, 1));
+    }
+
+    /// Hours over a long range coarsen to days instead of growing without bound, and the
+    /// answer says which bucket it used.
+    #[test]
+    fn too_many_hours_become_days() {
+        let mut b = StatsBuilder::new(20).with_trend(Some(Bucket::Hour));
+        let hours = MAX_TREND_BUCKETS as i64 + 100;
+        for h in 0..hours {
+            b.add(&call_at(&h.to_string(), h * 3600, Disposition::Answered));
+        }
+        assert!(b.trend.len() <= MAX_TREND_BUCKETS);
+        let s = b.finish();
+        assert_eq!(s.trend_bucket, Bucket::Day);
+        assert_eq!(s.trend.iter().map(|p| p.calls).sum::<u64>(), hours as u64);
+        // Moscow midnight is 21:00 UTC: the first local day holds 21 of the hours.
+        assert_eq!(s.trend[0].calls, 21);
+        assert_eq!(s.trend[1].calls, 24);
+    }
+
+    /// Inbound calls rank their callers, outbound calls their destinations; internal calls
+    /// neither.
+    #[test]
+    fn top_callers_and_destinations() {
+        let mut b = StatsBuilder::new(20);
+        let mut n = 0;
+        let mut add =
+            |b: &mut StatsBuilder, dir: Direction, from: &str, to: &str, d: Disposition| {
+                n += 1;
+                let mut c = call_at(&n.to_string(), n * 60, d);
+                c.direction = dir;
+                c.source = from.into();
+                c.destination = to.into();
+                b.add(&c);
+            };
+        for _ in 0..3 {
+            add(
+                &mut b,
+                Direction::Inbound,
+                "+7001",
+                "100",
+                Disposition::Answered,
+            );
+        }
+        add(
+            &mut b,
+            Direction::Inbound,
+            "+7002",
+            "100",
+            Disposition::NoAnswer,
+        );
+        add(
+            &mut b,
+            Direction::Inbound,
+            "+7002",
+            "100",
+            Disposition::Answered,
+        );
+        add(
+            &mut b,
+            Direction::Inbound,
+            "+7003",
+            "100",
+            Disposition::NoAnswer,
+        );
+        add(
+            &mut b,
+            Direction::Outbound,
+            "1001",
+            "84951234567",
+            Disposition::Answered,
+        );
+        add(
+            &mut b,
+            Direction::Outbound,
+            "1002",
+            "84951234567",
+            Disposition::Busy,
+        );
+        add(
+            &mut b,
+            Direction::Internal,
+            "1001",
+            "1002",
+            Disposition::Answered,
+        );
+        let s = b.finish();
+        let rank = |v: &[NumberStats]| -> Vec<(String, u64, u64, i64)> {
+            v.iter()
+                .map(|n| (n.number.clone(), n.calls, n.answered, n.talk_seconds))
+                .collect()
+        };
+        assert_eq!(
+            rank(&s.top_callers),
+            [
+                ("+7001".to_string(), 3, 3, 60),
+                ("+7002".to_string(), 2, 1, 20),
+                ("+7003".to_string(), 1, 0, 0)
+            ]
+        );
+        assert_eq!(
+            rank(&s.top_destinations),
+            [("84951234567".to_string(), 2, 1, 20)]
+        );
+        assert_eq!(s.top_destinations[0].name, None);
+        assert!(!s.numbers_truncated);
+    }
+
+    /// A flood of one-off numbers: at most MAX_NUMBERS are kept, the rest count as "(other)".
+    #[test]
+    fn numbers_are_bounded() {
+        let mut b = StatsBuilder::new(20);
+        let total = MAX_NUMBERS as i64 + 50;
+        for i in 0..total {
+            let mut c = call_at(&i.to_string(), i, Disposition::NoAnswer);
+            c.source = format!("+7{i:010}");
+            b.add(&c);
+        }
+        let s = b.finish();
+        assert!(s.numbers_truncated);
+        assert_eq!(s.top_callers[0].number, OTHER);
+        assert_eq!(s.top_callers[0].calls, 50);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::record::CallRecord;
 use crate::web::export::ExportFormat;
 use crate::web::json::{listing_json, listing_record};
 use crate::web::query::{Params, FILTER_PARAMS};
-use crate::web::stats::{StatsBuilder, DEFAULT_CALLBACK_SECONDS, DEFAULT_SLA_SECONDS};
+use crate::web::stats::{Bucket, StatsBuilder, DEFAULT_CALLBACK_SECONDS, DEFAULT_SLA_SECONDS};
 use crate::web::BackendError;
 
 /// Most bytes of records in one `/api/calls` answer; a page of huge records ends early.
@@ -22,7 +22,7 @@ pub const CALLS_PAGE_BYTES: usize = 2 * 1024 * 1024;
 /// Parameters accepted by the filtered endpoints, per endpoint.
 const PAGE_PARAMS: &[&str] = &["limit", "offset", "sort"];
 const EXPORT_PARAMS: &[&str] = &["profile", "sort", "formulaGuard", "separator"];
-const STATS_PARAMS: &[&str] = &["sla", "callbackMinutes"];
+const STATS_PARAMS: &[&str] = &["sla", "callbackMinutes", "trend"];
 
 impl App {
     fn filter_params(&self, req: &Request, extra: &[&str]) -> Result<(Params, Filter), Response> {
@@ -119,7 +119,27 @@ impl App {
             Ok(m) => m * 60,
             Err(e) => return bad_param(&e),
         };
-        let mut b = StatsBuilder::new(sla).with_callback(callback);
+        // `trend=hour|day|week|month`; absent or `auto`: chosen from the range's length, or,
+        // when the range is open at an end, from the span of the calls found.
+        let trend = match params.get("trend").map(str::trim) {
+            None | Some("" | "auto") => filter
+                .from_utc
+                .zip(filter.to_utc)
+                .map(|(from, to)| Bucket::for_span(to.saturating_sub(from))),
+            Some(t) => match Bucket::parse(t) {
+                Some(b) => Some(b),
+                None => {
+                    return Response::error(
+                        400,
+                        Some("trend"),
+                        &format!("trend: {t:?} is not one of auto, hour, day, week, month"),
+                    )
+                }
+            },
+        };
+        let mut b = StatsBuilder::new(sla)
+            .with_callback(callback)
+            .with_trend(trend);
         let walked = self.backend.for_each(&filter, Sort::StartAsc, &mut |r| {
             b.add(r);
             Ok(())
