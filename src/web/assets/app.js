@@ -428,14 +428,20 @@
     clear($('stats-kpis')).append(kpi(s.calls, 'calls'), kpi(s.answered, 'answered calls'), kpi(s.missed, 'missed calls'), kpi(s.cdrs, 'records'), kpi(pct(s.answerRate), 'answer rate'),
       kpi(hms(s.avgTalkSeconds), 'avg talk'), kpi(hms(s.avgRingSeconds), 'avg ring to answer'), kpi(hms(s.avgMissedWaitSeconds), 'avg wait of missed'));
     drawHourly(s.hourly);
+    showTrend(s);
+    showNumbers(s);
+    // Agents by call (offered = calls that rang the agent, however often), with the records
+    // that rang them beside (the API's `offered`, kept for scripts).
     const at = clear($('agents').tBodies[0]);
-    for (const a of s.agents) at.append(el('tr', {}, el('td', { text: a.agent }), el('td', { text: a.offered }), el('td', { text: a.answered }),
-      el('td', { text: hms(a.talkSeconds) }), el('td', { text: hms(a.avgTalkSeconds) }), el('td', { text: hms(a.avgRingSeconds) })));
-    if (!s.agents.length) at.append(el('tr', {}, el('td', { colspan: 6, class: 'muted', text: 'No agent calls in this range.' })));
+    for (const a of s.agents) at.append(el('tr', {}, el('td', { text: a.agent }), el('td', { text: a.offeredCalls }), el('td', { text: a.answeredCalls }),
+      el('td', { text: pct(a.answerRate) }), el('td', { text: hms(a.talkSeconds) }), el('td', { text: hms(a.avgTalkSeconds) }), el('td', { text: hms(a.avgRingSeconds) }),
+      el('td', { class: 'muted', text: a.offered })));
+    if (!s.agents.length) at.append(el('tr', {}, el('td', { colspan: 8, class: 'muted', text: 'No agent calls in this range.' })));
     const qt = clear($('queues').tBodies[0]);
     for (const x of s.queues) qt.append(el('tr', {}, el('td', { text: x.queue }), el('td', { text: x.calls }), el('td', { text: x.answered }), el('td', { text: x.abandoned }),
       el('td', { text: pct(x.serviceLevel) + ' ≤ ' + s.slaSeconds + ' s' }), el('td', { text: pct(x.abandonRate) }), el('td', { text: hms(x.avgWaitSeconds) })));
     if (!s.queues.length) qt.append(el('tr', {}, el('td', { colspan: 7, class: 'muted', text: 'No queue calls in this range.' })));
+    showAbandonWait(s.queues);
     // Missed inbound calls, newest first, and whether someone called the number back.
     const todo = s.missedInbound - s.calledBack;
     $('missed-summary').textContent = s.missedInbound + ' missed inbound calls, ' + s.calledBack + ' called back within ' + Math.round(s.callbackSeconds / 60) + ' min, ' + todo + ' not called back' + (s.missedTruncated ? ' (too many to track them all)' : '') + '.';
@@ -444,32 +450,88 @@
       el('td', { text: m.number || '(no number)' }), el('td', { text: m.name }), el('td', { text: OUTCOME[m.outcome] || m.outcome }), el('td', { text: m.queue || '' }),
       el('td', { class: m.calledBackUtc ? 'ok' : 'bad', text: m.calledBackUtc ? localTime(m.calledBackUtc) : 'not yet' })));
     if (!s.missedCalls.length) mt.append(el('tr', {}, el('td', { colspan: 6, class: 'muted', text: 'No missed inbound calls in this range.' })));
-    for (const t of ['agents', 'queues', 'missed']) labelCells($(t));
+    for (const t of ['agents', 'queues', 'missed', 'trend-table', 'top-callers', 'top-destinations', 'abandon-wait']) labelCells($(t));
+  }
+  // A wait bucket as a person says it: "< 10 s", "30–60 s", "1–2 min", "≥ 2 min" (minutes once
+  // the upper bound is past a minute and both bounds are whole minutes).
+  function waitLabel(b) {
+    const lo = b.minSeconds, hi = b.maxSeconds;
+    if (hi === null || hi === undefined) return '≥ ' + (lo > 60 && lo % 60 === 0 ? lo / 60 + ' min' : lo + ' s');
+    const min = hi > 60 && hi % 60 === 0 && lo % 60 === 0;
+    const n = (s) => min ? s / 60 : s;
+    return (lo ? n(lo) + '–' : '< ') + n(hi) + (min ? ' min' : ' s');
+  }
+  // Per queue, abandoned calls in the API's wait buckets (the columns come from the API, so
+  // the page cannot disagree with it about the bounds).
+  function showAbandonWait(queues) {
+    const table = $('abandon-wait');
+    const buckets = (queues[0] && queues[0].abandonedByWait) || [];
+    const head = clear(table.tHead.rows[0]);
+    head.append(el('th', { text: 'Queue' }), ...buckets.map((b) => el('th', { text: waitLabel(b) })), el('th', { text: 'Abandoned' }));
+    const tb = clear(table.tBodies[0]);
+    for (const q of queues) tb.append(el('tr', {}, el('td', { text: q.queue }), ...q.abandonedByWait.map((b) => el('td', { text: b.abandoned })), el('td', { text: q.abandoned })));
+    if (!queues.length) tb.append(el('tr', {}, el('td', { colspan: buckets.length + 2, class: 'muted', text: 'No queue calls in this range.' })));
+  }
+  const BUCKET = { hour: 'by hour', day: 'by day', week: 'by week (from Monday)', month: 'by month' };
+  // Short axis labels: hours as "10h" (the day under midnight), days "12-01", months "2026-12".
+  function shortLabel(bucket, start, i) {
+    if (bucket === 'hour') { const h = start.slice(11, 13); return h === '00' || i === 0 ? start.slice(5, 10) : h + 'h'; }
+    if (bucket === 'month') return start;
+    return start.slice(5, 10);
+  }
+  function showTrend(s) {
+    $('trend-bucket').textContent = BUCKET[s.trendBucket] || s.trendBucket;
+    const points = s.trend || [];
+    drawBars($('trend'), points.map((p, i) => ({ title: p.start, short: shortLabel(s.trendBucket, p.start, i), answered: p.answered, missed: p.missed })), 'Calls ' + (BUCKET[s.trendBucket] || '') + ': answered and missed');
+    const tb = clear($('trend-table').tBodies[0]);
+    for (const p of points) tb.append(el('tr', {}, el('td', { text: p.start }), el('td', { text: p.calls }), el('td', { text: p.answered }), el('td', { text: p.missed }), el('td', { text: hms(p.talkSeconds) })));
+    if (!points.length) tb.append(el('tr', {}, el('td', { colspan: 5, class: 'muted', text: 'No calls in this range.' })));
+  }
+  function showNumbers(s) {
+    const ct = clear($('top-callers').tBodies[0]);
+    for (const n of s.topCallers) ct.append(el('tr', {}, el('td', { text: n.number || '(no number)' }), el('td', { text: callerCell(n.name, n.number) }),
+      el('td', { text: n.calls }), el('td', { text: n.answered }), el('td', { text: hms(n.talkSeconds) })));
+    if (!s.topCallers.length) ct.append(el('tr', {}, el('td', { colspan: 5, class: 'muted', text: 'No inbound calls in this range.' })));
+    const dt = clear($('top-destinations').tBodies[0]);
+    for (const n of s.topDestinations) dt.append(el('tr', {}, el('td', { text: n.number || '(no number)' }),
+      el('td', { text: n.calls }), el('td', { text: n.answered }), el('td', { text: hms(n.talkSeconds) })));
+    if (!s.topDestinations.length) dt.append(el('tr', {}, el('td', { colspan: 4, class: 'muted', text: 'No outbound calls in this range.' })));
+    const note = $('numbers-note');
+    note.hidden = !s.numbersTruncated;
+    note.textContent = s.numbersTruncated ? 'More numbers called than the box counts one by one; the rest are counted together as "(other)".' : '';
   }
   function drawHourly(hours) {
+    drawBars($('hourly'), hours.map((h) => ({ title: pad(h.hour) + ':00', short: pad(h.hour), answered: h.answered, missed: h.missed })), 'Calls per hour of day: answered and missed');
+  }
+  // Stacked bars (answered below, missed above), one per entry; axis labels thinned out so they
+  // never overlap, each bar's numbers in its tooltip.
+  function drawBars(box, bars, label) {
     const NS = 'http://www.w3.org/2000/svg';
     // Drawn at the box's own width, so labels stay readable on a phone (a 720-wide drawing
     // shrunk to 360 px made them 5 px).
-    const W = Math.max(300, Math.min(720, $('hourly').clientWidth || 720)), H = 200, padL = 28, padB = 18, bw = (W - padL) / 24;
-    const max = Math.max(1, ...hours.map((h) => h.calls));
+    const W = Math.max(300, Math.min(720, box.clientWidth || 720)), H = 200, padL = 28, padB = 18;
+    const n = Math.max(1, bars.length), bw = (W - padL) / n, gap = bw > 6 ? 2 : 0;
+    const max = Math.max(1, ...bars.map((b) => b.answered + b.missed));
+    const longest = Math.max(1, ...bars.map((b) => b.short.length));
+    const every = Math.max(1, Math.ceil((longest * 6 + 6) / bw));
     const svg = document.createElementNS(NS, 'svg');
     svg.setAttribute('viewBox', '0 0 ' + W + ' ' + H);
     svg.setAttribute('role', 'img');
-    svg.setAttribute('aria-label', 'Calls per hour: answered and missed');
+    svg.setAttribute('aria-label', label);
     const add = (tag, attrs, text) => { const n = document.createElementNS(NS, tag); for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v); if (text !== undefined) n.textContent = text; svg.append(n); return n; };
     const y = (v) => (H - padB) - v * (H - padB - 8) / max;
     add('text', { x: 0, y: 12 }, String(max));
     add('text', { x: 0, y: H - padB }, '0');
-    for (const h of hours) {
-      const x = padL + h.hour * bw + 2;
-      const ya = y(h.answered), ym = y(h.answered + h.missed);
-      const r1 = add('rect', { x, y: ya, width: bw - 4, height: (H - padB) - ya, class: 'answered' });
-      r1.append(Object.assign(document.createElementNS(NS, 'title'), { textContent: pad(h.hour) + ':00 — ' + h.answered + ' answered' }));
-      const r2 = add('rect', { x, y: ym, width: bw - 4, height: ya - ym, class: 'missed' });
-      r2.append(Object.assign(document.createElementNS(NS, 'title'), { textContent: pad(h.hour) + ':00 — ' + h.missed + ' missed' }));
-      if (h.hour % 3 === 0) add('text', { x: x, y: H - 4 }, pad(h.hour));
-    }
-    clear($('hourly')).append(svg);
+    bars.forEach((b, i) => {
+      const x = padL + i * bw + gap;
+      const ya = y(b.answered), ym = y(b.answered + b.missed);
+      const r1 = add('rect', { x, y: ya, width: Math.max(1, bw - 2 * gap), height: (H - padB) - ya, class: 'answered' });
+      r1.append(Object.assign(document.createElementNS(NS, 'title'), { textContent: b.title + ' — ' + b.answered + ' answered' }));
+      const r2 = add('rect', { x, y: ym, width: Math.max(1, bw - 2 * gap), height: ya - ym, class: 'missed' });
+      r2.append(Object.assign(document.createElementNS(NS, 'title'), { textContent: b.title + ' — ' + b.missed + ' missed' }));
+      if (i % every === 0) add('text', { x: x, y: H - 4 }, b.short);
+    });
+    clear(box).append(svg);
   }
 
   // ---- setup help -------------------------------------------------------------------------
