@@ -47,4 +47,10 @@ pub trait RecordSink: Send + Sync + 'static {
     fn record(&self, record: CallRecord);
     /// A change of link state, at box time `at_utc` (Unix seconds).
     fn link_event(&self, pbx: &str, at_utc: i64, event: LinkEvent);
+    /// Storage works but is behind a burst: a link may stop reading for a moment
+    /// ([`crate::ami::pause`]) rather than hand over records that would be dropped. Must be
+    /// cheap (asked before every read) and false whenever waiting would not help.
+    fn behind(&self) -> bool {
+        false
+    }
 }

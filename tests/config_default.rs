@@ -36,7 +36,7 @@ fn default_values() {
     assert_eq!(c.storage.max_size_mb, 0);
     assert_eq!(c.storage.ring_kb, 32_768);
     assert_eq!(c.storage.memory_queue_records, 100_000);
-    assert_eq!(c.storage.memory_queue_kb, 16_384);
+    assert_eq!(c.storage.memory_queue_kb, 1_024);
     assert!(c.storage.keep_uncopied);
     assert_eq!(c.web.listen.to_string(), "0.0.0.0:80");
     assert_eq!(c.web.workers, 4);

@@ -245,3 +245,52 @@ async fn full_database_for_hours_of_office_calls_is_covered_by_the_default_ring(
     assert!(reader.gaps(None, None).unwrap().iter().all(|g| g.lost == 0));
     journal.shutdown();
 }
+
+/// Issue 10 item 5: a blast that outruns the ring thread, into a journal whose memory queue is
+/// tiny (256 KiB, ~125 ordinary records). The link stops reading for moments (at most a second
+/// at a stretch, `ami::pause`) instead of handing over records that would be dropped: every
+/// record is stored once, none is dropped, and the session is never ended. (A first version of
+/// the pause that held back only the next read, not the frames already read, dropped 320 here.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blast_into_a_slow_journal_drops_nothing_and_keeps_the_link() {
+    const TOTAL: usize = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut storage = storage_in(dir.path());
+    storage.memory_queue_kb = 256;
+    let (journal, _) =
+        Journal::open(&storage, cdrbox::clock::Clock::fixed_wall(1_795_331_226)).unwrap();
+    let fake = FakeAmi::cdr_stream("66", TOTAL, Duration::ZERO).await;
+    let (stop, task) = start_link(&journal, fake.addr);
+    let t = Instant::now();
+    let seen = |j: &JournalHandle| j.counters().records + j.counters().dropped;
+    while seen(&journal) < TOTAL as u64 && t.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let c = journal.counters();
+    eprintln!(
+        "{TOTAL} CDRs in {:?}; longest PBX write {:?}; {c:?}",
+        t.elapsed(),
+        fake.stats.max_write()
+    );
+    assert_eq!(c.dropped, 0, "nothing dropped at the memory bound: {c:?}");
+    assert_eq!(c.records, TOTAL as u64, "every record durable: {c:?}");
+    assert_eq!(fake.stats.connections(), 1, "the session was never ended");
+    let max = fake.stats.max_write();
+    assert!(
+        max < cdrbox::ami::pause::MAX_PAUSE + Duration::from_secs(1),
+        "a PBX write blocked for {max:?}: longer than the link's bounded pause"
+    );
+    let j = journal.clone();
+    tokio::task::spawn_blocking(move || j.flush().unwrap())
+        .await
+        .unwrap();
+    let _ = stop.send(true);
+    task.await.unwrap();
+    let reader = journal.reader().unwrap();
+    assert_eq!(
+        reader.count(&cdrbox::filter::Filter::default()).unwrap(),
+        TOTAL as u64,
+        "all committed, once"
+    );
+    journal.shutdown();
+}

@@ -21,6 +21,7 @@ use tokio::sync::watch;
 
 use crate::ami::backoff::{Backoff, BackoffConfig};
 use crate::ami::codec::{AmiMessage, Decoder, Limits};
+use crate::ami::pause::JournalPause;
 use crate::ami::session::{Output, Session, SessionConfig};
 use crate::clock::{Clock, Mono};
 use crate::config::PbxConfig;
@@ -79,10 +80,13 @@ impl LinkConfig {
 pub type ToRecord = Arc<dyn Fn(&AmiMessage, i64) -> CallRecord + Send + Sync>;
 
 const READ_CHUNK: usize = 16 * 1024;
-// The link never waits for the journal (issue 10 item 5): Asterisk drops a manager session
+/// A log line per this much time spent waiting for the journal (`pause`).
+const PAUSE_REPORT: Duration = Duration::from_secs(5);
+// The link never waits on a failing journal (issue 10 item 5): Asterisk drops a manager session
 // whose write blocks longer than `writetimeout` (100 ms by default), and a paused reader lets
 // the kernel's window close on it. The journal makes each record durable in its ring on
-// arrival; what it cannot hold is counted and ledgered there, never pushed back onto the PBX.
+// arrival; what it cannot hold while storage fails is counted and ledgered there. The one wait
+// is `pause`: at most a second while storage works but a blast outruns the ring thread.
 
 /// How one connection ended.
 enum End {
@@ -200,6 +204,8 @@ struct Link {
 enum Wake {
     Shutdown,
     Read(io::Result<usize>),
+    /// Not reading for a moment: the journal is behind a burst ([`super::pause`]).
+    Paused,
     /// The session's next deadline passed.
     Deadline,
 }
@@ -258,16 +264,47 @@ impl Link {
             return end;
         }
 
+        let mut pause = JournalPause::default();
         loop {
+            // Frames already read are handed over first, one by one while the journal keeps
+            // up; when it falls behind, the rest wait in `buf` (at most one read) while the link
+            // pauses, so a pause holds back every byte, not just the next read.
+            if pause.wait(self.sink.behind(), self.clock.now()).is_none() {
+                while let Some(frame) = decoder.decode(&mut buf) {
+                    let outs = self.session.on_frame(frame, self.clock.now());
+                    if let Some(end) = self.apply(&mut stream, outs).await {
+                        return end;
+                    }
+                    if pause.wait(self.sink.behind(), self.clock.now()).is_some() {
+                        break;
+                    }
+                }
+            }
             buf.reserve(READ_CHUNK);
             let deadline = self.session.next_deadline();
-            let wake = tokio::select! {
-                biased;
-                _ = wait_shutdown(shutdown) => Wake::Shutdown,
-                r = stream.read_buf(&mut buf) => Wake::Read(r),
-                _ = sleep_until_deadline(&self.clock, deadline) => Wake::Deadline,
+            let wait = pause.wait(self.sink.behind(), self.clock.now());
+            let wake = match wait {
+                None => tokio::select! {
+                    biased;
+                    _ = wait_shutdown(shutdown) => Wake::Shutdown,
+                    r = stream.read_buf(&mut buf) => Wake::Read(r),
+                    _ = sleep_until_deadline(&self.clock, deadline) => Wake::Deadline,
+                },
+                Some(until) => tokio::select! {
+                    biased;
+                    _ = wait_shutdown(shutdown) => Wake::Shutdown,
+                    _ = sleep_until_deadline(&self.clock, deadline) => Wake::Deadline,
+                    _ = self.clock.sleep_until(until) => Wake::Paused,
+                },
             };
+            if !matches!(wake, Wake::Paused) && pause.paused_total() >= PAUSE_REPORT {
+                let paused_ms = pause.take_paused_total().as_millis() as u64;
+                tracing::info!(target: "cdrbox::ami", pbx = %self.cfg.pbx, paused_ms,
+                    "the link waited for the journal to catch up with a burst");
+            }
             match wake {
+                // What was read is decoded at the top of the loop.
+                Wake::Paused | Wake::Read(Ok(1..)) => {}
                 Wake::Shutdown => {
                     self.logoff(&mut stream, &mut decoder, &mut buf).await;
                     return End::Shutdown;
@@ -284,7 +321,9 @@ impl Link {
                     }
                     return self.down_unexpected("the connection ended");
                 }
-                Wake::Read(Ok(_)) => {
+                Wake::Read(Err(e)) => {
+                    // Complete frames still waiting in the buffer (a pause) are handed over; a
+                    // partial one is dropped with the buffer.
                     let now = self.clock.now();
                     while let Some(frame) = decoder.decode(&mut buf) {
                         let outs = self.session.on_frame(frame, now);
@@ -292,10 +331,6 @@ impl Link {
                             return end;
                         }
                     }
-                }
-                Wake::Read(Err(e)) => {
-                    // Frames completed before the error were delivered already; a partial one
-                    // is dropped with the buffer.
                     return End::Down {
                         reason: format!(
                             "connection to PBX {addr} failed: {e}; reconnecting (check the network \
@@ -408,7 +443,12 @@ impl Link {
     /// PBX says Goodbye, closes, or `logoff_timeout` passes. A new session for the same user
     /// may log in only after this returns (`allowmultiplelogin = no` would refuse it).
     async fn logoff(&mut self, stream: &mut TcpStream, decoder: &mut Decoder, buf: &mut BytesMut) {
-        let outs = self.session.logoff(self.clock.now());
+        // Frames held back by a pause go first.
+        let mut outs = Vec::new();
+        while let Some(frame) = decoder.decode(buf) {
+            outs.extend(self.session.on_frame(frame, self.clock.now()));
+        }
+        outs.extend(self.session.logoff(self.clock.now()));
         let deadline = self.clock.now() + self.cfg.logoff_timeout;
         if self.apply(stream, outs).await.is_some() {
             return;

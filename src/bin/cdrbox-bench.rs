@@ -255,19 +255,23 @@ fn storage(dir: &Path) -> StorageConfig {
 }
 
 /// A PBX that logs the client in and then writes `events` as fast as the socket takes them.
-fn blast_server(events: Arc<Vec<Vec<u8>>>) -> Result<(u16, std::thread::JoinHandle<()>)> {
+/// A PBX that logs the box in and writes `events` as fast as loopback takes them, in 60 KiB
+/// writes. Its thread returns the longest single write: a real Asterisk ends the session when
+/// one write blocks past the user's `writetimeout` (default 100 ms).
+fn blast_server(events: Arc<Vec<Vec<u8>>>) -> Result<(u16, std::thread::JoinHandle<Duration>)> {
     let listener = TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
     let h = std::thread::spawn(move || {
+        let mut longest = Duration::ZERO;
         let Ok((mut s, _)) = listener.accept() else {
-            return;
+            return longest;
         };
         let _ = s.write_all(b"Asterisk Call Manager/11.0.0\r\n");
         let mut got = Vec::new();
         let mut b = [0u8; 512];
         while !got.windows(4).any(|w| w == b"\r\n\r\n") {
             match s.read(&mut b) {
-                Ok(0) | Err(_) => return,
+                Ok(0) | Err(_) => return longest,
                 Ok(n) => got.extend_from_slice(&b[..n]),
             }
         }
@@ -285,9 +289,11 @@ fn blast_server(events: Arc<Vec<Vec<u8>>>) -> Result<(u16, std::thread::JoinHand
         for e in events.iter() {
             batch.extend_from_slice(e);
             if batch.len() >= 60 * 1024 {
+                let t = Instant::now();
                 if s.write_all(&batch).is_err() {
-                    return;
+                    return longest;
                 }
+                longest = longest.max(t.elapsed());
                 batch.clear();
             }
         }
@@ -295,6 +301,7 @@ fn blast_server(events: Arc<Vec<Vec<u8>>>) -> Result<(u16, std::thread::JoinHand
         // Keep the session open (answering nothing) until the client logs off.
         let _ = s.set_read_timeout(Some(Duration::from_secs(60)));
         while matches!(s.read(&mut b), Ok(n) if n > 0) {}
+        longest
     });
     Ok((port, h))
 }

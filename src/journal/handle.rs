@@ -306,18 +306,24 @@ impl JournalHandle {
         JournalReader::open(&self.shared().paths)
     }
 
-    /// The memory queue is three quarters full while the ring and SQLite work: the ring thread
-    /// is behind a burst (a ring full of records waiting for commits), and will catch up. The
-    /// AMI link does NOT ask this (it never stops reading: a paused reader can block the PBX's
-    /// write past Asterisk's `writetimeout`); producers that may wait, such as the wear
+    /// The memory queue is three quarters full while waiting would help: the ring works and
+    /// either has room (the ring thread is behind a burst and will catch up, whatever SQLite
+    /// does) or SQLite commits (and frees ring blocks as it goes). With the ring failing, or
+    /// full while SQLite refuses commits, nothing frees memory soon, so this is false and the
+    /// records beyond the bound are dropped and ledgered rather than pushed back on the PBX.
+    /// The AMI link asks this through [`RecordSink::behind`] and stops reading for at most a
+    /// second ([`crate::ami::pause`]); producers that may wait longer, such as the wear
     /// benchmark, can.
     pub fn behind(&self) -> bool {
         let s = self.shared();
         if !s.held.nearly_full() {
             return false;
         }
+        let used = s.ring_used_blocks.load(Ordering::Relaxed);
+        let blocks = s.ring_blocks.load(Ordering::Relaxed);
+        let ring_has_room = blocks > 0 && used.saturating_mul(8) < blocks.saturating_mul(7);
         let p = s.problems();
-        p.commit.is_none() && p.ring.is_none()
+        p.ring.is_none() && (ring_has_room || p.commit.is_none())
     }
 
     /// The memory bound was reached: count the record and note it for the gap ledger.
@@ -375,6 +381,10 @@ impl RecordSink for JournalHandle {
             at_utc,
             event,
         });
+    }
+
+    fn behind(&self) -> bool {
+        JournalHandle::behind(self)
     }
 }
 

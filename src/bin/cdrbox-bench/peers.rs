@@ -241,6 +241,8 @@ struct ProcRun {
     cpu: f64,
     /// Records dropped at the journal's memory bound (in the gap ledger's `lost`).
     dropped: u64,
+    /// The blast PBX's longest single write (Asterisk's `writetimeout` is measured on this).
+    longest_write: Duration,
 }
 
 /// Records the gap ledger counts as dropped at the memory bound.
@@ -295,13 +297,14 @@ fn proc_ingest(
     let steady = status_kib(pid, "VmRSS:");
     peak = peak.max(status_kib(pid, "VmHWM:"));
     stop(&mut child);
-    let _ = server.join();
+    let longest_write = server.join().unwrap_or_default();
     Ok(ProcRun {
         secs,
         peak_kib: peak,
         steady_kib: steady,
         cpu,
         dropped: dropped(&db),
+        longest_write,
     })
 }
 
@@ -321,12 +324,13 @@ pub fn proc_rows(quick: bool) -> Result<()> {
         &dir.join("burst"),
     )?;
     println!(
-        "| `cdrbox run` burst ({n} CDRs): CDR/s, peak / steady RSS, CPU per CDR | {:.0} CDR/s; {} / {} KiB; {:.0} µs; {} dropped | {floor} KiB (floor: logged in, no calls yet) | {:.2} / {:.2} (peak / steady over floor) | process level, from spawn (start-up included) to the last row committed; VmHWM, VmRSS 2 s after; utime+stime / n |",
+        "| `cdrbox run` burst ({n} CDRs): CDR/s, peak / steady RSS, CPU per CDR | {:.0} CDR/s; {} / {} KiB; {:.0} µs; {} dropped; longest PBX write {} ms | {floor} KiB (floor: logged in, no calls yet) | {:.2} / {:.2} (peak / steady over floor) | process level, from spawn (start-up included) to the last row committed; VmHWM, VmRSS 2 s after; utime+stime / n; the PBX writes 60 KiB at a time as fast as loopback takes them, and the link stops reading for ≤ 1 s at a stretch while the journal's memory queue is ¾ full |",
         n as f64 / r.secs,
         r.peak_kib,
         r.steady_kib,
         r.cpu / n as f64 * 1e6,
         r.dropped,
+        r.longest_write.as_millis(),
         r.peak_kib as f64 / floor.max(1) as f64,
         r.steady_kib as f64 / floor.max(1) as f64
     );

@@ -469,7 +469,7 @@ pub fn run(quick: bool) -> Result<()> {
     drop(conn);
 
     println!(
-        "| device bytes per CDR, burst ({burst_n} fresh CDRs at once, {where_}) | {:.0} B | {:.0} B (SQLite autocommit per row, {auto_n} of the same records) | {:.3} | goal ≤ 1500 B; {burst_dropped} dropped (handed over with a ≤ 50 ms wait while the journal is behind; the AMI link itself never waits); shipped triggers: {burst_commits} commits in {burst_secs:.1} s; journal warmed with {WARM_ROWS} rows; ends with a syncfs |",
+        "| device bytes per CDR, burst ({burst_n} fresh CDRs at once, {where_}) | {:.0} B | {:.0} B (SQLite autocommit per row, {auto_n} of the same records) | {:.3} | goal ≤ 1500 B; {burst_dropped} dropped (handed over with a ≤ 50 ms wait while the journal is behind; the AMI link waits ≤ 1 s at a stretch the same way); shipped triggers: {burst_commits} commits in {burst_secs:.1} s; journal warmed with {WARM_ROWS} rows; ends with a syncfs |",
         burst.bytes,
         auto.bytes,
         burst.bytes / auto.bytes,

@@ -74,6 +74,10 @@ impl RecordSink for LoggerSink {
             self.journal.link_event(pbx, at_utc, event);
         }
     }
+
+    fn behind(&self) -> bool {
+        self.journal.behind()
+    }
 }
 
 /// Told the web page's address each time it starts listening (again after a restart).
