@@ -15,7 +15,8 @@
 //!        display (I2C)  web (tiny_http)        usb (mount table watcher → export)
 //! ```
 //!
-//! Pure modules: `ami::codec`, `ami::session`, `record`, `calls` (CDRs → calls), `config`,
+//! Pure modules: `ami::codec`, `ami::session`, `record`, `calls` (CDRs → calls), `names` (who is
+//! behind a number: `[names]` > CallerID learned from extensions), `config`,
 //! `filter`, `export`, `status`, `display::render`. Adapters that own I/O: `ami::client`,
 //! `journal`, `display::oled`, `sim`.
 
@@ -32,6 +33,7 @@ pub mod health;
 pub mod hex;
 pub mod import;
 pub mod journal;
+pub mod names;
 pub mod record;
 pub mod runtime;
 pub mod sim;

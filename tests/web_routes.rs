@@ -415,9 +415,14 @@ fn calls_use_the_product_json_names() {
             "customFields",
             "origin",
             "callerName",
-            "callKey"
+            "callKey",
+            "sourceName",
+            "destinationName",
+            "agentName"
         ]
     );
+    // No [names] and nothing learned: the name fields are there, empty.
+    assert_eq!(recs[0]["sourceName"], Value::Null);
     // The name without Asterisk's quoting (issue 13, item 2).
     assert_eq!(recs[0]["callerName"], "Иванов Пётр");
     assert_eq!(recs[0]["uniqueId"], "1795330800.60");
@@ -812,4 +817,38 @@ fn assets_have_etags_and_security_headers() {
     }
     let r = f.app.handle(&as_admin(req("DELETE", "/api/calls")), NOW);
     assert_eq!(r.status, 405);
+}
+
+/// Issue 13 item 2: `[names]` puts a person beside the number in rows and calls, and a name
+/// typed in the number fields finds the calls from and to that number, Cyrillic case folded.
+#[test]
+fn names_show_beside_numbers_and_find_calls() {
+    let f = fixture(true);
+    {
+        let mut cfg = f.backend.config.lock().unwrap();
+        cfg.push_str("\n[names]\n100 = \"Анна Петрова\"\n\"+7 495 0000060\" = \"Бухгалтерия\"\n");
+    }
+    let get = |target: &str| body_json(&f.app.handle(&as_admin(req("GET", target)), NOW));
+    let v = get("/api/calls?sort=start_asc&limit=3");
+    let recs = v["records"].as_array().unwrap();
+    assert_eq!(recs[0]["destination"], "100");
+    assert_eq!(recs[0]["destinationName"], "Анна Петрова");
+    assert_eq!(recs[1]["source"], "+74950000060");
+    assert_eq!(recs[1]["sourceName"], "Бухгалтерия");
+    assert_eq!(recs[0]["sourceName"], Value::Null);
+    let g = &v["groups"][1];
+    assert_eq!(
+        (g["sourceName"].as_str(), g["destinationName"].as_str()),
+        (Some("Бухгалтерия"), Some("Анна Петрова"))
+    );
+    // Searching by name: "петрова" (lower case) finds every call to 100, none from it.
+    let to = get("/api/calls?destination=%D0%BF%D0%B5%D1%82%D1%80%D0%BE%D0%B2%D0%B0");
+    assert_eq!(to["total"], 10, "{to}");
+    let from = get("/api/calls?source=%D0%BF%D0%B5%D1%82%D1%80%D0%BE%D0%B2%D0%B0");
+    assert_eq!(from["total"], 0, "{from}");
+    let from = get("/api/calls?source=%D0%B1%D1%83%D1%85");
+    assert_eq!(from["total"], 1, "{from}");
+    // The existing meaning stays: the CallerID text is still searched.
+    let clid = get("/api/calls?source=%D0%98%D0%B2%D0%B0%D0%BD%D0%BE%D0%B2");
+    assert_eq!(clid["total"], 10, "{clid}");
 }

@@ -68,6 +68,54 @@ pub fn name(s: &str) -> Result<String, String> {
     }
 }
 
+/// Longest person's name in `[names]`, in characters: what fits a table cell and the OLED.
+pub const PERSON_NAME_MAX: usize = 64;
+
+/// A `[names]` key: an extension or phone number as the PBX writes it in `src`/`dst`. Spaces,
+/// dashes and brackets people write for readability are dropped (`+7 (499) 123-45-67` →
+/// `+74991234567`), so one number cannot be listed twice in two spellings.
+pub fn phone_number(s: &str) -> Result<String, String> {
+    let n: String = s
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '(' | ')'))
+        .collect();
+    if n.is_empty() {
+        return Err("the number is empty: write the extension or number, e.g. \"101\"".into());
+    }
+    if n.chars().count() > 32 {
+        return Err(format!(
+            "{s:?} is too long for a number (at most 32 characters)"
+        ));
+    }
+    match n
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '*' | '#' | '_')))
+    {
+        Some(c) => Err(format!(
+            "{s:?} is not an extension or number ({c:?} is not allowed; digits, letters, + * # and _ are)"
+        )),
+        None => Ok(n),
+    }
+}
+
+/// A `[names]` value: a person's name, 1–64 characters on one line, trimmed.
+pub fn person_name(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err("the name is empty: write the person's name, or remove the entry".into());
+    }
+    let n = t.chars().count();
+    if n > PERSON_NAME_MAX {
+        return Err(format!(
+            "the name is too long ({n} characters, at most {PERSON_NAME_MAX})"
+        ));
+    }
+    if t.chars().any(char::is_control) {
+        return Err("the name must not contain control characters".into());
+    }
+    Ok(t.to_owned())
+}
+
 /// A host name or IP address (no port, no path, no spaces).
 pub fn host(s: &str) -> Result<String, String> {
     let t = s.trim();

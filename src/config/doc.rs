@@ -71,6 +71,19 @@ pub fn default_file() -> String {
             out.push_str(RULE);
             out.push('\n');
         }
+        if let Some(map) = t.map {
+            // A table of free keys: empty by default, its entries shown as commented examples.
+            out.push_str(&format!("[{}]\n", t.name));
+            comment(map.help, &mut out);
+            for (k, v) in map.example {
+                out.push_str(&format!(
+                    "#{} = {}\n",
+                    super::spec::toml_string(k),
+                    super::spec::toml_string(v)
+                ));
+            }
+            continue;
+        }
         // An array table has no entry by default: its keys are shown as a commented example.
         let off = if t.array { "#" } else { "" };
         if t.array {

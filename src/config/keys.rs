@@ -8,17 +8,38 @@
 //! file with `UPDATE_GOLDEN=1 cargo test --release --lib config::`. See /work/team/LANDED.md.
 
 use super::checks;
-use super::spec::{DefaultValue as D, Key, Kind, Unit};
+use super::spec::{Apply, DefaultValue as D, Key, Kind, MapSpec, Unit};
 
 /// One table of the file: its name, whether it is an array (`[[pbx]]`), the settings page's
-/// title, and the comment above it in the default file.
+/// title, the comment above it in the default file, and for a table of free keys (`[names]`)
+/// how its entries are checked (it then has no entries in [`KEYS`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Table {
     pub name: &'static str,
     pub array: bool,
     pub title: &'static str,
     pub doc: &'static str,
+    pub map: Option<&'static MapSpec>,
 }
+
+/// `[names]`: who is behind an extension or number (issue 13, item 2). Shown beside numbers on
+/// the calls page and in the API (`sourceName`, …) and searched by the calls page's text
+/// fields. Where it has no entry, the CallerID name an extension sends on its own calls is used.
+pub const NAMES: MapSpec = MapSpec {
+    key_label: "Number",
+    value_label: "Name",
+    key_check: checks::phone_number,
+    value_check: checks::person_name,
+    max_entries: 5_000,
+    help:
+        "People's names by extension or phone number, one line each: \"101\" = \"Анна Петрова\". \
+           The calls page and the API show them beside the numbers and find calls by them. An \
+           extension with no line here is named by the CallerID name it sends on its own calls. \
+           Numbers: digits, letters, + * # and _ (spaces and dashes are dropped); names: 1–64 \
+           characters; at most 5000 lines. Applies at once, without a restart.",
+    example: &[("101", "Анна Петрова")],
+    apply: Apply::Live,
+};
 
 /// The tables in file order.
 pub const TABLES: &[Table] = &[
@@ -27,6 +48,7 @@ pub const TABLES: &[Table] = &[
         array: false,
         title: "Box",
         doc: "",
+        map: None,
     },
     Table {
         name: "pbx",
@@ -37,36 +59,42 @@ pub const TABLES: &[Table] = &[
               leading \"#\" of the lines below to use the example. The PBX side needs a \
               manager.conf user with \"read = cdr,system\" and cdr_manager enabled (the web \
               page's Setup help shows the exact snippets).",
+        map: None,
     },
     Table {
         name: "storage",
         array: false,
         title: "Storage and retention",
         doc: "",
+        map: None,
     },
     Table {
         name: "web",
         array: false,
         title: "Web page",
         doc: "",
+        map: None,
     },
     Table {
         name: "display",
         array: false,
         title: "Display",
         doc: "",
+        map: None,
     },
     Table {
         name: "usb",
         array: false,
         title: "USB stick",
         doc: "",
+        map: None,
     },
     Table {
         name: "log",
         array: false,
         title: "Logging",
         doc: "",
+        map: None,
     },
     Table {
         name: "alarms",
@@ -75,6 +103,7 @@ pub const TABLES: &[Table] = &[
         doc: "Alarms that reach a person: one message when an alarm starts, one when it is over, \
               a reminder while it stands. Nothing is sent until smtp_url (with from and to) or \
               webhook_url is set. Try it with: cdrbox test-alarm --config FILE",
+        map: None,
     },
     Table {
         name: "uplink",
@@ -83,6 +112,14 @@ pub const TABLES: &[Table] = &[
         doc:
             "Every record forwarded once to a central PostgreSQL (README: Central PostgreSQL). \
               Nothing is sent until url is set. Print the central schema with: cdrbox uplink-schema",
+        map: None,
+    },
+    Table {
+        name: "names",
+        array: false,
+        title: "People and names",
+        doc: "",
+        map: Some(&NAMES),
     },
 ];
 

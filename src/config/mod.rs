@@ -312,6 +312,9 @@ pub struct Config {
     pub log: LogConfig,
     pub alarms: AlarmsConfig,
     pub uplink: UplinkConfig,
+    /// `[names]`: a person's name by extension or number (normalised as
+    /// [`checks::phone_number`] writes it), applied live (`crate::names`).
+    pub names: std::collections::BTreeMap<String, String>,
 }
 
 /// Every table of the file with its allowed keys: `("storage", ["path", …])`. `pbx` is an
@@ -445,6 +448,13 @@ impl Config {
             log: section(root.get("log"))?,
             alarms: section(root.get("alarms"))?,
             uplink,
+            names: match root.get("names") {
+                Some(toml::Value::Table(t)) => t
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                    .collect(),
+                _ => Default::default(),
+            },
         })
     }
 

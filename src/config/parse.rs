@@ -12,7 +12,7 @@ use std::ops::Range;
 use toml::de::{DeTable, DeValue};
 
 use super::keys::{self, names_a_secret, TABLES};
-use super::spec::{check_value, required_problem, Input, Key, Kind};
+use super::spec::{check_entries, check_value, required_problem, Input, Key, Kind, MapSpec};
 
 /// What kind of problem a [`Problem`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -421,6 +421,58 @@ impl Walk<'_> {
         out
     }
 
+    /// Checks a table of free keys (`[names]`) entry by entry; returns the good entries
+    /// normalised (a bad one is left out, its problem reported).
+    fn map_table(&mut self, name: &str, spec: &MapSpec, t: Option<&DeTable<'_>>) -> toml::Table {
+        let mut out = toml::Table::new();
+        let Some(t) = t else {
+            return out;
+        };
+        let mut given: Vec<_> = t
+            .iter()
+            .filter(|(k, v)| !self.damaged(&k.span()) && !self.damaged(&v.span()))
+            .collect();
+        // File order: the first of two spellings of one number is the one kept.
+        given.sort_by_key(|(k, _)| k.span().start);
+        let entries: Vec<(&str, Input<'_>)> = given
+            .iter()
+            .map(|(k, v)| (k.get_ref().as_ref(), input_of(v.get_ref())))
+            .collect();
+        let good = match check_entries(spec, &entries) {
+            Ok(good) => good,
+            Err(problems) => {
+                for p in problems {
+                    let Some((k, _)) = given.get(p.entry).or(given.last()) else {
+                        continue;
+                    };
+                    let path = map_path(name, k.get_ref());
+                    let line = self.line(k.span());
+                    self.value_problem(path, p.detail, line);
+                }
+                // The good entries still count: one bad line does not hide every name.
+                given
+                    .iter()
+                    .filter_map(|(k, v)| {
+                        let key = (spec.key_check)(k.get_ref()).ok()?;
+                        let DeValue::String(s) = v.get_ref() else {
+                            return None;
+                        };
+                        Some((key, (spec.value_check)(s).ok()?))
+                    })
+                    .collect()
+            }
+        };
+        for (k, v) in good {
+            out.entry(k).or_insert(toml::Value::String(v));
+        }
+        for (k, v) in &given {
+            if let Some(l) = self.line(v.span()) {
+                self.out.lines.insert(map_path(name, k.get_ref()), l);
+            }
+        }
+        out
+    }
+
     fn value(
         &mut self,
         spec: &Key,
@@ -463,6 +515,20 @@ impl Walk<'_> {
         if let Some(v) = v {
             out.insert(spec.key.to_owned(), v);
         }
+    }
+}
+
+/// The path of one entry of a table of free keys: `names.101`, or `names."1 0x"` for a key
+/// that is no bare TOML key.
+pub fn map_path(table: &str, key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if bare {
+        format!("{table}.{key}")
+    } else {
+        format!("{table}.{}", super::spec::toml_string(key))
     }
 }
 
@@ -582,6 +648,21 @@ pub fn normalize(text: &str) -> Normalized {
                 }
             }
             toml::Value::Array(list)
+        } else if let Some(spec) = t.map {
+            let tab = match given.map(|v| v.get_ref()) {
+                None => None,
+                Some(DeValue::Table(tab)) => Some(tab),
+                Some(other) => {
+                    let line = given.and_then(|v| walk.line(v.span()));
+                    walk.value_problem(
+                        t.name.to_owned(),
+                        format!("expected a [{}] table, not {}", t.name, type_words(other)),
+                        line,
+                    );
+                    None
+                }
+            };
+            toml::Value::Table(walk.map_table(t.name, spec, tab))
         } else {
             let tab = match given.map(|v| v.get_ref()) {
                 None => None,
@@ -769,6 +850,64 @@ mod tests {
             }
         }
         assert!(broken > 100, "only {broken} variants were broken");
+    }
+
+    /// Issue 13 item 2: [names] entries are checked one by one, in plain words, and the good
+    /// ones still count.
+    #[test]
+    fn names_table_is_checked_entry_by_entry() {
+        let n = normalize(
+            "[names]\n101 = \"  Анна Петрова \"\n\"+7 (499) 123-45-67\" = \"Бухгалтерия\"\n",
+        );
+        assert!(n.problems.is_empty(), "{:?}", n.problems);
+        let names = n.root["names"].as_table().unwrap();
+        assert_eq!(names["101"].as_str(), Some("Анна Петрова"));
+        assert_eq!(names["+74991234567"].as_str(), Some("Бухгалтерия"));
+        let long = "я".repeat(65);
+        let text = format!(
+            "[names]\n101 = \"\"\n102 = \"Борис\"\n\"1 02\" = \"Другой\"\n103 = \"{long}\"\n\"10/4\" = \"x\"\n105 = 5\n"
+        );
+        let n = normalize(&text);
+        let got: Vec<String> = n.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            got,
+            [
+                "names.101: the name is empty: write the person's name, or remove the entry at line 2",
+                "names.\"1 02\": number \"102\" is given twice: keep one at line 4",
+                "names.103: the name is too long (65 characters, at most 64) at line 5",
+                "names.\"10/4\": \"10/4\" is not an extension or number ('/' is not allowed; digits, letters, + * # and _ are) at line 6",
+                "names.105: expected text in quotes, not a number at line 7",
+            ]
+        );
+        let names = n.root["names"].as_table().unwrap();
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert_eq!(
+            names["102"].as_str(),
+            Some("Борис"),
+            "the first 102 is kept"
+        );
+        // Absent: an empty table, and the typed config has no names.
+        let n = normalize("");
+        assert_eq!(n.root["names"].as_table().map(toml::Table::len), Some(0));
+        let e = crate::config::Config::parse("names = 5\n", "t").unwrap_err();
+        assert!(e.to_string().contains("expected a [names] table"), "{e}");
+    }
+
+    #[test]
+    fn too_many_names_are_refused() {
+        let mut text = String::from("[names]\n");
+        for i in 0..5_001 {
+            text.push_str(&format!("{i} = \"n\"\n"));
+        }
+        let n = normalize(&text);
+        assert_eq!(n.problems.len(), 1, "{:?}", n.problems.first());
+        assert!(
+            n.problems[0]
+                .message
+                .contains("too many entries: 5001 given, at most 5000 allowed"),
+            "{}",
+            n.problems[0]
+        );
     }
 
     #[test]

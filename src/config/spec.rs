@@ -278,6 +278,108 @@ pub fn toml_string(s: &str) -> String {
     out
 }
 
+/// A table of free keys, every entry checked alike: `[names]` maps an extension or number to a
+/// person's name (`"101" = "Анна Петрова"`). Its keys are the user's, so it has no [`Key`]
+/// entries; this record is its one definition for the parser, the default file and the form.
+#[derive(Debug, Clone, Copy)]
+pub struct MapSpec {
+    /// What a key is, for messages and the form's column (`Number`).
+    pub key_label: &'static str,
+    /// What a value is (`Name`).
+    pub value_label: &'static str,
+    /// Checks and normalises one key (a number written with spaces or dashes → digits).
+    pub key_check: Check,
+    /// Checks and normalises one value.
+    pub value_check: Check,
+    /// Most entries the table may hold (its memory is bounded like everything else).
+    pub max_entries: usize,
+    /// The file's comment above the table and the form's help line.
+    pub help: &'static str,
+    /// Commented example lines of the default file, `(key, value)`.
+    pub example: &'static [(&'static str, &'static str)],
+    pub apply: Apply,
+}
+
+/// One problem with an entry of a [`MapSpec`] table: `entry` is its place (0-based, in the
+/// order given), `in_key` whether the key (not the value) is at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryProblem {
+    pub entry: usize,
+    pub in_key: bool,
+    pub detail: String,
+}
+
+/// Checks the entries of a [`MapSpec`] table, in the order given, and returns them normalised,
+/// or every problem: a bad key or value, a key given twice once normalised (`"101"` and
+/// `" 101"`, `"+7 499 123-45-67"` and `"+74991234567"`), too many entries. The file parser and
+/// the settings form both call this, so they say the same thing.
+pub fn check_entries(
+    spec: &MapSpec,
+    entries: &[(&str, Input<'_>)],
+) -> Result<Vec<(String, String)>, Vec<EntryProblem>> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut problems = Vec::new();
+    let mut seen: std::collections::HashSet<String> = Default::default();
+    for (i, (k, v)) in entries.iter().enumerate() {
+        let key = match (spec.key_check)(k) {
+            Ok(key) => key,
+            Err(detail) => {
+                problems.push(EntryProblem {
+                    entry: i,
+                    in_key: true,
+                    detail,
+                });
+                continue;
+            }
+        };
+        if seen.contains(&key) {
+            problems.push(EntryProblem {
+                entry: i,
+                in_key: true,
+                detail: format!(
+                    "{} {key:?} is given twice: keep one",
+                    spec.key_label.to_lowercase()
+                ),
+            });
+            continue;
+        }
+        seen.insert(key.clone());
+        let value = match v {
+            Input::Str(s) => one_line(s)
+                .map_err(|p| p[0].detail.clone())
+                .and_then(|()| (spec.value_check)(s)),
+            other => Err(format!(
+                "expected text in quotes, not {}",
+                other.type_words()
+            )),
+        };
+        match value {
+            Ok(value) => out.push((key, value)),
+            Err(detail) => problems.push(EntryProblem {
+                entry: i,
+                in_key: false,
+                detail,
+            }),
+        }
+    }
+    if entries.len() > spec.max_entries {
+        problems.push(EntryProblem {
+            entry: spec.max_entries,
+            in_key: true,
+            detail: format!(
+                "too many entries: {} given, at most {} allowed",
+                entries.len(),
+                spec.max_entries
+            ),
+        });
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems)
+    }
+}
+
 /// A value as it arrives, from the file or from the form, before it is checked.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input<'a> {

@@ -290,6 +290,7 @@ impl FilterInput {
             agent: text(&self.agent),
             min_duration,
             max_duration,
+            ..Filter::default()
         })
     }
 }

@@ -31,6 +31,12 @@ pub struct Filter {
     pub agent: Option<String>,
     pub min_duration: Option<i64>,
     pub max_duration: Option<i64>,
+    /// Numbers whose person's name contains `source_contains` (`crate::names`, filled in by the
+    /// web layer): a record from one of them matches that text too, so "Петрова" finds the calls
+    /// from 101 when `[names]` says 101 is Анна Петрова (issue 13, item 2).
+    pub source_numbers: Vec<String>,
+    /// The same for `destination_contains`: calls to those numbers.
+    pub destination_numbers: Vec<String>,
 }
 
 /// Sort orders offered to users.
@@ -79,12 +85,15 @@ impl Filter {
             let needle = fold_case(needle);
             if !contains_folded(&record.source, &needle)
                 && !contains_folded(&record.caller_id, &needle)
+                && !self.source_numbers.contains(&record.source)
             {
                 return false;
             }
         }
         if let Some(needle) = &self.destination_contains {
-            if !contains_folded(&record.destination, &fold_case(needle)) {
+            if !contains_folded(&record.destination, &fold_case(needle))
+                && !self.destination_numbers.contains(&record.destination)
+            {
                 return false;
             }
         }

@@ -66,17 +66,27 @@ pub fn where_clause(f: &Filter) -> (String, Vec<Value>) {
         "pbx",
         f.pbx.iter().map(|p| Value::Text(p.clone())).collect(),
     );
+    // Numbers named like the text (`Filter::source_numbers`) match it too.
+    let or_in = |column: &str, numbers: &[String], values: &mut Vec<Value>| -> String {
+        if numbers.is_empty() {
+            return String::new();
+        }
+        values.extend(numbers.iter().map(|n| Value::Text(n.clone())));
+        format!(" OR {column} IN ({})", vec!["?"; numbers.len()].join(", "))
+    };
     if let Some(needle) = &f.source_contains {
-        parts.push(format!(
-            "({CONTAINS_FN}(source, ?) OR {CONTAINS_FN}(caller_id, ?))"
-        ));
         let folded = fold_case(needle);
         values.push(Value::Text(folded.clone()));
         values.push(Value::Text(folded));
+        let named = or_in("source", &f.source_numbers, &mut values);
+        parts.push(format!(
+            "({CONTAINS_FN}(source, ?) OR {CONTAINS_FN}(caller_id, ?){named})"
+        ));
     }
     if let Some(needle) = &f.destination_contains {
-        parts.push(format!("{CONTAINS_FN}(destination, ?)"));
         values.push(Value::Text(fold_case(needle)));
+        let named = or_in("destination", &f.destination_numbers, &mut values);
+        parts.push(format!("({CONTAINS_FN}(destination, ?){named})"));
     }
     let mut equal = |column: &str, v: &Option<String>| {
         if let Some(v) = v {
@@ -580,6 +590,25 @@ mod tests {
         assert!(!w.contains("DROP"));
         assert!(!w.contains("a'b"));
         assert_eq!(w.matches('?').count(), values.len());
+    }
+
+    /// Issue 13 item 2: the numbers named like the search text widen it, as parameters.
+    #[test]
+    fn named_numbers_widen_the_text_search() {
+        let f = Filter {
+            source_contains: Some("Петрова".into()),
+            source_numbers: vec!["101".into(), "1'02".into()],
+            destination_contains: Some("петрова".into()),
+            destination_numbers: vec!["101".into()],
+            ..Filter::default()
+        };
+        let (w, values) = where_clause(&f);
+        assert!(w.contains("OR source IN (?, ?))"), "{w}");
+        assert!(w.contains("OR destination IN (?))"), "{w}");
+        assert!(!w.contains("1'02"));
+        assert_eq!(w.matches('?').count(), values.len());
+        assert_eq!(values[0], Value::Text("петрова".into()));
+        assert_eq!(values[2], Value::Text("101".into()));
     }
 
     #[test]

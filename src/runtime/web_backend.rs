@@ -43,6 +43,8 @@ pub struct BoxBackend {
     restart_tx: Option<tokio::sync::watch::Sender<bool>>,
     /// Queues "send test alarm"; `None` when no alarm channel is configured.
     alarm_tester: Option<crate::alarms::service::AlarmTester>,
+    /// `[names]` and the names learned from CallerID (fed by the run's record sink).
+    names: Arc<crate::names::Directory>,
 }
 
 impl BoxBackend {
@@ -68,7 +70,17 @@ impl BoxBackend {
             started,
             restart_tx: None,
             alarm_tester: None,
+            names: Arc::new(crate::names::Directory::new(
+                cfg.names.clone(),
+                crate::names::LEARNED_CAP,
+            )),
         }
+    }
+
+    /// Shares the run's name directory (the record sink teaches it what CallerID says).
+    pub fn with_names(mut self, names: Arc<crate::names::Directory>) -> Self {
+        self.names = names;
+        self
     }
 
     /// Lets the settings page restart the box through `tx` (the runtime ends the run and
@@ -259,6 +271,8 @@ impl Backend for BoxBackend {
             BackendError::Internal(format!("cannot save {}: {e}", self.config_path.display()))
         })?;
         *self.tz.lock().unwrap_or_else(|e| e.into_inner()) = super::display_zone(&cfg);
+        // [names] is live: the next answer already shows and searches the saved names.
+        self.names.set_configured(cfg.names.clone());
         // The runtime reconciles links (a changed address reconnects) and the box name.
         self.config_tx.send_replace(cfg);
         Ok(())
@@ -286,6 +300,10 @@ impl Backend for BoxBackend {
                 reason: g.reason,
             })
             .collect()
+    }
+
+    fn names(&self) -> crate::names::Names {
+        self.names.snapshot()
     }
 
     fn timezone(&self) -> jiff::tz::TimeZone {

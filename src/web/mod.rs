@@ -166,6 +166,11 @@ pub trait Backend: Send + Sync + 'static {
             "this box cannot import Master.csv files".into(),
         ))
     }
+    /// Who is behind a number right now: `[names]`, then names learned from CallerID
+    /// (`crate::names`). None by default.
+    fn names(&self) -> crate::names::Names {
+        crate::names::Names::default()
+    }
     /// The zone user-typed times without offset are read in (the first PBX's).
     fn timezone(&self) -> jiff::tz::TimeZone {
         jiff::tz::TimeZone::UTC

@@ -17,7 +17,9 @@ use serde_json::{json, Map, Value};
 use toml_edit::{ArrayOfTables, DocumentMut, Item, Table};
 
 use crate::config::keys::{self, is_secret, KEYS, TABLES};
-use crate::config::spec::{check_value, required_problem, Apply, DefaultValue, Input, Key, Kind};
+use crate::config::spec::{
+    check_entries, check_value, required_problem, Apply, DefaultValue, Input, Key, Kind, MapSpec,
+};
 
 /// A problem with one field, named as the page shows it (`pbx[0].port`, `web.listen`).
 /// `message` does not repeat the field; `Display` names it once.
@@ -118,7 +120,20 @@ pub fn tables() -> Value {
     Value::Array(
         TABLES
             .iter()
-            .map(|t| json!({"name": t.name, "title": t.title, "array": t.array}))
+            .map(|t| {
+                let mut j = json!({"name": t.name, "title": t.title, "array": t.array});
+                // A table of free keys (`[names]`): the form edits it as rows.
+                if let Some(m) = t.map {
+                    j["map"] = json!({
+                        "keyLabel": m.key_label,
+                        "valueLabel": m.value_label,
+                        "help": m.help,
+                        "maxEntries": m.max_entries,
+                        "apply": match m.apply { Apply::Live => "live", Apply::Restart => "restart" },
+                    });
+                }
+                j
+            })
             .collect(),
     )
 }
@@ -321,6 +336,16 @@ pub fn apply_changes(text: &str, changes: &Value) -> Result<String, FieldError> 
                 format!("is not a settings table{hint}"),
             ));
         };
+        if let Some(map) = spec_table.map {
+            let Value::Array(rows) = value else {
+                return Err(ferr(
+                    table.as_str(),
+                    "expected the whole list of rows, each {\"number\": …, \"name\": …}",
+                ));
+            };
+            apply_map(&mut doc, table, map, rows)?;
+            continue;
+        }
         if spec_table.array {
             let Value::Array(list) = value else {
                 return Err(ferr(table.as_str(), "expected a list of PBX tables"));
@@ -347,6 +372,80 @@ pub fn apply_changes(text: &str, changes: &Value) -> Result<String, FieldError> 
         }
     }
     Ok(doc.to_string())
+}
+
+/// A table of free keys (`[names]`): `rows` is the whole new list, `[{"number", "name"}]` (the
+/// form's column names; a [`MapSpec`] names them in words). Checked like the file
+/// ([`check_entries`]: empty name, a number twice, too long, too many), then written so that
+/// only what changed changes: a kept entry keeps its spelling and comment, a removed one goes,
+/// a new one is added at the end. Errors name the row: `names[2].name`.
+fn apply_map(
+    doc: &mut DocumentMut,
+    table: &str,
+    spec: &MapSpec,
+    rows: &[Value],
+) -> Result<(), FieldError> {
+    let mut given: Vec<(&str, Input<'_>)> = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        let text = |k: &str| match row.get(k) {
+            Some(Value::String(s)) => Ok(s.as_str()),
+            Some(Value::Number(_)) | None | Some(Value::Null) if k == "number" => Err(ferr(
+                format!("{table}[{i}].number"),
+                "expected the number as text",
+            )),
+            _ => Err(ferr(format!("{table}[{i}].{k}"), "expected text")),
+        };
+        given.push((text("number")?, Input::Str(text("name")?)));
+    }
+    let new = check_entries(spec, &given).map_err(|problems| {
+        let p = &problems[0];
+        let column = if p.in_key { "number" } else { "name" };
+        let row = p.entry.min(rows.len().saturating_sub(1));
+        ferr(format!("{table}[{row}].{column}"), p.detail.clone())
+    })?;
+    let mut t = match doc.get(table) {
+        Some(Item::Table(t)) => t.clone(),
+        None => Table::new(),
+        Some(_) => return Err(ferr(table, "is not a table in the config file")),
+    };
+    // What each key of the file means (normalised), to match the rows to the file's lines.
+    let meaning = |k: &str| (spec.key_check)(k).ok();
+    let old_keys: Vec<String> = t.iter().map(|(k, _)| k.to_owned()).collect();
+    for k in &old_keys {
+        let keep = meaning(k).is_some_and(|m| new.iter().any(|(n, _)| *n == m));
+        if !keep {
+            t.remove(k);
+        }
+    }
+    for (number, name) in &new {
+        let existing = t
+            .iter()
+            .map(|(k, _)| k.to_owned())
+            .find(|k| meaning(k).as_deref() == Some(number.as_str()));
+        match existing {
+            Some(k) => {
+                let same = t.get(&k).and_then(Item::as_str) == Some(name.as_str());
+                if !same {
+                    let mut value = toml_edit::Value::from(name.as_str());
+                    if let Some(Item::Value(old)) = t.get(&k) {
+                        *value.decor_mut() = old.decor().clone();
+                    }
+                    // In place: the key keeps its own decor (the comment above the line).
+                    if let Some(item) = t.get_mut(&k) {
+                        *item = Item::Value(value);
+                    }
+                }
+            }
+            None => {
+                t.insert(number, Item::Value(name.as_str().into()));
+            }
+        }
+    }
+    // A table the file did not have is added only when it gets a row.
+    if doc.get(table).is_some() || !t.is_empty() {
+        doc.insert(table, Item::Table(t));
+    }
+    Ok(())
 }
 
 /// The `[[pbx]]` list: `list` is the whole new list. Each entry may say which table of the file
@@ -629,6 +728,54 @@ listen = "0.0.0.0:8080"
         assert_eq!(out, "[storage]\n# hex on purpose\nflush_records = 0x1F4\nretention_days = 30\n\n[display]\naddress = \"0x3C\"\n");
         let out = apply_changes(text, &json!({"display": {"address": "0x3D"}})).unwrap();
         assert!(out.contains("address = \"0x3D\""), "{out}");
+    }
+
+    /// Issue 13 item 2: the form's rows change the [names] lines they touch, nothing else.
+    #[test]
+    fn names_rows_change_only_their_lines() {
+        let text = format!("{SAMPLE}\n[names]\n# reception\n101 = \"Анна\" # desk\n\"+7 499 123-45-67\" = \"Бухгалтерия\"\n");
+        let rows = |r: &[(&str, &str)]| json!({"names": r.iter().map(|(n, v)| json!({"number": n, "name": v})).collect::<Vec<_>>()});
+        // The same rows (another spelling of the number): no change at all.
+        let same = apply_changes(
+            &text,
+            &rows(&[("101", "Анна"), ("+74991234567", "Бухгалтерия")]),
+        )
+        .unwrap();
+        assert_eq!(same, text);
+        // Change one, remove one, add one: the comment and the rest of the file stay.
+        let out =
+            apply_changes(&text, &rows(&[("101", "Анна Петрова"), ("102", "Борис")])).unwrap();
+        assert!(out.starts_with(SAMPLE), "{out}");
+        assert!(
+            out.ends_with("[names]\n# reception\n101 = \"Анна Петрова\" # desk\n102 = \"Борис\"\n"),
+            "{out}"
+        );
+        let n = crate::config::parse::normalize(&out);
+        assert_eq!(n.root["names"]["102"].as_str(), Some("Борис"));
+        // A file without [names] gets one only when a row is added.
+        assert_eq!(apply_changes(SAMPLE, &rows(&[])).unwrap(), SAMPLE);
+        let out = apply_changes(SAMPLE, &rows(&[("+7 (499) 1", "Офис")])).unwrap();
+        assert!(out.ends_with("\n[names]\n\"+74991\" = \"Офис\"\n"), "{out}");
+        // Plain words, the row named once.
+        for (r, field, says) in [
+            (vec![("101", " ")], "names[0].name", "the name is empty"),
+            (
+                vec![("101", "a"), ("1-01", "b")],
+                "names[1].number",
+                "is given twice",
+            ),
+            (vec![("", "a")], "names[0].number", "the number is empty"),
+            (
+                vec![("101", &"я".repeat(65)[..])],
+                "names[0].name",
+                "too long (65 characters, at most 64)",
+            ),
+        ] {
+            let e = apply_changes(SAMPLE, &rows(&r)).unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+            assert!(e.message.contains(says), "{e}");
+            assert_eq!(e.to_string().matches(field).count(), 1, "{e}");
+        }
     }
 
     #[test]

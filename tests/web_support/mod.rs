@@ -93,8 +93,11 @@ pub fn matches(f: &Filter, r: &CallRecord) -> bool {
         && (f.dispositions.is_empty() || f.dispositions.contains(&r.disposition))
         && (f.directions.is_empty() || f.directions.contains(&r.direction))
         && (f.pbx.is_empty() || f.pbx.contains(&r.pbx))
-        && (contains(&r.source, &f.source_contains) || contains(&r.caller_id, &f.source_contains))
-        && contains(&r.destination, &f.destination_contains)
+        && (contains(&r.source, &f.source_contains)
+            || contains(&r.caller_id, &f.source_contains)
+            || f.source_numbers.contains(&r.source))
+        && (contains(&r.destination, &f.destination_contains)
+            || f.destination_numbers.contains(&r.destination))
         && f.account_code.as_ref().is_none_or(|a| &r.account_code == a)
         && f.queue.as_ref().is_none_or(|q| r.queue.as_ref() == Some(q))
         && f.agent.as_ref().is_none_or(|a| r.agent.as_ref() == Some(a))
@@ -103,6 +106,22 @@ pub fn matches(f: &Filter, r: &CallRecord) -> bool {
 }
 
 impl Backend for MemBackend {
+    /// `[names]` of the current config text (nothing learned: no record sink here).
+    fn names(&self) -> cdrbox::names::Names {
+        let text = self.config.lock().unwrap().clone();
+        let root = cdrbox::config::parse::normalize(&text).root;
+        let configured = root
+            .get("names")
+            .and_then(toml::Value::as_table)
+            .map(|t| {
+                t.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        cdrbox::names::Names::new(configured, Default::default())
+    }
+
     fn status(&self) -> StatusView {
         let cfg = self.config.lock().unwrap().clone();
         let doc: toml_edit::DocumentMut = cfg.parse().unwrap();

@@ -34,22 +34,26 @@ use crate::web::WebHandle;
 mod start;
 
 use start::{
-    open_journal, start_alarms, start_board, start_display, start_uplink, start_usb, start_web,
+    open_journal, start_alarms, start_board, start_display, start_names, start_uplink, start_usb,
+    start_web,
 };
 
 /// Prints a record (the demo's terminal output).
 type Echo = Box<dyn Fn(&CallRecord) + Send + Sync>;
 
-/// Sink that feeds the status board and the journal (and, in the demo, a printer).
+/// Sink that feeds the status board, the names learned from CallerID and the journal (and, in
+/// the demo, a printer).
 struct LoggerSink {
     journal: JournalHandle,
     board: Arc<StatusBoard>,
+    names: Arc<crate::names::Directory>,
     echo: Option<Echo>,
 }
 
 impl RecordSink for LoggerSink {
     fn record(&self, record: CallRecord) {
         self.board.on_record(&record);
+        self.names.learn_from(&record);
         if let Some(echo) = &self.echo {
             echo(&record);
         }
@@ -178,9 +182,11 @@ async fn run_once(
     board.set_config_alarms(alarms);
     let alarm_service = start_alarms(&cfg, &board, &clock);
     let uplink = start_uplink(&cfg, &journal, &board, &clock);
+    let names = start_names(&cfg, &journal);
     let sink: Arc<dyn RecordSink> = Arc::new(LoggerSink {
         journal: journal.clone(),
         board: board.clone(),
+        names: names.clone(),
         echo: opts
             .echo
             .then(|| -> Echo { Box::new(|r| println!("{}", one_line(r))) }),
@@ -193,8 +199,7 @@ async fn run_once(
     let (restart_tx, restart_rx) = watch::channel(false);
     let web = start_web(
         &cfg,
-        &journal,
-        &board,
+        (&journal, &board, names),
         &clock,
         (
             config_tx,

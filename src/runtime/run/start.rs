@@ -13,7 +13,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::filter::{Filter, Sort};
 use crate::journal::{Journal, JournalError, JournalHandle};
-use crate::record::Disposition;
+use crate::record::{Direction, Disposition};
 use crate::runtime::board::StatusBoard;
 use crate::runtime::{display_zone, start_of_day, usb_source, web_backend};
 use crate::usb::UsbWatcher;
@@ -42,6 +42,43 @@ pub(super) fn start_board(
     ));
     seed_today(journal, &board, &tz, clock.unix());
     board
+}
+
+/// Records read back at start to learn extensions' CallerID names: enough to see every
+/// extension of an office that called in the last days, cheap to read.
+const NAMES_SEED_RECORDS: u32 = 5_000;
+
+/// `[names]`, and the CallerID names learned from the newest records in the journal, so a
+/// restart does not forget who is behind an extension.
+pub(super) fn start_names(cfg: &Config, journal: &JournalHandle) -> Arc<crate::names::Directory> {
+    let names = Arc::new(crate::names::Directory::new(
+        cfg.names.clone(),
+        crate::names::LEARNED_CAP,
+    ));
+    let page = crate::filter::Page {
+        limit: NAMES_SEED_RECORDS,
+        offset: 0,
+    };
+    let mut newest_first = Vec::new();
+    let result = journal.reader().and_then(|r| {
+        // Only calls from extensions teach a name (`crate::names::learned_from`).
+        let from_extensions = Filter {
+            directions: vec![Direction::Outbound, Direction::Internal],
+            ..Filter::default()
+        };
+        r.query_each::<JournalError>(&from_extensions, Sort::StartDesc, page, |rec| {
+            newest_first.extend(crate::names::learned_from(&rec));
+            Ok(())
+        })
+    });
+    if let Err(e) = result {
+        tracing::warn!(target: "cdrbox::run", error = %e, "could not read the journal for CallerID names");
+    }
+    // Oldest first, so the newest sighting of each number is the one kept.
+    for (number, name) in newest_first.into_iter().rev() {
+        names.learn_number(&number, &name);
+    }
+    names
 }
 
 /// The alarm mailer (`[alarms]`), when a channel is configured. It holds the board weakly, like
@@ -178,8 +215,12 @@ pub(super) fn start_usb(
 /// The web page; `None` when it cannot listen (the reason goes on the OLED and the log).
 pub(super) fn start_web(
     cfg: &Config,
-    journal: &JournalHandle,
-    board: &Arc<StatusBoard>,
+    // What the page reads: the records, the status, who is behind a number.
+    (journal, board, names): (
+        &JournalHandle,
+        &Arc<StatusBoard>,
+        Arc<crate::names::Directory>,
+    ),
     clock: &Clock,
     // What the page can ask of the run: a new config, a restart, a test alarm.
     (config_tx, restart_tx, alarm_tester): (
@@ -206,7 +247,8 @@ pub(super) fn start_web(
             clock.clone(),
         )
         .with_restart(restart_tx)
-        .with_alarm_tester(alarm_tester),
+        .with_alarm_tester(alarm_tester)
+        .with_names(names),
     );
     show_setup_code(&passwd, board);
     let mut web_opts = crate::web::WebOptions::new(passwd);

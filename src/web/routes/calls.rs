@@ -28,9 +28,17 @@ impl App {
     fn filter_params(&self, req: &Request, extra: &[&str]) -> Result<(Params, Filter), Response> {
         let params =
             Params::parse(&req.query, &[FILTER_PARAMS, extra]).map_err(|e| bad_param(&e))?;
-        let filter = params
+        let mut filter = params
             .filter(&self.backend.timezone())
             .map_err(|e| bad_param(&e))?;
+        // A name typed in the number fields finds the numbers it names (issue 13, item 2).
+        let names = self.backend.names();
+        if let Some(text) = &filter.source_contains {
+            filter.source_numbers = names.numbers_named(text);
+        }
+        if let Some(text) = &filter.destination_contains {
+            filter.destination_numbers = names.numbers_named(text);
+        }
         Ok((params, filter))
     }
 
@@ -55,6 +63,7 @@ impl App {
             // The listing copies (bounded, no raw bytes) to group this page into calls.
             let mut small = Vec::new();
             let mut full = false;
+            let names = self.backend.names();
             let walked = self.backend.query_each(&filter, sort, page, &mut |r| {
                 if records.len() >= CALLS_PAGE_BYTES {
                     full = true;
@@ -67,6 +76,13 @@ impl App {
                 let mut j = listing_json(r);
                 j["callerName"] = Value::String(copy.caller_name());
                 j["callKey"] = Value::String(call_key(&copy));
+                add_names(
+                    &mut j,
+                    &names,
+                    &copy.source,
+                    &copy.destination,
+                    copy.agent.as_deref(),
+                );
                 serde_json::to_writer(&mut records, &j).map_err(io::Error::other)?;
                 small.push(copy);
                 Ok(())
@@ -83,7 +99,21 @@ impl App {
                 Sort::StartAsc => calls_here.sort_by_key(|c| c.start_utc),
                 Sort::DurationDesc | Sort::DurationAsc => {}
             }
-            let groups: Vec<Value> = calls_here.iter().map(|c| call_json(c, &small)).collect();
+            let groups: Vec<Value> = calls_here
+                .iter()
+                .map(|c| {
+                    let mut j = call_json(c, &small);
+                    let first = c.legs.first().map(|&i| &small[i]);
+                    add_names(
+                        &mut j,
+                        &names,
+                        first.map_or("", |r| r.source.as_str()),
+                        first.map_or("", |r| r.destination.as_str()),
+                        c.answered_by.as_deref(),
+                    );
+                    j
+                })
+                .collect();
             let mut out = format!(
                 "{{\"total\":{total},\"calls\":{calls},\"limit\":{},\"offset\":{},\"returned\":{},\"bytesLimited\":{full},\"groups\":",
                 page.limit, page.offset, small.len()
@@ -246,6 +276,26 @@ fn call_json(c: &Call, records: &[CallRecord]) -> Value {
         "destination": first.map(|r| r.destination.clone()),
         "legs": c.legs,
     })
+}
+
+/// The people behind a row's numbers (`[names]` > learned from CallerID > `null`), added beside
+/// the numbers; every older field keeps its name and meaning. `agentName` is the name of the
+/// agent (a record) or of who answered (a call).
+fn add_names(
+    j: &mut Value,
+    names: &crate::names::Names,
+    source: &str,
+    destination: &str,
+    agent: Option<&str>,
+) {
+    let name = |n: &str| {
+        names
+            .name_of(n)
+            .map_or(Value::Null, |s| Value::String(s.to_owned()))
+    };
+    j["sourceName"] = name(source);
+    j["destinationName"] = name(destination);
+    j["agentName"] = agent.map_or(Value::Null, name);
 }
 
 /// A download's file name: the box's name and the dates the filter covers, in the PBX's zone
