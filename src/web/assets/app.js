@@ -355,14 +355,17 @@
   // A caller as a person reads it: the CallerID name without Asterisk's quoting; none at all
   // ("" <>) says so instead of showing the raw field.
   function callerCell(name, number) { return name ? name : (number ? '' : 'no caller ID'); }
+  // A number with the person behind it ([names] on the box, else the name its extension's
+  // CallerID gave): "101 · Анна Петрова".
+  function withName(number, name) { return name ? (number ? number + ' · ' + name : name) : (number || ''); }
   function legRow(r) {
     const cls = r.disposition === 'ANSWERED' ? 'ok' : 'bad';
     return el('tr', { class: 'leg', hidden: true },
-      el('td', { text: showTime(r.startTime) }), el('td', { text: r.pbx }), el('td', { text: callerCell(r.callerName, r.source) }),
-      el('td', { text: r.source || '(no number)' }), el('td', { text: r.destination }),
+      el('td', { text: showTime(r.startTime) }), el('td', { text: r.pbx }), el('td', { text: r.sourceName || callerCell(r.callerName, r.source) }),
+      el('td', { text: r.source || '(no number)' }), el('td', { text: withName(r.destination, r.destinationName) }),
       el('td', {}, el('span', { class: 'pill ' + cls, text: r.disposition })),
       el('td', { text: hms(r.billableSeconds) }), el('td', { text: hms(r.ringSeconds) }), el('td', { text: r.queue || '' }),
-      el('td', {}, r.agent || '', r.truncated && r.download ? el('a', { href: r.download, download: true, class: 'muted', title: 'This record is too big to list whole', text: ' [cut: whole record]' }) : ''),
+      el('td', {}, withName(r.agent, r.agentName), r.truncated && r.download ? el('a', { href: r.download, download: true, class: 'muted', title: 'This record is too big to list whole', text: ' [cut: whole record]' }) : ''),
       el('td', { class: r.origin && r.origin !== 'ami' ? 'warn' : 'muted', text: (r.origin || 'ami') + ' · ' + r.direction }));
   }
   async function loadCalls(live) {
@@ -386,7 +389,7 @@
       ids.add(g.key);
       const legs = g.legs.map((i) => legRow(d.records[i]));
       const cls = g.outcome === 'answered' ? 'ok' : 'bad';
-      const by = (g.answeredBy || '') + (g.transferredTo ? ' → ' + g.transferredTo : '');
+      const by = withName(g.answeredBy, g.agentName) + (g.transferredTo ? ' → ' + g.transferredTo : '');
       const toggle = el('button', { type: 'button', class: 'link legs', 'aria-expanded': 'false', title: 'Show the records of this call', text: g.legs.length + (g.legs.length === 1 ? ' record ▸' : ' records ▸') });
       toggle.addEventListener('click', () => {
         const open = toggle.getAttribute('aria-expanded') !== 'true';
@@ -395,8 +398,8 @@
         for (const l of legs) l.hidden = !open;
       });
       const tr = el('tr', { class: 'call' + (live && !lastIds.has(g.key) ? ' new' : '') },
-        el('td', { text: showTime(d.records[g.legs[0]].startTime) }), el('td', { text: g.pbx }), el('td', { class: 'name', text: callerCell(g.callerName, g.source) }),
-        el('td', { text: g.source || '(no number)' }), el('td', { text: g.destination }),
+        el('td', { text: showTime(d.records[g.legs[0]].startTime) }), el('td', { text: g.pbx }), el('td', { class: 'name', text: g.sourceName || callerCell(g.callerName, g.source) }),
+        el('td', { text: g.source || '(no number)' }), el('td', { text: withName(g.destination, g.destinationName) }),
         el('td', {}, el('span', { class: 'pill ' + cls, text: OUTCOME[g.outcome] || g.outcome })),
         el('td', { text: hms(g.talkSeconds) }), el('td', { text: hms(g.waitSeconds) }), el('td', { text: g.queue || '' }),
         el('td', { text: by }), el('td', {}, toggle));

@@ -10,6 +10,7 @@
   let cfg = null; // the last GET /api/config answer
   let pbxList = []; // [{ index: place in the file or null (new), values: file values, secretSet, draft }]
   let drafts = {}; // typed but unsaved values of the other tables, by field path, across re-renders
+  let nameRows = []; // [names] as the form shows it: [{ number, name }] (a table of free keys)
 
   // ---- values -----------------------------------------------------------------------------
   const specs = (table) => cfg.fields.filter((f) => f.table === table);
@@ -200,6 +201,8 @@
           render();
         });
         card.append(el('p', {}, add));
+      } else if (table.map) {
+        card.append(namesTable(table));
       } else {
         card.append(groups(table.name, cfg.config[table.name] || {}, table.name + '.', null, table.title));
       }
@@ -208,6 +211,70 @@
     const save = el('button', { type: 'submit', text: 'Save' });
     save.disabled = !admin;
     form.append(el('div', { class: 'sticky-save' }, save, el('span', { id: 'settings-msg', class: 'msg' })));
+  }
+
+  // ---- [names]: rows of number = name ------------------------------------------------------
+  // The same checks as the box (it checks again): a number and a name on every row, a name of
+  // at most 64 characters, no number twice once spaces and dashes are dropped.
+  const normNumber = (n) => String(n).replace(/[\s()-]/g, '');
+  function rowProblem(i) {
+    const r = nameRows[i], number = normNumber(r.number), name = r.name.trim();
+    if (!number) return ['number', 'Write the extension or number, e.g. 101.'];
+    if (!/^[0-9A-Za-z+*#_]+$/.test(number)) return ['number', 'Digits, letters, + * # and _ only.'];
+    if (nameRows.slice(0, i).some((o) => normNumber(o.number) === number)) return ['number', 'Number ' + number + ' is given twice: keep one.'];
+    if (!name) return ['name', 'The name is empty: write the person\'s name, or remove the row.'];
+    if ([...name].length > 64) return ['name', 'The name is too long (' + [...name].length + ' characters, at most 64).'];
+    return null;
+  }
+  function namesTable(table) {
+    const m = table.map, admin = state.role === 'admin';
+    const box = el('div', { class: 'names', id: 'names-table' }, richText('help', m.help));
+    const list = el('div', { class: 'names-rows' });
+    nameRows.forEach((r, i) => {
+      const num = el('input', { type: 'text', class: 'names-number', 'aria-label': m.keyLabel + ' ' + (i + 1), inputmode: 'tel', spellcheck: 'false', placeholder: 'e.g. 101' });
+      const name = el('input', { type: 'text', class: 'names-name', 'aria-label': m.valueLabel + ' ' + (i + 1), placeholder: 'the person’s name' });
+      num.value = r.number; name.value = r.name;
+      num.disabled = name.disabled = !admin;
+      num.addEventListener('input', () => { r.number = num.value; });
+      name.addEventListener('input', () => { r.name = name.value; });
+      const rm = el('button', { type: 'button', class: 'secondary danger names-remove', text: 'Remove…' });
+      rm.disabled = !admin;
+      rm.addEventListener('click', () => {
+        const who = (r.name.trim() || 'no name') + ' (' + (r.number.trim() || 'no number') + ')';
+        if (!window.confirm('Remove ' + who + ' from the names? Its calls then show the CallerID name, if any, once you save.')) return;
+        nameRows.splice(i, 1);
+        render();
+        setMsg('warn', who + ' will be removed when you save.');
+      });
+      const row = el('div', { class: 'names-row field', 'data-names-row': String(i) },
+        el('label', { class: 'names-cell' }, el('span', { text: m.keyLabel }), num),
+        el('label', { class: 'names-cell' }, el('span', { text: m.valueLabel }), name), rm,
+        el('span', { class: 'ferr', role: 'alert', hidden: true }));
+      list.append(row);
+    });
+    if (!nameRows.length) list.append(el('p', { class: 'muted', text: 'No names yet: calls show the CallerID name their phones send.' }));
+    const add = el('button', { type: 'button', class: 'secondary', id: 'names-add', text: '+ Add a name' });
+    add.disabled = !admin || nameRows.length >= m.maxEntries;
+    add.addEventListener('click', () => {
+      captureDrafts();
+      nameRows.push({ number: '', name: '' });
+      render();
+      const rows = document.querySelectorAll('#names-table .names-number');
+      if (rows.length) rows[rows.length - 1].focus();
+    });
+    box.append(list, el('p', {}, add));
+    return box;
+  }
+  function namesRowsOfFile() { return Object.entries(cfg.config.names || {}).map(([number, name]) => ({ number, name: String(name) })); }
+  function namesChanged() {
+    const was = namesRowsOfFile();
+    return was.length !== nameRows.length || was.some((r, i) => r.number !== nameRows[i].number || r.name !== nameRows[i].name);
+  }
+  function showRowProblem(i, which, text) {
+    const row = document.querySelector('#names-table [data-names-row="' + i + '"]');
+    if (!row) return null;
+    showProblem(row, text);
+    return row.querySelector(which === 'name' ? '.names-name' : '.names-number');
   }
 
   // Filling this PBX's gaps from its Master.csv (admin only; the same upload and report as the
@@ -275,6 +342,7 @@
     cfg = answer;
     drafts = {};
     pbxList = (cfg.config.pbx || []).map((values, i) => ({ index: i, values, secretSet: !!cfg.secretSet[i], draft: {}, inputs: {} }));
+    nameRows = namesRowsOfFile();
   }
   async function load() {
     try { adopt(await api('/api/config')); } catch (e) { clear($('settings-form')).append(el('p', { class: 'error', text: e.message })); return; }
@@ -296,6 +364,8 @@
       else { (out[spec.table] = out[spec.table] || {})[spec.key] = v; }
     }
     if (pbxChanged) out.pbx = pbxList.map((p, i) => Object.assign({ _index: p.index }, pbx[i]));
+    // [names] goes whole: the box keeps the lines that did not change as they are.
+    if (cfg.tables.some((t) => t.name === 'names') && namesChanged()) out.names = nameRows.map((r) => ({ number: r.number, name: r.name }));
     return out;
   }
 
@@ -307,6 +377,15 @@
       const first = bad[0], where = first._entry ? ' (' + (first._entry.values.name || 'new PBX') + ')' : '';
       setMsg('error', 'Not saved: ' + first._spec.label + where + ' — ' + problemOf(first._spec, first, first._entry) + (bad.length > 1 ? ' (and ' + (bad.length - 1) + ' more marked in red)' : ''));
       first.focus();
+      return;
+    }
+    for (const row of document.querySelectorAll('#names-table [data-names-row]')) showProblem(row, '');
+    for (let i = 0; i < nameRows.length; i++) {
+      const p = rowProblem(i);
+      if (!p) continue;
+      const input = showRowProblem(i, p[0], p[1]);
+      setMsg('error', 'Not saved: names, row ' + (i + 1) + ' — ' + p[1]);
+      if (input) input.focus();
       return;
     }
     const body = changes();
@@ -336,6 +415,13 @@
   function showSaveError(e) {
     const name = e.param || '';
     const detail = e.detail || e.message.replace(name + ': ', '');
+    const row = /^names\[(\d+)\]\.(number|name)$/.exec(name);
+    if (row) {
+      const input = showRowProblem(Number(row[1]), row[2], detail);
+      if (input) input.focus();
+      setMsg('error', 'Not saved: names, row ' + (Number(row[1]) + 1) + ' — ' + detail);
+      return;
+    }
     const input = document.querySelector('#settings-form [data-field="' + CSS.escape(name.replace(/\[\d+\]$/, '')) + '"]');
     if (input) {
       showProblem(input.closest('.field'), detail);
