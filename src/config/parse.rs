@@ -590,7 +590,16 @@ pub fn normalize(text: &str) -> Normalized {
         }
         let is_table = matches!(v.get_ref(), DeValue::Table(_))
             || matches!(v.get_ref(), DeValue::Array(a) if !a.is_empty() && a.iter().all(|e| matches!(e.get_ref(), DeValue::Table(_))));
-        let hint = did_you_mean(key, names.iter().copied());
+        // A plain `key = value` at the top is a setting without its table, not a mistyped
+        // `[names]` (whose lines are numbers): only tables of settings are suggested for it.
+        let hint = if is_table {
+            did_you_mean(key, names.iter().copied())
+        } else {
+            did_you_mean(
+                key,
+                TABLES.iter().filter(|t| t.map.is_none()).map(|t| t.name),
+            )
+        };
         let message = if is_table {
             format!(
                 "unknown table [{key}]{}",
