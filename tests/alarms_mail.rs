@@ -246,6 +246,12 @@ fn a_stopped_pbx_mails_once_naming_it_and_once_when_it_is_back_and_nothing_else(
     wait("the link up", Duration::from_secs(60), || {
         link_state(web) == "up"
     });
+    // The links connect first at start-up; the alarm service lists its channel a moment later
+    // (CI9: the link was up at uptime 0 with `alarm_channels` still empty).
+    wait("the email channel listed", Duration::from_secs(30), || {
+        let (_, v) = http_json(web, "GET", "/api/status", "");
+        v["alarm_channels"][0]["channel"] == "email"
+    });
     let (_, v) = http_json(web, "GET", "/api/status", "");
     assert_eq!(v["alarm_channels"][0]["channel"], "email", "{v}");
     assert!(
