@@ -234,7 +234,7 @@
       // A short pill; the reason beside it wraps (a whole error in one pill pushed the table
       // off a phone's screen).
       const reason = l.state === 'down' && l.reason ? el('span', { class: 'reason', text: l.reason }) : null;
-      tb.append(el('tr', {}, el('td', { text: l.pbx }), el('td', { text: l.address }), el('td', { class: 'state' }, el('span', { class: 'pill ' + cls, text: l.state.replace('_', ' ') }), reason),
+      tb.append(el('tr', {}, el('td', { text: l.pbx }), el('td', { class: 'addr', text: l.address }), el('td', { class: 'state' }, el('span', { class: 'pill ' + cls, text: l.state.replace('_', ' ') }), reason),
         el('td', { text: localTime(l.since_utc) + ' (' + ago(l.since_utc, s.now_utc) + ')' }), el('td', { text: l.last_record_utc ? ago(l.last_record_utc, s.now_utc) : 'never' }),
         el('td', { text: l.records }), el('td', { text: l.reconnects })));
     }
