@@ -28,6 +28,7 @@ const pad = (n) => String(n).padStart(2, '0');
 function hms(s) { if (s === null || s === undefined) return '–'; s = Math.round(s); return (s >= 3600 ? Math.floor(s / 3600) + ':' : '') + pad(Math.floor(s / 60) % 60) + ':' + pad(s % 60); }
 const pct = (x) => (x === null || x === undefined) ? '–' : (x * 100).toFixed(1) + ' %';
 const callerCell = (name, number) => name ? name : (number ? '' : 'no caller ID');
+const withName = (number, name) => name ? (number ? number + ' · ' + name : name) : (number || '');
 
 const getJson = async (page, path) => JSON.parse(await pageGet(page, path));
 
@@ -40,9 +41,9 @@ function expected(s) {
   const orEmpty = (rows) => rows.length ? rows : null;
   return {
     'trend-table': orEmpty(s.trend.map((p) => [p.start, String(p.calls), String(p.answered), String(p.missed), hms(p.talkSeconds)])),
-    'top-callers': orEmpty(s.topCallers.map((n) => [n.number || '(no number)', callerCell(n.name, n.number), String(n.calls), String(n.answered), hms(n.talkSeconds)])),
-    'top-destinations': orEmpty(s.topDestinations.map((n) => [n.number || '(no number)', String(n.calls), String(n.answered), hms(n.talkSeconds)])),
-    agents: orEmpty(s.agents.map((a) => [a.agent, String(a.offeredCalls), String(a.answeredCalls), pct(a.answerRate), hms(a.talkSeconds), hms(a.avgTalkSeconds), hms(a.avgRingSeconds), String(a.offered)])),
+    'top-callers': orEmpty(s.topCallers.map((n) => [n.number || '(no number)', n.numberName || callerCell(n.name, n.number), String(n.calls), String(n.answered), hms(n.talkSeconds)])),
+    'top-destinations': orEmpty(s.topDestinations.map((n) => [n.number ? withName(n.number, n.numberName) : '(no number)', String(n.calls), String(n.answered), hms(n.talkSeconds)])),
+    agents: orEmpty(s.agents.map((a) => [withName(a.agent, a.agentName), String(a.offeredCalls), String(a.answeredCalls), pct(a.answerRate), hms(a.talkSeconds), hms(a.avgTalkSeconds), hms(a.avgRingSeconds), String(a.offered)])),
     'abandon-wait': orEmpty(s.queues.map((q) => [q.queue, ...q.abandonedByWait.map((b) => String(b.abandoned)), String(q.abandoned)])),
   };
 }

@@ -436,7 +436,7 @@
     // Agents by call (offered = calls that rang the agent, however often), with the records
     // that rang them beside (the API's `offered`, kept for scripts).
     const at = clear($('agents').tBodies[0]);
-    for (const a of s.agents) at.append(el('tr', {}, el('td', { text: a.agent }), el('td', { text: a.offeredCalls }), el('td', { text: a.answeredCalls }),
+    for (const a of s.agents) at.append(el('tr', {}, el('td', { text: withName(a.agent, a.agentName) }), el('td', { text: a.offeredCalls }), el('td', { text: a.answeredCalls }),
       el('td', { text: pct(a.answerRate) }), el('td', { text: hms(a.talkSeconds) }), el('td', { text: hms(a.avgTalkSeconds) }), el('td', { text: hms(a.avgRingSeconds) }),
       el('td', { class: 'muted', text: a.offered })));
     if (!s.agents.length) at.append(el('tr', {}, el('td', { colspan: 8, class: 'muted', text: 'No agent calls in this range.' })));
@@ -492,11 +492,11 @@
   }
   function showNumbers(s) {
     const ct = clear($('top-callers').tBodies[0]);
-    for (const n of s.topCallers) ct.append(el('tr', {}, el('td', { text: n.number || '(no number)' }), el('td', { text: callerCell(n.name, n.number) }),
+    for (const n of s.topCallers) ct.append(el('tr', {}, el('td', { text: n.number || '(no number)' }), el('td', { text: n.numberName || callerCell(n.name, n.number) }),
       el('td', { text: n.calls }), el('td', { text: n.answered }), el('td', { text: hms(n.talkSeconds) })));
     if (!s.topCallers.length) ct.append(el('tr', {}, el('td', { colspan: 5, class: 'muted', text: 'No inbound calls in this range.' })));
     const dt = clear($('top-destinations').tBodies[0]);
-    for (const n of s.topDestinations) dt.append(el('tr', {}, el('td', { text: n.number || '(no number)' }),
+    for (const n of s.topDestinations) dt.append(el('tr', {}, el('td', { text: n.number ? withName(n.number, n.numberName) : '(no number)' }),
       el('td', { text: n.calls }), el('td', { text: n.answered }), el('td', { text: hms(n.talkSeconds) })));
     if (!s.topDestinations.length) dt.append(el('tr', {}, el('td', { colspan: 4, class: 'muted', text: 'No outbound calls in this range.' })));
     const note = $('numbers-note');

@@ -175,10 +175,11 @@ impl App {
             Ok(())
         });
         match walked {
-            Ok(()) => Response::json(
-                200,
-                &serde_json::to_value(b.finish()).unwrap_or(Value::Null),
-            ),
+            Ok(()) => {
+                let mut v = serde_json::to_value(b.finish()).unwrap_or(Value::Null);
+                add_stats_names(&mut v, &self.backend.names());
+                Response::json(200, &v)
+            }
             Err(e) => backend_error(&e),
         }
     }
@@ -298,6 +299,31 @@ fn add_names(
     j["agentName"] = agent.map_or(Value::Null, name);
 }
 
+/// The people behind the stats' agents and top numbers (`[names]` > learned > `null`): each
+/// agent gets `agentName`, each top caller and destination `numberName`, beside the fields
+/// that were there (`name` stays the caller's own CallerID name).
+fn add_stats_names(v: &mut Value, names: &crate::names::Names) {
+    let name = |n: &str| {
+        names
+            .name_of(n)
+            .map_or(Value::Null, |s| Value::String(s.to_owned()))
+    };
+    if let Some(agents) = v.get_mut("agents").and_then(Value::as_array_mut) {
+        for a in agents {
+            let n = name(a["agent"].as_str().unwrap_or_default());
+            a["agentName"] = n;
+        }
+    }
+    for list in ["topCallers", "topDestinations"] {
+        if let Some(rows) = v.get_mut(list).and_then(Value::as_array_mut) {
+            for r in rows {
+                let n = name(r["number"].as_str().unwrap_or_default());
+                r["numberName"] = n;
+            }
+        }
+    }
+}
+
 /// A download's file name: the box's name and the dates the filter covers, in the PBX's zone
 /// (`office-2026-11-01_2026-11-30.csv`; `to` is exclusive, so its day is the second before).
 /// Only `A-Z a-z 0-9 - _ .` survive, so the header needs no quoting rules.
@@ -373,5 +399,35 @@ mod tests {
             ),
             "pbx-2-until-2026-10-31.csv"
         );
+    }
+}
+
+#[cfg(test)]
+mod stats_name_tests {
+    use super::*;
+    use std::collections::{BTreeMap, HashMap};
+
+    #[test]
+    fn stats_names_are_added_beside_the_numbers_and_nothing_is_renamed() {
+        let names = crate::names::Names::new(
+            BTreeMap::from([("1004".to_string(), "Carol White".to_string())]),
+            HashMap::from([("1005".to_string(), "Dan (learned)".to_string())]),
+        );
+        let mut v = serde_json::json!({
+            "agents": [{"agent": "1004", "offered": 3}, {"agent": "1005"}, {"agent": "PJSIP/x"}],
+            "topCallers": [{"number": "1005", "name": "CallerID Dan"}],
+            "topDestinations": [{"number": "+74991234567"}],
+        });
+        add_stats_names(&mut v, &names);
+        assert_eq!(v["agents"][0]["agentName"], "Carol White");
+        assert_eq!(v["agents"][0]["offered"], 3, "older fields kept");
+        assert_eq!(v["agents"][1]["agentName"], "Dan (learned)");
+        assert_eq!(v["agents"][2]["agentName"], Value::Null);
+        assert_eq!(v["topCallers"][0]["numberName"], "Dan (learned)");
+        assert_eq!(
+            v["topCallers"][0]["name"], "CallerID Dan",
+            "the CallerID name stays"
+        );
+        assert_eq!(v["topDestinations"][0]["numberName"], Value::Null);
     }
 }
