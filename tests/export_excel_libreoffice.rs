@@ -1,11 +1,14 @@
 //! The `excel` profile as a spreadsheet sees it (issue 13, item 6): the real captures exported,
 //! opened by LibreOffice headless (`soffice --convert-to fods`, one conversion) and read back
 //! cell by cell — dates are dates, durations are times, seconds are numbers, `+7…` is text with
-//! no apostrophe, Cyrillic is intact, custom fields have their own columns, a formula stays text.
+//! no apostrophe, Cyrillic is intact, custom fields have their own columns, a formula stays text,
+//! and the people behind the numbers ("Source name", "Destination name": `[names]` > learned >
+//! empty) are text cells with their Cyrillic intact.
 //!
 //! Needs `soffice` (Debian `libreoffice-calc-nogui`; `.ci/run` installs it). Without it the
 //! test says SKIPPED locally and fails under CI (`CI=true`).
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::process::Command;
 
@@ -13,7 +16,8 @@ use std::process::Command;
 mod capture_support;
 
 use capture_support::office_records as decode;
-use cdrbox::export::{write_all, Format, Profile};
+use cdrbox::export::{ExportWriter, Format, Profile};
+use cdrbox::names::Names;
 
 /// One cell of the converted sheet: its type (`string`, `float`, `date`, `time`), its typed
 /// value (`office:value`, `date-value`, `time-value`) and the text shown.
@@ -145,13 +149,32 @@ fn a_spreadsheet_reads_dates_durations_numbers_and_names_as_people_expect() {
     evil.user_field = "=HYPERLINK(\"http://evil\";\"click\")".into();
     evil.source = "+7 (499) 123-45-67".into();
     records.push(evil);
+    // Who is behind the numbers: a configured name, a learned one (hidden where [names] has the
+    // number), one that looks like a number, and a learned CallerID name written as a formula.
+    let names = Names::new(
+        BTreeMap::from([
+            (records[0].source.clone(), "Анна Петрова".to_string()),
+            (
+                records[1].destination.clone(),
+                "Бухгалтерия, каб. 2".to_string(),
+            ),
+        ]),
+        HashMap::from([
+            (records[0].source.clone(), "hidden by [names]".to_string()),
+            (records[2].source.clone(), "Ёжик «Ё» 007".to_string()),
+            (records[3].destination.clone(), "0049".to_string()),
+            ("+7 (499) 123-45-67".to_string(), "=1+1".to_string()),
+        ]),
+    );
+    let mut w = ExportWriter::new(Format::Csv(Profile::Excel), Vec::new())
+        .unwrap()
+        .with_names(names.clone());
+    for r in &records {
+        w.write(r).unwrap();
+    }
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("calls.csv");
-    std::fs::write(
-        &csv,
-        write_all(Format::Csv(Profile::Excel), Vec::new(), &records).unwrap(),
-    )
-    .unwrap();
+    std::fs::write(&csv, w.finish().unwrap()).unwrap();
     let sheet = rows(&convert(&soffice, dir.path(), &csv));
     assert_eq!(sheet.len(), records.len() + 1, "{sheet:?}");
     let header: Vec<&str> = sheet[0].iter().map(|c| c.shown.as_str()).collect();
@@ -167,6 +190,8 @@ fn a_spreadsheet_reads_dates_durations_numbers_and_names_as_people_expect() {
         "Duration",
         "Duration (s)",
         "Caller name",
+        "Source name",
+        "Destination name",
         "Department",
         "Campaign",
     ] {
@@ -205,6 +230,21 @@ fn a_spreadsheet_reads_dates_durations_numbers_and_names_as_people_expect() {
         if r.source.starts_with('+') {
             assert_eq!(number.kind, "string", "{number:?}");
         }
+        // The people behind the numbers: text as resolved, Cyrillic intact; empty when unknown.
+        for (column, number) in [
+            ("Source name", &r.source),
+            ("Destination name", &r.destination),
+        ] {
+            let name = cell(column);
+            let want = names.name_of(number).unwrap_or("");
+            if want.is_empty() {
+                assert_eq!(name, Cell::default(), "{column} of {number:?}");
+            } else {
+                assert_eq!(name.kind, "string", "{column} of {number:?}: {name:?}");
+                let shown = name.shown.trim_start_matches(['\u{2060}', '\'']);
+                assert_eq!(shown, want, "{column} of {number:?}: {name:?}");
+            }
+        }
         // UniqueIDs are not rounded as decimals.
         assert_eq!(
             cell("Unique ID").shown.trim_start_matches('\u{2060}'),
@@ -220,6 +260,18 @@ fn a_spreadsheet_reads_dates_durations_numbers_and_names_as_people_expect() {
         "{names:?}"
     );
     let first = &sheet[1];
+    assert_eq!(first[col("Source name")].shown, "Анна Петрова");
+    let people: Vec<&str> = sheet[1..]
+        .iter()
+        .flat_map(|row| [&row[col("Source name")], &row[col("Destination name")]])
+        .map(|c| c.shown.as_str())
+        .collect();
+    for want in ["Бухгалтерия, каб. 2", "Ёжик «Ё» 007"] {
+        assert!(people.contains(&want), "{want:?} not in {people:?}");
+    }
+    assert!(!people.contains(&"hidden by [names]"), "{people:?}");
+    // A name that looks like a number stays as typed (no leading zero dropped).
+    assert!(people.contains(&"\u{2060}0049"), "{people:?}");
     assert_eq!(first[col("Department")].shown, "Sales");
     assert_eq!(first[col("Campaign")].shown, "Spring-2025");
     assert_eq!(
@@ -239,5 +291,11 @@ fn a_spreadsheet_reads_dates_durations_numbers_and_names_as_people_expect() {
     assert_eq!(
         evil[col("Caller number")].shown,
         "\u{2060}+7 (499) 123-45-67"
+    );
+    // A CallerID name written as a formula is text, never its result.
+    let formula = &evil[col("Source name")];
+    assert_eq!(
+        (formula.kind.as_str(), formula.shown.as_str()),
+        ("string", "'=1+1")
     );
 }

@@ -6,7 +6,10 @@
 
 mod import_support;
 
+use std::collections::{BTreeMap, HashMap};
+
 use cdrbox::export::{write_all, ExportWriter, Format, Profile};
+use cdrbox::names::Names;
 use cdrbox::record::{CallRecord, PbxContext, DEFAULT_TRUNK_PATTERN};
 // The captures and the order Master.csv was written in are the import tests' too.
 use import_support::{cdr_events, master_csv, CAPTURES};
@@ -80,6 +83,31 @@ fn export(format: Format) -> Vec<u8> {
     write_all(format, Vec::new(), &golden_records()).unwrap()
 }
 
+/// Who is behind the golden records' numbers: 1001 configured (not its CallerID "Alice Smith"),
+/// 1002 learned, 2001 configured and learned (the configured name wins).
+fn golden_names() -> Names {
+    Names::new(
+        BTreeMap::from([
+            ("1001".into(), "Алиса Смит".into()),
+            ("2001".into(), "Бухгалтерия".into()),
+        ]),
+        HashMap::from([
+            ("1002".into(), "Bob J.".into()),
+            ("2001".into(), "hidden by [names]".into()),
+        ]),
+    )
+}
+
+fn export_named(format: Format, names: Names) -> Vec<u8> {
+    let mut w = ExportWriter::new(format, Vec::new())
+        .unwrap()
+        .with_names(names);
+    for r in &golden_records() {
+        w.write(r).unwrap();
+    }
+    w.finish().unwrap()
+}
+
 #[test]
 fn golden_json() {
     let out = export(Format::Json);
@@ -114,14 +142,16 @@ fn golden_csv_standard() {
 
 #[test]
 fn golden_csv_excel_keeps_cyrillic_and_guards_formulas() {
-    let out = export(Format::Csv(Profile::Excel));
+    let out = export_named(Format::Csv(Profile::Excel), golden_names());
     check_golden("records_excel.csv", &out);
     // Issue 13, item 6: headers in words, custom fields as columns, the PBX's wall clock and
     // h:mm:ss durations, and a number a spreadsheet would change (`-1001`) kept as typed
     // behind an invisible word joiner instead of a visible `'`.
-    assert!(
-        out.starts_with("\u{FEFF}Start;Answered;End;Caller name;Caller number;Dialled;".as_bytes())
-    );
+    assert!(out.starts_with(
+        "\u{FEFF}Start;Answered;End;Caller name;Caller number;Source name;Dialled;\
+             Destination name;Direction;"
+            .as_bytes()
+    ));
     let text = std::str::from_utf8(&out[3..]).unwrap();
     assert!(
         text.lines()
@@ -131,8 +161,15 @@ fn golden_csv_excel_keeps_cyrillic_and_guards_formulas() {
         "{text}"
     );
     assert!(text.contains(
-        "\r\n2026-11-22 10:07:06;2026-11-22 10:07:07;2026-11-22 10:07:10;Alice Smith;1001;2001;"
+        "\r\n2026-11-22 10:07:06;2026-11-22 10:07:07;2026-11-22 10:07:10;Alice Smith;1001;\
+         Алиса Смит;2001;Бухгалтерия;internal;"
     ));
+    // Issue 13, item 2: the names as the API resolves them (configured > learned > empty).
+    assert!(
+        text.contains(";Bob Jones;1002;Bob J.;2006;;internal;"),
+        "{text}"
+    );
+    assert!(!text.contains("hidden by [names]"));
     assert!(text.contains(";0:00:04;4;0:00:03;3;"));
     assert!(text.contains("Иван Петров"));
     assert!(text.contains("перезвонить"));
@@ -270,4 +307,29 @@ fn writer_reports_type_and_counts() {
     );
     assert_eq!(Format::Ndjson.content_type(), "application/x-ndjson");
     assert_eq!(Format::Json.file_extension(), "json");
+}
+
+/// Names are for the excel profile only: the standard, pbxlogger and asterisk CSVs and the JSON
+/// views keep their columns byte for byte (scripts read them).
+#[test]
+fn names_change_only_the_excel_profile() {
+    for format in [
+        Format::Json,
+        Format::Ndjson,
+        Format::Csv(Profile::Standard),
+        Format::Csv(Profile::PbxLogger),
+        Format::Csv(Profile::Asterisk),
+    ] {
+        assert_eq!(
+            export_named(format, golden_names()),
+            export(format),
+            "{format:?}"
+        );
+    }
+    // No names known: the name cells are empty, nothing else moves.
+    let plain = String::from_utf8(export(Format::Csv(Profile::Excel))).unwrap();
+    assert!(
+        plain.contains(";Alice Smith;1001;;2001;;internal;"),
+        "{plain}"
+    );
 }

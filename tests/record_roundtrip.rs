@@ -175,7 +175,7 @@ proptest! {
         prop_assert_eq!(rows.len(), rs.len());
         for (row, r) in rows.iter().zip(&rs) {
             let cells: Vec<&str> = row.iter().collect();
-            prop_assert_eq!(cells.clone(), columns.cells(r, true));
+            prop_assert_eq!(cells.clone(), columns.cells(r, true, &Default::default()));
             for c in cells {
                 prop_assert!(!c.starts_with(['=', '+', '-', '@', '\t', '\r']), "unguarded {:?}", c);
             }

@@ -22,6 +22,7 @@ fn opts(mode: UsbMode) -> ExportOptions {
         profile: Profile::Standard,
         box_name: "office box".into(),
         now_utc: NOW,
+        names: Default::default(),
     }
 }
 
@@ -480,7 +481,7 @@ fn export_to_dir_creates_the_directory_and_uses_config() {
     let src = source_with(6);
     let mut cfg = usb_config(tmp.path(), &tmp.path().join("no-table"), UsbMode::New);
     cfg.profile = "pbxlogger".into();
-    let r = export_to_dir(&src, &dir, &cfg, "box1", NOW).unwrap();
+    let r = export_to_dir(&src, &dir, &cfg, "box1", NOW, Default::default()).unwrap();
     let folder = r.folder.unwrap();
     assert!(folder.starts_with(&dir));
     let csv = std::fs::read_to_string(folder.join("calls.csv")).unwrap();
@@ -490,14 +491,14 @@ fn export_to_dir_creates_the_directory_and_uses_config() {
     // Retention deleted copied rows: nothing new, nothing written.
     src.delete_upto(6);
     assert_eq!(
-        export_to_dir(&src, &dir, &cfg, "box1", NOW)
+        export_to_dir(&src, &dir, &cfg, "box1", NOW, Default::default())
             .unwrap()
             .records,
         0
     );
     cfg.profile = "nope".into();
     src.push(rec(7));
-    let e = export_to_dir(&src, &dir, &cfg, "box1", NOW).unwrap_err();
+    let e = export_to_dir(&src, &dir, &cfg, "box1", NOW, Default::default()).unwrap_err();
     assert_eq!(e.to_string(), "[usb] profile \"nope\" is not a CSV profile");
 }
 

@@ -532,3 +532,36 @@ fn wedged_page_workers_make_the_probe_unhealthy_and_stop_still_ends() {
         t.elapsed()
     );
 }
+
+/// Issue 13 items 2 and 6: the page's excel download names the people behind the numbers as
+/// the calls page does (`[names]` here); the standard CSV keeps its columns.
+#[test]
+fn excel_download_names_the_people_behind_the_numbers() {
+    let s = start(3, |_| {});
+    setup_password(&s);
+    s.backend
+        .config
+        .lock()
+        .unwrap()
+        .push_str("\n[names]\n\"100\" = \"Ресепшн\"\n");
+    let auth = format!("Authorization: {}\n", basic());
+    let r = get(s.addr, "/export.csv?profile=excel", &auth);
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    let header = text.lines().next().unwrap();
+    assert!(
+        header.contains(";Caller number;Source name;Dialled;Destination name;"),
+        "{header}"
+    );
+    let rows: Vec<&str> = text
+        .split("\r\n")
+        .skip(1)
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(rows.len(), 3);
+    for row in rows {
+        assert!(row.contains(";;100;Ресепшн;inbound;"), "{row}");
+    }
+    let r = get(s.addr, "/export.csv", &auth);
+    assert!(!r.text().contains("Ресепшн"));
+}

@@ -35,6 +35,8 @@ pub struct DailySettings {
     /// CSV profile of the attachment (`excel`, …).
     pub profile: String,
     pub callback: Duration,
+    /// `[names]`: with the names learned from the journal, the `excel` profile's name columns.
+    pub names: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -135,7 +137,10 @@ impl Daily {
         let format = Format::parse("csv", Some(&s.profile))
             .map_err(|_| DailyError::Profile(s.profile.clone()))?;
         let reader = JournalReader::open(&self.journal)?;
-        let mut csv = ExportWriter::new(format, Vec::new())?;
+        // The excel profile's name columns, resolved as the page resolves them.
+        let names = crate::names::Directory::new(s.names.clone(), crate::names::LEARNED_CAP);
+        reader.learn_names(&names)?;
+        let mut csv = ExportWriter::new(format, Vec::new())?.with_names(names.snapshot());
         let mut stats = StatsBuilder::new(DEFAULT_SLA_SECONDS);
         let mut legs = Vec::new();
         let day_filter = Filter {
@@ -220,6 +225,7 @@ mod tests {
             tz: jiff::tz::TimeZone::get("Europe/Moscow").unwrap(),
             profile: "excel".into(),
             callback: Duration::from_secs(3600),
+            names: Default::default(),
         }
     }
 

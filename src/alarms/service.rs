@@ -161,6 +161,7 @@ pub fn daily_from_config(cfg: &Config) -> Result<Option<DailySettings>, String> 
         tz: box_info(cfg).tz,
         profile: a.daily_report_profile.clone(),
         callback: minutes(a.callback_minutes),
+        names: cfg.names.clone(),
     }))
 }
 

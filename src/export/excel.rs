@@ -18,20 +18,27 @@
 //!   ([`super::formula_guard`]: a visible `'` before `= + - @`), so no formula can run.
 //!
 //! With the guard off (`?formulaGuard=off`) cells are exactly as received (no joiner either).
+//!
+//! "Source name" and "Destination name" are the people behind the numbers as the API shows them
+//! (`[names]` > learned from CallerID > empty, [`crate::names`]): the caller resolves them
+//! (a [`Names`] snapshot passed in); this module only looks them up, it reads no config or journal.
 
 use std::io::{self, Write};
 
 use super::{csv_err, formula_guard, needs_formula_guard};
+use crate::names::Names;
 use crate::record::{CallRecord, CdrTime};
 
 /// The fixed columns, in words; custom-field columns and [`OTHER_FIELDS`] follow.
-pub const EXCEL_COLUMNS: [&str; 30] = [
+pub const EXCEL_COLUMNS: [&str; 32] = [
     "Start",
     "Answered",
     "End",
     "Caller name",
     "Caller number",
+    "Source name",
     "Dialled",
+    "Destination name",
     "Direction",
     "Disposition",
     "Duration",
@@ -94,12 +101,14 @@ impl ExcelColumns {
             .collect()
     }
 
-    /// The cells of `r` under this header, before CSV quoting; `guard` as in the module docs.
-    pub fn cells(&self, r: &CallRecord, guard: bool) -> Vec<String> {
+    /// The cells of `r` under this header, before CSV quoting; `guard` as in the module docs;
+    /// the name columns from `names`.
+    pub fn cells(&self, r: &CallRecord, guard: bool, names: &Names) -> Vec<String> {
         let t = |s: &str| text(s, guard);
         let id = |s: &str| id_text(s, guard);
         let time = |c: Option<&CdrTime>| c.map(|c| t(&c.local())).unwrap_or_default();
         let opt = |s: &Option<String>| t(s.as_deref().unwrap_or(""));
+        let name = |number: &str| t(names.name_of(number).unwrap_or(""));
         // A negative count from a broken PBX would start with `-`: the guard as everywhere.
         let num = |n: i64| {
             if guard {
@@ -114,7 +123,9 @@ impl ExcelColumns {
             time(Some(&r.end)),
             t(&r.caller_name()),
             t(&r.source),
+            name(&r.source),
             t(&r.destination),
+            name(&r.destination),
             r.direction.as_str().to_string(),
             t(r.disposition.as_str()),
             h_mm_ss(r.duration),
@@ -225,6 +236,7 @@ pub struct ExcelWriter<W: Write> {
     csv: Option<(Box<csv::Writer<W>>, ExcelColumns)>,
     separator: u8,
     guard: bool,
+    names: Names,
 }
 
 impl<W: Write> ExcelWriter<W> {
@@ -236,7 +248,13 @@ impl<W: Write> ExcelWriter<W> {
             csv: None,
             separator,
             guard,
+            names: Names::default(),
         })
+    }
+
+    /// The names the "Source name" / "Destination name" columns show (none until set).
+    pub fn set_names(&mut self, names: Names) {
+        self.names = names;
     }
 
     fn start(&mut self, first: Option<&CallRecord>) -> io::Result<()> {
@@ -263,7 +281,8 @@ impl<W: Write> ExcelWriter<W> {
         let Some((cw, columns)) = self.csv.as_mut() else {
             return Err(io::Error::other("excel writer has no header"));
         };
-        cw.write_record(columns.cells(r, guard)).map_err(csv_err)
+        cw.write_record(columns.cells(r, guard, &self.names))
+            .map_err(csv_err)
     }
 
     pub fn finish(mut self) -> io::Result<W> {

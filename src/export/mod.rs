@@ -9,7 +9,8 @@
 //!   `customFields` is one column holding the JSON object text.
 //! - `excel`: for spreadsheets (see [`excel`]): UTF-8 BOM, `;` (or `,`) separators, headers in
 //!   words, date-times and `h:mm:ss` durations a spreadsheet reads as such, custom fields as
-//!   their own columns, phone numbers shown as typed.
+//!   their own columns, phone numbers shown as typed, and the people behind the source and
+//!   destination numbers (resolved by the caller, passed in: [`ExportWriter::with_names`]).
 //! - `pbxlogger`: the Advanced PBX Data Logger columns.
 //! - `asterisk`: byte-compatible with Asterisk's `cdr_csv` `Master.csv` (`loguniqueid=yes`,
 //!   `loguserfield=yes`): no header, strings and dates always quoted, numbers bare, an empty
@@ -70,10 +71,10 @@ impl Profile {
     /// The cell texts of one record as the default writer puts them, before CSV quoting:
     /// after the formula guard. For `asterisk`, the 18 `Master.csv` values (an unanswered
     /// call's answer time is the empty string). For `excel`, as the first record of a file
-    /// (its custom fields are the columns).
+    /// (its custom fields are the columns), with no names known.
     pub fn cells(&self, r: &CallRecord) -> Vec<String> {
         match self {
-            Profile::Excel => excel::ExcelColumns::of(Some(r)).cells(r, true),
+            Profile::Excel => excel::ExcelColumns::of(Some(r)).cells(r, true, &Default::default()),
             _ => self.raw_cells(r).into_iter().map(formula_guard).collect(),
         }
     }
@@ -82,7 +83,7 @@ impl Profile {
     pub fn raw_cells(&self, r: &CallRecord) -> Vec<String> {
         match self {
             Profile::Standard => standard_cells(r),
-            Profile::Excel => excel::ExcelColumns::of(Some(r)).cells(r, false),
+            Profile::Excel => excel::ExcelColumns::of(Some(r)).cells(r, false, &Default::default()),
             Profile::PbxLogger => pbxlogger_cells(r),
             Profile::Asterisk => asterisk_fields(r).into_iter().map(|(_, s)| s).collect(),
         }
@@ -555,6 +556,15 @@ impl<W: Write> ExportWriter<W> {
             records: 0,
             guard,
         })
+    }
+
+    /// The people behind the numbers, for the profiles that show names (`excel`: "Source
+    /// name", "Destination name"); the others ignore them, so their columns never change.
+    pub fn with_names(mut self, names: crate::names::Names) -> Self {
+        if let Inner::Excel(x) = &mut self.inner {
+            x.set_names(names);
+        }
+        self
     }
 
     /// Appends one record.

@@ -30,6 +30,7 @@ mod feed;
 mod handle;
 mod health;
 pub mod measure;
+mod names;
 mod payload;
 pub mod query;
 pub mod ring;

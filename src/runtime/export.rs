@@ -40,6 +40,17 @@ pub fn export(args: ExportArgs) -> Result<()> {
         .map_err(|e| anyhow::anyhow!(e.render(Naming::Cli)))?;
     let reader = JournalReader::open_with_ring(&JournalPaths::from_config(&cfg.storage))
         .with_context(|| format!("opening the journal at {}", cfg.storage.path.display()))?;
+    // The excel profile's name columns, resolved as the API resolves them: `[names]`, then the
+    // CallerID names the journal teaches (the same records the running box learns from).
+    let names = if format == Format::Csv(crate::export::Profile::Excel) {
+        let dir = crate::names::Directory::new(cfg.names.clone(), crate::names::LEARNED_CAP);
+        if let Err(e) = reader.learn_names(&dir) {
+            tracing::warn!(target: "cdrbox::export", error = %e, "could not read the journal for CallerID names");
+        }
+        dir.snapshot()
+    } else {
+        crate::names::Names::default()
+    };
     match &args.output {
         None => {
             use std::io::IsTerminal;
@@ -48,9 +59,10 @@ pub fn export(args: ExportArgs) -> Result<()> {
             let out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
             if tty {
                 let out = crate::export::TerminalSafe::new(out);
-                write_export(&reader, &filter, format, args.formula_guard, out)?.finish()?;
+                write_export(&reader, &filter, format, args.formula_guard, &names, out)?
+                    .finish()?;
             } else {
-                write_export(&reader, &filter, format, args.formula_guard, out)?.flush()?;
+                write_export(&reader, &filter, format, args.formula_guard, &names, out)?.flush()?;
             }
         }
         Some(path) => {
@@ -59,7 +71,7 @@ pub fn export(args: ExportArgs) -> Result<()> {
                 .with_context(|| format!("creating a temporary file beside {}", path.display()))?;
             let tmp = file.temp_path().to_owned();
             let out = std::io::BufWriter::with_capacity(64 * 1024, file);
-            write_export(&reader, &filter, format, args.formula_guard, out)?
+            write_export(&reader, &filter, format, args.formula_guard, &names, out)?
                 .into_inner()
                 .map_err(|e| e.into_error())
                 .with_context(|| format!("writing {}", tmp.display()))?
@@ -81,9 +93,11 @@ fn write_export<W: Write>(
     filter: &Filter,
     format: Format,
     formula_guard: bool,
+    names: &crate::names::Names,
     out: W,
 ) -> Result<W> {
-    let mut writer = ExportWriter::with_guard(format, formula_guard, out)?;
+    let mut writer =
+        ExportWriter::with_guard(format, formula_guard, out)?.with_names(names.clone());
     // Export errors are either the journal's or the output's; keep both as the error chain.
     enum Failure {
         Journal(JournalError),

@@ -14,9 +14,30 @@ pub fn usb_export(config: &Path, to: &Path) -> Result<()> {
     let cfg = load_config(config)?;
     let paths = JournalPaths::from_config(&cfg.storage);
     let clock = Clock::system();
+    // The excel profile's name columns, as the page resolves them: `[names]`, then the CallerID
+    // names the journal teaches.
+    let names = crate::names::Directory::new(cfg.names.clone(), crate::names::LEARNED_CAP);
+    match crate::journal::JournalReader::open(&paths) {
+        Ok(r) => {
+            if let Err(e) = r.learn_names(&names) {
+                tracing::warn!(target: "cdrbox::usb", error = %e, "could not read the journal for CallerID names");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(target: "cdrbox::usb", error = %e, "could not read the journal for CallerID names")
+        }
+    }
+    let names = names.snapshot();
     let run = |source: &dyn crate::usb::UsbSource| {
-        crate::usb::export_to_dir(source, to, &cfg.usb, &cfg.box_name, clock.unix())
-            .with_context(|| format!("copying records to {}", to.display()))
+        crate::usb::export_to_dir(
+            source,
+            to,
+            &cfg.usb,
+            &cfg.box_name,
+            clock.unix(),
+            names.clone(),
+        )
+        .with_context(|| format!("copying records to {}", to.display()))
     };
     let report = if crate::journal::writer_running(&paths) {
         // `cdrbox run` owns the writer: copy what it has committed (records still waiting in

@@ -34,6 +34,7 @@ use super::source::{GapInfo, UsbSource};
 use super::UsbError;
 use crate::config::{UsbConfig, UsbMode};
 use crate::export::{ExportWriter, Format, Profile};
+use crate::names::Names;
 
 /// The staging directory; hidden (dot) and suffixed `.partial`, so no person or tool takes it
 /// for a finished export.
@@ -77,6 +78,9 @@ pub struct ExportOptions {
     pub box_name: String,
     /// Box clock at the start (Unix seconds), written in the manifest.
     pub now_utc: i64,
+    /// The people behind the numbers (the `excel` profile's name columns); resolved by the
+    /// caller, as the API resolves them.
+    pub names: Names,
 }
 
 impl ExportOptions {
@@ -91,21 +95,27 @@ impl ExportOptions {
             profile,
             box_name: box_name.to_owned(),
             now_utc,
+            names: Names::default(),
         })
     }
 }
 
 /// `cdrbox usb-export --config F --to DIR`: the same verified export into `dir` (created when
-/// missing), with the mode and profile of `[usb]`; no mount is needed or checked.
+/// missing), with the mode and profile of `[usb]` and the people behind the numbers `names`;
+/// no mount is needed or checked.
 pub fn export_to_dir(
     source: &dyn UsbSource,
     dir: &Path,
     cfg: &UsbConfig,
     box_name: &str,
     now_utc: i64,
+    names: Names,
 ) -> Result<ExportReport, UsbError> {
     std::fs::create_dir_all(dir).map_err(|e| UsbError::from_io(e, "create", dir))?;
-    let opts = ExportOptions::from_config(cfg, box_name, now_utc)?;
+    let opts = ExportOptions {
+        names,
+        ..ExportOptions::from_config(cfg, box_name, now_utc)?
+    };
     export(source, &RealFs, dir, &opts, &mut |_| {}, &|| true)
 }
 
@@ -154,7 +164,7 @@ pub fn export(
         return Ok(nothing);
     }
 
-    let plan = dry_run(source, after, upto, opts.profile)?;
+    let plan = dry_run(source, after, upto, opts)?;
     if plan.span.count == 0 {
         return Ok(nothing);
     }
@@ -276,10 +286,13 @@ fn dry_run(
     source: &dyn UsbSource,
     after: i64,
     upto: i64,
-    profile: Profile,
+    opts: &ExportOptions,
 ) -> Result<Plan, UsbError> {
     let src_err = |e: io::Error| UsbError::Source(e.to_string());
-    let mut csv = ExportWriter::new(Format::Csv(profile), Counter::default()).map_err(src_err)?;
+    // The same names as the copy, so the sizes are exact.
+    let mut csv = ExportWriter::new(Format::Csv(opts.profile), Counter::default())
+        .map_err(src_err)?
+        .with_names(opts.names.clone());
     let mut json = ExportWriter::new(Format::Json, Counter::default()).map_err(src_err)?;
     let mut span = Span::default();
     source
@@ -408,7 +421,8 @@ fn write_verified(
     let (csv_h, csv_errno) = Hashing::new(csv_file);
     let (json_h, json_errno) = Hashing::new(json_file);
     let mut csv = ExportWriter::new(Format::Csv(opts.profile), csv_h)
-        .map_err(|e| UsbError::from_io(with_errno(e, &csv_errno), "write", &csv_tmp))?;
+        .map_err(|e| UsbError::from_io(with_errno(e, &csv_errno), "write", &csv_tmp))?
+        .with_names(opts.names.clone());
     let mut json = ExportWriter::new(Format::Json, json_h)
         .map_err(|e| UsbError::from_io(with_errno(e, &json_errno), "write", &json_tmp))?;
 

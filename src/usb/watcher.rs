@@ -47,6 +47,9 @@ pub struct WatcherOptions {
     /// Default `systemd-mount --umount` (board/usb.md explains the polkit rule it needs);
     /// `umount` is tried when the program is not installed.
     pub eject_command: Vec<String>,
+    /// Who is behind a number (`[names]`, learned CallerID names), read when a stick comes,
+    /// for the `excel` profile's name columns; `None`: no names.
+    pub names: Option<std::sync::Arc<crate::names::Directory>>,
 }
 
 impl WatcherOptions {
@@ -57,6 +60,7 @@ impl WatcherOptions {
             poll: Duration::from_secs(1),
             exclude: Vec::new(),
             eject_command: vec!["systemd-mount".into(), "--umount".into()],
+            names: None,
         }
     }
 }
@@ -332,7 +336,15 @@ impl Run {
             &self.opts.box_name,
             self.clock.unix(),
         ) {
-            Ok(o) => o,
+            Ok(o) => ExportOptions {
+                names: self
+                    .opts
+                    .names
+                    .as_ref()
+                    .map(|d| d.snapshot())
+                    .unwrap_or_default(),
+                ..o
+            },
             Err(e) => return err(e),
         };
         tracing::info!(target: "usb", mount = %mp.display(), device = %m.device, fstype = %m.fstype, "stick found; copying");

@@ -58,13 +58,15 @@ pub trait Exporter: Send + Sync + 'static {
     /// A writer for `format` in `profile` over `out`. `profile` was checked against
     /// [`Exporter::profiles`]; the JSON formats ignore it. `formula_guard` is false only when
     /// the user asked for raw CSV cells (`?formulaGuard=off`). `separator` is the CSV
-    /// separator asked for (`None`: the profile's own).
+    /// separator asked for (`None`: the profile's own). `names` are the people behind the
+    /// numbers ([`super::Backend::names`]), for the profiles that show them (`excel`).
     fn writer<'a>(
         &self,
         format: ExportFormat,
         profile: &str,
         formula_guard: bool,
         separator: Option<u8>,
+        names: crate::names::Names,
         out: Box<dyn Write + 'a>,
     ) -> Result<Box<dyn RecordWriter + 'a>, BackendError>;
 }
@@ -88,6 +90,7 @@ impl Exporter for CdrExporter {
         profile: &str,
         formula_guard: bool,
         separator: Option<u8>,
+        names: crate::names::Names,
         out: Box<dyn Write + 'a>,
     ) -> Result<Box<dyn RecordWriter + 'a>, BackendError> {
         use crate::export::{ExportWriter, Format, Profile};
@@ -106,12 +109,9 @@ impl Exporter for CdrExporter {
                 )
             }
         };
-        Ok(Box::new(Streaming(ExportWriter::with_separator(
-            format,
-            formula_guard,
-            separator,
-            out,
-        )?)))
+        Ok(Box::new(Streaming(
+            ExportWriter::with_separator(format, formula_guard, separator, out)?.with_names(names),
+        )))
     }
 }
 

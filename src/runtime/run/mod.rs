@@ -192,7 +192,7 @@ async fn run_once(
             .then(|| -> Echo { Box::new(|r| println!("{}", one_line(r))) }),
     });
     let display = start_display(&cfg, &board, &clock);
-    let usb = start_usb(&cfg, &journal, &board, &clock);
+    let usb = start_usb(&cfg, (&journal, &names), &board, &clock);
     // Live configuration: the web page publishes validated, saved configs here, and asks for a
     // restart on the other channel.
     let (config_tx, config_rx) = watch::channel(cfg.clone());

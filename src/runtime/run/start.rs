@@ -13,7 +13,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::filter::{Filter, Sort};
 use crate::journal::{Journal, JournalError, JournalHandle};
-use crate::record::{Direction, Disposition};
+use crate::record::Disposition;
 use crate::runtime::board::StatusBoard;
 use crate::runtime::{display_zone, start_of_day, usb_source, web_backend};
 use crate::usb::UsbWatcher;
@@ -44,10 +44,6 @@ pub(super) fn start_board(
     board
 }
 
-/// Records read back at start to learn extensions' CallerID names: enough to see every
-/// extension of an office that called in the last days, cheap to read.
-const NAMES_SEED_RECORDS: u32 = 5_000;
-
 /// `[names]`, and the CallerID names learned from the newest records in the journal, so a
 /// restart does not forget who is behind an extension.
 pub(super) fn start_names(cfg: &Config, journal: &JournalHandle) -> Arc<crate::names::Directory> {
@@ -55,28 +51,9 @@ pub(super) fn start_names(cfg: &Config, journal: &JournalHandle) -> Arc<crate::n
         cfg.names.clone(),
         crate::names::LEARNED_CAP,
     ));
-    let page = crate::filter::Page {
-        limit: NAMES_SEED_RECORDS,
-        offset: 0,
-    };
-    let mut newest_first = Vec::new();
-    let result = journal.reader().and_then(|r| {
-        // Only calls from extensions teach a name (`crate::names::learned_from`).
-        let from_extensions = Filter {
-            directions: vec![Direction::Outbound, Direction::Internal],
-            ..Filter::default()
-        };
-        r.query_each::<JournalError>(&from_extensions, Sort::StartDesc, page, |rec| {
-            newest_first.extend(crate::names::learned_from(&rec));
-            Ok(())
-        })
-    });
+    let result = journal.reader().and_then(|r| r.learn_names(&names));
     if let Err(e) = result {
         tracing::warn!(target: "cdrbox::run", error = %e, "could not read the journal for CallerID names");
-    }
-    // Oldest first, so the newest sighting of each number is the one kept.
-    for (number, name) in newest_first.into_iter().rev() {
-        names.learn_number(&number, &name);
     }
     names
 }
@@ -189,12 +166,14 @@ pub(super) fn start_display(
 /// The USB stick watcher; `None` (logged) when its thread cannot start.
 pub(super) fn start_usb(
     cfg: &Config,
-    journal: &JournalHandle,
+    (journal, names): (&JournalHandle, &Arc<crate::names::Directory>),
     board: &Arc<StatusBoard>,
     clock: &Clock,
 ) -> Option<UsbWatcher> {
     let b = board.clone();
     let mut opts = crate::usb::WatcherOptions::new(&cfg.usb, &cfg.box_name);
+    // The excel profile's name columns: the names the page shows, live.
+    opts.names = Some(names.clone());
     // The journal's own stick (journal on USB) is never an export target.
     opts.exclude = vec![cfg.storage.path.clone()];
     match UsbWatcher::spawn(

@@ -125,9 +125,11 @@ pub(super) fn handle(
                             Chunked { inner: &mut out },
                         ))
                     };
+                    // The excel profile's name columns: the names the calls page shows.
+                    let names = app.backend().names();
                     let mut w = app
                         .exporter()
-                        .writer(format, profile, formula_guard, separator, sink)
+                        .writer(format, profile, formula_guard, separator, names, sink)
                         .map_err(io::Error::other)?;
                     app.backend()
                         .for_each(filter, sort, &mut |r| {

@@ -1,0 +1,38 @@
+//! Names learned from the journal (issue 13, item 2): the CallerID names of the newest calls
+//! from extensions, read back so a restart, `cdrbox export` and the USB copy know the same people
+//! as the running box. Reads only; what a record teaches is [`crate::names::learned_from`].
+
+use super::{JournalError, JournalReader};
+use crate::filter::{Filter, Page, Sort};
+use crate::names::Directory;
+use crate::record::Direction;
+
+/// Records read back to learn extensions' CallerID names: enough to see every extension of an
+/// office that called in the last days, cheap to read.
+pub const NAMES_SEED_RECORDS: u32 = 5_000;
+
+impl JournalReader {
+    /// Teaches `names` the CallerID names of the newest [`NAMES_SEED_RECORDS`] calls from
+    /// extensions; the newest sighting of each number wins.
+    pub fn learn_names(&self, names: &Directory) -> Result<(), JournalError> {
+        let page = Page {
+            limit: NAMES_SEED_RECORDS,
+            offset: 0,
+        };
+        // Only calls from extensions teach a name (`crate::names::learned_from`).
+        let from_extensions = Filter {
+            directions: vec![Direction::Outbound, Direction::Internal],
+            ..Filter::default()
+        };
+        let mut newest_first = Vec::new();
+        self.query_each::<JournalError>(&from_extensions, Sort::StartDesc, page, |rec| {
+            newest_first.extend(crate::names::learned_from(&rec));
+            Ok(())
+        })?;
+        // Oldest first, so the newest sighting of each number is the one kept.
+        for (number, name) in newest_first.into_iter().rev() {
+            names.learn_number(&number, &name);
+        }
+        Ok(())
+    }
+}
