@@ -5,27 +5,25 @@
 use super::{JournalError, JournalReader};
 use crate::filter::{Filter, Page, Sort};
 use crate::names::Directory;
-use crate::record::Direction;
 
 /// Records read back to learn extensions' CallerID names: enough to see every extension of an
-/// office that called in the last days, cheap to read.
+/// office that called in the last days, cheap to read. The newest records of any direction,
+/// not the newest calls *from extensions*: this runs at start-up before the links connect, and
+/// a direction filter has no index, so on a journal of inbound calls only it would walk the
+/// whole file (seconds on a million records) while calls go unheard (issue 10 item 4).
 pub const NAMES_SEED_RECORDS: u32 = 5_000;
 
 impl JournalReader {
-    /// Teaches `names` the CallerID names of the newest [`NAMES_SEED_RECORDS`] calls from
-    /// extensions; the newest sighting of each number wins.
+    /// Teaches `names` the CallerID names of the calls from extensions among the newest
+    /// [`NAMES_SEED_RECORDS`] records; the newest sighting of each number wins.
     pub fn learn_names(&self, names: &Directory) -> Result<(), JournalError> {
         let page = Page {
             limit: NAMES_SEED_RECORDS,
             offset: 0,
         };
-        // Only calls from extensions teach a name (`crate::names::learned_from`).
-        let from_extensions = Filter {
-            directions: vec![Direction::Outbound, Direction::Internal],
-            ..Filter::default()
-        };
+        // Only calls from extensions teach a name (`crate::names::learned_from` decides).
         let mut newest_first = Vec::new();
-        self.query_each::<JournalError>(&from_extensions, Sort::StartDesc, page, |rec| {
+        self.query_each::<JournalError>(&Filter::default(), Sort::StartDesc, page, |rec| {
             newest_first.extend(crate::names::learned_from(&rec));
             Ok(())
         })?;
