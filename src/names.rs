@@ -164,6 +164,15 @@ impl Directory {
             .learn(number, name);
     }
 
+    /// Remembers `name` for `number` unless a name was learned for it already: a sighting read
+    /// back from the journal, newest first, while the links may already be teaching newer ones.
+    pub fn learn_number_if_unknown(&self, number: &str, name: &str) {
+        let mut learned = self.learned.lock().unwrap_or_else(|e| e.into_inner());
+        if learned.get(number).is_none() {
+            learned.learn(number, name);
+        }
+    }
+
     fn configured(&self) -> Arc<BTreeMap<String, String>> {
         self.configured
             .read()

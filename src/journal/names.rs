@@ -22,15 +22,14 @@ impl JournalReader {
             offset: 0,
         };
         // Only calls from extensions teach a name (`crate::names::learned_from` decides).
-        let mut newest_first = Vec::new();
+        // Newest first, each number's first sighting kept: the newest one, and never over a
+        // name the running box learned live meanwhile (this may run beside the links).
         self.query_each::<JournalError>(&Filter::default(), Sort::StartDesc, page, |rec| {
-            newest_first.extend(crate::names::learned_from(&rec));
+            if let Some((number, name)) = crate::names::learned_from(&rec) {
+                names.learn_number_if_unknown(&number, &name);
+            }
             Ok(())
         })?;
-        // Oldest first, so the newest sighting of each number is the one kept.
-        for (number, name) in newest_first.into_iter().rev() {
-            names.learn_number(&number, &name);
-        }
         Ok(())
     }
 }
