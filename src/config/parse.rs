@@ -657,22 +657,8 @@ pub fn normalize(text: &str) -> Normalized {
                 }
             }
             toml::Value::Array(list)
-        } else if let Some(spec) = t.map {
-            let tab = match given.map(|v| v.get_ref()) {
-                None => None,
-                Some(DeValue::Table(tab)) => Some(tab),
-                Some(other) => {
-                    let line = given.and_then(|v| walk.line(v.span()));
-                    walk.value_problem(
-                        t.name.to_owned(),
-                        format!("expected a [{}] table, not {}", t.name, type_words(other)),
-                        line,
-                    );
-                    None
-                }
-            };
-            toml::Value::Table(walk.map_table(t.name, spec, tab))
         } else {
+            // `[name]` must be a table, whether its keys are fixed or a map (`[names]`).
             let tab = match given.map(|v| v.get_ref()) {
                 None => None,
                 Some(DeValue::Table(tab)) => Some(tab),
@@ -686,7 +672,10 @@ pub fn normalize(text: &str) -> Normalized {
                     None
                 }
             };
-            toml::Value::Table(walk.table(t.name, tab, None))
+            match t.map {
+                Some(spec) => toml::Value::Table(walk.map_table(t.name, spec, tab)),
+                None => toml::Value::Table(walk.table(t.name, tab, None)),
+            }
         };
         walk.out.root.insert(t.name.to_owned(), value);
     }
