@@ -39,7 +39,8 @@ trap binfmt_aarch64_off EXIT
 log "mmdebstrap bookworm arm64 (log: $CACHE/logs/mmdebstrap.log)"
 start=$(date +%s)
 # setup-hook: the initramfs settings go in before linux-image-arm64 is unpacked, so its
-# update-initramfs runs already use MODULES=list (the 35-minute trap of embedded.md §3.4).
+# update-initramfs runs already use MODULES=list (with MODULES=most those two runs under
+# qemu-user were almost all of a 35-minute build).
 # dpkg path-exclude: man pages, translations and docs are of no use on a headless box.
 mmdebstrap --variant=minbase --architectures=arm64 --format=tar \
   --components="main non-free-firmware" \

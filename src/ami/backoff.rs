@@ -3,7 +3,8 @@
 //! failing slows down. Pure: the random source is injected and `now` is passed in, so every rule
 //! is unit- and property-tested without sleeping. Must not: sleep, read a clock, touch sockets.
 //!
-//! The lanes (`../shared/research/ami-protocol.md` §1.5, §2.2, §4, and issue 10 item 3):
+//! The lanes (issue 10 item 3; Asterisk keeps no history for a client that was away, answers a
+//! bad login after about 1 s and closes, and sees a dead client only when a write fails):
 //! - **quick** — a session that stayed logged in for `stable_after` and then dropped (network
 //!   blip, proxy or firewall reset) reconnects immediately, then `quick_retries` more times
 //!   about `quick_interval` apart (±10 %, so several links do not march in lock-step).

@@ -18,8 +18,8 @@
 //! line.
 //!
 //! Written by hand because no maintained crate frames AMI losslessly (see
-//! `../shared/research/ami-protocol.md` §3.2: the Rust AMI crates decode to UTF-8 strings, drop
-//! duplicate keys, or fail the stream on a long message).
+//! the Rust AMI crates read in 2026: they decode to UTF-8 strings, drop duplicate keys, or fail
+//! the stream on a long message).
 
 use std::fmt;
 use std::ops::Range;

@@ -7,7 +7,7 @@
 //! is a parameter, every time-out here is unit-tested without sleeping.
 //!
 //! Protocol facts this relies on are in `tests/fixtures/ami/README.md` ("Login behaviour",
-//! "Shutdown/restart") and `../shared/research/ami-protocol.md` §1.5–1.8:
+//! "Shutdown/restart") and Asterisk's `main/manager.c` (`action_login`, `authenticate`):
 //! - responses are matched to our actions **only** by `ActionID`; events may arrive between an
 //!   action and its response, and a response with an ActionID we did not send (or no longer wait
 //!   for) is ignored;

@@ -1,4 +1,5 @@
-//! Configuration: TOML text → validated [`Config`] (PRODUCT.md §10). Pure code, no file I/O here
+//! Configuration: TOML text → validated [`Config`] (`config/cdrbox.toml`, README "Configuration
+//! reference"). Pure code, no file I/O here
 //! except [`Config::load`], which only reads the file and hands the text to [`Config::parse`].
 //!
 //! Every key is defined once, in the table in [`keys`] (type, default, range, unit, label,

@@ -1,4 +1,5 @@
-//! The OLED status display (PRODUCT.md §7): what the box shows on its SSD1306 128×64 panel.
+//! The OLED status display (README "The OLED, the USB stick, the appliance"): what the box shows
+//! on its SSD1306 128×64 panel.
 //!
 //! Split so that everything but the bus is pure and tested without hardware:
 //! - [`frame`]: `Frame`, the 128×64 1-bit picture (a `DrawTarget`, ASCII dumps, diffs);

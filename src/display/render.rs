@@ -1,4 +1,5 @@
-//! The OLED screens (PRODUCT.md §7): `StatusView` → pixels on any `DrawTarget<Color = BinaryColor>`.
+//! The OLED screens: `StatusView` → pixels on any `DrawTarget<Color = BinaryColor>`; the expected
+//! pictures are the ASCII dumps in `tests/fixtures/display/`.
 //!
 //! Pure code: no I2C, no clock, no threads. The caller picks the page; [`pages`] lists them with
 //! alarms first. Layout of every page on the 128×64 panel:

@@ -1,11 +1,12 @@
-//! Export writers (PRODUCT.md §3): records → JSON array, NDJSON or CSV in four profiles. Pure code.
+//! Export writers: records → JSON array, NDJSON or CSV in four profiles. Pure code.
 //!
 //! Writers stream into any `impl std::io::Write`, one record at a time, so an export of millions
 //! of rows uses the same memory as one of ten. They never open files or sockets and never read
 //! the journal: callers (web download, CLI, USB copy) feed records and own the destination.
 //!
 //! CSV profiles:
-//! - `standard`: every JSON field as a column in PRODUCT.md §2 order, header row, RFC 4180, UTF-8;
+//! - `standard`: every JSON field as a column in `record::JSON_FIELDS` order, header row,
+//!   RFC 4180, UTF-8;
 //!   `customFields` is one column holding the JSON object text.
 //! - `excel`: for spreadsheets (see [`excel`]): UTF-8 BOM, `;` (or `,`) separators, headers in
 //!   words, date-times and `h:mm:ss` durations a spreadsheet reads as such, custom fields as

@@ -1,4 +1,4 @@
-//! Record filters shared by the web API, the CLI export and the USB copy (PRODUCT.md §3). Pure code.
+//! Record filters shared by the web API, the CLI export and the USB copy. Pure code.
 //!
 //! One `Filter` value means the same set everywhere: the journal turns it into SQL, and
 //! [`Filter::matches`] applies it to records still in memory, so both must agree. The text a

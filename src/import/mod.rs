@@ -1,7 +1,8 @@
 //! Filling the gaps: CDRs the PBX kept while the AMI link was down, read back from Asterisk's
 //! Master.csv ([`master_csv`]) or FreePBX's CDR database ([`cdr_db`]) and turned into
 //! [`CallRecord`]s with the same match key as their AMI twins ([`crate::record::match_key`]), so
-//! the journal stores each call once whichever way it came in (issue 12, PRODUCT.md §9, §11).
+//! the journal stores each call once whichever way it came in (issue 12; README "Filling the
+//! gaps: Master.csv and FreePBX's CDR database").
 //!
 //! This module turns source bytes/rows into records and counts what happened; it must not own
 //! the journal, a socket or a file handle beyond what its adapter ([`cdr_db`]) is for. Fields a

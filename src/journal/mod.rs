@@ -1,5 +1,6 @@
 //! The journal: every `CallRecord` durable on arrival, stored exactly once in SQLite, with a gap
-//! ledger, retention and disk-full handling (PRODUCT.md §4, research/embedded.md §1).
+//! ledger, retention and disk-full handling (README "How it keeps every record"; the bytes
+//! each design writes per record are BENCHMARKS.md's wear rows).
 //!
 //! Shape: [`Journal::open`] opens and migrates the database and starts two threads.
 //! - The **ring thread** (`writer/intake.rs`) takes records from producers, gives each the next

@@ -1,5 +1,5 @@
 //! The ring file: a pre-zeroed file where every record becomes durable on arrival with one
-//! `pwrite` + one `fdatasync`, before SQLite sees it (PRODUCT.md §4, research/embedded.md §1.5).
+//! `pwrite` + one `fdatasync`, before SQLite sees it (README "How it keeps every record").
 //!
 //! Layout: the file is a whole number of 4 KiB blocks, zeroed once with real writes (no sparse
 //! holes, no `fallocate` unwritten extents), so it never grows: a ring write can't hit ENOSPC and

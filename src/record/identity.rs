@@ -1,10 +1,12 @@
-//! The record's identity key (PRODUCT.md §2): what makes two events the same call detail
+//! The record's identity key: what makes two events the same call detail
 //! record, so the journal stores each exactly once. Pure code, no I/O.
 
 use super::time::wall_clock_key;
 use super::{CallRecord, ENVELOPE_FIELDS};
 
-/// Identity key (PRODUCT.md §2) over raw wire fields: SHA-256 of length-prefixed parts,
+/// Identity key (same PBX + (UniqueID, Sequence) when Sequence is mapped, else the same full
+/// field content; UniqueID alone repeats across parallel dials, transfers and queue legs) over
+/// raw wire fields: SHA-256 of length-prefixed parts,
 /// truncated to 16 bytes. Fields are compared by raw bytes, so changing the configured charset
 /// never changes an identity.
 pub fn compute_identity<'a>(pbx: &str, fields: &[(&'a [u8], &'a [u8])]) -> [u8; 16] {

@@ -1,4 +1,5 @@
-//! The record's JSON view (PRODUCT.md §2, the API contract): streaming serialisation in a fixed
+//! The record's JSON view (the API contract: names as VueSIP's `CdrRecord`, so its users read
+//! our API directly): streaming serialisation in a fixed
 //! field order, and reading it back. Pure code, no I/O.
 
 use serde::Serialize;
@@ -7,7 +8,7 @@ use super::identity::compute_identity;
 use super::{CallRecord, CdrTime, Direction, Disposition, Origin, STANDARD_FIELDS};
 
 impl CallRecord {
-    /// The JSON view (PRODUCT.md §2, the API contract).
+    /// The JSON view (the API contract).
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(JsonRecord(self)).unwrap_or(serde_json::Value::Null)
     }
@@ -144,7 +145,8 @@ pub enum RecordJsonError {
     },
 }
 
-/// The JSON names of the record view, in order (PRODUCT.md §2); also the `standard` CSV columns.
+/// The JSON names of the record view, in order (a contract: scripts rely on them); also the
+/// `standard` CSV columns.
 pub const JSON_FIELDS: [&str; 27] = [
     "uniqueId",
     "accountCode",

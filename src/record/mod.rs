@@ -1,4 +1,5 @@
-//! The call record: one `Event: Cdr` turned into typed, derived fields (PRODUCT.md §2). Pure code.
+//! The call record: one `Event: Cdr` (Asterisk's `cdr/cdr_manager.c`) turned into typed, derived
+//! fields. Pure code.
 //!
 //! Source of truth is always the raw event bytes, kept in [`CallRecord::raw`]; every other field
 //! can be recomputed from them and the PBX's settings ([`PbxContext`]). Must not do I/O, and
@@ -116,16 +117,16 @@ pub struct CallRecord {
     pub raw: Vec<u8>,
     /// When the box received it, by the box's clock (seconds since the Unix epoch).
     pub received_utc: i64,
-    /// Identity key (PRODUCT.md §2): same PBX + (UniqueID, Sequence) if Sequence is mapped,
+    /// Identity key: same PBX + (UniqueID, Sequence) if Sequence is mapped,
     /// else the same full field content. 16 bytes of SHA-256.
     pub identity: [u8; 16],
-    /// How the record reached the box (PRODUCT.md §11). Old ring payloads have none: AMI.
+    /// How the record reached the box. Old ring payloads have none: AMI.
     #[serde(default)]
     pub origin: Origin,
 }
 
 /// How a record reached the box: the AMI link, an imported Master.csv, or FreePBX's CDR
-/// database. Its text (`ami`, `master-csv`, `cdr-db`) is a contract (PRODUCT.md §11).
+/// database. Its text (`ami`, `master-csv`, `cdr-db`) is a contract: the API's `origin` field.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Origin {
     #[default]

@@ -1,6 +1,7 @@
-//! The central PostgreSQL schema the uplink writes (PRODUCT.md §11): its SQL text, its version
-//! and compatibility rule, and the monthly partitions of `cdrbox_cdr`. Pure code: it builds
-//! SQL, the adapter in [`super::server`] runs it; `cdrbox uplink-schema` prints it for a DBA.
+//! The central PostgreSQL schema the uplink writes (README "Central PostgreSQL (uplink)"): its
+//! SQL text, its version and compatibility rule, and the monthly partitions of `cdrbox_cdr`.
+//! Pure code: it builds SQL, the adapter in [`super::server`] runs it; `cdrbox uplink-schema`
+//! prints it for a DBA.
 //!
 //! Compatibility rule (an old box writing to a newer schema keeps working):
 //! - A schema version only ever ADDS: tables, views, indexes, and columns that are nullable or

@@ -1,4 +1,4 @@
-//! The verified copy of journal records to a stick (or any directory), PRODUCT.md §8.
+//! The verified copy of journal records to a stick (or any directory).
 //!
 //! Layout on the stick: `<box>_<first-date>_<last-date>/` (a `-2`, `-3`… suffix when taken)
 //! holding `calls.csv` (the `[usb] profile`), `calls.json` (array) and `MANIFEST.txt`. Dates are

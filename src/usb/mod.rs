@@ -1,4 +1,4 @@
-//! USB stick export (PRODUCT.md §8, issue 5): a stick mounted under `[usb] mount_root` gets the
+//! USB stick export (issue 5): a stick mounted under `[usb] mount_root` gets the
 //! records not yet copied (or all) as CSV + JSON with a SHA-256 manifest, written to temporary
 //! names, fsynced, renamed, read back and verified before the copy watermark advances.
 //!

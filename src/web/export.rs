@@ -71,7 +71,7 @@ pub trait Exporter: Send + Sync + 'static {
     ) -> Result<Box<dyn RecordWriter + 'a>, BackendError>;
 }
 
-/// The exporter over `crate::export` (every format and CSV profile of PRODUCT.md §3). This is
+/// The exporter over `crate::export` (every format and CSV profile listed there). This is
 /// what the runtime passes to [`super::serve`].
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CdrExporter;

@@ -1,4 +1,5 @@
-//! The PRODUCT.md §2 JSON view of a record, as the web API and the live feed send it: the
+//! The JSON view of a record (field names as VueSIP's `CdrRecord`), as the web API and the live
+//! feed send it: the
 //! shared view in `crate::record` (one definition for the API, the exports and the USB copy),
 //! and its bounded *listing* form.
 //!

@@ -1,6 +1,6 @@
-//! The local web page and HTTP API (PRODUCT.md §6): a tiny_http adapter ([`server`]) around pure
-//! routes ([`routes`]) that talk to the rest of the box only through the [`Backend`] and
-//! [`Exporter`] traits defined here.
+//! The local web page and HTTP API (README "The web page"): a tiny_http adapter ([`server`])
+//! around pure routes ([`routes`]) that talk to the rest of the box only through the [`Backend`]
+//! and [`Exporter`] traits defined here.
 //!
 //! Must not reach into the journal, the AMI links or the export writers directly: the runtime
 //! implements [`Backend`] over the journal and the status board, and [`Exporter`] over
@@ -55,7 +55,7 @@ pub enum BackendError {
     Internal(String),
 }
 
-/// One interval during which a PBX link was down (the gap ledger, PRODUCT.md §4).
+/// One interval during which a PBX link was down (the gap ledger: where records may be missing).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gap {
     pub pbx: String,

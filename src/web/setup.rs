@@ -44,8 +44,10 @@ pub fn pbx_list(config_text: &str) -> Vec<PbxInfo> {
 /// (for `EXAMPLE_PBX` and `EXAMPLE_BOX_IP`); `tests/readme_setup.rs` keeps the two equal.
 ///
 /// `write = reporting` is the least that lets a client ask `CoreStatus`; the box itself sends
-/// only Login/Challenge/Ping/Logoff, which need no write permission (research/ami-protocol.md
-/// §1.5). `writetimeout`: Asterisk drops a session whose write waits longer (100 ms by default),
+/// only Login/Challenge/Ping/Logoff, which need no write permission (Login and Challenge come
+/// before authentication; Ping and Logoff have authority 0, which `process_message` in Asterisk's
+/// `main/manager.c` lets any user run).
+/// `writetimeout`: Asterisk drops a session whose write waits longer (100 ms by default),
 /// losing the queued CDRs, so give a box on a busy LAN seconds, not milliseconds.
 pub fn manager_conf(p: &PbxInfo, box_ip: Option<&str>) -> String {
     let permit = match box_ip {

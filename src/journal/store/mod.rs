@@ -6,7 +6,8 @@
 //!
 //! The hot table `cdr` keeps its rowid (arrival order), the identity UNIQUE key (exactly-once)
 //! and ONE index on `start_utc`: each index roughly doubles the bytes written per commit
-//! (research/embedded.md §1.2).
+//! (measured on ext4 at the device: WAL, one commit per row, 22.7 KB per row with an index on
+//! `start_utc`, 11.7 KB with none).
 //!
 //! Map: `schema` (version, migrations, background indexes), `open` (open for writing, set a
 //! damaged file aside, `quick_check`), `rows` (row layout, inserts, reads, retention deletes);

@@ -46,7 +46,8 @@ pub fn quick_check(conn: &Connection) -> rusqlite::Result<CheckOutcome> {
 /// Keeps the `-wal` and `-shm` files when the connection closes instead of deleting them by
 /// name. Every journal connection sets it: when a damaged file is renamed aside while
 /// connections to it are still open, the last of them to close would otherwise delete the
-/// *fresh* journal's `-wal`/`-shm`, which by then have those names (howtocorrupt.html §2).
+/// *fresh* journal's `-wal`/`-shm`, which by then have those names (SQLite's "How To Corrupt
+/// An SQLite Database File", howtocorrupt.html §2).
 pub fn persist_wal(conn: &Connection) -> rusqlite::Result<()> {
     let mut on: std::os::raw::c_int = 1;
     // SAFETY: `handle()` is this open connection's sqlite3 pointer, used only for this call on
