@@ -1,9 +1,10 @@
-//! The `excel` profile as a spreadsheet sees it (issue 13, item 6): the real captures exported,
-//! opened by LibreOffice headless (`soffice --convert-to fods`, one conversion) and read back
-//! cell by cell — dates are dates, durations are times, seconds are numbers, `+7…` is text with
-//! no apostrophe, Cyrillic is intact, custom fields have their own columns, a formula stays text,
-//! and the people behind the numbers ("Source name", "Destination name": `[names]` > learned >
-//! empty) are text cells with their Cyrillic intact.
+//! The `excel` profile as a spreadsheet sees it (issue 13, item 6): the real captures exported
+//! with each separator (`;` and `,`), opened by LibreOffice headless (`soffice --convert-to
+//! fods`, one conversion per file) and read back cell by cell — dates are dates, durations are
+//! times, seconds are numbers, `+7…` is text with no apostrophe, Cyrillic is intact, custom
+//! fields have their own columns, a formula stays text, and the people behind the numbers
+//! ("Source name", "Destination name": `[names]` > learned > empty) are text cells with their
+//! Cyrillic intact.
 //!
 //! Needs `soffice` (Debian `libreoffice-calc-nogui`; `.ci/run` installs it). Without it the
 //! test says SKIPPED locally and fails under CI (`CI=true`).
@@ -101,17 +102,19 @@ fn soffice() -> Option<String> {
     found.map(String::from)
 }
 
-fn convert(soffice: &str, dir: &Path, csv: &Path) -> String {
+fn convert(soffice: &str, dir: &Path, csv: &Path, separator: u8) -> String {
     // Its own profile directory: a shared one is locked by any other running soffice.
     let profile = format!("-env:UserInstallation=file://{}", dir.join("lo").display());
+    // CSV import: the file's separator (`;` 59 or `,` 44), quote `"` (34), UTF-8 (76), from
+    // line 1 — what a user picks in the import dialog, or what Excel does with the BOM and the
+    // separator its locale expects.
+    let filter = format!("--infilter=CSV:{separator},34,76,1");
     let out = Command::new(soffice)
         .args([
             profile.as_str(),
             "--headless",
             "--norestore",
-            // CSV import: separator `;` (59), quote `"` (34), UTF-8 (76), from line 1 — what a
-            // user picks in the import dialog, or what Excel does with the BOM and `;`.
-            "--infilter=CSV:59,34,76,1",
+            filter.as_str(),
             "--convert-to",
             "fods",
             "--outdir",
@@ -130,8 +133,20 @@ fn convert(soffice: &str, dir: &Path, csv: &Path) -> String {
     std::fs::read_to_string(fods).unwrap()
 }
 
+/// The default `;` file (locales with a decimal comma).
 #[test]
 fn a_spreadsheet_reads_dates_durations_numbers_and_names_as_people_expect() {
+    spreadsheet_reads(b';');
+}
+
+/// The `,` file (`?separator=comma`, English locales): the same cells, cell by cell — names
+/// and a formula holding `,` or `;` stay whole in their cells.
+#[test]
+fn the_comma_separated_file_reads_the_same() {
+    spreadsheet_reads(b',');
+}
+
+fn spreadsheet_reads(separator: u8) {
     let Some(soffice) = soffice() else {
         return;
     };
@@ -166,16 +181,28 @@ fn a_spreadsheet_reads_dates_durations_numbers_and_names_as_people_expect() {
             ("+7 (499) 123-45-67".to_string(), "=1+1".to_string()),
         ]),
     );
-    let mut w = ExportWriter::new(Format::Csv(Profile::Excel), Vec::new())
-        .unwrap()
-        .with_names(names.clone());
+    let mut w = ExportWriter::with_separator(
+        Format::Csv(Profile::Excel),
+        true,
+        Some(separator),
+        Vec::new(),
+    )
+    .unwrap()
+    .with_names(names.clone());
     for r in &records {
         w.write(r).unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("calls.csv");
-    std::fs::write(&csv, w.finish().unwrap()).unwrap();
-    let sheet = rows(&convert(&soffice, dir.path(), &csv));
+    let bytes = w.finish().unwrap();
+    let sep = char::from(separator);
+    assert!(
+        bytes.starts_with(format!("\u{feff}Start{sep}Answered{sep}End{sep}").as_bytes()),
+        "the file is {sep}-separated: {}",
+        String::from_utf8_lossy(&bytes[..80])
+    );
+    std::fs::write(&csv, bytes).unwrap();
+    let sheet = rows(&convert(&soffice, dir.path(), &csv, separator));
     assert_eq!(sheet.len(), records.len() + 1, "{sheet:?}");
     let header: Vec<&str> = sheet[0].iter().map(|c| c.shown.as_str()).collect();
     let col = |name: &str| {
