@@ -70,3 +70,22 @@ pub fn total(port: u16) -> u64 {
     }
     v["total"].as_u64().unwrap_or(0)
 }
+
+/// The login every box of these tests uses for its simulated PBX (`cdrbox` / `s3cret`), with
+/// the simulator's defaults for the rest (fill in with `..sim_login()`).
+pub fn sim_login() -> cdrbox::sim::SimOptions {
+    cdrbox::sim::SimOptions {
+        username: "cdrbox".into(),
+        secret: "s3cret".into(),
+        ..cdrbox::sim::SimOptions::default()
+    }
+}
+
+/// A simulated PBX on 127.0.0.1:0 with `options`, served by `rt`.
+pub fn start_sim(
+    rt: &tokio::runtime::Runtime,
+    options: cdrbox::sim::SimOptions,
+) -> cdrbox::sim::SimHandle {
+    rt.block_on(cdrbox::sim::bind("127.0.0.1:0", options))
+        .expect("bind the simulated PBX")
+}

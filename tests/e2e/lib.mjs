@@ -70,3 +70,13 @@ export async function pageGet(page, path) {
     }
   }
 }
+
+// After a failed run: where each page was, a full-page screenshot (when `shots` is set) and the
+// page errors seen so far, so the failure can be read without running it again.
+export async function reportFailure(browser, shots, errors) {
+  for (const p of browser.contexts().flatMap((c) => c.pages())) {
+    console.log('page at failure: ' + p.url());
+    if (shots) await p.screenshot({ path: shots + '/failure.png', fullPage: true }).catch(() => {});
+  }
+  if (errors.length) console.log('page errors:\n' + errors.join('\n'));
+}

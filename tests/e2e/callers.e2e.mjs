@@ -1,0 +1,63 @@
+// What the calls page shows for each call's caller (issue 13, item 2), driven by
+// tests/people_counts_and_callers.rs against the real `cdrbox run` with a simulated PBX that made
+// a known set of calls, some with a withheld number (`"Anonymous" <>` and `"" <>`):
+//   CDRBOX_BASE     http://127.0.0.1:PORT of the box (a password is set: CDRBOX_PASS)
+//   CDRBOX_CALLS    how many calls the harness expects on the page (all of them fit one page)
+//   CDRBOX_RESULTS  where to write {rows: [{name, number}], totalText, heads} for the harness
+//   E2E_SCREENSHOTS directory for the screenshots (1366×768 and 390×844)
+// This script only reads what a person sees; the harness compares it with the API and the
+// simulator's bytes. No sideways scrolling at 390 px. Any page error fails.
+import { writeFileSync } from 'node:fs';
+import { chromium } from 'playwright-core';
+import { fail, reportFailure, until } from './lib.mjs';
+
+const env = (k) => { const v = process.env[k]; if (!v) throw new Error(k + ' is not set'); return v; };
+const base = env('CDRBOX_BASE'), PASS = env('CDRBOX_PASS'), CALLS = Number(env('CDRBOX_CALLS'));
+const shots = process.env.E2E_SCREENSHOTS;
+
+async function main() {
+  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
+  const errors = [];
+  try {
+    const ctx = await browser.newContext({ viewport: { width: 1366, height: 768 } });
+    const page = await ctx.newPage();
+    page.on('pageerror', (e) => errors.push('pageerror: ' + e.message));
+    page.on('console', (m) => { if (m.type() === 'error' && !/display\.png|40[0-9]|Failed to load resource/.test(m.text())) errors.push('console: ' + m.text()); });
+
+    await page.goto(base + '/');
+    await page.waitForURL(/\/login(#.*)?$/);
+    await page.fill('#login-password', PASS);
+    await Promise.all([page.waitForURL(base + '/'), page.click('#login button[type=submit]')]);
+
+    await page.goto(base + '/#calls?limit=100');
+    const calls = page.locator('#calls tbody tr.call');
+    await until(CALLS + ' calls on the page', async () => (await calls.count()) === CALLS, 30000);
+    // The columns by their header, so a reordered table still reads the right cells.
+    const heads = (await page.locator('#calls thead th').allTextContents()).map((t) => t.trim());
+    const col = (name) => { const i = heads.findIndex((h) => h.startsWith(name)); if (i < 0) fail('no column ' + name + ' in ' + heads.join(' | ')); return i; };
+    const nameCol = col('Caller'), numberCol = col('From');
+    const rows = [];
+    for (let i = 0; i < CALLS; i++) {
+      const cells = await calls.nth(i).locator('td').allTextContents();
+      rows.push({ name: cells[nameCol].trim(), number: cells[numberCol].trim() });
+    }
+    const totalText = ((await page.textContent('#calls-total')) || '').trim();
+    if (shots) await page.screenshot({ path: shots + '/callers-1366.png' });
+    await page.setViewportSize({ width: 390, height: 844 });
+    const over = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    if (over > 0) fail('the calls page is ' + over + ' px wider than a 390 px window');
+    if (shots) await page.screenshot({ path: shots + '/callers-390.png', fullPage: true });
+    writeFileSync(env('CDRBOX_RESULTS'), JSON.stringify({ rows, totalText, heads }));
+    console.log('ok: read ' + rows.length + ' calls (' + totalText + ')');
+
+    if (errors.length) fail('page errors:\n' + errors.join('\n'));
+    console.log('e2e: all passed');
+  } catch (e) {
+    await reportFailure(browser, shots, errors);
+    throw e;
+  } finally {
+    await browser.close();
+  }
+}
+
+main().catch((e) => { console.error('e2e FAILED:', e.message); process.exit(1); });
