@@ -12,6 +12,8 @@
 //!   "no caller ID" with "(no number)" (headless Chromium, `tests/e2e/callers.e2e.mjs`; skipped
 //!   without a browser like the other `web_e2e_*` tests); the excel download's "Caller name" and
 //!   "Caller number" cells say the same.
+//! - **The accountant's file from the page** (item 6): the "Today" view's excel download is
+//!   named `<box>-<day>.csv` and separated by `,` in an English browser, `;` in a German one.
 //! - **Names through the CLI**: `[names]` entries come out as "Source name" / "Destination name"
 //!   in `cdrbox export --profile excel` and in the `calls.csv` of `cdrbox usb-export`.
 //!
@@ -456,6 +458,33 @@ profile = "excel"
             format!("{calls} calls match ({records} records)"),
             "the page's total"
         );
+        // The "Today" view's excel download: named after the box and the day, separated as
+        // the browser's locale expects (`,` in English, `;` where the decimal mark is a comma),
+        // the same withheld callers in its cells.
+        let downloads = page["downloads"].as_array().unwrap();
+        assert_eq!(downloads.len(), 2);
+        for (d, sep) in downloads.iter().zip([',', ';']) {
+            assert_eq!(
+                d["filename"],
+                format!("callers-box-{today}.csv"),
+                "{}",
+                d["locale"]
+            );
+            let text = d["text"].as_str().unwrap();
+            assert!(
+                text.starts_with(&format!("\u{feff}Start{sep}Answered{sep}")),
+                "{} download: {}",
+                d["locale"],
+                &text[..40.min(text.len())]
+            );
+            let rows = excel_rows(text.as_bytes());
+            assert_eq!(rows.len(), records, "{}", d["locale"]);
+            let anonymous_rows = rows
+                .iter()
+                .filter(|r| r["Caller number"].is_empty() && r["Caller name"] == "Anonymous")
+                .count();
+            assert_eq!(anonymous_rows, anonymous, "{}", d["locale"]);
+        }
     }
     assert!(cdrbox.still_running(), "the box stayed up");
     cdrbox.stop();
