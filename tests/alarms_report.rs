@@ -4,7 +4,9 @@
 //! - at 07:00 in the PBX's zone exactly one report of yesterday arrives, its CSV attachment is
 //!   byte for byte `cdrbox export --from DAY --to DAY` in the configured profile, and its numbers
 //!   (records, calls, answered, missed) equal the ones counted from that export;
-//! - a restart the same morning sends nothing more; the next morning brings the next day's.
+//! - a restart the same morning sends nothing more; the next morning brings the next day's;
+//! - in the `excel` profile the attachment names the people behind the numbers ("Source name",
+//!   "Destination name": `[names]` over names learned from CallerID), as `cdrbox export` does.
 
 mod alarms_support;
 mod cli_support;
@@ -26,7 +28,9 @@ use cli_support::wait;
 const DAY_START: i64 = 1_795_986_000;
 const HOUR: i64 = 3600;
 
-fn config_text(dir: &Path, smtp_port: u16) -> String {
+/// The box of these tests; `profile` is the attachment's CSV profile, `more` any tables after
+/// `[alarms]` (`[names]`).
+fn config_text(dir: &Path, smtp_port: u16, profile: &str, more: &str) -> String {
     format!(
         r#"
 [box]
@@ -54,9 +58,9 @@ smtp_url = "smtp://127.0.0.1:{smtp_port}"
 from = "cdrbox <box@example.com>"
 to = ["boss@example.com"]
 daily_report = "07:00"
-daily_report_profile = "standard"
+daily_report_profile = "{profile}"
 callback_minutes = 60
-"#,
+{more}"#,
         dir.join("data").display()
     )
 }
@@ -149,7 +153,7 @@ fn the_daily_report_equals_the_export_of_its_day_and_comes_once_a_day() {
     let dir = tempfile::tempdir().unwrap();
     let smtp = Smtp::start(&dir.path().join("mail"), 0, None);
     let config = dir.path().join("cdrbox.toml");
-    std::fs::write(&config, config_text(dir.path(), smtp.port)).unwrap();
+    std::fs::write(&config, config_text(dir.path(), smtp.port, "standard", "")).unwrap();
     let cfg = Config::load(&config).unwrap();
     let hand = ManualClock::new(DAY_START + 10 * HOUR);
     fill_journal(&cfg, &hand);
@@ -241,5 +245,108 @@ fn the_daily_report_equals_the_export_of_its_day_and_comes_once_a_day() {
     std::thread::sleep(Duration::from_secs(2));
     service.stop(Duration::from_secs(5));
     assert_eq!(mails(&smtp.dir).len(), 2);
+    smtp.stop();
+}
+
+/// The excel attachment names the people behind the numbers as `cdrbox export --profile excel`
+/// does (issue 13 item 5): a `[names]` entry wins over the name learned from the extension's
+/// CallerID, for a caller and for a dialled number, and the attachment is that export byte for
+/// byte.
+#[test]
+fn the_excel_daily_report_names_the_people_behind_the_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = Smtp::start(&dir.path().join("mail"), 0, None);
+    let config = dir.path().join("cdrbox.toml");
+    // 1000 calls out as "Иван Петров 0" / "Office 50"…: [names] must win; 1001 keeps its
+    // learned CallerID name; 79160000005 is a dialled number only [names] can name.
+    let names = "\n[names]\n\"1000\" = \"Приёмная\"\n\"79160000005\" = \"Склад, ворота 2\"\n";
+    std::fs::write(&config, config_text(dir.path(), smtp.port, "excel", names)).unwrap();
+    let cfg = Config::load(&config).unwrap();
+    let hand = ManualClock::new(DAY_START + 10 * HOUR);
+    fill_journal(&cfg, &hand);
+    hand.set_unix(DAY_START + 31 * HOUR);
+    let service = spawn(&cfg, &hand);
+    wait("the daily report", Duration::from_secs(60), || {
+        !mails(&smtp.dir).is_empty()
+    });
+    service.stop(Duration::from_secs(5));
+    let mail = mail_parts(&mails(&smtp.dir)[0]);
+    assert_eq!(mail.attachments.len(), 1, "{}", mail.text);
+    let (name, csv) = &mail.attachments[0];
+    assert_eq!(name, "front-desk-calls-2026-11-30.csv");
+    let export = cli_support::box_process::export(
+        &config,
+        &[
+            "--profile",
+            "excel",
+            "--from",
+            "2026-11-30",
+            "--to",
+            "2026-11-30",
+        ],
+    );
+    assert!(
+        csv == &export,
+        "the attachment is the excel export of the day ({} vs {} bytes)",
+        csv.len(),
+        export.len()
+    );
+
+    let text = String::from_utf8(csv.clone()).unwrap();
+    let mut rd = csv::ReaderBuilder::new()
+        .delimiter(b';')
+        .from_reader(text.strip_prefix('\u{feff}').expect("a BOM").as_bytes());
+    let h = rd.headers().unwrap().clone();
+    let col = |name: &str| {
+        h.iter()
+            .position(|c| c == name)
+            .unwrap_or_else(|| panic!("no column {name} in {h:?}"))
+    };
+    let (number, source_name, dialled, destination_name) = (
+        col("Caller number"),
+        col("Source name"),
+        col("Dialled"),
+        col("Destination name"),
+    );
+    // What a person reads: the invisible mark that keeps a number as typed removed.
+    let cell = |r: &csv::StringRecord, i: usize| r[i].replace('\u{2060}', "");
+    let (mut reception, mut learned, mut store) = (0, 0, 0);
+    for r in rd.records() {
+        let r = r.unwrap();
+        match cell(&r, number).as_str() {
+            "1000" => {
+                assert_eq!(cell(&r, source_name), "Приёмная", "{r:?}");
+                reception += 1;
+            }
+            "1001" => {
+                // The name 1001's own CallerID gave in one of its calls (learned, no [names]).
+                let name = cell(&r, source_name);
+                let sent: Vec<String> = (1..330u64)
+                    .step_by(50)
+                    .map(|n| sample_record(n).caller_name())
+                    .collect();
+                assert!(
+                    sent.contains(&name),
+                    "1001 is named {name:?}, not one of {sent:?}"
+                );
+                learned += 1;
+            }
+            _ => {}
+        }
+        if cell(&r, dialled) == "79160000005" {
+            assert_eq!(cell(&r, destination_name), "Склад, ворота 2", "{r:?}");
+            store += 1;
+        } else {
+            assert_eq!(
+                cell(&r, destination_name),
+                "",
+                "only [names] names a dialled number: {r:?}"
+            );
+        }
+    }
+    assert!(
+        reception > 0 && learned > 0 && store == 1,
+        "{reception} {learned} {store}"
+    );
     smtp.stop();
 }
