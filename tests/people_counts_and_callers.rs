@@ -6,7 +6,8 @@
 //! - **Calls agree everywhere, the OLED included**: at one moment (nothing arriving), the OLED's
 //!   "Calls today" / "Ans" / "Miss" — read back from the panel's mirror `GET /display.png`, cell
 //!   by cell against the panel's own font — equal `/api/status` `today` and `/api/calls`
-//!   `calls` (and its answered `groups`), while `total` (records) is larger.
+//!   `calls` (and its answered `groups`) and the status page's "Today" card, while `total`
+//!   (records) is larger.
 //! - **Withheld numbers read as such**: `callerName` is `Anonymous` for `"Anonymous" <>` and
 //!   empty for `"" <>` (never the raw quoting); the calls page shows "Anonymous" and
 //!   "no caller ID" with "(no number)" (headless Chromium, `tests/e2e/callers.e2e.mjs`; skipped
@@ -438,6 +439,17 @@ profile = "excel"
         );
         let page: Value =
             serde_json::from_str(&std::fs::read_to_string(&results).unwrap()).unwrap();
+        // The status page's Today card counts the same calls as the API and the OLED.
+        let missed = calls as u64 - answered;
+        assert_eq!(
+            page["today"],
+            serde_json::json!([
+                format!("{calls} calls"),
+                format!("{answered} answered calls"),
+                format!("{missed} missed calls")
+            ]),
+            "the status page's Today card"
+        );
         let rows = page["rows"].as_array().unwrap();
         let count = |name: &str, number: &str| {
             rows.iter()

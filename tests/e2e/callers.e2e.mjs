@@ -3,8 +3,8 @@
 // a known set of calls, some with a withheld number (`"Anonymous" <>` and `"" <>`):
 //   CDRBOX_BASE     http://127.0.0.1:PORT of the box (a password is set: CDRBOX_PASS)
 //   CDRBOX_CALLS    how many calls the harness expects on the page (all of them fit one page)
-//   CDRBOX_RESULTS  where to write {rows: [{name, number}], totalText, heads, downloads:
-//                   [{locale, filename, text}]} for the harness
+//   CDRBOX_RESULTS  where to write {today: the status page's Today card, rows: [{name,
+//                   number}], totalText, heads, downloads: [{locale, filename, text}]}
 //   E2E_SCREENSHOTS directory for the screenshots (1366×768 and 390×844)
 // This script only reads what a person sees: the Caller and From cells of every call, and the
 // excel file the "Today" button's view downloads in an English and a German browser (the
@@ -40,6 +40,12 @@ async function main() {
   };
   try {
     const page = await open('en-US');
+    // The status page's "Today" card, as "8 calls", "5 answered calls", "3 missed calls".
+    await page.goto(base + '/#status');
+    const kpis = page.locator('#today .kpi');
+    await until('the Today card', async () => (await kpis.count()) === 3);
+    const today = await kpis.evaluateAll((els) => els.map((e) => e.querySelector('b').textContent + ' ' + e.querySelector('span').textContent));
+    if (shots) await page.screenshot({ path: shots + '/status-1366.png' });
     await page.goto(base + '/#calls?limit=100');
     const calls = await allCalls(page);
     // The columns by their header, so a reordered table still reads the right cells.
@@ -66,11 +72,14 @@ async function main() {
       await p.goto(base + '/#calls');
       await p.click('#calls-ranges button[data-range=today]');
       await until('the Today range in the address', async () => /from=/.test(await p.evaluate(() => location.hash)));
+      // The links are redrawn with the answer to the new filter: click the Today one.
+      const link = p.locator('#downloads a:text("CSV excel")');
+      await until('the download link of the Today range', async () => /from=/.test((await link.getAttribute('href').catch(() => '')) || ''));
       await allCalls(p);
-      const [download] = await Promise.all([p.waitForEvent('download'), p.click('#downloads a:text("CSV excel")')]);
+      const [download] = await Promise.all([p.waitForEvent('download'), link.click()]);
       downloads.push({ locale, filename: download.suggestedFilename(), text: readFileSync(await download.path(), 'utf8') });
     }
-    writeFileSync(env('CDRBOX_RESULTS'), JSON.stringify({ rows, totalText, heads, downloads }));
+    writeFileSync(env('CDRBOX_RESULTS'), JSON.stringify({ today, rows, totalText, heads, downloads }));
     console.log('ok: downloads ' + downloads.map((d) => d.locale + ' ' + d.filename).join(', '));
 
     if (errors.length) fail('page errors:\n' + errors.join('\n'));
