@@ -1,7 +1,7 @@
 //! The stats page's supervisor views in a real browser: runs `tests/e2e/stats.e2e.mjs` against
 //! `cdrbox demo` with the real Master.csv capture imported as history (issue 13, item 3): the
-//! trend by hour, day, week and month, top callers and destinations, queue abandonment by wait
-//! and per-agent answer rates equal `/api/stats` at 1366 and 390 px. Screenshots go to
+//! trend by hour, day, week and month, top callers and destinations, queue abandonment by wait,
+//! service level per queue and per-agent answer rates equal `/api/stats` at 1366 and 390 px. Screenshots go to
 //! `target/e2e-stats/` — look at them after a change to the page.
 //!
 //! Needs what `tests/web_e2e_browser.rs` needs (chromium, node, `npm ci --prefix tests/e2e`);

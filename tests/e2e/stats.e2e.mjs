@@ -1,10 +1,10 @@
 // The stats page's supervisor views (issue 13, item 3) in headless Chromium at desktop
 // (1366×768) and phone (390×844) widths: the trend in every bucket size, top callers and
-// destinations, queue abandonment by wait and per-agent answer rates show exactly the numbers
-// /api/stats gives for the same form, no page scrolls sideways, every cell of the new tables
-// is on screen at 390 px. History comes from importing the real Master.csv capture (calls of
-// 2026-11-22) beside the demo's calls of today, so the range spans days with empty ones
-// between. Saves screenshots into $CDRBOX_E2E_SHOTS (look at them).
+// destinations, queue abandonment by wait, service level per queue and per-agent answer rates
+// show exactly the numbers /api/stats gives for the same form, no page scrolls sideways, every
+// cell of the new tables is on screen at 390 px. History comes from importing the real
+// Master.csv capture (calls of 2026-11-22) beside the demo's calls of today, so the range spans
+// days with empty ones between. Saves screenshots into $CDRBOX_E2E_SHOTS (look at them).
 //
 //   CDRBOX_E2E_CMD        `cdrbox demo …` (tests/web_e2e_stats.rs sets it)
 //   CDRBOX_E2E_CODE_FILE  where the one-time setup code is, when the banner does not print it
@@ -45,6 +45,8 @@ function expected(s) {
     'top-destinations': orEmpty(s.topDestinations.map((n) => [n.number ? withName(n.number, n.numberName) : '(no number)', String(n.calls), String(n.answered), hms(n.talkSeconds)])),
     agents: orEmpty(s.agents.map((a) => [withName(a.agent, a.agentName), String(a.offeredCalls), String(a.answeredCalls), pct(a.answerRate), hms(a.talkSeconds), hms(a.avgTalkSeconds), hms(a.avgRingSeconds), String(a.offered)])),
     'abandon-wait': orEmpty(s.queues.map((q) => [q.queue, ...q.abandonedByWait.map((b) => String(b.abandoned)), String(q.abandoned)])),
+    // Service level per queue: answered within the form's threshold, of the queue's calls.
+    queues: orEmpty(s.queues.map((q) => [q.queue, String(q.calls), String(q.answered), String(q.abandoned), pct(q.serviceLevel) + ' ≤ ' + s.slaSeconds + ' s', pct(q.abandonRate), hms(q.avgWaitSeconds)])),
   };
 }
 
@@ -101,7 +103,7 @@ async function noSidewaysScroll(page, what) {
 // Every cell of the new tables lies inside the window (a table may scroll inside its card on
 // a wide screen, never on a phone, where each row is a block of labelled cells).
 async function cellsOnScreen(page, w) {
-  for (const table of ['trend-table', 'top-callers', 'top-destinations', 'agents', 'abandon-wait']) {
+  for (const table of ['trend-table', 'top-callers', 'top-destinations', 'agents', 'abandon-wait', 'queues']) {
     const boxes = await page.locator('#' + table + ' tbody td').evaluateAll((tds) => tds.map((td) => {
       const r = td.getBoundingClientRect();
       return [r.left, r.right, td.dataset.label || (td.colSpan > 1 ? '(note)' : ''), td.textContent];
