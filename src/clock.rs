@@ -23,6 +23,12 @@
 //!   to wait on;
 //! - async code: `clock.sleep_until(deadline).await` inside a `select!`.
 //!
+//! What stays on `std::time::Instant`, on purpose: deadlines handed to the kernel (socket read
+//! and write time-outs in `web::gate`, `web::tls`, `web::server`; a reply wait on a channel in
+//! `journal::handle`), the short grace loops that join threads at shutdown, and elapsed times
+//! written to the log. The kernel's time-outs run on real time whatever a fake clock says, so
+//! routing them through one would only make a test believe in a deadline nothing enforces.
+//!
 //! Must not: read any other clock, spawn anything, or know who uses it.
 
 use std::fmt;
