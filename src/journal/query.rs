@@ -112,6 +112,19 @@ pub fn where_clause(f: &Filter) -> (String, Vec<Value>) {
     }
 }
 
+/// True when the day summary (`store::days`) can count `f`: only the start range and the
+/// criteria it is kept by (disposition, direction, PBX) — a number search, an account code, a
+/// queue, an agent or a duration bound need the rows themselves.
+pub fn by_day_summary(f: &Filter) -> bool {
+    f.source_contains.is_none()
+        && f.destination_contains.is_none()
+        && f.account_code.is_none()
+        && f.queue.is_none()
+        && f.agent.is_none()
+        && f.min_duration.is_none()
+        && f.max_duration.is_none()
+}
+
 /// `ORDER BY` text for a sort; the row id breaks ties so pages are stable.
 pub fn order_by(sort: Sort) -> &'static str {
     match sort {
@@ -282,8 +295,58 @@ impl JournalReader {
         self.ring_records
     }
 
-    /// How many records match.
+    /// How many records match: from the day summary for the whole summarised days of the
+    /// range when the filter is one it can answer ([`by_day_summary`]), the rest (and any
+    /// other filter) counted from the table.
     pub fn count(&self, f: &Filter) -> Result<u64, JournalError> {
+        if self.source != "main.cdr" || !by_day_summary(f) {
+            return self.count_scan(f);
+        }
+        let upto = store::summary_upto(&self.conn).map_err(sql(&self.db, "cannot read meta"))?;
+        let split = store::split_days(f.from_utc, f.to_utc, upto);
+        let mut n = 0;
+        if let Some((lo, hi)) = split.days {
+            let (w, mut values) = where_clause(&Filter {
+                from_utc: None,
+                to_utc: None,
+                ..f.clone()
+            });
+            values.insert(0, Value::Integer(lo / store::DAY));
+            values.insert(1, Value::Integer(hi / store::DAY));
+            let days: i64 = self
+                .conn
+                .prepare_cached(&format!(
+                    "SELECT coalesce(sum(records), 0) FROM main.cdr_day \
+                     WHERE day >= ? AND day < ? AND {w}"
+                ))
+                .and_then(|mut s| s.query_row(params_from_iter(values), |r| r.get(0)))
+                .map_err(sql(&self.db, "cannot read the day summary"))?;
+            n += days.max(0) as u64;
+        }
+        for (from_utc, to_utc) in split.edges {
+            n += self.count_scan(&Filter {
+                from_utc,
+                to_utc,
+                ..f.clone()
+            })?;
+        }
+        if split.no_start {
+            let (w, values) = where_clause(f);
+            let none: i64 = self
+                .conn
+                .prepare_cached(&format!(
+                    "SELECT count(*) FROM main.cdr WHERE start_utc IS NULL AND {w}"
+                ))
+                .and_then(|mut s| s.query_row(params_from_iter(values), |r| r.get(0)))
+                .map_err(sql(&self.db, "cannot count records"))?;
+            n += none.max(0) as u64;
+        }
+        Ok(n)
+    }
+
+    /// [`count`](Self::count) from the table alone (the summary's differential tests compare
+    /// the two).
+    pub fn count_scan(&self, f: &Filter) -> Result<u64, JournalError> {
         let (w, values) = where_clause(f);
         let n: i64 = self
             .conn
@@ -609,6 +672,147 @@ mod tests {
         assert_eq!(w.matches('?').count(), values.len());
         assert_eq!(values[0], Value::Text("петрова".into()));
         assert_eq!(values[2], Value::Text("101".into()));
+    }
+
+    /// Issue 14 item 3: the day summary and the scan give the same counts, whatever was
+    /// inserted before and after the summary moved, deleted by retention or updated.
+    mod summary_matches_the_scan {
+        use super::super::*;
+        use crate::journal::store::{self, DAY};
+        use crate::journal::testdata::sample_record;
+        use crate::record::Direction;
+        use proptest::prelude::*;
+
+        const PBX: [&str; 3] = ["main", "branch", "x'y"];
+        const DISPOSITIONS: [Disposition; 3] = [
+            Disposition::Answered,
+            Disposition::NoAnswer,
+            Disposition::Busy,
+        ];
+        const DIRECTIONS: [Direction; 2] = [Direction::Inbound, Direction::Internal];
+
+        /// (day 0..40 or none, second of the day, pbx, disposition, direction).
+        fn rows() -> impl Strategy<Value = Vec<(Option<i64>, i64, usize, usize, usize)>> {
+            prop::collection::vec(
+                (
+                    prop::option::weighted(0.95, -2i64..40),
+                    0i64..DAY,
+                    0..PBX.len(),
+                    0..DISPOSITIONS.len(),
+                    0..DIRECTIONS.len(),
+                ),
+                1..120,
+            )
+        }
+
+        fn insert(conn: &Connection, first: u64, rows: &[(Option<i64>, i64, usize, usize, usize)]) {
+            for (i, &(day, second, p, d, dir)) in rows.iter().enumerate() {
+                let n = first + i as u64;
+                let mut r = sample_record(n);
+                r.start.utc = day.map(|d| 1_000 * DAY + d * DAY + second);
+                r.pbx = PBX[p].into();
+                r.disposition = DISPOSITIONS[d].clone();
+                r.direction = DIRECTIONS[dir];
+                assert!(store::insert_record(conn, n as i64, n, &r).unwrap());
+            }
+        }
+
+        fn summarise(conn: &Connection, day: i64) {
+            while store::summarise_step(conn, 1_000 * DAY + day * DAY).unwrap() {}
+        }
+
+        /// The property above would also hold if `count` never read the summary: a summary
+        /// made wrong on purpose shows that it does, and only for the days it covers.
+        #[test]
+        fn counts_read_the_summary_for_whole_days() {
+            let dir = tempfile::tempdir().unwrap();
+            let db = dir.path().join("journal.sqlite");
+            let (opened, ()) = store::open_writer(&db, 0, &|_| Ok(())).unwrap();
+            let conn = opened.conn;
+            let rows: Vec<_> = (0..30).map(|i| (Some(i % 10), i * 997, 0, 0, 0)).collect();
+            insert(&conn, 1, &rows);
+            summarise(&conn, 8);
+            assert_eq!(store::summary_upto(&conn).unwrap(), 1_008 * DAY);
+            conn.execute(
+                "UPDATE cdr_day SET records = records + 100 WHERE day = 1003",
+                [],
+            )
+            .unwrap();
+            let reader =
+                JournalReader::open(&crate::journal::JournalPaths::from_path(&db)).unwrap();
+            let all = Filter::default();
+            assert_eq!(reader.count_scan(&all).unwrap(), 30);
+            assert_eq!(reader.count(&all).unwrap(), 130);
+            let day = |d: i64| Some(1_000 * DAY + d * DAY);
+            let not_day_3 = Filter {
+                from_utc: day(4),
+                to_utc: day(10),
+                ..Filter::default()
+            };
+            assert_eq!(reader.count(&not_day_3).unwrap(), 18);
+            let searched = Filter {
+                source_contains: Some("10".into()),
+                ..Filter::default()
+            };
+            assert_eq!(
+                reader.count(&searched).unwrap(),
+                reader.count_scan(&searched).unwrap(),
+                "a number search is never answered by the summary"
+            );
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(48))]
+            #[test]
+            fn for_every_filter_it_can_answer(
+                before in rows(),
+                after in rows(),
+                first_upto in 0i64..30,
+                second_upto in 0i64..42,
+                cutoff in 0i64..10,
+                moved in 0i64..40,
+                ranges in prop::collection::vec(
+                    (prop::option::of(-3i64..45 * 4), prop::option::of(-3i64..45 * 4)), 6),
+                pick in prop::collection::vec((0u8..8, 0u8..4, 0u8..8), 6),
+            ) {
+                let dir = tempfile::tempdir().unwrap();
+                let db = dir.path().join("journal.sqlite");
+                let (opened, ()) = store::open_writer(&db, 0, &|_| Ok(())).unwrap();
+                let conn = opened.conn;
+                insert(&conn, 1, &before);
+                summarise(&conn, first_upto);
+                // Old days (triggers) and new ones, then retention and an edit.
+                insert(&conn, 1_000, &after);
+                store::delete_older_than(&conn, 1_000 * DAY + cutoff * DAY, None).unwrap();
+                conn.execute(
+                    "UPDATE cdr SET start_utc = start_utc + ?1, disposition = 'BUSY' \
+                     WHERE id % 7 = 0",
+                    [moved * DAY / 3],
+                )
+                .unwrap();
+                summarise(&conn, second_upto);
+                let reader = JournalReader::open(&crate::journal::JournalPaths::from_path(&db))
+                    .unwrap();
+                for (&(from, to), &(d, dir, p)) in ranges.iter().zip(&pick) {
+                    // Quarter days, so ranges are aligned to days and not.
+                    let at = |q: i64| 1_000 * DAY + q * DAY / 4;
+                    let f = Filter {
+                        from_utc: from.map(at),
+                        to_utc: to.map(at),
+                        dispositions: (0..3)
+                            .filter(|i| d & (1 << i) != 0)
+                            .map(|i| DISPOSITIONS[i].clone())
+                            .collect(),
+                        directions: (0..2).filter(|i| dir & (1 << i) != 0).map(|i| DIRECTIONS[i]).collect(),
+                        pbx: (0..3).filter(|i| p & (1 << i) != 0).map(|i| PBX[i].to_string()).collect(),
+                        ..Filter::default()
+                    };
+                    prop_assert_eq!(reader.count(&f).unwrap(), reader.count_scan(&f).unwrap(), "{:?}", f);
+                }
+                let nothing = Filter::default();
+                prop_assert_eq!(reader.count(&nothing).unwrap(), reader.count_scan(&nothing).unwrap());
+            }
+        }
     }
 
     #[test]

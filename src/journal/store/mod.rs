@@ -9,7 +9,8 @@
 //! (measured on ext4 at the device: WAL, one commit per row, 22.7 KB per row with an index on
 //! `start_utc`, 11.7 KB with none).
 //!
-//! Map: `schema` (version, migrations, background indexes), `open` (open for writing, set a
+//! Map: `schema` (version, migrations, background indexes), `days` (the day summary `cdr_day`
+//! that counts read instead of scanning), `open` (open for writing, set a
 //! damaged file aside, `quick_check`), `rows` (row layout, inserts, reads, retention deletes);
 //! this file: `meta` keys and watermarks, ids, SQL functions, error kinds.
 
@@ -21,11 +22,13 @@ use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 
 use super::JournalError;
 
+mod days;
 mod open;
 mod rows;
 mod schema;
 
 // Every item keeps its `store::` path.
+pub use days::*;
 pub use open::*;
 pub use rows::*;
 pub use schema::*;

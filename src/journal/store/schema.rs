@@ -4,7 +4,7 @@
 use rusqlite::Connection;
 
 /// The schema this code writes. Older files are migrated forward; newer ones are refused.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Migration `i` brings a file from `user_version` i to i + 1.
 const MIGRATIONS: &[&str] = &[
@@ -71,6 +71,47 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE gaps ADD COLUMN filled_records INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE gaps ADD COLUMN filled_utc INTEGER;
     INSERT OR REPLACE INTO meta (key, value) SELECT 'rows', count(*) FROM cdr;",
+    // 2 → 3: the day summary (`days.rs`): records per (UTC day of the start, PBX, direction,
+    // disposition), kept by triggers for starts inside `[0, meta.day_summary_upto)`. Creating
+    // it scans nothing: the span is absent, so the triggers do nothing and readers count from
+    // `cdr` until the writer has summarised the old days after start, a few at a time.
+    "CREATE TABLE cdr_day (
+        day INTEGER NOT NULL,
+        pbx TEXT NOT NULL,
+        direction TEXT NOT NULL,
+        disposition TEXT NOT NULL,
+        records INTEGER NOT NULL,
+        PRIMARY KEY (day, pbx, direction, disposition)
+    ) WITHOUT ROWID;
+    CREATE TRIGGER cdr_day_insert AFTER INSERT ON cdr
+    WHEN NEW.start_utc >= 0 AND NEW.start_utc <
+        coalesce((SELECT value FROM meta WHERE key = 'day_summary_upto'), 0)
+    BEGIN
+        INSERT INTO cdr_day (day, pbx, direction, disposition, records)
+        VALUES (NEW.start_utc / 86400, NEW.pbx, NEW.direction, NEW.disposition, 1)
+        ON CONFLICT DO UPDATE SET records = records + 1;
+    END;
+    CREATE TRIGGER cdr_day_delete AFTER DELETE ON cdr
+    WHEN OLD.start_utc >= 0 AND OLD.start_utc <
+        coalesce((SELECT value FROM meta WHERE key = 'day_summary_upto'), 0)
+    BEGIN
+        UPDATE cdr_day SET records = records - 1
+        WHERE day = OLD.start_utc / 86400 AND pbx = OLD.pbx AND direction = OLD.direction
+          AND disposition = OLD.disposition;
+    END;
+    CREATE TRIGGER cdr_day_update AFTER UPDATE OF start_utc, pbx, direction, disposition ON cdr
+    BEGIN
+        UPDATE cdr_day SET records = records - 1
+        WHERE OLD.start_utc >= 0 AND OLD.start_utc <
+              coalesce((SELECT value FROM meta WHERE key = 'day_summary_upto'), 0)
+          AND day = OLD.start_utc / 86400 AND pbx = OLD.pbx AND direction = OLD.direction
+          AND disposition = OLD.disposition;
+        INSERT INTO cdr_day (day, pbx, direction, disposition, records)
+        SELECT NEW.start_utc / 86400, NEW.pbx, NEW.direction, NEW.disposition, 1
+        WHERE NEW.start_utc >= 0 AND NEW.start_utc <
+              coalesce((SELECT value FROM meta WHERE key = 'day_summary_upto'), 0)
+        ON CONFLICT DO UPDATE SET records = records + 1;
+    END;",
 ];
 
 /// Indexes the writer creates after start, when it first has nothing to commit (at once for a
@@ -187,6 +228,46 @@ mod tests {
             )
             .unwrap();
         assert_eq!(lost, 1);
+    }
+
+    /// Issue 14 item 3: a v2 journal gains the day summary without a scan at start (nothing
+    /// summarised, so counts still scan), and the writer's steps then fill it in.
+    #[test]
+    fn version_2_files_migrate_to_an_empty_day_summary_filled_in_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("v2.sqlite");
+        let c = Connection::open(&db).unwrap();
+        c.execute_batch(&format!(
+            "{}; {}; PRAGMA user_version = 2;",
+            MIGRATIONS[0], MIGRATIONS[1]
+        ))
+        .unwrap();
+        for n in 0..50u64 {
+            crate::journal::store::insert_record(&c, n as i64 + 1, n + 1, &sample_record(n * 997))
+                .unwrap();
+        }
+        drop(c);
+        let (opened, ()) = open_writer(&db, 0, &|_| Ok(())).unwrap();
+        assert_eq!(opened.migrated_from, Some(2));
+        let conn = opened.conn;
+        let summarised = |conn: &Connection| -> i64 {
+            conn.query_row("SELECT coalesce(sum(records), 0) FROM cdr_day", [], |r| {
+                r.get(0)
+            })
+            .unwrap()
+        };
+        assert_eq!(summarised(&conn), 0);
+        assert_eq!(crate::journal::store::summary_upto(&conn).unwrap(), 0);
+        let later = crate::journal::testdata::BASE_UTC + 400 * 86_400;
+        let mut steps = 0;
+        while crate::journal::store::summarise_step(&conn, later).unwrap() {
+            steps += 1;
+        }
+        assert!(steps >= 1, "the old days take several steps");
+        assert_eq!(summarised(&conn), 50);
+        // From now on a record for a summarised day is counted by the trigger.
+        crate::journal::store::insert_record(&conn, 100, 100, &sample_record(3)).unwrap();
+        assert_eq!(summarised(&conn), 51);
     }
 
     #[test]

@@ -41,6 +41,11 @@ use retention::Policy;
 
 /// Without calls, `last_alive_utc` is still refreshed this often (it dates "box was off" gaps).
 const HEARTBEAT: Duration = Duration::from_secs(15 * 60);
+/// How often the day summary looks for days that ended.
+const SUMMARY_EVERY: Duration = Duration::from_secs(3600);
+/// The first look, after start-up's own work (the integrity check, the background indexes, the
+/// first records): summarising an old journal's days takes the writer a while in steps.
+const SUMMARY_AFTER_START: Duration = Duration::from_secs(30);
 /// Records waiting for the ring thread from which commits give way to it ([`Writer::yield_to_ring`]):
 /// a burst, not the few records of ordinary traffic.
 const YIELD_BACKLOG: u64 = 256;
@@ -127,6 +132,8 @@ pub(crate) struct Writer {
     retention_more: bool,
     /// When to build the [`store::BACKGROUND_INDEXES`] (`None`: done).
     next_index_build: Option<Mono>,
+    /// When to move the day summary over the days that ended (`store::summarise_step`).
+    next_summary: Mono,
     /// A damaged file was already replaced in this run (a second time means the device is
     /// failing: alarm, do not loop).
     replaced: bool,
@@ -167,6 +174,7 @@ impl Writer {
             next_retention: now,
             retention_more: false,
             next_index_build: (!indexes_built).then_some(now),
+            next_summary: now + SUMMARY_AFTER_START,
             replaced: false,
             since_trim: 0,
         }
@@ -232,6 +240,7 @@ impl Writer {
             }
             if !shutdown && self.failing.is_none() && self.pending.is_empty() {
                 self.build_indexes();
+                self.summarise_days();
             }
         }
         self.finish();
@@ -271,6 +280,27 @@ impl Writer {
             Err(e) => {
                 tracing::warn!(target: "journal", error = %e, "building an index failed; retrying later");
                 self.next_index_build = Some(now + retention::RETENTION_EVERY);
+            }
+        }
+    }
+
+    /// Moves the day summary over days that ended before yesterday, one step at a time when
+    /// there is nothing to commit (records arriving meanwhile wait in the ring, durable): at
+    /// once while an old journal is being summarised, else once an hour (a step that finds
+    /// nothing to do writes nothing). Yesterday stays out: its late records and imports would
+    /// each touch the summary's page.
+    fn summarise_days(&mut self) {
+        let now = self.clock.now();
+        if now < self.next_summary {
+            return;
+        }
+        let target = self.clock.unix().div_euclid(store::DAY) * store::DAY - store::DAY;
+        match store::summarise_step(&self.conn, target) {
+            Ok(true) => self.next_summary = now,
+            Ok(false) => self.next_summary = now + SUMMARY_EVERY,
+            Err(e) => {
+                tracing::warn!(target: "journal", error = %e, "the day summary step failed; retrying later");
+                self.next_summary = now + SUMMARY_EVERY;
             }
         }
     }
@@ -393,6 +423,10 @@ impl Writer {
         }
         consider(self.next_retention);
         consider(self.last_commit + HEARTBEAT);
+        // Only runs with nothing pending (else the commit comes first and this would spin).
+        if self.pending.is_empty() {
+            consider(self.next_summary);
+        }
         if let Some(o) = self.oldest_change() {
             if self.yield_to_ring() {
                 consider(now + YIELD_POLL);

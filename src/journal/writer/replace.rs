@@ -83,6 +83,8 @@ impl Writer {
             tracing::warn!(target: "journal", error = %e, "index build in the fresh journal failed");
         }
         self.next_index_build = None;
+        // The fresh file's summary starts empty: build it again.
+        self.next_summary = self.clock.now();
         // The refill took over what the hold protected.
         self.shared.state().end_hold();
         self.shared.problems().damaged = Some(aside.clone());
