@@ -24,13 +24,16 @@
 //!   records in the journal vs an empty one.
 //! - **qemu**: the `proc` ingest of the aarch64 binary under `qemu-aarch64-static` (emulated),
 //!   if `target/aarch64-unknown-linux-gnu/release/cdrbox` exists.
+//! - **query1m**: `/api/calls` counts and `/api/stats` over a month, a year and everything of a
+//!   journal of a million records (`CDRBOX_BENCH_RECORDS` for more), beside a bare rusqlite
+//!   count on the same file (`cdrbox-bench/query.rs`). Only when asked for by name.
 //! - **uplink**: the central PostgreSQL uplink (issue 16 item 6) against a throw-away local
 //!   PostgreSQL: one box's records/s, lag at 1 record/s and 100 boxes into one server, each with
 //!   the server's CPU, WAL and table bytes per record beside `psql \copy` of the same rows
 //!   (`cdrbox-bench/uplink.rs`). Needs Debian's `postgresql`; only when asked for by name.
 //!
 //! Usage: `cargo run --release --bin cdrbox-bench -- [--quick]
-//! [decode|ingest|wear|peers|proc|idle|export1m|startup1m|qemu|uplink|all]`.
+//! [decode|ingest|wear|peers|proc|idle|export1m|startup1m|query1m|qemu|uplink|all]`.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -52,6 +55,8 @@ use cdrbox::sink::RecordSink;
 
 #[path = "cdrbox-bench/peers.rs"]
 mod peers;
+#[path = "cdrbox-bench/query.rs"]
+mod query;
 #[path = "cdrbox-bench/uplink.rs"]
 mod uplink;
 #[path = "cdrbox-bench/wear.rs"]
@@ -95,6 +100,9 @@ fn main() -> Result<()> {
     }
     if matches!(section, "export1m" | "startup1m" | "all") {
         peers::million(quick, section)?;
+    }
+    if section == "query1m" {
+        query::run(quick)?;
     }
     if matches!(section, "qemu" | "all") {
         peers::qemu(quick)?;

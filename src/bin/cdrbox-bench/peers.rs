@@ -105,7 +105,7 @@ fn ours_decode(target: usize) -> (f64, u64) {
 }
 
 /// The release `cdrbox` next to this bench binary.
-fn cdrbox_bin() -> Result<PathBuf> {
+pub(super) fn cdrbox_bin() -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let bin = exe.with_file_name("cdrbox");
     if !bin.exists() {
@@ -226,7 +226,7 @@ fn newest_id(db: &Path) -> i64 {
     .unwrap_or(0)
 }
 
-fn stop(child: &mut Child) {
+pub(super) fn stop(child: &mut Child) {
     // SAFETY: kill(2) on our own child.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
@@ -403,6 +403,17 @@ pub fn idle_row(quick: bool) -> Result<()> {
 
 /// Builds a journal of `n` records through the Journal API (the writer's own path).
 fn build_journal(dir: &Path, n: usize) -> Result<Duration> {
+    build_journal_at(dir, n, 1_700_000_000, 3)
+}
+
+/// [`build_journal`] with the first call at `first_utc` and a new call every `seconds_per_call`
+/// (the query section spreads a million records over two years, as a busy office would).
+pub(super) fn build_journal_at(
+    dir: &Path,
+    n: usize,
+    first_utc: i64,
+    seconds_per_call: i64,
+) -> Result<Duration> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir)?;
     let mut st = storage(dir);
@@ -414,7 +425,7 @@ fn build_journal(dir: &Path, n: usize) -> Result<Duration> {
         ..Default::default()
     });
     let t = Instant::now();
-    let mut now = 1_700_000_000;
+    let mut now = first_utc;
     let mut made = 0;
     while made < n {
         let mut batch = 0;
@@ -434,7 +445,7 @@ fn build_journal(dir: &Path, n: usize) -> Result<Duration> {
                     batch += 1;
                 }
             }
-            now += 3;
+            now += seconds_per_call;
         }
         journal.flush()?;
     }
