@@ -183,6 +183,16 @@ fn cpu_secs(pid: u32) -> f64 {
     v.iter().sum::<u64>() as f64 / hz
 }
 
+/// A counter from /proc/PID/io (`write_bytes:` is what the process made the block layer write).
+fn io_counter(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// Context switches (voluntary + involuntary) summed over every thread: wake-ups.
 fn switches(pid: u32) -> u64 {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
@@ -358,23 +368,38 @@ fn floor_kib() -> Result<u64> {
     Ok(rss)
 }
 
-/// Idle CPU and wake-ups per minute, by thread: logged in to a simulated PBX that sends no calls
-/// but answers pings (`cdrbox-bench idle` runs only this).
+/// Idle CPU, wake-ups and disk writes per minute, by thread: logged in to a simulated PBX that
+/// sends no calls but answers pings (`cdrbox-bench idle` runs only this).
+/// `CDRBOX_BENCH_IDLE_BIN=/path/to/cdrbox` measures another build (e.g. main's) in the same run.
 pub fn idle_row(quick: bool) -> Result<()> {
+    let bin = match std::env::var_os("CDRBOX_BENCH_IDLE_BIN") {
+        Some(b) => PathBuf::from(b),
+        None => cdrbox_bin()?,
+    };
     let dir = bench_root()?.join("proc");
     let idle = Duration::from_secs(if quick { 15 } else { 60 });
     let (rt, sim) = idle_sim()?;
     let cfg = write_config(&dir.join("idle"), sim.local_addr().port(), "")?;
-    let mut child = spawn_run(&[], &cdrbox_bin()?, &cfg)?;
+    let mut child = spawn_run(&[], &bin, &cfg)?;
     let pid = child.id();
     let t = Instant::now();
     while sim.logged_in() == 0 && t.elapsed() < Duration::from_secs(30) {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_secs(3));
-    let (c0, s0, by0) = (cpu_secs(pid), switches(pid), switches_by_thread(pid));
+    let (c0, s0, by0, w0) = (
+        cpu_secs(pid),
+        switches(pid),
+        switches_by_thread(pid),
+        io_counter(pid, "write_bytes:"),
+    );
     std::thread::sleep(idle);
-    let (c1, s1, by1) = (cpu_secs(pid), switches(pid), switches_by_thread(pid));
+    let (c1, s1, by1, w1) = (
+        cpu_secs(pid),
+        switches(pid),
+        switches_by_thread(pid),
+        io_counter(pid, "write_bytes:"),
+    );
     let mins = idle.as_secs_f64() / 60.0;
     let mut by: Vec<(String, f64)> = by1
         .iter()
@@ -392,11 +417,13 @@ pub fn idle_row(quick: bool) -> Result<()> {
     stop(&mut child);
     rt.block_on(sim.stop());
     println!(
-        "| idle, logged in, no calls ({:.0} s) | {:.3} % CPU; {:.0} wake-ups/min | — | — | {threads} threads; context switches of all threads per minute, by thread: {}; RSS {rss} KiB; pings every 20 s (default) |",
+        "| idle, logged in, no calls ({:.0} s) | {:.3} % CPU; {:.0} wake-ups/min; {:.0} bytes written to disk/min | — | — | {threads} threads; context switches of all threads per minute, by thread: {}; RSS {rss} KiB; pings every 20 s (default); {} |",
         idle.as_secs_f64(),
         (c1 - c0) / idle.as_secs_f64() * 100.0,
         (s1 - s0) as f64 / mins,
-        by_text.join(", ")
+        w1.saturating_sub(w0) as f64 / mins,
+        by_text.join(", "),
+        bin.display()
     );
     Ok(())
 }
