@@ -28,9 +28,13 @@ struct Waiting {
     skipped: AtomicU64,
 }
 
+/// What travels to a subscriber: a record copy (charged its bytes), or `None`, a wake-up from
+/// [`FeedWaker::wake`] (so the reader can block with no time-out and still see a stop).
+type Note = Option<(CallRecord, u64)>;
+
 /// The journal's end of one subscription.
 pub(crate) struct Subscriber {
-    tx: mpsc::Sender<(CallRecord, u64)>,
+    tx: mpsc::Sender<Note>,
     waiting: Arc<Waiting>,
 }
 
@@ -47,7 +51,7 @@ impl Subscriber {
             return true;
         }
         self.waiting.bytes.fetch_add(bytes, Ordering::SeqCst);
-        if self.tx.send((record.clone(), bytes)).is_err() {
+        if self.tx.send(Some((record.clone(), bytes))).is_err() {
             sub(&self.waiting.bytes, bytes);
             return false;
         }
@@ -58,6 +62,7 @@ impl Subscriber {
 /// A new subscription: the journal's end and the subscriber's.
 pub(crate) fn subscription() -> (Subscriber, Subscription) {
     let (tx, rx) = mpsc::channel();
+    let wake = tx.clone();
     let waiting = Arc::new(Waiting::default());
     (
         Subscriber {
@@ -65,14 +70,16 @@ pub(crate) fn subscription() -> (Subscriber, Subscription) {
             waiting: waiting.clone(),
         },
         Subscription {
-            rx: Source::Journal(rx),
+            rx: Source::Journal(rx, wake),
             waiting,
         },
     )
 }
 
 enum Source {
-    Journal(mpsc::Receiver<(CallRecord, u64)>),
+    /// The journal's records, and a sender kept only to wake the reader (so this channel never
+    /// reads as disconnected while the subscription lives: the reader waits for its stop).
+    Journal(mpsc::Receiver<Note>, mpsc::Sender<Note>),
     /// A plain channel (a backend without a journal, tests): nothing charged, nothing skipped.
     Plain(mpsc::Receiver<CallRecord>),
 }
@@ -95,19 +102,73 @@ impl From<mpsc::Receiver<CallRecord>> for Subscription {
     }
 }
 
+/// Wakes a reader blocked in [`Subscription::recv`] (see [`Subscription::waker`]).
+#[derive(Clone)]
+pub struct FeedWaker(mpsc::Sender<Note>);
+
+impl FeedWaker {
+    /// The blocked [`Subscription::recv`] returns [`Woken::Woken`] (or the next call does).
+    pub fn wake(&self) {
+        let _ = self.0.send(None);
+    }
+}
+
+/// Why [`Subscription::recv`] returned without a record.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Woken {
+    /// [`FeedWaker::wake`] was called.
+    Woken,
+    /// A plain channel's senders are gone: no record will ever come.
+    Disconnected,
+}
+
 impl Subscription {
     /// The next record, waiting at most `wait`.
     pub fn recv_timeout(&self, wait: Duration) -> Result<CallRecord, mpsc::RecvTimeoutError> {
+        let deadline = std::time::Instant::now() + wait;
         match &self.rx {
-            Source::Journal(rx) => rx.recv_timeout(wait).map(|r| self.took(r)),
+            Source::Journal(rx, _) => loop {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                match rx.recv_timeout(left)? {
+                    Some(r) => return Ok(self.took(r)),
+                    // A wake-up meant for `recv`: nothing to deliver here.
+                    None => continue,
+                }
+            },
             Source::Plain(rx) => rx.recv_timeout(wait),
+        }
+    }
+
+    /// The next record, waiting with no time-out until one comes or [`FeedWaker::wake`].
+    pub fn recv(&self) -> Result<CallRecord, Woken> {
+        match &self.rx {
+            Source::Journal(rx, _) => match rx.recv() {
+                Ok(Some(r)) => Ok(self.took(r)),
+                // The channel cannot disconnect: this subscription holds a sender.
+                Ok(None) | Err(_) => Err(Woken::Woken),
+            },
+            Source::Plain(rx) => rx.recv().map_err(|_| Woken::Disconnected),
+        }
+    }
+
+    /// A handle that wakes [`Subscription::recv`] from another thread; `None` for a plain
+    /// channel (its reader must poll with [`Subscription::recv_timeout`] to see a stop).
+    pub fn waker(&self) -> Option<FeedWaker> {
+        match &self.rx {
+            Source::Journal(_, tx) => Some(FeedWaker(tx.clone())),
+            Source::Plain(_) => None,
         }
     }
 
     /// The next record if one is waiting.
     pub fn try_recv(&self) -> Result<CallRecord, mpsc::TryRecvError> {
         match &self.rx {
-            Source::Journal(rx) => rx.try_recv().map(|r| self.took(r)),
+            Source::Journal(rx, _) => loop {
+                match rx.try_recv()? {
+                    Some(r) => return Ok(self.took(r)),
+                    None => continue,
+                }
+            },
             Source::Plain(rx) => rx.try_recv(),
         }
     }
@@ -172,6 +233,29 @@ mod tests {
         let (tx, rx) = subscription();
         drop(rx);
         assert!(!tx.offer(&sample_record(1), 10));
+    }
+
+    /// Issue 14 item 4: the web's drain blocks in `recv` with no time-out; a stop wakes it
+    /// through the waker, and records sent before the wake still come first.
+    #[test]
+    fn recv_blocks_until_a_record_or_a_wake() {
+        let (tx, rx) = subscription();
+        let waker = rx.waker().expect("a journal subscription can be woken");
+        let r = sample_record(3);
+        assert!(tx.offer(&r, 10));
+        waker.wake();
+        assert_eq!(rx.recv().map(|x| x.unique_id), Ok(r.unique_id.clone()));
+        assert_eq!(rx.recv().map(|x| x.unique_id), Err(Woken::Woken));
+        // From another thread, while blocked.
+        let t = std::thread::spawn(move || rx.recv().map(|x| x.unique_id));
+        std::thread::sleep(Duration::from_millis(50));
+        waker.wake();
+        assert_eq!(t.join().unwrap(), Err(Woken::Woken));
+        // A wake-up is not a record to the polling reader.
+        let (tx, rx) = subscription();
+        rx.waker().unwrap().wake();
+        assert!(tx.offer(&r, 10));
+        assert_eq!(rx.try_iter().count(), 1);
     }
 
     #[test]

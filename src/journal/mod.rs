@@ -58,7 +58,7 @@ use crate::record::CallRecord;
 use crate::sink::LinkEvent;
 
 pub use budget::limit_malloc_arenas;
-pub use feed::{Subscription, FEED_BYTES};
+pub use feed::{FeedWaker, Subscription, Woken, FEED_BYTES};
 pub use handle::{JournalHandle, FLUSH_TIMEOUT};
 pub use health::{forecast_days, Forecast};
 pub use query::{JournalReader, Totals};

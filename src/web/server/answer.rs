@@ -167,11 +167,7 @@ pub(super) fn handle(
                 .and_then(|_| out.write_all(b"retry: 3000\n\n"))
                 .and_then(|_| out.flush());
             match started {
-                Ok(()) => hub
-                    .new_clients
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(out),
+                Ok(()) => hub.add_client(out),
                 Err(_) => hub.release(1),
             }
         }

@@ -14,7 +14,9 @@ pub(super) struct Health {
     /// shutdown's time) would make every thread look stuck for hours and the watchdog restart
     /// a healthy server.
     pub(super) clock: Clock,
-    /// When the dispatcher / hub last looped.
+    /// When the dispatcher / hub started on the work in hand, or [`WAITING`] while they wait
+    /// for work (blocked in `recv` / on the hub's queue, which a stop wakes): an idle server
+    /// needs no tick to look alive.
     pub(super) dispatcher: AtomicI64,
     pub(super) hub: AtomicI64,
     /// Per page worker: since when it is busy with one request, 0 when idle.
@@ -29,6 +31,10 @@ pub(super) struct Health {
     pub(super) running: AtomicUsize,
     pub(super) stopping: AtomicBool,
 }
+
+/// The heartbeat of a loop waiting for work: not late however long it waits. ([`Health::now_ms`]
+/// is never 0.)
+pub(super) const WAITING: i64 = 0;
 
 /// Counts a server thread as running until it ends, however it ends.
 pub(super) struct Running(pub(super) Arc<Health>);
@@ -60,7 +66,10 @@ impl WebProbe {
             return Err(format!("{} web thread(s) ended", started - running));
         }
         let now = h.now_ms();
-        let late = |at: &AtomicI64, ms: i64| now - at.load(Ordering::SeqCst) > ms;
+        let late = |at: &AtomicI64, ms: i64| {
+            let since = at.load(Ordering::SeqCst);
+            since != WAITING && now - since > ms
+        };
         if late(&h.dispatcher, 10_000) {
             return Err("the web dispatcher is stuck".into());
         }
@@ -85,8 +94,54 @@ impl WebProbe {
 
 impl Health {
     /// Milliseconds on the clock's monotonic timeline, plus one so that a reading is never the
-    /// 0 that means "idle" in `busy_since` (a heartbeat only: compared with itself, never stored).
+    /// 0 that means "idle" in `busy_since` and [`WAITING`] in the heartbeats (a heartbeat only:
+    /// compared with itself, never stored).
     pub(super) fn now_ms(&self) -> i64 {
         self.clock.now().since_start().as_millis() as i64 + 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    fn health(clock: Clock) -> Arc<Health> {
+        let h = Health {
+            clock,
+            dispatcher: AtomicI64::new(WAITING),
+            hub: AtomicI64::new(WAITING),
+            busy_since: vec![AtomicI64::new(0)],
+            stuck_after: Duration::from_secs(60),
+            hub_late: Duration::from_secs(70),
+            started: AtomicUsize::new(3),
+            running: AtomicUsize::new(3),
+            stopping: AtomicBool::new(false),
+        };
+        Arc::new(h)
+    }
+
+    /// Issue 14 item 4: the loops no longer tick while idle, so a loop waiting for work must
+    /// look alive however long it waits — and one busy on a piece of work must still look stuck
+    /// past its threshold.
+    #[test]
+    fn a_waiting_loop_is_never_late_and_a_busy_one_is() {
+        let hand = ManualClock::new(1_795_331_257);
+        let h = health(hand.clock());
+        let probe = WebProbe(h.clone());
+        hand.advance(Duration::from_secs(3600));
+        assert_eq!(probe.check(), Ok(()));
+
+        h.dispatcher.store(h.now_ms(), Ordering::SeqCst);
+        hand.advance(Duration::from_secs(9));
+        assert_eq!(probe.check(), Ok(()));
+        hand.advance(Duration::from_secs(2));
+        assert_eq!(probe.check(), Err("the web dispatcher is stuck".into()));
+        h.dispatcher.store(WAITING, Ordering::SeqCst);
+        assert_eq!(probe.check(), Ok(()));
+
+        h.hub.store(h.now_ms(), Ordering::SeqCst);
+        hand.advance(Duration::from_secs(71));
+        assert_eq!(probe.check(), Err("the live-feed hub is stuck".into()));
     }
 }

@@ -16,8 +16,14 @@
 //! head the gate rebuilt. The header/URL/body checks are repeated here in case tiny_http is
 //! ever reached directly.
 //!
-//! Health ([`WebHandle::health`], fed to the systemd watchdog): the accept loop, the dispatcher
-//! and the hub tick a heartbeat; a page worker busy far past every deadline counts as wedged.
+//! Health ([`WebHandle::health`], fed to the systemd watchdog): the dispatcher and the hub mark
+//! when they start a piece of work and that they are waiting (then nothing can be stuck), so
+//! neither needs a tick; a page worker busy far past every deadline counts as wedged.
+//!
+//! Idle, no thread here wakes on a timer (issue 14 item 4: it was ~600 wake-ups a minute from
+//! the dispatcher's 100 ms poll alone): the dispatcher blocks in tiny_http's `recv` and a stop
+//! `unblock`s it, the drain blocks on the journal's feed and the hub on its queue, both woken
+//! by a stop; the hub arms a timer only for the keep-alive of a connected client.
 //!
 //! Files: `answer.rs` (one request: limits, body, route, answer), `feed.rs` (the live feed's
 //! queue, drain and hub), `health.rs` (the watchdog's heartbeat); this file holds the options
@@ -48,7 +54,7 @@ use answer::{handle, header};
 pub use feed::FEED_MAX_BYTES;
 use feed::{drain, event_hub, Feed, Hub};
 pub use health::WebProbe;
-use health::{Health, Running};
+use health::{Health, Running, WAITING};
 
 /// Why the web server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -159,10 +165,19 @@ pub struct WebHandle {
     /// One address per listener: a connection to it wakes its gate from `accept`.
     wake: Vec<SocketAddr>,
     stop: Arc<AtomicBool>,
+    /// The tiny_http server the dispatcher is blocked on (replaced when it restarts one): a
+    /// stop `unblock`s it.
+    accepting: Accepting,
+    /// The live feed's queue and the drain's journal feed: a stop wakes both.
+    feed: Arc<Feed>,
+    feed_waker: Option<crate::journal::FeedWaker>,
     threads: Vec<JoinHandle<()>>,
     health: Arc<Health>,
     connections: Arc<gate::ConnCount>,
 }
+
+/// The dispatcher's current tiny_http server, shared with [`WebHandle::shutdown`].
+type Accepting = Arc<Mutex<Arc<tiny_http::Server>>>;
 
 impl WebHandle {
     /// The address actually bound (the port when `:0` was asked). With HTTPS on, this one
@@ -196,6 +211,17 @@ impl WebHandle {
     pub fn shutdown(self) {
         self.health.stopping.store(true, Ordering::SeqCst);
         self.stop.store(true, Ordering::SeqCst);
+        // The dispatcher blocks in `recv` with no time-out: wake it to see `stop` (after the
+        // store above, so a `recv` that starts later returns at once too).
+        self.accepting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unblock();
+        // The drain and the hub wait with no time-out too.
+        self.feed.stop();
+        if let Some(w) = &self.feed_waker {
+            w.wake();
+        }
         // Each gate blocks in accept: one connection wakes it to see `stop`.
         for wake in &self.wake {
             let _ = std::net::TcpStream::connect_timeout(wake, Duration::from_secs(1));
@@ -272,6 +298,7 @@ pub fn serve_listener(
         .map_err(|e| WebError::Setup(format!("reading the loopback address: {e}")))?;
     let server = new_server(&inner)
         .map_err(|e| WebError::Setup(format!("starting tiny_http on {inner_addr}: {e}")))?;
+    let accepting: Accepting = Arc::new(Mutex::new(server.clone()));
     let token: Arc<str> = super::auth::new_token(&|b: &mut [u8]| (opts.random)(b))
         .map_err(|e| WebError::Setup(format!("no random numbers for the gate token: {e}")))?
         .into();
@@ -350,14 +377,11 @@ pub fn serve_listener(
         }
     }
 
-    let hub = Hub {
-        feed: Arc::new(Feed::default()),
-        new_clients: Arc::new(Mutex::new(Vec::new())),
-        clients: Arc::new(AtomicUsize::new(0)),
-    };
+    let hub = Hub::new();
+    let records = backend.subscribe();
+    let feed_waker = records.waker();
     {
         let stop = stop.clone();
-        let records = backend.subscribe();
         let feed = hub.feed.clone();
         threads.push(spawn("cdrbox-web-feed", &health, move || {
             drain(records, &feed, &stop)
@@ -405,8 +429,9 @@ pub fn serve_listener(
         let stop = stop.clone();
         let idle = opts.io_timeout;
         let h = health.clone();
+        let accepting = accepting.clone();
         threads.push(spawn("cdrbox-web-accept", &health, move || {
-            dispatch(inner, server, tx, stream_tx, &stop, idle, &h)
+            dispatch(inner, &accepting, tx, stream_tx, &stop, idle, &h)
         })?);
     }
     tracing::info!(target: "cdrbox::web", %addr, https = ?https_addr, "web page listening");
@@ -427,6 +452,9 @@ pub fn serve_listener(
             .map(wake_of)
             .collect(),
         stop,
+        accepting,
+        feed: hub.feed.clone(),
+        feed_waker,
         threads,
         health,
         connections,
@@ -450,9 +478,11 @@ fn spawn(
         .map_err(|e| WebError::Setup(format!("starting thread {name}: {e}")))
 }
 
-fn new_server(listener: &TcpListener) -> io::Result<tiny_http::Server> {
+fn new_server(listener: &TcpListener) -> io::Result<Arc<tiny_http::Server>> {
     let clone = listener.try_clone()?;
-    tiny_http::Server::from_listener(clone, None).map_err(|e| io::Error::other(e.to_string()))
+    tiny_http::Server::from_listener(clone, None)
+        .map(Arc::new)
+        .map_err(|e| io::Error::other(e.to_string()))
 }
 
 /// Hands requests to the pools; answers 503 itself when a queue is full.
@@ -462,30 +492,48 @@ fn new_server(listener: &TcpListener) -> io::Result<tiny_http::Server> {
 /// the current tiny_http server reports an error, a fresh one is started on the same listener;
 /// the old one is still polled for requests on its open connections until it has been silent
 /// for longer than any connection can stay idle.
+///
+/// With no old server left (always, unless tiny_http failed), it blocks in `recv` with no
+/// time-out: [`WebHandle::shutdown`] unblocks it. The heartbeat says "waiting" meanwhile, and
+/// the time it started on a request otherwise.
 fn dispatch(
     listener: TcpListener,
-    first: tiny_http::Server,
+    accepting: &Mutex<Arc<tiny_http::Server>>,
     tx: SyncSender<tiny_http::Request>,
     stream_tx: SyncSender<tiny_http::Request>,
     stop: &AtomicBool,
     idle: Duration,
     health: &Health,
 ) {
-    let mut current = first;
-    let mut old: Vec<(tiny_http::Server, Instant)> = Vec::new();
+    let mut current = accepting.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut old: Vec<(Arc<tiny_http::Server>, Instant)> = Vec::new();
     while !stop.load(Ordering::SeqCst) {
-        health.dispatcher.store(health.now_ms(), Ordering::SeqCst);
         let mut got = Vec::new();
-        match current.recv_timeout(Duration::from_millis(100)) {
+        let next = if old.is_empty() {
+            health.dispatcher.store(WAITING, Ordering::SeqCst);
+            current.recv().map(Some)
+        } else {
+            health.dispatcher.store(health.now_ms(), Ordering::SeqCst);
+            current.recv_timeout(Duration::from_millis(100))
+        };
+        health.dispatcher.store(health.now_ms(), Ordering::SeqCst);
+        match next {
             Ok(Some(rq)) => got.push(rq),
             Ok(None) => {}
+            // Unblocked by the stop: not an accept error.
+            Err(_) if stop.load(Ordering::SeqCst) => break,
             Err(e) => {
                 if e.kind() != io::ErrorKind::WouldBlock && e.kind() != io::ErrorKind::TimedOut {
                     tracing::warn!(target: "cdrbox::web", error = %e, "accept failed; restarting");
                     std::thread::sleep(Duration::from_millis(200));
                 }
                 match new_server(&listener) {
-                    Ok(fresh) => old.push((std::mem::replace(&mut current, fresh), Instant::now())),
+                    Ok(fresh) => {
+                        // Swapped under the lock a stop takes to unblock: a stop either finds
+                        // the new server or is seen at the top of the loop.
+                        *accepting.lock().unwrap_or_else(|p| p.into_inner()) = fresh.clone();
+                        old.push((std::mem::replace(&mut current, fresh), Instant::now()));
+                    }
                     Err(e) => {
                         tracing::error!(target: "cdrbox::web", error = %e, "cannot restart accepting");
                         std::thread::sleep(Duration::from_secs(1));
