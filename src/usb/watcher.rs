@@ -1,6 +1,14 @@
-//! The USB watcher thread: polls the mount table (`[usb] mounts_file`) about once a second, runs
-//! one verified export per stick appearance under `[usb] mount_root`, and reports
-//! [`UsbState`] through a callback. Plus [`eject`], the web page's Eject button.
+//! The USB watcher thread: watches the mount table (`[usb] mounts_file`), runs one verified
+//! export per stick appearance under `[usb] mount_root`, and reports [`UsbState`] through a
+//! callback. Plus [`eject`], the web page's Eject button.
+//!
+//! Waiting (issue 14 item 4: an idle box should not wake for nothing): the kernel's mount
+//! tables (`/proc/self/mounts`, `/proc/mounts`, any file on procfs) signal every change of the
+//! mount table with `POLLPRI | POLLERR` (proc(5), "/proc/pid/mounts"), so on procfs the thread
+//! sleeps in poll(2) until a stick is mounted or unmounted, re-reading the table at least every
+//! [`TABLE_FALLBACK`] in case a change was missed; a stop wakes it through an eventfd. Any
+//! other file (tests' fake tables) cannot signal, and is re-read every
+//! [`WatcherOptions::poll`].
 //!
 //! Policy, decided here and documented in `board/usb.md`:
 //! - One export per appearance: a stick is exported once when it shows up; to copy again, plug
@@ -39,7 +47,8 @@ pub struct WatcherOptions {
     pub usb: UsbConfig,
     /// `[box] name`, used in export folder names.
     pub box_name: String,
-    /// Mount-table poll period (1 s on the box; tests use less).
+    /// Re-read period of a mount table that is not on procfs (tests' fake tables: they use
+    /// less); a procfs table is waited on instead (see the module docs).
     pub poll: Duration,
     /// Mounts holding any of these paths are not sticks to export to (pass `[storage] path`).
     pub exclude: Vec<PathBuf>,
@@ -65,6 +74,74 @@ impl WatcherOptions {
     }
 }
 
+/// Longest wait between two reads of a procfs mount table, whose changes wake the watcher at
+/// once anyway: the fallback if a change notification were ever missed (once a minute idle).
+pub const TABLE_FALLBACK: Duration = Duration::from_secs(60);
+
+/// Sleeps until a procfs mount table changes, [`TABLE_FALLBACK`] passes or [`Wake::wake`].
+struct TableWait {
+    /// The table, kept open only to be polled (each read opens it afresh): the kernel compares
+    /// the table's change count with the one this open file last reported.
+    table: std::fs::File,
+}
+
+/// An eventfd that wakes the watcher's poll(2) (a stop).
+struct Wake(std::os::fd::OwnedFd);
+
+impl Wake {
+    fn new() -> io::Result<Wake> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: eventfd has no memory preconditions; a non-negative result is a new fd we own.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by eventfd and is owned by nobody else.
+        Ok(Wake(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }))
+    }
+
+    fn wake(&self) {
+        use std::os::fd::AsRawFd;
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writes 8 bytes from a live buffer to our own eventfd. A full counter (never,
+        // at one write per stop) would only fail with EAGAIN: the fd is readable anyway.
+        let _ = unsafe { libc::write(self.0.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+    }
+}
+
+impl TableWait {
+    /// `Some` when `path` is on procfs (its changes can be waited for), else `None`.
+    fn open(path: &Path) -> Option<TableWait> {
+        use std::os::fd::AsRawFd;
+        let table = std::fs::File::open(path).ok()?;
+        // SAFETY: statfs is plain old data, filled by fstatfs on an fd we hold open.
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        let rc = unsafe { libc::fstatfs(table.as_raw_fd(), &mut st) };
+        (rc == 0 && st.f_type == libc::PROC_SUPER_MAGIC).then_some(TableWait { table })
+    }
+
+    /// Returns when the table changed, `wake` was woken, or after `longest`.
+    fn wait(&self, wake: &Wake, longest: Duration) {
+        use std::os::fd::AsRawFd;
+        let mut fds = [
+            libc::pollfd {
+                fd: self.table.as_raw_fd(),
+                events: libc::POLLPRI,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: wake.0.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let ms = longest.as_millis().min(i32::MAX as u128) as libc::c_int;
+        // SAFETY: `fds` is a live array of two pollfd for fds we hold open. An error (EINTR)
+        // only means one early re-read of the table.
+        let _ = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+    }
+}
+
 #[derive(Default)]
 struct Shared {
     state: UsbState,
@@ -77,6 +154,7 @@ struct Shared {
 pub struct UsbWatcher {
     shared: Arc<Mutex<Shared>>,
     stop: Arc<AtomicBool>,
+    wake: Arc<Wake>,
     thread: Option<JoinHandle<()>>,
     eject_command: Vec<String>,
 }
@@ -97,8 +175,10 @@ impl UsbWatcher {
     ) -> io::Result<UsbWatcher> {
         let shared = Arc::new(Mutex::new(Shared::default()));
         let stop = Arc::new(AtomicBool::new(false));
+        let wake = Arc::new(Wake::new()?);
         let eject_command = opts.eject_command.clone();
         let mut run = Run {
+            wake: wake.clone(),
             opts,
             source,
             fs,
@@ -115,6 +195,7 @@ impl UsbWatcher {
         Ok(UsbWatcher {
             shared,
             stop,
+            wake,
             thread: Some(thread),
             eject_command,
         })
@@ -151,6 +232,7 @@ impl UsbWatcher {
 
     fn halt(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        self.wake.wake();
         if let Some(t) = self.thread.take() {
             t.thread().unpark();
             let _ = t.join();
@@ -217,6 +299,7 @@ struct Run {
     report: Box<dyn FnMut(UsbState) + Send>,
     shared: Arc<Mutex<Shared>>,
     stop: Arc<AtomicBool>,
+    wake: Arc<Wake>,
     /// Sticks present and already handled, with the state their handling ended in.
     handled: Vec<(Key, UsbState)>,
     table_error_logged: bool,
@@ -230,8 +313,15 @@ impl Run {
         // real sleeping.
         let me = std::thread::current();
         let _waker = self.clock.on_advance(move || me.unpark());
+        // Opened before the first read: a change after this open is never missed.
+        let table = TableWait::open(&self.opts.usb.mounts_file);
         while !self.stop.load(Ordering::SeqCst) {
             self.tick();
+            if let Some(table) = &table {
+                // In real time: the kernel, not the clock, says when the table changed.
+                table.wait(&self.wake, TABLE_FALLBACK);
+                continue;
+            }
             let until = self.clock.now() + self.opts.poll;
             while !self.stop.load(Ordering::SeqCst) && self.clock.now() < until {
                 // Parked, not sliced into short sleeps: `halt` unparks us, so an idle box wakes
@@ -405,5 +495,34 @@ impl Run {
             Err(_) if !present_now() => err(UsbError::Removed),
             Err(e) => err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 14 item 4: the box's table (procfs) is waited on, a fake table is re-read.
+    #[test]
+    fn only_a_procfs_mount_table_is_waited_on() {
+        assert!(TableWait::open(Path::new("/proc/self/mounts")).is_some());
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("mounts");
+        std::fs::write(&fake, "").unwrap();
+        assert!(TableWait::open(&fake).is_none());
+        assert!(TableWait::open(&dir.path().join("missing")).is_none());
+    }
+
+    /// A stop must end the wait at once, not after the minute of the fallback (the test
+    /// would take a minute if it did not).
+    #[test]
+    fn a_wake_ends_the_wait_on_the_mount_table() {
+        let table = TableWait::open(Path::new("/proc/self/mounts")).unwrap();
+        let wake = Arc::new(Wake::new().unwrap());
+        let w = wake.clone();
+        let t = std::thread::spawn(move || table.wait(&w, TABLE_FALLBACK));
+        std::thread::sleep(Duration::from_millis(50));
+        wake.wake();
+        t.join().unwrap();
     }
 }
