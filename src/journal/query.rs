@@ -767,8 +767,8 @@ mod tests {
             fn for_every_filter_it_can_answer(
                 before in rows(),
                 after in rows(),
-                first_upto in 0i64..30,
-                second_upto in 0i64..42,
+                first_upto in prop_oneof![Just(0i64), 1i64..30],
+                second_upto in prop_oneof![Just(0i64), 1i64..42],
                 cutoff in 0i64..10,
                 moved in 0i64..40,
                 ranges in prop::collection::vec(
@@ -780,7 +780,10 @@ mod tests {
                 let (opened, ()) = store::open_writer(&db, 0, &|_| Ok(())).unwrap();
                 let conn = opened.conn;
                 insert(&conn, 1, &before);
-                summarise(&conn, first_upto);
+                // Sometimes nothing is summarised yet (a journal just migrated).
+                if first_upto > 0 {
+                    summarise(&conn, first_upto);
+                }
                 // Old days (triggers) and new ones, then retention and an edit.
                 insert(&conn, 1_000, &after);
                 store::delete_older_than(&conn, 1_000 * DAY + cutoff * DAY, None).unwrap();
@@ -790,7 +793,9 @@ mod tests {
                     [moved * DAY / 3],
                 )
                 .unwrap();
-                summarise(&conn, second_upto);
+                if second_upto > 0 {
+                    summarise(&conn, second_upto);
+                }
                 let reader = JournalReader::open(&crate::journal::JournalPaths::from_path(&db))
                     .unwrap();
                 for (&(from, to), &(d, dir, p)) in ranges.iter().zip(&pick) {

@@ -100,10 +100,12 @@ pub fn split_days(from: Option<i64>, to: Option<i64>, upto: i64) -> DaySplit {
     });
     let hi = to.map_or(upto, |t| t.min(upto)).div_euclid(DAY) * DAY;
     if lo >= hi {
+        // The one edge is the whole range: an unbounded one already counts the rows without
+        // a start, so they are not added again.
         return DaySplit {
             days: None,
             edges: vec![(from, to)],
-            no_start,
+            no_start: false,
         };
     }
     let mut edges = Vec::new();
@@ -156,6 +158,10 @@ mod tests {
         // Nothing summarised yet, or a range inside one day: all scanned.
         let s = split_days(None, None, 0);
         assert_eq!((s.days, s.edges), (None, vec![(None, None)]));
+        assert!(
+            !s.no_start,
+            "the whole-range edge counts them already (600 records counted 601)"
+        );
         let s = split_days(Some(DAY + 5), Some(DAY + 50), upto);
         assert_eq!(
             (s.days, s.edges),
