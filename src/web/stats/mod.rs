@@ -19,10 +19,16 @@
 //! an agent twice is one offer) and so an answer rate. Memory stays bounded as for names: at most
 //! [`MAX_NUMBERS`] numbers per list (the rest under [`OTHER`]) and [`MAX_TREND_BUCKETS`] trend
 //! buckets (beyond, the buckets coarsen: hours to days, days to months, and the answer says so).
+//! The trend's calendar arithmetic (bucket numbers, labels, filling) is in `trend`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::Serialize;
+
+mod trend;
+
+use trend::{coarser, day_to, trend_points, TrendAcc};
+pub use trend::{Bucket, TrendPoint};
 
 use crate::calls::Outcome;
 use crate::record::{CallRecord, Direction, Disposition};
@@ -143,58 +149,6 @@ fn wait_buckets() -> Vec<WaitBucket> {
         abandoned: 0,
     });
     out
-}
-
-/// The size of a trend bucket, in the PBX's local calendar (weeks start on Monday).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Bucket {
-    Hour,
-    #[default]
-    Day,
-    Week,
-    Month,
-}
-
-impl Bucket {
-    /// The request's spelling (`trend=`); `None` for `auto` or anything else.
-    pub fn parse(s: &str) -> Option<Bucket> {
-        match s {
-            "hour" => Some(Bucket::Hour),
-            "day" => Some(Bucket::Day),
-            "week" => Some(Bucket::Week),
-            "month" => Some(Bucket::Month),
-            _ => None,
-        }
-    }
-
-    /// The bucket a range of `seconds` reads best in: up to 2 days by hour, up to 62 days by
-    /// day, up to a year by week, then by month (a chart of 24–60 bars, never thousands).
-    pub fn for_span(seconds: i64) -> Bucket {
-        const DAY: i64 = 86_400;
-        if seconds <= 2 * DAY {
-            Bucket::Hour
-        } else if seconds <= 62 * DAY {
-            Bucket::Day
-        } else if seconds <= 366 * DAY {
-            Bucket::Week
-        } else {
-            Bucket::Month
-        }
-    }
-}
-
-/// One bucket of the trend.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TrendPoint {
-    /// The bucket's first local hour or day: `2026-12-01 10:00` (hour), `2026-12-01` (day;
-    /// week: its Monday), `2026-12` (month).
-    pub start: String,
-    pub calls: u64,
-    pub answered: u64,
-    pub missed: u64,
-    pub talk_seconds: i64,
 }
 
 /// Calls from (top callers) or to (top destinations) one number.
@@ -327,82 +281,11 @@ struct AgentAcc {
 }
 
 #[derive(Debug, Default)]
-struct TrendAcc {
-    calls: u64,
-    answered: u64,
-    missed: u64,
-    talk: i64,
-}
-
-#[derive(Debug, Default)]
 struct NumberAcc {
     name: Option<String>,
     calls: u64,
     answered: u64,
     talk: i64,
-}
-
-/// Days since 1970-01-01 → (year, month 1–12, day 1–31), proleptic Gregorian (Howard
-/// Hinnant's `civil_from_days`: exact for every day an `i64` of seconds can name).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// Trend buckets are numbered per size: hours and days since the epoch (local), weeks by their
-/// Monday's day number, months as `year × 12 + month − 1`.
-fn day_to(bucket: Bucket, day: i64) -> i64 {
-    match bucket {
-        Bucket::Hour | Bucket::Day => day,
-        // 1970-01-01 was a Thursday: three days after a Monday.
-        Bucket::Week => day - (day + 3).rem_euclid(7),
-        Bucket::Month => {
-            let (y, m, _) = civil_from_days(day);
-            y * 12 + m - 1
-        }
-    }
-}
-
-/// Bucket `key` of size `from` as the bucket of size `to` holding it (`to` no finer than
-/// `from`; weeks are only made from days and hours).
-fn coarser(key: i64, from: Bucket, to: Bucket) -> i64 {
-    if from == to {
-        return key;
-    }
-    let day = match from {
-        Bucket::Hour => key.div_euclid(24),
-        _ => key,
-    };
-    day_to(to, day)
-}
-
-/// The next bucket's number.
-fn next_bucket(bucket: Bucket, key: i64) -> i64 {
-    if bucket == Bucket::Week {
-        key + 7
-    } else {
-        key + 1
-    }
-}
-
-/// How a bucket is shown: see [`TrendPoint::start`].
-fn bucket_label(bucket: Bucket, key: i64) -> String {
-    let ymd = |day: i64| {
-        let (y, m, d) = civil_from_days(day);
-        format!("{y:04}-{m:02}-{d:02}")
-    };
-    match bucket {
-        Bucket::Hour => format!("{} {:02}:00", ymd(key.div_euclid(24)), key.rem_euclid(24)),
-        Bucket::Day | Bucket::Week => ymd(key),
-        Bucket::Month => format!("{:04}-{:02}", key.div_euclid(12), key.rem_euclid(12) + 1),
-    }
 }
 
 /// Feeds records in, [`StatsBuilder::finish`] gives [`Stats`].
@@ -803,55 +686,6 @@ impl StatsBuilder {
             .collect();
         o
     }
-}
-
-/// The kept buckets as the answer's points in the wanted size (or the kept one, when coarser),
-/// with the empty buckets between filled in while there are not too many.
-fn trend_points(
-    want: Option<Bucket>,
-    kept: Bucket,
-    buckets: BTreeMap<i64, TrendAcc>,
-) -> (Bucket, Vec<TrendPoint>) {
-    let span = match (buckets.keys().next(), buckets.keys().next_back()) {
-        (Some(&first), Some(&last)) => match kept {
-            Bucket::Hour => (last - first + 1).saturating_mul(3600),
-            // Kept in days or months: never finer than days, so the span need not be exact.
-            _ => (last - first + 1).saturating_mul(86_400),
-        },
-        _ => 86_400,
-    };
-    let bucket = want.unwrap_or_else(|| Bucket::for_span(span)).max(kept);
-    let mut folded: BTreeMap<i64, TrendAcc> = BTreeMap::new();
-    for (k, t) in buckets {
-        let f = folded.entry(coarser(k, kept, bucket)).or_default();
-        f.calls += t.calls;
-        f.answered += t.answered;
-        f.missed += t.missed;
-        f.talk += t.talk;
-    }
-    let point = |k: i64, t: &TrendAcc| TrendPoint {
-        start: bucket_label(bucket, k),
-        calls: t.calls,
-        answered: t.answered,
-        missed: t.missed,
-        talk_seconds: t.talk,
-    };
-    let (Some(&first), Some(&last)) = (folded.keys().next(), folded.keys().next_back()) else {
-        return (bucket, Vec::new());
-    };
-    let step = if bucket == Bucket::Week { 7 } else { 1 };
-    let filled = (last - first) / step + 1;
-    if filled > MAX_TREND_BUCKETS as i64 {
-        return (bucket, folded.iter().map(|(&k, t)| point(k, t)).collect());
-    }
-    let empty = TrendAcc::default();
-    let mut out = Vec::with_capacity(filled as usize);
-    let mut k = first;
-    while k <= last {
-        out.push(point(k, folded.get(&k).unwrap_or(&empty)));
-        k = next_bucket(bucket, k);
-    }
-    (bucket, out)
 }
 
 /// The [`TOP_LISTED`] numbers with the most calls (ties: more talk, then by number).
@@ -1265,20 +1099,6 @@ mod tests {
         assert_eq!(run(None).trend_bucket, Bucket::Day);
         let total: u64 = day.trend.iter().map(|p| p.calls).sum();
         assert_eq!(total, day.calls);
-    }
-
-    #[test]
-    fn trend_bucket_from_the_range_length() {
-        assert_eq!(Bucket::for_span(86_400), Bucket::Hour);
-        assert_eq!(Bucket::for_span(7 * 86_400), Bucket::Day);
-        assert_eq!(Bucket::for_span(31 * 86_400), Bucket::Day);
-        assert_eq!(Bucket::for_span(92 * 86_400), Bucket::Week);
-        assert_eq!(Bucket::for_span(2 * 365 * 86_400), Bucket::Month);
-        assert_eq!(Bucket::parse("week"), Some(Bucket::Week));
-        assert_eq!(Bucket::parse("auto"), None);
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
-        assert_eq!(civil_from_days(20_513), (2026, 3, 1));
     }
 
     /// Hours over a long range coarsen to days instead of growing without bound, and the
