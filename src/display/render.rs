@@ -588,23 +588,9 @@ pub fn local_time_or_date(at_utc: i64, view: &StatusView) -> String {
         let secs = at.rem_euclid(86_400);
         format!("{:02}:{:02}", secs / 3600, secs % 3600 / 60)
     } else {
-        let (_, month, d) = civil_from_days(day);
+        let (_, month, d) = crate::record::civil_from_days(day);
         format!("{d:02}.{month:02}")
     }
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 /// `512B`, `3.2G`, `14G`: at most four characters for sizes below 10 PiB.
@@ -703,14 +689,6 @@ mod tests {
         assert_eq!(local_time_or_date(1_795_860_000 - 86_400, &v), "27.11");
         v.local_offset_seconds = -11 * 3600; // 23:00 the day before, locally
         assert_eq!(local_time_or_date(1_795_860_000, &v), "23:00");
-    }
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_454), (2026, 1, 1));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub use fields::{channel_extension, decode_text, split_caller_id};
 pub use identity::compute_identity;
 pub use json::{JsonCustomFields, JsonRecord, RecordJsonError, JSON_FIELDS};
 pub use match_key::{ama_flags_name, disposition_name, match_key, occurrence_identity};
-pub use time::{parse_wall_clock, unique_id_epoch};
+pub use time::{civil_from_days, parse_wall_clock, unique_id_epoch};
 // For match_key (a sibling): the identity's zone-less time key.
 use time::wall_clock_key;
 

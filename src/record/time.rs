@@ -220,8 +220,34 @@ pub(super) fn wall_clock_key(t: &[u8]) -> u32 {
     u32::try_from(dt.duration_since(KEY_EPOCH).as_secs()).unwrap_or(0)
 }
 
+/// Days since 1970-01-01 → (year, month 1–12, day 1–31), proleptic Gregorian (Howard
+/// Hinnant's `civil_from_days`: exact for every day an `i64` of seconds can name, where jiff's
+/// dates stop at year 9999). For pages that number local days (the OLED's date, the stats' trend).
+pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
 #[cfg(test)]
 mod tests {
+    use super::civil_from_days;
+
+    #[test]
+    fn day_numbers_are_calendar_days() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(20_454), (2026, 1, 1));
+        assert_eq!(civil_from_days(20_513), (2026, 3, 1));
+    }
+
     use super::*;
     use proptest::prelude::*;
 

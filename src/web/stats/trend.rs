@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::MAX_TREND_BUCKETS;
+use crate::record::civil_from_days;
 
 /// The size of a trend bucket, in the PBX's local calendar (weeks start on Monday).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -66,20 +67,6 @@ pub(super) struct TrendAcc {
     pub(super) answered: u64,
     pub(super) missed: u64,
     pub(super) talk: i64,
-}
-
-/// Days since 1970-01-01 → (year, month 1–12, day 1–31), proleptic Gregorian (Howard
-/// Hinnant's `civil_from_days`: exact for every day an `i64` of seconds can name).
-pub(super) fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// Trend buckets are numbered per size: hours and days since the epoch (local), weeks by their
@@ -193,8 +180,5 @@ mod tests {
         assert_eq!(Bucket::for_span(2 * 365 * 86_400), Bucket::Month);
         assert_eq!(Bucket::parse("week"), Some(Bucket::Week));
         assert_eq!(Bucket::parse("auto"), None);
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
-        assert_eq!(civil_from_days(20_513), (2026, 3, 1));
     }
 }
