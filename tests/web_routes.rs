@@ -536,6 +536,52 @@ fn calls_are_counted_beside_records_and_a_page_is_grouped() {
     assert_eq!(body_json(&r)["total"], 0);
 }
 
+/// The calls page asks for its rows without the calls count (`counts=records`) and for the
+/// counts apart (`/api/calls/count`): both answers together say what `/api/calls` says alone.
+#[test]
+fn the_counts_apart_equal_the_counts_in_the_page() {
+    let f = fixture(true);
+    let get = |target: &str| {
+        let r = f.app.handle(&as_admin(req("GET", target)), NOW);
+        assert_eq!(r.status, 200, "{target}");
+        body_json(&r)
+    };
+    for filter in [
+        "",
+        "disposition=ANSWERED",
+        "agent=1001",
+        "source=%D0%B8%D0%B2%D0%B0%D0%BD%D0%BE%D0%B2",
+        "from=2026-11-22T10:05&to=2026-11-22%2010:07",
+        "disposition=BUSY",
+    ] {
+        let whole = get(&format!("/api/calls?limit=5&{filter}"));
+        let rows = get(&format!("/api/calls?limit=5&counts=records&{filter}"));
+        let counts = get(&format!("/api/calls/count?{filter}"));
+        assert!(whole["calls"].is_u64(), "{filter}: {whole}");
+        assert_eq!(rows["calls"], Value::Null, "{filter}");
+        assert_eq!(rows["total"], whole["total"], "{filter}");
+        assert_eq!(rows["records"], whole["records"], "{filter}");
+        assert_eq!(rows["groups"], whole["groups"], "{filter}");
+        assert_eq!(
+            (&counts["total"], &counts["calls"]),
+            (&whole["total"], &whole["calls"]),
+            "{filter}"
+        );
+    }
+    // Paging means nothing to a count; a misspelt `counts` is named.
+    for (target, param) in [
+        ("/api/calls/count?limit=5", "limit"),
+        ("/api/calls?counts=calls", "counts"),
+        ("/api/calls/count?disposition=SOMETIMES", "disposition"),
+    ] {
+        let r = f.app.handle(&as_admin(req("GET", target)), NOW);
+        assert_eq!(r.status, 400, "{target}");
+        assert_eq!(body_json(&r)["param"], param, "{target}");
+    }
+    let r = f.app.handle(&req("GET", "/api/calls/count"), NOW);
+    assert_eq!(r.status, 401);
+}
+
 #[test]
 fn the_ami_secret_is_never_sent() {
     let f = fixture(true);

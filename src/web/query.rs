@@ -222,6 +222,19 @@ impl Params {
         Ok(Page { limit, offset })
     }
 
+    /// `counts=all|records` (default all): whether `/api/calls` counts the calls as well as the
+    /// records.
+    pub fn counts_calls(&self) -> Result<bool, ParamError> {
+        match self.nonempty("counts")? {
+            None | Some("all") => Ok(true),
+            Some("records") => Ok(false),
+            Some(other) => Err(ParamError::new(
+                "counts",
+                format!("{other:?} is not one of all, records"),
+            )),
+        }
+    }
+
     /// A whole number of seconds with a default (`sla` for stats).
     pub fn seconds(&self, name: &str, default: i64, max: i64) -> Result<i64, ParamError> {
         Ok(self.int(name, 0, max)?.unwrap_or(default))
@@ -311,6 +324,22 @@ mod tests {
         // Empty free-text fields from a form mean "no filter".
         let (f, ..) = parse("source=&destination=&queue=").unwrap();
         assert_eq!(f, Filter::default());
+    }
+
+    #[test]
+    fn counts_says_whether_calls_are_counted() {
+        let allowed: &[&[&str]] = &[&["counts"]];
+        let counts = |q: &str| Params::parse(q, allowed).and_then(|p| p.counts_calls());
+        assert_eq!(counts(""), Ok(true));
+        assert_eq!(counts("counts=all"), Ok(true));
+        assert_eq!(counts("counts=records"), Ok(false));
+        for bad in ["counts=", "counts=calls"] {
+            assert_eq!(
+                counts(bad).map_err(|e| e.param),
+                Err("counts".to_owned()),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -48,7 +48,12 @@ async function main() {
     // 3. Calls page: a new call appears live (SSE) without reloading.
     await page.click('a[data-tab=calls]');
     await page.locator('#calls tbody tr').first().waitFor();
-    const total = async () => Number(((await page.textContent('#calls-total')) || '0').split(' ')[0]);
+    // The calls count comes after the rows ("counting calls… (N records)" until then).
+    const total = async () => {
+      let t = '';
+      await until('the calls count', async () => /^\d+ calls match/.test(t = (await page.textContent('#calls-total')) || ''));
+      return Number(t.split(' ')[0]);
+    };
     const before = await total();
     await until('a live call', async () => (await total()) > before);
     console.log('ok: live call arrived (' + before + ' → ' + (await total()) + ')');

@@ -372,13 +372,18 @@
     state.limit = Number(new FormData($('filters')).get('limit')) || 50;
     const q = filterQuery($('filters'), true);
     let d;
+    // The rows without the calls count (a scan of the whole range: seconds on a Pi with a big
+    // journal); the count follows from /api/calls/count.
+    q.set('counts', 'records');
     try { d = await api('/api/calls?' + q); } catch (e) { showFilterError(e); return; }
     showFilterError(null);
     state.total = d.total;
     // A page of huge records ends early (bytesLimited): the next page starts after what came.
     state.returned = d.records.length;
-    // Calls first (what a person counts), records beside them (what the downloads hold).
-    $('calls-total').textContent = d.calls + ' calls match (' + d.total + ' records)';
+    // Calls first (what a person counts), records beside them (what the downloads hold). A
+    // live refresh keeps the last count on screen until the new one comes.
+    if (!live) $('calls-total').textContent = 'counting calls… (' + d.total + ' records)';
+    loadCallCount(live);
     const last = Math.min(d.offset + d.records.length, d.total);
     $('page-info').textContent = d.total ? 'records ' + (d.offset + 1) + '–' + last : '';
     $('prev').disabled = d.offset === 0;
@@ -409,6 +414,27 @@
     labelCells($('calls'));
     lastIds = ids;
     downloads();
+  }
+  // One count at a time, the newest filter's; live refreshes at most every 10× the last
+  // count's own time, so a big journal is not rescanned for every new call.
+  const count = { seq: 0, timer: null, at: 0, took: 0 };
+  function loadCallCount(live) {
+    const q = filterQuery($('filters'), false);
+    q.delete('sort');
+    const seq = ++count.seq;
+    clearTimeout(count.timer);
+    const wait = live ? Math.max(0, count.at + 10 * count.took - Date.now()) : 0;
+    count.timer = setTimeout(async () => {
+      const t0 = Date.now();
+      let c;
+      try { c = await api('/api/calls/count?' + q); } catch (e) {
+        if (seq === count.seq) $('calls-total').textContent = 'calls not counted: ' + e.message;
+        return;
+      }
+      count.at = Date.now();
+      count.took = count.at - t0;
+      if (seq === count.seq) $('calls-total').textContent = c.calls + ' calls match (' + c.total + ' records)';
+    }, wait);
   }
   function showFilterError(e) {
     for (const n of document.querySelectorAll('#filters .ferr')) n.remove();

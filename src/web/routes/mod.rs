@@ -199,6 +199,7 @@ impl App {
             ("POST", "/api/password") => self.change_password(req, &principal),
             ("GET", "/api/status") => self.status(now),
             ("GET", "/api/calls") => self.calls(req),
+            ("GET", "/api/calls/count") => self.calls_count(req),
             ("GET", "/api/stats") => self.stats(req),
             ("GET", "/api/events") => Response::new(200, "text/event-stream", Body::Events)
                 .with_header("Cache-Control", "no-store"),
@@ -416,6 +417,7 @@ fn known_path(p: &str) -> bool {
             | "/api/password"
             | "/api/status"
             | "/api/calls"
+            | "/api/calls/count"
             | "/api/stats"
             | "/api/events"
             | "/api/config"
