@@ -256,6 +256,28 @@ impl Policy {
         self.open.keys()
     }
 
+    /// The earliest moment at which [`Policy::observe`], fed the same standing alarms as last
+    /// time, would say something new: a clear once its hold has passed, a reminder, the end of
+    /// a restored alarm's grace. `None`: nothing is due until the standing set changes.
+    ///
+    /// So a caller may feed the policy only when the standing set changes and at this deadline
+    /// (an idle box must not wake every second to ask): the notices are the same as with a
+    /// feed every second (checked by a property test). Valid after each `observe`.
+    pub fn next_deadline(&self) -> Option<Mono> {
+        let rules = self.rules;
+        self.open
+            .values()
+            .filter_map(|inc| match inc.absent_since {
+                Some(since) => Some(since + rules.hold(inc.level)),
+                // Standing, or restored and still within its grace (absence not yet counted).
+                None => {
+                    let reminder = rules.reminder.map(|every| inc.last_notice + every);
+                    [reminder, inc.grace_until].into_iter().flatten().min()
+                }
+            })
+            .min()
+    }
+
     /// Feeds the alarms standing at `now`; returns what to tell, in key order (raises and
     /// clears of one moment go out together as one message).
     pub fn observe(&mut self, now: Now, standing: &[Standing]) -> Vec<Notice> {
@@ -324,6 +346,8 @@ impl Policy {
                 Some(g) if g > now.mono => continue,
                 _ => now.mono,
             };
+            // Over: [`Policy::next_deadline`] must not keep returning a past grace.
+            inc.grace_until = None;
             let since = *inc.absent_since.get_or_insert(counted_from);
             if now.mono - since >= rules.hold(inc.level) {
                 cleared.push(key.clone());
@@ -544,6 +568,80 @@ mod tests {
         assert_eq!(p.observe(at(100_031), &[]).len(), 1);
     }
 
+    /// Feeds `p` only when the standing set changes and at [`Policy::next_deadline`], as the
+    /// running mailer does: `script` is (second, standing set) changes in time order, fed up to
+    /// `end`.
+    fn fed_on_change_and_deadline(
+        p: &mut Policy,
+        script: &[(u64, Vec<Standing>)],
+        end: u64,
+    ) -> Vec<Notice> {
+        let mut out = Vec::new();
+        let mut standing: Vec<Standing> = Vec::new();
+        let mut next = script.iter().peekable();
+        loop {
+            let change = next.peek().map(|(t, _)| *t);
+            let deadline = p.next_deadline().map(|d| (d - Mono::ZERO).as_secs());
+            let Some(t) = [change, deadline].into_iter().flatten().min() else {
+                break;
+            };
+            if t > end {
+                break;
+            }
+            if change == Some(t) {
+                if let Some((_, s)) = next.next() {
+                    standing = s.clone();
+                }
+            }
+            out.extend(p.observe(at(t), &standing));
+        }
+        out
+    }
+
+    #[test]
+    fn a_clear_comes_at_its_deadline_without_a_feed_every_second() {
+        // 20 flaps, each change fed once, then nothing but the deadline: the same single
+        // raise and the single clear after the grown hold as with a feed every second.
+        let mut script = Vec::new();
+        for i in 0..20u64 {
+            script.push((i * 3, vec![link_down("office")]));
+            script.push((i * 3 + 1, vec![]));
+        }
+        let mut p = Policy::new(Rules::default());
+        let n = fed_on_change_and_deadline(&mut p, &script, 3600);
+        assert_eq!(
+            kinds(&n),
+            vec![
+                (NoticeKind::Raised, "LINK DOWN (office)".into()),
+                (NoticeKind::Cleared, "LINK DOWN (office)".into())
+            ]
+        );
+        assert_eq!(n[1].flaps, 19);
+        assert_eq!(n[1].at_utc, T0 + 58 + CLEAR_AFTER_MAX.as_secs() as i64);
+        assert_eq!(p.next_deadline(), None, "nothing left to wake for");
+    }
+
+    #[test]
+    fn the_deadline_names_the_hold_the_reminder_and_the_grace() {
+        let rules = Rules {
+            reminder: Some(Duration::from_secs(3600)),
+            ..Rules::default()
+        };
+        let mut p = Policy::new(rules);
+        assert_eq!(p.next_deadline(), None);
+        p.observe(at(10), &[link_down("a")]);
+        assert_eq!(p.next_deadline(), Some(at(3610).mono), "the reminder");
+        p.observe(at(20), &[]);
+        assert_eq!(p.next_deadline(), Some(at(50).mono), "the hold");
+        let saved = p.saved();
+        let mut p = Policy::restore(rules, saved, at(0));
+        p.observe(at(0), &[]);
+        assert_eq!(p.next_deadline(), Some(at(360).mono), "the restart grace");
+        assert!(p.observe(at(360), &[]).is_empty());
+        assert_eq!(p.next_deadline(), Some(at(390).mono), "then the hold");
+        assert_eq!(p.observe(at(390), &[]).len(), 1);
+    }
+
     /// One test step: which of four alarms stand for how many seconds.
     fn steps() -> impl Strategy<Value = Vec<(u8, u16)>> {
         proptest::collection::vec((0u8..16, 1u16..120), 1..200)
@@ -579,6 +677,35 @@ mod tests {
             let still: Vec<&AlarmKey> = open.iter().filter(|(_, o)| **o).map(|(k, _)| k).collect();
             let policy_open: Vec<&AlarmKey> = p.open_keys().collect();
             prop_assert_eq!(still, policy_open);
+        }
+
+        /// A policy fed only at changes and at its deadline says exactly what one fed every
+        /// second says (the running mailer relies on it to sleep while nothing changes).
+        #[test]
+        fn fed_at_changes_and_deadlines_it_says_what_a_feed_every_second_says(script in steps()) {
+            let rules = Rules { reminder: Some(Duration::from_secs(600)), ..Rules::default() };
+            let keys: Vec<Standing> = ["a", "b", "c", "d"].iter().map(|k| link_down(k)).collect();
+            let mut every_second = Policy::new(rules);
+            let mut expected = Vec::new();
+            let mut changes = Vec::new();
+            let mut t = 0u64;
+            for (mask, secs) in script {
+                let standing: Vec<Standing> = keys.iter().enumerate()
+                    .filter(|(i, _)| mask & (1 << i) != 0).map(|(_, s)| s.clone()).collect();
+                changes.push((t, standing.clone()));
+                for _ in 0..secs {
+                    expected.extend(every_second.observe(at(t), &standing));
+                    t += 1;
+                }
+            }
+            // The last standing set keeps standing for the rest of the run.
+            let last = changes.last().map(|(_, s)| s.clone()).unwrap_or_default();
+            for s in t..t + 3600 {
+                expected.extend(every_second.observe(at(s), &last));
+            }
+            let mut on_change = Policy::new(rules);
+            let got = fed_on_change_and_deadline(&mut on_change, &changes, t + 3599);
+            prop_assert_eq!(got, expected);
         }
 
         /// However an alarm flaps over a window of W seconds, it raises at most
