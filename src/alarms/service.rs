@@ -1,7 +1,14 @@
-//! The running alarm mailer: one thread that watches the status snapshot once a second, runs
-//! the [`Policy`] and queues each moment's notices as one [`Message`] in every channel's
-//! [`Outbox`]; and one delivery thread per channel that sends what is queued, oldest first,
-//! with [`Retry`]'s backoff, deleting a file only once its channel accepted it.
+//! The running alarm mailer: one thread that looks at the status snapshot whenever it changes
+//! ([`StatusChanged`]) and at its next deadline, runs the [`Policy`] and queues each moment's
+//! notices as one [`Message`] in every channel's [`Outbox`]; and one delivery thread per
+//! channel that sends what is queued, oldest first, with [`Retry`]'s backoff, deleting a file
+//! only once its channel accepted it.
+//!
+//! Neither wakes on a tick (issue 14 item 4: an idle box must not wake every second): the
+//! watcher sleeps until the snapshot changes or the earliest of the policy's deadline (a hold,
+//! a reminder), a link threshold ([`thresholds::next_change`]) and — only with a daily report,
+//! PBX QUIET or GAP OPEN configured, whose timing is in minutes — the next wall-clock minute;
+//! a delivery thread sleeps until a message is queued or its retry is due.
 //!
 //! What stands: every alarm of the snapshot, except that the link alarms (LINK DOWN, PBX DOWN,
 //! AUTH) are made here from the links' states with `[alarms] link_down_minutes` (the page keeps
@@ -28,7 +35,7 @@ use super::smtp::SmtpChannel;
 use super::thresholds::{self, Quiet, Thresholds};
 use super::webhook::WebhookChannel;
 use super::Failure;
-use crate::clock::Clock;
+use crate::clock::{Clock, Mono};
 use crate::config::Config;
 use crate::fsio::{write_atomic, AtomicOptions};
 use crate::journal::{Gap, JournalPaths, JournalReader};
@@ -204,9 +211,29 @@ enum Cmd {
     Stop,
 }
 
+/// What wakes the watcher besides its deadline.
+enum Wake {
+    /// The status snapshot changed (or a manual test clock moved): look again.
+    Look,
+    Stop,
+}
+
+/// Tells a running [`AlarmService`] that the status snapshot changed. The watcher looks at
+/// the snapshot only then and at its own deadlines, so whoever publishes the snapshot must call
+/// [`StatusChanged::changed`] after every publish (`runtime::run` relays the board's `watch`).
+#[derive(Clone)]
+pub struct StatusChanged(mpsc::Sender<Wake>);
+
+impl StatusChanged {
+    /// `false` once the service has stopped (the caller can stop relaying).
+    pub fn changed(&self) -> bool {
+        self.0.send(Wake::Look).is_ok()
+    }
+}
+
 /// The running service; [`AlarmService::stop`] ends its threads.
 pub struct AlarmService {
-    stop_tx: mpsc::Sender<()>,
+    wake_tx: mpsc::Sender<Wake>,
     queues: Vec<(Channel, mpsc::Sender<Cmd>, Outbox)>,
     threads: Vec<JoinHandle<()>>,
     status: Arc<Mutex<Vec<DeliveryStatus>>>,
@@ -287,7 +314,7 @@ impl AlarmService {
             );
             queues.push((outbox.channel(), tx, outbox));
         }
-        let (stop_tx, stop_rx) = mpsc::channel();
+        let (wake_tx, wake_rx) = mpsc::channel();
         let watcher = Watcher {
             dir: settings.dir.clone(),
             info: settings.info.clone(),
@@ -301,20 +328,26 @@ impl AlarmService {
                 .map(|(_, tx, ob)| (tx.clone(), ob.clone()))
                 .collect(),
             clock: clock.clone(),
+            clock_wake: Some(wake_tx.clone()),
         };
         threads.push(
             std::thread::Builder::new()
                 .name("alarms".into())
-                .spawn(move || watcher.run(stop_rx))?,
+                .spawn(move || watcher.run(wake_rx))?,
         );
         Ok(AlarmService {
-            stop_tx,
+            wake_tx,
             queues,
             threads,
             status,
             info: settings.info,
             clock,
         })
+    }
+
+    /// The handle that wakes the watcher when the snapshot changes.
+    pub fn status_changed(&self) -> StatusChanged {
+        StatusChanged(self.wake_tx.clone())
     }
 
     /// Per channel: where, queued, last result.
@@ -341,7 +374,7 @@ impl AlarmService {
     /// Stops the threads; a delivery in progress gets up to `grace` to finish (its message is
     /// still in the outbox if it does not, and goes out after the next start).
     pub fn stop(self, grace: Duration) {
-        let _ = self.stop_tx.send(());
+        let _ = self.wake_tx.send(Wake::Stop);
         for (_, tx, _) in &self.queues {
             let _ = tx.send(Cmd::Stop);
         }
@@ -393,6 +426,8 @@ struct Watcher {
     daily: Option<Daily>,
     queues: Vec<(mpsc::Sender<Cmd>, Outbox)>,
     clock: Clock,
+    /// Wakes the watcher when a manual test clock moves (taken by `run`).
+    clock_wake: Option<mpsc::Sender<Wake>>,
 }
 
 /// How often the gap ledger is read for GAP OPEN: its threshold is hours, and a read is a
@@ -401,6 +436,10 @@ const GAP_READ_EVERY: Duration = Duration::from_secs(60);
 
 /// A report that could not be made (the journal busy or unreadable) is tried again after this.
 const REPORT_RETRY: Duration = Duration::from_secs(60);
+
+/// The longest the watcher sleeps with nothing timed pending: a re-check against what no
+/// deadline covers (a wall clock set by hand, a snapshot relay that died), 1 wake an hour.
+const IDLE_RECHECK: Duration = Duration::from_secs(3600);
 
 impl Watcher {
     /// Stores `m` in every outbox; the channels it was stored for.
@@ -488,7 +527,50 @@ impl Watcher {
         }
     }
 
-    fn run(mut self, stop: mpsc::Receiver<()>) {
+    /// Whether the next wall-clock minute is a deadline: the daily report (HH:MM), PBX QUIET
+    /// (minutes of business hours, whose window opens on the clock) and GAP OPEN (hours, from
+    /// the ledger on disk, which no snapshot change announces) are timed in minutes.
+    fn minutely(&self) -> bool {
+        self.daily.is_some()
+            || self.thresholds.quiet.is_some()
+            || self.thresholds.gap_after.is_some()
+    }
+
+    /// How long to sleep after a look at `now`: until the earliest deadline. `policy_deadline`
+    /// and `link_change` come from the look itself.
+    fn sleep_for(
+        &self,
+        now: Now,
+        policy_deadline: Option<Mono>,
+        link_change: Option<i64>,
+    ) -> Duration {
+        let wall = |unix: i64| {
+            Duration::from_secs(u64::try_from(unix.saturating_sub(now.unix)).unwrap_or(0))
+        };
+        let minute = self
+            .minutely()
+            .then(|| wall(now.unix - now.unix.rem_euclid(60) + 60));
+        [
+            policy_deadline.map(|d| self.clock.until(d)),
+            link_change.map(wall),
+            minute,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        // Nothing timed is pending: only a change of the snapshot (or stop) can matter.
+        .unwrap_or(IDLE_RECHECK)
+        .min(IDLE_RECHECK)
+    }
+
+    fn run(mut self, wake: mpsc::Receiver<Wake>) {
+        // A manual test clock moves by hand: look again whenever it does.
+        let tx = self.clock_wake.take();
+        let _advanced = tx.map(|tx| {
+            self.clock.on_advance(move || {
+                let _ = tx.send(Wake::Look);
+            })
+        });
         let saved = load_open(&self.dir);
         let mut policy = Policy::restore(self.rules, saved.clone(), self.now());
         let mut last_saved = saved;
@@ -510,6 +592,8 @@ impl Watcher {
                 &open_quiet,
             );
             let notices = policy.observe(now, &standing);
+            let policy_deadline = policy.next_deadline();
+            let link_change = thresholds::next_change(&view, now.unix, &self.thresholds);
             if !notices.is_empty() {
                 let m = message::from_notices(
                     message::new_id(now.unix),
@@ -532,9 +616,17 @@ impl Watcher {
                     }
                 }
             }
-            match stop.recv_timeout(Duration::from_secs(1)) {
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                _ => return,
+            match wake.recv_timeout(self.sleep_for(now, policy_deadline, link_change)) {
+                Ok(Wake::Look) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Ok(Wake::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+            // A burst of changes is one look at the latest snapshot.
+            loop {
+                match wake.try_recv() {
+                    Ok(Wake::Look) => {}
+                    Ok(Wake::Stop) | Err(mpsc::TryRecvError::Disconnected) => return,
+                    Err(mpsc::TryRecvError::Empty) => break,
+                }
             }
         }
     }
@@ -586,10 +678,11 @@ impl Delivery {
         self.update(|s| s.queued = n);
         loop {
             let now = self.clock.now();
+            // Nothing queued: sleep until a message is (`Cmd::Queued` ends the wait).
             let wait = retry
                 .next_wake()
-                .map_or(Duration::from_secs(3600), |w| self.clock.until(w))
-                .min(Duration::from_secs(1));
+                .map_or(IDLE_RECHECK, |w| self.clock.until(w))
+                .min(IDLE_RECHECK);
             match self.rx.recv_timeout(if retry.due(now).is_some() {
                 Duration::ZERO
             } else {

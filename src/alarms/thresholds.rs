@@ -230,6 +230,26 @@ pub fn standing(
         .collect()
 }
 
+/// The next moment (Unix seconds, after `now_utc`) at which a link alarm of [`standing`]
+/// starts without anything else changing: a link down or shut down reaching
+/// `link_down_after`, a refused login reaching `auth_after`. `None`: none is on its way. The
+/// mailer sleeps until then rather than looking every second; PBX QUIET and GAP OPEN, timed in
+/// minutes, are looked at on the minute instead.
+pub fn next_change(view: &StatusView, now_utc: i64, t: &Thresholds) -> Option<i64> {
+    view.links
+        .iter()
+        .filter_map(|l| {
+            let after = match l.state {
+                LinkState::Down { .. } | LinkState::PbxShutdown => t.link_down_after,
+                LinkState::AuthFailed => t.auth_after,
+                _ => return None,
+            };
+            let at = l.since_utc.saturating_add(secs(after));
+            (at > now_utc).then_some(at)
+        })
+        .min()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,6 +284,55 @@ mod tests {
 
     fn codes(s: &[Standing]) -> Vec<String> {
         s.iter().map(|s| s.key.to_string()).collect()
+    }
+
+    #[test]
+    fn the_next_change_is_when_a_link_alarm_would_start() {
+        let t = Thresholds {
+            link_down_after: Duration::from_secs(300),
+            auth_after: Duration::from_secs(120),
+            ..Thresholds::default()
+        };
+        let now = TUE_10_MSK;
+        let link = |state: LinkState, since: i64| {
+            let mut l = up_link(None);
+            l.state = state;
+            l.since_utc = since;
+            l
+        };
+        let view = |links: Vec<LinkStatus>| StatusView {
+            links,
+            ..StatusView::default()
+        };
+        assert_eq!(next_change(&view(vec![up_link(None)]), now, &t), None);
+        let down = LinkState::Down {
+            reason: "connection refused".into(),
+        };
+        let v = view(vec![
+            link(down.clone(), now - 100),
+            link(LinkState::AuthFailed, now - 10),
+        ]);
+        assert_eq!(
+            next_change(&v, now, &t),
+            Some(now + 110),
+            "the AUTH at 120 s"
+        );
+        let v = view(vec![
+            link(down.clone(), now - 100),
+            link(LinkState::PbxShutdown, now),
+        ]);
+        assert_eq!(
+            next_change(&v, now, &t),
+            Some(now + 200),
+            "LINK DOWN at 300 s"
+        );
+        // Already standing: nothing more to wait for; and the alarm is in `standing` then.
+        let v = view(vec![link(down, now - 300)]);
+        assert_eq!(next_change(&v, now, &t), None);
+        assert_eq!(
+            codes(&standing(&v, &[], now, now - 3600, &t, &BTreeMap::new())),
+            ["LINK DOWN (office)"]
+        );
     }
 
     #[test]

@@ -96,7 +96,16 @@ pub(super) fn start_alarms(
         }
     });
     match AlarmService::spawn(settings, view, on_status, clock.clone()) {
-        Ok(a) => Some(a),
+        Ok(a) => {
+            // The watcher looks at the snapshot when it changes, not on a tick: relay every
+            // publish. Ends with the board's channel or the service.
+            let changed = a.status_changed();
+            let mut published = board.subscribe();
+            tokio::spawn(
+                async move { while published.changed().await.is_ok() && changed.changed() {} },
+            );
+            Some(a)
+        }
         Err(e) => {
             tracing::error!(target: "cdrbox::run", error = %e, "alarm mailer not started");
             board.set_alarm_mail_problem(Some(format!(
