@@ -8,9 +8,10 @@
 //! "wrong missed counts" users of CDR viewers complain about.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::record::{CallRecord, Disposition};
 use crate::sink::{DownKind, LinkEvent};
@@ -40,12 +41,29 @@ struct State {
     config_alarms: Vec<Alarm>,
 }
 
+/// Wakes the publisher when dropped: after the report's lock is released, so the publisher
+/// never waits on it.
+struct Reported<'a>(&'a StatusBoard);
+
+impl Drop for Reported<'_> {
+    fn drop(&mut self) {
+        self.0.report();
+    }
+}
+
 /// Shared, thread-safe collector of status parts.
 #[derive(Debug)]
 pub struct StatusBoard {
     state: Mutex<State>,
     tx: watch::Sender<StatusView>,
     tz: jiff::tz::TimeZone,
+    /// Woken by every report from outside (a record, a link event, the USB state, …), so the
+    /// publisher publishes it at once and otherwise sleeps until its next real deadline
+    /// (issue 14 item 4: no 1 s tick on an idle box). Not by the parts the publisher itself
+    /// refreshes (storage, CDR databases, setup code, IP, health).
+    reported: Notify,
+    /// Records counted so far ([`StatusBoard::records_seen`]).
+    records: AtomicU64,
 }
 
 fn local_day(tz: &jiff::tz::TimeZone, utc: i64) -> i64 {
@@ -107,7 +125,25 @@ impl StatusBoard {
             }),
             tx,
             tz,
+            reported: Notify::new(),
+            records: AtomicU64::new(0),
         }
+    }
+
+    /// Completes when something was reported since the last time it completed (a report made
+    /// while nobody waits is kept for the next wait).
+    pub async fn reported(&self) {
+        self.reported.notified().await
+    }
+
+    /// Records counted since start: the publisher keeps refreshing the journal's part while
+    /// this grows (their commit follows within `[storage] flush_interval_ms`).
+    pub fn records_seen(&self) -> u64 {
+        self.records.load(Ordering::SeqCst)
+    }
+
+    fn report(&self) {
+        self.reported.notify_one();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -128,6 +164,8 @@ impl StatusBoard {
 
     /// Counts a record (call it once per newly received record).
     pub fn on_record(&self, rec: &CallRecord) {
+        self.records.fetch_add(1, Ordering::SeqCst);
+        let _reported = Reported(self);
         let mut st = self.lock();
         if let Some(link) = st.view.links.iter_mut().find(|l| l.pbx == rec.pbx) {
             link.records += 1;
@@ -148,6 +186,7 @@ impl StatusBoard {
 
     /// Seeds today's counters from the journal at start-up: `(call key, answered)` pairs.
     pub fn seed_today(&self, calls: impl IntoIterator<Item = (String, bool)>) {
+        let _reported = Reported(self);
         let mut st = self.lock();
         for (k, a) in calls {
             *st.calls.entry(k).or_insert(false) |= a;
@@ -157,6 +196,7 @@ impl StatusBoard {
 
     /// Applies a link event.
     pub fn on_link_event(&self, pbx: &str, at: i64, event: &LinkEvent) {
+        let _reported = Reported(self);
         let mut st = self.lock();
         let Some(link) = st.view.links.iter_mut().find(|l| l.pbx == pbx) else {
             return;
@@ -211,6 +251,7 @@ impl StatusBoard {
 
     /// Replaces the USB part.
     pub fn set_usb(&self, usb: UsbState) {
+        let _reported = Reported(self);
         let mut st = self.lock();
         st.usb_alarm = match &usb {
             // One stick at a time: the subject is the USB port, not a mount point that
@@ -222,28 +263,43 @@ impl StatusBoard {
     }
 
     /// Reports a display problem (shown on the page; the OLED obviously can't show it).
+    /// Reported only when it changes: the display tells its health after every frame, and a
+    /// frame follows every publish.
     pub fn set_display_problem(&self, problem: Option<String>) {
-        self.lock().display_alarm = problem.map(|message| Alarm::new("DISPLAY", message));
+        let alarm = problem.map(|message| Alarm::new("DISPLAY", message));
+        let changed = {
+            let mut st = self.lock();
+            let changed = st.display_alarm != alarm;
+            st.display_alarm = alarm;
+            changed
+        };
+        if changed {
+            self.report();
+        }
     }
 
     /// Reports that alarm messages cannot be sent as configured (`[alarms]` invalid).
     pub fn set_alarm_mail_problem(&self, problem: Option<String>) {
+        let _reported = Reported(self);
         self.lock().alarm_mail_alarm = problem.map(|message| Alarm::new("ALARM MAIL", message));
     }
 
     /// The alarm channels' delivery results (shown on the page and in `/api/status`).
     pub fn set_alarm_channels(&self, channels: Vec<AlarmChannelStatus>) {
+        let _reported = Reported(self);
         self.lock().view.alarm_channels = channels;
     }
 
     /// Reports that the web page could not start (the OLED shows the code).
     pub fn set_web_problem(&self, problem: Option<String>) {
+        let _reported = Reported(self);
         self.lock().web_alarm = problem.map(|message| Alarm::new("WEB", message));
     }
 
     /// The uplink's state; its last error stands as the UPLINK alarm until a batch commits
     /// (records are kept meanwhile, so it is a warning about lag, not about loss).
     pub fn set_uplink(&self, uplink: UplinkStatus) {
+        let _reported = Reported(self);
         let mut st = self.lock();
         st.uplink_alarm = uplink.last_error.as_ref().map(|e| {
             Alarm::new(
@@ -259,7 +315,17 @@ impl StatusBoard {
 
     /// The one-time setup code shown on the OLED (`None` once the admin password is set).
     pub fn set_setup_code(&self, code: Option<String>) {
-        self.lock().view.setup_code = code;
+        // Reported only when it changes: the publisher re-reads the file while a code is
+        // shown, and the web page clears it when the first password is set.
+        let changed = {
+            let mut st = self.lock();
+            let changed = st.view.setup_code != code;
+            st.view.setup_code = code;
+            changed
+        };
+        if changed {
+            self.report();
+        }
     }
 
     /// True while a setup code is shown.
@@ -269,6 +335,7 @@ impl StatusBoard {
 
     /// The HTTPS certificate's fingerprint for the OLED and the status page.
     pub fn set_tls_fingerprint(&self, fingerprint: Option<String>) {
+        let _reported = Reported(self);
         self.lock().view.tls_fingerprint = fingerprint;
     }
 
@@ -279,17 +346,20 @@ impl StatusBoard {
 
     /// Replaces the alarms that come from the configuration itself.
     pub fn set_config_alarms(&self, alarms: Vec<Alarm>) {
+        let _reported = Reported(self);
         self.lock().config_alarms = alarms;
     }
 
     /// A new box name from the settings page.
     pub fn set_box_name(&self, name: &str) {
+        let _reported = Reported(self);
         self.lock().view.box_name = name.to_string();
     }
 
     /// Replaces the set of links after a configuration change, keeping the state of links that
     /// stay (a renamed or re-addressed link starts again as connecting).
     pub fn set_links(&self, links: &[(String, String)], now: i64) {
+        let _reported = Reported(self);
         let mut st = self.lock();
         let old = std::mem::take(&mut st.view.links);
         st.view.links = links
@@ -311,6 +381,21 @@ impl StatusBoard {
     /// Sets the address shown on the OLED.
     pub fn set_ip(&self, ip: Option<String>) {
         self.lock().view.ip_address = ip;
+    }
+
+    /// The published snapshot as of `now` (Unix seconds): what a page answering now shows.
+    /// The snapshot is published only when something changes (and on the minute), so the
+    /// parts that are pure time — `now_utc`, the uptimes — are brought forward here, at the
+    /// moment of the answer ([`view_at`]).
+    pub fn view_at(&self, now: i64) -> StatusView {
+        view_at(self.snapshot(), now)
+    }
+
+    /// The next moment (Unix seconds, after `now`) a link down or shut down raises its alarm on
+    /// the page and the OLED ([`LINK_DOWN_ALARM_SECS`]) without another report: the publisher
+    /// publishes then rather than every second.
+    pub fn next_link_alarm(&self, now: i64) -> Option<i64> {
+        next_link_alarm(&self.snapshot().links, now, LINK_DOWN_ALARM_SECS)
     }
 
     /// Rolls the day over if needed, recomputes alarms and publishes when anything changed.
@@ -355,6 +440,32 @@ impl StatusBoard {
     }
 }
 
+/// `view` with its time-derived parts at `now`: the health sample was taken at
+/// `started_utc + uptime_seconds`, so both uptimes grow by the time since.
+pub fn view_at(mut view: StatusView, now: i64) -> StatusView {
+    let h = &mut view.health;
+    let sampled = h.started_utc.saturating_add(h.uptime_seconds);
+    let since = now.saturating_sub(sampled).max(0);
+    if h.started_utc != 0 {
+        h.uptime_seconds = h.uptime_seconds.saturating_add(since);
+        h.system_uptime_seconds = h
+            .system_uptime_seconds
+            .map(|s| s.saturating_add(u64::try_from(since).unwrap_or(0)));
+    }
+    view.now_utc = now;
+    view
+}
+
+/// See [`StatusBoard::next_link_alarm`].
+fn next_link_alarm(links: &[LinkStatus], now: i64, after_secs: i64) -> Option<i64> {
+    links
+        .iter()
+        .filter(|l| matches!(l.state, LinkState::Down { .. } | LinkState::PbxShutdown))
+        .map(|l| l.since_utc.saturating_add(after_secs))
+        .filter(|at| *at > now)
+        .min()
+}
+
 fn totals(calls: &HashMap<String, bool>) -> DayTotals {
     let answered = calls.values().filter(|a| **a).count() as u64;
     DayTotals {
@@ -369,6 +480,7 @@ mod tests {
     use super::*;
     use crate::ami::AmiMessage;
     use crate::record::PbxContext;
+    use std::time::Duration;
 
     fn record(unique: &str, linked: &str, dispo: &str, start: &str) -> CallRecord {
         let raw = format!(
@@ -493,5 +605,74 @@ mod tests {
             rx.has_changed().unwrap(),
             "a new minute is (the OLED shows HH:MM)"
         );
+    }
+
+    #[test]
+    fn a_report_wakes_the_publisher_and_its_own_refreshes_do_not() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let b = board(NOW);
+        let woken = |b: &StatusBoard| {
+            rt.block_on(async {
+                tokio::time::timeout(Duration::from_millis(50), b.reported())
+                    .await
+                    .is_ok()
+            })
+        };
+        assert!(!woken(&b), "nothing reported yet");
+        b.on_link_event("pbx", NOW, &LinkEvent::Connecting { attempt: 1 });
+        assert!(woken(&b), "a link event is reported");
+        assert!(!woken(&b), "and only once");
+        b.set_display_problem(None);
+        assert!(!woken(&b), "an unchanged display health is no news");
+        b.set_display_problem(Some("no ACK".into()));
+        assert!(woken(&b));
+        b.set_setup_code(Some("ABCD-EFGH".into()));
+        assert!(woken(&b));
+        b.set_setup_code(Some("ABCD-EFGH".into()));
+        assert!(!woken(&b), "the publisher re-reading the same code");
+        b.set_health(BoxHealth::default());
+        b.set_ip(None);
+        assert!(!woken(&b), "the publisher's own refreshes");
+    }
+
+    #[test]
+    fn the_page_sees_uptime_and_now_at_the_answer_not_at_the_sample() {
+        let mut v = StatusView::default();
+        v.health.started_utc = NOW;
+        v.health.uptime_seconds = 100;
+        v.health.system_uptime_seconds = Some(5000);
+        v.now_utc = NOW + 100;
+        let at = view_at(v.clone(), NOW + 145);
+        assert_eq!(at.now_utc, NOW + 145);
+        assert_eq!(at.health.uptime_seconds, 145);
+        assert_eq!(at.health.system_uptime_seconds, Some(5045));
+        // No sample yet: nothing to bring forward but the time.
+        let none = view_at(StatusView::default(), NOW);
+        assert_eq!(none.health, StatusView::default().health);
+    }
+
+    #[test]
+    fn the_next_link_alarm_is_a_minute_after_the_link_fell() {
+        let b = board(NOW);
+        assert_eq!(b.next_link_alarm(NOW), None, "connecting is not down");
+        b.on_link_event(
+            "pbx",
+            NOW + 5,
+            &LinkEvent::Down {
+                reason: "refused".into(),
+                kind: DownKind::Transient,
+            },
+        );
+        b.publish(NOW + 5);
+        assert_eq!(
+            b.next_link_alarm(NOW + 5),
+            Some(NOW + 5 + LINK_DOWN_ALARM_SECS)
+        );
+        assert_eq!(b.next_link_alarm(NOW + 5 + LINK_DOWN_ALARM_SECS), None);
+        b.publish(NOW + 5 + LINK_DOWN_ALARM_SECS);
+        assert!(b.snapshot().alarms.iter().any(|a| a.code == "LINK DOWN"));
     }
 }

@@ -176,9 +176,9 @@ fn config_error(e: ConfigError) -> BackendError {
 
 impl Backend for BoxBackend {
     fn status(&self) -> StatusView {
-        let mut v = self.board.snapshot();
-        v.now_utc = self.clock.unix();
-        v
+        // Uptime and "N s ago" at the moment of the answer: the snapshot is published only
+        // when something changes.
+        self.board.view_at(self.clock.unix())
     }
 
     fn count(&self, f: &Filter) -> Result<u64, BackendError> {

@@ -1,5 +1,5 @@
 //! `cdrbox run`: the running box. [`run`] opens the journal, starts the status board, display,
-//! USB watcher, web page and AMI links, publishes the status every second, applies saved configs
+//! USB watcher, web page and AMI links, publishes the status when it changes, applies saved configs
 //! live, feeds the systemd watchdog, and on SIGINT/SIGTERM logs off and commits — each a named
 //! step of `run_once` below (the start-up steps are in `start`).
 //!
@@ -263,7 +263,18 @@ async fn run_once(
     Ok(outcome)
 }
 
-/// Refreshes the journal's part of the status and publishes it once a second, until `stop`.
+/// Refreshes the journal's part of the status and publishes it, until `stop`.
+///
+/// When (issue 14 item 4: an idle box must not wake every second): at once for anything
+/// reported to the board ([`StatusBoard::reported`]: a record, a link event, USB, the uplink,
+/// the display, a saved config); then every second only while records arrived within
+/// `[storage] flush_interval_ms` + 2 s (the journal's part changes with their commit, which
+/// nobody reports); otherwise at the next real deadline — the next wall-clock minute (the
+/// OLED's HH:MM, the day's roll-over, the health sample, the IP, the CDR databases' pulls and
+/// the journal's storage figures), a down link's alarm a minute after it fell
+/// ([`StatusBoard::next_link_alarm`]), and every 10 s while the setup code is shown (`cdrbox
+/// passwd` in another process clears it; the web page's setup reports at once). What is pure
+/// time — uptime, "N s ago" — the web page computes when it answers ([`StatusBoard::view_at`]).
 fn spawn_status_publisher(
     cfg: &Config,
     setup_path: PathBuf,
@@ -280,20 +291,24 @@ fn spawn_status_publisher(
     let journal = journal.clone();
     let clock = clock.clone();
     let mut target = ip_target(cfg);
+    let mut flush = cfg.storage.flush_interval;
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        let mut ip_refresh: Option<Mono> = None;
-        let mut health_refresh: Option<Mono> = None;
+        let mut minute_refresh: Option<i64> = None;
         let health_paths = crate::health::HealthPaths::default();
         let started_utc = *process_started_utc(&clock);
+        let mut records_seen = board.records_seen();
+        let mut busy_until: Option<Mono> = None;
+        let mut cfg_new = false;
         loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = stop.changed() => break,
+            if std::mem::take(&mut cfg_new) || cfg_watch.has_changed().unwrap_or(false) {
+                let cfg = cfg_watch.borrow_and_update();
+                target = ip_target(&cfg);
+                flush = cfg.storage.flush_interval;
+                minute_refresh = None;
             }
-            if cfg_watch.has_changed().unwrap_or(false) {
-                target = ip_target(&cfg_watch.borrow_and_update());
-                ip_refresh = None;
+            if records_seen != board.records_seen() {
+                records_seen = board.records_seen();
+                busy_until = Some(clock.now() + flush + Duration::from_secs(2));
             }
             board.set_storage(journal.status(), journal.alarms());
             if !cdr_db.is_empty() {
@@ -309,25 +324,53 @@ fn spawn_status_publisher(
             if let Some(path) = board.setup_code_shown().then(|| setup_path.clone()) {
                 board.set_setup_code(crate::web::setup_code::current(&path));
             }
-            let now = clock.now();
-            if ip_refresh.is_none_or(|t| now - t >= Duration::from_secs(60)) {
+            let unix = clock.unix();
+            let minute = unix.div_euclid(60);
+            // Once a minute: a few small procfs/sysfs reads and one syscall (health), one
+            // routing look-up (IP). Sampled more often, the OLED would redraw for every RSS
+            // change; the page's uptime does not wait for it (`view_at`).
+            if minute_refresh != Some(minute) {
                 board.set_ip(local_ip_towards(&target));
-                ip_refresh = Some(now);
-            }
-            // A few small procfs/sysfs reads and one syscall, all answered from kernel memory:
-            // cheap enough for this task every 10 s (the OLED would redraw for every RSS
-            // change if sampled each second).
-            if health_refresh.is_none_or(|t| now - t >= Duration::from_secs(10)) {
                 let clock_sync = crate::health::read_clock_sync();
                 board.set_health(crate::health::sample(
                     &health_paths,
                     started_utc,
-                    clock.unix(),
+                    unix,
                     clock_sync,
                 ));
-                health_refresh = Some(now);
+                minute_refresh = Some(minute);
             }
-            board.publish(clock.unix());
+            board.publish(unix);
+
+            let now = clock.now();
+            let busy = busy_until.is_some_and(|t| now < t);
+            let next_minute = (minute + 1) * 60;
+            let mut wake_unix = next_minute;
+            if let Some(at) = board.next_link_alarm(unix) {
+                wake_unix = wake_unix.min(at);
+            }
+            if board.setup_code_shown() {
+                wake_unix = wake_unix.min(unix + 10);
+            }
+            // Wall-clock seconds from now, rounded up so a wake never comes before its second.
+            let wall_ms = crate::clock::unix_millis(clock.wall());
+            let left_ms = (wake_unix * 1000 - wall_ms).max(0);
+            let mut wait = Duration::from_millis(u64::try_from(left_ms).unwrap_or(0));
+            if busy {
+                wait = wait.min(Duration::from_secs(1));
+            }
+            tokio::select! {
+                _ = clock.sleep_until(now + wait) => {}
+                _ = board.reported() => {}
+                // `changed` marks it seen: apply it at the top through `cfg_new`. A closed
+                // config channel (the run is ending) must not spin this loop.
+                _ = async {
+                    if cfg_watch.changed().await.is_err() {
+                        std::future::pending::<()>().await
+                    }
+                } => cfg_new = true,
+                _ = stop.changed() => break,
+            }
         }
     });
 }
