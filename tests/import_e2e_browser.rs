@@ -13,51 +13,35 @@
 
 mod browser_support;
 
-use std::ffi::OsString;
-use std::path::Path;
-
 #[test]
 fn master_csv_upload_on_the_settings_and_status_pages() {
-    let Some(browser) = browser_support::browser() else {
+    // The script reads the setup code from the demo's banner: no code file.
+    let master = browser_support::fixture("ami/meta/cdr-csv-Master.csv");
+    let extra = vec![("CDRBOX_MASTER_CSV", master)];
+    let Some((out, shots)) =
+        browser_support::run_demo("import.e2e.mjs", 0, false, "e2e-import", extra)
+    else {
         return;
     };
-    let data = tempfile::tempdir().unwrap();
-    let cmd = format!(
-        "{} demo --listen 127.0.0.1:0 --rate 0 --data {}",
-        env!("CARGO_BIN_EXE_cdrbox"),
-        data.path().display()
-    );
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let csv = root.join("tests/fixtures/ami/meta/cdr-csv-Master.csv");
-    let shots = root.join("target/e2e-import");
-    // Last run's screenshots must not pass for this run's.
-    let _ = std::fs::remove_dir_all(&shots);
-    let out = browser_support::run_script(
-        &browser,
-        "import.e2e.mjs",
-        [
-            ("CDRBOX_E2E_CMD", OsString::from(cmd)),
-            ("CDRBOX_MASTER_CSV", csv.into_os_string()),
-            ("CDRBOX_E2E_SHOTS", shots.clone().into_os_string()),
+    // Each step says ok once it has checked what it promises.
+    browser_support::assert_steps(
+        &out,
+        &[
+            "ok: settings page, 42 lines read: 42 new",
+            "ok: phone width, a repeat adds nothing: 42 lines read: 0 new, 42 already present",
+            "; a damaged line: line 43: ",
+            "; the GMT file with the box ticked: 42 lines read: 0 new, 42 already present",
+            "ok: the gap card's upload reports the same",
+            "ok: the viewer sees no upload",
         ],
     );
-    // Each step says ok once it has checked what it promises.
-    for step in [
-        "ok: settings page, 42 lines read: 42 new",
-        "ok: phone width, a repeat adds nothing: 42 lines read: 0 new, 42 already present",
-        "; a damaged line: line 43: ",
-        "; the GMT file with the box ticked: 42 lines read: 0 new, 42 already present",
-        "ok: the gap card's upload reports the same",
-        "ok: the viewer sees no upload",
-    ] {
-        assert!(out.contains(step), "missing step {step:?}");
-    }
-    for shot in [
-        "1366-settings-import.png",
-        "390-settings-import.png",
-        "1366-status-import.png",
-        "390-status-import.png",
-    ] {
-        assert!(shots.join(shot).is_file(), "no screenshot {shot}");
-    }
+    browser_support::assert_shots(
+        &shots,
+        &[
+            "1366-settings-import.png",
+            "390-settings-import.png",
+            "1366-status-import.png",
+            "390-status-import.png",
+        ],
+    );
 }

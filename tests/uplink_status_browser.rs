@@ -13,7 +13,6 @@ mod browser_support;
 mod uplink_support;
 
 use std::ffi::OsString;
-use std::path::Path;
 use std::time::Duration;
 
 use uplink_support::cli_support::box_process::terminate;
@@ -77,10 +76,7 @@ fn uplink_card_against_a_real_server_and_a_closed_port() {
             && st["uplink"]["lag_seconds"].as_i64().is_some()
     });
 
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let shots = root.join("target/e2e-uplink");
-    // Last run's screenshots must not pass for this run's.
-    let _ = std::fs::remove_dir_all(&shots);
+    let shots = browser_support::fresh_shots("e2e-uplink");
     let boxes = serde_json::json!([
         { "name": "real", "base": format!("http://127.0.0.1:{}", real.web), "expect": "up to date" },
         { "name": "closed", "base": format!("http://127.0.0.1:{}", closed.web), "expect": "unreachable" },
@@ -95,24 +91,25 @@ fn uplink_card_against_a_real_server_and_a_closed_port() {
             ("CDRBOX_E2E_SHOTS", shots.clone().into_os_string()),
         ],
     );
-    for step in [
-        "ok: real at 1366 px",
-        "ok: real at 390 px",
-        "ok: closed at 1366 px",
-        "ok: closed at 390 px",
-    ] {
-        assert!(out.contains(step), "missing step {step:?}");
-    }
-    for shot in [
-        "1366-real-card.png",
-        "390-real-card.png",
-        "1366-closed-card.png",
-        "390-closed-card.png",
-        "390-closed-status.png",
-    ] {
-        let len = std::fs::metadata(shots.join(shot)).map_or(0, |m| m.len());
-        assert!(len > 1000, "screenshot {shot} written ({len} bytes)");
-    }
+    browser_support::assert_steps(
+        &out,
+        &[
+            "ok: real at 1366 px",
+            "ok: real at 390 px",
+            "ok: closed at 1366 px",
+            "ok: closed at 390 px",
+        ],
+    );
+    browser_support::assert_shots(
+        &shots,
+        &[
+            "1366-real-card.png",
+            "390-real-card.png",
+            "1366-closed-card.png",
+            "390-closed-card.png",
+            "390-closed-status.png",
+        ],
+    );
     for (b, run) in [&real, &closed].into_iter().zip(runs.iter_mut()) {
         let exit = terminate(run);
         assert!(exit.success(), "{}", b.log_tail());

@@ -10,25 +10,6 @@ mod browser_support;
 
 #[test]
 fn every_page_fits_a_phone_and_a_desktop() {
-    let Some(browser) = browser_support::browser() else {
-        return;
-    };
-    let data = tempfile::tempdir().unwrap();
     // A brisk rate: the script needs only the first finished call, not a day's worth.
-    let cmd = format!(
-        "{} demo --listen 127.0.0.1:0 --rate 4 --data {}",
-        env!("CARGO_BIN_EXE_cdrbox"),
-        data.path().display()
-    );
-    let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/e2e-all-pages");
-    let code_file = data.path().join("cdrbox.setup-code");
-    browser_support::run_script(
-        &browser,
-        "all-pages.e2e.mjs",
-        [
-            ("CDRBOX_E2E_CMD", std::ffi::OsString::from(cmd)),
-            ("CDRBOX_E2E_CODE_FILE", code_file.into_os_string()),
-            ("CDRBOX_E2E_SHOTS", shots.into_os_string()),
-        ],
-    );
+    browser_support::run_demo("all-pages.e2e.mjs", 4, true, "e2e-all-pages", vec![]);
 }

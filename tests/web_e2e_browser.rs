@@ -9,22 +9,6 @@ mod browser_support;
 
 #[test]
 fn web_page_end_to_end_in_headless_chromium() {
-    let Some(browser) = browser_support::browser() else {
-        return;
-    };
-    let data = tempfile::tempdir().unwrap();
-    let cmd = format!(
-        "{} demo --listen 127.0.0.1:0 --rate 1 --data {}",
-        env!("CARGO_BIN_EXE_cdrbox"),
-        data.path().display()
-    );
-    let code_file = data.path().join("cdrbox.setup-code");
-    browser_support::run_script(
-        &browser,
-        "web.e2e.mjs",
-        [
-            ("CDRBOX_E2E_CMD", std::ffi::OsString::from(cmd)),
-            ("CDRBOX_E2E_CODE_FILE", code_file.into_os_string()),
-        ],
-    );
+    // The script takes no CDRBOX_E2E_SHOTS (it screenshots only when E2E_SCREENSHOTS is set).
+    browser_support::run_demo("web.e2e.mjs", 1, true, "e2e-web", vec![]);
 }

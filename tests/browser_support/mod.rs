@@ -5,7 +5,7 @@
 
 #![allow(dead_code)]
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -61,4 +61,74 @@ pub fn run_script<K: AsRef<OsStr>, V: AsRef<OsStr>>(
         "the script {script} did not reach its end"
     );
     stdout
+}
+
+/// Runs SCRIPT (as [`run_script`]) against `cdrbox demo` at `rate` calls a second on a free
+/// port, its data in a temporary directory, with `extra` envs and `CDRBOX_E2E_SHOTS` =
+/// `target/SHOTS` (emptied first: last run's screenshots must not pass for this run's). With
+/// `code_file` the script is told where the demo writes its one-time setup code, so it need not
+/// wait for the banner's. `None` (after saying SKIPPED) where [`browser`] is; else the script's
+/// stdout and the screenshot directory.
+pub fn run_demo(
+    script: &str,
+    rate: u32,
+    code_file: bool,
+    shots: &str,
+    extra: Vec<(&'static str, OsString)>,
+) -> Option<(String, PathBuf)> {
+    let browser = browser()?;
+    let data = tempfile::tempdir().expect("temp dir for the demo's data");
+    let cmd = format!(
+        "{} demo --listen 127.0.0.1:0 --rate {rate} --data {}",
+        env!("CARGO_BIN_EXE_cdrbox"),
+        data.path().display()
+    );
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join(shots);
+    let _ = std::fs::remove_dir_all(&shots);
+    let mut envs = vec![
+        ("CDRBOX_E2E_CMD", OsString::from(cmd)),
+        ("CDRBOX_E2E_SHOTS", shots.clone().into_os_string()),
+    ];
+    if code_file {
+        let code = data.path().join("cdrbox.setup-code");
+        envs.push(("CDRBOX_E2E_CODE_FILE", code.into_os_string()));
+    }
+    envs.extend(extra);
+    Some((run_script(&browser, script, envs), shots))
+}
+
+/// `target/NAME`, emptied: last run's screenshots must not pass for this run's.
+pub fn fresh_shots(name: &str) -> PathBuf {
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&shots);
+    shots
+}
+
+/// A file under `tests/fixtures/`.
+pub fn fixture(path: &str) -> OsString {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(path)
+        .into_os_string()
+}
+
+/// Fails unless the script's output says every one of `steps` (each step prints its `ok:` line
+/// once it has checked what it promises).
+pub fn assert_steps(out: &str, steps: &[&str]) {
+    for step in steps {
+        assert!(out.contains(step), "missing step {step:?}");
+    }
+}
+
+/// Fails unless each of `names` is a screenshot in `shots` (more than 1000 bytes: a PNG of a
+/// page, not an empty or cut-off file).
+pub fn assert_shots(shots: &Path, names: &[&str]) {
+    for shot in names {
+        let len = std::fs::metadata(shots.join(shot)).map_or(0, |m| m.len());
+        assert!(len > 1000, "screenshot {shot} written ({len} bytes)");
+    }
 }
