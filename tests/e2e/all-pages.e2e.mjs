@@ -13,9 +13,7 @@
 //   CDRBOX_E2E_CODE_FILE  where the one-time setup code is, when the banner does not print it
 //   CDRBOX_E2E_SHOTS      directory for the screenshots
 //   CHROMIUM              browser path (default /usr/bin/chromium)
-import { mkdirSync, readFileSync } from 'node:fs';
-import { chromium } from 'playwright-core';
-import { fail, startServer, until, pageGet } from './lib.mjs';
+import { fail, openSetup, pageGet, putPbx, runOnServer, submitSetup, until } from './lib.mjs';
 
 const cmd = process.env.CDRBOX_E2E_CMD || '../../target/release/cdrbox demo --listen 127.0.0.1:0 --rate 4';
 const shots = process.env.CDRBOX_E2E_SHOTS || '/tmp/cdrbox-all-pages';
@@ -81,156 +79,128 @@ async function cellsOnScreen(row, w, what) {
   return n;
 }
 
-async function main() {
+const main = () => runOnServer(cmd, shots, async ({ page, base, code }) => {
   const t0 = Date.now();
-  mkdirSync(shots, { recursive: true });
-  const { child, base, code } = await startServer(cmd);
-  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic'] });
-  const errors = [];
-  try {
-    const ctx = await browser.newContext({ viewport: { width: 1366, height: 768 } });
-    const page = await ctx.newPage();
-    page.on('pageerror', (e) => errors.push('pageerror: ' + e.message));
 
-    // The first-setup form, at both widths, before anyone has a password.
-    await page.goto(base + '/');
-    await page.waitForURL(/\/login$/);
-    await page.locator('#setup').waitFor({ state: 'visible' });
-    for (const [w, h] of WIDTHS) {
-      await page.setViewportSize({ width: w, height: h });
-      await shot(page, w, 'first-setup');
-    }
-    await page.setViewportSize({ width: 1366, height: 768 });
-    await page.fill('#setup-code', code || readFileSync(process.env.CDRBOX_E2E_CODE_FILE, 'utf8').trim());
-    await page.fill('#setup-password', PASS);
-    await page.fill('#setup-again', PASS);
-    await Promise.all([page.waitForURL(base + '/'), page.click('#setup button[type=submit]')]);
-    await page.locator('#links tbody tr').first().waitFor();
-    await until('a call', async () => JSON.parse(await pageGet(page, '/api/calls?limit=5')).calls >= 1, 60000);
-
-    // Settings changed as the settings page does (PUT /api/config, applied live).
-    const session = JSON.parse(await pageGet(page, '/api/session'));
-    const putPbx = async (change, what) => {
-      const status = await page.evaluate(async ([csrf, body]) => {
-        const r = await fetch('/api/config', { method: 'PUT', credentials: 'same-origin',
-          headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf, 'X-Requested-With': 'cdrbox' },
-          body });
-        return r.status + ' ' + (await r.text());
-      }, [session.csrf, JSON.stringify({ pbx: [Object.assign({ _index: 0 }, change)] })]);
-      if (!status.startsWith('200')) fail(what + ': HTTP ' + status);
-    };
-
-    // A PBX the box cannot reach: the link row holds the whole error, which must wrap beside its
-    // pill instead of pushing the table off a phone (issue 13, "PBX down").
-    await putPbx({ host: 'pbx-that-nobody-has-set-up-yet.invalid', secret: 'demo-secret' }, 'pointing the PBX at a missing host');
-    await showTab(page, 'status');
-    await page.locator('#links td.state .reason').first().waitFor({ timeout: 30000 });
-    for (const [w, h] of WIDTHS) {
-      await page.setViewportSize({ width: w, height: h });
-      await shot(page, w, 'status-link-error');
-    }
-    await page.setViewportSize({ width: 1366, height: 768 });
-    console.log('ok: a link error fits: ' + (await page.textContent('#links td.state .reason')));
-
-    // The PBX off: an alarm stands, so every page shows its strip (its fit matters most on a phone).
-    await putPbx({ enabled: false, host: '127.0.0.1', secret: 'demo-secret' }, 'switching the PBX off');
-    await until('the alarm strip', async () => /PBX OFF/.test((await page.textContent('#alarms')) || ''));
-
-    // "Calls" means one thing: the status page's calls today are the stats page's for today
-    // (polled: with the PBX off no call starts, but one may still be committing).
-    let seen = '';
-    await until('status today = stats today', async () => {
-      await showTab(page, 'stats');
-      const from = await page.inputValue('#stats-form input[name=from]');
-      const to = await page.inputValue('#stats-form input[name=to]');
-      const stats = JSON.parse(await pageGet(page, '/api/stats?from=' + from + '&to=' + to));
-      const status = JSON.parse(await pageGet(page, '/api/status'));
-      seen = 'status ' + JSON.stringify(status.today) + ', stats ' + stats.calls + ' calls (' + stats.answered + ' answered, ' + stats.missed + ' missed) ' + from + '..' + to;
-      return status.today.total === stats.calls && status.today.answered === stats.answered && status.today.missed === stats.missed;
-    }).catch((e) => fail(e.message + ' — last reading: ' + seen));
-    console.log('ok: ' + seen);
-
-    // Bookmarkable: a filtered calls view is in the address and survives a reload.
-    await showTab(page, 'calls');
-    if (await page.locator('#filter-box').getAttribute('open') === null) await page.click('#filter-box summary');
-    const inbound = '#filters input[name=direction][value=inbound]';
-    await page.check(inbound);
-    await page.click('#filters button[type=submit]');
-    await until('the filter in the address', async () => /direction=inbound/.test(await page.evaluate(() => location.hash)));
-    await page.reload();
-    await page.locator('#calls-total').waitFor();
-    if (!(await page.isChecked(inbound))) fail('a reload lost direction=inbound');
-    await until('the reloaded page to count inbound calls only', async () => {
-      const api = JSON.parse(await pageGet(page, '/api/calls?limit=50&direction=inbound'));
-      seen = 'page: ' + (await page.textContent('#calls-total')) + ', API: ' + api.calls + ' calls';
-      return ((await page.textContent('#calls-total')) || '').startsWith(api.calls + ' calls match');
-    }).catch((e) => fail(e.message + ' — last reading: ' + seen));
-    if (await page.locator('#filter-box').getAttribute('open') === null) await page.click('#filter-box summary');
-    await page.uncheck(inbound);
-    await page.click('#filters button[type=submit]');
-    await until('the filter gone from the address', async () => !/direction=/.test(await page.evaluate(() => location.hash)));
-    console.log('ok: ' + seen + ', kept on reload');
-
-    for (const [w, h] of WIDTHS) {
-      await page.setViewportSize({ width: w, height: h });
-
-      await showTab(page, 'status');
-      await shot(page, w, 'status');
-
-      await showTab(page, 'calls');
-      if (await page.locator('#filter-box').getAttribute('open') !== null) await page.click('#filter-box summary');
-      await shot(page, w, 'calls');
-      if (w < 600) {
-        const n = await cellsOnScreen(page.locator('#calls tbody tr.call').first(), w, 'a call row');
-        // A call's records, opened: each record row fits too.
-        const row = page.locator('#calls tbody tr.call').first();
-        await row.locator('button.legs').click();
-        const leg = page.locator('#calls tbody tr.leg:not([hidden])').first();
-        await leg.waitFor();
-        await cellsOnScreen(leg, w, 'a record row');
-        await shot(page, w, 'calls-records-open');
-        await row.locator('button.legs').click();
-        console.log('ok: all ' + n + ' columns of a call row and of its record on screen at ' + w + ' px');
-      }
-      await page.click('#filter-box summary');
-      await page.locator('#filters').waitFor({ state: 'visible' });
-      await shot(page, w, 'calls-filters');
-      await page.click('#filter-box summary');
-
-      await showTab(page, 'stats');
-      if (await page.locator('#trend-details').getAttribute('open') === null) await page.click('#trend-details summary');
-      await page.locator('#trend-table').waitFor({ state: 'visible' });
-      await shot(page, w, 'stats');
-      await page.click('#trend-details summary');
-
-      await showTab(page, 'settings');
-      // Every "Advanced" group open: the long keys and help texts are there.
-      // (One at a time: an opened one leaves the :not([open]) list.)
-      const closed = page.locator('#settings-form details.advanced:not([open]) > summary');
-      for (let n = await closed.count(); n > 0; n--) await closed.first().click();
-      if (await closed.count()) fail('an Advanced group stays closed');
-      await shot(page, w, 'settings');
-
-      await showTab(page, 'setup');
-      await shot(page, w, 'setup-help');
-      console.log('ok: ' + w + ' px: status, calls, stats, settings and setup help fit');
-    }
-
-    // The login form, at both widths, after logging out.
-    await page.setViewportSize({ width: 1366, height: 768 });
-    await Promise.all([page.waitForURL(/\/login$/), page.click('#logout')]);
-    await page.locator('#login').waitFor({ state: 'visible' });
-    for (const [w, h] of WIDTHS) {
-      await page.setViewportSize({ width: w, height: h });
-      await shot(page, w, 'login');
-    }
-    if (errors.length) fail('page errors:\n' + errors.join('\n'));
-    console.log('ok: ' + views + ' views fit; screenshots in ' + shots + ' (' + Math.round((Date.now() - t0) / 1000) + ' s)');
-    console.log('e2e: all passed');
-  } finally {
-    await browser.close();
-    child.kill('SIGTERM');
+  // The first-setup form, at both widths, before anyone has a password.
+  await openSetup(page, base);
+  for (const [w, h] of WIDTHS) {
+    await page.setViewportSize({ width: w, height: h });
+    await shot(page, w, 'first-setup');
   }
-}
+  await page.setViewportSize({ width: 1366, height: 768 });
+  await submitSetup(page, base, code, PASS);
+  await until('a call', async () => JSON.parse(await pageGet(page, '/api/calls?limit=5')).calls >= 1, 60000);
+
+  // Settings changed as the settings page does (PUT /api/config, applied live).
+  const session = JSON.parse(await pageGet(page, '/api/session'));
+
+
+  // A PBX the box cannot reach: the link row holds the whole error, which must wrap beside its
+  // pill instead of pushing the table off a phone (issue 13, "PBX down").
+  await putPbx(page, session.csrf, { host: 'pbx-that-nobody-has-set-up-yet.invalid', secret: 'demo-secret' }, 'pointing the PBX at a missing host');
+  await showTab(page, 'status');
+  await page.locator('#links td.state .reason').first().waitFor({ timeout: 30000 });
+  for (const [w, h] of WIDTHS) {
+    await page.setViewportSize({ width: w, height: h });
+    await shot(page, w, 'status-link-error');
+  }
+  await page.setViewportSize({ width: 1366, height: 768 });
+  console.log('ok: a link error fits: ' + (await page.textContent('#links td.state .reason')));
+
+  // The PBX off: an alarm stands, so every page shows its strip (its fit matters most on a phone).
+  await putPbx(page, session.csrf, { enabled: false, host: '127.0.0.1', secret: 'demo-secret' }, 'switching the PBX off');
+  await until('the alarm strip', async () => /PBX OFF/.test((await page.textContent('#alarms')) || ''));
+
+  // "Calls" means one thing: the status page's calls today are the stats page's for today
+  // (polled: with the PBX off no call starts, but one may still be committing).
+  let seen = '';
+  await until('status today = stats today', async () => {
+    await showTab(page, 'stats');
+    const from = await page.inputValue('#stats-form input[name=from]');
+    const to = await page.inputValue('#stats-form input[name=to]');
+    const stats = JSON.parse(await pageGet(page, '/api/stats?from=' + from + '&to=' + to));
+    const status = JSON.parse(await pageGet(page, '/api/status'));
+    seen = 'status ' + JSON.stringify(status.today) + ', stats ' + stats.calls + ' calls (' + stats.answered + ' answered, ' + stats.missed + ' missed) ' + from + '..' + to;
+    return status.today.total === stats.calls && status.today.answered === stats.answered && status.today.missed === stats.missed;
+  }).catch((e) => fail(e.message + ' — last reading: ' + seen));
+  console.log('ok: ' + seen);
+
+  // Bookmarkable: a filtered calls view is in the address and survives a reload.
+  await showTab(page, 'calls');
+  if (await page.locator('#filter-box').getAttribute('open') === null) await page.click('#filter-box summary');
+  const inbound = '#filters input[name=direction][value=inbound]';
+  await page.check(inbound);
+  await page.click('#filters button[type=submit]');
+  await until('the filter in the address', async () => /direction=inbound/.test(await page.evaluate(() => location.hash)));
+  await page.reload();
+  await page.locator('#calls-total').waitFor();
+  if (!(await page.isChecked(inbound))) fail('a reload lost direction=inbound');
+  await until('the reloaded page to count inbound calls only', async () => {
+    const api = JSON.parse(await pageGet(page, '/api/calls?limit=50&direction=inbound'));
+    seen = 'page: ' + (await page.textContent('#calls-total')) + ', API: ' + api.calls + ' calls';
+    return ((await page.textContent('#calls-total')) || '').startsWith(api.calls + ' calls match');
+  }).catch((e) => fail(e.message + ' — last reading: ' + seen));
+  if (await page.locator('#filter-box').getAttribute('open') === null) await page.click('#filter-box summary');
+  await page.uncheck(inbound);
+  await page.click('#filters button[type=submit]');
+  await until('the filter gone from the address', async () => !/direction=/.test(await page.evaluate(() => location.hash)));
+  console.log('ok: ' + seen + ', kept on reload');
+
+  for (const [w, h] of WIDTHS) {
+    await page.setViewportSize({ width: w, height: h });
+
+    await showTab(page, 'status');
+    await shot(page, w, 'status');
+
+    await showTab(page, 'calls');
+    if (await page.locator('#filter-box').getAttribute('open') !== null) await page.click('#filter-box summary');
+    await shot(page, w, 'calls');
+    if (w < 600) {
+      const n = await cellsOnScreen(page.locator('#calls tbody tr.call').first(), w, 'a call row');
+      // A call's records, opened: each record row fits too.
+      const row = page.locator('#calls tbody tr.call').first();
+      await row.locator('button.legs').click();
+      const leg = page.locator('#calls tbody tr.leg:not([hidden])').first();
+      await leg.waitFor();
+      await cellsOnScreen(leg, w, 'a record row');
+      await shot(page, w, 'calls-records-open');
+      await row.locator('button.legs').click();
+      console.log('ok: all ' + n + ' columns of a call row and of its record on screen at ' + w + ' px');
+    }
+    await page.click('#filter-box summary');
+    await page.locator('#filters').waitFor({ state: 'visible' });
+    await shot(page, w, 'calls-filters');
+    await page.click('#filter-box summary');
+
+    await showTab(page, 'stats');
+    if (await page.locator('#trend-details').getAttribute('open') === null) await page.click('#trend-details summary');
+    await page.locator('#trend-table').waitFor({ state: 'visible' });
+    await shot(page, w, 'stats');
+    await page.click('#trend-details summary');
+
+    await showTab(page, 'settings');
+    // Every "Advanced" group open: the long keys and help texts are there.
+    // (One at a time: an opened one leaves the :not([open]) list.)
+    const closed = page.locator('#settings-form details.advanced:not([open]) > summary');
+    for (let n = await closed.count(); n > 0; n--) await closed.first().click();
+    if (await closed.count()) fail('an Advanced group stays closed');
+    await shot(page, w, 'settings');
+
+    await showTab(page, 'setup');
+    await shot(page, w, 'setup-help');
+    console.log('ok: ' + w + ' px: status, calls, stats, settings and setup help fit');
+  }
+
+  // The login form, at both widths, after logging out.
+  await page.setViewportSize({ width: 1366, height: 768 });
+  await Promise.all([page.waitForURL(/\/login$/), page.click('#logout')]);
+  await page.locator('#login').waitFor({ state: 'visible' });
+  for (const [w, h] of WIDTHS) {
+    await page.setViewportSize({ width: w, height: h });
+    await shot(page, w, 'login');
+  }
+  console.log('ok: ' + views + ' views fit; screenshots in ' + shots + ' (' + Math.round((Date.now() - t0) / 1000) + ' s)');
+});
 
 main().catch((e) => { console.error('e2e FAILED:', e.message); process.exit(1); });

@@ -1,7 +1,9 @@
-// Shared by the browser scripts (web, people, import): start the server command, poll for a condition,
-// read a CSV. Polling runs in Node: page.waitForFunction evaluates strings, which the page's
+// Shared by the browser scripts (web, people, stats, all-pages, import …): start the server command,
+// launch Chromium, do the first setup, poll for a condition, read a CSV. Polling runs in Node: page.waitForFunction evaluates strings, which the page's
 // CSP forbids.
 import { spawn } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { chromium } from 'playwright-core';
 
 export const fail = (msg) => { throw new Error(msg); };
 
@@ -79,4 +81,65 @@ export async function reportFailure(browser, shots, errors) {
     if (shots) await p.screenshot({ path: shots + '/failure.png', fullPage: true }).catch(() => {});
   }
   if (errors.length) console.log('page errors:\n' + errors.join('\n'));
+}
+
+// Debian's headless Chromium ($CHROMIUM), without the background traffic a test does not want.
+export function launch() {
+  return chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic'] });
+}
+
+// A page in a new context (default 1366×768) whose JavaScript errors go to `errors`.
+export async function newPage(browser, errors, options = { viewport: { width: 1366, height: 768 } }) {
+  const page = await (await browser.newContext(options)).newPage();
+  page.on('pageerror', (e) => errors.push('pageerror: ' + e.message));
+  return page;
+}
+
+// The first visit: redirected to the login page, which shows the first-setup form.
+export async function openSetup(page, base) {
+  await page.goto(base + '/');
+  await page.waitForURL(/\/login$/);
+  await page.locator('#setup').waitFor({ state: 'visible' });
+}
+
+// Fills the first-setup form with the code as the owner reads it (the banner's `code`, else the
+// file `cdrbox setup-code` prints, $CDRBOX_E2E_CODE_FILE) and the password `pass`; resolves once
+// the status page shows its links.
+export async function submitSetup(page, base, code, pass) {
+  await page.fill('#setup-code', code || readFileSync(process.env.CDRBOX_E2E_CODE_FILE, 'utf8').trim());
+  await page.fill('#setup-password', pass);
+  await page.fill('#setup-again', pass);
+  await Promise.all([page.waitForURL(base + '/'), page.click('#setup button[type=submit]')]);
+  await page.locator('#links tbody tr').first().waitFor();
+}
+
+// Runs `body({ page, base, code })` on a 1366×768 page against the server `cmd` starts (the
+// screenshot directory `shots` made first); fails on any JavaScript error the page raised, then
+// prints `e2e: all passed`; the browser and the server are stopped whatever happened.
+export async function runOnServer(cmd, shots, body) {
+  mkdirSync(shots, { recursive: true });
+  const { child, base, code } = await startServer(cmd);
+  const browser = await launch();
+  const errors = [];
+  try {
+    const page = await newPage(browser, errors);
+    await body({ page, base, code });
+    if (errors.length) fail('page errors:\n' + errors.join('\n'));
+    console.log('e2e: all passed');
+  } finally {
+    await browser.close();
+    child.kill('SIGTERM');
+  }
+}
+
+// Changes the first PBX's settings as the settings page does (PUT /api/config with the session's
+// CSRF token, applied live); fails with `what` unless the box answers 200.
+export async function putPbx(page, csrf, change, what) {
+  const status = await page.evaluate(async ([token, body]) => {
+    const r = await fetch('/api/config', { method: 'PUT', credentials: 'same-origin',
+      headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': token, 'X-Requested-With': 'cdrbox' },
+      body });
+    return r.status + ' ' + (await r.text());
+  }, [csrf, JSON.stringify({ pbx: [Object.assign({ _index: 0 }, change)] })]);
+  if (!status.startsWith('200')) fail(what + ': HTTP ' + status);
 }

@@ -11,9 +11,8 @@
 //   CDRBOX_MASTER_CSV     the Master.csv to import as history
 //   CDRBOX_E2E_SHOTS      directory for the screenshots
 //   CHROMIUM              browser path (default /usr/bin/chromium)
-import { mkdirSync, readFileSync } from 'node:fs';
-import { chromium } from 'playwright-core';
-import { fail, pageGet, startServer, until } from './lib.mjs';
+import { readFileSync } from 'node:fs';
+import { fail, openSetup, pageGet, putPbx, runOnServer, submitSetup, until } from './lib.mjs';
 
 const cmd = process.env.CDRBOX_E2E_CMD || '../../target/release/cdrbox demo --listen 127.0.0.1:0 --rate 2';
 const csv = process.env.CDRBOX_MASTER_CSV || '../fixtures/ami/meta/cdr-csv-Master.csv';
@@ -115,105 +114,79 @@ async function cellsOnScreen(page, w) {
   }
 }
 
-async function main() {
-  mkdirSync(shots, { recursive: true });
-  const { child, base, code } = await startServer(cmd);
-  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic'] });
-  const errors = [];
-  try {
-    const page = await (await browser.newContext({ viewport: { width: 1366, height: 768 } })).newPage();
-    page.on('pageerror', (e) => errors.push('pageerror: ' + e.message));
+const main = () => runOnServer(cmd, shots, async ({ page, base, code }) => {
+  // First setup, as in people.e2e.mjs.
+  await openSetup(page, base);
+  await submitSetup(page, base, code, PASS);
 
-    // First setup, as in people.e2e.mjs.
-    await page.goto(base + '/');
-    await page.waitForURL(/\/login$/);
-    await page.locator('#setup').waitFor({ state: 'visible' });
-    await page.fill('#setup-code', code || readFileSync(process.env.CDRBOX_E2E_CODE_FILE, 'utf8').trim());
-    await page.fill('#setup-password', PASS);
-    await page.fill('#setup-again', PASS);
-    await Promise.all([page.waitForURL(base + '/'), page.click('#setup button[type=submit]')]);
-    await page.locator('#links tbody tr').first().waitFor();
+  // History: the real capture's calls of 2026-11-22, imported as a user would.
+  const session = await getJson(page, '/api/session');
+  const imported = await page.evaluate(async ([text, pbx, csrf]) => {
+    const r = await fetch('/api/import?pbx=' + encodeURIComponent(pbx), { method: 'POST', body: text, credentials: 'same-origin',
+      headers: { 'X-Requested-With': 'cdrbox', 'X-CSRF-Token': csrf, 'Content-Type': 'text/csv' } });
+    return [r.status, await r.text()];
+  }, [readFileSync(csv, 'utf8'), PBX, session.csrf]);
+  if (imported[0] !== 200 || !JSON.parse(imported[1]).new) fail('importing ' + csv + ': ' + imported.join(' '));
+  console.log('ok: history imported: ' + JSON.parse(imported[1]).new + ' records of ' + HISTORY_DAY);
 
-    // History: the real capture's calls of 2026-11-22, imported as a user would.
-    const session = await getJson(page, '/api/session');
-    const imported = await page.evaluate(async ([text, pbx, csrf]) => {
-      const r = await fetch('/api/import?pbx=' + encodeURIComponent(pbx), { method: 'POST', body: text, credentials: 'same-origin',
-        headers: { 'X-Requested-With': 'cdrbox', 'X-CSRF-Token': csrf, 'Content-Type': 'text/csv' } });
-      return [r.status, await r.text()];
-    }, [readFileSync(csv, 'utf8'), PBX, session.csrf]);
-    if (imported[0] !== 200 || !JSON.parse(imported[1]).new) fail('importing ' + csv + ': ' + imported.join(' '));
-    console.log('ok: history imported: ' + JSON.parse(imported[1]).new + ' records of ' + HISTORY_DAY);
+  // Today's calls from the demo: enough for callers, destinations, a queue and its agents.
+  await until('the demo to make inbound, outbound and queue calls', async () => {
+    const s = await getJson(page, '/api/stats');
+    return s.topCallers.length >= 2 && s.topDestinations.length >= 1 && s.queues.length >= 1 && s.agents.length >= 2;
+  }, 120000);
+  // No new calls from here on (as in people.e2e.mjs): the PBX switched off by the settings API.
+  await putPbx(page, session.csrf, { enabled: false }, 'switching the PBX off');
+  console.log('ok: the demo made inbound, outbound and queue calls');
 
-    // Today's calls from the demo: enough for callers, destinations, a queue and its agents.
-    await until('the demo to make inbound, outbound and queue calls', async () => {
-      const s = await getJson(page, '/api/stats');
-      return s.topCallers.length >= 2 && s.topDestinations.length >= 1 && s.queues.length >= 1 && s.agents.length >= 2;
-    }, 120000);
-    // No new calls from here on (as in people.e2e.mjs): the PBX switched off by the settings API.
-    const put = await page.evaluate(async (csrf) => {
-      const r = await fetch('/api/config', { method: 'PUT', credentials: 'same-origin',
-        headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf, 'X-Requested-With': 'cdrbox' },
-        body: JSON.stringify({ pbx: [{ _index: 0, enabled: false }] }) });
-      return r.status;
-    }, session.csrf);
-    if (put !== 200) fail('switching the PBX off: HTTP ' + put);
-    console.log('ok: the demo made inbound, outbound and queue calls');
+  await page.click('a[data-tab=stats]');
+  await page.locator('#stats-kpis .kpi').first().waitFor();
+  // Today alone: the trend is by hour unless asked otherwise.
+  const today = await showStats(page, '');
+  if (today.trendBucket !== 'hour') fail('today reads by ' + today.trendBucket + ', not by hour');
+  console.log('ok: today by hour, ' + today.trend.length + ' hours, ' + today.calls + ' calls: page = API');
 
-    await page.click('a[data-tab=stats]');
-    await page.locator('#stats-kpis .kpi').first().waitFor();
-    // Today alone: the trend is by hour unless asked otherwise.
-    const today = await showStats(page, '');
-    if (today.trendBucket !== 'hour') fail('today reads by ' + today.trendBucket + ', not by hour');
-    console.log('ok: today by hour, ' + today.trend.length + ' hours, ' + today.calls + ' calls: page = API');
-
-    // From the history day to today: by day, the days without calls shown as empty.
-    const to = await page.inputValue('#stats-form input[name=to]');
-    await page.fill('#stats-form input[name=from]', HISTORY_DAY);
-    const days = Math.round((Date.parse(to) - Date.parse(HISTORY_DAY)) / 86400e3) + 1;
-    const byDay = await showStats(page, '');
-    if (byDay.trendBucket !== 'day') fail(days + ' days read by ' + byDay.trendBucket + ', not by day');
-    if (byDay.trend.length !== days) fail('the trend has ' + byDay.trend.length + ' days, the range ' + days);
-    if (byDay.trend[0].start !== HISTORY_DAY || !byDay.trend[0].calls) fail('the first day is ' + JSON.stringify(byDay.trend[0]));
-    if (!byDay.trend.some((p) => p.calls === 0)) fail('no empty day between ' + HISTORY_DAY + ' and ' + to);
-    console.log('ok: ' + days + ' days by day (' + byDay.trend.filter((p) => !p.calls).length + ' empty): page = API');
-    await page.click('#trend-details summary');
-    for (const [w, h] of WIDTHS) {
-      await page.setViewportSize({ width: w, height: h });
-      const again = await showStats(page, '');
-      if (JSON.stringify(again.trend) !== JSON.stringify(byDay.trend)) fail('the trend changed at ' + w + ' px');
-      await noSidewaysScroll(page, 'stats at ' + w + ' px');
-      if (w < 600) await cellsOnScreen(page, w);
-      await page.screenshot({ path: shots + '/' + w + '-stats.png', fullPage: true });
-      // A phone's page is too long to read in one image: each card on its own as well.
-      if (w < 600) {
-        const cards = page.locator('#tab-stats .card');
-        for (let i = 0, n = await cards.count(); i < n; i++) await cards.nth(i).screenshot({ path: shots + '/' + w + '-card-' + pad(i) + '.png' });
-      }
-      await page.locator('#trend').screenshot({ path: shots + '/' + w + '-trend-day.png' });
-      for (const bucket of ['hour', 'week', 'month']) {
-        const st = await showStats(page, bucket);
-        if (st.trendBucket !== bucket) fail('asked for ' + bucket + ', got ' + st.trendBucket);
-        await noSidewaysScroll(page, 'stats by ' + bucket + ' at ' + w + ' px');
-        if (w < 600) await cellsOnScreen(page, w);
-        await page.locator('#trend').screenshot({ path: shots + '/' + w + '-trend-' + bucket + '.png' });
-      }
-      await page.selectOption('#stats-form select[name=trend]', '');
-      console.log('ok: ' + w + ' px: hour, day, week, month equal the API; no sideways scroll; screenshots in ' + shots);
+  // From the history day to today: by day, the days without calls shown as empty.
+  const to = await page.inputValue('#stats-form input[name=to]');
+  await page.fill('#stats-form input[name=from]', HISTORY_DAY);
+  const days = Math.round((Date.parse(to) - Date.parse(HISTORY_DAY)) / 86400e3) + 1;
+  const byDay = await showStats(page, '');
+  if (byDay.trendBucket !== 'day') fail(days + ' days read by ' + byDay.trendBucket + ', not by day');
+  if (byDay.trend.length !== days) fail('the trend has ' + byDay.trend.length + ' days, the range ' + days);
+  if (byDay.trend[0].start !== HISTORY_DAY || !byDay.trend[0].calls) fail('the first day is ' + JSON.stringify(byDay.trend[0]));
+  if (!byDay.trend.some((p) => p.calls === 0)) fail('no empty day between ' + HISTORY_DAY + ' and ' + to);
+  console.log('ok: ' + days + ' days by day (' + byDay.trend.filter((p) => !p.calls).length + ' empty): page = API');
+  await page.click('#trend-details summary');
+  for (const [w, h] of WIDTHS) {
+    await page.setViewportSize({ width: w, height: h });
+    const again = await showStats(page, '');
+    if (JSON.stringify(again.trend) !== JSON.stringify(byDay.trend)) fail('the trend changed at ' + w + ' px');
+    await noSidewaysScroll(page, 'stats at ' + w + ' px');
+    if (w < 600) await cellsOnScreen(page, w);
+    await page.screenshot({ path: shots + '/' + w + '-stats.png', fullPage: true });
+    // A phone's page is too long to read in one image: each card on its own as well.
+    if (w < 600) {
+      const cards = page.locator('#tab-stats .card');
+      for (let i = 0, n = await cards.count(); i < n; i++) await cards.nth(i).screenshot({ path: shots + '/' + w + '-card-' + pad(i) + '.png' });
     }
-    // A bookmark keeps the bucket: the form's values are in the address.
-    await showStats(page, 'week');
-    if (!/trend=week/.test(page.url())) fail('the address does not keep the trend: ' + page.url());
-    await page.reload();
-    await page.locator('#stats-kpis .kpi').first().waitFor();
-    if (await page.inputValue('#stats-form select[name=trend]') !== 'week') fail('a reload lost trend=week');
-    await until('the reloaded page to show weeks', async () => /week/.test((await page.textContent('#trend-bucket')) || ''), 10000);
-    console.log('ok: trend=week kept in the address and on reload');
-    if (errors.length) fail('page errors:\n' + errors.join('\n'));
-    console.log('e2e: all passed');
-  } finally {
-    await browser.close();
-    child.kill('SIGTERM');
+    await page.locator('#trend').screenshot({ path: shots + '/' + w + '-trend-day.png' });
+    for (const bucket of ['hour', 'week', 'month']) {
+      const st = await showStats(page, bucket);
+      if (st.trendBucket !== bucket) fail('asked for ' + bucket + ', got ' + st.trendBucket);
+      await noSidewaysScroll(page, 'stats by ' + bucket + ' at ' + w + ' px');
+      if (w < 600) await cellsOnScreen(page, w);
+      await page.locator('#trend').screenshot({ path: shots + '/' + w + '-trend-' + bucket + '.png' });
+    }
+    await page.selectOption('#stats-form select[name=trend]', '');
+    console.log('ok: ' + w + ' px: hour, day, week, month equal the API; no sideways scroll; screenshots in ' + shots);
   }
-}
+  // A bookmark keeps the bucket: the form's values are in the address.
+  await showStats(page, 'week');
+  if (!/trend=week/.test(page.url())) fail('the address does not keep the trend: ' + page.url());
+  await page.reload();
+  await page.locator('#stats-kpis .kpi').first().waitFor();
+  if (await page.inputValue('#stats-form select[name=trend]') !== 'week') fail('a reload lost trend=week');
+  await until('the reloaded page to show weeks', async () => /week/.test((await page.textContent('#trend-bucket')) || ''), 10000);
+  console.log('ok: trend=week kept in the address and on reload');
+});
 
 main().catch((e) => { console.error('e2e FAILED:', e.message); process.exit(1); });
