@@ -343,11 +343,15 @@ mod tests {
         }
     }
 
+    /// The message for `notices` from the test box at `now_utc`.
+    fn message(id: &str, now_utc: i64, notices: &[Notice]) -> Message {
+        from_notices(id.into(), &info(), now_utc, notices)
+    }
+
     #[test]
     fn one_raise_names_the_pbx_in_the_subject() {
-        let m = from_notices(
-            "id1".into(),
-            &info(),
+        let m = message(
+            "id1",
             1_795_341_600,
             &[notice(NoticeKind::Raised, "office", 0)],
         );
@@ -366,9 +370,8 @@ mod tests {
 
     #[test]
     fn a_clear_says_how_long_and_sums_up_flapping() {
-        let m = from_notices(
-            "id2".into(),
-            &info(),
+        let m = message(
+            "id2",
             1_795_345_325,
             &[notice(NoticeKind::Cleared, "office", 19)],
         );
@@ -380,9 +383,8 @@ mod tests {
 
     #[test]
     fn several_notices_make_one_message() {
-        let m = from_notices(
-            "id3".into(),
-            &info(),
+        let m = message(
+            "id3",
             1_795_341_600,
             &[
                 notice(NoticeKind::Raised, "a", 0),

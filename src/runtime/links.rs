@@ -166,33 +166,15 @@ impl Links {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AuthMethod, Secret};
 
+    /// Only the account matters here (name, host, port, user): the rest as the config file's
+    /// defaults.
     fn pbx(name: &str, host: &str, user: &str) -> PbxConfig {
-        PbxConfig {
-            name: name.into(),
-            host: host.into(),
-            port: 5038,
-            username: user.into(),
-            secret: Secret("s".into()),
-            auth: AuthMethod::Md5,
-            timezone: "UTC".into(),
-            charset: "windows-1252".into(),
-            trunk_patterns: Vec::new(),
-            ping_interval: Duration::from_secs(20),
-            ping_timeout: Duration::from_secs(10),
-            connect_timeout: Duration::from_secs(5),
-            login_timeout: Duration::from_secs(10),
-            reconnect_quick: Duration::from_secs(1),
-            reconnect_quick_retries: 5,
-            enabled: true,
-            cdr_db: None,
-            cdr_db_table: "cdr".into(),
-            cdr_db_lookback: Duration::from_secs(6 * 3600),
-            cdr_db_reconcile_every: Duration::from_secs(3600),
-            cdr_db_reconcile_window: Duration::from_secs(24 * 3600),
-            cdr_db_settle: Duration::from_secs(120),
-        }
+        let toml = format!(
+            "[[pbx]]\nname = \"{name}\"\nhost = \"{host}\"\nusername = \"{user}\"\nsecret = \"s\"\n"
+        );
+        let mut cfg = crate::config::Config::parse(&toml, "test").unwrap();
+        cfg.pbx.remove(0)
     }
 
     #[test]
