@@ -4,58 +4,22 @@
 //! the box's export, record for record, each once. Also: `cdrbox uplink-schema` is the SQL a
 //! DBA runs, and a box then writes into that schema.
 
-#[path = "support/box_process.rs"]
-mod box_process;
-#[path = "support/postgres.rs"]
-mod postgres;
+mod uplink_support;
 
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use box_process::{free_port, spawn_run, terminate, wait, BoxConfig, RunningBox};
 use cdrbox::uplink::schema::{MIN_WRITER, SCHEMA_VERSION};
-use postgres::Postgres;
+use uplink_support::cli_support::box_process::{
+    free_port, spawn_run, terminate, wait, BoxConfig, RunningBox,
+};
+use uplink_support::postgres::Postgres;
+use uplink_support::{box_export, central, count, SimPbx, ROLE_PASSWORD};
 
-const ROLE_PASSWORD: &str = "upl1nk-s3cret";
 /// At 10 calls/s the PBX produces for ~40 s: still producing when the server is stopped, even
 /// on a loaded machine.
 const CALLS: u64 = 400;
-
-/// `cdrbox sim-pbx` on `port`; killed on drop.
-struct SimPbx(Child);
-
-impl SimPbx {
-    fn start(port: u16, rate: &str, calls: u64) -> SimPbx {
-        SimPbx(
-            Command::new(env!("CARGO_BIN_EXE_cdrbox"))
-                .args(["sim-pbx", "--listen", &format!("127.0.0.1:{port}")])
-                .args(["--secret", "sim-secret", "--rate", rate])
-                .args(["--calls", &calls.to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        )
-    }
-}
-
-impl Drop for SimPbx {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A role `cdrbox` with a password, owning database `cdr`.
-fn central(pg: &Postgres) {
-    pg.psql(
-        "postgres",
-        &format!("CREATE ROLE cdrbox LOGIN PASSWORD '{ROLE_PASSWORD}'"),
-    );
-    pg.psql("postgres", "CREATE DATABASE cdr OWNER cdrbox");
-}
 
 fn box_config(dir: &Path, sim_port: u16, pg: &Postgres) -> std::path::PathBuf {
     let url = format!(
@@ -81,63 +45,13 @@ fn box_config(dir: &Path, sim_port: u16, pg: &Postgres) -> std::path::PathBuf {
         .write()
 }
 
-/// A record's JSON with object keys sorted (jsonb keeps its own key order), as text.
-fn canonical(v: &serde_json::Value) -> String {
-    fn sort(v: &serde_json::Value) -> serde_json::Value {
-        match v {
-            serde_json::Value::Object(m) => {
-                let sorted: BTreeMap<&String, serde_json::Value> =
-                    m.iter().map(|(k, v)| (k, sort(v))).collect();
-                serde_json::to_value(sorted).unwrap()
-            }
-            serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(sort).collect()),
-            other => other.clone(),
-        }
-    }
-    sort(v).to_string()
-}
-
-/// The box's records as the NDJSON export writes them, canonical and sorted.
-fn box_export(config: &Path) -> Vec<String> {
-    let run = Command::new(env!("CARGO_BIN_EXE_cdrbox"))
-        .args(["export", "--format", "ndjson", "--config"])
-        .arg(config)
-        .output()
-        .unwrap();
-    if !run.status.success() {
-        // Polled while the box is still creating its journal: nothing stored yet.
-        let err = String::from_utf8_lossy(&run.stderr);
-        assert!(
-            err.contains("nothing has been recorded") || err.contains("start `cdrbox run` once"),
-            "cdrbox export failed: {err}"
-        );
-        return Vec::new();
-    }
-    let out = run.stdout;
-    let mut rows: Vec<String> = String::from_utf8(out)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| canonical(&serde_json::from_str(l).unwrap()))
-        .collect();
-    rows.sort();
-    rows
-}
-
 /// The `record` column of every central row of `box_id`, canonical and sorted (a duplicate
-/// would show up twice).
-fn central_rows(pg: &Postgres, box_id: &str) -> Vec<String> {
-    let out = pg.psql(
-        "cdr",
-        &format!("SELECT record::text FROM cdrbox_cdr WHERE box_id = '{box_id}'"),
-    );
-    let mut rows: Vec<String> = out
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| canonical(&serde_json::from_str(l).unwrap()))
-        .collect();
-    rows.sort();
-    rows
+/// would show up twice): the support's rows without their box id.
+fn records_of(pg: &Postgres, box_id: &str) -> Vec<String> {
+    uplink_support::central_rows(pg, Some(box_id))
+        .into_iter()
+        .map(|row| row[box_id.len() + 1..].to_owned())
+        .collect()
 }
 
 /// Waits until the box's export and the server agree and stay so across the box's commit
@@ -163,12 +77,6 @@ fn settled(pg: &Postgres, config: &Path, limit: Duration) -> usize {
         },
     );
     n
-}
-
-/// Rows in `cdrbox_cdr`; 0 before the box created it.
-fn count(pg: &Postgres) -> u64 {
-    pg.try_psql("cdr", "SELECT count(*) FROM cdrbox_cdr")
-        .map_or(0, |out| out.trim().parse().unwrap_or(0))
 }
 
 #[test]
@@ -220,7 +128,7 @@ fn every_record_reaches_postgres_once_through_a_server_restart() {
         "{} records on the box",
         on_box.len()
     );
-    let on_server = central_rows(&pg, "branch-1");
+    let on_server = records_of(&pg, "branch-1");
     assert_eq!(
         on_server.len(),
         on_box.len(),
@@ -288,7 +196,7 @@ fn uplink_schema_is_what_the_box_writes_into() {
     drop(sim);
     assert!(settled(&pg, &config, Duration::from_secs(120)) >= 10);
     assert!(terminate(&mut run.child).success());
-    let on_server = central_rows(&pg, "branch-1");
+    let on_server = records_of(&pg, "branch-1");
     let on_box = box_export(&config);
     assert_eq!(on_server.len(), on_box.len());
     assert!(
