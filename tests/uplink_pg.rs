@@ -7,7 +7,6 @@
 mod uplink_support;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use cdrbox::uplink::schema::{MIN_WRITER, SCHEMA_VERSION};
@@ -156,15 +155,9 @@ fn every_record_reaches_postgres_once_through_a_server_restart() {
 fn uplink_schema_is_what_the_box_writes_into() {
     let pg = Postgres::start();
     central(&pg);
-    let out = Command::new(env!("CARGO_BIN_EXE_cdrbox"))
-        .arg("uplink-schema")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let sql = String::from_utf8(out.stdout).unwrap();
-    assert!(sql.contains("PRIMARY KEY (box_id, pbx, identity)"), "{sql}");
     // The DBA creates the schema as the owner role; the box then finds it current.
-    pg.psql("cdr", &format!("SET ROLE cdrbox;\n{sql}"));
+    let sql = uplink_support::dba_schema(&pg);
+    assert!(sql.contains("PRIMARY KEY (box_id, pbx, identity)"), "{sql}");
     assert_eq!(
         pg.psql("cdr", "SELECT version FROM cdrbox_schema").trim(),
         SCHEMA_VERSION.to_string()

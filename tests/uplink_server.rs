@@ -137,22 +137,11 @@ fn future_schema() -> String {
     )
 }
 
-/// The schema as `cdrbox uplink-schema` prints it, run as the owner role.
-fn dba_schema(pg: &Postgres) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cdrbox"))
-        .arg("uplink-schema")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let sql = String::from_utf8(out.stdout).unwrap();
-    pg.psql("cdr", &format!("SET ROLE cdrbox;\n{sql}"));
-}
-
 #[test]
 fn a_newer_schema_that_only_adds_is_written_and_min_writer_above_the_box_stops_it() {
     let pg = Postgres::start();
     central(&pg);
-    dba_schema(&pg);
+    uplink_support::dba_schema(&pg);
     pg.psql("cdr", &format!("SET ROLE cdrbox;\n{}", future_schema()));
     let dir = tempfile::tempdir().unwrap();
     let (_, sim, b) = office(&pg, dir.path(), "branch-old", "20", 3);
@@ -284,7 +273,7 @@ fn a_full_server_disk_is_named_on_the_box_and_everything_arrives_once_after_spac
     }
     let pg = Postgres::start();
     central(&pg);
-    dba_schema(&pg);
+    uplink_support::dba_schema(&pg);
     // Every table and index of cdrbox on a 1 MB volume; WAL and catalogs stay on the big one
     // (a full WAL disk stops PostgreSQL itself — that is the DBA's alarm, not the box's).
     let dir = tempfile::tempdir().unwrap();

@@ -324,3 +324,16 @@ pub fn has_alarm(b: &UplinkBox, code: &str) -> bool {
         .as_array()
         .is_some_and(|a| a.iter().any(|x| x["code"] == code))
 }
+
+/// The schema as `cdrbox uplink-schema` prints it (returned), run as the owner role as a DBA
+/// would.
+pub fn dba_schema(pg: &Postgres) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_cdrbox"))
+        .arg("uplink-schema")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let sql = String::from_utf8(out.stdout).unwrap();
+    pg.psql("cdr", &format!("SET ROLE cdrbox;\n{sql}"));
+    sql
+}
