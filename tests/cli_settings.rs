@@ -10,7 +10,6 @@ mod settings_support;
 
 use std::time::Duration;
 
-use cdrbox::sim::{self, SimOptions};
 use cli_support::{free_port, http, http_bytes, http_json, total, wait, RunningBox, PASS};
 use serde_json::{json, Value};
 use settings_support::changed_keys;
@@ -129,26 +128,10 @@ fn keeps_recording(port: u16) {
     wait("new records", LONG, || total(port) > before);
 }
 
-/// A simulated PBX on `addr` (login cdrbox/s3cret) making 4 calls a second at a steady pace.
-async fn steady_pbx(addr: &str) -> sim::SimHandle {
-    sim::bind(
-        addr,
-        SimOptions {
-            username: "cdrbox".into(),
-            secret: "s3cret".into(),
-            rate_per_sec: 4.0,
-            poisson: false,
-            ..SimOptions::default()
-        },
-    )
-    .await
-    .unwrap()
-}
-
 #[test]
 fn saves_change_one_key_restart_applies_the_rest_and_switching_off_is_never_silent() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let pbx = rt.block_on(steady_pbx("127.0.0.1:0"));
+    let pbx = rt.block_on(cli_support::steady_pbx("127.0.0.1:0", 4.0));
     let dir = tempfile::tempdir().unwrap();
     let (web1, web2) = (free_port(), free_port());
     let config = dir.path().join("cdrbox.toml");
@@ -214,7 +197,7 @@ fn saves_change_one_key_restart_applies_the_rest_and_switching_off_is_never_sile
     // Issue 11 item 5: a new address or plain login needs the secret typed again. The API
     // refuses to carry the stored secret over (the file stays as it was and nothing connects
     // to the new address); typed again, it is accepted and the link moves there.
-    let other = rt.block_on(steady_pbx("127.0.0.2:0"));
+    let other = rt.block_on(cli_support::steady_pbx("127.0.0.2:0", 4.0));
     let moved = json!({"_index": 0, "host": "127.0.0.2", "port": other.local_addr().port()});
     let before = std::fs::read_to_string(&config).unwrap();
     for change in [

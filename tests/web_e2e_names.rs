@@ -15,7 +15,6 @@ mod cli_support;
 
 use std::path::Path;
 
-use cdrbox::sim::{self, SimOptions};
 use cli_support::{free_port, RunningBox, PASS};
 use serde_json::Value;
 
@@ -42,20 +41,7 @@ fn a_name_added_on_the_settings_page_names_the_next_call() {
         return;
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let pbx = rt.block_on(async {
-        sim::bind(
-            "127.0.0.1:0",
-            SimOptions {
-                username: "cdrbox".into(),
-                secret: "s3cret".into(),
-                rate_per_sec: 4.0,
-                poisson: false,
-                ..SimOptions::default()
-            },
-        )
-        .await
-        .unwrap()
-    });
+    let pbx = rt.block_on(cli_support::steady_pbx("127.0.0.1:0", 4.0));
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display().to_string();
     let web = free_port();

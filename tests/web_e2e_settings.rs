@@ -17,7 +17,6 @@ mod settings_support;
 use std::path::Path;
 
 use cdrbox::config::{keys, parse::normalize};
-use cdrbox::sim::{self, SimOptions};
 use cli_support::{free_port, RunningBox, PASS};
 use serde_json::{json, Value};
 use settings_support::{changed_keys, changed_value};
@@ -42,17 +41,10 @@ fn every_settings_field_saves_alone_and_the_box_keeps_recording() {
         return;
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let sim_opts = || SimOptions {
-        username: "cdrbox".into(),
-        secret: "s3cret".into(),
-        rate_per_sec: 3.0,
-        poisson: false,
-        ..SimOptions::default()
-    };
     let (a, b) = rt.block_on(async {
         (
-            sim::bind("127.0.0.1:0", sim_opts()).await.unwrap(),
-            sim::bind("127.0.0.1:0", sim_opts()).await.unwrap(),
+            cli_support::steady_pbx("127.0.0.1:0", 3.0).await,
+            cli_support::steady_pbx("127.0.0.1:0", 3.0).await,
         )
     });
     let dir = tempfile::tempdir().unwrap();

@@ -89,3 +89,16 @@ pub fn start_sim(
     rt.block_on(cdrbox::sim::bind("127.0.0.1:0", options))
         .expect("bind the simulated PBX")
 }
+
+/// A simulated PBX on `addr` (login cdrbox/s3cret) making `rate` calls a second at a steady
+/// pace (no Poisson gaps), for the boxes whose config names that account.
+pub async fn steady_pbx(addr: &str, rate: f64) -> cdrbox::sim::SimHandle {
+    let opts = cdrbox::sim::SimOptions {
+        username: "cdrbox".into(),
+        secret: "s3cret".into(),
+        rate_per_sec: rate,
+        poisson: false,
+        ..cdrbox::sim::SimOptions::default()
+    };
+    cdrbox::sim::bind(addr, opts).await.unwrap()
+}
