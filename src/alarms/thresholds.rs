@@ -230,6 +230,36 @@ pub fn standing(
         .collect()
 }
 
+/// The part of the snapshot [`standing`] reads: the snapshot's alarms and, per link, what its
+/// alarms are made of. The mailer is woken only when this changes, not for a PBX clock
+/// reading at every keep-alive or the disk's free bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watched {
+    alarms: Vec<Alarm>,
+    links: Vec<(String, String, LinkState, i64, Option<i64>)>,
+}
+
+impl Watched {
+    pub fn of(view: &StatusView) -> Watched {
+        Watched {
+            alarms: view.alarms.clone(),
+            links: view
+                .links
+                .iter()
+                .map(|l| {
+                    (
+                        l.pbx.clone(),
+                        l.address.clone(),
+                        l.state.clone(),
+                        l.since_utc,
+                        l.last_record_utc,
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
 /// The next moment (Unix seconds, after `now_utc`) at which a link alarm of [`standing`]
 /// starts without anything else changing: a link down or shut down reaching
 /// `link_down_after`, a refused login reaching `auth_after`. `None`: none is on its way. The
@@ -284,6 +314,24 @@ mod tests {
 
     fn codes(s: &[Standing]) -> Vec<String> {
         s.iter().map(|s| s.key.to_string()).collect()
+    }
+
+    #[test]
+    fn the_watched_part_ignores_clock_readings_and_counters() {
+        let mut v = StatusView {
+            links: vec![up_link(None)],
+            ..StatusView::default()
+        };
+        let before = Watched::of(&v);
+        v.links[0].pbx_clock_skew_ms = Some(12);
+        v.links[0].records += 1;
+        v.storage.free_bytes += 4096;
+        assert_eq!(Watched::of(&v), before);
+        v.links[0].last_record_utc = Some(TUE_10_MSK);
+        assert_ne!(Watched::of(&v), before, "a call ends PBX QUIET");
+        let mut w = StatusView::default();
+        w.alarms.push(Alarm::new("USB ERROR", "full"));
+        assert_ne!(Watched::of(&w), Watched::of(&StatusView::default()));
     }
 
     #[test]

@@ -62,8 +62,8 @@ pub struct StatusBoard {
     /// (issue 14 item 4: no 1 s tick on an idle box). Not by the parts the publisher itself
     /// refreshes (storage, CDR databases, setup code, IP, health).
     reported: Notify,
-    /// Records counted so far ([`StatusBoard::records_seen`]).
-    records: AtomicU64,
+    /// What the journal was handed so far ([`StatusBoard::journal_news`]).
+    journal_news: AtomicU64,
 }
 
 fn local_day(tz: &jiff::tz::TimeZone, utc: i64) -> i64 {
@@ -126,7 +126,7 @@ impl StatusBoard {
             tx,
             tz,
             reported: Notify::new(),
-            records: AtomicU64::new(0),
+            journal_news: AtomicU64::new(0),
         }
     }
 
@@ -136,10 +136,13 @@ impl StatusBoard {
         self.reported.notified().await
     }
 
-    /// Records counted since start: the publisher keeps refreshing the journal's part while
-    /// this grows (their commit follows within `[storage] flush_interval_ms`).
-    pub fn records_seen(&self) -> u64 {
-        self.records.load(Ordering::SeqCst)
+    /// Records and link events (all but the PBX clock readings, which the journal is not
+    /// sent) counted since start: the journal's part of the status changes with their commit,
+    /// within `[storage] flush_interval_ms`, which nobody reports, so the publisher refreshes
+    /// it for a while after this grows — and otherwise once a minute (its free-space figure
+    /// moves with every write anyone makes to the disk, which is no news worth a publish).
+    pub fn journal_news(&self) -> u64 {
+        self.journal_news.load(Ordering::SeqCst)
     }
 
     fn report(&self) {
@@ -164,7 +167,7 @@ impl StatusBoard {
 
     /// Counts a record (call it once per newly received record).
     pub fn on_record(&self, rec: &CallRecord) {
-        self.records.fetch_add(1, Ordering::SeqCst);
+        self.journal_news.fetch_add(1, Ordering::SeqCst);
         let _reported = Reported(self);
         let mut st = self.lock();
         if let Some(link) = st.view.links.iter_mut().find(|l| l.pbx == rec.pbx) {
@@ -196,6 +199,9 @@ impl StatusBoard {
 
     /// Applies a link event.
     pub fn on_link_event(&self, pbx: &str, at: i64, event: &LinkEvent) {
+        if !matches!(event, LinkEvent::PbxClock { .. }) {
+            self.journal_news.fetch_add(1, Ordering::SeqCst);
+        }
         let _reported = Reported(self);
         let mut st = self.lock();
         let Some(link) = st.view.links.iter_mut().find(|l| l.pbx == pbx) else {

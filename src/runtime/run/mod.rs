@@ -267,13 +267,15 @@ async fn run_once(
 ///
 /// When (issue 14 item 4: an idle box must not wake every second): at once for anything
 /// reported to the board ([`StatusBoard::reported`]: a record, a link event, USB, the uplink,
-/// the display, a saved config); then every second only while records arrived within
-/// `[storage] flush_interval_ms` + 2 s (the journal's part changes with their commit, which
-/// nobody reports); otherwise at the next real deadline — the next wall-clock minute (the
-/// OLED's HH:MM, the day's roll-over, the health sample, the IP, the CDR databases' pulls and
-/// the journal's storage figures), a down link's alarm a minute after it fell
+/// the display, a saved config); then every second, refreshing the journal's part, only while
+/// records or link events reached the journal within `[storage] flush_interval_ms` + 2 s
+/// (that part changes with their commit, which nobody reports: [`StatusBoard::journal_news`]);
+/// otherwise at the next real deadline — the next wall-clock minute (the OLED's HH:MM, the
+/// day's roll-over, the health sample, the IP, the CDR databases' pulls and the journal's
+/// storage figures), a down link's alarm a minute after it fell
 /// ([`StatusBoard::next_link_alarm`]), and every 10 s while the setup code is shown (`cdrbox
-/// passwd` in another process clears it; the web page's setup reports at once). What is pure
+/// passwd` in another process clears it; the web page's setup reports at once), every 5 s
+/// while a CDR database is configured (its pulls report nothing). What is pure
 /// time — uptime, "N s ago" — the web page computes when it answers ([`StatusBoard::view_at`]).
 fn spawn_status_publisher(
     cfg: &Config,
@@ -296,7 +298,7 @@ fn spawn_status_publisher(
         let mut minute_refresh: Option<i64> = None;
         let health_paths = crate::health::HealthPaths::default();
         let started_utc = *process_started_utc(&clock);
-        let mut records_seen = board.records_seen();
+        let mut journal_news = board.journal_news();
         let mut busy_until: Option<Mono> = None;
         let mut cfg_new = false;
         loop {
@@ -306,30 +308,36 @@ fn spawn_status_publisher(
                 flush = cfg.storage.flush_interval;
                 minute_refresh = None;
             }
-            if records_seen != board.records_seen() {
-                records_seen = board.records_seen();
+            if journal_news != board.journal_news() {
+                journal_news = board.journal_news();
                 busy_until = Some(clock.now() + flush + Duration::from_secs(2));
             }
-            board.set_storage(journal.status(), journal.alarms());
-            if !cdr_db.is_empty() {
-                board.set_cdr_db(
-                    cdr_db
-                        .iter()
-                        .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).clone())
-                        .collect(),
-                );
+            let busy = busy_until.is_some_and(|t| clock.now() < t);
+            let unix = clock.unix();
+            let minute = unix.div_euclid(60);
+            let new_minute = minute_refresh != Some(minute);
+            // Pulls from the CDR databases report nothing either: their status, and the journal
+            // they fill, are looked at on each wake while any is configured.
+            if busy || new_minute || !cdr_db.is_empty() {
+                board.set_storage(journal.status(), journal.alarms());
+                if !cdr_db.is_empty() {
+                    board.set_cdr_db(
+                        cdr_db
+                            .iter()
+                            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).clone())
+                            .collect(),
+                    );
+                }
             }
             // The setup code disappears once the admin password is set (web page or
             // `cdrbox passwd`); the file is read only while a code is shown.
             if let Some(path) = board.setup_code_shown().then(|| setup_path.clone()) {
                 board.set_setup_code(crate::web::setup_code::current(&path));
             }
-            let unix = clock.unix();
-            let minute = unix.div_euclid(60);
             // Once a minute: a few small procfs/sysfs reads and one syscall (health), one
             // routing look-up (IP). Sampled more often, the OLED would redraw for every RSS
             // change; the page's uptime does not wait for it (`view_at`).
-            if minute_refresh != Some(minute) {
+            if new_minute {
                 board.set_ip(local_ip_towards(&target));
                 let clock_sync = crate::health::read_clock_sync();
                 board.set_health(crate::health::sample(
@@ -351,6 +359,9 @@ fn spawn_status_publisher(
             }
             if board.setup_code_shown() {
                 wake_unix = wake_unix.min(unix + 10);
+            }
+            if !cdr_db.is_empty() {
+                wake_unix = wake_unix.min(unix + 5);
             }
             // Wall-clock seconds from now, rounded up so a wake never comes before its second.
             let wall_ms = crate::clock::unix_millis(clock.wall());

@@ -97,13 +97,23 @@ pub(super) fn start_alarms(
     });
     match AlarmService::spawn(settings, view, on_status, clock.clone()) {
         Ok(a) => {
-            // The watcher looks at the snapshot when it changes, not on a tick: relay every
-            // publish. Ends with the board's channel or the service.
+            // The watcher looks at the snapshot when what it reads changes, not on a tick:
+            // relay those publishes. Ends with the board's channel or the service.
             let changed = a.status_changed();
             let mut published = board.subscribe();
-            tokio::spawn(
-                async move { while published.changed().await.is_ok() && changed.changed() {} },
-            );
+            tokio::spawn(async move {
+                use crate::alarms::thresholds::Watched;
+                let mut seen = Watched::of(&published.borrow_and_update());
+                while published.changed().await.is_ok() {
+                    let now = Watched::of(&published.borrow_and_update());
+                    if now != seen {
+                        seen = now;
+                        if !changed.changed() {
+                            break;
+                        }
+                    }
+                }
+            });
             Some(a)
         }
         Err(e) => {
