@@ -43,37 +43,14 @@ fn a_name_added_on_the_settings_page_names_the_next_call() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let pbx = rt.block_on(cli_support::steady_pbx("127.0.0.1:0", 4.0));
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display().to_string();
     let web = free_port();
     let config = dir.path().join("cdrbox.toml");
-    let text = format!(
-        r#"# Names e2e box
-[box]
-name = "names-box" # on the page
-
-[[pbx]]
-name = "office"
-host = "127.0.0.1"
-port = {}
-username = "cdrbox"
-secret = "s3cret"
-timezone = "Europe/Moscow"
-
-[storage]
-# Fast commits so the calls page sees records at once.
-path = "{d}/data"
-flush_interval_ms = 500
-
-[web]
-listen = "127.0.0.1:{web}"
-
-[display]
-driver = "none"
-
-[usb]
-mount_root = "{d}/media"
-"#,
-        pbx.local_addr().port()
+    let text = cli_support::sim_box_toml(
+        "Names e2e box",
+        "names-box",
+        pbx.local_addr().port(),
+        dir.path(),
+        web,
     );
     std::fs::write(&config, &text).unwrap();
     let mut cdrbox = RunningBox::start(&config, PASS);

@@ -52,35 +52,12 @@ fn every_settings_field_saves_alone_and_the_box_keeps_recording() {
     let (web1, web2, web3) = (free_port(), free_port(), free_port());
     let config = dir.path().join("cdrbox.toml");
     // Some keys given (one at its default), most left out, comments everywhere.
-    let text = format!(
-        r#"# Settings e2e box
-[box]
-name = "e2e-box" # on the page
-
-# The PBX in the server room.
-[[pbx]]
-name = "office"
-host = "127.0.0.1"
-port = {}
-username = "cdrbox"
-secret = "s3cret"
-timezone = "Europe/Moscow"
-
-[storage]
-# Fast commits so the calls page sees records at once.
-path = "{d}/data"
-flush_interval_ms = 500
-
-[web]
-listen = "127.0.0.1:{web1}"
-
-[display]
-driver = "none"
-
-[usb]
-mount_root = "{d}/media"
-"#,
-        a.local_addr().port()
+    let text = cli_support::sim_box_toml(
+        "Settings e2e box",
+        "e2e-box",
+        a.local_addr().port(),
+        dir.path(),
+        web1,
     );
     std::fs::write(&config, &text).unwrap();
 

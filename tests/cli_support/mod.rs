@@ -102,3 +102,45 @@ pub async fn steady_pbx(addr: &str, rate: f64) -> cdrbox::sim::SimHandle {
     };
     cdrbox::sim::bind(addr, opts).await.unwrap()
 }
+
+/// The config of a box recording the simulated PBX on `pbx_port` (see [`steady_pbx`]) as
+/// "office" in Moscow, its page on `web`, its data and USB mounts under `dir`: commented, as a
+/// user's file is, so a save from the page can be checked to keep the comments.
+pub fn sim_box_toml(
+    title: &str,
+    box_name: &str,
+    pbx_port: u16,
+    dir: &std::path::Path,
+    web: u16,
+) -> String {
+    let d = dir.display();
+    format!(
+        r#"# {title}
+[box]
+name = "{box_name}" # on the page
+
+# The PBX in the server room.
+[[pbx]]
+name = "office"
+host = "127.0.0.1"
+port = {pbx_port}
+username = "cdrbox"
+secret = "s3cret"
+timezone = "Europe/Moscow"
+
+[storage]
+# Fast commits so the calls page sees records at once.
+path = "{d}/data"
+flush_interval_ms = 500
+
+[web]
+listen = "127.0.0.1:{web}"
+
+[display]
+driver = "none"
+
+[usb]
+mount_root = "{d}/media"
+"#
+    )
+}
