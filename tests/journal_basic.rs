@@ -321,8 +321,8 @@ fn migrates_an_empty_version_0_file() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(
-        v, 3,
-        "migrated to the current schema (v3: the day summary cdr_day)"
+        v, 4,
+        "migrated to the current schema (v4: the calls summary cdr_call)"
     );
     let mode: String = c
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rusqlite::types::Value;
+use rusqlite::types::{Value, ValueRef};
 use rusqlite::{params_from_iter, Connection, OpenFlags};
 
 use crate::filter::{fold_case, Filter, Page, Sort};
@@ -123,6 +123,25 @@ pub fn by_day_summary(f: &Filter) -> bool {
         && f.agent.is_none()
         && f.min_duration.is_none()
         && f.max_duration.is_none()
+}
+
+/// Days `[lo, hi)` (day numbers) without the `dirty` ones (sorted): the runs left, and each
+/// dirty day inside as a range of starts (Unix seconds) to count from the table.
+fn cut_out(lo: i64, hi: i64, dirty: &[i64]) -> (Vec<(i64, i64)>, Vec<store::Span>) {
+    let mut runs = Vec::new();
+    let mut edges = Vec::new();
+    let mut at = lo;
+    for &d in dirty.iter().filter(|d| (lo..hi).contains(*d)) {
+        if d > at {
+            runs.push((at, d));
+        }
+        edges.push((Some(d * store::DAY), Some((d + 1) * store::DAY)));
+        at = d + 1;
+    }
+    if hi > at {
+        runs.push((at, hi));
+    }
+    (runs, edges)
 }
 
 /// `ORDER BY` text for a sort; the row id breaks ties so pages are stable.
@@ -357,8 +376,131 @@ impl JournalReader {
     }
 
     /// How many calls the matching records belong to (`crate::calls::call_key`): a call
-    /// counts once however many of its CDRs match.
+    /// counts once however many of its CDRs match. From the calls summary (`store::calls`) for
+    /// the whole summarised days of the range when the filter is one it can answer, the edges
+    /// (partial days, days not summarised yet or changed since) from the table.
     pub fn count_calls(&self, f: &Filter) -> Result<u64, JournalError> {
+        let mask = store::group_mask(&f.directions, &f.dispositions);
+        let (true, Some(mask)) = (self.source == "main.cdr" && by_day_summary(f), mask) else {
+            return self.count_calls_scan(f);
+        };
+        let read = |what: &'static str| sql(&self.db, what);
+        let upto = store::call_summary_upto(&self.conn).map_err(read("cannot read meta"))?;
+        let dirty =
+            store::dirty_call_days(&self.conn).map_err(read("cannot read the calls summary"))?;
+        let split = store::split_days(f.from_utc, f.to_utc, upto);
+        let Some((lo, hi)) = split.days else {
+            return self.count_calls_scan(f);
+        };
+        // The whole days, in day numbers, without the dirty ones; those join the edges.
+        let (segments, mut edges) = cut_out(lo / store::DAY, hi / store::DAY, &dirty);
+        if segments.is_empty() {
+            return self.count_calls_scan(f);
+        }
+        edges.extend(split.edges);
+        let mut days_sql = Vec::new();
+        let mut values = Vec::new();
+        for (a, b) in &segments {
+            days_sql.push("(day >= ? AND day < ?)");
+            values.extend([Value::Integer(*a), Value::Integer(*b)]);
+        }
+        let mut days_sql = format!("({})", days_sql.join(" OR "));
+        let day_values = values.clone();
+        if !f.pbx.is_empty() {
+            days_sql.push_str(&format!(
+                " AND pbx IN ({})",
+                vec!["?"; f.pbx.len()].join(", ")
+            ));
+            values.extend(f.pbx.iter().map(|p| Value::Text(p.clone())));
+        }
+        values.push(Value::Integer(mask));
+        let one = |q: &str| -> Result<i64, JournalError> {
+            self.conn
+                .prepare_cached(q)
+                .and_then(|mut s| s.query_row(params_from_iter(values.iter()), |r| r.get(0)))
+                .map_err(read("cannot read the calls summary"))
+        };
+        // Calls per matching day, less the extra days of the calls seen on several of them.
+        let per_day = one(&format!(
+            "SELECT coalesce(sum(calls), 0) FROM main.cdr_call_day \
+             WHERE {days_sql} AND (mask & ?) != 0"
+        ))?;
+        let repeats = one(&format!(
+            "SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM main.cdr_call \
+             WHERE multi AND {days_sql} AND (mask & ?) != 0 GROUP BY key)"
+        ))?;
+        // The edges' calls, and which of them the days counted already.
+        let mut keys: HashSet<Vec<u8>> = HashSet::new();
+        for (from_utc, to_utc) in edges {
+            self.call_keys(
+                &Filter {
+                    from_utc,
+                    to_utc,
+                    ..f.clone()
+                },
+                "1",
+                &mut keys,
+            )?;
+        }
+        if split.no_start {
+            self.call_keys(f, "start_utc IS NULL", &mut keys)?;
+        }
+        let mut seen = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT EXISTS (SELECT 1 FROM main.cdr_call WHERE key = ? AND ({}) \
+                 AND (mask & ?) != 0)",
+                segments
+                    .iter()
+                    .map(|_| "(day >= ? AND day < ?)")
+                    .collect::<Vec<_>>()
+                    .join(" OR ")
+            ))
+            .map_err(read("cannot read the calls summary"))?;
+        let mut counted = 0i64;
+        for key in &keys {
+            let mut v = vec![Value::Blob(key.clone())];
+            v.extend(day_values.iter().cloned());
+            v.push(Value::Integer(mask));
+            let hit: bool = seen
+                .query_row(params_from_iter(v), |r| r.get(0))
+                .map_err(read("cannot read the calls summary"))?;
+            counted += i64::from(hit);
+        }
+        let n = per_day - repeats + keys.len() as i64 - counted;
+        Ok(n.max(0) as u64)
+    }
+
+    /// The call keys of the records matching `f` and `extra` (SQL without values), into `keys`.
+    fn call_keys(
+        &self,
+        f: &Filter,
+        extra: &str,
+        keys: &mut HashSet<Vec<u8>>,
+    ) -> Result<(), JournalError> {
+        let (w, values) = where_clause(f);
+        let mut s = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT DISTINCT {CALL_KEY_FN}(pbx, linked_id, unique_id, channel) \
+                 FROM main.cdr WHERE {extra} AND {w}"
+            ))
+            .map_err(sql(&self.db, "cannot count calls"))?;
+        let mut rows = s
+            .query(params_from_iter(values))
+            .map_err(sql(&self.db, "cannot count calls"))?;
+        while let Some(r) = rows.next().map_err(sql(&self.db, "cannot count calls"))? {
+            match r.get_ref(0).map_err(sql(&self.db, "cannot count calls"))? {
+                ValueRef::Text(k) | ValueRef::Blob(k) => keys.insert(k.to_vec()),
+                _ => false,
+            };
+        }
+        Ok(())
+    }
+
+    /// [`count_calls`](Self::count_calls) from the table alone (the summary's differential
+    /// tests compare the two).
+    pub fn count_calls_scan(&self, f: &Filter) -> Result<u64, JournalError> {
         let (w, values) = where_clause(f);
         let q = format!(
             "SELECT count(DISTINCT {CALL_KEY_FN}(pbx, linked_id, unique_id, channel)) \
@@ -705,10 +847,20 @@ mod tests {
             )
         }
 
-        fn insert(conn: &Connection, first: u64, rows: &[(Option<i64>, i64, usize, usize, usize)]) {
+        /// Rows `first..`; with `calls` > 0 record n belongs to call `n % calls` (its records
+        /// then fall on several days and groups), else each record is a call of its own.
+        fn insert(
+            conn: &Connection,
+            first: u64,
+            rows: &[(Option<i64>, i64, usize, usize, usize)],
+            calls: u64,
+        ) {
             for (i, &(day, second, p, d, dir)) in rows.iter().enumerate() {
                 let n = first + i as u64;
                 let mut r = sample_record(n);
+                if calls > 0 {
+                    r.linked_id = Some(format!("call-{}", n % calls));
+                }
                 r.start.utc = day.map(|d| 1_000 * DAY + d * DAY + second);
                 r.pbx = PBX[p].into();
                 r.disposition = DISPOSITIONS[d].clone();
@@ -719,6 +871,7 @@ mod tests {
 
         fn summarise(conn: &Connection, day: i64) {
             while store::summarise_step(conn, 1_000 * DAY + day * DAY).unwrap() {}
+            while store::summarise_calls_step(conn, 1_000 * DAY + day * DAY).unwrap() {}
         }
 
         /// The property above would also hold if `count` never read the summary: a summary
@@ -730,7 +883,7 @@ mod tests {
             let (opened, ()) = store::open_writer(&db, 0, &|_| Ok(())).unwrap();
             let conn = opened.conn;
             let rows: Vec<_> = (0..30).map(|i| (Some(i % 10), i * 997, 0, 0, 0)).collect();
-            insert(&conn, 1, &rows);
+            insert(&conn, 1, &rows, 0);
             summarise(&conn, 8);
             assert_eq!(store::summary_upto(&conn).unwrap(), 1_008 * DAY);
             conn.execute(
@@ -761,6 +914,50 @@ mod tests {
             );
         }
 
+        /// The same for calls: a calls summary made wrong on purpose shows that `count_calls`
+        /// reads it for whole days, that a day marked changed is scanned instead, and that a
+        /// call over midnight counts once.
+        #[test]
+        fn calls_counts_read_the_calls_summary_for_whole_days() {
+            let dir = tempfile::tempdir().unwrap();
+            let db = dir.path().join("journal.sqlite");
+            let (opened, ()) = store::open_writer(&db, 0, &|_| Ok(())).unwrap();
+            let conn = opened.conn;
+            // 30 records of 7 calls, each call's records on several days.
+            let rows: Vec<_> = (0..30).map(|i| (Some(i % 10), i * 997, 0, 0, 0)).collect();
+            insert(&conn, 1, &rows, 7);
+            summarise(&conn, 8);
+            assert_eq!(store::call_summary_upto(&conn).unwrap(), 1_008 * DAY);
+            let reader =
+                JournalReader::open(&crate::journal::JournalPaths::from_path(&db)).unwrap();
+            let all = Filter::default();
+            assert_eq!(reader.count_calls_scan(&all).unwrap(), 7);
+            assert_eq!(reader.count_calls(&all).unwrap(), 7);
+            conn.execute(
+                "UPDATE cdr_call_day SET calls = calls + 100 WHERE day = 1003",
+                [],
+            )
+            .unwrap();
+            assert_eq!(reader.count_calls(&all).unwrap(), 107);
+            conn.execute("INSERT INTO cdr_call_dirty (day) VALUES (1003)", [])
+                .unwrap();
+            assert_eq!(
+                reader.count_calls(&all).unwrap(),
+                7,
+                "a changed day is scanned"
+            );
+            let day = |d: i64| Some(1_000 * DAY + d * DAY);
+            let two_days = Filter {
+                from_utc: day(4),
+                to_utc: day(6),
+                ..Filter::default()
+            };
+            assert_eq!(
+                reader.count_calls(&two_days).unwrap(),
+                reader.count_calls_scan(&two_days).unwrap()
+            );
+        }
+
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(48))]
             #[test]
@@ -774,18 +971,19 @@ mod tests {
                 ranges in prop::collection::vec(
                     (prop::option::of(-3i64..45 * 4), prop::option::of(-3i64..45 * 4)), 6),
                 pick in prop::collection::vec((0u8..8, 0u8..4, 0u8..8), 6),
+                calls in prop_oneof![Just(0u64), 1u64..80],
             ) {
                 let dir = tempfile::tempdir().unwrap();
                 let db = dir.path().join("journal.sqlite");
                 let (opened, ()) = store::open_writer(&db, 0, &|_| Ok(())).unwrap();
                 let conn = opened.conn;
-                insert(&conn, 1, &before);
+                insert(&conn, 1, &before, calls);
                 // Sometimes nothing is summarised yet (a journal just migrated).
                 if first_upto > 0 {
                     summarise(&conn, first_upto);
                 }
                 // Old days (triggers) and new ones, then retention and an edit.
-                insert(&conn, 1_000, &after);
+                insert(&conn, 1_000, &after, calls);
                 store::delete_older_than(&conn, 1_000 * DAY + cutoff * DAY, None).unwrap();
                 conn.execute(
                     "UPDATE cdr SET start_utc = start_utc + ?1, disposition = 'BUSY' \
@@ -813,9 +1011,11 @@ mod tests {
                         ..Filter::default()
                     };
                     prop_assert_eq!(reader.count(&f).unwrap(), reader.count_scan(&f).unwrap(), "{:?}", f);
+                    prop_assert_eq!(reader.count_calls(&f).unwrap(), reader.count_calls_scan(&f).unwrap(), "calls {:?}", f);
                 }
                 let nothing = Filter::default();
                 prop_assert_eq!(reader.count(&nothing).unwrap(), reader.count_scan(&nothing).unwrap());
+                prop_assert_eq!(reader.count_calls(&nothing).unwrap(), reader.count_calls_scan(&nothing).unwrap());
             }
         }
     }

@@ -101,7 +101,8 @@ fn get_ok(host: &str, path: &str, auth: &str) -> Result<()> {
     Ok(())
 }
 
-/// The schema version and the summary's reach (`meta.day_summary_upto`, absent before v3).
+/// The schema version and the summaries' reach (`meta.day_summary_upto`, absent before v3; from
+/// v4 the lesser of it and `call_summary_upto`, the calls summary's).
 fn summary_upto(db: &Path) -> (i32, Option<i64>) {
     let Ok(c) =
         rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
@@ -111,13 +112,17 @@ fn summary_upto(db: &Path) -> (i32, Option<i64>) {
     let v = c
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap_or(0);
-    let upto = c
-        .query_row(
-            "SELECT value FROM meta WHERE key = 'day_summary_upto'",
-            [],
-            |r| r.get(0),
-        )
-        .ok();
+    let read = |key: &str| -> Option<i64> {
+        c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .ok()
+    };
+    let upto = read("day_summary_upto");
+    if v >= 4 {
+        return (
+            v,
+            upto.zip(read("call_summary_upto")).map(|(a, b)| a.min(b)),
+        );
+    }
     (v, upto)
 }
 
@@ -228,7 +233,7 @@ fn measure(db: &Path, port: u16, n: usize) -> Result<()> {
     );
     let (p50, p99) = percentiles(20, || get_ok(&host, "/api/calls/count", &auth))?;
     println!(
-        "| `/api/calls/count` (records and calls, everything) on {n} records | p50 {p50:.1} ms, p99 {p99:.1} ms (20 requests) | — | — | the calls count: `count(DISTINCT call key)` over the range |"
+        "| `/api/calls/count` (records and calls, everything) on {n} records | p50 {p50:.1} ms, p99 {p99:.1} ms (20 requests) | — | — | the calls count: the calls summary for whole closed days, the rest from the table |"
     );
     let (p50, p99) = percentiles(20, || get_ok(&host, "/api/calls?limit=50", &auth))?;
     println!(
@@ -318,6 +323,29 @@ fn reader_counts(db: &Path, ranges: &[(&str, Option<i64>)], to: i64) -> Result<(
     }
     println!(
         "| records count by disposition, `JournalReader::count` in process, p50 ms | {} | {} (`count_scan`: the table alone, same file) | — | the same filters as the row above, without HTTP and without the `calls` count |",
+        ours.join("; "),
+        scan.join("; ")
+    );
+    // The calls count alone, the same way: the calls summary beside the table.
+    let mut ours = Vec::new();
+    let mut scan = Vec::new();
+    for (label, from) in ranges {
+        let f = cdrbox::filter::Filter {
+            from_utc: *from,
+            to_utc: from.map(|_| to),
+            dispositions: vec![cdrbox::record::Disposition::Answered],
+            ..Default::default()
+        };
+        let (a, _) = percentiles(10, || Ok(reader.count_calls(&f).map(drop)?))?;
+        let (b, _) = percentiles(3, || Ok(reader.count_calls_scan(&f).map(drop)?))?;
+        if reader.count_calls(&f)? != reader.count_calls_scan(&f)? {
+            bail!("the calls summary and the scan disagree on {f:?}");
+        }
+        ours.push(format!("{label} {a:.2}"));
+        scan.push(format!("{label} {b:.1}"));
+    }
+    println!(
+        "| calls count by disposition, `JournalReader::count_calls` in process, p50 ms | {} | {} (`count_calls_scan`: `count(DISTINCT call key)` over the table, same file) | — | asserted equal to the scan for each range |",
         ours.join("; "),
         scan.join("; ")
     );

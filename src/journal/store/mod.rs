@@ -10,7 +10,7 @@
 //! `start_utc`, 11.7 KB with none).
 //!
 //! Map: `schema` (version, migrations, background indexes), `days` (the day summary `cdr_day`
-//! that counts read instead of scanning), `open` (open for writing, set a
+//! that counts read instead of scanning), `calls` (the calls summary for calls counts), `open` (open for writing, set a
 //! damaged file aside, `quick_check`), `rows` (row layout, inserts, reads, retention deletes);
 //! this file: `meta` keys and watermarks, ids, SQL functions, error kinds.
 
@@ -22,12 +22,14 @@ use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 
 use super::JournalError;
 
+mod calls;
 mod days;
 mod open;
 mod rows;
 mod schema;
 
 // Every item keeps its `store::` path.
+pub use calls::*;
 pub use days::*;
 pub use open::*;
 pub use rows::*;

@@ -4,7 +4,7 @@
 use rusqlite::Connection;
 
 /// The schema this code writes. Older files are migrated forward; newer ones are refused.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// Migration `i` brings a file from `user_version` i to i + 1.
 const MIGRATIONS: &[&str] = &[
@@ -111,6 +111,52 @@ const MIGRATIONS: &[&str] = &[
         WHERE NEW.start_utc >= 0 AND NEW.start_utc <
               coalesce((SELECT value FROM meta WHERE key = 'day_summary_upto'), 0)
         ON CONFLICT DO UPDATE SET records = records + 1;
+    END;",
+    // 3 → 4: the calls summary (`calls.rs`): which calls had records on each summarised UTC
+    // day (`cdr_call`, the call key and the (direction × disposition) groups of its records
+    // that day), how many calls per (day, PBX, groups) (`cdr_call_day`), and the summarised
+    // days an import, a retention delete or an edit changed since (`cdr_call_dirty`, marked by
+    // the triggers in the same transaction; read by scanning until the writer redoes them).
+    // Like v3, creating it scans nothing: the span in meta is absent until the writer's steps.
+    "CREATE TABLE cdr_call (
+        day INTEGER NOT NULL,
+        key BLOB NOT NULL,
+        pbx TEXT NOT NULL,
+        mask INTEGER NOT NULL,
+        multi INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (day, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX cdr_call_by_key ON cdr_call(key);
+    CREATE INDEX cdr_call_multi ON cdr_call(day) WHERE multi;
+    CREATE TABLE cdr_call_day (
+        day INTEGER NOT NULL,
+        pbx TEXT NOT NULL,
+        mask INTEGER NOT NULL,
+        calls INTEGER NOT NULL,
+        PRIMARY KEY (day, pbx, mask)
+    ) WITHOUT ROWID;
+    CREATE TABLE cdr_call_dirty (day INTEGER PRIMARY KEY);
+    CREATE TRIGGER cdr_call_insert AFTER INSERT ON cdr
+    WHEN NEW.start_utc >= 0 AND NEW.start_utc <
+        coalesce((SELECT value FROM meta WHERE key = 'call_summary_upto'), 0)
+    BEGIN
+        INSERT OR IGNORE INTO cdr_call_dirty (day) VALUES (NEW.start_utc / 86400);
+    END;
+    CREATE TRIGGER cdr_call_delete AFTER DELETE ON cdr
+    WHEN OLD.start_utc >= 0 AND OLD.start_utc <
+        coalesce((SELECT value FROM meta WHERE key = 'call_summary_upto'), 0)
+    BEGIN
+        INSERT OR IGNORE INTO cdr_call_dirty (day) VALUES (OLD.start_utc / 86400);
+    END;
+    CREATE TRIGGER cdr_call_update AFTER UPDATE OF start_utc, pbx, direction, disposition,
+        linked_id, unique_id, channel ON cdr
+    BEGIN
+        INSERT OR IGNORE INTO cdr_call_dirty (day)
+        SELECT OLD.start_utc / 86400 WHERE OLD.start_utc >= 0 AND OLD.start_utc <
+            coalesce((SELECT value FROM meta WHERE key = 'call_summary_upto'), 0);
+        INSERT OR IGNORE INTO cdr_call_dirty (day)
+        SELECT NEW.start_utc / 86400 WHERE NEW.start_utc >= 0 AND NEW.start_utc <
+            coalesce((SELECT value FROM meta WHERE key = 'call_summary_upto'), 0);
     END;",
 ];
 
@@ -268,6 +314,59 @@ mod tests {
         // From now on a record for a summarised day is counted by the trigger.
         crate::journal::store::insert_record(&conn, 100, 100, &sample_record(3)).unwrap();
         assert_eq!(summarised(&conn), 51);
+    }
+
+    /// Issue 14 item 3: a v3 journal gains the calls summary without a scan at start (counts
+    /// of calls scan until then), and the writer's steps fill it in; an import into a
+    /// summarised day marks the day for the next step instead of touching the summary.
+    #[test]
+    fn version_3_files_migrate_to_an_empty_calls_summary_filled_in_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("v3.sqlite");
+        let c = Connection::open(&db).unwrap();
+        c.execute_batch(&format!(
+            "{}; {}; {}; PRAGMA user_version = 3;",
+            MIGRATIONS[0], MIGRATIONS[1], MIGRATIONS[2]
+        ))
+        .unwrap();
+        for n in 0..50u64 {
+            crate::journal::store::insert_record(&c, n as i64 + 1, n + 1, &sample_record(n * 997))
+                .unwrap();
+        }
+        drop(c);
+        let (opened, ()) = open_writer(&db, 0, &|_| Ok(())).unwrap();
+        assert_eq!(opened.migrated_from, Some(3));
+        let conn = opened.conn;
+        let calls = |conn: &Connection| -> i64 {
+            conn.query_row(
+                "SELECT coalesce(sum(calls), 0) FROM cdr_call_day",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        assert_eq!(calls(&conn), 0);
+        assert_eq!(crate::journal::store::call_summary_upto(&conn).unwrap(), 0);
+        let later = crate::journal::testdata::BASE_UTC + 400 * 86_400;
+        while crate::journal::store::summarise_calls_step(&conn, later).unwrap() {}
+        // sample_record gives every record a call of its own.
+        assert_eq!(calls(&conn), 50);
+        assert!(!crate::journal::store::summarise_calls_step(&conn, later).unwrap());
+        crate::journal::store::insert_record(&conn, 100, 100, &sample_record(3)).unwrap();
+        assert_eq!(
+            calls(&conn),
+            50,
+            "the trigger marks the day, the summary waits"
+        );
+        assert_eq!(
+            crate::journal::store::dirty_call_days(&conn).unwrap().len(),
+            1
+        );
+        while crate::journal::store::summarise_calls_step(&conn, later).unwrap() {}
+        assert_eq!(calls(&conn), 51);
+        assert!(crate::journal::store::dirty_call_days(&conn)
+            .unwrap()
+            .is_empty());
     }
 
     #[test]

@@ -284,7 +284,8 @@ impl Writer {
         }
     }
 
-    /// Moves the day summary over days that ended before yesterday, one step at a time when
+    /// Moves the day summaries (records, then calls) over days that ended before yesterday, and
+    /// redoes the summarised days of calls changed since, one step at a time when
     /// there is nothing to commit (records arriving meanwhile wait in the ring, durable): at
     /// once while an old journal is being summarised, else once an hour (a step that finds
     /// nothing to do writes nothing). Yesterday stays out: its late records and imports would
@@ -295,7 +296,12 @@ impl Writer {
             return;
         }
         let target = self.clock.unix().div_euclid(store::DAY) * store::DAY - store::DAY;
-        match store::summarise_step(&self.conn, target) {
+        // Records per day first (the records counts), then the calls summary.
+        let step = store::summarise_step(&self.conn, target).and_then(|more| match more {
+            true => Ok(true),
+            false => store::summarise_calls_step(&self.conn, target),
+        });
+        match step {
             Ok(true) => self.next_summary = now,
             Ok(false) => self.next_summary = now + SUMMARY_EVERY,
             Err(e) => {
