@@ -10,20 +10,14 @@ use std::collections::{BTreeMap, HashMap};
 
 use cdrbox::export::{write_all, ExportWriter, Format, Profile};
 use cdrbox::names::Names;
-use cdrbox::record::{CallRecord, PbxContext, DEFAULT_TRUNK_PATTERN};
+use cdrbox::record::{CallRecord, PbxContext};
 // The captures and the order Master.csv was written in are the import tests' too.
 use import_support::{cdr_events, master_csv, CAPTURES};
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
 fn ctx() -> PbxContext {
-    PbxContext::new(
-        "office",
-        "Europe/Moscow",
-        "windows-1251",
-        &[DEFAULT_TRUNK_PATTERN],
-    )
-    .unwrap()
+    cdrbox::journal::testdata::moscow_pbx("office")
 }
 
 fn decode(name: &str) -> Vec<CallRecord> {

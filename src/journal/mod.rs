@@ -513,7 +513,6 @@ mod tests {
 
     /// Every `Event: Cdr` of the AMI fixtures (captured from a real Asterisk), as records.
     fn fixture_records() -> Vec<CallRecord> {
-        use crate::ami::codec::{Decoder, Frame};
         let ctx = crate::record::PbxContext::new(
             "office",
             "Europe/Berlin",
@@ -529,15 +528,8 @@ mod tests {
             if !(name.starts_with("cdr_") && name.ends_with(".bin")) {
                 continue;
             }
-            let bytes = std::fs::read(&path).unwrap();
-            let mut buf = bytes::BytesMut::from(&bytes[..]);
-            let mut dec = Decoder::default();
-            while let Some(frame) = dec.decode(&mut buf) {
-                if let Frame::Message(m) = frame {
-                    if m.is_event("Cdr") {
-                        out.push(CallRecord::from_event(&m, &ctx, 1_795_331_400));
-                    }
-                }
+            for m in testdata::cdr_events(&std::fs::read(&path).unwrap()) {
+                out.push(CallRecord::from_event(&m, &ctx, 1_795_331_400));
             }
         }
         out

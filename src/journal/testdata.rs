@@ -1,9 +1,13 @@
-//! Synthetic call records for tests and the write-cost benchmark. Not used by the product.
+//! Synthetic call records for tests and the write-cost benchmark, and the `Event: Cdr` messages
+//! of the AMI captures the tests replay. Not used by the product.
 //!
 //! Fields vary with `n` so filters have something to select, and the raw bytes look like a real
 //! `Event: Cdr` of about 600 bytes (the size that drives bytes-per-record on flash).
 
-use crate::record::{CallRecord, CdrTime, Direction, Disposition};
+use crate::ami::{AmiMessage, Decoder, Frame};
+use crate::record::{
+    CallRecord, CdrTime, Direction, Disposition, PbxContext, DEFAULT_TRUNK_PATTERN,
+};
 
 /// Base start time of sample records: 2026-01-05 09:00:00 UTC.
 pub const BASE_UTC: i64 = 1_767_603_600;
@@ -92,4 +96,32 @@ pub fn sample_record(n: u64) -> CallRecord {
         identity,
         origin: Default::default(),
     }
+}
+
+/// The `Event: Cdr` messages of a capture (`tests/fixtures/ami/*.bin`), in order; every other
+/// frame is skipped.
+pub fn cdr_events(capture: &[u8]) -> Vec<AmiMessage> {
+    let mut buf = bytes::BytesMut::from(capture);
+    let mut dec = Decoder::default();
+    let mut out = Vec::new();
+    while let Some(frame) = dec.decode(&mut buf) {
+        if let Frame::Message(m) = frame {
+            if m.is_event("Cdr") {
+                out.push(m);
+            }
+        }
+    }
+    out
+}
+
+/// The PBX the captures were recorded on (Moscow time, windows-1251 caller names, the default
+/// trunk pattern), under the name `name`.
+pub fn moscow_pbx(name: &str) -> PbxContext {
+    PbxContext::new(
+        name,
+        "Europe/Moscow",
+        "windows-1251",
+        &[DEFAULT_TRUNK_PATTERN],
+    )
+    .expect("the captures' PBX settings are valid")
 }

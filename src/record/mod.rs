@@ -342,33 +342,15 @@ impl std::fmt::Display for Direction {
 mod tests {
     use super::fields::queue_of;
     use super::*;
-    use crate::ami::{AmiMessage, Decoder, Frame};
-    use bytes::BytesMut;
+    use crate::ami::AmiMessage;
 
     fn fixture_cdrs(name: &str) -> Vec<AmiMessage> {
         let path = format!("{}/tests/fixtures/ami/{name}", env!("CARGO_MANIFEST_DIR"));
-        let bytes = std::fs::read(&path).unwrap();
-        let mut buf = BytesMut::from(&bytes[..]);
-        let mut dec = Decoder::default();
-        let mut out = Vec::new();
-        while let Some(frame) = dec.decode(&mut buf) {
-            if let Frame::Message(m) = frame {
-                if m.is_event("Cdr") {
-                    out.push(m);
-                }
-            }
-        }
-        out
+        crate::journal::testdata::cdr_events(&std::fs::read(&path).unwrap())
     }
 
     fn moscow() -> PbxContext {
-        PbxContext::new(
-            "office",
-            "Europe/Moscow",
-            "windows-1251",
-            &[DEFAULT_TRUNK_PATTERN],
-        )
-        .unwrap()
+        crate::journal::testdata::moscow_pbx("office")
     }
 
     fn records(name: &str, ctx: &PbxContext) -> Vec<CallRecord> {

@@ -5,18 +5,10 @@
 #[path = "../journal_common/mod.rs"]
 mod journal_common;
 
-use bytes::BytesMut;
-use cdrbox::ami::{Decoder, Frame};
-use cdrbox::record::{CallRecord, PbxContext, DEFAULT_TRUNK_PATTERN};
+use cdrbox::record::{CallRecord, PbxContext};
 
 pub fn moscow() -> PbxContext {
-    PbxContext::new(
-        "pbx1",
-        "Europe/Moscow",
-        "windows-1251",
-        &[DEFAULT_TRUNK_PATTERN],
-    )
-    .unwrap()
+    cdrbox::journal::testdata::moscow_pbx("pbx1")
 }
 
 pub fn fixture(name: &str) -> Vec<u8> {
@@ -52,18 +44,7 @@ pub const CAPTURES: [&str; 14] = [
 
 /// The raw `Event: Cdr` messages of one capture.
 pub fn cdr_events(file: &str) -> Vec<cdrbox::ami::AmiMessage> {
-    let bytes = fixture(file);
-    let mut buf = BytesMut::from(&bytes[..]);
-    let mut dec = Decoder::default();
-    let mut out = Vec::new();
-    while let Some(frame) = dec.decode(&mut buf) {
-        if let Frame::Message(m) = frame {
-            if m.is_event("Cdr") {
-                out.push(m);
-            }
-        }
-    }
-    out
+    cdrbox::journal::testdata::cdr_events(&fixture(file))
 }
 
 /// Every AMI record of the calls in Master.csv (42).
