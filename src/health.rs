@@ -47,9 +47,23 @@ pub fn parse_meminfo(text: &str) -> (Option<u64>, Option<u64>) {
 
 /// `VmRSS` of `/proc/<pid>/status`, in bytes.
 pub fn parse_vm_rss(text: &str) -> Option<u64> {
+    parse_status_kb(text, "VmRSS:")
+}
+
+/// A `kB` line of `/proc/<pid>/status` (`key` with its colon: `"VmRSS:"`, `"VmHWM:"`), in bytes.
+pub fn parse_status_kb(text: &str, key: &str) -> Option<u64> {
     text.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(key))
         .and_then(parse_kb)
+}
+
+/// A `kB` line of process `pid`'s `/proc/<pid>/status` in KiB, 0 when it cannot be read: the
+/// benchmarks' resident and peak memory of a box they started.
+pub fn status_kib(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|t| parse_status_kb(&t, key))
+        .map_or(0, |bytes| bytes / 1024)
 }
 
 /// `"   123456 kB"` → bytes.

@@ -46,7 +46,7 @@ use bytes::BytesMut;
 
 use cdrbox::ami::client::{run_link, LinkConfig};
 use cdrbox::ami::{AmiMessage, Decoder, Frame};
-use cdrbox::config::{AuthMethod, Config, PbxConfig, Secret, StorageConfig};
+use cdrbox::config::{Config, PbxConfig, StorageConfig};
 use cdrbox::journal::Journal;
 use cdrbox::record::CallRecord;
 use cdrbox::runtime::context_of;
@@ -218,42 +218,17 @@ fn generate_events(n: usize) -> Vec<Vec<u8>> {
 }
 
 fn pbx_config(port: u16) -> PbxConfig {
-    let mut p = Config::default_config()
-        .pbx
-        .first()
-        .cloned()
-        .unwrap_or_else(|| PbxConfig {
-            name: String::new(),
-            host: String::new(),
-            port: 5038,
-            username: String::new(),
-            secret: Secret::default(),
-            auth: AuthMethod::Plain,
-            timezone: "UTC".into(),
-            charset: "windows-1252".into(),
-            trunk_patterns: vec!["^(SIP|PJSIP|IAX2|DAHDI)/(trunk|provider|gateway)".into()],
-            ping_interval: Duration::from_secs(20),
-            ping_timeout: Duration::from_secs(10),
-            connect_timeout: Duration::from_secs(10),
-            login_timeout: Duration::from_secs(10),
-            reconnect_quick: Duration::from_secs(1),
-            reconnect_quick_retries: 5,
-            enabled: true,
-            cdr_db: None,
-            cdr_db_table: "cdr".into(),
-            cdr_db_lookback: Duration::from_secs(6 * 3600),
-            cdr_db_reconcile_every: Duration::from_secs(3600),
-            cdr_db_reconcile_window: Duration::from_secs(24 * 3600),
-            cdr_db_settle: Duration::from_secs(120),
-        });
-    p.name = "bench".into();
-    p.host = "127.0.0.1".into();
-    p.port = port;
-    p.username = "bench".into();
-    p.secret = Secret("bench".into());
-    p.auth = AuthMethod::Plain;
-    p.timezone = "Europe/Moscow".into();
-    p
+    // The config file's defaults but for the account: the default config has no [[pbx]] to
+    // start from, and the parser is what fills a real box's defaults in.
+    let toml = format!(
+        "[[pbx]]\nname = \"bench\"\nhost = \"127.0.0.1\"\nport = {port}\nusername = \"bench\"\n\
+         secret = \"bench\"\nauth = \"plain\"\ntimezone = \"Europe/Moscow\"\n"
+    );
+    match Config::parse(&toml, "cdrbox-bench PBX") {
+        Ok(mut c) => c.pbx.remove(0),
+        // A constant of this file, not user input.
+        Err(e) => panic!("the bench PBX config is invalid: {e}"),
+    }
 }
 
 fn storage(dir: &Path) -> StorageConfig {

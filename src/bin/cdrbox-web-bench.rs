@@ -67,16 +67,6 @@ fn percentiles(name: &str, host: &str, path: &str, auth: &str, n: usize) -> anyh
 #[path = "../../tests/web_support/hostile_pbx.rs"]
 mod hostile_pbx;
 
-fn kib(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 /// What one box did with `records` records of about `bytes` (KiB, bytes).
 struct MemoryRun {
     /// Peak RSS from spawn until every record was stored or counted lost.
@@ -190,10 +180,10 @@ fn memory_run(records: u64, bytes: usize) -> anyhow::Result<MemoryRun> {
         stored = total(&host);
     }
     let pid = child.id();
-    let ingest_peak = kib(pid, "VmHWM:");
+    let ingest_peak = cdrbox::health::status_kib(pid, "VmHWM:");
     // The ingest has its own peak (AMI and journal); reset VmHWM so `after` is the paging's.
     let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), b"5");
-    let before = kib(pid, "VmHWM:");
+    let before = cdrbox::health::status_kib(pid, "VmHWM:");
     let received = std::sync::atomic::AtomicU64::new(0);
     std::thread::scope(|s| -> anyhow::Result<()> {
         let hs: Vec<_> = (0..3)
@@ -228,7 +218,7 @@ fn memory_run(records: u64, bytes: usize) -> anyhow::Result<MemoryRun> {
         }
         Ok(())
     })?;
-    let after = kib(pid, "VmHWM:");
+    let after = cdrbox::health::status_kib(pid, "VmHWM:");
     let dropped = dropped(&db);
     // SAFETY: kill(2) on our own child.
     unsafe {

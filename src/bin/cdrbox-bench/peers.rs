@@ -158,15 +158,6 @@ fn spawn_run(wrapper: &[&str], bin: &Path, cfg: &Path) -> Result<Child> {
         .with_context(|| format!("spawning {}", bin.display()))
 }
 
-fn status_kib(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// utime + stime of the process (all threads), seconds.
 fn cpu_secs(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -212,28 +203,24 @@ fn switches(pid: u32) -> u64 {
 }
 
 fn committed(db: &Path) -> u64 {
+    read_number(db, "SELECT count(*) FROM cdr") as u64
+}
+
+/// One number read from the journal `db` (read-only, beside the running box); 0 while the
+/// file is not there or not readable yet.
+fn read_number(db: &Path, sql: &str) -> i64 {
     let Ok(c) =
         rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
     else {
         return 0;
     };
-    c.query_row("SELECT count(*) FROM cdr", [], |r| r.get::<_, i64>(0))
-        .map(|n| n as u64)
-        .unwrap_or(0)
+    c.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap_or(0)
 }
 
 /// The newest row's id: O(1), unlike `count(*)`, which on a million rows would take the CPU
 /// from the box this polls while it starts.
 fn newest_id(db: &Path) -> i64 {
-    let Ok(c) =
-        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-    else {
-        return 0;
-    };
-    c.query_row("SELECT coalesce(max(id), 0) FROM cdr", [], |r| {
-        r.get::<_, i64>(0)
-    })
-    .unwrap_or(0)
+    read_number(db, "SELECT coalesce(max(id), 0) FROM cdr")
 }
 
 pub(super) fn stop(child: &mut Child) {
@@ -257,16 +244,7 @@ struct ProcRun {
 
 /// Records the gap ledger counts as dropped at the memory bound.
 fn dropped(db: &Path) -> u64 {
-    let Ok(c) =
-        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-    else {
-        return 0;
-    };
-    c.query_row("SELECT coalesce(sum(lost), 0) FROM gaps", [], |r| {
-        r.get::<_, i64>(0)
-    })
-    .map(|n| n as u64)
-    .unwrap_or(0)
+    read_number(db, "SELECT coalesce(sum(lost), 0) FROM gaps") as u64
 }
 
 /// `cdrbox run` (maybe under a wrapper such as qemu) against a blast server sending `events`:
@@ -287,7 +265,7 @@ fn proc_ingest(
     let pid = child.id();
     let mut peak = 0;
     loop {
-        peak = peak.max(status_kib(pid, "VmRSS:"));
+        peak = peak.max(cdrbox::health::status_kib(pid, "VmRSS:"));
         // A record dropped at the memory bound is counted, not stored: it ends the run too.
         if committed(&db) + dropped(&db) >= n {
             break;
@@ -304,8 +282,8 @@ fn proc_ingest(
     let secs = t.elapsed().as_secs_f64();
     let cpu = cpu_secs(pid);
     std::thread::sleep(Duration::from_secs(2));
-    let steady = status_kib(pid, "VmRSS:");
-    peak = peak.max(status_kib(pid, "VmHWM:"));
+    let steady = cdrbox::health::status_kib(pid, "VmRSS:");
+    peak = peak.max(cdrbox::health::status_kib(pid, "VmHWM:"));
     stop(&mut child);
     let longest_write = server.join().unwrap_or_default();
     Ok(ProcRun {
@@ -362,7 +340,7 @@ fn floor_kib() -> Result<u64> {
     }
     // Past start-up (ring created, background check done).
     std::thread::sleep(Duration::from_secs(3));
-    let rss = status_kib(pid, "VmRSS:");
+    let rss = cdrbox::health::status_kib(pid, "VmRSS:");
     stop(&mut child);
     rt.block_on(sim.stop());
     Ok(rss)
@@ -417,7 +395,7 @@ pub fn idle_row(quick: bool) -> Result<()> {
         .collect();
     by.sort_by(|a, b| b.1.total_cmp(&a.1));
     let by_text: Vec<String> = by.iter().map(|(k, n)| format!("{k} {n:.0}")).collect();
-    let rss = status_kib(pid, "VmRSS:");
+    let rss = cdrbox::health::status_kib(pid, "VmRSS:");
     let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
         .map(|d| d.count())
         .unwrap_or(0);
@@ -503,7 +481,7 @@ fn timed(cmd: &mut Command, out: &Path) -> Result<(f64, u64)> {
     let pid = child.id();
     let mut peak = 0;
     let status = loop {
-        peak = peak.max(status_kib(pid, "VmHWM:"));
+        peak = peak.max(cdrbox::health::status_kib(pid, "VmHWM:"));
         if let Some(st) = child.try_wait()? {
             break st;
         }
