@@ -253,9 +253,29 @@ pub fn from_notices(id: String, info: &BoxInfo, now_utc: i64, notices: &[Notice]
             })
         })
         .collect();
+    assemble(
+        MessageKind::Alarm,
+        id,
+        info,
+        now_utc,
+        [subject, text, html],
+        Value::Array(events),
+    )
+}
+
+/// The message from its parts, with its JSON body (what the webhook channel posts) made from
+/// the same parts.
+fn assemble(
+    kind: MessageKind,
+    id: String,
+    info: &BoxInfo,
+    now_utc: i64,
+    [subject, text, html]: [String; 3],
+    events: Value,
+) -> Message {
     let body = json!({
         "id": id,
-        "type": MessageKind::Alarm.as_str(),
+        "type": kind.as_str(),
         "box": info.name,
         "createdUtc": now_utc,
         "subject": subject,
@@ -265,7 +285,7 @@ pub fn from_notices(id: String, info: &BoxInfo, now_utc: i64, notices: &[Notice]
     });
     Message {
         id,
-        kind: MessageKind::Alarm,
+        kind,
         box_name: info.name.clone(),
         created_utc: now_utc,
         subject,
@@ -297,27 +317,16 @@ pub fn test_message(id: String, info: &BoxInfo, now_utc: i64, who: &str) -> Mess
         esc(who),
         esc(&id)
     );
-    let body = json!({
-        "id": id,
-        "type": MessageKind::Test.as_str(),
-        "box": info.name,
-        "createdUtc": now_utc,
-        "subject": subject,
-        "events": [{"kind": "test", "code": "TEST", "subject": null,
-                    "message": "test alarm", "raisedUtc": now_utc, "atUtc": now_utc, "flaps": 0}],
-        "text": text,
-    });
-    Message {
+    let events = json!([{"kind": "test", "code": "TEST", "subject": null,
+                         "message": "test alarm", "raisedUtc": now_utc, "atUtc": now_utc, "flaps": 0}]);
+    assemble(
+        MessageKind::Test,
         id,
-        kind: MessageKind::Test,
-        box_name: info.name.clone(),
-        created_utc: now_utc,
-        subject,
-        text,
-        html,
-        json: body,
-        attachment: None,
-    }
+        info,
+        now_utc,
+        [subject, text, html],
+        events,
+    )
 }
 
 #[cfg(test)]
@@ -343,6 +352,11 @@ mod tests {
         }
     }
 
+    /// A LINK DOWN notice of the PBX `office`.
+    fn office(kind: NoticeKind, flaps: u32) -> Notice {
+        notice(kind, "office", flaps)
+    }
+
     /// The message for `notices` from the test box at `now_utc`.
     fn message(id: &str, now_utc: i64, notices: &[Notice]) -> Message {
         from_notices(id.into(), &info(), now_utc, notices)
@@ -350,11 +364,7 @@ mod tests {
 
     #[test]
     fn one_raise_names_the_pbx_in_the_subject() {
-        let m = message(
-            "id1",
-            1_795_341_600,
-            &[notice(NoticeKind::Raised, "office", 0)],
-        );
+        let m = message("id1", 1_795_341_600, &[office(NoticeKind::Raised, 0)]);
         assert_eq!(m.subject, "[office-box] ALARM: LINK DOWN (office)");
         assert!(
             m.text.contains("since 2026-11-22 13:00:00 +03:00"),
@@ -370,11 +380,7 @@ mod tests {
 
     #[test]
     fn a_clear_says_how_long_and_sums_up_flapping() {
-        let m = message(
-            "id2",
-            1_795_345_325,
-            &[notice(NoticeKind::Cleared, "office", 19)],
-        );
+        let m = message("id2", 1_795_345_325, &[office(NoticeKind::Cleared, 19)]);
         assert_eq!(m.subject, "[office-box] CLEARED: LINK DOWN (office)");
         assert!(m.text.contains("after 1 h 2 min"), "{}", m.text);
         assert!(m.text.contains("came back 19 times"), "{}", m.text);

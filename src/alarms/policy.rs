@@ -401,6 +401,14 @@ mod tests {
         }
     }
 
+    /// The default rules with a reminder every hour while an alarm stands.
+    fn hourly_reminders() -> Rules {
+        Rules {
+            reminder: Some(Duration::from_secs(3600)),
+            ..Rules::default()
+        }
+    }
+
     fn kinds(n: &[Notice]) -> Vec<(NoticeKind, String)> {
         n.iter().map(|n| (n.kind, n.key.to_string())).collect()
     }
@@ -482,10 +490,7 @@ mod tests {
 
     #[test]
     fn reminders_at_the_interval_while_it_stands() {
-        let rules = Rules {
-            reminder: Some(Duration::from_secs(3600)),
-            ..Rules::default()
-        };
+        let rules = hourly_reminders();
         let mut p = Policy::new(rules);
         let mut n = Vec::new();
         for s in (0..=7200).step_by(60) {
@@ -623,10 +628,7 @@ mod tests {
 
     #[test]
     fn the_deadline_names_the_hold_the_reminder_and_the_grace() {
-        let rules = Rules {
-            reminder: Some(Duration::from_secs(3600)),
-            ..Rules::default()
-        };
+        let rules = hourly_reminders();
         let mut p = Policy::new(rules);
         assert_eq!(p.next_deadline(), None);
         p.observe(at(10), &[link_down("a")]);

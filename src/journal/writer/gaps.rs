@@ -82,6 +82,19 @@ impl<T: Copy> GapLedger<T> {
         }
     }
 
+    /// A new open gap of `pbx` from `down_utc`, to be stored.
+    fn open_gap(&mut self, pbx: &str, down_utc: i64, reason: String, now: T) {
+        self.open.insert(
+            pbx.to_string(),
+            OpenGap {
+                rowid: None,
+                down_utc,
+                reason,
+            },
+        );
+        self.dirty_since.get_or_insert(now);
+    }
+
     /// Applies a link event at box time `at_utc` (`now` on the writer's clock); returns true
     /// when a new gap opened.
     pub fn event(&mut self, pbx: &str, at_utc: i64, event: &LinkEvent, now: T) -> bool {
@@ -89,31 +102,15 @@ impl<T: Copy> GapLedger<T> {
         if self.seen.insert(pbx.to_string()) && !self.open.contains_key(pbx) {
             // First word from this PBX in this run: the time the box was off is a gap too.
             if let Some(t) = self.last_alive.filter(|t| *t < at_utc) {
-                self.open.insert(
-                    pbx.to_string(),
-                    OpenGap {
-                        rowid: None,
-                        down_utc: t,
-                        reason: BOX_OFF_REASON.into(),
-                    },
-                );
+                self.open_gap(pbx, t, BOX_OFF_REASON.into(), now);
                 opened = true;
-                self.dirty_since.get_or_insert(now);
             }
         }
         match event {
             LinkEvent::Down { reason, .. } => {
                 if !self.open.contains_key(pbx) {
-                    self.open.insert(
-                        pbx.to_string(),
-                        OpenGap {
-                            rowid: None,
-                            down_utc: at_utc,
-                            reason: reason.clone(),
-                        },
-                    );
+                    self.open_gap(pbx, at_utc, reason.clone(), now);
                     opened = true;
-                    self.dirty_since.get_or_insert(now);
                 }
             }
             LinkEvent::Up { .. } => {
