@@ -309,6 +309,26 @@ fn a_stopped_pbx_mails_once_naming_it_and_once_when_it_is_back_and_nothing_else(
     smtp.stop();
 }
 
+/// Starts the box, waits for its link, then kills the PBX (LINK DOWN) and waits until the page
+/// shows the alarm's mail failed and queued: the mail server is not there yet.
+fn link_down_while_the_mail_fails(config: &Path, web: u16, pbx: SimPbx) -> RunningBox {
+    let the_box = RunningBox::start(config, PASS);
+    wait("the link up", Duration::from_secs(60), || {
+        link_state(web) == "up"
+    });
+    pbx.kill();
+    wait(
+        "a failed delivery on the page",
+        Duration::from_secs(90),
+        || {
+            let (_, v) = http_json(web, "GET", "/api/status", "");
+            v["alarm_channels"][0]["last_error"].is_string()
+                && v["alarm_channels"][0]["queued"] == 1
+        },
+    );
+    the_box
+}
+
 #[test]
 fn an_alarm_raised_while_the_mail_server_is_down_survives_a_restart_and_arrives_once() {
     let dir = box_dir();
@@ -324,20 +344,7 @@ fn an_alarm_raised_while_the_mail_server_is_down_survives_a_restart_and_arrives_
         web,
         &alarms_toml(&url, Some(&certs.ca)),
     );
-    let the_box = RunningBox::start(&config, PASS);
-    wait("the link up", Duration::from_secs(60), || {
-        link_state(web) == "up"
-    });
-    pbx.kill();
-    wait(
-        "a failed delivery on the page",
-        Duration::from_secs(90),
-        || {
-            let (_, v) = http_json(web, "GET", "/api/status", "");
-            v["alarm_channels"][0]["last_error"].is_string()
-                && v["alarm_channels"][0]["queued"] == 1
-        },
-    );
+    let the_box = link_down_while_the_mail_fails(&config, web, pbx);
     the_box.stop();
     let outbox = dir.path().join("data/alarms/outbox/email");
     assert_eq!(
@@ -377,20 +384,7 @@ fn the_mail_server_down_when_the_alarm_rises_gets_the_mail_once_it_is_back() {
         web,
         &alarms_toml(&format!("smtp://127.0.0.1:{smtp_port}"), None),
     );
-    let the_box = RunningBox::start(&config, PASS);
-    wait("the link up", Duration::from_secs(60), || {
-        link_state(web) == "up"
-    });
-    pbx.kill();
-    wait(
-        "a failed delivery on the page",
-        Duration::from_secs(90),
-        || {
-            let (_, v) = http_json(web, "GET", "/api/status", "");
-            v["alarm_channels"][0]["last_error"].is_string()
-                && v["alarm_channels"][0]["queued"] == 1
-        },
-    );
+    let the_box = link_down_while_the_mail_fails(&config, web, pbx);
     // The server comes back while the box runs: the retry (5 s, 10 s, … after the failure)
     // delivers it, once.
     let smtp = Smtp::start(&dir.path().join("mail"), smtp_port, None);

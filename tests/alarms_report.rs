@@ -96,22 +96,25 @@ fn fill_journal(cfg: &Config, hand: &ManualClock) {
     journal.shutdown();
 }
 
+/// Where each of `names` is among the CSV's columns.
+fn columns<R: std::io::Read, const N: usize>(
+    rd: &mut csv::Reader<R>,
+    names: [&str; N],
+) -> [usize; N] {
+    let h = rd.headers().unwrap().clone();
+    names.map(|name| {
+        h.iter()
+            .position(|c| c == name)
+            .unwrap_or_else(|| panic!("no column {name} in {h:?}"))
+    })
+}
+
 /// Numbers counted from the export CSV (standard profile): records, and calls grouped as the
 /// stats page groups them (PBX + linked id, else unique id), answered when any CDR is.
 fn counted_from_export(csv: &[u8]) -> (usize, usize, usize) {
     let mut rd = csv::Reader::from_reader(csv);
-    let h = rd.headers().unwrap().clone();
-    let col = |name: &str| {
-        h.iter()
-            .position(|c| c == name)
-            .unwrap_or_else(|| panic!("no column {name} in {h:?}"))
-    };
-    let (pbx, linked, unique, disp) = (
-        col("pbx"),
-        col("linkedId"),
-        col("uniqueId"),
-        col("disposition"),
-    );
+    let [pbx, linked, unique, disp] =
+        columns(&mut rd, ["pbx", "linkedId", "uniqueId", "disposition"]);
     let mut calls: BTreeMap<(String, String), bool> = BTreeMap::new();
     let mut rows = 0;
     for rec in rd.records() {
@@ -296,17 +299,14 @@ fn the_excel_daily_report_names_the_people_behind_the_numbers() {
     let mut rd = csv::ReaderBuilder::new()
         .delimiter(b';')
         .from_reader(text.strip_prefix('\u{feff}').expect("a BOM").as_bytes());
-    let h = rd.headers().unwrap().clone();
-    let col = |name: &str| {
-        h.iter()
-            .position(|c| c == name)
-            .unwrap_or_else(|| panic!("no column {name} in {h:?}"))
-    };
-    let (number, source_name, dialled, destination_name) = (
-        col("Caller number"),
-        col("Source name"),
-        col("Dialled"),
-        col("Destination name"),
+    let [number, source_name, dialled, destination_name] = columns(
+        &mut rd,
+        [
+            "Caller number",
+            "Source name",
+            "Dialled",
+            "Destination name",
+        ],
     );
     // What a person reads: the invisible mark that keeps a number as typed removed.
     let cell = |r: &csv::StringRecord, i: usize| r[i].replace('\u{2060}', "");

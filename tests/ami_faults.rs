@@ -305,15 +305,21 @@ async fn both_pong_forms_keep_the_link_up() {
     }
 }
 
-#[tokio::test]
-async fn wrong_secret_is_reported_as_auth_failure_and_retried_slowly() {
-    let fake = FakeAmi::start(|mut c| async move {
-        // Asterisk answers a bad login after sleep(1), then closes; shortened here.
-        let _ = c.login(None, Duration::from_millis(100), None).await;
+/// A PBX that answers each login after `delay`, then closes, and a link (`auth`) to it whose
+/// secret is wrong. Asterisk answers a bad login after sleep(1); shortened here.
+async fn wrong_secret(auth: AuthMethod, delay: Duration) -> (FakeAmi, cdrbox::ami::LinkConfig) {
+    let fake = FakeAmi::start(move |mut c| async move {
+        let _ = c.login(None, delay, None).await;
     })
     .await;
-    let mut cfg = link_config(fake.addr, AuthMethod::Plain);
+    let mut cfg = link_config(fake.addr, auth);
     cfg.session.secret = Secret("wrong".into());
+    (fake, cfg)
+}
+
+#[tokio::test]
+async fn wrong_secret_is_reported_as_auth_failure_and_retried_slowly() {
+    let (fake, cfg) = wrong_secret(AuthMethod::Plain, Duration::from_millis(100)).await;
     let auth_first = cfg.backoff.auth_first;
     let run = start(cfg);
     let stats = fake.stats.clone();
@@ -343,12 +349,7 @@ async fn wrong_secret_is_reported_as_auth_failure_and_retried_slowly() {
 
 #[tokio::test]
 async fn wrong_md5_key_is_an_auth_failure_too() {
-    let fake = FakeAmi::start(|mut c| async move {
-        let _ = c.login(None, Duration::from_millis(10), None).await;
-    })
-    .await;
-    let mut cfg = link_config(fake.addr, AuthMethod::Md5);
-    cfg.session.secret = Secret("wrong".into());
+    let (_fake, cfg) = wrong_secret(AuthMethod::Md5, Duration::from_millis(10)).await;
     let run = start(cfg);
     wait_for("a down event", LONG, || !run.sink.downs().is_empty()).await;
     let sink = run.stop().await;

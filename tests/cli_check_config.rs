@@ -8,18 +8,21 @@ fn check(path: &std::path::Path) -> (bool, String, String) {
     box_process::command("check-config", path)
 }
 
+/// `check-config` on a file holding `text` (in a temporary directory): the file as the messages
+/// name it, and the outcome.
+fn check_text(text: &str) -> (String, (bool, String, String)) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, text).unwrap();
+    (file.display().to_string(), check(&file))
+}
+
 #[test]
 fn every_problem_in_one_run_and_nothing_said_twice() {
-    let dir = tempfile::tempdir().unwrap();
-    let bad = dir.path().join("bad.toml");
-    std::fs::write(
-        &bad,
+    let (name, (ok, stdout, stderr)) = check_text(
         "[web]\nworkers = 0\nlisten = 0.0.0.0:80\n\n[[pbx]]\nname = \"office\"\nhots = \"10.0.0.1\"\nusername = \"u\"\nsecret = \"hunter2\" x\ntimezone = \"Europe/Moskow\"\n\n[stoarge]\npath = \"/x\"\n",
-    )
-    .unwrap();
-    let (ok, stdout, stderr) = check(&bad);
+    );
     assert!(!ok, "{stdout}{stderr}");
-    let name = bad.display().to_string();
     assert_eq!(
         stderr.matches(&name).count(),
         1,
@@ -45,6 +48,7 @@ fn every_problem_in_one_run_and_nothing_said_twice() {
         }
     }
 
+    let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope.toml");
     let (ok, _, stderr) = check(&missing);
     assert!(!ok);
@@ -66,14 +70,9 @@ fn every_problem_in_one_run_and_nothing_said_twice() {
 /// blamed on another table, and the rest of the file is still checked.
 #[test]
 fn a_broken_header_is_one_problem_and_the_rest_is_still_checked() {
-    let dir = tempfile::tempdir().unwrap();
-    let bad = dir.path().join("bad.toml");
-    std::fs::write(
-        &bad,
+    let (_, (ok, _, stderr)) = check_text(
         "[[pbx]\nname = \"x\"\nport = 99999\n[web]\nworkerz = 3\n[storag\npath = 5\n[box]\nnme = \"a\"\n",
-    )
-    .unwrap();
-    let (ok, _, stderr) = check(&bad);
+    );
     assert!(!ok);
     let lines: Vec<&str> = stderr.lines().skip(1).map(str::trim).collect();
     assert_eq!(

@@ -7,23 +7,23 @@ use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cdrbox");
 
+/// `cdrbox demo ARGS --data DIR`, DIR a fresh temporary directory, run to its end.
+fn demo(args: &[&str]) -> std::process::Output {
+    let data = tempfile::tempdir().unwrap();
+    Command::new(BIN)
+        .arg("demo")
+        .args(args)
+        .arg("--data")
+        .arg(data.path())
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn a_taken_port_is_refused_with_the_way_out() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .args([
-            "demo",
-            "--seconds",
-            "30",
-            "--listen",
-            &addr.to_string(),
-            "--data",
-        ])
-        .arg(data.path())
-        .output()
-        .unwrap();
+    let out = demo(&["--seconds", "30", "--listen", &addr.to_string()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(
@@ -44,21 +44,7 @@ fn a_taken_port_is_refused_with_the_way_out() {
 
 #[test]
 fn port_zero_picks_a_free_port_and_says_which() {
-    let data = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .args([
-            "demo",
-            "--seconds",
-            "2",
-            "--rate",
-            "0",
-            "--listen",
-            "127.0.0.1:0",
-            "--data",
-        ])
-        .arg(data.path())
-        .output()
-        .unwrap();
+    let out = demo(&["--seconds", "2", "--rate", "0", "--listen", "127.0.0.1:0"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

@@ -73,16 +73,14 @@ fn a_burst_while_the_journal_is_stalled_never_blocks_the_pbx_and_loses_nothing()
     }));
     let dir = tempfile::tempdir().unwrap();
     let web = free_port();
-    let config = BoxConfig::new(dir.path())
-        .pbx(
-            "pbx1",
-            pbx.addr.port(),
-            (fake_ami::USER, fake_ami::SECRET),
-            &[],
-        )
-        .storage(&["flush_interval_ms = 200"])
-        .web(web, &[])
-        .no_display();
+    let config = BoxConfig::recording(
+        dir.path(),
+        "pbx1",
+        pbx.addr.port(),
+        fake_ami::LOGIN,
+        &[],
+        web,
+    );
     let db = cdrbox::journal::JournalPaths::from_path(&config.data()).db;
     let config = config.write();
     let running = RunningBox::start(&config, PASS);

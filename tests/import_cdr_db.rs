@@ -26,18 +26,24 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// The Master.csv calls as cdr_adaptive_odbc writes them into FreePBX's table.
-fn insert_rows(db: &MariaDb, records: &[CallRecord], new_columns: bool) {
-    let sql: String = records
+/// A fresh server with FreePBX's table (today's schema, or the older one without the newer
+/// columns) holding the Master.csv calls as cdr_adaptive_odbc writes them, and the adapter
+/// reading `table` there as the read-only user.
+fn freepbx_with_the_calls(ctx: &PbxContext, new_columns: bool, table: &str) -> (MariaDb, CdrDb) {
+    let db = MariaDb::start_freepbx(&if new_columns {
+        freepbx_cdr()
+    } else {
+        freepbx_cdr_old()
+    });
+    let sql: String = read_csv(&master_csv(), ctx, CsvLayout::default(), 1)
+        .0
         .iter()
         .enumerate()
         .map(|(i, r)| freepbx_insert(r, new_columns.then_some(100 + i)))
         .collect();
     db.sql(&sql);
-}
-
-fn csv_records(ctx: &PbxContext) -> Vec<CallRecord> {
-    read_csv(&master_csv(), ctx, CsvLayout::default(), 1).0
+    let cdr = CdrDb::new(&db.url("cdrbox", "pw"), table).unwrap();
+    (db, cdr)
 }
 
 /// The calls of the captures: 2026-11-22 10:07–10:10 Moscow.
@@ -55,19 +61,60 @@ fn fetch_all(cdr: &CdrDb, w: &Window, ctx: &PbxContext) -> Result<Vec<DbRow>, Cd
     Ok(rows)
 }
 
+/// The rows of the captures' window, as records.
+fn capture_records(cdr: &CdrDb, ctx: &PbxContext) -> Vec<CallRecord> {
+    fetch_all(cdr, &capture_window(), ctx)
+        .unwrap()
+        .iter()
+        .map(|r| db_record(r, ctx, 5).unwrap())
+        .collect()
+}
+
+/// FreePBX's table holding the Master.csv calls doubled 11 times (42 × 2^11 ≈ 86 000 rows: far
+/// more than the socket buffers hold, so an answer is still streaming when the server dies or
+/// freezes), the adapter reading it, and its row count.
+fn big_table(ctx: &PbxContext) -> (MariaDb, CdrDb, u64) {
+    let (db, cdr) = freepbx_with_the_calls(ctx, true, "cdr");
+    for _ in 0..11 {
+        db.sql("INSERT INTO cdr SELECT * FROM cdr");
+    }
+    let total = db.sql("SELECT COUNT(*) FROM cdr").trim().parse().unwrap();
+    (db, cdr, total)
+}
+
+/// A pull that calls `at_first_row` once its first row is in: how it ended, and how many rows
+/// it handed over.
+fn pull_interrupted(
+    cdr: &CdrDb,
+    w: &Window,
+    ctx: &PbxContext,
+    mut at_first_row: impl FnMut(),
+) -> (Result<u64, CdrDbError>, u64) {
+    let mut got = 0u64;
+    let r = rt().block_on(cdr.fetch(w, &ctx.timezone, |_| {
+        got += 1;
+        if got == 1 {
+            at_first_row();
+        }
+    }));
+    (r, got)
+}
+
+/// A whole pull: (the rows it says it read, the rows it handed over).
+fn pull_count(cdr: &CdrDb, w: &Window, ctx: &PbxContext) -> (u64, u64) {
+    let mut n = 0u64;
+    let read = rt()
+        .block_on(cdr.fetch(w, &ctx.timezone, |_| n += 1))
+        .unwrap();
+    (read, n)
+}
+
 #[test]
 fn freepbx_rows_come_back_with_the_match_keys_of_their_ami_twins() {
     let ctx = moscow();
-    let db = MariaDb::start();
-    db.freepbx(&freepbx_cdr());
-    insert_rows(&db, &csv_records(&ctx), true);
-    let cdr = CdrDb::new(&db.url("cdrbox", "pw"), "cdr").unwrap();
-    let rows = fetch_all(&cdr, &capture_window(), &ctx).unwrap();
-    assert_eq!(rows.len(), 42);
-    let records: Vec<CallRecord> = rows
-        .iter()
-        .map(|r| db_record(r, &ctx, 5).unwrap())
-        .collect();
+    let (_db, cdr) = freepbx_with_the_calls(&ctx, true, "cdr");
+    let records = capture_records(&cdr, &ctx);
+    assert_eq!(records.len(), 42);
     assert_eq!(match_keys(&records), match_keys(&ami_records(&ctx)));
     let first = records
         .iter()
@@ -109,15 +156,8 @@ fn freepbx_rows_come_back_with_the_match_keys_of_their_ami_twins() {
 #[test]
 fn an_older_freepbx_schema_is_read_too() {
     let ctx = moscow();
-    let db = MariaDb::start();
-    db.freepbx(&freepbx_cdr_old());
-    insert_rows(&db, &csv_records(&ctx), false);
-    let cdr = CdrDb::new(&db.url("cdrbox", "pw"), "asteriskcdrdb.cdr").unwrap();
-    let rows = fetch_all(&cdr, &capture_window(), &ctx).unwrap();
-    let records: Vec<CallRecord> = rows
-        .iter()
-        .map(|r| db_record(r, &ctx, 5).unwrap())
-        .collect();
+    let (_db, cdr) = freepbx_with_the_calls(&ctx, false, "asteriskcdrdb.cdr");
+    let records = capture_records(&cdr, &ctx);
     assert_eq!(match_keys(&records), match_keys(&ami_records(&ctx)));
     assert!(records.iter().all(|r| r.sequence.is_none()));
 }
@@ -125,8 +165,7 @@ fn an_older_freepbx_schema_is_read_too() {
 #[test]
 fn refusals_are_errors_that_say_what_to_fix() {
     let ctx = moscow();
-    let db = MariaDb::start();
-    db.freepbx(&freepbx_cdr());
+    let db = MariaDb::start_freepbx(&freepbx_cdr());
     db.sql("CREATE USER 'nogrant'@'127.0.0.1' IDENTIFIED BY 'pw'; CREATE TABLE other (x int);");
     let w = capture_window();
     let wrong = CdrDb::new(&db.url("cdrbox", "wrong"), "cdr").unwrap();
@@ -174,24 +213,9 @@ fn refusals_are_errors_that_say_what_to_fix() {
 #[test]
 fn a_server_that_dies_mid_answer_is_an_error_and_a_later_pull_gets_everything() {
     let ctx = moscow();
-    let mut db = MariaDb::start();
-    db.freepbx(&freepbx_cdr());
-    insert_rows(&db, &csv_records(&ctx), true);
-    // 42 × 2^11 ≈ 86 000 rows: far more than the socket buffers hold, so the answer is still
-    // streaming when the server dies.
-    for _ in 0..11 {
-        db.sql("INSERT INTO cdr SELECT * FROM cdr");
-    }
-    let total: u64 = db.sql("SELECT COUNT(*) FROM cdr").trim().parse().unwrap();
-    let cdr = CdrDb::new(&db.url("cdrbox", "pw"), "cdr").unwrap();
+    let (mut db, cdr, total) = big_table(&ctx);
     let w = capture_window();
-    let mut got = 0u64;
-    let r = rt().block_on(cdr.fetch(&w, &ctx.timezone, |_| {
-        got += 1;
-        if got == 1 {
-            db.kill();
-        }
-    }));
+    let (r, got) = pull_interrupted(&cdr, &w, &ctx, || db.kill());
     let e = r.unwrap_err();
     assert!(matches!(e, CdrDbError::Broken { .. }), "{e}");
     assert!(
@@ -200,11 +224,7 @@ fn a_server_that_dies_mid_answer_is_an_error_and_a_later_pull_gets_everything() 
     );
     assert!(got < total, "{got} of {total}");
     db.restart();
-    let mut n = 0u64;
-    let read = rt()
-        .block_on(cdr.fetch(&w, &ctx.timezone, |_| n += 1))
-        .unwrap();
-    assert_eq!((read, n), (total, total));
+    assert_eq!(pull_count(&cdr, &w, &ctx), (total, total));
 }
 
 #[test]
@@ -245,23 +265,10 @@ fn a_server_that_stops_answering_is_a_timeout_not_a_hang() {
 
     // A real server that freezes while its answer streams: the query's limit ends the pull,
     // the rows read so far are handed over, and once it answers again a pull gets everything.
-    let db = MariaDb::start();
-    db.freepbx(&freepbx_cdr());
-    insert_rows(&db, &csv_records(&ctx), true);
-    for _ in 0..11 {
-        db.sql("INSERT INTO cdr SELECT * FROM cdr");
-    }
-    let total: u64 = db.sql("SELECT COUNT(*) FROM cdr").trim().parse().unwrap();
-    let mut cdr = CdrDb::new(&db.url("cdrbox", "pw"), "cdr").unwrap();
+    let (db, mut cdr, total) = big_table(&ctx);
     cdr.limits = limits;
-    let mut got = 0u64;
     let t = Instant::now();
-    let r = rt().block_on(cdr.fetch(&w, &ctx.timezone, |_| {
-        got += 1;
-        if got == 1 {
-            db.freeze();
-        }
-    }));
+    let (r, got) = pull_interrupted(&cdr, &w, &ctx, || db.freeze());
     db.thaw();
     let e = r.unwrap_err();
     assert!(
@@ -272,11 +279,7 @@ fn a_server_that_stops_answering_is_a_timeout_not_a_hang() {
     assert!(got >= 1 && got < total, "{got} of {total}");
     assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
     cdr.limits = Limits::default();
-    let mut n = 0u64;
-    let read = rt()
-        .block_on(cdr.fetch(&w, &ctx.timezone, |_| n += 1))
-        .unwrap();
-    assert_eq!((read, n), (total, total));
+    assert_eq!(pull_count(&cdr, &w, &ctx), (total, total));
 }
 
 #[test]
@@ -299,8 +302,7 @@ fn tls_is_used_when_the_server_offers_it() {
         .status()
         .unwrap();
     assert!(st.success());
-    let mut db = MariaDb::start();
-    db.freepbx(&freepbx_cdr());
+    let mut db = MariaDb::start_freepbx(&freepbx_cdr());
     db.set_extra_args(vec![
         format!("--ssl-cert={}", cert.display()),
         format!("--ssl-key={}", key.display()),

@@ -44,8 +44,7 @@ fn stored(journal: &JournalHandle) -> Vec<CallRecord> {
 #[test]
 fn a_closed_gap_is_filled_with_exactly_the_missing_calls() {
     let ctx = moscow();
-    let mut db = MariaDb::start();
-    db.freepbx(&freepbx_cdr());
+    let mut db = MariaDb::start_freepbx(&freepbx_cdr());
     let calls = read_csv(&master_csv(), &ctx, CsvLayout::default(), 1).0;
     let ami = ami_records(&ctx);
     // The link goes down after the 15th call ends and comes back as the 30th ends.
@@ -186,8 +185,7 @@ fn a_closed_gap_is_filled_with_exactly_the_missing_calls() {
 #[test]
 fn a_refused_login_is_a_status_not_a_crash() {
     let ctx = moscow();
-    let db = MariaDb::start();
-    db.freepbx(&freepbx_cdr());
+    let db = MariaDb::start_freepbx(&freepbx_cdr());
     let dir = tempfile::tempdir().unwrap();
     let clock = Clock::system();
     let (journal, _) = Journal::open(&storage(dir.path()), clock.clone()).unwrap();

@@ -134,10 +134,14 @@ fn status(web: u16) -> serde_json::Value {
     http_json(web, "GET", "/api/status", "").1
 }
 
+/// What the status says of the (first) CDR database, `""` when it says nothing.
+fn db_message(status: &serde_json::Value) -> &str {
+    status["cdr_db"][0]["message"].as_str().unwrap_or("")
+}
+
 #[test]
 fn run_fills_from_the_database_beside_a_live_ami_link() {
-    let db = MariaDb::start();
-    db.freepbx(&freepbx_cdr());
+    let db = MariaDb::start_freepbx(&freepbx_cdr());
     let now = jiff::Timestamp::now().as_second();
     recent_calls(&db, now);
     let ami = free_port();
@@ -169,8 +173,7 @@ fn run_fills_from_the_database_beside_a_live_ami_link() {
 
 #[test]
 fn a_refused_login_is_an_alarm_and_the_link_keeps_recording() {
-    let db = MariaDb::start();
-    db.freepbx(&freepbx_cdr());
+    let db = MariaDb::start_freepbx(&freepbx_cdr());
     let ami = free_port();
     let _pbx = SimPbx::start(ami, "2");
     let dir = tempfile::tempdir().unwrap();
@@ -183,13 +186,7 @@ fn a_refused_login_is_an_alarm_and_the_link_keeps_recording() {
     });
     let s = status(web);
     assert_eq!(s["cdr_db"][0]["state"], "failing", "{s}");
-    assert!(
-        s["cdr_db"][0]["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("cdrbox"),
-        "names the user: {s}"
-    );
+    assert!(db_message(&s).contains("cdrbox"), "names the user: {s}");
     assert!(!s.to_string().contains(secret), "password quoted: {s}");
     // The AMI link is up and records calls all the while.
     let before = origins(web).get("ami").copied().unwrap_or(0);
@@ -215,17 +212,7 @@ fn box_beside(
 ) -> std::path::PathBuf {
     let url = format!("cdr_db = \"{}\"", db.url("cdrbox", "pw"));
     let lines = [&[url.as_str(), "cdr_db_settle_seconds = 0"][..], more].concat();
-    BoxConfig::new(dir)
-        .pbx(
-            "pbx1",
-            pbx.addr.port(),
-            (fake_ami::USER, fake_ami::SECRET),
-            &lines,
-        )
-        .storage(&["flush_interval_ms = 200"])
-        .web(web, &[])
-        .no_display()
-        .write()
+    BoxConfig::recording(dir, "pbx1", pbx.addr.port(), fake_ami::LOGIN, &lines, web).write()
 }
 
 /// What the fake PBX's AMI does next: refuse sessions while `up` is false, send `outbox` on the
@@ -333,8 +320,7 @@ fn make_calls(
 #[test]
 fn a_link_that_drops_while_rows_keep_arriving_is_filled_from_the_database() {
     let ctx = moscow();
-    let mut db = MariaDb::start();
-    db.freepbx(&freepbx_cdr());
+    let mut db = MariaDb::start_freepbx(&freepbx_cdr());
     let calls: Vec<AmiMessage> = CAPTURES.iter().flat_map(|f| cdr_events(f)).collect();
     assert_eq!(calls.len(), 42);
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -460,8 +446,7 @@ fn a_link_that_drops_while_rows_keep_arriving_is_filled_from_the_database() {
 /// `DB DOWN`. (The overlap follows from the schedule; the test prints both times.)
 #[test]
 fn a_hung_database_never_holds_up_the_ami_link() {
-    let db = MariaDb::start();
-    db.freepbx(&freepbx_cdr());
+    let db = MariaDb::start_freepbx(&freepbx_cdr());
     db.freeze();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let pbx = rt.block_on(FakeAmi::cdr_stream("55", 30, Duration::from_millis(500)));
@@ -489,13 +474,7 @@ fn a_hung_database_never_holds_up_the_ami_link() {
         started.elapsed()
     );
     let s = status(web);
-    assert!(
-        s["cdr_db"][0]["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("no answer within 10 s"),
-        "{s}"
-    );
+    assert!(db_message(&s).contains("no answer within 10 s"), "{s}");
     assert_eq!(s["links"][0]["state"], "up", "{s}");
     db.thaw();
     running.stop();

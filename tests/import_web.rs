@@ -196,17 +196,15 @@ fn box_stopped_while_calls_go_on_then_master_csv_makes_the_export_whole() {
 
     let dir = tempfile::tempdir().unwrap();
     let web = free_port();
-    let config = BoxConfig::new(dir.path())
-        .pbx(
-            "pbx1",
-            pbx.addr.port(),
-            (fake_ami::USER, fake_ami::SECRET),
-            &MOSCOW_PBX_LINES,
-        )
-        .storage(&["flush_interval_ms = 200"])
-        .web(web, &[])
-        .no_display()
-        .write();
+    let config = BoxConfig::recording(
+        dir.path(),
+        "pbx1",
+        pbx.addr.port(),
+        fake_ami::LOGIN,
+        &MOSCOW_PBX_LINES,
+        web,
+    )
+    .write();
     let running = RunningBox::start(&config, PASS);
     wait("20 calls over AMI", Duration::from_secs(60), || {
         total(web) == 20

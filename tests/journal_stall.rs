@@ -69,9 +69,8 @@ fn stall_holding_an_exclusive_lock_loses_nothing_and_never_blocks_producers() {
         j.alarms()
     );
     j.shutdown();
-    let got: HashSet<i64> = stored(dir.path())
-        .iter()
-        .map(|r| r.sequence.unwrap())
+    let got: HashSet<i64> = journal_common::stored_sequences(dir.path())
+        .into_iter()
         .collect();
     assert_eq!(got.len(), 5001);
     assert!((0..5000).all(|n| got.contains(&n)));
@@ -145,9 +144,8 @@ fn disk_full_keeps_records_raises_an_alarm_and_resumes_when_space_returns() {
     assert!(j.alarms().iter().all(|a| a.code != "DISK FULL"));
     assert_eq!(j.status().memory_only, 0);
     j.shutdown();
-    let got: HashSet<i64> = stored(dir.path())
-        .iter()
-        .map(|r| r.sequence.unwrap())
+    let got: HashSet<i64> = journal_common::stored_sequences(dir.path())
+        .into_iter()
         .collect();
     assert_eq!(got, (0..210).collect());
 }
@@ -212,9 +210,8 @@ fn full_ring_holds_records_in_memory_then_drops_beyond_the_bound_into_the_gap_le
         Ack::Durable { .. }
     ));
     j.shutdown();
-    let got: HashSet<i64> = stored(&paths(dir.path()).dir)
-        .iter()
-        .map(|r| r.sequence.unwrap())
+    let got: HashSet<i64> = journal_common::stored_sequences(&paths(dir.path()).dir)
+        .into_iter()
         .collect();
     assert_eq!(got.len(), 57);
     assert!(
@@ -326,9 +323,8 @@ fn a_stall_longer_than_the_memory_cache_is_read_back_from_the_ring() {
     assert!(counters.ring_reads >= 2900, "{counters:?}");
     assert_eq!(counters.inserted, 5000);
     j.shutdown();
-    let got: HashSet<i64> = stored(dir.path())
-        .iter()
-        .map(|r| r.sequence.unwrap())
+    let got: HashSet<i64> = journal_common::stored_sequences(dir.path())
+        .into_iter()
         .collect();
     assert_eq!(got, (0..5000).collect());
 }

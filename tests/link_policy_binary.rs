@@ -17,17 +17,15 @@ use support::fake_ami::{cdr_event, FakeAmi, Pong};
 
 /// A config for one PBX at `port`, the web page on 127.0.0.1:`web` (0: any port).
 fn write_config(dir: &Path, port: u16, web: u16) -> std::path::PathBuf {
-    BoxConfig::new(dir)
-        .pbx(
-            "office",
-            port,
-            (support::fake_ami::USER, support::fake_ami::SECRET),
-            &["auth = \"plain\"", "timezone = \"Europe/Moscow\""],
-        )
-        .storage(&["flush_interval_ms = 200"])
-        .web(web, &[])
-        .no_display()
-        .write()
+    BoxConfig::recording(
+        dir,
+        "office",
+        port,
+        support::fake_ami::LOGIN,
+        &["auth = \"plain\"", "timezone = \"Europe/Moscow\""],
+        web,
+    )
+    .write()
 }
 
 /// `cdrbox run` on `config`; its log (debug for the links) goes to `dir/box.log`.

@@ -35,6 +35,25 @@ async fn start(opts: SimOptions) -> SimHandle {
     sim::start(listener, opts).await.unwrap()
 }
 
+/// `got` is the capture's text apart from the `Uptime`/`LastReload` numbers.
+fn assert_like_capture(got: &[u8], capture: &str) {
+    let without_uptimes = |b: &[u8]| {
+        String::from_utf8_lossy(b)
+            .lines()
+            .filter(|l| !l.starts_with("Uptime") && !l.starts_with("LastReload"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(without_uptimes(got), without_uptimes(&fixture(capture)));
+}
+
+/// A server with the usual test options and one client connected to it, not logged in yet.
+async fn start_and_connect() -> (SimHandle, Client) {
+    let sim = start(opts()).await;
+    let c = Client::connect(&sim).await;
+    (sim, c)
+}
+
 /// A raw AMI client that keeps every byte it received.
 struct Client {
     stream: TcpStream,
@@ -160,8 +179,7 @@ impl Client {
 
 #[tokio::test]
 async fn plain_login_with_events_cdr_is_byte_exact() {
-    let sim = start(opts()).await;
-    let mut c = Client::connect(&sim).await;
+    let (sim, mut c) = start_and_connect().await;
     c.login(Some("cdr")).await;
     let capture = fixture("cdr_answered.bin");
     let end = capture.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
@@ -180,8 +198,7 @@ async fn plain_login_with_events_cdr_is_byte_exact() {
 
 #[tokio::test]
 async fn login_without_events_gets_fully_booted() {
-    let sim = start(opts()).await;
-    let mut c = Client::connect(&sim).await;
+    let (sim, mut c) = start_and_connect().await;
     c.send("Action: Login\nActionID: login-1\nUsername: logger\nSecret: s3cret\n\n")
         .await;
     c.message().await;
@@ -201,14 +218,7 @@ async fn login_without_events_gets_fully_booted() {
     assert_eq!(fb.get("Privilege"), Some(&b"system,all"[..]));
     assert_eq!(fb.get("Status"), Some(&b"Fully Booted"[..]));
     // Same bytes as banner_and_login_ok.bin apart from the Uptime/LastReload numbers.
-    let norm = |b: &[u8]| {
-        String::from_utf8_lossy(b)
-            .lines()
-            .filter(|l| !l.starts_with("Uptime") && !l.starts_with("LastReload"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    assert_eq!(norm(&c.raw), norm(&fixture("banner_and_login_ok.bin")));
+    assert_like_capture(&c.raw, "banner_and_login_ok.bin");
     sim.stop().await;
 }
 
@@ -232,8 +242,7 @@ async fn md5_login_with_challenge() {
         meta["key"]
     );
 
-    let sim = start(opts()).await;
-    let mut c = Client::connect(&sim).await;
+    let (sim, mut c) = start_and_connect().await;
     c.send("Action: Challenge\nActionID: chal-1\nAuthType: md5\n\n")
         .await;
     let r = c.message().await;
@@ -269,8 +278,7 @@ async fn md5_login_with_challenge() {
 
 #[tokio::test]
 async fn bad_secret_fails_after_the_delay_then_closes() {
-    let sim = start(opts()).await;
-    let mut c = Client::connect(&sim).await;
+    let (sim, mut c) = start_and_connect().await;
     let t0 = std::time::Instant::now();
     c.send("Action: Login\nActionID: login-bad-1\nUsername: logger\nSecret: wrong-secret\n\n")
         .await;
@@ -291,8 +299,7 @@ async fn bad_secret_fails_after_the_delay_then_closes() {
 
 #[tokio::test]
 async fn actions_before_login_are_denied_and_the_session_stays_open() {
-    let sim = start(opts()).await;
-    let mut c = Client::connect(&sim).await;
+    let (sim, mut c) = start_and_connect().await;
     // Bare "\n" line ends, as Asterisk accepts them.
     c.send_raw(b"Action: Ping\nActionID: ping-before-login\n\n")
         .await;
@@ -306,21 +313,13 @@ async fn actions_before_login_are_denied_and_the_session_stays_open() {
     assert!(fb.is_event("FullyBooted"));
     c.send("Action: Logoff\n\n").await;
     c.read_to_eof().await;
-    let norm = |b: &[u8]| {
-        String::from_utf8_lossy(b)
-            .lines()
-            .filter(|l| !l.starts_with("Uptime") && !l.starts_with("LastReload"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    assert_eq!(norm(&c.raw), norm(&fixture("action_before_login.bin")));
+    assert_like_capture(&c.raw, "action_before_login.bin");
     sim.stop().await;
 }
 
 #[tokio::test]
 async fn ping_with_and_without_action_id_and_logoff() {
-    let sim = start(opts()).await;
-    let mut c = Client::connect(&sim).await;
+    let (sim, mut c) = start_and_connect().await;
     c.login(Some("off")).await;
     c.send("Action: Ping\nActionID: ping-42\n\n").await;
     let p = c.message().await;
@@ -357,8 +356,7 @@ async fn ping_with_and_without_action_id_and_logoff() {
 
 #[tokio::test]
 async fn unknown_and_forbidden_actions_match_the_capture() {
-    let sim = start(opts()).await;
-    let mut c = Client::connect(&sim).await;
+    let (sim, mut c) = start_and_connect().await;
     for action in [
         "Action: Login\nActionID: login-x\nUsername: logger\nSecret: s3cret\nEvents: off\n\n",
         "Action: NoSuchAction\nActionID: bad-action-1\n\n",
@@ -623,18 +621,33 @@ async fn unauthenticated_sessions_time_out() {
     sim.stop().await;
 }
 
-#[tokio::test]
-async fn a_slow_reader_is_dropped_without_stalling_others() {
+/// A server with small socket buffers, a per-session queue of `session_queue` events and
+/// `write_timeout`, and a cdr-only client that shrinks its receive window and never reads, so
+/// the server's writes to it stall.
+async fn with_a_slow_session(session_queue: usize, write_timeout: Duration) -> (SimHandle, Client) {
     let sim = start(SimOptions {
         send_buffer: Some(4096),
-        // Bigger than the whole run: only the write timeout can drop a session here.
-        session_queue: 8192,
-        write_timeout: Duration::from_millis(500),
+        session_queue,
+        write_timeout,
         ..opts()
     })
     .await;
-    // The slow client shrinks its receive window and never reads, so the server's writes stall.
-    let mut slow = Client::slow(&sim).await;
+    let slow = Client::slow(&sim).await;
+    (sim, slow)
+}
+
+/// Polls until the server has dropped a session, or `WAIT` passes.
+async fn until_a_session_is_dropped(sim: &SimHandle) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while sim.sessions_dropped() == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_slow_reader_is_dropped_without_stalling_others() {
+    // A queue bigger than the whole run: only the write timeout can drop a session here.
+    let (sim, mut slow) = with_a_slow_session(8192, Duration::from_millis(500)).await;
     let mut fast = Client::connect(&sim).await;
     fast.login(Some("cdr")).await;
     assert_eq!(sim.logged_in(), 2);
@@ -660,10 +673,7 @@ async fn a_slow_reader_is_dropped_without_stalling_others() {
         sim.events(),
         "fast client got every event in order"
     );
-    let deadline = std::time::Instant::now() + WAIT;
-    while sim.sessions_dropped() == 0 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_a_session_is_dropped(&sim).await;
     assert_eq!(sim.sessions_dropped(), 1);
     assert_eq!(sim.logged_in(), 1);
     assert!(sim.cdrs_sent() >= CALLS as u64);
@@ -684,15 +694,8 @@ async fn a_slow_reader_is_dropped_without_stalling_others() {
 
 #[tokio::test]
 async fn a_session_whose_queue_overflows_is_dropped_and_the_generator_never_waits() {
-    let sim = start(SimOptions {
-        send_buffer: Some(4096),
-        session_queue: 16,
-        // Long enough that only the queue bound can drop the session.
-        write_timeout: Duration::from_secs(30),
-        ..opts()
-    })
-    .await;
-    let mut slow = Client::slow(&sim).await;
+    // A write timeout long enough that only the queue bound can drop the session.
+    let (sim, mut slow) = with_a_slow_session(16, Duration::from_secs(30)).await;
     // First let the session fill the socket and block inside a write (small batches, so its
     // queue never fills while it is still writing) …
     let mut last_sent = u64::MAX;
@@ -720,10 +723,7 @@ async fn a_session_whose_queue_overflows_is_dropped_and_the_generator_never_wait
         sim.trigger_call(Scenario::Answered);
     }
     assert_eq!(sim.calls_generated(), before + 100);
-    let deadline = std::time::Instant::now() + WAIT;
-    while sim.sessions_dropped() == 0 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_a_session_is_dropped(&sim).await;
     assert_eq!(sim.sessions_dropped(), 1);
     assert_eq!(sim.logged_in(), 0);
     slow.read_until_closed("overflowed session").await;

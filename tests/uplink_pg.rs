@@ -78,6 +78,16 @@ fn settled(pg: &Postgres, config: &Path, limit: Duration) -> usize {
     n
 }
 
+/// `cdrbox run` on `config`, its log (`cdrbox=info`) in `dir/run.log`; stopped on drop, so a
+/// failed assertion does not leave the box running.
+fn run_logged(config: &Path, dir: &Path) -> RunningBox {
+    let log = std::fs::File::create(dir.join("run.log")).unwrap();
+    RunningBox {
+        child: spawn_run(config, "cdrbox=info", log),
+        config: config.to_path_buf(),
+    }
+}
+
 #[test]
 fn every_record_reaches_postgres_once_through_a_server_restart() {
     let pg = Postgres::start();
@@ -86,12 +96,7 @@ fn every_record_reaches_postgres_once_through_a_server_restart() {
     let sim_port = free_port();
     let sim = SimPbx::start(sim_port, "10", CALLS);
     let config = box_config(dir.path(), sim_port, &pg);
-    let log = std::fs::File::create(dir.path().join("run.log")).unwrap();
-    // Stopped on drop, so a failed assertion does not leave the box running.
-    let mut run = RunningBox {
-        child: spawn_run(&config, "cdrbox=info", log),
-        config: config.clone(),
-    };
+    let mut run = run_logged(&config, dir.path());
 
     // Records arrive on the server while the PBX is still producing.
     wait("first rows on the server", Duration::from_secs(120), || {
@@ -176,12 +181,7 @@ fn uplink_schema_is_what_the_box_writes_into() {
     // most of them; the test needs records, not a count.
     let sim = SimPbx::start(sim_port, "5", 30);
     let config = box_config(dir.path(), sim_port, &pg);
-    let log = std::fs::File::create(dir.path().join("run.log")).unwrap();
-    // Stopped on drop, so a failed assertion does not leave the box running.
-    let mut run = RunningBox {
-        child: spawn_run(&config, "cdrbox=info", log),
-        config: config.clone(),
-    };
+    let mut run = run_logged(&config, dir.path());
     wait("calls on the box", Duration::from_secs(120), || {
         box_export(&config).len() >= 10
     });

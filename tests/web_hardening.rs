@@ -115,12 +115,7 @@ fn finding6_slow_clients_from_many_addresses_do_not_crowd_out_others() {
         assert_eq!(r.status, 200, "{}", r.text());
         assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
         let body = format!("{{\"user\":\"admin\",\"password\":\"{PASS}\"}}");
-        let r = b
-            .request(&format!(
-                "POST /api/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            ))
-            .unwrap();
+        let r = b.post_json("127.0.0.1", "/api/login", &body).unwrap();
         assert_eq!(r.status, 200, "{}", r.text());
     }
     // Downloads that are never read, from four addresses: pages still answer.
@@ -304,15 +299,8 @@ fn post_setup(
     password: &str,
 ) -> real_box::Reply {
     let body = format!("{{\"code\":\"{code}\",\"password\":\"{password}\"}}");
-    b.request_bytes_from(
-        from,
-        format!(
-            "POST /api/setup HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    )
-    .expect("an answer to the setup")
+    b.post_json_from(from, host, "/api/setup", &body)
+        .expect("an answer to the setup")
 }
 
 /// Finding 2: the first visit set the admin password with no proof of ownership.
@@ -628,20 +616,15 @@ fn finding7_cli_export_escapes_control_bytes_on_a_terminal() {
     let bin = env!("CARGO_BIN_EXE_cdrbox");
     for format in ["csv", "json"] {
         // `script` gives the command a terminal and copies what reaches it.
-        let out = std::process::Command::new("script")
+        let mut script = std::process::Command::new("script");
+        script
             .args(["-qec"])
             .arg(format!(
                 "'{bin}' export --config '{}' --format {format}",
                 b.config.display()
             ))
-            .arg("/dev/null")
-            .output()
-            .expect("script(1) from util-linux");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .arg("/dev/null");
+        let out = real_box::run_ok(&mut script, "script(1) from util-linux");
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("1795330800.0"), "{format}: {text}");
         assert!(

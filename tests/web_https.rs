@@ -249,10 +249,7 @@ fn plain_http_redirects_to_https_once_enabled() {
     // no session cookie is handed out over plain HTTP.
     let body = format!("{{\"password\":\"{PASS}\"}}");
     let r = b
-        .request(&format!(
-            "POST /api/login HTTP/1.1\r\nHost: localhost:{http}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        ))
+        .post_json(&format!("localhost:{http}"), "/api/login", &body)
         .unwrap();
     assert_eq!(r.status, 308);
     assert_eq!(

@@ -49,6 +49,14 @@ pub fn stored(dir: &Path) -> Vec<CallRecord> {
     out
 }
 
+/// The `Sequence` of every stored record, in id order (the tests' records all carry one).
+pub fn stored_sequences(dir: &Path) -> Vec<i64> {
+    stored(dir)
+        .iter()
+        .map(|r| r.sequence.expect("a test record with a Sequence"))
+        .collect()
+}
+
 /// Polls `f` until it is true or `limit` passes; returns the last value.
 pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let start = Instant::now();

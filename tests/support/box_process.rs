@@ -72,6 +72,24 @@ impl BoxConfig {
             .web(web, &[])
     }
 
+    /// A box recording one PBX, `name` on 127.0.0.1:`port` with `login` and the `more`
+    /// `[[pbx]]` lines, committing every 200 ms, its page on `web`, no OLED: the box of the
+    /// tests that run it against a scripted PBX.
+    pub fn recording(
+        dir: &Path,
+        name: &str,
+        port: u16,
+        login: (&str, &str),
+        more: &[&str],
+        web: u16,
+    ) -> BoxConfig {
+        BoxConfig::new(dir)
+            .pbx(name, port, login, more)
+            .storage(&["flush_interval_ms = 200"])
+            .web(web, &[])
+            .no_display()
+    }
+
     /// A `[[pbx]]` on 127.0.0.1:`port`, then the `more` lines (timezone, auth, time-outs).
     pub fn pbx(self, name: &str, port: u16, login: (&str, &str), more: &[&str]) -> BoxConfig {
         let (username, secret) = login;
@@ -189,19 +207,23 @@ pub fn terminate(child: &mut Child) -> ExitStatus {
 /// `cdrbox export ARGS --config FILE`: what it wrote to stdout. The command must succeed; its
 /// stderr is shown when it does not.
 pub fn export(config: &Path, args: &[&str]) -> Vec<u8> {
-    let out = Command::new(BIN)
-        .arg("export")
-        .args(args)
-        .arg("--config")
-        .arg(config)
+    let mut cmd = Command::new(BIN);
+    cmd.arg("export").args(args).arg("--config").arg(config);
+    run_ok(&mut cmd, &format!("cdrbox export {args:?}")).stdout
+}
+
+/// Runs `cmd` (`what`, for the messages) to its end: it must start and exit 0, its stderr shown
+/// when it does not. Its output.
+pub fn run_ok(cmd: &mut Command, what: &str) -> std::process::Output {
+    let out = cmd
         .output()
-        .expect("cdrbox export");
+        .unwrap_or_else(|e| panic!("{what} did not start: {e}"));
     assert!(
         out.status.success(),
-        "cdrbox export {args:?} failed: {}",
+        "{what} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    out.stdout
+    out
 }
 
 /// `cdrbox COMMAND --config FILE` (`check-config`, `test-alarm`): whether it exited 0, its

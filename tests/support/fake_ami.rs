@@ -102,6 +102,8 @@ impl Drop for FakeAmi {
 /// The credentials the fake PBX accepts.
 pub const USER: &str = "logger";
 pub const SECRET: &str = "s3cret";
+/// `(USER, SECRET)`, as a box config takes its login.
+pub const LOGIN: (&str, &str) = (USER, SECRET);
 
 impl FakeAmi {
     /// A PBX that logs every connection in and sends it `bytes` (see [`FakeConn::deliver`]).

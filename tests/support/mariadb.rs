@@ -249,6 +249,13 @@ impl MariaDb {
             .unwrap_or_else(|e| panic!("SQL failed: {e}\n{sql}"))
     }
 
+    /// A fresh server (as [`MariaDb::start`]) set up as [`MariaDb::freepbx`] says.
+    pub fn start_freepbx(create_table: &str) -> MariaDb {
+        let db = MariaDb::start();
+        db.freepbx(create_table);
+        db
+    }
+
     /// Creates FreePBX's table and a read-only user `cdrbox`/`pw` allowed to SELECT it from
     /// 127.0.0.1, exactly as the README tells users to.
     pub fn freepbx(&self, create_table: &str) {

@@ -3,6 +3,8 @@
 //! by updating the status links, so tests can see a setting take effect.
 #![allow(dead_code)]
 
+pub mod http_head;
+
 use std::io;
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex};

@@ -12,10 +12,12 @@ use std::time::{Duration, Instant};
 
 #[path = "../support/box_process.rs"]
 mod box_process;
+#[path = "http_head.rs"]
+mod http_head;
 
 // Each test uses its own part of these.
 #[allow(unused_imports)]
-pub use box_process::{free_port, status_kib, wait};
+pub use box_process::{free_port, run_ok, status_kib, wait};
 use box_process::{set_password, spawn_run, BoxConfig};
 
 pub const PASS: &str = "hardening-pass-1";
@@ -105,6 +107,26 @@ impl RealBox {
         s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
         s.write_all(raw).ok()?;
         read_reply(s)
+    }
+
+    /// `POST path` with the JSON `body` and `Host: host`, from 127.0.0.1.
+    pub fn post_json(&self, host: &str, path: &str, body: &str) -> Option<Reply> {
+        self.post_json_from("127.0.0.1".parse().unwrap(), host, path, body)
+    }
+
+    /// `POST path` with the JSON `body` and `Host: host`, from `from`.
+    pub fn post_json_from(
+        &self,
+        from: IpAddr,
+        host: &str,
+        path: &str,
+        body: &str,
+    ) -> Option<Reply> {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        self.request_bytes_from(from, (head + body).as_bytes())
     }
 
     /// `GET path` with Basic auth as admin.
@@ -213,20 +235,7 @@ pub fn read_reply(s: impl Read) -> Option<Reply> {
     }
     let line = line.trim_end().to_string();
     let status = line.split(' ').nth(1)?.parse().ok()?;
-    let mut headers = Vec::new();
-    loop {
-        let mut l = String::new();
-        if r.read_line(&mut l).ok()? == 0 {
-            break;
-        }
-        let l = l.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = l.split_once(':') {
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
+    let headers = http_head::read_headers(&mut r).ok()?;
     let find = |n: &str| {
         headers
             .iter()
