@@ -438,21 +438,9 @@ profile = "excel"
     // The calls page in a browser: what a person reads in the Caller and From columns.
     if let Some(browser) = browser_support::browser() {
         let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/e2e-callers");
-        std::fs::create_dir_all(&shots).unwrap();
-        let results = dir.path().join("results.json");
-        browser_support::run_script(
-            &browser,
-            "callers.e2e.mjs",
-            [
-                ("CDRBOX_BASE", format!("http://127.0.0.1:{web}").into()),
-                ("CDRBOX_PASS", std::ffi::OsString::from(PASS)),
-                ("CDRBOX_CALLS", calls.to_string().into()),
-                ("CDRBOX_RESULTS", results.clone().into()),
-                ("E2E_SCREENSHOTS", shots.into()),
-            ],
-        );
+        let more = vec![("CDRBOX_CALLS", calls.to_string().into())];
         let page: Value =
-            serde_json::from_str(&std::fs::read_to_string(&results).unwrap()).unwrap();
+            browser_support::run_against_box(&browser, "callers.e2e.mjs", web, PASS, &shots, more);
         // The status page's Today card counts the same calls as the API and the OLED.
         let missed = calls as u64 - answered;
         assert_eq!(

@@ -44,33 +44,15 @@ fn a_name_added_on_the_settings_page_names_the_next_call() {
     let pbx = rt.block_on(cli_support::steady_pbx("127.0.0.1:0", 4.0));
     let dir = tempfile::tempdir().unwrap();
     let web = free_port();
-    let config = dir.path().join("cdrbox.toml");
-    let text = cli_support::sim_box_toml(
-        "Names e2e box",
-        "names-box",
-        pbx.local_addr().port(),
-        dir.path(),
-        web,
-    );
-    std::fs::write(&config, &text).unwrap();
+    let (config, text) =
+        cli_support::write_sim_box(dir.path(), "names-box", pbx.local_addr().port(), web);
     let mut cdrbox = RunningBox::start(&config, PASS);
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/e2e-names");
-    std::fs::create_dir_all(&shots).unwrap();
-    let results = dir.path().join("results.json");
-    browser_support::run_script(
-        &browser,
-        "names.e2e.mjs",
-        [
-            ("CDRBOX_BASE", format!("http://127.0.0.1:{web}").into()),
-            ("CDRBOX_PASS", std::ffi::OsString::from(PASS)),
-            ("CDRBOX_CONFIG", config.clone().into()),
-            ("CDRBOX_RESULTS", results.clone().into()),
-            ("E2E_SCREENSHOTS", shots.into()),
-        ],
-    );
+    let more = vec![("CDRBOX_CONFIG", config.clone().into())];
+    let save: Value =
+        browser_support::run_against_box(&browser, "names.e2e.mjs", web, PASS, &shots, more);
     assert!(cdrbox.still_running(), "the box never exited");
 
-    let save: Value = serde_json::from_str(&std::fs::read_to_string(&results).unwrap()).unwrap();
     let (before, after) = (
         save["before"].as_str().unwrap(),
         save["after"].as_str().unwrap(),

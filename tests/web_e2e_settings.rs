@@ -50,16 +50,9 @@ fn every_settings_field_saves_alone_and_the_box_keeps_recording() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display().to_string();
     let (web1, web2, web3) = (free_port(), free_port(), free_port());
-    let config = dir.path().join("cdrbox.toml");
     // Some keys given (one at its default), most left out, comments everywhere.
-    let text = cli_support::sim_box_toml(
-        "Settings e2e box",
-        "e2e-box",
-        a.local_addr().port(),
-        dir.path(),
-        web1,
-    );
-    std::fs::write(&config, &text).unwrap();
+    let (config, text) =
+        cli_support::write_sim_box(dir.path(), "e2e-box", a.local_addr().port(), web1);
 
     // One planned change per field of the form, in the table's order.
     let root = normalize(&text).root;
@@ -121,23 +114,17 @@ fn every_settings_field_saves_alone_and_the_box_keeps_recording() {
 
     let mut cdrbox = RunningBox::start(&config, PASS);
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/e2e-screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    let results = dir.path().join("results.json");
-    let envs: [(&str, std::ffi::OsString); 7] = [
-        ("CDRBOX_BASE", format!("http://127.0.0.1:{web1}").into()),
-        ("CDRBOX_PASS", PASS.into()),
+    let more = vec![
         ("CDRBOX_CONFIG", config.clone().into()),
         ("CDRBOX_PLAN", serde_json::to_string(&plan).unwrap().into()),
-        ("CDRBOX_RESULTS", results.clone().into()),
         ("CDRBOX_SECRET", "s3cret".into()),
-        ("E2E_SCREENSHOTS", shots.into()),
     ];
-    browser_support::run_script(&browser, "settings.e2e.mjs", envs);
+    let saves =
+        browser_support::run_against_box(&browser, "settings.e2e.mjs", web1, PASS, &shots, more);
     assert!(cdrbox.still_running(), "the box never exited");
 
     // Each save changed its key alone, and every field of the form was saved at least once.
-    let saves: Vec<Value> =
-        serde_json::from_str(&std::fs::read_to_string(&results).unwrap()).unwrap();
+    let saves: Vec<Value> = serde_json::from_value(saves).unwrap();
     let mut covered = std::collections::BTreeSet::new();
     for s in &saves {
         let path = s["path"].as_str().unwrap();

@@ -63,6 +63,32 @@ pub fn run_script<K: AsRef<OsStr>, V: AsRef<OsStr>>(
     stdout
 }
 
+/// Runs SCRIPT (as [`run_script`]) against a box the test started: `CDRBOX_BASE` its page on
+/// 127.0.0.1:`web`, `CDRBOX_PASS` the admin `password`, `E2E_SCREENSHOTS` the directory `shots`
+/// (made when missing), `CDRBOX_RESULTS` a file for the script to write what it saw to, then
+/// the `more` variables. Returns that file's JSON.
+pub fn run_against_box(
+    browser: &(PathBuf, String),
+    script: &str,
+    web: u16,
+    password: &str,
+    shots: &Path,
+    more: Vec<(&str, OsString)>,
+) -> serde_json::Value {
+    std::fs::create_dir_all(shots).expect("the screenshot directory");
+    let dir = tempfile::tempdir().expect("a temp dir for the script's results");
+    let results = dir.path().join("results.json");
+    let envs: Vec<(&str, OsString)> = vec![
+        ("CDRBOX_BASE", format!("http://127.0.0.1:{web}").into()),
+        ("CDRBOX_PASS", password.into()),
+        ("CDRBOX_RESULTS", results.clone().into()),
+        ("E2E_SCREENSHOTS", shots.into()),
+    ];
+    run_script(browser, script, envs.into_iter().chain(more));
+    let text = std::fs::read_to_string(&results).expect("the script wrote its results");
+    serde_json::from_str(&text).expect("the script's results are JSON")
+}
+
 /// Runs SCRIPT (as [`run_script`]) against `cdrbox demo` at `rate` calls a second on a free
 /// port, its data in a temporary directory, with `extra` envs and `CDRBOX_E2E_SHOTS` =
 /// `target/SHOTS` (emptied first: last run's screenshots must not pass for this run's). With

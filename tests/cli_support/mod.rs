@@ -103,19 +103,19 @@ pub async fn steady_pbx(addr: &str, rate: f64) -> cdrbox::sim::SimHandle {
     cdrbox::sim::bind(addr, opts).await.unwrap()
 }
 
-/// The config of a box recording the simulated PBX on `pbx_port` (see [`steady_pbx`]) as
-/// "office" in Moscow, its page on `web`, its data and USB mounts under `dir`: commented, as a
-/// user's file is, so a save from the page can be checked to keep the comments.
-pub fn sim_box_toml(
-    title: &str,
+/// Writes `dir/cdrbox.toml`, the config of the box `box_name` recording the simulated PBX on
+/// `pbx_port` (see [`steady_pbx`]) as "office" in Moscow, its page on `web`, its data and USB
+/// mounts under `dir`: commented, as a user's file is, so a save from the page can be checked to
+/// keep the comments. Returns the file and its text.
+pub fn write_sim_box(
+    dir: &std::path::Path,
     box_name: &str,
     pbx_port: u16,
-    dir: &std::path::Path,
     web: u16,
-) -> String {
+) -> (std::path::PathBuf, String) {
     let d = dir.display();
-    format!(
-        r#"# {title}
+    let text = format!(
+        r#"# The {box_name} test box
 [box]
 name = "{box_name}" # on the page
 
@@ -142,5 +142,8 @@ driver = "none"
 [usb]
 mount_root = "{d}/media"
 "#
-    )
+    );
+    let config = dir.join("cdrbox.toml");
+    std::fs::write(&config, &text).expect("the test box's config written");
+    (config, text)
 }

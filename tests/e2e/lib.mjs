@@ -75,12 +75,29 @@ export async function pageGet(page, path) {
 
 // After a failed run: where each page was, a full-page screenshot (when `shots` is set) and the
 // page errors seen so far, so the failure can be read without running it again.
-export async function reportFailure(browser, shots, errors) {
+// `note(page)`, when given, adds what the page said (its message lines) to its address.
+export async function reportFailure(browser, shots, errors, note) {
   for (const p of browser.contexts().flatMap((c) => c.pages())) {
-    console.log('page at failure: ' + p.url());
+    console.log('page at failure: ' + p.url() + (note ? ' — ' + (await note(p)) : ''));
     if (shots) await p.screenshot({ path: shots + '/failure.png', fullPage: true }).catch(() => {});
   }
   if (errors.length) console.log('page errors:\n' + errors.join('\n'));
+}
+
+// Runs `body(browser, errors)` in a fresh Chromium (`launch`), `errors` being the list its pages'
+// errors go to; when it fails, `reportFailure` (with `note`) says where each page was before the
+// error goes on; the browser is closed whatever happened.
+export async function withBrowser(shots, body, note) {
+  const browser = await launch();
+  const errors = [];
+  try {
+    await body(browser, errors);
+  } catch (e) {
+    await reportFailure(browser, shots, errors, note);
+    throw e;
+  } finally {
+    await browser.close();
+  }
 }
 
 // Debian's headless Chromium ($CHROMIUM), without the background traffic a test does not want.
