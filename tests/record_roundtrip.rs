@@ -114,6 +114,16 @@ fn record() -> impl Strategy<Value = CallRecord> {
         )
 }
 
+/// The header and the rows of a CSV export whose cells are separated by `delimiter`.
+fn header_and_rows(csv: &[u8], delimiter: u8) -> (Vec<String>, Vec<csv::StringRecord>) {
+    let mut rd = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .from_reader(csv);
+    let header = rd.headers().unwrap().iter().map(String::from).collect();
+    let rows = rd.records().collect::<Result<_, _>>().unwrap();
+    (header, rows)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -142,10 +152,8 @@ proptest! {
     #[test]
     fn standard_csv_round_trip(rs in proptest::collection::vec(record(), 0..4)) {
         let out = write_all(Format::Csv(Profile::Standard), Vec::new(), &rs).unwrap();
-        let mut rd = csv::ReaderBuilder::new().from_reader(&out[..]);
-        let header: Vec<String> = rd.headers().unwrap().iter().map(String::from).collect();
+        let (header, rows) = header_and_rows(&out, b',');
         prop_assert_eq!(header, JSON_FIELDS.to_vec());
-        let rows: Vec<csv::StringRecord> = rd.records().collect::<Result<_, _>>().unwrap();
         prop_assert_eq!(rows.len(), rs.len());
         for (row, r) in rows.iter().zip(&rs) {
             // Issue 11: every profile carries the formula guard; its documented rule (drop one
@@ -166,12 +174,10 @@ proptest! {
     fn excel_csv_round_trip(rs in proptest::collection::vec(record(), 0..4)) {
         let out = write_all(Format::Csv(Profile::Excel), Vec::new(), &rs).unwrap();
         let body = out.strip_prefix("\u{FEFF}".as_bytes()).unwrap();
-        let mut rd = csv::ReaderBuilder::new().delimiter(b';').from_reader(body);
         // The first record's custom fields are the columns of the whole file (issue 13).
         let columns = cdrbox::export::excel::ExcelColumns::of(rs.first());
-        let header: Vec<String> = rd.headers().unwrap().iter().map(String::from).collect();
+        let (header, rows) = header_and_rows(body, b';');
         prop_assert_eq!(header, columns.header());
-        let rows: Vec<csv::StringRecord> = rd.records().collect::<Result<_, _>>().unwrap();
         prop_assert_eq!(rows.len(), rs.len());
         for (row, r) in rows.iter().zip(&rs) {
             let cells: Vec<&str> = row.iter().collect();
