@@ -53,6 +53,8 @@ use cdrbox::runtime::context_of;
 use cdrbox::sim::{CallGenerator, GeneratorOptions};
 use cdrbox::sink::RecordSink;
 
+#[path = "cdrbox-bench/bench_box.rs"]
+mod bench_box;
 #[path = "cdrbox-bench/peers.rs"]
 mod peers;
 #[path = "cdrbox-bench/query.rs"]

@@ -64,6 +64,8 @@ fn percentiles(name: &str, host: &str, path: &str, auth: &str, n: usize) -> anyh
     Ok(())
 }
 
+#[path = "cdrbox-bench/bench_box.rs"]
+mod bench_box;
 #[path = "../../tests/web_support/hostile_pbx.rs"]
 mod hostile_pbx;
 
@@ -95,42 +97,15 @@ fn dropped(db: &std::path::Path) -> u64 {
 
 /// One box with `records` records of about `bytes`.
 fn memory_run(records: u64, bytes: usize) -> anyhow::Result<MemoryRun> {
-    use std::process::{Command, Stdio};
     let bin = std::env::current_exe()?.with_file_name("cdrbox");
     let dir = std::env::temp_dir().join(format!("cdrbox-webbench-{}-{bytes}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let pbx = hostile_pbx::HostilePbx::start(records as usize, bytes);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let config = dir.join("cdrbox.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[pbx]]\nname = \"bench\"\nhost = \"127.0.0.1\"\nport = {}\nusername = \"u\"\nsecret = \"s\"\nauth = \"plain\"\n\n[storage]\npath = \"{}\"\n\n[web]\nlisten = \"127.0.0.1:{port}\"\n\n[display]\ndriver = \"none\"\n",
-            pbx.addr.port(),
-            dir.join("data").display()
-        ),
-    )?;
-    let mut passwd = Command::new(&bin)
-        .args(["passwd", "--config"])
-        .arg(&config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()?;
-    if let Some(mut i) = passwd.stdin.take() {
-        writeln!(i, "bench-password-1")?;
-    }
-    anyhow::ensure!(passwd.wait()?.success(), "cdrbox passwd failed");
-    let mut child = Command::new(&bin)
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
+    let (mut child, port) =
+        bench_box::start(&bin, &dir, &dir.join("data"), pbx.addr.port(), "", None)?;
     let host = format!("127.0.0.1:{port}");
-    let auth = base64::engine::general_purpose::STANDARD.encode("admin:bench-password-1");
+    let auth =
+        base64::engine::general_purpose::STANDARD.encode(format!("admin:{}", bench_box::PASSWORD));
     let total = |host: &str| -> u64 {
         let Ok(mut s) = TcpStream::connect(host) else {
             return 0;

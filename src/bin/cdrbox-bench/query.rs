@@ -11,12 +11,12 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use base64::Engine;
 
+use super::bench_box::{self, PASSWORD};
 use super::bench_root;
 use super::peers::{build_journal_at, cdrbox_bin, stop};
 use cdrbox::journal::{JournalError, JournalPaths, JournalReader};
@@ -25,7 +25,6 @@ use cdrbox::sim::{CallGenerator, GeneratorOptions};
 const DAY: i64 = 86_400;
 /// The journal covers this many days, ending at the time of the build.
 const SPAN_DAYS: i64 = 730;
-const PASSWORD: &str = "bench-password-1";
 
 /// Records per generated call (the generator's legs), from a sample of its calls.
 fn records_per_call() -> f64 {
@@ -139,39 +138,9 @@ pub fn run(quick: bool) -> Result<()> {
     let data = journal(&dir, n)?;
     let db = JournalPaths::from_path(&data).db;
     let bin = cdrbox_bin()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let cfg = dir.join("cdrbox.toml");
-    // No PBX to reach: the link retries in the background and costs nothing here.
-    std::fs::write(
-        &cfg,
-        format!(
-            "[[pbx]]\nname = \"bench\"\nhost = \"127.0.0.1\"\nport = 9\nusername = \"u\"\nsecret = \"s\"\nauth = \"plain\"\ntimezone = \"Europe/Moscow\"\n\n[storage]\npath = \"{}\"\n\n[web]\nlisten = \"127.0.0.1:{port}\"\n\n[display]\ndriver = \"none\"\n",
-            data.display()
-        ),
-    )?;
-    let mut passwd = Command::new(&bin)
-        .args(["passwd", "--config"])
-        .arg(&cfg)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()?;
-    if let Some(mut i) = passwd.stdin.take() {
-        writeln!(i, "{PASSWORD}")?;
-    }
-    if !passwd.wait()?.success() {
-        bail!("cdrbox passwd failed");
-    }
-    let mut child = Command::new(&bin)
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("RUST_LOG", "error")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("spawning {}", bin.display()))?;
+    // No PBX to reach (port 9): the link retries in the background and costs nothing here.
+    let moscow = "timezone = \"Europe/Moscow\"\n";
+    let (mut child, port) = bench_box::start(&bin, &dir, &data, 9, moscow, Some("error"))?;
     let out = measure(&db, port, n);
     stop(&mut child);
     out
