@@ -23,7 +23,7 @@
 //!
 //! Pure: [`hours`], [`thresholds`], [`policy`], [`message`], [`outbox::Retry`]. Adapters: [`outbox::Outbox`] (files),
 //! [`smtp`], [`webhook`], and [`service`], the threads `cdrbox run` starts (plus
-//! `cdrbox test-alarm`'s direct send).
+//! `cdrbox test-alarm`'s direct send), given what [`settings`] reads from `[alarms]`.
 
 pub mod daily;
 pub mod hours;
@@ -32,6 +32,7 @@ pub mod outbox;
 pub mod policy;
 pub mod report;
 pub mod service;
+pub mod settings;
 pub mod smtp;
 pub mod thresholds;
 pub mod webhook;
