@@ -98,17 +98,7 @@ pub fn encode(record: &CallRecord) -> Vec<u8> {
     put_time(w, end);
     put_int(w, *duration);
     put_int(w, *billable_seconds);
-    let tag = match disposition {
-        Disposition::Answered => 0,
-        Disposition::NoAnswer => 1,
-        Disposition::Busy => 2,
-        Disposition::Failed => 3,
-        Disposition::Congestion => 4,
-        Disposition::Cancel => 5,
-        Disposition::Unknown => 6,
-        Disposition::Other(_) => 7,
-    };
-    w.push(tag);
+    w.push(disposition_tag(disposition));
     if let Disposition::Other(s) = disposition {
         put_str(w, s);
     }
@@ -367,6 +357,24 @@ impl<'a> Reader<'a> {
         })
     }
 }
+
+/// A disposition's one-byte tag in the payload: the seven Asterisk spells, then `Other` (whose
+/// text follows). The calls summary numbers its group bits the same way.
+pub(crate) fn disposition_tag(d: &Disposition) -> u8 {
+    match d {
+        Disposition::Answered => 0,
+        Disposition::NoAnswer => 1,
+        Disposition::Busy => 2,
+        Disposition::Failed => 3,
+        Disposition::Congestion => 4,
+        Disposition::Cancel => 5,
+        Disposition::Unknown => 6,
+        Disposition::Other(_) => OTHER_DISPOSITION,
+    }
+}
+
+/// [`disposition_tag`] of `Disposition::Other`.
+pub(crate) const OTHER_DISPOSITION: u8 = 7;
 
 #[cfg(test)]
 mod tests {

@@ -720,25 +720,33 @@ mod tests {
             while store::summarise_calls_step(conn, 1_000 * DAY + day * DAY).unwrap() {}
         }
 
+        /// 30 records over days 0–9 (of `calls` calls, see [`insert`]), both summaries moved
+        /// to day 8: the directory, the writer's connection and a reader.
+        fn thirty_records_summarised_to_day_8(
+            calls: u64,
+        ) -> (tempfile::TempDir, Connection, JournalReader) {
+            let dir = tempfile::tempdir().unwrap();
+            let db = dir.path().join("journal.sqlite");
+            let (opened, ()) = store::open_writer(&db, 0, &|_| Ok(())).unwrap();
+            let rows: Vec<_> = (0..30).map(|i| (Some(i % 10), i * 997, 0, 0, 0)).collect();
+            insert(&opened.conn, 1, &rows, calls);
+            summarise(&opened.conn, 8);
+            let reader =
+                JournalReader::open(&crate::journal::JournalPaths::from_path(&db)).unwrap();
+            (dir, opened.conn, reader)
+        }
+
         /// The property above would also hold if `count` never read the summary: a summary
         /// made wrong on purpose shows that it does, and only for the days it covers.
         #[test]
         fn counts_read_the_summary_for_whole_days() {
-            let dir = tempfile::tempdir().unwrap();
-            let db = dir.path().join("journal.sqlite");
-            let (opened, ()) = store::open_writer(&db, 0, &|_| Ok(())).unwrap();
-            let conn = opened.conn;
-            let rows: Vec<_> = (0..30).map(|i| (Some(i % 10), i * 997, 0, 0, 0)).collect();
-            insert(&conn, 1, &rows, 0);
-            summarise(&conn, 8);
+            let (_dir, conn, reader) = thirty_records_summarised_to_day_8(0);
             assert_eq!(store::summary_upto(&conn).unwrap(), 1_008 * DAY);
             conn.execute(
                 "UPDATE cdr_day SET records = records + 100 WHERE day = 1003",
                 [],
             )
             .unwrap();
-            let reader =
-                JournalReader::open(&crate::journal::JournalPaths::from_path(&db)).unwrap();
             let all = Filter::default();
             assert_eq!(reader.count_scan(&all).unwrap(), 30);
             assert_eq!(reader.count(&all).unwrap(), 130);
@@ -765,17 +773,9 @@ mod tests {
         /// call over midnight counts once.
         #[test]
         fn calls_counts_read_the_calls_summary_for_whole_days() {
-            let dir = tempfile::tempdir().unwrap();
-            let db = dir.path().join("journal.sqlite");
-            let (opened, ()) = store::open_writer(&db, 0, &|_| Ok(())).unwrap();
-            let conn = opened.conn;
             // 30 records of 7 calls, each call's records on several days.
-            let rows: Vec<_> = (0..30).map(|i| (Some(i % 10), i * 997, 0, 0, 0)).collect();
-            insert(&conn, 1, &rows, 7);
-            summarise(&conn, 8);
+            let (_dir, conn, reader) = thirty_records_summarised_to_day_8(7);
             assert_eq!(store::call_summary_upto(&conn).unwrap(), 1_008 * DAY);
-            let reader =
-                JournalReader::open(&crate::journal::JournalPaths::from_path(&db)).unwrap();
             let all = Filter::default();
             assert_eq!(reader.count_calls_scan(&all).unwrap(), 7);
             assert_eq!(reader.count_calls(&all).unwrap(), 7);

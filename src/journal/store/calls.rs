@@ -25,6 +25,7 @@ use std::collections::{HashMap, HashSet};
 
 use rusqlite::{params, Connection};
 
+use super::days::{immediate, step_span};
 use super::{meta_get, meta_set, DAY, SUMMARY_STEP_DAYS};
 use crate::record::{Direction, Disposition};
 
@@ -32,8 +33,9 @@ use crate::record::{Direction, Disposition};
 /// for the days in `cdr_call_dirty`. Absent: nothing is (a journal just migrated to v4).
 pub const META_CALL_SUMMARY_UPTO: &str = "call_summary_upto";
 
-/// Disposition slots in a group mask: the seven Asterisk spells, then any other text.
-const DISPOSITION_SLOTS: u32 = 8;
+/// Disposition slots in a group mask: the seven Asterisk spells, then any other text (the
+/// payload's tags).
+const DISPOSITION_SLOTS: u32 = crate::journal::payload::OTHER_DISPOSITION as u32 + 1;
 /// Direction slots: the four of [`Direction::ALL`], then any other text (none is written).
 const DIRECTION_SLOTS: u32 = 5;
 
@@ -47,19 +49,11 @@ pub fn group_bit(direction: &str, disposition: &str) -> i64 {
     1i64 << (dir * DISPOSITION_SLOTS + disp)
 }
 
-/// The slot of a disposition a filter can name; `None` for `Other` (a filter on it is
-/// answered by a scan).
+/// The slot of a disposition a filter can name (its payload tag); `None` for `Other` (a filter
+/// on it is answered by a scan).
 fn disposition_slot(d: &Disposition) -> Option<u32> {
-    Some(match d {
-        Disposition::Answered => 0,
-        Disposition::NoAnswer => 1,
-        Disposition::Busy => 2,
-        Disposition::Failed => 3,
-        Disposition::Congestion => 4,
-        Disposition::Cancel => 5,
-        Disposition::Unknown => 6,
-        Disposition::Other(_) => return None,
-    })
+    let tag = crate::journal::payload::disposition_tag(d);
+    (tag != crate::journal::payload::OTHER_DISPOSITION).then_some(u32::from(tag))
 }
 
 /// The groups a filter on these directions and dispositions matches (empty: any); `None` when
@@ -107,23 +101,11 @@ pub fn dirty_call_days(conn: &Connection) -> rusqlite::Result<Vec<i64>> {
 /// days redone, else the span moved towards `target_utc` (rounded down to a day) by at most
 /// that many days. Returns true when more remains. Writes nothing when there is nothing to do.
 pub fn summarise_calls_step(conn: &Connection, target_utc: i64) -> rusqlite::Result<bool> {
-    let target = target_utc.div_euclid(DAY).max(0) * DAY;
+    let (target, upto, from) = step_span(conn, META_CALL_SUMMARY_UPTO, target_utc)?;
     let dirty: Vec<i64> = conn
         .prepare_cached("SELECT day FROM cdr_call_dirty ORDER BY day LIMIT ?1")?
         .query_map([SUMMARY_STEP_DAYS], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    let upto = meta_get(conn, META_CALL_SUMMARY_UPTO)?;
-    let from = match upto {
-        Some(u) => u.max(0),
-        None => {
-            let first: Option<i64> = conn.query_row(
-                "SELECT min(start_utc) FROM cdr WHERE start_utc >= 0",
-                [],
-                |r| r.get(0),
-            )?;
-            first.map_or(target, |t| (t.div_euclid(DAY) * DAY).min(target))
-        }
-    };
     if dirty.is_empty() && from >= target && upto.is_some() {
         return Ok(false);
     }
@@ -132,8 +114,7 @@ pub fn summarise_calls_step(conn: &Connection, target_utc: i64) -> rusqlite::Res
     } else {
         from
     };
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let step = || -> rusqlite::Result<()> {
+    immediate(conn, || {
         let mut keys = HashSet::new();
         for &day in &dirty {
             keys.extend(forget_day(conn, day)?);
@@ -145,14 +126,7 @@ pub fn summarise_calls_step(conn: &Connection, target_utc: i64) -> rusqlite::Res
         }
         refresh_multi(conn, &keys)?;
         meta_set(conn, META_CALL_SUMMARY_UPTO, to)
-    };
-    match step() {
-        Ok(()) => conn.execute_batch("COMMIT")?,
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            return Err(e);
-        }
-    }
+    })?;
     let more_dirty: bool =
         conn.query_row("SELECT EXISTS (SELECT 1 FROM cdr_call_dirty)", [], |r| {
             r.get(0)

@@ -36,26 +36,12 @@ pub fn summary_upto(conn: &Connection) -> rusqlite::Result<i64> {
 /// moved, so the triggers take over those days from the same commit on. Returns true when
 /// more days remain. Writes nothing when the span is already there.
 pub fn summarise_step(conn: &Connection, target_utc: i64) -> rusqlite::Result<bool> {
-    let target = target_utc.div_euclid(DAY).max(0) * DAY;
-    let upto = meta_get(conn, META_DAY_SUMMARY_UPTO)?;
-    let from = match upto {
-        Some(u) => u.max(0),
-        // A span starting at the first stored day: there is nothing before it to count.
-        None => {
-            let first: Option<i64> = conn.query_row(
-                "SELECT min(start_utc) FROM cdr WHERE start_utc >= 0",
-                [],
-                |r| r.get(0),
-            )?;
-            first.map_or(target, |t| (t.div_euclid(DAY) * DAY).min(target))
-        }
-    };
+    let (target, upto, from) = step_span(conn, META_DAY_SUMMARY_UPTO, target_utc)?;
     if from >= target && upto.is_some() {
         return Ok(false);
     }
     let to = (from + SUMMARY_STEP_DAYS * DAY).min(target).max(from);
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let step = || -> rusqlite::Result<()> {
+    immediate(conn, || {
         conn.execute(
             "INSERT INTO cdr_day (day, pbx, direction, disposition, records)
              SELECT start_utc / 86400, pbx, direction, disposition, count(*) FROM cdr
@@ -65,15 +51,49 @@ pub fn summarise_step(conn: &Connection, target_utc: i64) -> rusqlite::Result<bo
             params![from, to],
         )?;
         meta_set(conn, META_DAY_SUMMARY_UPTO, to)
-    };
+    })?;
+    Ok(to < target)
+}
+
+/// Runs `step` in one `BEGIN IMMEDIATE` transaction: committed when it succeeds, rolled back
+/// when it fails.
+pub(crate) fn immediate(
+    conn: &Connection,
+    step: impl FnOnce() -> rusqlite::Result<()>,
+) -> rusqlite::Result<()> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
     match step() {
-        Ok(()) => conn.execute_batch("COMMIT")?,
+        Ok(()) => conn.execute_batch("COMMIT"),
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
-            return Err(e);
+            Err(e)
         }
     }
-    Ok(to < target)
+}
+
+/// Where the summary whose span is the `meta` key `key` stands, for a step towards
+/// `target_utc`: the target rounded down to a day, the span's end (`None`: never summarised),
+/// and where the step starts — the span's end, or the first stored day (nothing before it to
+/// count).
+pub(crate) fn step_span(
+    conn: &Connection,
+    key: &str,
+    target_utc: i64,
+) -> rusqlite::Result<(i64, Option<i64>, i64)> {
+    let target = target_utc.div_euclid(DAY).max(0) * DAY;
+    let upto = meta_get(conn, key)?;
+    let from = match upto {
+        Some(u) => u.max(0),
+        None => {
+            let first: Option<i64> = conn.query_row(
+                "SELECT min(start_utc) FROM cdr WHERE start_utc >= 0",
+                [],
+                |r| r.get(0),
+            )?;
+            first.map_or(target, |t| (t.div_euclid(DAY) * DAY).min(target))
+        }
+    };
+    Ok((target, upto, from))
 }
 
 /// A half-open range of starts (`None`: unbounded at that end), as `Filter` has it.

@@ -276,16 +276,13 @@ mod tests {
         assert_eq!(lost, 1);
     }
 
-    /// Issue 14 item 3: a v2 journal gains the day summary without a scan at start (nothing
-    /// summarised, so counts still scan), and the writer's steps then fill it in.
-    #[test]
-    fn version_2_files_migrate_to_an_empty_day_summary_filled_in_later() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("v2.sqlite");
-        let c = Connection::open(&db).unwrap();
+    /// A file at schema `version` holding 50 records a day apart, opened for writing (which
+    /// migrates it): the writer's connection.
+    fn old_file_with_50_records(db: &std::path::Path, version: usize) -> Connection {
+        let c = Connection::open(db).unwrap();
         c.execute_batch(&format!(
-            "{}; {}; PRAGMA user_version = 2;",
-            MIGRATIONS[0], MIGRATIONS[1]
+            "{}; PRAGMA user_version = {version};",
+            MIGRATIONS[..version].join("; ")
         ))
         .unwrap();
         for n in 0..50u64 {
@@ -293,9 +290,17 @@ mod tests {
                 .unwrap();
         }
         drop(c);
-        let (opened, ()) = open_writer(&db, 0, &|_| Ok(())).unwrap();
-        assert_eq!(opened.migrated_from, Some(2));
-        let conn = opened.conn;
+        let (opened, ()) = open_writer(db, 0, &|_| Ok(())).unwrap();
+        assert_eq!(opened.migrated_from, Some(version as i32));
+        opened.conn
+    }
+
+    /// Issue 14 item 3: a v2 journal gains the day summary without a scan at start (nothing
+    /// summarised, so counts still scan), and the writer's steps then fill it in.
+    #[test]
+    fn version_2_files_migrate_to_an_empty_day_summary_filled_in_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = old_file_with_50_records(&dir.path().join("v2.sqlite"), 2);
         let summarised = |conn: &Connection| -> i64 {
             conn.query_row("SELECT coalesce(sum(records), 0) FROM cdr_day", [], |r| {
                 r.get(0)
@@ -322,21 +327,7 @@ mod tests {
     #[test]
     fn version_3_files_migrate_to_an_empty_calls_summary_filled_in_later() {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("v3.sqlite");
-        let c = Connection::open(&db).unwrap();
-        c.execute_batch(&format!(
-            "{}; {}; {}; PRAGMA user_version = 3;",
-            MIGRATIONS[0], MIGRATIONS[1], MIGRATIONS[2]
-        ))
-        .unwrap();
-        for n in 0..50u64 {
-            crate::journal::store::insert_record(&c, n as i64 + 1, n + 1, &sample_record(n * 997))
-                .unwrap();
-        }
-        drop(c);
-        let (opened, ()) = open_writer(&db, 0, &|_| Ok(())).unwrap();
-        assert_eq!(opened.migrated_from, Some(3));
-        let conn = opened.conn;
+        let conn = old_file_with_50_records(&dir.path().join("v3.sqlite"), 3);
         let calls = |conn: &Connection| -> i64 {
             conn.query_row(
                 "SELECT coalesce(sum(calls), 0) FROM cdr_call_day",
