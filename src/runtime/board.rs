@@ -496,6 +496,13 @@ mod tests {
         CallRecord::from_event(&AmiMessage::parse(raw.as_bytes()).unwrap(), &ctx, 0)
     }
 
+    fn down(reason: &str, kind: DownKind) -> LinkEvent {
+        LinkEvent::Down {
+            reason: reason.into(),
+            kind,
+        }
+    }
+
     fn board(now: i64) -> StatusBoard {
         StatusBoard::new(
             "box",
@@ -558,20 +565,14 @@ mod tests {
         b.on_link_event(
             "pbx",
             NOW + 10,
-            &LinkEvent::Down {
-                reason: "connection refused".into(),
-                kind: DownKind::Transient,
-            },
+            &down("connection refused", DownKind::Transient),
         );
         // Retries keep the original "down since" time.
         b.on_link_event("pbx", NOW + 20, &LinkEvent::Connecting { attempt: 2 });
         b.on_link_event(
             "pbx",
             NOW + 21,
-            &LinkEvent::Down {
-                reason: "connection refused".into(),
-                kind: DownKind::Transient,
-            },
+            &down("connection refused", DownKind::Transient),
         );
         b.publish(NOW + 30);
         let v = b.snapshot();
@@ -580,14 +581,7 @@ mod tests {
         b.publish(NOW + 10 + LINK_DOWN_ALARM_SECS);
         assert_eq!(b.snapshot().alarms[0].code, "LINK DOWN");
 
-        b.on_link_event(
-            "pbx",
-            NOW + 100,
-            &LinkEvent::Down {
-                reason: "x".into(),
-                kind: DownKind::AuthFailed,
-            },
-        );
+        b.on_link_event("pbx", NOW + 100, &down("x", DownKind::AuthFailed));
         b.publish(NOW + 100);
         let v = b.snapshot();
         assert_eq!(v.links[0].state, LinkState::AuthFailed);
@@ -664,14 +658,7 @@ mod tests {
     fn the_next_link_alarm_is_a_minute_after_the_link_fell() {
         let b = board(NOW);
         assert_eq!(b.next_link_alarm(NOW), None, "connecting is not down");
-        b.on_link_event(
-            "pbx",
-            NOW + 5,
-            &LinkEvent::Down {
-                reason: "refused".into(),
-                kind: DownKind::Transient,
-            },
-        );
+        b.on_link_event("pbx", NOW + 5, &down("refused", DownKind::Transient));
         b.publish(NOW + 5);
         assert_eq!(
             b.next_link_alarm(NOW + 5),

@@ -165,30 +165,21 @@ impl CallGenerator {
             self.internal_caller(a, start)
         };
         let context = if external { "from-trunk" } else { "internal" };
-        let first_dest = self.pjsip(b.0, start);
-        // Both CDRs carry the transfer target as Destination (cdr_transfer.bin).
-        let first = self.cdr(
-            &caller,
-            c.0,
-            context,
-            &first_dest.name,
-            "Dial",
-            &format!("PJSIP/{},30,tT", b.0),
-            (start, Some(start + ring), transfer_at),
-            "ANSWERED",
-        );
-        let second_dest = self.pjsip(c.0, transfer_at);
-        let second = self.cdr(
-            &caller,
-            c.0,
-            context,
-            &second_dest.name,
-            "Dial",
-            &format!("PJSIP/{},30,tT", c.0),
-            (transfer_at, Some(transfer_at), now),
-            "ANSWERED",
-        );
-        vec![first, second]
+        // One CDR per leg, b's then c's; both carry the transfer target as Destination
+        // (cdr_transfer.bin).
+        let legs = [
+            (b.0, (start, Some(start + ring), transfer_at)),
+            (c.0, (transfer_at, Some(transfer_at), now)),
+        ];
+        legs.into_iter()
+            .map(|(taker, times)| {
+                let dest = self.pjsip(taker, times.0);
+                let data = format!("PJSIP/{taker},30,tT");
+                self.cdr(
+                    &caller, c.0, context, &dest.name, "Dial", &data, times, "ANSWERED",
+                )
+            })
+            .collect()
     }
 
     pub(super) fn custom_fields(&mut self, now: i64) -> Vec<CdrData> {
