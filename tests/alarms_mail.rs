@@ -11,8 +11,8 @@
 //! - the mail server down when the alarm rises and back later, the box running: retried, once;
 //! - a link that flaps 20 times (sim-pbx killed and restarted): one mail, not forty.
 
-mod alarms_support;
-mod cli_support;
+use crate::alarms_support;
+use crate::cli_support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -8,8 +8,8 @@
 //! - in the `excel` profile the attachment names the people behind the numbers ("Source name",
 //!   "Destination name": `[names]` over names learned from CallerID), as `cdrbox export` does.
 
-mod alarms_support;
-mod cli_support;
+use crate::alarms_support;
+use crate::cli_support;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -2,8 +2,7 @@
 //! test-alarm` POSTs the message's JSON with `Idempotency-Key` = its id and the bearer token;
 //! a receiver answering 500 is a failure that names the address without its secret path.
 
-#[path = "support/box_process.rs"]
-mod box_process;
+use crate::box_process;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;

@@ -3,7 +3,7 @@
 //! Each test asserts that every Cdr sent whole reaches the sink exactly once, byte-exact, and
 //! that nothing partial does. Real time with millisecond time-outs keeps the file fast.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

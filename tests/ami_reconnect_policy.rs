@@ -6,7 +6,7 @@
 //! Timing: lower bounds are exact (a timer never fires early); upper bounds only separate
 //! "immediate" (a loopback reconnect, ~1 ms) from a lane seconds long, with a generous margin.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;

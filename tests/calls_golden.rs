@@ -2,11 +2,10 @@
 //! `cdrbox::calls`, compared with `tests/fixtures/calls/*.txt` — one line per call with its
 //! outcome and legs.
 //!
-//! `UPDATE_GOLDEN=1 cargo test --release --test calls_golden` rewrites the files; read the diff:
-//! every line is a claim about what a supervisor sees.
+//! `UPDATE_GOLDEN=1 cargo test --release --test integration -- calls_golden::` rewrites the files;
+//! read the diff: every line is a claim about what a supervisor sees.
 
-#[path = "capture_support/mod.rs"]
-mod capture_support;
+use crate::capture_support;
 
 use capture_support::office_records as decode;
 use cdrbox::calls::{group, Call, Outcome};

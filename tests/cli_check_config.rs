@@ -1,8 +1,7 @@
 //! `cdrbox check-config` on the real binary (issue 13 item 7): every problem of a file in one
 //! run, each once, with its line; error chains that say each thing once.
 
-#[path = "support/box_process.rs"]
-mod box_process;
+use crate::box_process;
 
 fn check(path: &std::path::Path) -> (bool, String, String) {
     box_process::command("check-config", path)

@@ -5,8 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-#[path = "support/box_process.rs"]
-mod box_process;
+use crate::box_process;
 
 use box_process::{BoxConfig, BIN};
 

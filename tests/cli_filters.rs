@@ -2,7 +2,7 @@
 //! item 7): the same spellings select the same records, and a misspelt value or a reversed range
 //! is refused by both with the same sentence (golden text below), never an empty set.
 
-mod cli_support;
+use crate::cli_support;
 
 use std::path::{Path, PathBuf};
 

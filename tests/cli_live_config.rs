@@ -4,7 +4,7 @@
 //! restart (issue 3: settings applied live), with the secret never sent back. Then `export
 //! --output` and `display --png` over the same journal.
 
-mod cli_support;
+use crate::cli_support;
 
 use std::process::Command;
 use std::time::Duration;

@@ -5,8 +5,8 @@
 //! on); switching a PBX off or removing it raises a standing "logging is off" alarm. Saves leave
 //! the file and its backup private (0600), and no error shows a line that holds the secret.
 
-mod cli_support;
-mod settings_support;
+use crate::cli_support;
+use crate::settings_support;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! fixtures README states; plus property tests (no panic, bounded memory, encode→decode
 //! identity, chunking-independence).
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 

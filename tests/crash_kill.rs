@@ -22,8 +22,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-#[path = "support/box_process.rs"]
-mod box_process;
+use crate::box_process;
 
 use box_process::{spawn_run, terminate, BoxConfig};
 use cdrbox::filter::{Filter, Sort};

@@ -2,8 +2,8 @@
 //! (embedded-hal-mock), what a redraw costs on the bus (a recording `I2c`), and that a failing or
 //! panicking bus never stops the display thread — it retries with re-initialisation and reports.
 //!
-//! `cargo test --test display_oled i2c_budget -- --nocapture` prints the numbers quoted in
-//! board/display.md.
+//! `cargo test --test integration display_oled::i2c_budget -- --nocapture` prints the numbers
+//! quoted in board/display.md.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -1,8 +1,9 @@
 //! Golden screens: every OLED state rendered to a 128×64 `Frame` and compared, as an ASCII dump
 //! (`#` lit, `.` dark), with `tests/fixtures/display/<state>.txt`.
 //!
-//! `UPDATE_GOLDEN=1 cargo test --test display_render` rewrites the files; review the diff like
-//! code. A mismatch prints the expected and the actual page so the difference is visible.
+//! `UPDATE_GOLDEN=1 cargo test --test integration -- display_render::` rewrites the files; review
+//! the diff like code. A mismatch prints the expected and the actual page so the difference is
+//! visible.
 
 use std::path::PathBuf;
 

@@ -2,8 +2,8 @@
 //! connection for 5 s, at 1,000 CDR/s. The PBX's writes must never block (Asterisk drops a
 //! client after 100 ms), the link must not drop, and every record must end up committed once.
 
-mod journal_common;
-mod support;
+use crate::journal_common;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

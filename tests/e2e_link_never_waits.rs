@@ -5,11 +5,9 @@
 //! dropped, and once the lock goes every call is in the journal exactly once — read back from
 //! the ring, which held them while SQLite could not take them.
 
-mod cli_support;
+use crate::cli_support;
 // Only the fake manager's login, session and Cdr events are used here.
-#[allow(dead_code)]
-#[path = "support/fake_ami.rs"]
-mod fake_ami;
+use crate::support::fake_ami;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -13,8 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::process::Command;
 
-#[path = "capture_support/mod.rs"]
-mod capture_support;
+use crate::capture_support;
 
 use capture_support::office_records as decode;
 use cdrbox::export::{ExportWriter, Format, Profile};

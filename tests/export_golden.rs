@@ -1,10 +1,10 @@
 //! Golden-file tests for every export format/profile, and the `asterisk` profile checked byte for
 //! byte against the `Master.csv` that real Asterisk wrote for the same calls.
 //!
-//! `UPDATE_GOLDEN=1 cargo test --test export_golden` rewrites `tests/fixtures/export/`; review the
-//! diff before committing it.
+//! `UPDATE_GOLDEN=1 cargo test --test integration -- export_golden::` rewrites
+//! `tests/fixtures/export/`; review the diff before committing it.
 
-mod import_support;
+use crate::import_support;
 
 use std::collections::{BTreeMap, HashMap};
 

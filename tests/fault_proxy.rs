@@ -15,10 +15,8 @@
 //!    produced while it was up — only what it "produced" while down.
 
 // Its own module (not via support/mod.rs, which the AMI tests own).
-#[path = "support/box_process.rs"]
-mod box_process;
-#[path = "support/fault_proxy.rs"]
-mod fault_proxy_support;
+use crate::box_process;
+use crate::fault_proxy_support;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! clock is more than 10 s off stands as a `PBX CLOCK` warning (not an alarm: nothing is lost,
 //! but call times are the PBX's). Two simulated PBXs: one 42 s ahead, one on time.
 
-mod cli_support;
+use crate::cli_support;
 
 use std::time::Duration;
 

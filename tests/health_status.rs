@@ -4,7 +4,7 @@
 //! `adjtimex(2)` says — with the not-synchronised warning in `warnings`, not in `alarms`
 //! (which are mailed).
 
-mod cli_support;
+use crate::cli_support;
 
 use std::path::Path;
 use std::time::Duration;

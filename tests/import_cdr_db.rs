@@ -6,9 +6,8 @@
 //! freezes mid-answer are error values naming what to fix (a time limit, never a hang); TLS is
 //! used when the server offers it.
 
-mod import_support;
-#[path = "support/mariadb.rs"]
-mod mariadb;
+use crate::import_support;
+use crate::mariadb;
 
 use std::time::Duration;
 

@@ -3,9 +3,8 @@
 //! is then Master.csv row for row (each once), a repeated or overlapping import changes nothing,
 //! stdin works, and malformed lines are reported by number without stopping the import.
 
-#[path = "support/box_process.rs"]
-mod box_process;
-mod import_support;
+use crate::box_process;
+use crate::import_support;
 
 use std::io::Write;
 use std::path::Path;

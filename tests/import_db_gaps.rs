@@ -4,9 +4,8 @@
 //! database that goes away is a failing status and an alarm, and the next pull after it comes
 //! back adds nothing twice; rows that keep arriving are picked up by the reconciliation.
 
-mod import_support;
-#[path = "support/mariadb.rs"]
-mod mariadb;
+use crate::import_support;
+use crate::mariadb;
 
 use std::time::{Duration, Instant};
 

@@ -11,7 +11,7 @@
 //! Needs what `tests/web_e2e_browser.rs` needs (chromium, node, `npm ci --prefix tests/e2e`);
 //! says SKIPPED locally without them, a failure under CI (`CI=true`).
 
-mod browser_support;
+use crate::browser_support;
 
 #[test]
 fn master_csv_upload_on_the_settings_and_status_pages() {

@@ -4,7 +4,7 @@
 //! of its AMI twin, export back byte for byte, and decode the same in any chunking; arbitrary
 //! bytes never panic; anything written the way `cdr_csv.c` writes it reads back equal.
 
-mod import_support;
+use crate::import_support;
 
 use cdrbox::export::{ExportWriter, Format, Profile};
 use cdrbox::import::master_csv::{Columns, CsvLayout, MasterCsvReader};

@@ -9,17 +9,11 @@
 //! alarm, the link records on), and once it is back the box fills exactly the missing calls:
 //! every call in the database is in the export exactly once.
 
-mod cli_support;
-mod import_support;
-// The MariaDB harness and cli_support each include support/box_process.rs so that either
-// stands alone in a test; here both are needed, hence two copies of that small module.
-#[allow(clippy::duplicate_mod)]
-#[path = "support/mariadb.rs"]
-mod mariadb;
+use crate::cli_support;
+use crate::import_support;
+use crate::mariadb;
 // Only the fake manager's login and session handling are used here.
-#[allow(dead_code)]
-#[path = "support/fake_ami.rs"]
-mod fake_ami;
+use crate::support::fake_ami;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -7,13 +7,10 @@
 //! manager), the box stopped while calls go on and started again, then Master.csv imported
 //! through the running box: the export is Master.csv row for row, each call once.
 
-#[path = "support/box_process.rs"]
-mod box_process;
+use crate::box_process;
+use crate::import_support;
 // Only the fake manager's login and session handling are used here.
-#[allow(dead_code)]
-#[path = "support/fake_ami.rs"]
-mod fake_ami;
-mod import_support;
+use crate::support::fake_ami;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

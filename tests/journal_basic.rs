@@ -1,7 +1,7 @@
 //! Journal integration tests: persistence, exactly-once, ring replay after a crash, torn ring
 //! entries, a damaged database, migrations, the gap ledger, retention, the reader's ring view.
 
-mod journal_common;
+use crate::journal_common;
 
 use std::collections::HashSet;
 use std::time::Duration;

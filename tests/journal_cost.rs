@@ -1,9 +1,9 @@
 //! Write-cost probe for the benchmark (ignored: it measures, it asserts nothing about speed).
-//! Run: `cargo test --release --test journal_cost -- --ignored --nocapture`, ideally with
+//! Run: `cargo test --release --test timing -- journal_cost:: --ignored --nocapture`, ideally with
 //! `CDRBOX_COST_DIR` on a quiet dedicated filesystem (e.g. a loop-mounted ext4), since device
 //! counters include every other writer on the same disk.
 
-mod journal_common;
+use crate::journal_common;
 
 use std::time::Duration;
 

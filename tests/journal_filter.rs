@@ -1,7 +1,7 @@
 //! The journal's SQL for a `Filter` must select exactly what `Filter::matches` selects; sorting,
 //! paging, totals, and streaming over 100k rows.
 
-mod journal_common;
+use crate::journal_common;
 
 use std::collections::BTreeSet;
 

@@ -3,10 +3,8 @@
 //! fields, ~7 MB once parsed), and a journal whose byte bound is reached while SQLite is full.
 //! Peaks come from the child's VmHWM with a generous margin; nothing here is timed.
 
-#[path = "web_support/hostile_pbx.rs"]
-mod hostile_pbx;
-#[path = "web_support/real_box.rs"]
-mod real_box;
+use crate::hostile_pbx;
+use crate::real_box;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! full disk (a real SQLITE_FULL via `max_page_count`). Producers must never block, nothing that
 //! arrived may be lost, and the journal must resume by itself.
 
-mod journal_common;
+use crate::journal_common;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};

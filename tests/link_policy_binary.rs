@@ -3,8 +3,8 @@
 //! is re-established at once — the next call is recorded — and a PBX that keeps refusing is
 //! retried about a second apart, not in a hot loop and not after the old 30 s waits.
 
-mod cli_support;
-mod support;
+use crate::cli_support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Child;

@@ -20,8 +20,8 @@
 //!
 //! Screenshots go to `target/e2e-callers/`.
 
-mod browser_support;
-mod cli_support;
+use crate::browser_support;
+use crate::cli_support;
 
 use std::collections::BTreeMap;
 use std::path::Path;

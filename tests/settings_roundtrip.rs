@@ -2,7 +2,7 @@
 //! a form change of that key alone changes the file in that key alone; sending back what the
 //! form shows (file values and defaults) changes nothing; the file parses after each save.
 
-mod settings_support;
+use crate::settings_support;
 
 use cdrbox::config::parse::normalize;
 use cdrbox::config::{keys, Config};

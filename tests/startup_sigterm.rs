@@ -6,8 +6,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-#[path = "support/box_process.rs"]
-mod box_process;
+use crate::box_process;
 
 use box_process::{spawn_run, terminate, BoxConfig};
 use cdrbox::config::Config;

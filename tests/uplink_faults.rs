@@ -7,9 +7,8 @@
 //! 10,000 records queue, then back. "In the middle of a batch" is not guessed from timing: the
 //! server's own log says "unexpected EOF on client connection with an open transaction".
 
-#[path = "support/fault_proxy.rs"]
-mod fault_proxy;
-mod uplink_support;
+use crate::fault_proxy_support as fault_proxy;
+use crate::uplink_support;
 
 use std::time::Duration;
 

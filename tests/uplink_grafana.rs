@@ -6,7 +6,7 @@
 //! numbers the panels show must be the server's: calls per office add up to the rows of
 //! `cdrbox_cdr`, answered + missed to calls, one health row per box.
 
-mod uplink_support;
+use crate::uplink_support;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! the box's export, record for record, each once. Also: `cdrbox uplink-schema` is the SQL a
 //! DBA runs, and a box then writes into that schema.
 
-mod uplink_support;
+use crate::uplink_support;
 
 use std::path::Path;
 use std::time::Duration;

@@ -6,8 +6,8 @@
 //! freed; and the forwarding rate of a full journal, measured. Each ends with `cdrbox_cdr`
 //! equal, record for record, to the box's export, each once.
 
-mod import_support;
-mod uplink_support;
+use crate::import_support;
+use crate::uplink_support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -347,7 +347,7 @@ fn rate_records() -> usize {
 /// Measures records/s forwarded from a journal already holding N records (the uplink's own
 /// thread, batches of 500, to the local cluster over TCP), and checks the central rows equal
 /// the journal's records. The number is printed:
-/// `cargo test --release --test uplink_server -- forwarding_rate --nocapture`.
+/// `cargo test --release --test integration -- uplink_server::forwarding_rate --nocapture`.
 #[test]
 fn forwarding_rate_of_a_full_journal() {
     let n = rate_records();

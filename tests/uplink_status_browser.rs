@@ -9,8 +9,8 @@
 //! Needs what `tests/web_e2e_browser.rs` needs (chromium, node, `npm ci --prefix tests/e2e`);
 //! SKIPPED locally without them, a failure under CI (`CI=true`).
 
-mod browser_support;
-mod uplink_support;
+use crate::browser_support;
+use crate::uplink_support;
 
 use std::ffi::OsString;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The verified USB export against a temporary directory standing in for the stick: contents,
 //! manifest hashes, resumability, and every fault (full, pulled, read-only, bad read-back).
 
-mod usb_support;
+use crate::usb_support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;

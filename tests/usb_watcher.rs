@@ -1,7 +1,7 @@
 //! The USB watcher against a fake mount table and temporary directories as sticks: a line added
 //! to the table makes a verified export within seconds; faults end in clear messages.
 
-mod usb_support;
+use crate::usb_support;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -5,9 +5,8 @@
 //! Drives the real binary for the copies (`cdrbox usb-export`, which finds the journal held by
 //! this test's writer and copies read-only) and the journal API for the box.
 
-#[path = "support/box_process.rs"]
-mod box_process;
-mod journal_common;
+use crate::box_process;
+use crate::journal_common;
 
 use std::path::Path;
 use std::time::Duration;

@@ -6,7 +6,7 @@
 //! Needs what `tests/web_e2e_browser.rs` needs (chromium, node, `npm ci --prefix tests/e2e`);
 //! SKIPPED locally without them, a failure under CI.
 
-mod browser_support;
+use crate::browser_support;
 
 #[test]
 fn every_page_fits_a_phone_and_a_desktop() {

@@ -5,7 +5,7 @@
 //! `.ci/run` installs all three. Without them the test says SKIPPED locally, and fails under
 //! CI (`CI=true`), so CI can never pass without having run it.
 
-mod browser_support;
+use crate::browser_support;
 
 #[test]
 fn web_page_end_to_end_in_headless_chromium() {

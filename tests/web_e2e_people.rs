@@ -5,7 +5,7 @@
 //! Needs what `tests/web_e2e_browser.rs` needs (chromium, node, `npm ci --prefix tests/e2e`);
 //! SKIPPED locally without them, a failure under CI.
 
-mod browser_support;
+use crate::browser_support;
 
 #[test]
 fn supervisor_pages_at_desktop_and_phone_width() {

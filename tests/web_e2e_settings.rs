@@ -10,9 +10,9 @@
 //! Needs what `web_e2e_browser.rs` needs (chromium, node, `npm ci --prefix tests/e2e`); says
 //! SKIPPED without them locally and fails under CI.
 
-mod browser_support;
-mod cli_support;
-mod settings_support;
+use crate::browser_support;
+use crate::cli_support;
+use crate::settings_support;
 
 use std::path::Path;
 

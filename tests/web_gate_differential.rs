@@ -3,8 +3,7 @@
 //! the same request, and the two must never disagree on where a body ends (issue 11,
 //! finding 1).
 
-#[path = "web_support/differential.rs"]
-mod differential;
+use crate::differential;
 
 use proptest::prelude::*;
 

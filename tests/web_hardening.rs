@@ -2,10 +2,8 @@
 //! list repeated from outside, and what the box must answer now. Test names carry the finding
 //! number. Addresses 127.0.0.N stand for different LAN hosts.
 
-#[path = "web_support/hostile_pbx.rs"]
-mod hostile_pbx;
-#[path = "web_support/real_box.rs"]
-mod real_box;
+use crate::hostile_pbx;
+use crate::real_box;
 
 use std::io::{Read, Write};
 use std::net::IpAddr;

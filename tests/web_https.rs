@@ -5,8 +5,7 @@
 //! served from the next connection, and the gate's protections (one parser, Host check,
 //! per-address cap, deadlines) holding over TLS.
 
-#[path = "web_support/real_box.rs"]
-mod real_box;
+use crate::real_box;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};

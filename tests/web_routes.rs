@@ -1,7 +1,6 @@
 //! Route tests: `App::handle` called directly with an in-memory backend (no sockets).
 
-#[path = "web_support/mod.rs"]
-mod web_support;
+use crate::web_support;
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -1,8 +1,7 @@
 //! The real tiny_http server on 127.0.0.1:0 with an in-memory backend: setup, login, cookie,
 //! Basic, live feed, streamed export, and the limits (body, headers, idle clients, time-outs).
 
-#[path = "web_support/mod.rs"]
-mod web_support;
+use crate::web_support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -5,7 +5,7 @@
 //
 //   CDRBOX_E2E_CMD   command printing "http://ADDR/" on stdout (default: `cdrbox demo` from
 //                    target/release on 127.0.0.1:0 — the simulated PBX makes a call every second).
-//                    `cargo test --release --test web_e2e_browser` sets it.
+//                    `cargo test --release --test integration -- web_e2e_browser::` sets it.
 //   CHROMIUM         browser path (default /usr/bin/chromium)
 //   CDRBOX_E2E_CODE_FILE  where the one-time setup code is, when the banner does not print it
 import { readFileSync } from 'node:fs';
