@@ -98,3 +98,33 @@ mod web_hardening;
 mod web_https;
 mod web_routes;
 mod web_server;
+
+/// With `autotests = false` a new `tests/NAME.rs` runs only once a test binary includes it:
+/// this fails until it is `mod NAME;` here or in tests/timing.rs, or a `[[test]]` of its own.
+#[test]
+fn every_test_file_is_in_a_test_binary() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |f: &str| {
+        std::fs::read_to_string(root.join(f)).unwrap_or_else(|e| panic!("reading {f}: {e}"))
+    };
+    let listed = [
+        read("tests/integration.rs"),
+        read("tests/timing.rs"),
+        read("Cargo.toml"),
+    ]
+    .concat();
+    let dir = std::fs::read_dir(root.join("tests")).expect("reading tests/");
+    for entry in dir {
+        let name = entry.expect("an entry of tests/").file_name();
+        let name = name.to_string_lossy();
+        let Some(stem) = name.strip_suffix(".rs") else {
+            continue;
+        };
+        assert!(
+            listed.contains(&format!("\nmod {stem};"))
+                || listed.contains(&format!("path = \"tests/{name}\"")),
+            "tests/{name} is in no test binary: add `mod {stem};` to tests/integration.rs \
+             (Cargo.toml's [[test]] list says which files are elsewhere and why)"
+        );
+    }
+}
