@@ -109,6 +109,9 @@ async function main() {
     await Promise.all([phone.waitForURL(base + '/'), phone.click('#login button[type=submit]')]);
     await showSettings(phone);
     const box = phone.locator('[data-import-pbx="' + PBX + '"]');
+    // boundingBox() is null until the button is drawn: wait for it, then measure (a run under
+    // load once measured before the settings page had drawn it).
+    await box.locator('button.pbx-import-go').waitFor({ state: 'visible' });
     const b = await box.locator('button.pbx-import-go').boundingBox();
     if (!b || b.x < 0 || b.x + b.width > 390) fail('the Import button is off a phone screen: ' + JSON.stringify(b));
     const again = await uploadOnSettings(phone);
